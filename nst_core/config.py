@@ -1,0 +1,203 @@
+"""The stylizer's parameters and progress events: the one place where defaults live.
+
+Every outer ring (the CLI, the manifest schema, the flow) reads its defaults from
+:class:`StyleConfig`, so a default changed here changes everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from torch import Tensor
+
+from nst_core.vgg import LAYER_NAMES
+
+Pooling = Literal["max", "avg"]
+Init = Literal["content", "noise", "image"]
+Optimizer = Literal["lbfgs", "adam"]
+Precision = Literal["fp32", "bf16"]
+
+# Gatys et al. (2016), section 2: content at conv4_2, style at conv1_1..conv5_1. Caffe's ReLUs run
+# in place, so the blobs the paper reads hold post-ReLU values: relu4_2 and relu{1..5}_1 here.
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+# Five pooling layers deep, relu5_1 sees the image at 1/16 of its size: below 16 px it has no pixels.
+MIN_SIDE_PX = 16
+MAX_SIDE_PX = 16384
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Everything that shapes a stylization, except the images, the weights and the device.
+
+    The losses are normalised so that these weights work at any image size (see
+    ``nst_core.losses``); they are the weights of jcjohnson/neural-style, whose normalisation
+    we share, on the same original VGG-19.
+    """
+
+    size: int = 512  # max side of the output, px
+    # Coarse-to-fine: each entry is a fraction of ``size``; the last must be 1.0. The image is
+    # optimised at each size in turn, upsampled and refined (Gatys et al. 2017, section 5).
+    scales: tuple[float, ...] = (0.5, 1.0)
+    # Iterations per scale (one entry per scale, or one entry for all). An upper bound: the run
+    # stops earlier at a scale once the loss stops improving (see early_stop_*).
+    iterations: tuple[int, ...] = (500,)
+    content_weight: float = 5.0
+    style_weight: float = 100.0
+    tv_weight: float = 1e-3
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] = ()  # empty: every style layer weighs 1
+    style_blend: tuple[float, ...] = ()  # one weight per style image, normalised to sum 1; empty: equal
+    style_scale: float = 1.0  # style image max side = style_scale x output max side, at each scale
+    pooling: Pooling = "max"  # the paper prefers avg; max is what most implementations ship
+    init: Init = "content"
+    seed: int = 0
+    optimizer: Optimizer = "lbfgs"
+    lbfgs_history: int = 50  # memory is ~ 2 x history x image size; 50 keeps 2048 px under 1.3 GB
+    adam_lr: float = 0.02  # in [0, 1] pixel units
+    # Stop a scale early when the best loss improved by less than this fraction over the last
+    # ``early_stop_window`` iterations. 0 disables early stopping.
+    early_stop_rtol: float = 1e-3
+    early_stop_window: int = 50
+    # Luminance-only transfer (Gatys et al. 2017, section 5.1): optimise the luminance inside the
+    # loop and take the colours (YIQ chroma) from the content.
+    preserve_color: bool = False
+    # With preserve_color: match the style luminance's mean and std to the content's first.
+    match_luminance: bool = True
+    precision: Precision = "fp32"
+
+    def __post_init__(self) -> None:
+        for problem in _problems(self):
+            raise ValueError(problem)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every VGG layer the losses read, deepest last."""
+        wanted = set(self.content_layers) | set(self.style_layers)
+        return tuple(name for name in LAYER_NAMES if name in wanted)
+
+    def iterations_per_scale(self) -> tuple[int, ...]:
+        if len(self.iterations) == 1:
+            return self.iterations * len(self.scales)
+        return self.iterations
+
+    def sides(self) -> tuple[int, ...]:
+        """The max side, px, of the image at each scale."""
+        return tuple(max(MIN_SIDE_PX, round(self.size * s)) for s in self.scales)
+
+    def style_sides(self) -> tuple[int, ...]:
+        """The max side, px, that the style images are resized to at each scale."""
+        return tuple(max(MIN_SIDE_PX, round(side * self.style_scale)) for side in self.sides())
+
+    def layer_weights(self) -> dict[str, float]:
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        return dict(zip(self.style_layers, weights, strict=True))
+
+    def blend_weights(self, num_styles: int) -> tuple[float, ...]:
+        """Blend weights for ``num_styles`` styles, normalised to sum 1 (as jcjohnson/neural-style)."""
+        raw = self.style_blend or (1.0,) * num_styles
+        if len(raw) != num_styles:
+            raise ValueError(f"style_blend has {len(raw)} weights for {num_styles} style images")
+        total = sum(raw)
+        return tuple(w / total for w in raw)
+
+
+def config_field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(StyleConfig))
+
+
+def _problems(cfg: StyleConfig) -> list[str]:
+    """Every range problem of ``cfg``, as readable sentences."""
+    out: list[str] = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            out.append(message)
+
+    check(MIN_SIDE_PX <= cfg.size <= MAX_SIDE_PX, f"size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.size}")
+    check(len(cfg.scales) >= 1, "scales must have at least one entry")
+    check(all(0 < s <= 1 for s in cfg.scales), f"scales must be in (0, 1], got {cfg.scales}")
+    check(list(cfg.scales) == sorted(set(cfg.scales)), f"scales must be strictly increasing, got {cfg.scales}")
+    check(bool(cfg.scales) and cfg.scales[-1] == 1.0, f"the last scale must be 1.0, got {cfg.scales}")
+    check(len(cfg.iterations) in (1, len(cfg.scales)),
+          f"iterations needs 1 or {len(cfg.scales)} entries (one per scale), got {len(cfg.iterations)}")
+    check(all(0 <= i <= 100_000 for i in cfg.iterations), f"iterations must be 0..100000, got {cfg.iterations}")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        value = getattr(cfg, name)
+        check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value}")
+    check(cfg.style_weight > 0 or cfg.content_weight > 0, "content_weight and style_weight cannot both be 0")
+    check(len(cfg.content_layers) >= 1, "content_layers must name at least one layer")
+    check(len(cfg.style_layers) >= 1, "style_layers must name at least one layer")
+    for layer in (*cfg.content_layers, *cfg.style_layers):
+        check(layer in LAYER_NAMES, f"unknown VGG-19 layer {layer!r}; known: conv1_1, relu1_1, ..., pool5")
+    check(not cfg.style_layer_weights or len(cfg.style_layer_weights) == len(cfg.style_layers),
+          f"style_layer_weights needs {len(cfg.style_layers)} entries, got {len(cfg.style_layer_weights)}")
+    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_layer_weights), "style_layer_weights must be >= 0")
+    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_blend) and (not cfg.style_blend or sum(cfg.style_blend) > 0),
+          f"style_blend weights must be >= 0 with a positive sum, got {cfg.style_blend}")
+    check(math.isfinite(cfg.style_scale) and 0.05 <= cfg.style_scale <= 8,
+          f"style_scale must be 0.05..8, got {cfg.style_scale}")
+    check(cfg.pooling in ("max", "avg"), f"pooling must be max or avg, got {cfg.pooling!r}")
+    check(cfg.init in ("content", "noise", "image"), f"init must be content, noise or image, got {cfg.init!r}")
+    check(0 <= cfg.seed < 2**63, f"seed must be 0..2^63-1, got {cfg.seed}")
+    check(cfg.optimizer in ("lbfgs", "adam"), f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
+    check(1 <= cfg.lbfgs_history <= 1000, f"lbfgs_history must be 1..1000, got {cfg.lbfgs_history}")
+    check(math.isfinite(cfg.adam_lr) and cfg.adam_lr > 0, f"adam_lr must be > 0, got {cfg.adam_lr}")
+    check(0 <= cfg.early_stop_rtol < 1, f"early_stop_rtol must be in [0, 1), got {cfg.early_stop_rtol}")
+    check(cfg.early_stop_window >= 1, f"early_stop_window must be >= 1, got {cfg.early_stop_window}")
+    check(cfg.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One progress event from the optimisation loop.
+
+    ``losses`` holds the weighted terms (``content``, ``style``, ``tv``) and ``total``. They are
+    read back from the device only every ``report_every`` iterations and at the end of a scale
+    (elsewhere they are ``None``), so that a GPU run is not synchronised at every step.
+    """
+
+    scale_index: int  # 0-based
+    num_scales: int
+    height: int
+    width: int
+    iteration: int  # 1-based within the scale
+    max_iterations: int
+    elapsed_s: float  # since the start of the whole run
+    losses: dict[str, float] | None = None
+    scale_done: bool = False  # the last event of this scale
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class ScaleReport:
+    """What happened at one scale of a run."""
+
+    height: int
+    width: int
+    iterations: int
+    max_iterations: int
+    stopped_early: bool
+    losses: dict[str, float]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StylizeResult:
+    """The stylized image, (1, 3, H, W) in [0, 1] on the run's device, and what it took."""
+
+    image: Tensor
+    scales: tuple[ScaleReport, ...] = field(default_factory=tuple)
+
+    @property
+    def final_losses(self) -> dict[str, float]:
+        return dict(self.scales[-1].losses) if self.scales else {}
+
+    @property
+    def total_iterations(self) -> int:
+        return sum(s.iterations for s in self.scales)

@@ -1,0 +1,53 @@
+"""Device and precision choices, made once at the edge and passed into the core."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for, but PyTorch sees no CUDA device here")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA devices")
+        return device
+    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether bf16 runs in hardware here (else PyTorch emulates it, correctly but slowly)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """bf16 autocast around the VGG forward when asked for; a no-op for fp32."""
+    if precision != "bf16":
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        yield
+
+
+def configure_backends(device: torch.device, deterministic: bool = False) -> None:
+    """Process-wide switches for speed on CUDA; ``deterministic`` trades speed for repeatability."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic  # input sizes repeat for hundreds of steps
+        torch.backends.cudnn.deterministic = deterministic

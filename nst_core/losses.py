@@ -1,0 +1,73 @@
+"""The three loss terms of Gatys et al., as pure functions.
+
+Normalisation (why the default weights work at any image size)
+--------------------------------------------------------------
+Every term is a *mean*, never a sum, so none grows with the number of pixels:
+
+- content: ``mean((F - P)^2)`` over the C x H x W activations of the content layer;
+- style: the Gram matrix is ``F F^T / (C H W)`` (for a stationary texture its entries are
+  averages over positions, so they do not depend on the image size), and the layer loss is
+  ``mean((G - A)^2)`` over the C x C entries;
+- total variation: the mean squared difference between neighbouring pixels, in [0, 1] units.
+
+Compared with the paper's ``E_l = sum((G_raw - A_raw)^2) / (4 N^2 M^2)`` (N = C, M = H W), our
+layer loss is ``E_l * 4 / C^2``. This is the normalisation of jcjohnson/neural-style and of
+Gatys' own PyTorch code (layer weights 1e3 / C^2 on ``G / (H W)``), which lets us use their
+tested weights (content 5, style 100 on the original VGG-19 with Caffe preprocessing).
+Gram matrices and losses are always computed in float32, even when features come out of a
+bf16 autocast region: squared Gram differences of deep layers overflow half precision.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """Normalised Gram matrix of feature maps.
+
+    Args:
+        features: (B, C, H, W).
+
+    Returns:
+        (B, C, C) float32, ``F F^T / (C H W)`` with F the features flattened to (B, C, H W).
+
+    >>> gram_matrix(torch.ones(1, 2, 3, 3)).tolist()
+    [[[0.5, 0.5], [0.5, 0.5]]]
+    """
+    if features.dim() != 4:
+        raise ValueError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w).float()
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(features: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error between feature maps (B, C, H, W); returns a float32 scalar."""
+    if features.shape != target.shape:
+        raise ValueError(f"content features {tuple(features.shape)} and target {tuple(target.shape)} differ")
+    return torch.mean((features.float() - target.float()) ** 2)
+
+
+def style_loss(gram: Tensor, target_gram: Tensor) -> Tensor:
+    """Mean squared error between Gram matrices (B, C, C) and a target (C, C) or (B, C, C)."""
+    if gram.shape[-2:] != target_gram.shape[-2:]:
+        raise ValueError(f"Gram {tuple(gram.shape)} and target {tuple(target_gram.shape)} differ")
+    return torch.mean((gram - target_gram.float()) ** 2)
+
+
+def total_variation(image: Tensor) -> Tensor:
+    """Mean squared difference of vertically and horizontally adjacent pixels of (B, C, H, W).
+
+    >>> float(total_variation(torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])))
+    1.0
+    """
+    if image.dim() != 4:
+        raise ValueError(f"expected an image of shape (B, C, H, W), got {tuple(image.shape)}")
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    zero = image.new_zeros(())
+    vertical = torch.mean(dy.float() ** 2) if dy.numel() else zero
+    horizontal = torch.mean(dx.float() ** 2) if dx.numel() else zero
+    return vertical + horizontal

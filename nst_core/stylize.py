@@ -1,0 +1,161 @@
+"""The stylizer: coarse-to-fine optimisation of the pixels (Gatys et al. 2016; 2017 for colour
+control and the coarse-to-fine scheme)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from nst_core.color import gray_to_rgb, luminance, recombine
+from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
+from nst_core.device import autocast
+from nst_core.image_ops import fit_size, resize
+from nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
+from nst_core.optimize import Objective, optimize_scale
+from nst_core.targets import (
+    StyleTargets,
+    blend_targets,
+    check_targets,
+    compute_style_targets,
+    luminance_match_for,
+    target_spec,
+)
+from nst_core.vgg import VGGFeatures
+
+ProgressCallback = Callable[[StepInfo], None]
+
+
+def stylize(
+    content: Tensor,
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    *,
+    styles: Sequence[Tensor] = (),
+    targets: Sequence[StyleTargets] = (),
+    init_image: Tensor | None = None,
+    on_step: ProgressCallback | None = None,
+    report_every: int = 10,
+) -> StylizeResult:
+    """Repaint ``content`` in the style of ``styles`` (or of precomputed ``targets``).
+
+    Args:
+        content: (1, 3, H, W) RGB in [0, 1]; resized so its longer side is ``cfg.size``.
+        features: VGG-19 features reaching ``cfg``'s deepest layer, on ``content``'s device.
+        cfg: the parameters.
+        styles: style images, each (1, 3, H, W) RGB in [0, 1]. Give these or ``targets``.
+        targets: precomputed :class:`StyleTargets`, one per style, from
+            :func:`~nst_core.targets.compute_style_targets` with the same ``cfg``.
+        init_image: (1, 3, H, W) in [0, 1], required when ``cfg.init == "image"``.
+        on_step: receives a :class:`StepInfo` every iteration.
+        report_every: read the loss terms back from the device every this many iterations.
+
+    Returns:
+        The image (1, 3, H', W') in [0, 1] with max(H', W') == cfg.size, and a report per scale.
+    """
+    _check_inputs(content, features, cfg, styles, targets, init_image)
+    began = time.perf_counter()
+    match = luminance_match_for(content, cfg)
+    style_targets = _targets(content, features, cfg, styles, targets, match)
+    blend = cfg.blend_weights(len(style_targets))
+    height, width = content.shape[-2:]
+    reports: list[ScaleReport] = []
+    image: Tensor | None = None
+    iterations = cfg.iterations_per_scale()
+    for index, (side, style_side) in enumerate(zip(cfg.sides(), cfg.style_sides(), strict=True)):
+        size = fit_size(height, width, side)
+        scale_content = _variable_space(resize(content, size), cfg)
+        start = _start_image(index, image, scale_content, size, cfg, init_image)
+        objective = _objective(features, cfg, scale_content, blend_targets(style_targets, blend, style_side))
+        hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index], began)
+        outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook,
+                                 report_every=report_every, where=f"scale {index + 1} ({size[1]}x{size[0]} px), ")
+        # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
+        # between scales and at the end instead.
+        image = outcome.image.clamp(0, 1)
+        reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index],
+                                   outcome.stopped_early, outcome.losses, outcome.seconds))
+    assert image is not None
+    if cfg.preserve_color:
+        image = recombine(image, resize(content, tuple(image.shape[-2:])))
+    return StylizeResult(image=image.detach(), scales=tuple(reports))
+
+
+def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
+                  targets: Sequence[StyleTargets], init_image: Tensor | None) -> None:
+    if content.dim() != 4 or content.shape[:2] != (1, 3):
+        raise ValueError(f"expected a content image of shape (1, 3, H, W), got {tuple(content.shape)}")
+    if bool(styles) == bool(targets):
+        raise ValueError("give either style images or precomputed style targets, not both or neither")
+    if cfg.init == "image" and init_image is None:
+        raise ValueError("init 'image' needs an init_image")
+    needed = cfg.layers[-1]
+    if needed not in features.names:
+        raise ValueError(f"the VGG features stop at {features.last_layer}, but the losses need {needed}")
+    if features.pooling != cfg.pooling:
+        raise ValueError(f"the VGG features use {features.pooling} pooling, the config asks for {cfg.pooling}")
+
+
+def _targets(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
+             targets: Sequence[StyleTargets], match: tuple[float, float] | None) -> list[StyleTargets]:
+    if targets:
+        check_targets(targets, target_spec(cfg, features, match), cfg.style_sides())
+        return [t.to(content.device) for t in targets]
+    return [compute_style_targets(s, features, cfg, luminance_match=match) for s in styles]
+
+
+def _variable_space(rgb: Tensor, cfg: StyleConfig) -> Tensor:
+    """The space the pixels are optimised in: RGB, or luminance only with preserve_color."""
+    return luminance(rgb) if cfg.preserve_color else rgb
+
+
+def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tuple[int, int],
+                 cfg: StyleConfig, init_image: Tensor | None) -> Tensor:
+    if previous is not None:
+        return resize(previous, size)  # coarse-to-fine: continue from the upsampled result
+    if cfg.init == "content":
+        return content.clone()
+    if cfg.init == "noise":
+        # Drawn on the CPU from a seeded generator, then moved: the same noise on every device.
+        generator = torch.Generator().manual_seed(cfg.seed)
+        return torch.rand(content.shape, generator=generator, dtype=torch.float32).to(content.device)
+    assert init_image is not None
+    return _variable_space(resize(init_image.to(content.device), size), cfg)
+
+
+def _objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor]) -> Objective:
+    layers = cfg.layers
+    layer_weights = cfg.layer_weights()
+    with torch.no_grad(), autocast(content.device, cfg.precision):
+        content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
+
+    def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        with autocast(x.device, cfg.precision):
+            feats = features(_rgb(x, cfg), layers)
+        c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
+        s = sum(layer_weights[k] * style_loss(gram_matrix(feats[k]), style_grams[k]) for k in cfg.style_layers)
+        terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
+        if cfg.tv_weight > 0:
+            terms["tv"] = cfg.tv_weight * total_variation(x)
+        total = sum(terms.values())
+        return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value]
+
+    return objective
+
+
+def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:
+    return gray_to_rgb(x) if cfg.preserve_color else x
+
+
+def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int, size: tuple[int, int],
+                   max_iterations: int, began: float) -> Callable[[int, dict[str, float] | None, bool, bool], None] | None:
+    if on_step is None:
+        return None
+
+    def hook(iteration: int, losses: dict[str, float] | None, done: bool, stopped_early: bool) -> None:
+        on_step(StepInfo(index, num_scales, size[0], size[1], iteration, max_iterations,
+                         time.perf_counter() - began, losses, done, stopped_early))
+
+    return hook
