@@ -71,8 +71,9 @@ class StyleConfig:
     precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
-        for problem in _problems(self):
-            raise ValueError(problem)
+        problems = _problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def layers(self) -> tuple[str, ...]:

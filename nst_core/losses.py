@@ -24,6 +24,11 @@ import torch
 from torch import Tensor
 
 
+def _at_least_fp32(t: Tensor) -> Tensor:
+    """bf16/fp16 -> fp32; fp32 and fp64 unchanged (float64 keeps gradcheck exact)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def gram_matrix(features: Tensor) -> Tensor:
     """Normalised Gram matrix of feature maps.
 
@@ -31,7 +36,7 @@ def gram_matrix(features: Tensor) -> Tensor:
         features: (B, C, H, W).
 
     Returns:
-        (B, C, C) float32, ``F F^T / (C H W)`` with F the features flattened to (B, C, H W).
+        (B, C, C) in float32 (or float64 for float64 input), ``F F^T / (C H W)`` with F the features flattened to (B, C, H W).
 
     >>> gram_matrix(torch.ones(1, 2, 3, 3)).tolist()
     [[[0.5, 0.5], [0.5, 0.5]]]
@@ -39,7 +44,7 @@ def gram_matrix(features: Tensor) -> Tensor:
     if features.dim() != 4:
         raise ValueError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w).float()
+    flat = _at_least_fp32(features.reshape(b, c, h * w))
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
@@ -47,14 +52,14 @@ def content_loss(features: Tensor, target: Tensor) -> Tensor:
     """Mean squared error between feature maps (B, C, H, W); returns a float32 scalar."""
     if features.shape != target.shape:
         raise ValueError(f"content features {tuple(features.shape)} and target {tuple(target.shape)} differ")
-    return torch.mean((features.float() - target.float()) ** 2)
+    return torch.mean((_at_least_fp32(features) - _at_least_fp32(target)) ** 2)
 
 
 def style_loss(gram: Tensor, target_gram: Tensor) -> Tensor:
     """Mean squared error between Gram matrices (B, C, C) and a target (C, C) or (B, C, C)."""
     if gram.shape[-2:] != target_gram.shape[-2:]:
         raise ValueError(f"Gram {tuple(gram.shape)} and target {tuple(target_gram.shape)} differ")
-    return torch.mean((gram - target_gram.float()) ** 2)
+    return torch.mean((gram - _at_least_fp32(target_gram)) ** 2)
 
 
 def total_variation(image: Tensor) -> Tensor:
@@ -68,6 +73,6 @@ def total_variation(image: Tensor) -> Tensor:
     dy = image[..., 1:, :] - image[..., :-1, :]
     dx = image[..., :, 1:] - image[..., :, :-1]
     zero = image.new_zeros(())
-    vertical = torch.mean(dy.float() ** 2) if dy.numel() else zero
-    horizontal = torch.mean(dx.float() ** 2) if dx.numel() else zero
+    vertical = torch.mean(_at_least_fp32(dy) ** 2) if dy.numel() else zero
+    horizontal = torch.mean(_at_least_fp32(dx) ** 2) if dx.numel() else zero
     return vertical + horizontal

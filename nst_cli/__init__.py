@@ -1,0 +1,1 @@
+"""The `nst` command line: the outermost ring, composing tasks and flows."""

@@ -1,0 +1,172 @@
+"""The ``nst`` command line. Defaults are read from :class:`nst_core.StyleConfig`, never repeated.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input (a one-line message on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any, NoReturn
+
+from nst_core.config import StyleConfig
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+_DEFAULTS = StyleConfig()
+
+
+class BadInput(Exception):
+    """Raised for user errors; reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        raise BadInput(message)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``3`` -> three sizes, each half the next (0.25, 0.5, 1); ``0.5,1`` -> as given."""
+    if text.strip().isdigit():
+        n = int(text)
+        if not 1 <= n <= 6:
+            raise argparse.ArgumentTypeError(f"--scales N must be 1..6, got {n}")
+        return tuple(1 / 2 ** (n - 1 - i) for i in range(n))
+    return _floats(text)
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _add_style_options(p: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    g = p.add_argument_group("style transfer")
+    g.add_argument("--size", type=int, default=d.size, help=f"max side of the output, px (default {d.size})")
+    g.add_argument("--iterations", type=_ints, default=d.iterations,
+                   help=f"max iterations per scale: N, or one per scale N1,N2 (default {_show(d.iterations)})")
+    g.add_argument("--scales", type=parse_scales, default=d.scales,
+                   help=f"coarse-to-fine: a count N (sizes halving up to --size) or fractions of --size, e.g. 0.5,1 (default {_show(d.scales)})")
+    g.add_argument("--content-weight", type=float, default=d.content_weight, help=f"(default {d.content_weight})")
+    g.add_argument("--style-weight", type=float, default=d.style_weight, help=f"(default {d.style_weight})")
+    g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation smoothing (default {d.tv_weight})")
+    g.add_argument("--style-blend", type=_floats, default=d.style_blend, help="one weight per style image, e.g. 0.7,0.3 (default: equal)")
+    g.add_argument("--style-scale", type=float, default=d.style_scale, help=f"style size relative to the output (default {d.style_scale})")
+    g.add_argument("--content-layers", type=_names, default=d.content_layers, help=f"(default {_show(d.content_layers)})")
+    g.add_argument("--style-layers", type=_names, default=d.style_layers, help=f"(default {_show(d.style_layers)})")
+    g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights, help="one per style layer (default: all 1)")
+    g.add_argument("--init", choices=("content", "noise", "image"), default=d.init, help=f"(default {d.init})")
+    g.add_argument("--init-image", default=None, help="image to start from, with --init image")
+    g.add_argument("--seed", type=int, default=d.seed, help=f"seed for noise init (default {d.seed})")
+    g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help=f"(default {d.pooling})")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer, help=f"(default {d.optimizer})")
+    g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history, help=f"(default {d.lbfgs_history})")
+    g.add_argument("--adam-lr", type=float, default=d.adam_lr, help=f"(default {d.adam_lr})")
+    g.add_argument("--early-stop-rtol", type=float, default=d.early_stop_rtol,
+                   help=f"stop a scale when the loss improved less than this fraction over --early-stop-window iterations; 0 = never (default {d.early_stop_rtol})")
+    g.add_argument("--early-stop-window", type=int, default=d.early_stop_window, help=f"(default {d.early_stop_window})")
+    g.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
+    g.add_argument("--no-match-luminance", dest="match_luminance", action="store_false",
+                   help="with --preserve-color, do not match the style's luminance mean/std to the content's")
+    g.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help=f"(default {d.precision})")
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    from tasks.images import DEFAULT_MAX_PIXELS
+
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    g.add_argument("--weights", default="caffe", help="caffe (original VGG-19, offline), torchvision, or a state-dict file (default caffe)")
+    g.add_argument("--weights-preprocessing", choices=("caffe", "torchvision"), default=None,
+                   help="input convention of a state-dict file (default caffe)")
+    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse input images with more pixels (default {DEFAULT_MAX_PIXELS:,})")
+    g.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
+    g.add_argument("--deterministic", action="store_true", help="deterministic cuDNN algorithms (slower on GPU)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nst", description="Neural style transfer (Gatys et al.) for photo collections.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("stylize", help="stylize one content image", description="Repaint CONTENT in the style of STYLE(s).")
+    p.add_argument("content", help="content image (photo)")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (paintings)")
+    p.add_argument("-o", "--output", required=True, help="output image: .png, .jpg/.jpeg or .webp")
+    p.add_argument("--metadata", default=None, help="write the run's metadata as JSON here")
+    _add_style_options(p)
+    _add_runtime_options(p)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> StyleConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(StyleConfig) if hasattr(args, f.name)}
+    return StyleConfig(**values)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from tasks.progress import make_progress
+    from tasks.stylize_files import RuntimeOptions, stylize_files
+
+    cfg = config_from_args(args)
+    runtime = RuntimeOptions(args.device, args.weights, args.weights_preprocessing, args.max_pixels, args.quality, args.deterministic)
+    progress = None if args.quiet else make_progress(sys.stderr)
+    try:
+        meta = stylize_files(args.content, args.styles, args.output, cfg, runtime,
+                             init_image_path=args.init_image, metadata_path=args.metadata, on_step=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if not args.quiet:
+        losses = meta["final_losses"]
+        print(f"wrote {args.output} ({meta['output_size'][0]}x{meta['output_size'][1]}) in {meta['wall_time_s']:.1f}s, "
+              f"{meta['iterations']} iterations, loss {losses.get('total', float('nan')):.4g}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from nst_core import NonFiniteLossError, WeightsError
+    from tasks.images import ImageInputError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return {"stylize": cmd_stylize}[args.command](args)
+    except (BadInput, ImageInputError, ValueError, WeightsError) as exc:
+        # ValueError here is a range or consistency problem in the options (StyleConfig checks them).
+        print(f"nst: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NonFiniteLossError as exc:
+        print(f"nst: failed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("nst: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

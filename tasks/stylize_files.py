@@ -1,0 +1,142 @@
+"""Stylize one content image with one or more style images, from files to a file.
+
+Everything that can be checked is checked before the optimisation starts, and the output and its
+metadata are written atomically at the end, so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nst_core import (
+    ProgressCallback,
+    StyleConfig,
+    check_precision,
+    configure_backends,
+    resolve_device,
+    stylize,
+)
+from nst_core.config import MIN_SIDE_PX
+from nst_core.image_ops import fit_size
+from tasks.atomic import write_atomic
+from tasks.images import DEFAULT_MAX_PIXELS, ImageInputError, LoadedImage, decode_image, encode_image, output_format
+from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
+from tasks.models import get_features, get_weights
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How and where to run, as opposed to what to compute (:class:`StyleConfig`)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    weights: str = "caffe"  # caffe | torchvision | path to a state-dict file
+    weights_preprocessing: str | None = None  # for a state-dict file: caffe (default) | torchvision
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    quality: int = 95  # JPEG / WebP
+    deterministic: bool = False  # cuDNN deterministic algorithms (CPU runs are always repeatable)
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be 1..100, got {self.quality}")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return sha256_bytes(self.data)
+
+
+def read_input(path: str | os.PathLike[str]) -> InputFile:
+    try:
+        return InputFile(str(path), Path(path).read_bytes())
+    except FileNotFoundError:
+        raise ImageInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageInputError(f"{path}: is a directory, not an image") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def stylize_files(
+    content_path: str | os.PathLike[str],
+    style_paths: list[str] | list[Path],
+    output_path: str | os.PathLike[str],
+    cfg: StyleConfig,
+    runtime: RuntimeOptions = RuntimeOptions(),
+    *,
+    init_image_path: str | os.PathLike[str] | None = None,
+    metadata_path: str | os.PathLike[str] | None = None,
+    on_step: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Run one stylization end to end and return its metadata (also written to ``metadata_path``)."""
+    began = time.perf_counter()
+    fmt = output_format(output_path)
+    if not style_paths:
+        raise ValueError("at least one style image is needed")
+    device = resolve_device(runtime.device)
+    check_precision(device, cfg.precision)
+    content_file = read_input(content_path)
+    style_files = [read_input(p) for p in style_paths]
+    init_file = read_input(init_image_path) if init_image_path is not None else None
+    if cfg.init == "image" and init_file is None:
+        raise ValueError("init 'image' needs an init image (--init-image PATH)")
+    content = decode_image(content_file.data, content_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size)
+    check_aspect(content, cfg, content_file.path)
+    styles = [decode_image(f.data, f.path, max_pixels=runtime.max_pixels, max_side=max(cfg.style_sides())) for f in style_files]
+    for image, f in zip(styles, style_files, strict=True):
+        check_aspect(image, cfg, f.path, style=True)
+    init = decode_image(init_file.data, init_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size) if init_file else None
+
+    features = get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
+    weights = get_weights(runtime.weights, runtime.weights_preprocessing)
+    configure_backends(device, runtime.deterministic)
+    result = stylize(
+        content.rgb.to(device),
+        features,
+        cfg,
+        styles=[s.rgb.to(device) for s in styles],
+        init_image=init.rgb.to(device) if init is not None else None,
+        on_step=on_step,
+    )
+    write_atomic(output_path, encode_image(result.image, fmt, alpha=content.alpha, quality=runtime.quality))
+    meta: dict[str, Any] = {
+        "output": str(output_path),
+        "content": {"path": content_file.path, "sha256": content_file.sha256, "size": list(content.original_size), "mode": content.mode},
+        "styles": [{"path": f.path, "sha256": f.sha256, "size": list(s.original_size), "mode": s.mode} for f, s in zip(style_files, styles, strict=True)],
+        "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None,
+        "parameters": config_dict(cfg),
+        "runtime": asdict(runtime),
+        "weights": {"source": weights.source, "preprocessing": weights.preprocessing.name, "sha256": weights.sha256},
+        "output_size": [int(result.image.shape[-1]), int(result.image.shape[-2])],
+        **result_dict(result),
+        "wall_time_s": round(time.perf_counter() - began, 3),
+        "device": device_description(device),
+        "versions": library_versions(),
+    }
+    if metadata_path is not None:
+        write_atomic(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
+    return meta
+
+
+def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = False) -> None:
+    """Refuse images so narrow that their short side falls under VGG-19's minimum at some scale."""
+    _, _, h, w = image.rgb.shape
+    smallest = min(cfg.style_sides() if style else cfg.sides())
+    short = min(fit_size(h, w, smallest))
+    if short < MIN_SIDE_PX:
+        raise ImageInputError(
+            f"{name}: {w}x{h} is too narrow: at {smallest} px its short side would be {short} px, "
+            f"under the {MIN_SIDE_PX} px VGG-19 needs (crop it, or use a larger --size / fewer --scales)"
+        )
+
