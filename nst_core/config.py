@@ -45,9 +45,9 @@ class StyleConfig:
     # Iterations per scale (one entry per scale, or one entry for all). An upper bound: the run
     # stops earlier at a scale once the loss stops improving (see early_stop_*).
     iterations: tuple[int, ...] = (500,)
-    content_weight: float = 5.0
+    content_weight: float = 10.0
     style_weight: float = 100.0
-    tv_weight: float = 1e-3
+    tv_weight: float = 1e5  # TV is in [0, 1] pixel units (a photo has ~1e-3): this keeps it ~1 % of the loss
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = ()  # empty: every style layer weighs 1

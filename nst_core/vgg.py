@@ -137,7 +137,7 @@ class VGGFeatures(nn.Module):
         out: dict[str, Tensor] = {}
         x = self.preprocess(image)
         for name in self.names[: deepest + 1]:
-            x = self._apply(name, x, in_place=name.startswith("relu") and self._prev(name) not in wanted)
+            x = self._run_layer(name, x, in_place=name.startswith("relu") and self._prev(name) not in wanted)
             if name in wanted:
                 out[name] = x
         return out
@@ -145,7 +145,7 @@ class VGGFeatures(nn.Module):
     def _prev(self, name: str) -> str:
         return self.names[self.names.index(name) - 1]
 
-    def _apply(self, name: str, x: Tensor, in_place: bool) -> Tensor:
+    def _run_layer(self, name: str, x: Tensor, in_place: bool) -> Tensor:
         if name.startswith("conv"):
             return self.convs[name](x)
         if name.startswith("relu"):

@@ -74,7 +74,7 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image file Pillow can read") from None
     except Exception as exc:  # malformed headers raise a variety of errors
-        raise ImageInputError(f"{name}: cannot read image header: {exc}") from None
+        raise ImageInputError(f"{name}: truncated or corrupt image header ({exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageInputError(

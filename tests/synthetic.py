@@ -29,3 +29,16 @@ def painting_like(height: int = 48, width: int = 64) -> torch.Tensor:
     b = torch.sin((x - 2 * y) * 2 * math.pi / 11)
     image = torch.stack([0.5 + 0.45 * a, 0.3 + 0.25 * b, 0.6 - 0.35 * a * b])
     return image.clamp(0, 1)[None].contiguous()
+
+
+def blocks_like(height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:
+    """A 'photo' with strong structure: flat coloured rectangles with sharp edges (windows on a
+    facade), which VGG's deep layers respond to. (1, 3, H, W) in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.empty(3, height, width)
+    image[:] = torch.tensor([0.55, 0.7, 0.9]).view(3, 1, 1)
+    for _ in range(12):
+        h, w = (int(v) for v in torch.randint(height // 8, height // 2, (2,), generator=gen))
+        top, left = int(torch.randint(0, height - h, (1,), generator=gen)), int(torch.randint(0, width - w, (1,), generator=gen))
+        image[:, top:top + h, left:left + w] = torch.rand(3, 1, 1, generator=gen)
+    return image[None].contiguous()

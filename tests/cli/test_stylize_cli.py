@@ -1,0 +1,146 @@
+"""`nst stylize` end to end on tiny synthetic images: outputs, metadata, and every bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_cli.main import main
+from nst_core.weights import CAFFE_WEIGHTS_SHA256
+from tests.synthetic import painting_like, photo_like
+
+FAST = ["--size", "32", "--scales", "1", "--iterations", "2", "--quiet"]
+
+
+def _save(tensor, path: Path) -> Path:
+    Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path):
+    return _save(photo_like(48, 64), tmp_path / "photo.png"), _save(painting_like(40, 40), tmp_path / "paint.jpg")
+
+
+@pytest.mark.parametrize("ext, fmt", [("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP")])
+def test_writes_the_format_of_the_extension(images, tmp_path, ext, fmt):
+    out = tmp_path / "out" / f"result.{ext}"
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST]) == 0
+    with Image.open(out) as image:
+        assert image.format == fmt and image.size == (32, 24)
+    assert [p.name for p in out.parent.iterdir()] == [f"result.{ext}"]  # no temporary files left
+
+
+def test_metadata_records_everything(images, tmp_path):
+    out, meta_path = tmp_path / "o.png", tmp_path / "o.json"
+    assert main(["stylize", str(images[0]), str(images[1]), str(images[1]), "-o", str(out), "--metadata", str(meta_path),
+                 "--style-blend", "3,1", "--seed", "4", *FAST]) == 0
+    meta = json.loads(meta_path.read_text())
+    assert meta["content"]["sha256"] == __import__("hashlib").sha256(images[0].read_bytes()).hexdigest()
+    assert len(meta["styles"]) == 2
+    assert meta["parameters"]["style_blend"] == [3.0, 1.0] and meta["parameters"]["seed"] == 4
+    assert meta["parameters"]["size"] == 32 and meta["parameters"]["content_layers"] == ["relu4_2"]
+    assert meta["weights"] == {"source": "caffe", "preprocessing": "caffe", "sha256": CAFFE_WEIGHTS_SHA256}
+    assert set(meta["final_losses"]) == {"content", "style", "tv", "total"}
+    assert meta["iterations"] == 2 and meta["wall_time_s"] > 0
+    assert meta["device"]["type"] == "cpu"
+    assert {"torch", "torchvision", "pillow", "python"} <= set(meta["versions"])
+    assert meta["runtime"]["weights"] == "caffe"
+
+
+def test_progress_lines_when_not_a_terminal(images, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    args = [a for a in FAST if a != "--quiet"]
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *args]) == 0
+    err = capsys.readouterr().err
+    assert "scale 1/1 32x24 iter 2/2 done" in err
+    assert f"wrote {out} (32x24)" in err
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    good = _save(photo_like(48, 64), tmp_path / "good.png")
+    truncated = tmp_path / "truncated.jpg"
+    Image.open(good).save(truncated, "JPEG")
+    truncated.write_bytes(truncated.read_bytes()[:400])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    unreadable = tmp_path / "secret.png"
+    unreadable.write_bytes(good.read_bytes())
+    unreadable.chmod(0)
+    huge = tmp_path / "huge.png"
+    Image.new("L", (600, 500)).save(huge)
+    sliver = tmp_path / "sliver.png"
+    Image.new("RGB", (400, 3)).save(sliver)
+    return {"missing": tmp_path / "nope.png", "truncated": truncated, "text": text, "empty": empty,
+            "unreadable": unreadable, "huge": huge, "sliver": sliver, "directory": tmp_path}
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "no such file"), ("truncated", "truncated or corrupt"), ("text", "not an image"),
+    ("empty", "empty file"), ("unreadable", "cannot read"), ("huge", "over the limit"),
+    ("sliver", "too narrow"), ("directory", "is a directory"),
+])
+@pytest.mark.parametrize("role", ["content", "style"])
+def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, role):
+    bad = _bad_files(tmp_path)[kind]
+    if kind == "unreadable" and os.geteuid() == 0:  # root reads files whatever their mode: make it fail
+        real = Path.read_bytes
+
+        def denied(self):
+            if self == bad:
+                raise PermissionError(13, "Permission denied")
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", denied)
+    content, style = (bad, images[1]) if role == "content" else (images[0], bad)
+    out, meta = tmp_path / "out.png", tmp_path / "out.json"
+    code = main(["stylize", str(content), str(style), "-o", str(out), "--metadata", str(meta), "--max-pixels", "200000", *FAST])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("nst: error: ") and message in err and str(bad) in err
+    assert not out.exists() and not meta.exists()
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--size", "0"], "size must be"), (["--iterations", "-5"], "iterations must be"),
+    (["--content-weight", "-1"], "content_weight must be"), (["--style-scale", "100"], "style_scale must be"),
+    (["--scales", "9"], "--scales N must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
+    (["--pooling", "min"], "invalid choice"), (["--quality", "0"], "quality must be"),
+    (["--max-pixels", "0"], "max_pixels must be"), (["--device", "tpu"], "device must be"),
+    (["--style-blend", "1,2,3"], "style_blend has 3 weights for 1"), (["--init", "image"], "needs an init image"),
+    (["--weights", "/nonexistent/vgg.pth"], "weights file not found"), (["--style-layers", "relu7_1"], "unknown VGG-19 layer"),
+])
+def test_bad_options(images, tmp_path, capsys, option, message):
+    out = tmp_path / "out.png"
+    code = main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST, *option])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(images, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--device", "cuda", *FAST]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_console_script_runs(images, tmp_path):
+    """The installed `nst` entry point, as a user runs it."""
+    exe = Path(sys.executable).parent / "nst"
+    out = tmp_path / "cli.png"
+    proc = subprocess.run([str(exe), "stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+    bad = subprocess.run([str(exe), "stylize", str(images[0]), "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -1,0 +1,56 @@
+import pytest
+
+from nst_core import StyleConfig
+
+
+def test_defaults_are_the_paper_layers():
+    cfg = StyleConfig()
+    assert cfg.content_layers == ("relu4_2",)
+    assert cfg.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert cfg.layers[-1] == "relu5_1"
+
+
+def test_schedule_helpers():
+    cfg = StyleConfig(size=512, scales=(0.25, 0.5, 1.0), iterations=(100, 50, 25), style_scale=0.5)
+    assert cfg.sides() == (128, 256, 512)
+    assert cfg.style_sides() == (64, 128, 256)
+    assert cfg.iterations_per_scale() == (100, 50, 25)
+    assert StyleConfig(scales=(0.5, 1.0), iterations=(7,)).iterations_per_scale() == (7, 7)
+    assert StyleConfig().blend_weights(4) == (0.25, 0.25, 0.25, 0.25)
+    assert StyleConfig(style_blend=(3, 1)).blend_weights(2) == (0.75, 0.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"size": 0}, "size must be"),
+        ({"size": 10**6}, "size must be"),
+        ({"scales": (1.0, 0.5)}, "strictly increasing"),
+        ({"scales": (0.5,)}, "last scale must be 1.0"),
+        ({"scales": (0.5, 1.0), "iterations": (1, 2, 3)}, "iterations needs 1 or 2"),
+        ({"iterations": (-1,)}, "iterations must be"),
+        ({"content_weight": -1.0}, "content_weight must be"),
+        ({"style_weight": float("nan")}, "style_weight must be"),
+        ({"tv_weight": float("inf")}, "tv_weight must be"),
+        ({"content_weight": 0.0, "style_weight": 0.0}, "cannot both be 0"),
+        ({"style_layers": ("relu9_1",)}, "unknown VGG-19 layer"),
+        ({"style_layer_weights": (1.0,)}, "style_layer_weights needs 5"),
+        ({"style_blend": (0.0, 0.0)}, "positive sum"),
+        ({"style_scale": 0.0}, "style_scale must be"),
+        ({"pooling": "min"}, "pooling must be"),
+        ({"init": "zeros"}, "init must be"),
+        ({"seed": -1}, "seed must be"),
+        ({"optimizer": "sgd"}, "optimizer must be"),
+        ({"lbfgs_history": 0}, "lbfgs_history must be"),
+        ({"early_stop_rtol": 1.5}, "early_stop_rtol"),
+        ({"precision": "fp16"}, "precision must be"),
+    ],
+)
+def test_out_of_range_values_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StyleConfig(**kwargs)
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(ValueError, match="size must be.*pooling must be"):
+        StyleConfig(size=0, pooling="min")

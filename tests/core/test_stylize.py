@@ -1,0 +1,226 @@
+"""The stylizer on tiny synthetic images with the real VGG-19: behaviour, determinism, quality."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nst_core import (
+    NonFiniteLossError,
+    StepInfo,
+    StyleConfig,
+    TargetsMismatchError,
+    compute_style_targets,
+    luminance_match_for,
+    stylize,
+    targets_from_bytes,
+    targets_to_bytes,
+)
+from nst_core.color import luminance, rgb_to_yiq
+from nst_core.losses import content_loss, gram_matrix
+from tests.synthetic import blocks_like, painting_like, photo_like
+
+TINY = StyleConfig(size=32, scales=(1.0,), iterations=(5,), early_stop_rtol=0.0)
+
+
+def style_distance(features, image, style, layers=TINY.style_layers):
+    """Relative Gram distance averaged over the style layers (the same scale for every image)."""
+    fi, fs = features(image, layers), features(style, layers)
+    dists = [torch.linalg.norm(gram_matrix(fi[k]) - gram_matrix(fs[k])) / torch.linalg.norm(gram_matrix(fs[k])) for k in layers]
+    return float(sum(dists) / len(dists))
+
+
+def content_distance(features, image, content):
+    a, b = features(image, ["relu4_2"])["relu4_2"], features(content, ["relu4_2"])["relu4_2"]
+    return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
+
+
+def test_output_size_range_and_reports(features, content, style):
+    cfg = replace(TINY, size=56, scales=(0.5, 1.0), iterations=(3, 4))
+    result = stylize(content, features, cfg, styles=[style])
+    assert result.image.shape == (1, 3, 42, 56)  # 48x64 content, longer side 56
+    assert 0 <= float(result.image.min()) and float(result.image.max()) <= 1
+    assert [(s.width, s.height, s.iterations, s.max_iterations) for s in result.scales] == [(28, 21, 3, 3), (56, 42, 4, 4)]
+    assert set(result.final_losses) == {"content", "style", "tv", "total"}
+    assert result.total_iterations == 7
+
+
+def test_progress_events(features, content, style):
+    events: list[StepInfo] = []
+    cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(4,))
+    stylize(content, features, cfg, styles=[style], on_step=events.append, report_every=2)
+    assert [(e.scale_index, e.iteration) for e in events if not e.scale_done] == [(s, i) for s in (0, 1) for i in (1, 2, 3, 4)]
+    done = [e for e in events if e.scale_done]
+    assert [(e.scale_index, e.iteration) for e in done] == [(0, 4), (1, 4)]
+    assert all(e.losses and math.isfinite(e.losses["total"]) for e in done)
+    assert [e.losses is not None for e in events if not e.scale_done and e.scale_index == 0] == [False, True, False, False]
+    assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(events, events[1:]))
+
+
+def test_noise_init_is_reproducible_bit_for_bit_with_a_seed(features, content, style):
+    cfg = replace(TINY, init="noise", seed=7)
+    first = stylize(content, features, cfg, styles=[style]).image
+    second = stylize(content, features, cfg, styles=[style]).image
+    other = stylize(content, features, replace(cfg, seed=8), styles=[style]).image
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_content_init_starts_at_zero_content_loss(features, content, style):
+    events: list[StepInfo] = []
+    stylize(content, features, replace(TINY, iterations=(2,)), styles=[style], on_step=events.append, report_every=1)
+    assert events[0].losses["content"] == 0.0
+
+
+def test_init_image_is_used(features, content, style):
+    grey = torch.full_like(content, 0.5)
+    cfg = replace(TINY, init="image", iterations=(0,))
+    result = stylize(content, features, cfg, styles=[style], init_image=grey)
+    assert torch.allclose(result.image, torch.full((1, 3, 24, 32), 0.5))
+    with pytest.raises(ValueError, match="init_image"):
+        stylize(content, features, cfg, styles=[style])
+
+
+def structure_similarity(image, reference):
+    """Correlation of the coarse luminance layout (4x4-pixel means) of two images: 1 = same layout."""
+    a = torch.nn.functional.avg_pool2d(luminance(image), 4).flatten()
+    b = torch.nn.functional.avg_pool2d(luminance(reference), 4).flatten()
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+@pytest.mark.slow
+def test_style_distance_drops_while_content_stays(features):
+    """The quality regression, with the default weights: the Gram statistics move most of the way
+    to the painting's, while the photo's layout survives (a style-only run loses it)."""
+    content, style = blocks_like(64, 64), painting_like(64, 64)
+    cfg = StyleConfig(size=64, scales=(1.0,), iterations=(100,), early_stop_rtol=0.0)
+    result = stylize(content, features, cfg, styles=[style]).image
+    before, after = style_distance(features, content, style), style_distance(features, result, style)
+    assert after < before / 4, (before, after)
+    style_only = stylize(content, features, replace(cfg, content_weight=0.0, init="noise"), styles=[style]).image
+    kept, lost = structure_similarity(result, content), structure_similarity(style_only, content)
+    assert kept > 0.25 and kept > 4 * abs(lost), (kept, lost)
+
+
+def test_precomputed_targets_give_the_same_image(features, content, style):
+    cfg = replace(TINY, size=64, scales=(0.5, 1.0))
+    direct = stylize(content, features, cfg, styles=[style]).image
+    targets = compute_style_targets(style, features, cfg)
+    assert targets.sides == (32, 64)
+    restored = targets_from_bytes(targets_to_bytes(targets))
+    assert restored.spec == targets.spec
+    cached = stylize(content, features, cfg, targets=[restored]).image
+    assert torch.equal(direct, cached)
+
+
+def test_targets_made_for_other_settings_are_refused(features, avg_features, content, style):
+    targets = compute_style_targets(style, features, TINY)
+    with pytest.raises(TargetsMismatchError, match="pooling"):
+        stylize(content, avg_features, replace(TINY, pooling="avg"), targets=[targets])
+    with pytest.raises(TargetsMismatchError, match="sizes"):
+        stylize(content, features, replace(TINY, size=48), targets=[targets])
+    with pytest.raises(TargetsMismatchError, match="layers"):
+        stylize(content, features, replace(TINY, style_layers=("relu1_1",)), targets=[targets])
+
+
+def test_corrupt_targets_are_rejected(features, style):
+    data = targets_to_bytes(compute_style_targets(style, features, TINY))
+    with pytest.raises(ValueError, match="corrupt"):
+        targets_from_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError):
+        targets_from_bytes(b"garbage")
+
+
+def test_blend_weight_one_equals_that_style_alone(features, content, style):
+    other = photo_like(48, 64, seed=3).flip(-1)
+    alone = stylize(content, features, TINY, styles=[style]).image
+    blended = stylize(content, features, replace(TINY, style_blend=(1.0, 0.0)), styles=[style, other]).image
+    mixed = stylize(content, features, replace(TINY, style_blend=(0.5, 0.5)), styles=[style, other]).image
+    assert torch.allclose(alone, blended, atol=1e-5)
+    assert not torch.allclose(alone, mixed, atol=1e-3)
+    with pytest.raises(ValueError, match="style_blend has 1 weights for 2"):
+        stylize(content, features, replace(TINY, style_blend=(1.0,)), styles=[style, other])
+
+
+def test_style_scale_changes_the_targets(features, style):
+    small = compute_style_targets(style, features, replace(TINY, size=64, style_scale=0.5))
+    assert small.sides == (32,)
+
+
+def test_preserve_color_keeps_the_content_chroma(features, content, style):
+    cfg = replace(TINY, preserve_color=True, iterations=(10,))
+    result = stylize(content, features, cfg, styles=[style]).image
+    out_iq, content_iq = rgb_to_yiq(result)[:, 1:], rgb_to_yiq(torch.nn.functional.interpolate(content, size=(24, 32), mode="bicubic", antialias=True).clamp(0, 1))[:, 1:]
+    assert (out_iq - content_iq).abs().mean() < 0.02
+    # The luminance changed: the style was transferred in Y.
+    plain = stylize(content, features, replace(cfg, preserve_color=False), styles=[style]).image
+    assert (rgb_to_yiq(plain)[:, 1:] - content_iq).abs().mean() > (out_iq - content_iq).abs().mean()
+
+
+def test_preserve_color_targets_depend_on_the_content_luminance(features, content, style):
+    cfg = replace(TINY, preserve_color=True)
+    match = luminance_match_for(content, cfg)
+    assert match is not None
+    targets = compute_style_targets(style, features, cfg, luminance_match=match)
+    assert targets.spec.color == "luminance" and targets.spec.luminance_match == match
+    stylize(content, features, cfg, targets=[targets])  # accepted for this content
+    with pytest.raises(TargetsMismatchError, match="luminance_match"):
+        stylize(content * 0.5, features, cfg, targets=[targets])
+    assert luminance_match_for(content, replace(cfg, match_luminance=False)) is None
+
+
+def test_non_finite_loss_fails_clearly(features, content, style):
+    with pytest.raises(NonFiniteLossError, match="iteration 1"):
+        stylize(content, features, replace(TINY, style_weight=1e38), styles=[style])
+
+
+def test_early_stop(features, content, style):
+    cfg = replace(TINY, iterations=(200,), early_stop_rtol=0.5, early_stop_window=3)
+    result = stylize(content, features, cfg, styles=[style])
+    assert result.scales[0].stopped_early
+    assert result.scales[0].iterations < 200
+
+
+def test_adam_keeps_pixels_in_range_and_lowers_the_loss(features, content, style):
+    events: list[StepInfo] = []
+    cfg = replace(TINY, optimizer="adam", iterations=(20,), adam_lr=0.05)
+    result = stylize(content, features, cfg, styles=[style], on_step=events.append, report_every=1)
+    assert 0 <= float(result.image.min()) and float(result.image.max()) <= 1
+    assert events[-1].losses["total"] < events[0].losses["total"]
+
+
+def test_lbfgs_lowers_the_loss(features, content, style):
+    events: list[StepInfo] = []
+    stylize(content, features, replace(TINY, iterations=(15,)), styles=[style], on_step=events.append, report_every=1)
+    assert events[-1].losses["total"] < 0.5 * events[0].losses["total"]
+
+
+def test_bf16_autocast_runs_and_stays_close_to_fp32(features, content, style):
+    cfg = replace(TINY, iterations=(10,))
+    fp32 = stylize(content, features, cfg, styles=[style])
+    bf16 = stylize(content, features, replace(cfg, precision="bf16"), styles=[style])
+    assert bf16.image.dtype == torch.float32
+    assert math.isfinite(bf16.final_losses["total"])
+    assert bf16.final_losses["total"] == pytest.approx(fp32.final_losses["total"], rel=0.5)
+    targets = compute_style_targets(style, features, replace(cfg, precision="bf16"))
+    assert all(g.dtype == torch.float32 for g in targets.grams[32].values())
+
+
+def test_avg_pooling_config_needs_avg_features(features, avg_features, content, style):
+    with pytest.raises(ValueError, match="pooling"):
+        stylize(content, features, replace(TINY, pooling="avg"), styles=[style])
+    stylize(content, avg_features, replace(TINY, pooling="avg"), styles=[style])
+
+
+def test_inputs_are_validated(features, content, style):
+    with pytest.raises(ValueError, match="either style images or precomputed"):
+        stylize(content, features, TINY)
+    with pytest.raises(ValueError, match=r"\(1, 3, H, W\)"):
+        stylize(content[0], features, TINY, styles=[style])
+
+
+def test_content_loss_is_zero_for_identical_features(features, content):
+    f = features(content, ["relu4_2"])["relu4_2"]
+    assert content_loss(f, f).item() == 0.0
