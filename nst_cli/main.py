@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (a one-line message on stde
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -116,6 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metadata", default=None, help="write the run's metadata as JSON here")
     _add_style_options(p)
     _add_runtime_options(p)
+
+    v = sub.add_parser("validate", help="check a manifest and print the expanded plan")
+    v.add_argument("manifest", help="manifest path or s3:// URI")
+    v.add_argument("--output", default=None, help="override the manifest's output root")
+    v.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process")
+    r.add_argument("manifest", help="manifest path or s3:// URI")
+    r.add_argument("--output", default=None, help="override the manifest's output root (a folder or s3://bucket/prefix)")
+    r.add_argument("--runner", choices=("threads", "dask"), default="threads", help="task runner (default threads)")
+    r.add_argument("--dask-address", default=None, help="an existing Dask scheduler, e.g. tcp://host:8786")
+    r.add_argument("--dask-workers", type=int, default=None, help="worker processes of a local Dask cluster")
+    r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
+    r.add_argument("--summary-json", default=None, help="also write the run's summary JSON to this local path")
+
+    gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars")
+    gal.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
     return parser
 
 
@@ -144,13 +163,83 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tasks.plan import load_plan
+
+    plan = load_plan(args.manifest, args.output)
+    if args.json:
+        print(json.dumps(plan.describe(), indent=2))
+        return 0
+    print(f"manifest {plan.source}: {len(plan.pairs)} pairs, {len(plan.styles)} styles, output {plan.settings.output_root}")
+    for name, uri in plan.styles.items():
+        print(f"  style {name}: {uri}")
+    for pair in plan.pairs:
+        cfg = pair.config()
+        print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
+              f"(size {cfg.size}, iterations {_show(cfg.iterations)})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.stylize_batch import stylize_batch
+    from tasks.plan import SUMMARY_NAME, load_plan
+    from tasks.runners import make_task_runner
+    from tasks.storage import join, storage_for
+
+    plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
+    runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)
+    state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force, return_state=True)
+    summary_uri = join(plan.settings.output_root, SUMMARY_NAME)
+    try:
+        summary = json.loads(storage_for(summary_uri).read_bytes(summary_uri))
+    except Exception as exc:
+        print(f"nst: failed: the flow ended {state.type.value} without a summary ({state.message}): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.summary_json:
+        from tasks.atomic import write_atomic
+
+        write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
+    _print_summary(summary)
+    return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    c, t = summary["counts"], summary["style_targets"]
+    print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
+          f"({summary['wall_time_s']:.1f}s); style targets: {t['computed']} computed, {t['from_cache']} from cache")
+    for failure in summary["failures"]:
+        print(f"  FAILED {failure['name']}: {failure['reason']}")
+    print(f"output: {summary['output']}  gallery: {summary.get('gallery', '')}")
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from tasks.gallery import build_gallery
+
+    print(build_gallery(args.output))
+    return 0
+
+
+def _quiet_prefect_defaults() -> None:
+    """No telemetry from the temporary server (it cannot reach the internet, logs an error each
+    time, and its writes contend for the SQLite file); users can still set these themselves."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_prefect_defaults()
     from nst_core import NonFiniteLossError, WeightsError
     from tasks.images import ImageInputError
+    from tasks.manifest import ManifestError
 
     try:
         args = build_parser().parse_args(argv)
-        return {"stylize": cmd_stylize}[args.command](args)
+        commands = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}
+        return commands[args.command](args)
+    except ManifestError as exc:
+        print(f"nst: error: {exc.source}: {len(exc.problems)} problem(s) in the manifest:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (BadInput, ImageInputError, ValueError, WeightsError) as exc:
         # ValueError here is a range or consistency problem in the options (StyleConfig checks them).
         print(f"nst: error: {_one_line(exc)}", file=sys.stderr)

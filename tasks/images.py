@@ -169,3 +169,13 @@ def encode_image(image: Tensor, fmt: str, *, alpha: Tensor | None = None, qualit
     else:
         pil.save(buffer, "PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
+
+
+def thumbnail(image: Tensor, max_side: int = 256) -> bytes:
+    """A small JPEG of (1, 3, H, W) in [0, 1], for galleries."""
+    array = (image.detach().float().cpu()[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    pil = Image.fromarray(array, mode="RGB")
+    pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    pil.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()

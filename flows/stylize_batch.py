@@ -1,0 +1,130 @@
+"""The `stylize-batch` flow: manifest -> style targets (once per style) -> pairs -> summary and gallery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.states import Completed, Failed, State
+
+from tasks.batch import shares_targets
+from tasks.plan import PairJob, Plan
+from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pair, write_summary
+from tasks.runners import make_task_runner
+
+FLOW_NAME = "stylize-batch"
+
+
+@flow(name=FLOW_NAME, task_runner=make_task_runner(), log_prints=False, validate_parameters=True)
+def stylize_batch(manifest: str, output: str | None = None, force: bool = False) -> State:
+    """Stylize every pair of a manifest. Fails (after finishing every other pair and writing the
+    summary and the gallery) when any pair failed."""
+    began = time.time()
+    plan = plan_batch(manifest, output)
+    progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
+    style_rows, style_failures = _style_targets(plan, force)
+    rows = _pairs(plan, force, style_failures, progress)
+    summary = _summary(plan, rows, style_rows, began)
+    summary["summary_uri"] = write_summary(plan.settings, summary)
+    summary["gallery"] = gallery(plan.settings.output_root)
+    create_table_artifact(key="stylize-batch-summary", table=_table(rows), description=_headline(summary))
+    get_run_logger().info(_headline(summary))
+    if summary["counts"]["failed"]:
+        return Failed(message=_headline(summary), data=summary)
+    return Completed(message=_headline(summary), data=summary)
+
+
+def _target_group(pair: PairJob, style_uri: str) -> tuple[str, str] | None:
+    """Pairs whose targets for a style are identical share one style task; luminance-matched
+    targets depend on the content and are made inside the pair task instead."""
+    cfg = pair.config()
+    if not shares_targets(cfg):
+        return None
+    shape = (cfg.style_sides(), cfg.style_layers, cfg.pooling, cfg.precision, cfg.preserve_color)
+    return style_uri, repr(shape)
+
+
+def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[tuple[str, str], str]]:
+    futures: dict[tuple[str, str], PrefectFuture[dict[str, Any]]] = {}
+    for pair in plan.pairs:
+        for style in pair.styles:
+            group = _target_group(pair, style.uri)
+            if group is not None and group not in futures:
+                futures[group] = style_targets.submit(style.uri, pair.params, plan.settings, force)
+    wait(list(futures.values()))
+    rows, failures = [], {}
+    for group, future in futures.items():
+        try:
+            rows.append(future.result())
+        except Exception as exc:
+            failures[group] = " ".join(str(exc).split())
+    return rows, failures
+
+
+def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    futures: dict[PrefectFuture[dict[str, Any]], PairJob] = {}
+    for pair in plan.pairs:
+        reasons = [style_failures[g] for s in pair.styles if (g := _target_group(pair, s.uri)) in style_failures]
+        if reasons:
+            rows.append(_failed_row(plan, pair, f"style: {reasons[0]}"))
+        else:
+            futures[stylize_pair.submit(pair, plan.settings, force)] = pair
+    total = len(plan.pairs)
+    _progress(progress, len(rows), total)
+    for future in as_completed(list(futures)):
+        pair = futures[future]
+        try:
+            rows.append(future.result())
+        except Exception as exc:
+            rows.append(_failed_row(plan, pair, " ".join(str(exc).split()) or type(exc).__name__))
+        _progress(progress, len(rows), total)
+    order = {p.name: i for i, p in enumerate(plan.pairs)}
+    return sorted(rows, key=lambda r: order[r["name"]])
+
+
+def _progress(artifact_id: Any, done: int, total: int) -> None:
+    update_progress_artifact(artifact_id=artifact_id, progress=100.0 * done / max(total, 1),
+                             description=f"{done} of {total} pairs finished")
+
+
+def _failed_row(plan: Plan, pair: PairJob, reason: str) -> dict[str, Any]:
+    return {"name": pair.name, "status": "failed", "content": pair.content_uri, "styles": [s.uri for s in pair.styles],
+            "output": plan.settings.output_uri(pair.name), "reason": reason, "targets_computed": 0, "targets_cached": 0}
+
+
+def _summary(plan: Plan, rows: list[dict[str, Any]], style_rows: list[dict[str, Any]], began: float) -> dict[str, Any]:
+    count = {status: sum(r["status"] == status for r in rows) for status in ("produced", "skipped", "failed")}
+    return {
+        "manifest": plan.source,
+        "output": plan.settings.output_root,
+        "counts": {"planned": len(plan.pairs), **count},
+        "style_targets": {
+            "computed": sum(not r["cached"] for r in style_rows) + sum(r.get("targets_computed", 0) for r in rows),
+            "from_cache": sum(bool(r["cached"]) for r in style_rows),
+        },
+        "failures": [{"name": r["name"], "content": r["content"], "styles": r["styles"], "reason": r["reason"]} for r in rows if r["status"] == "failed"],
+        "pairs": rows,
+        "wall_time_s": round(time.time() - began, 3),
+    }
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    c, t = summary["counts"], summary["style_targets"]
+    return (f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed; "
+            f"style targets: {t['computed']} computed, {t['from_cache']} from cache")
+
+
+def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"pair": r["name"], "status": r["status"], "output": r["output"],
+             "loss": f"{r['final_losses']['total']:.4g}" if r.get("final_losses") else "",
+             "seconds": r.get("wall_time_s", ""), "reason": r.get("reason", "")} for r in rows] or [{"pair": "-", "status": "no pairs"}]
+
+
+if __name__ == "__main__":
+    import sys
+
+    stylize_batch(manifest=sys.argv[1])

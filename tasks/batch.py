@@ -1,0 +1,199 @@
+"""The work of one batch, as plain functions (the Prefect tasks in ``tasks.prefect_tasks`` wrap
+them): style targets through a cache, one pair from storage to storage, skip-if-unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nst_core import (
+    ProgressCallback,
+    StyleConfig,
+    StyleTargets,
+    TargetSpec,
+    VGGFeatures,
+    compute_style_targets,
+    configure_backends,
+    luminance_match_for,
+    stylize,
+    targets_from_bytes,
+    targets_to_bytes,
+)
+from nst_core.targets import target_spec
+from tasks.devices import device_pool
+from tasks.images import decode_image, encode_image, thumbnail
+from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
+from tasks.models import get_features, get_weights
+from tasks.plan import BatchSettings, PairJob
+from tasks.storage import join, storage_for
+from tasks.stylize_files import check_aspect
+
+# Bump when a change to the code changes outputs for the same inputs and parameters: it is part
+# of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
+PIPELINE_VERSION = "1"
+THUMBS_DIR = "thumbs"
+
+
+class PairFailed(RuntimeError):
+    """One pair cannot be produced; the message is the one-line reason for the summary."""
+
+
+@dataclass(frozen=True)
+class TargetsOutcome:
+    targets: StyleTargets
+    key: str
+    cached: bool
+
+
+def read(uri: str) -> bytes:
+    try:
+        return storage_for(uri).read_bytes(uri)
+    except FileNotFoundError:
+        raise PairFailed(f"{uri}: no such file") from None
+    except Exception as exc:
+        raise PairFailed(str(exc)) from None
+
+
+def targets_cache_key(style_sha256: str, spec: TargetSpec, sides: tuple[int, ...]) -> str:
+    """Cache key of one style's targets: its bytes and everything that shapes its Gram matrices."""
+    material = {"style": style_sha256, "spec": asdict(spec), "sides": sorted(sides), "v": PIPELINE_VERSION}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings,
+                           *, match: tuple[float, float] | None = None, force: bool = False) -> TargetsOutcome:
+    """Targets from the cache beside the outputs, or computed and stored there. A cache entry that
+    fails validation is recomputed, never trusted."""
+    sides = cfg.style_sides()
+    spec = target_spec(cfg, features, match)
+    key = targets_cache_key(sha256_bytes(style_bytes), spec, sides)
+    uri = join(settings.cache_root, f"{key}.pt")
+    storage = storage_for(uri)
+    if not force and storage.exists(uri):
+        try:
+            cached = targets_from_bytes(storage.read_bytes(uri))
+            if cached.spec == spec and set(sides) <= set(cached.sides):
+                return TargetsOutcome(cached, key, cached=True)
+        except (ValueError, FileNotFoundError):
+            pass  # corrupt or vanished: recompute below
+    style = decode_image(style_bytes, style_uri, max_pixels=settings.max_pixels, max_side=max(sides))
+    check_aspect(style, cfg, style_uri, style=True)
+    device = next(iter(features.parameters())).device
+    targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
+    storage.write_bytes(uri, targets_to_bytes(targets), "application/octet-stream")
+    return TargetsOutcome(targets, key, cached=False)
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _features_for(cfg: StyleConfig, settings: BatchSettings, device: Any) -> VGGFeatures:
+    return get_features(settings.weights, settings.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
+
+
+def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool = False) -> dict[str, Any]:
+    """The flow's style task: make sure this style's targets for these parameters are cached."""
+    cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    data = read(style_uri)
+    with device_pool(settings.device).acquire() as device:
+        outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
+    return {"style": style_uri, "key": outcome.key, "cached": outcome.cached}
+
+
+def shares_targets(cfg: StyleConfig) -> bool:
+    """Whether a style's targets are independent of the content (not so for luminance matching)."""
+    return not (cfg.preserve_color and cfg.match_luminance)
+
+
+def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str) -> str:
+    material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
+                "format": settings.format, "quality": settings.quality, "v": PIPELINE_VERSION}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def already_done(pair: PairJob, settings: BatchSettings, fingerprint: str) -> bool:
+    """True when the output and its sidecar exist for exactly these inputs and parameters."""
+    sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
+    storage = storage_for(sidecar_uri)
+    try:
+        if not (storage.exists(output_uri) and storage.exists(sidecar_uri)):
+            return False
+        return json.loads(storage.read_bytes(sidecar_uri)).get("fingerprint") == fingerprint
+    except (ValueError, FileNotFoundError):
+        return False
+
+
+def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> dict[str, Any]:
+    """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
+    began = time.perf_counter()
+    cfg = pair.config()
+    content_bytes = read(pair.content_uri)
+    style_bytes = [read(s.uri) for s in pair.styles]
+    weights = _weights_identity(settings)
+    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
+    row = {"name": pair.name, "content": pair.content_uri, "styles": [s.uri for s in pair.styles],
+           "output": settings.output_uri(pair.name), "sidecar": settings.sidecar_uri(pair.name)}
+    if not force and already_done(pair, settings, fingerprint):
+        return {**row, "status": "skipped", "targets_computed": 0, "targets_cached": 0}
+    try:
+        return {**row, **_produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)}
+    except PairFailed:
+        raise
+    except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
+        raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
+def _weights_identity(settings: BatchSettings) -> str:
+    try:
+        return get_weights(settings.weights, settings.weights_preprocessing).identity
+    except Exception as exc:
+        raise PairFailed(f"weights {settings.weights}: {exc}") from None
+
+
+def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
+             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
+    content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
+    check_aspect(content, cfg, pair.content_uri)
+    with device_pool(settings.device).acquire() as device:
+        features = _features_for(cfg, settings, device)
+        match = luminance_match_for(content.rgb, cfg)
+        outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
+                    for s, data in zip(pair.styles, style_bytes, strict=True)]
+        configure_backends(device)
+        result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes], on_step=on_step)
+    fmt = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[settings.format]
+    image_bytes = encode_image(result.image, fmt, alpha=content.alpha, quality=settings.quality)
+    output_uri, sidecar_uri = settings.output_uri(pair.name), settings.sidecar_uri(pair.name)
+    storage = storage_for(output_uri)
+    storage.write_bytes(output_uri, image_bytes, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
+    storage.write_bytes(join(settings.output_root, THUMBS_DIR, f"{pair.name}.jpg"), thumbnail(result.image), "image/jpeg")
+    weights = get_weights(settings.weights, settings.weights_preprocessing)
+    cache = [{"style": s.uri, "key": o.key, "hit": o.cached} for s, o in zip(pair.styles, outcomes, strict=True)]
+    sidecar = {
+        "name": pair.name,
+        "fingerprint": fingerprint,
+        "output": output_uri,
+        "content": {"uri": pair.content_uri, "sha256": sha256_bytes(content_bytes), "size": list(content.original_size)},
+        "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
+        "parameters": config_dict(cfg),
+        "format": settings.format,
+        "weights": {"source": weights.source, "preprocessing": weights.preprocessing.name, "sha256": weights.sha256},
+        "style_cache": cache,
+        "output_size": [int(result.image.shape[-1]), int(result.image.shape[-2])],
+        **result_dict(result),
+        "wall_time_s": round(time.perf_counter() - began, 3),
+        "device": device_description(device),
+        "versions": library_versions(),
+        "pipeline_version": PIPELINE_VERSION,
+    }
+    # The sidecar goes last: it is what marks the pair as done for a re-run.
+    storage.write_bytes(sidecar_uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
+    return {"status": "produced", "targets_computed": sum(not o.cached for o in outcomes), "targets_cached": sum(o.cached for o in outcomes),
+            "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"]}

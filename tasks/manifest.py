@@ -1,0 +1,173 @@
+"""The batch manifest (YAML): one pydantic schema, the single source of truth for its shape.
+
+Stylizer parameters are not repeated here: :class:`Params` is generated from the fields of
+:class:`nst_core.StyleConfig`, so every stylizer parameter is a manifest parameter, with the
+core's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from nst_core import StyleConfig
+from tasks.images import DEFAULT_MAX_PIXELS
+
+
+def _params_model() -> type[BaseModel]:
+    hints = typing.get_type_hints(StyleConfig)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(StyleConfig):
+        fields[f.name] = (hints[f.name] | None, None)
+    model = create_model("Params", __config__=ConfigDict(extra="forbid"), **fields)
+    return model
+
+
+_Params = _params_model()
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if typing.get_origin(typing.get_type_hints(StyleConfig)[f.name]) is tuple}
+
+
+class Params(_Params):  # type: ignore[misc, valid-type]
+    """Any :class:`StyleConfig` field; a scalar is accepted where a list is expected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator(*sorted(_TUPLE_FIELDS), mode="before")
+    @classmethod
+    def _scalar_to_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int | float | str) else value
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class StyleEntry(Params):
+    """A style image, with parameters that apply to every pair using it."""
+
+    path: str
+
+
+class PairEntry(Params):
+    content: str  # a path, glob or s3:// URI, relative to the manifest
+    style: str | list[str]  # style name(s) from `styles`
+    name: str | None = None  # output name (without extension); default content-stem__style
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output: str = "./out"
+    defaults: Params = Field(default_factory=Params)
+    styles: dict[str, str | StyleEntry]
+    contents: list[str] = Field(default_factory=list)
+    pairs: Literal["all"] | list[PairEntry] = "all"
+    format: Literal["png", "jpg", "webp"] = "png"
+    weights: str = "caffe"  # caffe | torchvision | a state-dict file
+    weights_preprocessing: Literal["caffe", "torchvision"] | None = None
+    device: str = "auto"
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    quality: int = Field(95, ge=1, le=100)
+
+    @field_validator("styles")
+    @classmethod
+    def _style_names(cls, styles: dict[str, Any]) -> dict[str, Any]:
+        if not styles:
+            raise ValueError("at least one style is needed")
+        for name in styles:
+            if not name or "/" in name or name.startswith(".") or len(name) > 64:
+                raise ValueError(f"style name {name!r} must be 1-64 characters, without '/' or a leading '.'")
+        return styles
+
+    def style_path(self, name: str) -> str:
+        entry = self.styles[name]
+        return entry if isinstance(entry, str) else entry.path
+
+    def style_params(self, name: str) -> dict[str, Any]:
+        entry = self.styles[name]
+        return {} if isinstance(entry, str) else {k: v for k, v in entry.given().items() if k != "path"}
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    path: str  # e.g. "styles.scream.style_weight"
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path or '(top)'}{where}: {self.message}"
+
+
+class ManifestError(ValueError):
+    """Every problem of a manifest, reported together."""
+
+    def __init__(self, source: str, problems: list[ManifestProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s): " + "; ".join(map(str, problems)))
+
+
+def parse_manifest(text: str, source: str) -> Manifest:
+    """Parse and validate YAML text; raises :class:`ManifestError` listing every problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(source, [ManifestProblem("", f"YAML syntax error: {reason}", line)]) from None
+    if not isinstance(data, dict):
+        raise ManifestError(source, [ManifestProblem("", "the manifest must be a YAML mapping (key: value)", 1)])
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = _clean_loc(err["loc"])
+            problems.append(ManifestProblem(".".join(map(str, loc)), _message(err), _line_of(node, loc)))
+        raise ManifestError(source, _drop_union_noise(problems)) from None
+
+
+def _drop_union_noise(problems: list[ManifestProblem]) -> list[ManifestProblem]:
+    """For a value that may be a string or a mapping (a style), pydantic reports both branches;
+    keep the specific problems inside the mapping, not "should be a valid string" beside them."""
+    paths = [p.path for p in problems]
+    return [p for p in problems if not any(other.startswith(p.path + ".") for other in paths if other != p.path)] or problems
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union-branch labels (``str``, ``StyleEntry``, ``list[PairEntry]``, ...)."""
+    labels = {"str", "int", "float", "StyleEntry", "PairEntry"}
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in labels or "[" in p or "(" in p)))
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            node = match[1]
+            line = match[0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -1,0 +1,81 @@
+"""Thin Prefect tasks over ``tasks.batch``: one side effect each, small values in and out.
+
+Prefect's own result caching is off (``NO_CACHE``): skipping finished work is decided by our
+hash of the input bytes and parameters (see ``tasks.batch``), which also holds across runs and
+machines, while Prefect's default key would hash the URI strings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from nst_core import StepInfo
+from tasks.batch import ensure_style_targets, run_pair
+from tasks.gallery import build_gallery
+from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
+from tasks.progress import format_losses
+from tasks.storage import StorageError, join, storage_for
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only storage faults; a bad manifest or image fails the same way every time."""
+    try:
+        state.result()
+    except StorageError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="plan-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def plan_batch(manifest: str, output: str | None) -> Plan:
+    plan = load_plan(manifest, output)
+    get_run_logger().info("planned %d pairs over %d styles into %s", len(plan.pairs), len(plan.styles), plan.settings.output_root)
+    return plan
+
+
+@task(name="style-targets", cache_policy=NO_CACHE, task_run_name="style-targets {style_uri}")
+def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool) -> dict[str, Any]:
+    outcome = ensure_style_targets(style_uri, params, settings, force)
+    get_run_logger().info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
+    return outcome
+
+
+class _LogProgress:
+    """Log a line at most every ``every_s`` seconds and at the end of each scale."""
+
+    def __init__(self, name: str, every_s: float = 30.0) -> None:
+        self.name, self.every_s, self.last = name, every_s, time.monotonic()
+        self.logger = get_run_logger()
+
+    def __call__(self, step: StepInfo) -> None:
+        now = time.monotonic()
+        if step.scale_done or (step.losses and now - self.last >= self.every_s):
+            self.last = now
+            self.logger.info("%s: scale %d/%d %dx%d iteration %d/%d %s", self.name, step.scale_index + 1, step.num_scales,
+                             step.width, step.height, step.iteration, step.max_iterations, format_losses(step.losses))
+
+
+@task(name="stylize-pair", cache_policy=NO_CACHE, task_run_name="stylize {pair.name}")
+def stylize_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[str, Any]:
+    row = run_pair(pair, settings, force, on_step=_LogProgress(pair.name))
+    get_run_logger().info("%s: %s", pair.name, row["status"])
+    return row
+
+
+@task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def write_summary(settings: BatchSettings, summary: dict[str, Any]) -> str:
+    uri = join(settings.output_root, SUMMARY_NAME)
+    storage_for(uri).write_bytes(uri, (json.dumps(summary, indent=2) + "\n").encode(), "application/json")
+    return uri
+
+
+@task(name="build-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def gallery(output_root: str) -> str:
+    return build_gallery(output_root)

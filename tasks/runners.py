@@ -1,0 +1,48 @@
+"""The flow's task runner, chosen by a setting: threads (default) or Dask.
+
+Environment (so a deployment sets it in its job variables, and ``nst run`` from its flags):
+
+- ``NST_TASK_RUNNER``: ``threads`` (default) or ``dask``;
+- ``NST_DASK_ADDRESS``: an existing Dask scheduler (``tcp://host:8786``) instead of a local cluster;
+- ``NST_DASK_WORKERS``: worker processes of the local cluster (default: one per GPU, else 1).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "NST_DASK_WORKERS"
+
+
+def concurrency() -> int:
+    """Jobs that can usefully run at once here: one per GPU; on a CPU one (a single job already
+    keeps every core busy inside its convolutions)."""
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
+    kind = kind or os.environ.get(RUNNER_ENV, "threads")
+    address = address or os.environ.get(ADDRESS_ENV) or None
+    if workers is None and os.environ.get(WORKERS_ENV):
+        workers = int(os.environ[WORKERS_ENV])
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=concurrency())
+    if kind != "dask":
+        raise ValueError(f"task runner must be threads or dask, got {kind!r}")
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    if torch.cuda.is_available():
+        # One worker process per GPU, each seeing only its own device (CUDA_VISIBLE_DEVICES).
+        return DaskTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
+    n = workers or 1
+    # Each worker process gets its share of the cores for PyTorch's intra-op threads.
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                          "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})

@@ -1,0 +1,120 @@
+"""The batch work without Prefect: style-target cache keys, skip-if-unchanged, failures."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nst_core import StyleConfig
+from tasks.batch import PairFailed, ensure_style_targets, run_pair, targets_cache_key
+from tasks.plan import load_plan
+from tests.synthetic import painting_like, photo_like
+
+TINY = "defaults: {size: 32, scales: [1.0], iterations: 2}\n"
+
+
+def save(tensor, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(path)
+    return path
+
+
+@pytest.fixture
+def batch(tmp_path):
+    save(photo_like(48, 64), tmp_path / "photos" / "a.png")
+    save(photo_like(48, 64, seed=5).flip(-1), tmp_path / "photos" / "b.png")
+    save(painting_like(40, 40), tmp_path / "styles" / "paint.png")
+    (tmp_path / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n")
+    return tmp_path
+
+
+def test_targets_are_computed_once_then_read_from_the_cache(batch):
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    first = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    second = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    assert (first["cached"], second["cached"]) == (False, True) and first["key"] == second["key"]
+    assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 1
+    forced = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings, force=True)
+    assert forced["cached"] is False
+
+
+def test_changed_style_bytes_change_the_key_and_recompute(batch):
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    first = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    save(painting_like(40, 40).flip(-2), batch / "styles" / "paint.png")
+    changed = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    assert changed["key"] != first["key"] and changed["cached"] is False
+
+
+def test_cache_key_depends_on_what_shapes_the_targets():
+    from nst_core.targets import TargetSpec
+
+    spec = TargetSpec("caffe:caffe:sha256=x", "max", ("relu1_1",), "fp32", "rgb", None)
+    base = targets_cache_key("abc", spec, (32,))
+    assert targets_cache_key("abc", spec, (32,)) == base
+    assert targets_cache_key("abd", spec, (32,)) != base
+    assert targets_cache_key("abc", spec, (64,)) != base
+    assert targets_cache_key("abc", TargetSpec("caffe:caffe:sha256=x", "avg", ("relu1_1",), "fp32", "rgb", None), (32,)) != base
+
+
+def test_corrupt_cache_entry_is_recomputed(batch):
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    key = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)["key"]
+    entry = batch / "out" / ".cache" / "style-targets" / f"{key}.pt"
+    entry.write_bytes(entry.read_bytes()[:100])
+    again = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    assert again["cached"] is False and len(entry.read_bytes()) > 100
+
+
+def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    row = run_pair(pair, plan.settings)
+    assert row["status"] == "produced" and row["targets_computed"] == 1
+    out, sidecar = Path(row["output"]), json.loads(Path(row["sidecar"]).read_text())
+    assert Image.open(out).size == (32, 24)
+    assert sidecar["style_cache"][0]["hit"] is False and sidecar["parameters"]["size"] == 32
+    assert sidecar["content"]["sha256"] and sidecar["weights"]["source"] == "caffe"
+    assert (batch / "out" / "thumbs" / "a__paint.jpg").exists()
+    assert run_pair(pair, plan.settings)["status"] == "skipped"
+    assert run_pair(pair, plan.settings, force=True)["status"] == "produced"
+    save(photo_like(48, 64, seed=9), batch / "photos" / "a.png")  # same path, new bytes
+    assert run_pair(pair, plan.settings)["status"] == "produced"
+    changed_params = load_plan(str(batch / "m.yaml")).pairs[0]
+    object.__setattr__(changed_params, "params", {**changed_params.params, "style_weight": 50.0})
+    assert run_pair(changed_params, plan.settings)["status"] == "produced"
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.unlink(), "no such file"),
+    (lambda p: p.write_bytes(b"not an image"), "not an image"),
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "truncated or corrupt"),
+])
+def test_bad_content_fails_that_pair_with_a_reason_and_leaves_nothing(batch, damage, reason):
+    plan = load_plan(str(batch / "m.yaml"))
+    damage(batch / "photos" / "a.png")
+    with pytest.raises(PairFailed, match=reason):
+        run_pair(plan.pairs[0], plan.settings)
+    assert not (batch / "out" / "a__paint.png").exists() and not (batch / "out" / "a__paint.json").exists()
+    assert run_pair(plan.pairs[1], plan.settings)["status"] == "produced"
+
+
+def test_nan_loss_fails_the_pair_clearly(batch):
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    object.__setattr__(pair, "params", {**pair.params, "style_weight": 1e38})
+    with pytest.raises(PairFailed, match="loss became nan"):
+        run_pair(pair, plan.settings)
+
+
+def test_preserve_color_targets_are_made_per_content(batch):
+    (batch / "m.yaml").write_text(TINY + "styles: {paint: {path: styles/paint.png, preserve_color: true}}\ncontents: [photos/*.png]\n")
+    plan = load_plan(str(batch / "m.yaml"))
+    rows = [run_pair(p, plan.settings) for p in plan.pairs]
+    assert [r["targets_computed"] for r in rows] == [1, 1]
+    assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 2
+    assert StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in plan.pairs[0].params.items()}).preserve_color

@@ -1,0 +1,134 @@
+"""Manifest parsing (valid and each kind of invalid) and pair expansion."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tasks.manifest import ManifestError, parse_manifest
+from tasks.plan import load_plan, output_name, safe_name
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for name in ("photos/a.jpg", "photos/b.png", "photos/notes.txt", "styles/starry.jpg", "styles/scream.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".txt"):
+            (tmp_path / name).write_text("x")
+        else:
+            Image.new("RGB", (40, 30), (100, 150, 200)).save(tmp_path / name)
+    return tmp_path
+
+
+FULL = """
+output: ./out
+defaults: {size: 64, iterations: 3}
+styles:
+  starry: styles/starry.jpg
+  scream: {path: styles/scream.png, style_weight: 2000}
+contents:
+  - photos/*
+pairs: all
+"""
+
+
+def test_all_pairs_with_relative_paths_and_style_overrides(folder):
+    plan = load_plan(str(_write(folder / "m.yaml", FULL)))
+    assert plan.settings.output_root == str(folder / "out")
+    assert [p.name for p in plan.pairs] == ["a__starry", "a__scream", "b__starry", "b__scream"]
+    a_scream = plan.pairs[1]
+    assert a_scream.content_uri == str(folder / "photos" / "a.jpg")
+    assert a_scream.styles[0].uri == str(folder / "styles" / "scream.png")
+    assert a_scream.params["style_weight"] == 2000 and a_scream.params["size"] == 64 and a_scream.params["iterations"] == [3]
+    assert plan.pairs[0].params["style_weight"] == 100.0  # the core's default
+    assert plan.settings.output_uri("a__starry") == str(folder / "out" / "a__starry.png")
+
+
+def test_explicit_pairs_with_blends_names_and_parameters(folder):
+    text = """
+styles: {starry: styles/starry.jpg, scream: styles/scream.png}
+pairs:
+  - {content: photos/a.jpg, style: [starry, scream], style_blend: [0.7, 0.3], name: blend-a}
+  - {content: photos/b.png, style: starry, size: 32, preserve_color: true}
+"""
+    plan = load_plan(str(_write(folder / "m.yaml", text)), output_override=str(folder / "elsewhere"))
+    assert plan.settings.output_root == str(folder / "elsewhere")
+    blend, single = plan.pairs
+    assert blend.name == "blend-a" and [s.name for s in blend.styles] == ["starry", "scream"]
+    assert blend.params["style_blend"] == [0.7, 0.3]
+    assert single.name == "b__starry" and single.params["size"] == 32 and single.params["preserve_color"] is True
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("styles: {a: x.jpg}\ncontents: [p.jpg]\nbogus: 1\n", ["bogus (line 3): unknown key"]),
+    ("styles: {a: x.jpg}\ndefaults: {size: 64, sise: 3}\n", ["defaults.sise (line 2): unknown key"]),
+    ("styles:\n  a: {path: x.jpg, colour: red}\n", ["styles.a.colour (line 2): unknown key"]),
+    ("styles: {a: x.jpg}\ndefaults: {size: big}\n", ["defaults.size (line 2): Input should be a valid integer"]),
+    ("contents: [p.jpg]\n", ["styles (line 1): required"]),
+    ("styles: {a: x.jpg}\npairs: [{style: a}]\n", ["pairs.0.content (line 2): required"]),
+    ("styles: {a: x.jpg}\nquality: 500\n", ["quality (line 2): Input should be less than or equal to 100"]),
+    ("styles: {a: x.jpg}\ncontents: [p.jpg\n", ["YAML syntax error"]),
+    ("- just\n- a list\n", ["must be a YAML mapping"]),
+])
+def test_invalid_manifests_name_the_field_and_line(text, expected):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "m.yaml")
+    rendered = [str(p) for p in info.value.problems]
+    for want in expected:
+        assert any(want in r for r in rendered), rendered
+
+
+def test_every_problem_is_reported_at_once():
+    text = "styles: {a: x.jpg}\ndefaults: {sise: 1}\nformat: gif\nextra: 2\n"
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "m.yaml")
+    assert len(info.value.problems) == 3
+
+
+def test_range_errors_and_unknown_styles_found_at_expansion(folder):
+    text = """
+styles: {starry: styles/starry.jpg}
+defaults: {size: 0}
+pairs:
+  - {content: photos/a.jpg, style: starry, iterations: -1}
+  - {content: photos/a.jpg, style: nope}
+  - {content: photos/zzz*.jpg, style: starry}
+"""
+    with pytest.raises(ManifestError) as info:
+        load_plan(str(_write(folder / "m.yaml", text)))
+    rendered = " | ".join(map(str, info.value.problems))
+    assert "pairs.0: size must be 16..16384 px, got 0; iterations must be 0..100000" in rendered
+    assert "pairs.1.style: unknown style 'nope'" in rendered
+    assert "matches no images" in rendered
+
+
+def test_two_outputs_with_the_same_name_are_refused(folder):
+    Image.new("RGB", (40, 30)).save(folder / "styles" / "a.jpg")  # same stem as photos/a.jpg
+    text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/a.jpg, styles/a.jpg]\n"
+    with pytest.raises(ManifestError, match="two pairs would write 'a__starry'"):
+        load_plan(str(_write(folder / "m.yaml", text)))
+
+
+def test_missing_manifest():
+    with pytest.raises(ManifestError, match="manifest not found"):
+        load_plan("/nonexistent/m.yaml")
+
+
+def test_safe_names():
+    assert safe_name("../../etc/passwd") == "etc_passwd"
+    assert safe_name("ünïcode name!.jpg") == "n_code_name_.jpg"
+    long = safe_name("x" * 500)
+    assert len(long) == 120 and long.startswith("x" * 100)
+    assert output_name("s3://b/photos/My Photo.JPG", ["starry", "scream"]) == "My_Photo__starry+scream"
+
+
+def test_example_manifests_are_valid():
+    root = Path(__file__).resolve().parents[2] / "manifests"
+    for manifest in root.glob("*.yaml"):
+        assert load_plan(str(manifest)).pairs, manifest
