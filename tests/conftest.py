@@ -3,6 +3,22 @@ synthetic images, so no test needs ../shared or the network."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# Prefect reads these when it is first used: an isolated home (no developer server, no shared
+# SQLite file), quiet logs, no telemetry. Set before anything imports prefect.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="nst-prefect-test-")
+os.environ.update({
+    "PREFECT_HOME": _PREFECT_HOME,
+    "PREFECT_PROFILES_PATH": os.path.join(_PREFECT_HOME, "profiles.toml"),
+    "PREFECT_RESULTS_LOCAL_STORAGE_PATH": os.path.join(_PREFECT_HOME, "storage"),
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+})
+os.environ.pop("PREFECT_API_URL", None)
+
 import pytest
 import torch
 

@@ -1,0 +1,58 @@
+"""The stylize-batch flow under Prefect's test harness (a real temporary Prefect server)."""
+
+import json
+
+import pytest
+
+from flows.stylize_batch import stylize_batch
+from tasks.runners import make_task_runner
+from tests.flows.helpers import make_batch
+
+
+def _run(manifest, **kw):
+    return stylize_batch(manifest=str(manifest), return_state=True, **kw)
+
+
+def test_batch_isolates_failures_then_reruns_idempotently(prefect_server, tmp_path):
+    manifest = make_batch(tmp_path, corrupt=True)
+    state = _run(manifest)
+    assert state.is_failed()
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"planned": 6, "produced": 4, "skipped": 0, "failed": 2}
+    assert summary["style_targets"] == {"computed": 2, "from_cache": 0}  # one computation per style
+    assert {f["name"] for f in summary["failures"]} == {"broken__stripes", "broken__waves"}
+    assert all("broken.png" in f["content"] and f["reason"] for f in summary["failures"])
+    for name in ("a__stripes", "a__waves", "b__stripes", "b__waves"):
+        assert (out / f"{name}.png").exists() and json.loads((out / f"{name}.json").read_text())["name"] == name
+    assert not list(out.glob("broken*")) and not list(out.rglob("*.part"))
+    gallery = (out / "index.html").read_text()
+    assert gallery.count("<img") == 4 and 'href="a__waves.png"' in gallery
+
+    (tmp_path / "photos" / "broken.png").unlink()
+    again = _run(manifest)
+    assert again.is_completed()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"planned": 4, "produced": 0, "skipped": 4, "failed": 0}
+    assert summary["style_targets"] == {"computed": 0, "from_cache": 2}
+
+    forced = _run(manifest, force=True)
+    assert forced.is_completed()
+    assert json.loads((out / "summary.json").read_text())["counts"]["produced"] == 4
+
+
+def test_output_override(prefect_server, tmp_path):
+    manifest = make_batch(tmp_path)
+    state = _run(manifest, output=str(tmp_path / "elsewhere"))
+    assert state.is_completed()
+    assert (tmp_path / "elsewhere" / "a__stripes.png").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_dask_runner_on_a_local_two_process_cluster(prefect_server, tmp_path):
+    manifest = make_batch(tmp_path)
+    flow = stylize_batch.with_options(task_runner=make_task_runner("dask", workers=2))
+    state = flow(manifest=str(manifest), return_state=True)
+    assert state.is_completed(), state.message
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"]["produced"] == 4 and summary["style_targets"]["computed"] == 2
