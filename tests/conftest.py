@@ -51,3 +51,11 @@ def content() -> torch.Tensor:
 @pytest.fixture
 def style() -> torch.Tensor:
     return painting_like()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,35 @@
+"""A whole batch from S3 to S3: manifest, contents (a prefix), styles and outputs on moto's server."""
+
+import json
+
+import boto3
+
+from flows.stylize_batch import stylize_batch
+from tests.flows.helpers import TINY, make_batch
+from tests.s3_server import s3_server
+
+
+def test_s3_round_trip_through_the_flow(prefect_server, tmp_path):
+    make_batch(tmp_path)
+    with s3_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="photos")
+        for rel in ("photos/a.png", "photos/b.png", "styles/stripes.png"):
+            s3.upload_file(str(tmp_path / rel), "photos", f"in/{rel}")
+        manifest = TINY + "output: s3://photos/out\nstyles: {stripes: styles/stripes.png}\ncontents: [s3://photos/in/photos/]\n"
+        s3.put_object(Bucket="photos", Key="in/m.yaml", Body=manifest.encode())
+
+        state = stylize_batch(manifest="s3://photos/in/m.yaml", return_state=True)
+        assert state.is_completed(), state.message
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="photos", Prefix="out/")["Contents"]}
+        assert {"out/a__stripes.png", "out/a__stripes.json", "out/b__stripes.png", "out/summary.json", "out/index.html",
+                "out/thumbs/a__stripes.jpg"} <= keys
+        assert sum(k.startswith("out/.cache/style-targets/") for k in keys) == 1
+        sidecar = json.loads(s3.get_object(Bucket="photos", Key="out/a__stripes.json")["Body"].read())
+        assert sidecar["content"]["uri"] == "s3://photos/in/photos/a.png"
+        assert sidecar["styles"][0]["uri"] == "s3://photos/in/styles/stripes.png"
+
+        again = stylize_batch(manifest="s3://photos/in/m.yaml", return_state=True)
+        assert again.is_completed()
+        summary = json.loads(s3.get_object(Bucket="photos", Key="out/summary.json")["Body"].read())
+        assert summary["counts"]["skipped"] == 2 and summary["style_targets"]["from_cache"] == 1

@@ -1,0 +1,54 @@
+"""Local and S3 storage; S3 against moto's server on 127.0.0.1 over HTTP."""
+
+import boto3
+import pytest
+
+from tasks.storage import LocalStorage, StorageError, join, split_s3, storage_for
+from tests.s3_server import s3_server
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="bucket")
+        yield client
+
+
+def test_local_round_trip_is_atomic(tmp_path):
+    storage = LocalStorage()
+    uri = join(str(tmp_path), "a", "b.bin")
+    storage.write_bytes(uri, b"data")
+    assert storage.read_bytes(uri) == b"data" and storage.exists(uri)
+    assert storage.list(str(tmp_path)) == [uri]
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.bin"]
+    storage.delete(uri)
+    assert not storage.exists(uri)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        storage.read_bytes(uri)
+
+
+def test_s3_round_trip(s3):
+    storage = storage_for("s3://bucket/x")
+    storage.write_bytes("s3://bucket/out/a.png", b"png", "image/png")
+    storage.write_bytes("s3://bucket/out/sub/b.json", b"{}")
+    assert storage.read_bytes("s3://bucket/out/a.png") == b"png"
+    assert s3.head_object(Bucket="bucket", Key="out/a.png")["ContentType"] == "image/png"
+    assert storage.exists("s3://bucket/out/a.png") and not storage.exists("s3://bucket/out/zzz")
+    assert storage.list("s3://bucket/out") == ["s3://bucket/out/a.png", "s3://bucket/out/sub/b.json"]
+    assert storage.glob("s3://bucket/out/*.png") == ["s3://bucket/out/a.png"]
+    storage.delete("s3://bucket/out/a.png")
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("s3://bucket/out/a.png")
+
+
+def test_s3_missing_bucket_is_a_clear_error(s3):
+    with pytest.raises(StorageError, match="s3://no-such-bucket/k: cannot write: NoSuchBucket"):
+        storage_for("s3://no-such-bucket/k").write_bytes("s3://no-such-bucket/k", b"x")
+
+
+def test_s3_uri_parsing():
+    assert split_s3("s3://b/k/e/y") == ("b", "k/e/y")
+    assert join("s3://b/prefix/", "x", "/y.png") == "s3://b/prefix/x/y.png"
+    with pytest.raises(ValueError):
+        split_s3("s3:///key")
