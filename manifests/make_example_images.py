@@ -36,7 +36,7 @@ def landscape() -> Image.Image:
     yy, xx = np.mgrid[0:H, 0:W]
     sun = (xx - 380) ** 2 + (yy - 110) ** 2 < 38 ** 2
     img[sun] = [255, 235, 150]
-    for depth, (base, colour) in enumerate([(0.45, (110, 120, 150)), (0.55, (60, 90, 70)), (0.62, (35, 65, 40))]):
+    for base, colour in ((0.45, (110, 120, 150)), (0.55, (60, 90, 70)), (0.62, (35, 65, 40))):
         ridge = (base + 0.08 * _fractal_ridge(rng, W)) * H
         mask = yy > ridge[None, :]
         shade = 1 - 0.3 * (yy - ridge[None, :]) / H

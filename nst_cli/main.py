@@ -68,7 +68,8 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iterations", type=_ints, default=d.iterations,
                    help=f"max iterations per scale: N, or one per scale N1,N2 (default {_show(d.iterations)})")
     g.add_argument("--scales", type=parse_scales, default=d.scales,
-                   help=f"coarse-to-fine: a count N (sizes halving up to --size) or fractions of --size, e.g. 0.5,1 (default {_show(d.scales)})")
+                   help="coarse-to-fine: a count N (sizes halving up to --size) or fractions of --size, "
+                        f"e.g. 0.5,1 (default {_show(d.scales)})")
     g.add_argument("--content-weight", type=float, default=d.content_weight, help=f"(default {d.content_weight})")
     g.add_argument("--style-weight", type=float, default=d.style_weight, help=f"(default {d.style_weight})")
     g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation smoothing (default {d.tv_weight})")
@@ -85,7 +86,8 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history, help=f"(default {d.lbfgs_history})")
     g.add_argument("--adam-lr", type=float, default=d.adam_lr, help=f"(default {d.adam_lr})")
     g.add_argument("--early-stop-rtol", type=float, default=d.early_stop_rtol,
-                   help=f"stop a scale when the loss improved less than this fraction over --early-stop-window iterations; 0 = never (default {d.early_stop_rtol})")
+                   help="stop a scale when the loss improved less than this fraction over --early-stop-window iterations; "
+                        f"0 = never (default {d.early_stop_rtol})")
     g.add_argument("--early-stop-window", type=int, default=d.early_stop_window, help=f"(default {d.early_stop_window})")
     g.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
     g.add_argument("--no-match-luminance", dest="match_luminance", action="store_false",

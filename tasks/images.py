@@ -50,15 +50,19 @@ def output_format(path: str | os.PathLike[str]) -> str:
 
 def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
     """Read and decode an image file (see :func:`decode_image`)."""
+    return decode_image(read_file(path), str(path), max_pixels=max_pixels, max_side=max_side)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a local file, or an :class:`ImageInputError` saying why not."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ImageInputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageInputError(f"{path}: is a directory, not an image") from None
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return decode_image(data, str(path), max_pixels=max_pixels, max_side=max_side)
 
 
 def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:

@@ -110,8 +110,9 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None) 
     problems: list[ManifestProblem] = []
     output_root = output_override or manifest.output
     output_root = output_root if is_s3(output_root) else resolve(base, output_root)
-    settings = BatchSettings(output_root, manifest.format, manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights),
-                             manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality)
+    weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
+    settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
+                             manifest.max_pixels, manifest.quality)
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     entries = _pair_entries(manifest, base, problems)
     pairs: list[PairJob] = []

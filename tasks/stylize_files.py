@@ -24,7 +24,7 @@ from nst_core import (
 from nst_core.config import MIN_SIDE_PX
 from nst_core.image_ops import fit_size
 from tasks.atomic import write_atomic
-from tasks.images import DEFAULT_MAX_PIXELS, ImageInputError, LoadedImage, decode_image, encode_image, output_format
+from tasks.images import DEFAULT_MAX_PIXELS, ImageInputError, LoadedImage, decode_image, encode_image, output_format, read_file
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
 from tasks.models import get_features, get_weights
 
@@ -58,14 +58,7 @@ class InputFile:
 
 
 def read_input(path: str | os.PathLike[str]) -> InputFile:
-    try:
-        return InputFile(str(path), Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ImageInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageInputError(f"{path}: is a directory, not an image") from None
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return InputFile(str(path), read_file(path))
 
 
 def stylize_files(
