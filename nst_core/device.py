@@ -32,8 +32,16 @@ def bf16_is_native(device: torch.device) -> bool:
 
 
 def check_precision(device: torch.device, precision: str) -> None:
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    """Refuse bf16 where the hardware lacks it: emulated, it is not a speed-up but a slow-down
+    (measured on an AVX2-only CPU: 166 s per evaluation at 256x192 px against 1.1 s in fp32)."""
+    if precision != "bf16" or bf16_is_native(device):
+        return
+    if device.type == "cuda":
         raise ValueError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
+    raise ValueError(
+        f"precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has {torch.backends.cpu.get_cpu_capability()} "
+        "and would emulate it about 100x slower than fp32; use fp32"
+    )
 
 
 @contextlib.contextmanager

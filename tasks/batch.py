@@ -16,6 +16,7 @@ from nst_core import (
     StyleTargets,
     TargetSpec,
     VGGFeatures,
+    check_precision,
     compute_style_targets,
     configure_backends,
     luminance_match_for,
@@ -103,6 +104,7 @@ def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: Batch
     cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
     data = read(style_uri)
     with device_pool(settings.device).acquire() as device:
+        check_precision(device, cfg.precision)
         outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
     return {"style": style_uri, "key": outcome.key, "cached": outcome.cached}
 
@@ -162,6 +164,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
     check_aspect(content, cfg, pair.content_uri)
     with device_pool(settings.device).acquire() as device:
+        check_precision(device, cfg.precision)
         features = _features_for(cfg, settings, device)
         match = luminance_match_for(content.rgb, cfg)
         outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))

@@ -144,3 +144,17 @@ def test_console_script_runs(images, tmp_path):
     assert out.exists()
     bad = subprocess.run([str(exe), "stylize", str(images[0]), "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys):
+    import torch
+
+    from nst_core import bf16_is_native
+
+    if bf16_is_native(torch.device("cpu")):
+        pytest.skip("this CPU has native bf16")
+    out = tmp_path / "o.png"
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--device", "cpu", "--precision", "bf16", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "native bf16" in err and "use fp32" in err and err.count("\n") == 1
+    assert not out.exists()
