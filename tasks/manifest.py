@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from nst_core import StyleConfig
 from tasks.images import DEFAULT_MAX_PIXELS
@@ -29,6 +29,9 @@ def _params_model() -> type[BaseModel]:
 
 
 _Params = _params_model()
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(StyleConfig)}
+# Valid or not only together with other fields (and their defaults): checked at expansion.
+_CROSS_FIELD = {"style_layer_weights", "style_blend"}
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if typing.get_origin(typing.get_type_hints(StyleConfig)[f.name]) is tuple}
 
 
@@ -41,6 +44,20 @@ class Params(_Params):  # type: ignore[misc, valid-type]
     @classmethod
     def _scalar_to_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, int | float | str) else value
+
+    @field_validator(*sorted(_CONFIG_FIELDS - _CROSS_FIELD), mode="after")
+    @classmethod
+    def _in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        """Range-check each value on its own, so a bad size is reported together with unknown
+        keys and type errors. Checks across fields (blend weights per style, ...) run when the
+        pairs are expanded."""
+        if value is None:
+            return value
+        context: dict[str, Any] = {}
+        if info.field_name == "iterations":  # give it as many scales as it has entries
+            context["scales"] = tuple((i + 1) / len(value) for i in range(len(value))) if value else (1.0,)
+        StyleConfig(**{info.field_name: value, **context})
+        return value
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -82,6 +99,19 @@ class Manifest(BaseModel):
             if not name or "/" in name or name.startswith(".") or len(name) > 64:
                 raise ValueError(f"style name {name!r} must be 1-64 characters, without '/' or a leading '.'")
         return styles
+
+    @field_validator("pairs")
+    @classmethod
+    def _known_styles(cls, pairs: Any, info: ValidationInfo) -> Any:
+        styles = info.data.get("styles")
+        if pairs == "all" or not styles:
+            return pairs
+        for i, pair in enumerate(pairs):
+            names = [pair.style] if isinstance(pair.style, str) else pair.style
+            unknown = [n for n in names if n not in styles]
+            if unknown:
+                raise ValueError(f"pair {i}: unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}")
+        return pairs
 
     def style_path(self, name: str) -> str:
         entry = self.styles[name]
@@ -131,14 +161,18 @@ def parse_manifest(text: str, source: str) -> Manifest:
         for err in exc.errors():
             loc = _clean_loc(err["loc"])
             problems.append(ManifestProblem(".".join(map(str, loc)), _message(err), _line_of(node, loc)))
-        raise ManifestError(source, _drop_union_noise(problems)) from None
+        ordered = sorted(_drop_union_noise(problems), key=lambda p: p.line or 0)  # in file order
+        raise ManifestError(source, ordered) from None
 
 
 def _drop_union_noise(problems: list[ManifestProblem]) -> list[ManifestProblem]:
     """For a value that may be a string or a mapping (a style), pydantic reports both branches;
     keep the specific problems inside the mapping, not "should be a valid string" beside them."""
-    paths = [p.path for p in problems]
-    return [p for p in problems if not any(other.startswith(p.path + ".") for other in paths if other != p.path)] or problems
+    def noise(p: ManifestProblem) -> bool:
+        generic = p.message in ("Input should be a valid string", "Input should be 'all'")
+        return generic and any(o is not p and (o.path == p.path or o.path.startswith(p.path + ".")) for o in problems)
+
+    return [p for p in problems if not noise(p)] or problems
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:

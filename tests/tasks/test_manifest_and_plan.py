@@ -91,21 +91,38 @@ def test_every_problem_is_reported_at_once():
     assert len(info.value.problems) == 3
 
 
-def test_range_errors_and_unknown_styles_found_at_expansion(folder):
+def test_range_errors_are_reported_with_type_errors_and_unknown_keys(folder):
     text = """
-styles: {starry: styles/starry.jpg}
-defaults: {size: 0}
+styles: {starry: {path: styles/starry.jpg, style_scale: 99}}
+defaults: {size: 0, sise: 3}
 pairs:
-  - {content: photos/a.jpg, style: starry, iterations: -1}
-  - {content: photos/a.jpg, style: nope}
-  - {content: photos/zzz*.jpg, style: starry}
+  - {content: photos/a.jpg, style: starry, iterations: -1, pooling: min}
 """
     with pytest.raises(ManifestError) as info:
         load_plan(str(_write(folder / "m.yaml", text)))
+    rendered = [str(p) for p in info.value.problems]
+    assert rendered == [
+        "styles.starry.style_scale (line 2): style_scale must be 0.05..8, got 99.0",
+        "defaults.size (line 3): size must be 16..16384 px, got 0",
+        "defaults.sise (line 3): unknown key",
+        "pairs.0.iterations (line 5): iterations must be 0..100000, got (-1,)",
+        "pairs.0.pooling (line 5): Input should be 'max' or 'avg'",
+    ]
+
+
+def test_unknown_styles_and_empty_globs(folder):
+    text = """
+styles: {starry: styles/starry.jpg}
+pairs:
+  - {content: photos/a.jpg, style: [starry, nope]}
+"""
+    with pytest.raises(ManifestError, match="pairs .line 3.: pair 0: unknown style 'nope'; known: starry"):
+        load_plan(str(_write(folder / "m.yaml", text)))
+    text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/zzz*.jpg, nothing/]\ndefaults: {scales: [0.5, 1], iterations: [1, 2, 3]}\n"
+    with pytest.raises(ManifestError) as info:
+        load_plan(str(_write(folder / "m.yaml", text)))
     rendered = " | ".join(map(str, info.value.problems))
-    assert "pairs.0: size must be 16..16384 px, got 0; iterations must be 0..100000" in rendered
-    assert "pairs.1.style: unknown style 'nope'" in rendered
-    assert "matches no images" in rendered
+    assert "matches no images" in rendered and "iterations needs 1 or 2 entries" in rendered
 
 
 def test_two_outputs_with_the_same_name_are_refused(folder):
