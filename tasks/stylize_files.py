@@ -123,7 +123,11 @@ def stylize_files(
 
 
 def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = False) -> None:
-    """Refuse images so narrow that their short side falls under VGG-19's minimum at some scale."""
+    """Refuse images too small to carry any content, or so narrow that their short side falls
+    under VGG-19's minimum at some scale."""
+    width, height = image.original_size
+    if min(width, height) < MIN_SIDE_PX:
+        raise ImageInputError(f"{name}: {width}x{height} is too small to stylize (at least {MIN_SIDE_PX} px per side)")
     _, _, h, w = image.rgb.shape
     smallest = min(cfg.style_sides() if style else cfg.sides())
     short = min(fit_size(h, w, smallest))

@@ -77,7 +77,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     huge = tmp_path / "huge.png"
     Image.new("L", (600, 500)).save(huge)
     sliver = tmp_path / "sliver.png"
-    Image.new("RGB", (400, 3)).save(sliver)
+    Image.new("RGB", (400, 20)).save(sliver)
     return {"missing": tmp_path / "nope.png", "truncated": truncated, "text": text, "empty": empty,
             "unreadable": unreadable, "huge": huge, "sliver": sliver, "directory": tmp_path}
 
