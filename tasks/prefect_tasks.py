@@ -19,7 +19,8 @@ from tasks.batch import ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
 from tasks.progress import format_losses
-from tasks.storage import StorageError, join, storage_for
+from tasks.atomic import remove_stale_parts
+from tasks.storage import StorageError, is_s3, join, storage_for
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -36,7 +37,11 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="plan-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def plan_batch(manifest: str, output: str | None) -> Plan:
     plan = load_plan(manifest, output)
-    get_run_logger().info("planned %d pairs over %d styles into %s", len(plan.pairs), len(plan.styles), plan.settings.output_root)
+    logger = get_run_logger()
+    if not is_s3(plan.settings.output_root):
+        for stale in remove_stale_parts(plan.settings.output_root):
+            logger.warning("removed %s, left by an interrupted run", stale)
+    logger.info("planned %d pairs over %d styles into %s", len(plan.pairs), len(plan.styles), plan.settings.output_root)
     return plan
 
 
