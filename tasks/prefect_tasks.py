@@ -15,11 +15,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from nst_core import StepInfo
+from tasks.atomic import remove_stale_parts
 from tasks.batch import ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
 from tasks.progress import format_losses
-from tasks.atomic import remove_stale_parts
 from tasks.storage import StorageError, is_s3, join, storage_for
 
 

@@ -21,7 +21,7 @@ def test_every_bad_image_fails_alone(prefect_server, tmp_path):
     _photo_pil().save(photos / "good.png")
     _photo_pil().convert("L").save(photos / "grey.png")
     _photo_pil().convert("CMYK").save(photos / "cmyk.jpg")
-    Image.fromarray((np.asarray(_photo_pil().convert("L"), np.uint16) * 257)).save(photos / "deep16.png")
+    Image.fromarray(np.asarray(_photo_pil().convert("L"), np.uint16) * 257).save(photos / "deep16.png")
     rgba = _photo_pil().convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
     rgba.save(photos / "alpha.png")
