@@ -149,3 +149,26 @@ def test_example_manifests_are_valid():
     root = Path(__file__).resolve().parents[2] / "manifests"
     for manifest in root.glob("*.yaml"):
         assert load_plan(str(manifest)).pairs, manifest
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/abs/path", "a/b", "..", ".hidden"])
+def test_pair_names_cannot_leave_the_output_root(folder, name):
+    text = f"styles: {{starry: styles/starry.jpg}}\npairs:\n  - {{content: photos/a.jpg, style: starry, name: '{name}'}}\n"
+    with pytest.raises(ManifestError, match="not a safe file name"):
+        load_plan(str(_write(folder / "m.yaml", text)))
+
+
+@pytest.mark.parametrize("style", ["../x", "a/b", ".dot", "x" * 65])
+def test_style_names_are_checked(style):
+    with pytest.raises(ManifestError, match="style name"):
+        parse_manifest(f"styles: {{'{style}': x.jpg}}\n", "m.yaml")
+
+
+def test_odd_content_names_stay_inside_the_output_root(folder):
+    odd = folder / "photos" / ("weird name ü;$(rm -rf)" + "x" * 200 + ".png")
+    Image.new("RGB", (40, 30)).save(odd)
+    plan = load_plan(str(_write(folder / "m.yaml", f"styles: {{starry: styles/starry.jpg}}\ncontents: ['{odd}']\n")))
+    (pair,) = plan.pairs
+    out = Path(plan.settings.output_uri(pair.name))
+    assert out.parent == folder / "out" and len(out.name) <= 124
+    assert all(c.isalnum() or c in "._+-" for c in pair.name)
