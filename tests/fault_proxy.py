@@ -24,6 +24,7 @@ class Faults:
     code: str = "SlowDown"
     deny_prefix: str | None = None  # "bucket/key-prefix": 403 AccessDenied for matching paths
     down: bool = False  # close connections without answering (the server is gone)
+    down_when_key: str | None = None  # go down right after forwarding a PUT of a key containing this
     seen: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,6 +72,8 @@ def fault_proxy(upstream: str, faults: Faults) -> Iterator[str]:
             if self.command != "HEAD":
                 self.wfile.write(data)
             conn.close()
+            if faults.down_when_key and self.command == "PUT" and faults.down_when_key in self.path:
+                faults.down = True
 
         def _error(self, status: int, code: str, message: str) -> None:
             data = _ERROR.format(code=code, message=message).encode()
