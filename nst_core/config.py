@@ -7,7 +7,7 @@ Every outer ring (the CLI, the manifest schema, the flow) reads its defaults fro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Literal
 
 from torch import Tensor
@@ -105,10 +105,6 @@ class StyleConfig:
             raise ValueError(f"style_blend has {len(raw)} weights for {num_styles} style images")
         total = sum(raw)
         return tuple(w / total for w in raw)
-
-
-def config_field_names() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(StyleConfig))
 
 
 def _problems(cfg: StyleConfig) -> list[str]:

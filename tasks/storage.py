@@ -156,11 +156,8 @@ class S3Storage:
         bucket, key = split_s3(pattern)
         fixed = key.split("*")[0].split("?")[0].split("[")[0]
         folder = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
-        candidates = self.list(f"s3://{bucket}/{folder}") if folder else self._list_bucket(bucket)
+        candidates = self.list(f"s3://{bucket}/{folder}")
         return [u for u in candidates if fnmatch.fnmatchcase(split_s3(u)[1], key)]
-
-    def _list_bucket(self, bucket: str) -> list[str]:
-        return self.list(f"s3://{bucket}/")
 
 
 def _code(exc: Exception) -> str:

@@ -24,3 +24,14 @@ def make_batch(root: Path, corrupt: bool = False) -> Path:
     manifest = root / "m.yaml"
     manifest.write_text(TINY + "output: out\nstyles: {stripes: styles/stripes.png, waves: styles/waves.png}\ncontents: [photos/*.png]\n")
     return manifest
+
+
+def upload_batch(s3, bucket: str, root: Path, output: str) -> str:
+    """Create ``bucket``, upload the photos and the stripes style of :func:`make_batch` under
+    ``in/`` with a manifest whose contents are the ``in/photos/`` prefix; returns its URI."""
+    s3.create_bucket(Bucket=bucket)
+    for rel in ("photos/a.png", "photos/b.png", "styles/stripes.png"):
+        s3.upload_file(str(root / rel), bucket, f"in/{rel}")
+    manifest = TINY + f"output: {output}\nstyles: {{stripes: styles/stripes.png}}\ncontents: [s3://{bucket}/in/photos/]\n"
+    s3.put_object(Bucket=bucket, Key="in/m.yaml", Body=manifest.encode())
+    return f"s3://{bucket}/in/m.yaml"

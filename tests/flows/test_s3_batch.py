@@ -5,7 +5,7 @@ import json
 import boto3
 
 from flows.stylize_batch import stylize_batch
-from tests.flows.helpers import TINY, make_batch
+from tests.flows.helpers import make_batch, upload_batch
 from tests.s3_server import s3_server
 
 
@@ -13,11 +13,7 @@ def test_s3_round_trip_through_the_flow(prefect_server, tmp_path):
     make_batch(tmp_path)
     with s3_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="photos")
-        for rel in ("photos/a.png", "photos/b.png", "styles/stripes.png"):
-            s3.upload_file(str(tmp_path / rel), "photos", f"in/{rel}")
-        manifest = TINY + "output: s3://photos/out\nstyles: {stripes: styles/stripes.png}\ncontents: [s3://photos/in/photos/]\n"
-        s3.put_object(Bucket="photos", Key="in/m.yaml", Body=manifest.encode())
+        upload_batch(s3, "photos", tmp_path, "s3://photos/out")
 
         state = stylize_batch(manifest="s3://photos/in/m.yaml", return_state=True)
         assert state.is_completed(), state.message

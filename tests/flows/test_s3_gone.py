@@ -12,7 +12,7 @@ from PIL import Image
 from flows.stylize_batch import stylize_batch
 from tasks.storage import reset_s3_client
 from tests.fault_proxy import Faults, fault_proxy
-from tests.flows.helpers import TINY, make_batch
+from tests.flows.helpers import make_batch, upload_batch
 from tests.s3_server import s3_server
 
 
@@ -21,11 +21,7 @@ def test_s3_gone_mid_run(prefect_server, tmp_path, monkeypatch):
     make_batch(tmp_path)
     with s3_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="bkt")
-        for rel in ("photos/a.png", "photos/b.png", "styles/stripes.png"):
-            s3.upload_file(str(tmp_path / rel), "bkt", f"in/{rel}")
-        s3.put_object(Bucket="bkt", Key="in/m.yaml",
-                      Body=(TINY + "output: s3://bkt/out\nstyles: {stripes: styles/stripes.png}\ncontents: [s3://bkt/in/photos/]\n").encode())
+        upload_batch(s3, "bkt", tmp_path, "s3://bkt/out")
         faults = Faults(down_when_key="out/a__stripes.json")  # gone right after the first pair's sidecar
         with fault_proxy(endpoint, faults) as proxy:
             monkeypatch.setenv("AWS_ENDPOINT_URL", proxy)
