@@ -169,6 +169,9 @@ class StepInfo:
     losses: dict[str, float] | None = None
     scale_done: bool = False  # the last event of this scale
     stopped_early: bool = False
+    # The best iterate so far, (1, 3, h, w) RGB in [0, 1], at the same report points as ``losses``,
+    # for callbacks that set ``wants_images = True`` (previews, quality tracking); else None.
+    image: Tensor | None = None
 
 
 @dataclass(frozen=True)

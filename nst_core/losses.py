@@ -62,6 +62,49 @@ def style_loss(gram: Tensor, target_gram: Tensor) -> Tensor:
     return torch.mean((gram - _at_least_fp32(target_gram)) ** 2)
 
 
+class _GramStyleLoss(torch.autograd.Function):
+    """``style_loss(gram_matrix(F), A)`` with a hand-written backward of one matrix product.
+
+    Autograd differentiates ``F F^T`` with two products (one per factor) and then adds them.
+    With ``L = mean((G - A)^2)`` the gradient is symmetric, so both are the same product:
+    ``dL/dF = 2 (dL/dG) F / n``. On CPU the Gram products are ~10 % of an evaluation at 512 px;
+    this removes a third of them.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
+        b, c, h, w = features.shape
+        flat = _at_least_fp32(features.reshape(b, c, h * w))
+        n = c * h * w
+        diff = torch.bmm(flat, flat.transpose(1, 2)).div_(n).sub_(_at_least_fp32(target))
+        ctx.save_for_backward(flat, diff)
+        ctx.n, ctx.in_dtype, ctx.shape = n, features.dtype, features.shape
+        return diff.square().mean()
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        flat, diff = ctx.saved_tensors
+        # d mean((G - A)^2) / dG = 2 (G - A) / numel; then dG/dF contributes 2 sym(.) F / n.
+        scale = grad_output * (4.0 / (diff.numel() * ctx.n))
+        grad = torch.bmm(diff * scale, flat)
+        return grad.reshape(ctx.shape).to(ctx.in_dtype), None
+
+
+def gram_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
+    """``style_loss(gram_matrix(features), target_gram)`` for a symmetric target, faster to differentiate.
+
+    Args:
+        features: (B, C, H, W).
+        target_gram: (C, C) or (B, C, C), symmetric (every Gram matrix is).
+    """
+    if features.dim() != 4:
+        raise ValueError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
+    c = features.shape[1]
+    if target_gram.shape[-2:] != (c, c):
+        raise ValueError(f"features have {c} channels but the target Gram is {tuple(target_gram.shape)}")
+    return _GramStyleLoss.apply(features, target_gram.detach())
+
+
 def total_variation(image: Tensor) -> Tensor:
     """Mean squared difference of vertically and horizontally adjacent pixels of (B, C, H, W).
 

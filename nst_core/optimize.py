@@ -19,8 +19,9 @@ from nst_core.errors import NonFiniteLossError
 
 # objective(x) -> (total loss, weighted terms); both scalars on x's device.
 Objective = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
-# on_iteration(iteration, losses or None, scale_done, stopped_early)
-IterationHook = Callable[[int, dict[str, float] | None, bool, bool], None]
+# on_iteration(iteration, losses or None, scale_done, stopped_early, best iterate or None); the
+# losses and the image are given only at report points, where reading them back is paid for.
+IterationHook = Callable[[int, dict[str, float] | None, bool, bool, Tensor | None], None]
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,13 @@ def optimize_scale(
         terms_holder[0] = terms
         return normalised.detach()
 
+    # Two image buffers, reused for the whole scale: the iterate being evaluated and the best so far.
     best_loss, best_x, best_terms = math.inf, x.detach().clone(), {}
+    evaluated = torch.empty_like(best_x)
     best_history: list[float] = []
     iteration, stopped_early = 0, False
     for iteration in range(1, max_iterations + 1):
-        evaluated = x.detach().clone()
+        evaluated.copy_(x.detach())
         loss = float(_step(optimizer, closure, x, cfg) * loss_scale[0])
         if not math.isfinite(loss):
             raise NonFiniteLossError(
@@ -80,18 +83,21 @@ def optimize_scale(
                 "or check the input images"
             )
         if loss < best_loss:
-            best_loss, best_x, best_terms = loss, evaluated, terms_holder[0]
+            best_loss, best_terms = loss, terms_holder[0]
+            best_x, evaluated = evaluated, best_x
         best_history.append(best_loss)
         stopped_early = _converged(best_history, cfg)
         done = stopped_early or iteration == max_iterations
         if on_iteration is not None:
             report = done or iteration % report_every == 0
-            on_iteration(iteration, _to_floats(terms_holder[0], loss) if report and not done else None, False, False)
+            reported = report and not done
+            on_iteration(iteration, _to_floats(terms_holder[0], loss) if reported else None, False, False,
+                         best_x if reported else None)
         if stopped_early:
             break
     losses = _to_floats(best_terms, best_loss) if best_terms else {}
     if on_iteration is not None and max_iterations > 0:
-        on_iteration(iteration, losses, True, stopped_early)
+        on_iteration(iteration, losses, True, stopped_early, best_x)
     image = best_x if max_iterations > 0 else start.detach()
     return ScaleOutcome(image, iteration, stopped_early, losses, time.perf_counter() - began)
 

@@ -13,8 +13,8 @@ from nst_core.color import gray_to_rgb, luminance, recombine
 from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
 from nst_core.device import autocast
 from nst_core.image_ops import fit_size, resize
-from nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
-from nst_core.optimize import Objective, optimize_scale
+from nst_core.losses import content_loss, gram_style_loss, total_variation
+from nst_core.optimize import IterationHook, Objective, optimize_scale
 from nst_core.targets import (
     StyleTargets,
     blend_targets,
@@ -66,10 +66,12 @@ def stylize(
     iterations = cfg.iterations_per_scale()
     for index, (side, style_side) in enumerate(zip(cfg.sides(), cfg.style_sides(), strict=True)):
         size = fit_size(height, width, side)
-        scale_content = _variable_space(resize(content, size), cfg)
+        scale_rgb = resize(content, size)
+        scale_content = _variable_space(scale_rgb, cfg)
         start = _start_image(index, image, scale_content, size, cfg, init_image)
         objective = _objective(features, cfg, scale_content, blend_targets(style_targets, blend, style_side))
-        hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index], began)
+        hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index], began,
+                              lambda best, c=scale_rgb: _preview(best, c, cfg))
         outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook,
                                  report_every=report_every, where=f"scale {index + 1} ({size[1]}x{size[0]} px), ")
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
@@ -135,7 +137,7 @@ def _objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_g
         with autocast(x.device, cfg.precision):
             feats = features(_rgb(x, cfg), layers)
         c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
-        s = sum(layer_weights[k] * style_loss(gram_matrix(feats[k]), style_grams[k]) for k in cfg.style_layers)
+        s = sum(layer_weights[k] * gram_style_loss(feats[k], style_grams[k]) for k in cfg.style_layers)
         terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
         if cfg.tv_weight > 0:
             terms["tv"] = cfg.tv_weight * total_variation(x)
@@ -149,13 +151,28 @@ def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:
     return gray_to_rgb(x) if cfg.preserve_color else x
 
 
+def _preview(best: Tensor, content_rgb: Tensor, cfg: StyleConfig) -> Tensor:
+    """The best iterate as an RGB image in [0, 1] (a copy: the optimiser keeps its buffer)."""
+    if cfg.preserve_color:
+        return recombine(best.clamp(0, 1), content_rgb)
+    return best.clamp(0, 1)
+
+
 def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int, size: tuple[int, int],
-                   max_iterations: int, began: float) -> Callable[[int, dict[str, float] | None, bool, bool], None] | None:
+                   max_iterations: int, began: float, preview: Callable[[Tensor], Tensor]) -> IterationHook | None:
     if on_step is None:
         return None
 
-    def hook(iteration: int, losses: dict[str, float] | None, done: bool, stopped_early: bool) -> None:
+    def hook(iteration: int, losses: dict[str, float] | None, done: bool, stopped_early: bool, best: Tensor | None) -> None:
+        # The elapsed time is taken before the preview is made, so previews do not count as work.
+        elapsed = time.perf_counter() - began
+        image = preview(best) if best is not None and on_step_wants_images(on_step) else None
         on_step(StepInfo(index, num_scales, size[0], size[1], iteration, max_iterations,
-                         time.perf_counter() - began, losses, done, stopped_early))
+                         elapsed, losses, done, stopped_early, image))
 
     return hook
+
+
+def on_step_wants_images(on_step: ProgressCallback) -> bool:
+    """Previews cost a copy of the image; callbacks opt in with a ``wants_images = True`` attribute."""
+    return bool(getattr(on_step, "wants_images", False))

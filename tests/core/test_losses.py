@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
+from nst_core.losses import content_loss, gram_matrix, gram_style_loss, style_loss, total_variation
 
 
 def test_gram_known_value_and_shape():
@@ -64,6 +64,41 @@ def test_gradcheck(fn, shapes):
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
 
 
+def _symmetric(c: int, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    m = torch.rand(c, c, dtype=dtype, generator=gen)
+    return m + m.T
+
+
+def test_gram_style_loss_gradcheck():
+    # The hand-written backward against finite differences (double precision).
+    gen = torch.Generator().manual_seed(1)
+    feats = torch.rand(1, 3, 4, 5, dtype=torch.float64, generator=gen).requires_grad_(True)
+    target = _symmetric(3, gen)
+    assert torch.autograd.gradcheck(lambda f: gram_style_loss(f, target), (feats,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, target_batch", [((1, 8, 6, 7), False), ((2, 4, 5, 5), True)])
+def test_gram_style_loss_matches_autograd_of_the_plain_formula(shape, target_batch):
+    gen = torch.Generator().manual_seed(2)
+    feats = torch.rand(*shape, generator=gen)
+    c = shape[1]
+    target = torch.stack([_symmetric(c, gen, torch.float32) for _ in range(shape[0])]) if target_batch else _symmetric(c, gen, torch.float32)
+    a = feats.clone().requires_grad_(True)
+    b = feats.clone().requires_grad_(True)
+    (3.0 * gram_style_loss(a, target)).backward()
+    (3.0 * style_loss(gram_matrix(b), target)).backward()
+    assert torch.allclose(gram_style_loss(feats, target), style_loss(gram_matrix(feats), target), rtol=1e-5)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-9)
+
+
+def test_gram_style_loss_keeps_the_feature_dtype_of_its_gradient():
+    feats = torch.rand(1, 4, 3, 3).to(torch.bfloat16).requires_grad_(True)
+    loss = gram_style_loss(feats, torch.eye(4))
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert feats.grad is not None and feats.grad.dtype == torch.bfloat16
+
+
 def test_shape_errors_are_readable():
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         gram_matrix(torch.ones(3, 4))
@@ -71,4 +106,6 @@ def test_shape_errors_are_readable():
         content_loss(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 4, 4))
     with pytest.raises(ValueError, match="differ"):
         style_loss(torch.ones(1, 2, 2), torch.ones(3, 3))
+    with pytest.raises(ValueError, match="3 channels"):
+        gram_style_loss(torch.ones(1, 3, 2, 2), torch.ones(2, 2))
 

@@ -58,6 +58,28 @@ def test_progress_events(features, content, style):
     assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(events, events[1:], strict=False))
 
 
+class _Recorder(list):
+    wants_images = True
+
+    def __call__(self, info: StepInfo) -> None:
+        self.append(info)
+
+
+def test_previews_come_with_the_losses_only_for_callbacks_that_ask(features, content, style):
+    cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(4,))
+    plain: list[StepInfo] = []
+    stylize(content, features, cfg, styles=[style], on_step=plain.append, report_every=2)
+    assert all(e.image is None for e in plain)
+    recorder = _Recorder()
+    result = stylize(content, features, cfg, styles=[style], on_step=recorder, report_every=2)
+    assert [e.image is not None for e in recorder] == [e.losses is not None for e in recorder]
+    last = recorder[-1]
+    assert last.scale_done and last.image is not None and last.image.shape == (1, 3, 48, 64)
+    assert torch.equal(last.image, result.image)  # the final preview is the result
+    first_scale = [e for e in recorder if e.image is not None and e.scale_index == 0]
+    assert all(e.image.shape == (1, 3, 24, 32) and 0 <= float(e.image.min()) and float(e.image.max()) <= 1 for e in first_scale)
+
+
 def test_noise_init_is_reproducible_bit_for_bit_with_a_seed(features, content, style):
     cfg = replace(TINY, init="noise", seed=7)
     first = stylize(content, features, cfg, styles=[style]).image
