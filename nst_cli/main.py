@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars")
     gal.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
+
+    # Listed for --help only: main() hands ``nst bench ...`` to the benchmark's own parser.
+    sub.add_parser("bench", help="benchmark speed, quality and memory side by side with pastiche (nst bench --help)")
     return parser
 
 
@@ -233,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tasks.images import ImageInputError
     from tasks.manifest import ManifestError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options (argparse's REMAINDER drops leading --flags)
+        from benchmarks.run import main as bench_main
+
+        return bench_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         commands = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}

@@ -69,7 +69,7 @@ def stylize(
         scale_rgb = resize(content, size)
         scale_content = _variable_space(scale_rgb, cfg)
         start = _start_image(index, image, scale_content, size, cfg, init_image)
-        objective = _objective(features, cfg, scale_content, blend_targets(style_targets, blend, style_side))
+        objective = build_objective(features, cfg, scale_content, blend_targets(style_targets, blend, style_side))
         hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index], began,
                               lambda best, c=scale_rgb: _preview(best, c, cfg))
         outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook,
@@ -127,7 +127,7 @@ def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tup
     return _variable_space(resize(init_image.to(content.device), size), cfg)
 
 
-def _objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor]) -> Objective:
+def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor]) -> Objective:
     layers = cfg.layers
     layer_weights = cfg.layer_weights()
     with torch.no_grad(), autocast(content.device, cfg.precision):

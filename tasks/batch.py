@@ -27,6 +27,7 @@ from nst_core import (
 from nst_core.targets import target_spec
 from tasks.devices import device_pool
 from tasks.images import decode_image, encode_image, thumbnail
+from tasks.memory_guard import check_fits
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
 from tasks.models import get_features, get_weights
 from tasks.plan import BatchSettings, PairJob
@@ -165,6 +166,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     check_aspect(content, cfg, pair.content_uri)
     with device_pool(settings.device).acquire() as device:
         check_precision(device, cfg.precision)
+        check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri)
         features = _features_for(cfg, settings, device)
         match = luminance_match_for(content.rgb, cfg)
         outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))

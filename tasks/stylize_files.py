@@ -25,6 +25,7 @@ from nst_core.config import MIN_SIDE_PX
 from nst_core.image_ops import fit_size
 from tasks.atomic import write_atomic
 from tasks.images import DEFAULT_MAX_PIXELS, ImageInputError, LoadedImage, decode_image, encode_image, output_format, read_file
+from tasks.memory_guard import check_fits
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
 from tasks.models import get_features, get_weights
 
@@ -91,6 +92,7 @@ def stylize_files(
         check_aspect(image, cfg, f.path, style=True)
     init = decode_image(init_file.data, init_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size) if init_file else None
 
+    check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_file.path)
     features = get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
     weights = get_weights(runtime.weights, runtime.weights_preprocessing)
     configure_backends(device, runtime.deterministic)

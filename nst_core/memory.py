@@ -1,0 +1,78 @@
+"""How much memory a stylization needs, counted from the network's shapes, before it starts.
+
+The count is per pixel of the largest scale: the activations autograd keeps for the backward
+pass (one tensor per convolution, since the ReLUs run in place; each pooling output and its int64
+indices), the backward pass's transient gradients, the optimiser's state (L-BFGS keeps
+``history`` pairs of image-sized vectors) and a few image-sized buffers. A fixed base covers the
+process itself (PyTorch's libraries, the weights). The benchmark (``nst bench``) prints this
+estimate beside the measured peak RSS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nst_core.config import MIN_SIDE_PX, StyleConfig
+from nst_core.image_ops import fit_size
+from nst_core.vgg import LAYER_NAMES, channels_of
+
+_FLOAT = 4  # bytes; activations are kept in fp32 (bf16 autocast halves the conv outputs, not counted)
+_INDEX = 8  # max-pool indices are int64
+# The backward pass holds about three gradients of the largest layer at once (the incoming one,
+# the one being computed, and the sum where a style layer also feeds the next convolution).
+_TRANSIENT_LAYERS = 3
+_IMAGE_BUFFERS = 12  # pixels, gradient, best and evaluated iterates, content, L-BFGS direction and flat copies
+CPU_BASE_BYTES = 1_100 * 2**20  # measured: python + torch (CUDA build) + weights, before any image
+CUDA_BASE_BYTES = 1_500 * 2**20  # CUDA context, cuDNN workspaces and allocator slack (calculated, not measured here)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    height: int
+    width: int
+    activations: int
+    transient: int
+    optimizer: int
+    base: int
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.transient + self.optimizer + self.base
+
+
+def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
+    """(kept activations, backward transients, optimiser state) in bytes per output pixel."""
+    kept, largest, scale = 0.0, 0.0, 1.0
+    for name in LAYER_NAMES[: LAYER_NAMES.index(cfg.layers[-1]) + 1]:
+        if name.startswith("conv"):
+            kept += channels_of(name) * scale * _FLOAT
+            largest = max(largest, channels_of(name) * scale * _FLOAT)
+        elif name.startswith("pool"):
+            scale /= 4
+            kept += channels_of(name) * scale * (_FLOAT + (_INDEX if cfg.pooling == "max" else 0))
+    image = 3 * _FLOAT
+    history = cfg.lbfgs_history if cfg.optimizer == "lbfgs" else 2  # Adam: two moments
+    return kept + 2 * image, _TRANSIENT_LAYERS * largest, (2 * history + _IMAGE_BUFFERS) * image
+
+
+def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, device_type: str = "cpu") -> MemoryEstimate:
+    """Peak memory of stylizing a ``content_height`` x ``content_width`` image with ``cfg``."""
+    height, width = fit_size(content_height, content_width, cfg.size)
+    pixels = height * width
+    kept, transient, optimizer = bytes_per_pixel(cfg)
+    base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
+    return MemoryEstimate(height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base)
+
+
+def largest_size(cfg: StyleConfig, budget_bytes: int, aspect: float = 4 / 3, device_type: str = "cpu") -> int:
+    """The largest ``size`` (longer side, px) whose estimate fits ``budget_bytes``, for an image of
+    ``aspect`` (longer side / shorter side)."""
+    kept, transient, optimizer = bytes_per_pixel(cfg)
+    base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
+    pixels = max(0.0, (budget_bytes - base) / (kept + transient + optimizer))
+    return max(MIN_SIDE_PX, int(math.sqrt(pixels * aspect)))
+
+
+def format_bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

@@ -1,0 +1,90 @@
+"""Refuse, before any work, a stylization that would not fit in memory.
+
+The need is :func:`nst_core.memory.estimate_memory`; the budget is ``NST_MAX_MEMORY`` when set
+(``8G``, ``8GiB``, ``500M`` or bytes), else what the device has free: the GPU's free memory, or
+the RAM available to this process (the smaller of the kernel's MemAvailable and the cgroup limit).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from nst_core import StyleConfig
+from nst_core.memory import estimate_memory, format_bytes, largest_size
+
+ENV_VAR = "NST_MAX_MEMORY"
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+class TooLargeError(ValueError):
+    """The requested output would not fit in memory; the message says how large would."""
+
+
+def parse_bytes(text: str) -> int:
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{ENV_VAR} must be a size like 8G, 8GiB, 500M or a number of bytes, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def memory_budget(device: torch.device) -> tuple[int, str]:
+    """(bytes this run may use, where that figure comes from)."""
+    configured = os.environ.get(ENV_VAR)
+    if configured:
+        return parse_bytes(configured), f"{ENV_VAR}={configured}"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), f"free memory of {torch.cuda.get_device_name(device)}"
+    return available_ram(), "RAM available"
+
+
+def available_ram() -> int:
+    candidates = [_meminfo_available()]
+    cgroup = _cgroup_headroom()
+    if cgroup is not None:
+        candidates.append(cgroup)
+    return min(c for c in candidates if c is not None)
+
+
+def _meminfo_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _cgroup_headroom() -> int | None:
+    """cgroup v2 limit minus current use, for containers (a pod's limit is not in MemAvailable)."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device: torch.device, name: str) -> None:
+    """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget."""
+    estimate = estimate_memory(cfg, content_height, content_width, device.type)
+    budget, source = memory_budget(device)
+    # The estimate includes the process's base (libraries, weights), which a running process has
+    # already paid out of "RAM available": that errs by ~1 GiB on the side of refusing.
+    if estimate.total <= budget:
+        return
+    aspect = max(content_height, content_width) / max(1, min(content_height, content_width))
+    fits = largest_size(cfg, budget, aspect, device.type)
+    raise TooLargeError(
+        f"{name}: a {estimate.width}x{estimate.height} px output needs about {format_bytes(estimate.total)} "
+        f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser), "
+        f"but {format_bytes(budget)} is available ({source}); use size {fits} or less"
+        + (f", or a smaller lbfgs_history (now {cfg.lbfgs_history})" if cfg.optimizer == "lbfgs" and cfg.lbfgs_history > 10 else "")
+    )

@@ -1,0 +1,31 @@
+"""The memory estimate: its shape, and that the largest size it offers is the largest that fits."""
+
+from dataclasses import replace
+
+import pytest
+
+from nst_core import StyleConfig
+from nst_core.memory import bytes_per_pixel, estimate_memory, largest_size
+
+CFG = StyleConfig()
+
+
+def test_estimate_grows_with_the_pixels_and_the_history():
+    small, large = estimate_memory(CFG, 768, 1024), estimate_memory(replace(CFG, size=2048), 768, 1024)
+    assert (large.total - large.base) == pytest.approx(16 * (small.total - small.base), rel=0.01)  # 4x the side
+    short = estimate_memory(replace(CFG, lbfgs_history=5), 768, 1024)
+    assert short.optimizer < small.optimizer and short.activations == small.activations
+
+
+def test_shallower_layers_need_less():
+    shallow = replace(CFG, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    assert bytes_per_pixel(shallow)[0] < bytes_per_pixel(CFG)[0]
+
+
+@pytest.mark.parametrize("budget_gib, device", [(2, "cpu"), (8, "cpu"), (24, "cuda")])
+def test_largest_size_is_the_largest_that_fits(budget_gib, device):
+    budget = budget_gib * 2**30
+    side = largest_size(CFG, budget, 4 / 3, device)
+    height = round(side * 3 / 4)
+    assert estimate_memory(replace(CFG, size=side), height, side, device).total <= budget * 1.001
+    assert estimate_memory(replace(CFG, size=side + 16), height, side, device).total > budget
