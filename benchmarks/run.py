@@ -29,6 +29,7 @@ DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "ima
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nst bench", description="Speed, quality and memory of this tool side by side with pastiche.")
     p.add_argument("--quick", action="store_true", help="the same figures on smaller sizes, in under 5 minutes")
+    p.add_argument("--profile", choices=("full", "quick", "tiny"), default=None, help=argparse.SUPPRESS)  # tiny: the tests'
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--images", default=os.environ.get("NST_BENCH_IMAGES", str(DEFAULT_IMAGES)),
                    help="folder with content/ and style/ image folders (default $NST_BENCH_IMAGES or ../shared/images)")
@@ -132,12 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        settings = Settings.make(args.quick, images, workdir, args.reuse_reference)
+        profile = args.profile or ("quick" if args.quick else "full")
+        settings = Settings.make(profile, images, workdir, args.reuse_reference)
     except FileNotFoundError as exc:
         print(f"nst bench: error: {exc}", file=sys.stderr)
         return 2
     results: dict[str, Any] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "quick": args.quick, "images": {"content": str(settings.content), "style": str(settings.style)}}
+                               "profile": profile, "images": {"content": str(settings.content), "style": str(settings.style)}}
     failed = []
     for name in args.only or SECTIONS:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -155,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["targets"] = TARGETS
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['cores']} cores ({m['cpu_capability']}), {m['ram_gib']} GiB RAM, torch {m['torch']}; "
-          f"{'quick' if args.quick else 'full'} run of {results['started']}\n")
+          f"{profile} run of {results['started']}\n")
     print(table(results))
     if args.json:
         _write_json(args.json, results)

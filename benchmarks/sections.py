@@ -59,13 +59,18 @@ class Settings:
     batch_iterations: tuple[int, ...]
 
     @classmethod
-    def make(cls, quick: bool, images: Path, workdir: Path, reuse_reference: bool) -> Settings:
+    def make(cls, profile: str, images: Path, workdir: Path, reuse_reference: bool) -> Settings:
+        """``full`` (the issue's sizes), ``quick`` (smaller, under 5 minutes) or ``tiny`` (the tests')."""
         contents, styles = _images(images / "content"), _images(images / "style")
         content = _prefer(contents, "tubingen")
         style = _prefer(styles, "starry_night")
-        common = dict(quick=quick, content=content, style=style, batch_contents=tuple(contents[:3]),
+        common = dict(quick=profile != "full", content=content, style=style, batch_contents=tuple(contents[:3]),
                       batch_styles=tuple(_prefer_first(styles, style)[:3]), workdir=workdir, reuse_reference=reuse_reference)
-        if quick:
+        if profile == "tiny":
+            return cls(**common, eval_size=32, eval_reps=1, ttq_size=64, ttq_steps=10, ttq_report_every=2,
+                       memory_sizes=(32, 48), bf16_time_size=32, bf16_run_size=32, bf16_run_iterations=2,
+                       batch_size=64, batch_iterations=(2, 1))
+        if profile == "quick":
             return cls(**common, eval_size=256, eval_reps=3, ttq_size=128, ttq_steps=200, ttq_report_every=5,
                        memory_sizes=(256, 512), bf16_time_size=64, bf16_run_size=32, bf16_run_iterations=3,
                        batch_size=64, batch_iterations=(5, 5))
@@ -194,7 +199,10 @@ class _QualityTracker:
 def time_to_quality_config(s: Settings) -> StyleConfig:
     """Ours with pastiche's objective; the levers are ours: three scales, early stopping at the
     coarse ones, and up to the same number of steps as pastiche at the last."""
-    return StyleConfig(size=s.ttq_size, scales=(0.25, 0.5, 1.0), iterations=(300, 200, s.ttq_steps), **PASTICHE_OBJECTIVE)
+    if s.ttq_size >= 256:
+        return StyleConfig(size=s.ttq_size, scales=(0.25, 0.5, 1.0), iterations=(300, 200, s.ttq_steps), **PASTICHE_OBJECTIVE)
+    # Small sizes: the coarser scales would fall under VGG-19's 16 px minimum.
+    return StyleConfig(size=s.ttq_size, scales=(0.5, 1.0), iterations=(200, s.ttq_steps), **PASTICHE_OBJECTIVE)
 
 
 def time_to_quality(s: Settings) -> dict[str, Any]:
@@ -236,11 +244,12 @@ def memory(s: Settings) -> dict[str, Any]:
     content = _load(s.content)
     for size in s.memory_sizes:
         ours_png = s.workdir / f"memory_ours_{size}.png"
-        # Two iterations per scale: the peak is reached at the first evaluation of the last scale,
-        # except for the L-BFGS history, which grows to its limit; that is added by calculation.
+        # One scale (the peak is at the last one), two iterations: the peak is reached at the first
+        # evaluation, except for the L-BFGS history, which grows to its limit; that is added by calculation.
         iterations = 2
         ours = run_measured([sys.executable, "-m", "nst_cli", "stylize", str(s.content), str(s.style), "-o", str(ours_png),
-                             "--size", str(size), "--iterations", str(iterations), "--early-stop-rtol", "0", "--device", "cpu", "--quiet"])
+                             "--size", str(size), "--scales", "1", "--iterations", str(iterations), "--early-stop-rtol", "0",
+                             "--device", "cpu", "--quiet"])
         theirs = run_measured(pastiche_command(s.content, s.style, s.workdir / f"memory_pastiche_{size}.png", size, iterations, info_step=iterations))
         cfg = StyleConfig(size=size)
         height, width = fit_size(content.shape[-2], content.shape[-1], size)
@@ -287,9 +296,13 @@ def precision(s: Settings) -> dict[str, Any]:
         "bf16_native": bf16_is_native(torch.device("cpu")), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "time_size": list(size), "fp32_s": times["fp32"], "bf16_s": times["bf16"], "ratio": times["bf16"] / times["fp32"],
         "run_size": s.bf16_run_size, "run_iterations": s.bf16_run_iterations, "distances": distances,
-        "content_change": distances["bf16"]["content"] / distances["fp32"]["content"] - 1,
-        "style_change": distances["bf16"]["style"] / distances["fp32"]["style"] - 1,
+        "content_change": _relative_change(distances["fp32"]["content"], distances["bf16"]["content"]),
+        "style_change": _relative_change(distances["fp32"]["style"], distances["bf16"]["style"]),
     }
+
+
+def _relative_change(reference: float, value: float) -> float:
+    return (value - reference) / max(abs(reference), 1e-9)
 
 
 # 5. Batch -------------------------------------------------------------------------------------

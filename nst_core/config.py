@@ -69,6 +69,11 @@ class StyleConfig:
     # With preserve_color: match the style luminance's mean and std to the content's first.
     match_luminance: bool = True
     precision: Precision = "fp32"
+    # Beyond the memory bound: scales whose longer side exceeds tile_size px are optimised in
+    # overlapping tiles of at most tile_size px, each toward the whole style's Gram targets (see
+    # nst_core.tiles). Memory then follows the tile. 0 = never tile.
+    tile_size: int = 0
+    tile_overlap: int = 64  # px shared by neighbouring tiles, blended with linear ramps
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -80,6 +85,10 @@ class StyleConfig:
         """Every VGG layer the losses read, deepest last."""
         wanted = set(self.content_layers) | set(self.style_layers)
         return tuple(name for name in LAYER_NAMES if name in wanted)
+
+    def tiled(self, height: int, width: int) -> bool:
+        """Whether a scale of this size is optimised in tiles."""
+        return self.tile_size > 0 and max(height, width) > self.tile_size
 
     def iterations_per_scale(self) -> tuple[int, ...]:
         if len(self.iterations) == 1:
@@ -147,6 +156,9 @@ def _problems(cfg: StyleConfig) -> list[str]:
     check(0 <= cfg.early_stop_rtol < 1, f"early_stop_rtol must be in [0, 1), got {cfg.early_stop_rtol}")
     check(cfg.early_stop_window >= 1, f"early_stop_window must be >= 1, got {cfg.early_stop_window}")
     check(cfg.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    check(cfg.tile_size == 0 or 128 <= cfg.tile_size <= MAX_SIDE_PX, f"tile_size must be 0 (off) or 128..{MAX_SIDE_PX} px, got {cfg.tile_size}")
+    check(0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size),
+          f"tile_overlap must be >= 0 and under half of tile_size, got {cfg.tile_overlap}")
     return out
 
 

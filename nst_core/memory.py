@@ -23,6 +23,7 @@ _INDEX = 8  # max-pool indices are int64
 # the one being computed, and the sum where a style layer also feeds the next convolution).
 _TRANSIENT_LAYERS = 3
 _IMAGE_BUFFERS = 12  # pixels, gradient, best and evaluated iterates, content, L-BFGS direction and flat copies
+_WHOLE_IMAGE_BUFFERS = 8  # with tiles: the image, its content, the start, blending temporaries, the result
 CPU_BASE_BYTES = 1_100 * 2**20  # measured: python + torch (CUDA build) + weights, before any image
 CUDA_BASE_BYTES = 1_500 * 2**20  # CUDA context, cuDNN workspaces and allocator slack (calculated, not measured here)
 
@@ -59,9 +60,14 @@ def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
 def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, device_type: str = "cpu") -> MemoryEstimate:
     """Peak memory of stylizing a ``content_height`` x ``content_width`` image with ``cfg``."""
     height, width = fit_size(content_height, content_width, cfg.size)
-    pixels = height * width
     kept, transient, optimizer = bytes_per_pixel(cfg)
     base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
+    if cfg.tiled(height, width):
+        # The network and the optimiser see one tile at a time; the whole image is only held.
+        tile = min(height, cfg.tile_size) * min(width, cfg.tile_size)
+        whole = _WHOLE_IMAGE_BUFFERS * 3 * _FLOAT * height * width
+        return MemoryEstimate(height, width, int(kept * tile), int(transient * tile), int(optimizer * tile), base + whole)
+    pixels = height * width
     return MemoryEstimate(height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base)
 
 
@@ -71,7 +77,12 @@ def largest_size(cfg: StyleConfig, budget_bytes: int, aspect: float = 4 / 3, dev
     kept, transient, optimizer = bytes_per_pixel(cfg)
     base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
     pixels = max(0.0, (budget_bytes - base) / (kept + transient + optimizer))
-    return max(MIN_SIDE_PX, int(math.sqrt(pixels * aspect)))
+    side = max(MIN_SIDE_PX, int(math.sqrt(pixels * aspect)))
+    if cfg.tile_size and side > cfg.tile_size:
+        tile = cfg.tile_size**2  # the largest box, once both sides exceed the tile
+        pixels = max(0.0, (budget_bytes - base - tile * (kept + transient + optimizer)) / (_WHOLE_IMAGE_BUFFERS * 3 * _FLOAT))
+        side = max(side, int(math.sqrt(pixels * aspect)))
+    return side
 
 
 def format_bytes(n: float) -> str:

@@ -14,7 +14,7 @@ from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
 from nst_core.device import autocast
 from nst_core.image_ops import fit_size, resize
 from nst_core.losses import content_loss, gram_style_loss, total_variation
-from nst_core.optimize import IterationHook, Objective, optimize_scale
+from nst_core.optimize import IterationHook, Objective, ScaleOutcome, optimize_scale
 from nst_core.targets import (
     StyleTargets,
     blend_targets,
@@ -23,6 +23,7 @@ from nst_core.targets import (
     luminance_match_for,
     target_spec,
 )
+from nst_core.tiles import optimise_in_tiles, tile_boxes
 from nst_core.vgg import VGGFeatures
 
 ProgressCallback = Callable[[StepInfo], None]
@@ -69,20 +70,58 @@ def stylize(
         scale_rgb = resize(content, size)
         scale_content = _variable_space(scale_rgb, cfg)
         start = _start_image(index, image, scale_content, size, cfg, init_image)
-        objective = build_objective(features, cfg, scale_content, blend_targets(style_targets, blend, style_side))
-        hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index], began,
+        grams = blend_targets(style_targets, blend, style_side)
+        tiles = len(tile_boxes(*size, cfg.tile_size, cfg.tile_overlap)) if cfg.tiled(*size) else 1
+        hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index] * tiles, began,
                               lambda best, c=scale_rgb: _preview(best, c, cfg))
-        outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook,
-                                 report_every=report_every, where=f"scale {index + 1} ({size[1]}x{size[0]} px), ")
+        where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
+        if tiles > 1:
+            outcome = _optimize_tiled(start, scale_content, features, cfg, grams, iterations[index], hook, report_every, where)
+        else:
+            objective = build_objective(features, cfg, scale_content, grams)
+            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
         image = outcome.image.clamp(0, 1)
-        reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index],
+        reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles,
                                    outcome.stopped_early, outcome.losses, outcome.seconds))
     assert image is not None
     if cfg.preserve_color:
         image = recombine(image, resize(content, tuple(image.shape[-2:])))
     return StylizeResult(image=image.detach(), scales=tuple(reports))
+
+
+def _optimize_tiled(start: Tensor, content: Tensor, features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
+                    iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
+    """One scale in tiles (see :mod:`nst_core.tiles`); reported as one scale whose iterations are
+    the tiles' iterations end to end."""
+    began = time.perf_counter()
+    outcomes: list[ScaleOutcome] = []
+    boxes = tile_boxes(start.shape[-2], start.shape[-1], cfg.tile_size, cfg.tile_overlap)
+
+    def optimise_box(index: int, start_patch: Tensor, content_patch: Tensor) -> Tensor:
+        offset = index * iterations
+
+        def tile_hook(iteration: int, losses: dict[str, float] | None, done: bool, early: bool, best: Tensor | None) -> None:
+            if hook is not None and not done:  # the scale is done after the last tile, below
+                hook(offset + iteration, losses, False, False, None)
+
+        objective = build_objective(features, cfg, content_patch, grams)
+        outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
+                                 where=f"{where}tile {index + 1}/{len(boxes)}, ")
+        outcomes.append(outcome)
+        # Clamped per tile: the next tile's overlap starts from these pixels.
+        return outcome.image.clamp(0, 1)
+
+    image = optimise_in_tiles(start, content, cfg.tile_size, cfg.tile_overlap, optimise_box)
+    areas = [h * w for _, _, h, w in boxes]
+    keys = set.intersection(*(set(o.losses) for o in outcomes)) if outcomes else set()
+    losses = {k: sum(a * o.losses[k] for a, o in zip(areas, outcomes, strict=True)) / sum(areas) for k in sorted(keys)}
+    done = sum(o.iterations for o in outcomes)
+    stopped_early = all(o.stopped_early for o in outcomes)
+    if hook is not None:
+        hook(done, losses, True, stopped_early, image)
+    return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began)
 
 
 def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],

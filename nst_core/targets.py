@@ -9,7 +9,7 @@ through :func:`compute_style_targets`.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,7 +21,8 @@ from nst_core.device import autocast
 from nst_core.errors import TargetsMismatchError
 from nst_core.image_ops import resize_max_side
 from nst_core.losses import gram_matrix
-from nst_core.vgg import VGGFeatures
+from nst_core.tiles import GRAM_HALO_PX
+from nst_core.vgg import VGGFeatures, downsamplings
 
 FORMAT_VERSION = 1
 
@@ -36,6 +37,7 @@ class TargetSpec:
     precision: str
     color: str  # "rgb", or "luminance" for luminance-only transfer
     luminance_match: tuple[float, float] | None  # content luminance (mean, std) the style was matched to
+    tile: int = 0  # style images larger than this are seen in tiles (StyleConfig.tile_size); 0 = whole
 
     def describe(self) -> dict[str, object]:
         return asdict(self)
@@ -72,6 +74,7 @@ def target_spec(cfg: StyleConfig, features: VGGFeatures, luminance_match: tuple[
         pooling=features.pooling,
         layers=tuple(cfg.style_layers),
         precision=cfg.precision,
+        tile=cfg.tile_size,
         color="luminance" if cfg.preserve_color else "rgb",
         luminance_match=luminance_match if cfg.preserve_color else None,
     )
@@ -94,10 +97,53 @@ def compute_style_targets(
     with torch.no_grad():
         for side in sorted(set(sides if sides is not None else cfg.style_sides())):
             image = _as_network_input(resize_max_side(style, side), spec)
-            with autocast(style.device, cfg.precision):
-                feats = features(image, spec.layers)
-            grams[side] = {layer: gram_matrix(feats[layer])[0] for layer in spec.layers}
+            grams[side] = _grams(image, _forward(features, cfg.precision), spec.layers, spec.tile)
     return StyleTargets(spec, grams)
+
+
+def _forward(features: VGGFeatures, precision: str) -> Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]]:
+    """The network under the run's precision; Gram matrices are then taken outside autocast, in fp32."""
+
+    def forward(image: Tensor, layers: tuple[str, ...]) -> dict[str, Tensor]:
+        with autocast(image.device, precision):
+            return features(image, layers)
+
+    return forward
+
+
+def _grams(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...],
+           tile: int) -> dict[str, Tensor]:
+    if not tile or max(image.shape[-2:]) <= tile:
+        feats = features(image, layers)
+        return {layer: gram_matrix(feats[layer])[0] for layer in layers}
+    return _tiled_grams(image, features, layers, tile)
+
+
+def _tiled_grams(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...],
+                 tile: int) -> dict[str, Tensor]:
+    """Gram matrices of a large image from tiles: each tile's features are computed with
+    GRAM_HALO_PX of context and only its core positions are summed, so memory follows the tile
+    and the result is close to the whole image's (differences come from the halo's limited reach)."""
+    height, width = image.shape[-2:]
+    # Small tiles get a smaller halo: at least half of each tile is core, or the work explodes.
+    halo = min(GRAM_HALO_PX, tile // 4 // 16 * 16)
+    core = max(16, (tile - 2 * halo) // 16 * 16)
+    sums: dict[str, Tensor] = {}
+    positions = dict.fromkeys(layers, 0)
+    for top in range(0, height, core):
+        for left in range(0, width, core):
+            t0, l0 = max(0, top - halo), max(0, left - halo)
+            feats = features(image[..., t0:min(height, top + core + halo), l0:min(width, left + core + halo)], layers)
+            for layer in layers:
+                f = 2 ** downsamplings(layer)
+                fh, fw = feats[layer].shape[-2:]
+                y0, x0 = (top - t0) // f, (left - l0) // f
+                y1 = fh if top + core >= height else y0 + core // f
+                x1 = fw if left + core >= width else x0 + core // f
+                flat = feats[layer][0, :, y0:y1, x0:x1].reshape(feats[layer].shape[1], -1).float()
+                sums[layer] = sums[layer] + flat @ flat.T if layer in sums else flat @ flat.T
+                positions[layer] += flat.shape[1]
+    return {layer: sums[layer] / (sums[layer].shape[0] * max(1, positions[layer])) for layer in layers}
 
 
 def _as_network_input(style: Tensor, spec: TargetSpec) -> Tensor:
@@ -153,6 +199,7 @@ def targets_from_bytes(data: bytes) -> StyleTargets:
             weights=str(raw["weights"]), pooling=str(raw["pooling"]), layers=tuple(raw["layers"]),
             precision=str(raw["precision"]), color=str(raw["color"]),
             luminance_match=(float(match[0]), float(match[1])) if match else None,
+            tile=int(raw.get("tile", 0)),
         )
         grams = {int(side): dict(layers) for side, layers in payload["grams"].items()}
     except ValueError:

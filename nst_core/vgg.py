@@ -48,6 +48,11 @@ def channels_of(layer: str) -> int:
     return _BLOCKS[int(layer[4]) - 1][2]
 
 
+def downsamplings(layer: str) -> int:
+    """How many poolings come before ``layer`` (its feature map is 1 / 2^n of the image)."""
+    return sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer)] if name.startswith("pool"))
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How the weights expect their input, from an image in [0, 1] RGB."""

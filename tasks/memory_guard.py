@@ -87,4 +87,10 @@ def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device
         f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser), "
         f"but {format_bytes(budget)} is available ({source}); use size {fits} or less"
         + (f", or a smaller lbfgs_history (now {cfg.lbfgs_history})" if cfg.optimizer == "lbfgs" and cfg.lbfgs_history > 10 else "")
+        + (f", or tiles (tile_size {_tile_hint(cfg, budget, device.type)})" if not cfg.tile_size else "")
     )
+
+
+def _tile_hint(cfg: StyleConfig, budget: int, device_type: str) -> int:
+    """A tile size that leaves room for the whole image: the largest untiled size for half the budget."""
+    return max(128, min(cfg.size - 1, largest_size(cfg, budget // 2, 1.0, device_type) // 64 * 64))

@@ -22,10 +22,20 @@ def test_shallower_layers_need_less():
     assert bytes_per_pixel(shallow)[0] < bytes_per_pixel(CFG)[0]
 
 
-@pytest.mark.parametrize("budget_gib, device", [(2, "cpu"), (8, "cpu"), (24, "cuda")])
-def test_largest_size_is_the_largest_that_fits(budget_gib, device):
+@pytest.mark.parametrize("budget_gib, device, tile", [(2, "cpu", 0), (8, "cpu", 0), (24, "cuda", 0), (8, "cpu", 1024)])
+def test_largest_size_is_the_largest_that_fits(budget_gib, device, tile):
     budget = budget_gib * 2**30
-    side = largest_size(CFG, budget, 4 / 3, device)
+    cfg = replace(CFG, tile_size=tile)
+    side = largest_size(cfg, budget, 4 / 3, device)
     height = round(side * 3 / 4)
-    assert estimate_memory(replace(CFG, size=side), height, side, device).total <= budget * 1.001
-    assert estimate_memory(replace(CFG, size=side + 16), height, side, device).total > budget
+    assert estimate_memory(replace(cfg, size=side), height, side, device).total <= budget * 1.001
+    assert estimate_memory(replace(cfg, size=side + 16), height, side, device).total > budget
+
+
+def test_tiles_bound_the_network_and_optimiser_memory():
+    whole = estimate_memory(replace(CFG, size=4096), 768, 1024)
+    tiled = estimate_memory(replace(CFG, size=4096, tile_size=1024), 768, 1024)
+    assert tiled.activations == estimate_memory(replace(CFG, size=1024), 1024, 1024).activations
+    assert tiled.total < whole.total / 3
+    # Below the tile size nothing changes.
+    assert estimate_memory(replace(CFG, tile_size=1024), 768, 1024) == estimate_memory(CFG, 768, 1024)

