@@ -18,6 +18,7 @@ Pooling = Literal["max", "avg"]
 Init = Literal["content", "noise", "image"]
 Optimizer = Literal["lbfgs", "adam"]
 Precision = Literal["fp32", "bf16"]
+Upsample = Literal["image", "residual"]
 
 # Gatys et al. (2016), section 2: content at conv4_2, style at conv1_1..conv5_1. Caffe's ReLUs run
 # in place, so the blobs the paper reads hold post-ReLU values: relu4_2 and relu{1..5}_1 here.
@@ -55,6 +56,9 @@ class StyleConfig:
     style_scale: float = 1.0  # style image max side = style_scale x output max side, at each scale
     pooling: Pooling = "max"  # the paper prefers avg; max is what most implementations ship
     init: Init = "content"
+    # How a scale starts from the one before: "image" upsamples the result; "residual" adds the
+    # upsampled change (result - content) to the content at the new size, keeping its fine detail.
+    upsample: Upsample = "image"
     seed: int = 0
     optimizer: Optimizer = "lbfgs"
     lbfgs_history: int = 50  # memory is ~ 2 x history x image size; 50 keeps 2048 px under 1.3 GB
@@ -150,6 +154,7 @@ def _problems(cfg: StyleConfig) -> list[str]:
     check(cfg.pooling in ("max", "avg"), f"pooling must be max or avg, got {cfg.pooling!r}")
     check(cfg.init in ("content", "noise", "image"), f"init must be content, noise or image, got {cfg.init!r}")
     check(0 <= cfg.seed < 2**63, f"seed must be 0..2^63-1, got {cfg.seed}")
+    check(cfg.upsample in ("image", "residual"), f"upsample must be image or residual, got {cfg.upsample!r}")
     check(cfg.optimizer in ("lbfgs", "adam"), f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
     check(1 <= cfg.lbfgs_history <= 1000, f"lbfgs_history must be 1..1000, got {cfg.lbfgs_history}")
     check(math.isfinite(cfg.adam_lr) and cfg.adam_lr > 0, f"adam_lr must be > 0, got {cfg.adam_lr}")

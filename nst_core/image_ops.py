@@ -25,6 +25,13 @@ def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     return out.clamp(0, 1)
 
 
+def resize_unclamped(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bicubic resize of a signed (B, C, H, W) tensor, e.g. a difference of images."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
 def resize_max_side(image: Tensor, max_side: int) -> Tensor:
     """Resize (B, C, H, W) so that its longer side is ``max_side``."""
     return resize(image, fit_size(image.shape[-2], image.shape[-1], max_side))

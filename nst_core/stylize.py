@@ -12,7 +12,7 @@ from torch import Tensor
 from nst_core.color import gray_to_rgb, luminance, recombine
 from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
 from nst_core.device import autocast
-from nst_core.image_ops import fit_size, resize
+from nst_core.image_ops import fit_size, resize, resize_unclamped
 from nst_core.losses import content_loss, gram_style_loss, total_variation
 from nst_core.optimize import IterationHook, Objective, ScaleOutcome, optimize_scale
 from nst_core.targets import (
@@ -64,12 +64,14 @@ def stylize(
     height, width = content.shape[-2:]
     reports: list[ScaleReport] = []
     image: Tensor | None = None
+    previous_content: Tensor | None = None
     iterations = cfg.iterations_per_scale()
     for index, (side, style_side) in enumerate(zip(cfg.sides(), cfg.style_sides(), strict=True)):
         size = fit_size(height, width, side)
         scale_rgb = resize(content, size)
         scale_content = _variable_space(scale_rgb, cfg)
-        start = _start_image(index, image, scale_content, size, cfg, init_image)
+        start = _start_image(index, image, scale_content, size, cfg, init_image, previous_content)
+        previous_content = scale_content
         grams = blend_targets(style_targets, blend, style_side)
         tiles = len(tile_boxes(*size, cfg.tile_size, cfg.tile_overlap)) if cfg.tiled(*size) else 1
         hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index] * tiles, began,
@@ -153,8 +155,12 @@ def _variable_space(rgb: Tensor, cfg: StyleConfig) -> Tensor:
 
 
 def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tuple[int, int],
-                 cfg: StyleConfig, init_image: Tensor | None) -> Tensor:
+                 cfg: StyleConfig, init_image: Tensor | None, previous_content: Tensor | None = None) -> Tensor:
     if previous is not None:
+        if cfg.upsample == "residual" and previous_content is not None:
+            # The content at this scale plus what the coarser scale changed, upsampled: the
+            # stylization carries over, and the content's fine detail is not blurred away.
+            return (content + resize_unclamped(previous - previous_content, size)).clamp(0, 1)
         return resize(previous, size)  # coarse-to-fine: continue from the upsampled result
     if cfg.init == "content":
         return content.clone()
