@@ -79,6 +79,9 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--style-layers", type=_names, default=d.style_layers, help=f"(default {_show(d.style_layers)})")
     g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights, help="one per style layer (default: all 1)")
     g.add_argument("--init", choices=("content", "noise", "image"), default=d.init, help=f"(default {d.init})")
+    g.add_argument("--upsample", choices=("image", "residual"), default=d.upsample,
+                   help="how a scale starts from the coarser one: the upsampled result (image), or the content at the new size "
+                        f"plus the upsampled change (residual) (default {d.upsample})")
     g.add_argument("--init-image", default=None, help="image to start from, with --init image")
     g.add_argument("--seed", type=int, default=d.seed, help=f"seed for noise init (default {d.seed})")
     g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help=f"(default {d.pooling})")

@@ -59,3 +59,14 @@ def configure_backends(device: torch.device, deterministic: bool = False) -> Non
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic  # input sizes repeat for hundreds of steps
         torch.backends.cudnn.deterministic = deterministic
+        # TF32 tensor cores for fp32 convolutions and the Gram products (fp32 accumulation; the
+        # inputs' 10-bit mantissa is far below what changes a stylization). On CPUs these are no-ops.
+        precision = "ieee" if deterministic else "tf32"
+        torch.backends.cudnn.conv.fp32_precision = precision
+        torch.backends.cuda.matmul.fp32_precision = precision
+
+
+def prefers_channels_last(device: torch.device) -> bool:
+    """NHWC feeds tensor cores without layout transposes on CUDA; on CPU it measured slower
+    (4.49 against 4.30 s per evaluation at 512x384 px with oneDNN), so CPUs keep NCHW."""
+    return device.type == "cuda"

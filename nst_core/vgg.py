@@ -104,6 +104,7 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"pooling must be max or avg, got {pooling!r}")
         self.preprocessing = weights.preprocessing
         self.identity = weights.identity
+        self.channels_last = False  # see use_channels_last()
         self.pooling = pooling
         self.names = LAYER_NAMES[: LAYER_NAMES.index(last_layer) + 1]
         self.convs = nn.ModuleDict()
@@ -117,6 +118,11 @@ class VGGFeatures(nn.Module):
         # One affine map: x_net = x * scale / std - mean / std, in the network's channel order.
         self.register_buffer("_pre_mul", torch.full((1, 3, 1, 1), pre.scale) / std, persistent=False)
         self.register_buffer("_pre_add", -torch.tensor(pre.mean).view(1, 3, 1, 1) / std, persistent=False)
+
+    def use_channels_last(self, enabled: bool = True) -> VGGFeatures:
+        """Run the convolutions in NHWC (weights and activations); the outputs are the same values."""
+        self.channels_last = enabled
+        return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     @property
     def last_layer(self) -> str:
@@ -141,6 +147,8 @@ class VGGFeatures(nn.Module):
         deepest = max(self.names.index(n) for n in wanted)
         out: dict[str, Tensor] = {}
         x = self.preprocess(image)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for name in self.names[: deepest + 1]:
             x = self._run_layer(name, x, in_place=name.startswith("relu") and self._prev(name) not in wanted)
             if name in wanted:

@@ -8,6 +8,7 @@ from functools import lru_cache
 import torch
 
 from nst_core import VGGFeatures, VGGWeights, load_weights
+from nst_core.device import prefers_channels_last
 
 _lock = threading.Lock()
 
@@ -19,7 +20,8 @@ def _weights(source: str, preprocessing: str | None) -> VGGWeights:
 
 @lru_cache(maxsize=8)
 def _features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: str) -> VGGFeatures:
-    return VGGFeatures(_weights(source, preprocessing), last_layer, pooling).to(torch.device(device)).eval()
+    features = VGGFeatures(_weights(source, preprocessing), last_layer, pooling).to(torch.device(device)).eval()
+    return features.use_channels_last(prefers_channels_last(torch.device(device)))
 
 
 def get_features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: torch.device) -> VGGFeatures:

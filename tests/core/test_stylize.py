@@ -80,6 +80,20 @@ def test_previews_come_with_the_losses_only_for_callbacks_that_ask(features, con
     assert all(e.image.shape == (1, 3, 24, 32) and 0 <= float(e.image.min()) and float(e.image.max()) <= 1 for e in first_scale)
 
 
+def test_residual_upsampling_adds_the_coarse_change_to_the_finer_content(features, content, style):
+    from nst_core.image_ops import fit_size, resize, resize_unclamped
+
+    cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(3, 0), upsample="residual")
+    coarse = stylize(content, features, replace(cfg, scales=(1.0,), size=32, iterations=(3,)), styles=[style]).image
+    result = stylize(content, features, cfg, styles=[style]).image
+    fine = resize(content, fit_size(*content.shape[-2:], 64))
+    expected = (fine + resize_unclamped(coarse - resize(content, coarse.shape[-2:]), fine.shape[-2:])).clamp(0, 1)
+    assert torch.allclose(result, expected, atol=1e-6)
+    plain = stylize(content, features, replace(cfg, upsample="image"), styles=[style]).image
+    assert torch.allclose(plain, resize(coarse, fine.shape[-2:]), atol=1e-6)
+    assert not torch.allclose(result, plain, atol=1e-3)
+
+
 def test_noise_init_is_reproducible_bit_for_bit_with_a_seed(features, content, style):
     cfg = replace(TINY, init="noise", seed=7)
     first = stylize(content, features, cfg, styles=[style]).image

@@ -186,3 +186,22 @@ def test_altered_caffe_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(w, "caffe_weights_path", lambda: copy)
     with pytest.raises(WeightsError, match="sha256"):
         load_caffe_weights()
+
+
+def test_channels_last_gives_the_same_features_and_gradients(caffe_weights):
+    from nst_core import VGGFeatures
+
+    nchw = VGGFeatures(caffe_weights, "relu5_1").eval()
+    nhwc = VGGFeatures(caffe_weights, "relu5_1").eval().use_channels_last()
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for net in (nchw, nhwc):
+        x = image.clone().requires_grad_(True)
+        out = net(x, ["relu2_1", "relu5_1"])
+        (out["relu2_1"].square().mean() + out["relu5_1"].square().mean()).backward()
+        grads.append((out, x.grad))
+    (a, ga), (b, gb) = grads
+    assert b["relu2_1"].is_contiguous(memory_format=torch.channels_last)
+    for layer in ("relu2_1", "relu5_1"):
+        assert torch.allclose(a[layer], b[layer], rtol=1e-4, atol=1e-3)
+    assert torch.allclose(ga, gb, rtol=1e-3, atol=1e-6)

@@ -55,7 +55,7 @@ def test_explicit_pairs_with_blends_names_and_parameters(folder):
 styles: {starry: styles/starry.jpg, scream: styles/scream.png}
 pairs:
   - {content: photos/a.jpg, style: [starry, scream], style_blend: [0.7, 0.3], name: blend-a}
-  - {content: photos/b.png, style: starry, size: 32, preserve_color: true}
+  - {content: photos/b.png, style: starry, size: 32, preserve_color: true, tile_size: 256, upsample: residual}
 """
     plan = load_plan(str(_write(folder / "m.yaml", text)), output_override=str(folder / "elsewhere"))
     assert plan.settings.output_root == str(folder / "elsewhere")
@@ -63,6 +63,7 @@ pairs:
     assert blend.name == "blend-a" and [s.name for s in blend.styles] == ["starry", "scream"]
     assert blend.params["style_blend"] == [0.7, 0.3]
     assert single.name == "b__starry" and single.params["size"] == 32 and single.params["preserve_color"] is True
+    assert single.config().tile_size == 256 and single.config().upsample == "residual"
 
 
 @pytest.mark.parametrize("text, expected", [
