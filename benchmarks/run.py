@@ -63,7 +63,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "overhead_ratio": get("batch", "overhead_ratio_cold"),
         "overhead_ratio_warm": get("batch", "overhead_ratio_warm"),
         "peak_rss_mb": {size: {"ours": v.get("ours_mb"), "pastiche": v.get("pastiche_mb")}
-                        for size, v in memory.items() if isinstance(v, dict)},
+                        for size, v in memory.items() if isinstance(v, dict) and size != "tiled"},
     }
 
 
@@ -92,13 +92,18 @@ def table(results: dict[str, Any]) -> str:
                     f"<= {TARGETS['time_to_quality_ratio']} {_met(tq['ratio'], 'time_to_quality_ratio')} |")
     mem = results.get("memory")
     if mem:
-        for m in mem.values():
-            if not isinstance(m, dict):
+        for key, m in mem.items():
+            if not isinstance(m, dict) or key == "tiled":
                 continue
             h, w = m["pixels"]
             rows.append(f"| peak RSS, {w}x{h} px, 2 steps / with full L-BFGS history (MB) | {_f(m['ours_mb'], '{:.0f}')} / "
                         f"{_f(m['ours_with_full_history_mb'], '{:.0f}')} (estimate {m['ours_estimate_mb']:.0f}) | "
                         f"{_f(m['pastiche_mb'], '{:.0f}')} / {_f(m['pastiche_with_full_history_mb'], '{:.0f}')} | | |")
+        tiled = mem.get("tiled")
+        if tiled:
+            rows.append(f"| peak RSS, {tiled['size']} px in tiles of {tiled['tile_size']} px, 2 steps per tile (MB) | "
+                        f"{_f(tiled['ours_mb'], '{:.0f}')} (estimate {tiled['ours_estimate_mb']:.0f}; "
+                        f"largest in 8 GiB: {tiled['largest_size_8GiB_cpu']} px) | | | |")
         rows.append(f"| largest output (4:3) in 8 GiB RAM / 24 GiB GPU (px, estimate) | {mem['largest_size_8GiB_cpu']} / "
                     f"{mem['largest_size_24GiB_cuda']} | | | |")
     pr = results.get("precision")

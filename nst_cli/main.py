@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, NoReturn
@@ -193,13 +194,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.stylize_batch import stylize_batch
     from tasks.plan import SUMMARY_NAME, load_plan
+
+    plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
+    server = _start_temporary_server()
+    from flows.stylize_batch import stylize_batch
+    from tasks.models import get_weights
     from tasks.runners import make_task_runner
     from tasks.storage import join, storage_for
 
-    plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
     runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)
+    get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
+    if server is not None:
+        server.join()
     state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force, return_state=True)
     summary_uri = join(plan.settings.output_root, SUMMARY_NAME)
     try:
@@ -213,6 +220,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
     _print_summary(summary)
     return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+
+
+def _start_temporary_server() -> threading.Thread | None:
+    """Without a Prefect server (no PREFECT_API_URL), the flow's first API call starts a temporary
+    one and waits for it (about 10 s). Starting it here, in a thread, overlaps that wait with our
+    own imports and weight loading. The flow then finds it running (Prefect keeps one per process)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except Exception:  # the flow's own call starts it again and reports the error
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
