@@ -204,4 +204,4 @@ def test_channels_last_gives_the_same_features_and_gradients(caffe_weights):
     assert b["relu2_1"].is_contiguous(memory_format=torch.channels_last)
     for layer in ("relu2_1", "relu5_1"):
         assert torch.allclose(a[layer], b[layer], rtol=1e-4, atol=1e-3)
-    assert torch.allclose(ga, gb, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(ga, gb, rtol=1e-3, atol=1e-4 * float(ga.abs().max()))
