@@ -161,7 +161,7 @@ def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys
 
 
 def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(images, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("NST_MAX_MEMORY", "1200M")  # the process alone is estimated at 1100 MiB
+    monkeypatch.setenv("NST_MAX_MEMORY", "1200M")  # the process alone is estimated at 900 MiB
     out = tmp_path / "o.png"
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", "2000", "--quiet"]) == 2
     err = capsys.readouterr().err
