@@ -20,11 +20,13 @@ NST = str(Path(sys.executable).parent / "nst")
 
 
 def _batch(root: Path, n: int = 6) -> Path:
+    # Pairs of a few seconds each: the kill must land while pairs remain, even on a loaded machine
+    # (with 80 iterations, a loaded CI machine once finished all six before the signal arrived).
     for i in range(n):
         save(photo_like(48, 64, seed=i), root / "photos" / f"p{i}.png")
     save(painting_like(40, 40), root / "styles" / "paint.png")
     manifest = root / "m.yaml"
-    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 80, early_stop_rtol: 0}\n"
+    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 250, early_stop_rtol: 0}\n"
                         "output: out\nstyles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n")
     return manifest
 
