@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nst_core.image_ops import fit_size, resize, resize_max_side
+from nst_core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from nst_core.image_ops import resize, resize_max_side
+from nst_core.losses import gram_matrix
 from nst_core.vgg import VGGFeatures
 
-CONTENT_LAYER = "relu4_2"
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = DEFAULT_CONTENT_LAYERS[0]  # relu4_2
+STYLE_LAYERS = DEFAULT_STYLE_LAYERS  # relu1_1..relu5_1
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,7 @@ class Distances:
 
 def gram_hw(features: Tensor) -> Tensor:
     """F F^T / (H W) of (1, C, H, W) features, as the issue defines it."""
-    _, c, h, w = features.shape
-    flat = features.reshape(c, h * w)
-    return flat @ flat.T / (h * w)
+    return gram_matrix(features)[0] * features.shape[1]  # ours is F F^T / (C H W)
 
 
 class Evaluator:
@@ -64,6 +64,3 @@ class Evaluator:
         style = [float(torch.linalg.norm(gram_hw(feats[k]) - style_grams[k]) / torch.linalg.norm(style_grams[k])) for k in STYLE_LAYERS]
         return Distances(content, sum(style) / len(style))
 
-
-def output_size(content: Tensor, max_side: int) -> tuple[int, int]:
-    return fit_size(content.shape[-2], content.shape[-1], max_side)

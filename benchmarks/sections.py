@@ -12,7 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import yaml
 from benchmarks.evaluator import Distances, Evaluator
 from benchmarks.flops import conv_forward_flops, evaluation_flops
 from benchmarks.pastiche_runs import cached_pastiche_run, pastiche_command
-from benchmarks.processes import run_measured
+from benchmarks.processes import Measured, run_measured
 from nst_core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, load_weights, stylize
 from nst_core.image_ops import fit_size, resize
 from nst_core.memory import estimate_memory, largest_size
@@ -39,7 +39,6 @@ PASTICHE_OBJECTIVE = dict(content_weight=0.01, style_weight=10.0, tv_weight=0.0)
 
 @dataclass(frozen=True)
 class Settings:
-    quick: bool
     content: Path
     style: Path
     batch_contents: tuple[Path, ...]
@@ -64,7 +63,7 @@ class Settings:
         contents, styles = _images(images / "content"), _images(images / "style")
         content = _prefer(contents, "tubingen")
         style = _prefer(styles, "starry_night")
-        common = dict(quick=profile != "full", content=content, style=style, batch_contents=tuple(contents[:3]),
+        common = dict(content=content, style=style, batch_contents=tuple(contents[:3]),
                       batch_styles=tuple(_prefer_first(styles, style)[:3]), workdir=workdir, reuse_reference=reuse_reference)
         if profile == "tiny":
             return cls(**common, eval_size=32, eval_reps=1, ttq_size=64, ttq_steps=10, ttq_report_every=2,
@@ -249,53 +248,66 @@ def time_to_quality(s: Settings) -> dict[str, Any]:
 
 # 3. Memory ------------------------------------------------------------------------------------
 
+# One scale (the peak is at the last one), two iterations: the peak is reached at the first
+# evaluation, except for the L-BFGS history, which grows to its limit; that is added by calculation.
+MEMORY_STEPS = 2
+PASTICHE_HISTORY = 100  # torch.optim.LBFGS's default, which pastiche keeps
+
+
+def _ours_stylize(s: Settings, size: int, png: Path, *extra: str) -> Measured:
+    return run_measured([sys.executable, "-m", "nst_cli", "stylize", str(s.content), str(s.style), "-o", str(png), "--size", str(size),
+                         "--scales", "1", "--iterations", str(MEMORY_STEPS), "--early-stop-rtol", "0", "--device", "cpu", "--quiet", *extra])
+
+
+def _peak(run: Measured, *, history: int = 0, image_mb: float = 0.0) -> float | None:
+    """The run's peak RSS, plus the L-BFGS pairs it had not yet stored when ``history`` is given."""
+    if run.returncode != 0:
+        return None
+    return run.peak_rss_mb + (2 * (history - (MEMORY_STEPS - 1)) * image_mb if history else 0.0)
+
+
+def _error(run: Measured) -> str | None:
+    return None if run.returncode == 0 else run.stderr.strip()[-300:]
+
+
 def memory(s: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     content = _load(s.content)
+    aspect = max(content.shape[-2:]) / min(content.shape[-2:])
     for size in s.memory_sizes:
-        ours_png = s.workdir / f"memory_ours_{size}.png"
-        # One scale (the peak is at the last one), two iterations: the peak is reached at the first
-        # evaluation, except for the L-BFGS history, which grows to its limit; that is added by calculation.
-        iterations = 2
-        ours = run_measured([sys.executable, "-m", "nst_cli", "stylize", str(s.content), str(s.style), "-o", str(ours_png),
-                             "--size", str(size), "--scales", "1", "--iterations", str(iterations), "--early-stop-rtol", "0",
-                             "--device", "cpu", "--quiet"])
-        theirs = run_measured(pastiche_command(s.content, s.style, s.workdir / f"memory_pastiche_{size}.png", size, iterations, info_step=iterations))
+        ours = _ours_stylize(s, size, s.workdir / f"memory_ours_{size}.png")
+        theirs = run_measured(pastiche_command(s.content, s.style, s.workdir / f"memory_pastiche_{size}.png", size, MEMORY_STEPS,
+                                               info_step=MEMORY_STEPS))
         cfg = StyleConfig(size=size)
         height, width = fit_size(content.shape[-2], content.shape[-1], size)
         image_mb = 3 * height * width * 4 / 2**20
-        estimate = estimate_memory(cfg, content.shape[-2], content.shape[-1])
         out[str(size)] = {
             "pixels": [height, width],
-            "ours_mb": ours.peak_rss_mb if ours.returncode == 0 else None,
-            "ours_error": None if ours.returncode == 0 else ours.stderr.strip()[-300:],
-            "ours_with_full_history_mb": ours.peak_rss_mb + 2 * (cfg.lbfgs_history - (iterations - 1)) * image_mb if ours.returncode == 0 else None,
-            "ours_estimate_mb": estimate.total / 2**20,
-            "pastiche_mb": theirs.peak_rss_mb if theirs.returncode == 0 else None,
-            "pastiche_with_full_history_mb": theirs.peak_rss_mb + 2 * (100 - (iterations - 1)) * image_mb if theirs.returncode == 0 else None,
+            "ours_mb": _peak(ours),
+            "ours_error": _error(ours),
+            "ours_with_full_history_mb": _peak(ours, history=cfg.lbfgs_history, image_mb=image_mb),
+            "ours_estimate_mb": estimate_memory(cfg, content.shape[-2], content.shape[-1]).total / 2**20,
+            "pastiche_mb": _peak(theirs),
+            "pastiche_with_full_history_mb": _peak(theirs, history=PASTICHE_HISTORY, image_mb=image_mb),
             "ours_wall_s": ours.wall_s, "pastiche_wall_s": theirs.wall_s,
         }
-    out["tiled"] = _tiled_memory(s, content)
-    aspect = max(content.shape[-2:]) / min(content.shape[-2:])
+    out["tiled"] = _tiled_memory(s, content, aspect)
     out["largest_size_8GiB_cpu"] = largest_size(StyleConfig(), 8 * 2**30, aspect, "cpu")
     out["largest_size_24GiB_cuda"] = largest_size(StyleConfig(), 24 * 2**30, aspect, "cuda")
     return out
 
 
-def _tiled_memory(s: Settings, content: torch.Tensor) -> dict[str, Any] | None:
+def _tiled_memory(s: Settings, content: torch.Tensor, aspect: float) -> dict[str, Any] | None:
     """The largest size again, its last scale in tiles of half its side: what tiles buy."""
     size = max(s.memory_sizes)
     tile = size // 2
     if tile < 128:  # the smallest tile the config accepts
         return None
-    png = s.workdir / f"memory_ours_{size}_tiled.png"
-    run = run_measured([sys.executable, "-m", "nst_cli", "stylize", str(s.content), str(s.style), "-o", str(png), "--size", str(size),
-                        "--scales", "1", "--iterations", "2", "--early-stop-rtol", "0", "--tile-size", str(tile), "--device", "cpu", "--quiet"])
+    run = _ours_stylize(s, size, s.workdir / f"memory_ours_{size}_tiled.png", "--tile-size", str(tile))
     cfg = StyleConfig(size=size, tile_size=tile)
-    return {"size": size, "tile_size": tile, "ours_mb": run.peak_rss_mb if run.returncode == 0 else None,
-            "ours_error": None if run.returncode == 0 else run.stderr.strip()[-300:], "wall_s": run.wall_s,
+    return {"size": size, "tile_size": tile, "ours_mb": _peak(run), "ours_error": _error(run), "wall_s": run.wall_s,
             "ours_estimate_mb": estimate_memory(cfg, content.shape[-2], content.shape[-1]).total / 2**20,
-            "largest_size_8GiB_cpu": largest_size(cfg, 8 * 2**30, max(content.shape[-2:]) / min(content.shape[-2:]), "cpu")}
+            "largest_size_8GiB_cpu": largest_size(cfg, 8 * 2**30, aspect, "cpu")}
 
 
 # 4. Precision ---------------------------------------------------------------------------------
@@ -382,6 +394,3 @@ SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "batch": batch,
 }
 
-
-def with_overrides(s: Settings, **changes: Any) -> Settings:
-    return replace(s, **changes)

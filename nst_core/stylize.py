@@ -23,7 +23,7 @@ from nst_core.targets import (
     luminance_match_for,
     target_spec,
 )
-from nst_core.tiles import optimise_in_tiles, tile_boxes
+from nst_core.tiles import Box, optimise_in_tiles, tile_boxes
 from nst_core.vgg import VGGFeatures
 
 ProgressCallback = Callable[[StepInfo], None]
@@ -73,12 +73,13 @@ def stylize(
         start = _start_image(index, image, scale_content, size, cfg, init_image, previous_content)
         previous_content = scale_content
         grams = blend_targets(style_targets, blend, style_side)
-        tiles = len(tile_boxes(*size, cfg.tile_size, cfg.tile_overlap)) if cfg.tiled(*size) else 1
+        boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
+        tiles = max(1, len(boxes))
         hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index] * tiles, began,
                               lambda best, c=scale_rgb: _preview(best, c, cfg))
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
-            outcome = _optimize_tiled(start, scale_content, features, cfg, grams, iterations[index], hook, report_every, where)
+            outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, iterations[index], hook, report_every, where)
         else:
             objective = build_objective(features, cfg, scale_content, grams)
             outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
@@ -93,13 +94,12 @@ def stylize(
     return StylizeResult(image=image.detach(), scales=tuple(reports))
 
 
-def _optimize_tiled(start: Tensor, content: Tensor, features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
+def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
                     iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
     """One scale in tiles (see :mod:`nst_core.tiles`); reported as one scale whose iterations are
     the tiles' iterations end to end."""
     began = time.perf_counter()
     outcomes: list[ScaleOutcome] = []
-    boxes = tile_boxes(start.shape[-2], start.shape[-1], cfg.tile_size, cfg.tile_overlap)
 
     def optimise_box(index: int, start_patch: Tensor, content_patch: Tensor) -> Tensor:
         offset = index * iterations
@@ -115,7 +115,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, features: VGGFeatures, cfg: 
         # Clamped per tile: the next tile's overlap starts from these pixels.
         return outcome.image.clamp(0, 1)
 
-    image = optimise_in_tiles(start, content, cfg.tile_size, cfg.tile_overlap, optimise_box)
+    image = optimise_in_tiles(start, content, boxes, cfg.tile_overlap, optimise_box)
     areas = [h * w for _, _, h, w in boxes]
     keys = set.intersection(*(set(o.losses) for o in outcomes)) if outcomes else set()
     losses = {k: sum(a * o.losses[k] for a, o in zip(areas, outcomes, strict=True)) / sum(areas) for k in sorted(keys)}
@@ -211,13 +211,13 @@ def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int
     def hook(iteration: int, losses: dict[str, float] | None, done: bool, stopped_early: bool, best: Tensor | None) -> None:
         # The elapsed time is taken before the preview is made, so previews do not count as work.
         elapsed = time.perf_counter() - began
-        image = preview(best) if best is not None and on_step_wants_images(on_step) else None
+        image = preview(best) if best is not None and _wants_images(on_step) else None
         on_step(StepInfo(index, num_scales, size[0], size[1], iteration, max_iterations,
                          elapsed, losses, done, stopped_early, image))
 
     return hook
 
 
-def on_step_wants_images(on_step: ProgressCallback) -> bool:
+def _wants_images(on_step: ProgressCallback) -> bool:
     """Previews cost a copy of the image; callbacks opt in with a ``wants_images = True`` attribute."""
     return bool(getattr(on_step, "wants_images", False))

@@ -60,13 +60,13 @@ def feather(box: Box, height: int, width: int, overlap: int, device: torch.devic
     return (rows[:, None] * cols[None, :])[None, None]
 
 
-def optimise_in_tiles(image: Tensor, content: Tensor, tile: int, overlap: int,
+def optimise_in_tiles(image: Tensor, content: Tensor, boxes: list[Box], overlap: int,
                       optimise_box: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
-    """Run ``optimise_box(index, start_patch, content_patch) -> patch`` on each tile in turn and
-    blend the patches back into a copy of ``image``."""
+    """Run ``optimise_box(index, start_patch, content_patch) -> patch`` on each of ``boxes`` (from
+    :func:`tile_boxes` with this ``overlap``) in turn and blend the patches back into a copy of ``image``."""
     out = image.detach().clone()
     height, width = image.shape[-2:]
-    for index, box in enumerate(tile_boxes(height, width, tile, overlap)):
+    for index, box in enumerate(boxes):
         top, left, h, w = box
         region = (..., slice(top, top + h), slice(left, left + w))
         patch = optimise_box(index, out[region].clone(), content[region])

@@ -37,7 +37,7 @@ def test_feather_ramps_only_toward_other_tiles():
 
 def test_blending_identical_patches_changes_nothing():
     image = torch.rand(1, 3, 90, 130)
-    out = optimise_in_tiles(image, image, 64, 16, lambda i, start, content: start)
+    out = optimise_in_tiles(image, image, tile_boxes(90, 130, 64, 16), 16, lambda i, start, content: start)
     assert torch.allclose(out, image, atol=1e-6)
 
 
