@@ -26,7 +26,7 @@ from benchmarks.processes import Measured, run_measured
 from nst_core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, load_weights, stylize
 from nst_core.image_ops import fit_size, resize
 from nst_core.memory import estimate_memory, largest_size
-from nst_core.stylize import build_objective
+from nst_core.stylizer import build_objective
 from nst_core.targets import blend_targets
 from tasks.images import load_image
 

@@ -13,6 +13,7 @@ from prefect.states import Completed, Failed, State
 from tasks.batch import shares_targets
 from tasks.plan import PairJob, Plan
 from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pair, write_summary
+from tasks.progress import batch_planned, pair_finished
 from tasks.runners import make_task_runner
 
 FLOW_NAME = "stylize-batch"
@@ -24,6 +25,7 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False)
     summary and the gallery) when any pair failed."""
     began = time.time()
     plan = plan_batch(manifest, output)
+    batch_planned(len(plan.pairs))
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
     style_rows, style_failures = _style_targets(plan, force)
     rows = _pairs(plan, force, style_failures, progress)
@@ -71,6 +73,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
         reasons = [style_failures[g] for s in pair.styles if (g := _target_group(pair, s.uri)) in style_failures]
         if reasons:
             rows.append(_failed_row(plan, pair, f"style: {reasons[0]}"))
+            pair_finished(rows[-1])
         else:
             futures[stylize_pair.submit(pair, plan.settings, force)] = pair
     total = len(plan.pairs)
@@ -81,6 +84,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
             rows.append(future.result())
         except Exception as exc:
             rows.append(_failed_row(plan, pair, " ".join(str(exc).split()) or type(exc).__name__))
+        pair_finished(rows[-1])
         _progress(progress, len(rows), total)
     order = {p.name: i for i, p in enumerate(plan.pairs)}
     return sorted(rows, key=lambda r: order[r["name"]])
@@ -93,19 +97,35 @@ def _progress(artifact_id: Any, done: int, total: int) -> None:
 
 def _failed_row(plan: Plan, pair: PairJob, reason: str) -> dict[str, Any]:
     return {"name": pair.name, "status": "failed", "content": pair.content_uri, "styles": [s.uri for s in pair.styles],
-            "output": plan.settings.output_uri(pair.name), "reason": reason, "targets_computed": 0, "targets_cached": 0}
+            "output": plan.settings.output_uri(pair.name), "reason": reason, "target_keys": [], "computed_keys": []}
+
+
+def _targets_made_here(rows: list[dict[str, Any]], style_rows: list[dict[str, Any]]) -> set[str]:
+    """Keys of the style targets this run computed (in a style task, or inside a pair)."""
+    return {r["key"] for r in style_rows if not r["cached"]} | {k for r in rows for k in r.pop("computed_keys", [])}
+
+
+def _count_targets(rows: list[dict[str, Any]], style_rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Per pair and for the run, the same classification: a target this run computed counts as
+    computed (also for the pairs that then read it from the cache), any other as from the cache."""
+    made = _targets_made_here(rows, style_rows)
+    used = {r["key"] for r in style_rows}
+    for row in rows:
+        keys = row.pop("target_keys", [])
+        used.update(keys)
+        row["targets_computed"] = sum(k in made for k in keys)
+        row["targets_cached"] = sum(k not in made for k in keys)
+    return {"computed": len(made), "from_cache": len(used - made)}
 
 
 def _summary(plan: Plan, rows: list[dict[str, Any]], style_rows: list[dict[str, Any]], began: float) -> dict[str, Any]:
     count = {status: sum(r["status"] == status for r in rows) for status in ("produced", "skipped", "failed")}
+    targets = _count_targets(rows, style_rows)
     return {
         "manifest": plan.source,
         "output": plan.settings.output_root,
         "counts": {"planned": len(plan.pairs), **count},
-        "style_targets": {
-            "computed": sum(not r["cached"] for r in style_rows) + sum(r.get("targets_computed", 0) for r in rows),
-            "from_cache": sum(bool(r["cached"]) for r in style_rows),
-        },
+        "style_targets": targets,
         "failures": [{"name": r["name"], "content": r["content"], "styles": r["styles"], "reason": r["reason"]} for r in rows if r["status"] == "failed"],
         "pairs": rows,
         "wall_time_s": round(time.time() - began, 3),

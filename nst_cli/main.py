@@ -18,6 +18,8 @@ from dataclasses import fields
 from typing import Any, NoReturn
 
 from nst_core.config import StyleConfig
+from nst_core.errors import ConfigError, CoreError, WeightsError
+from tasks.errors import InputError, TaskError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -29,8 +31,45 @@ class BadInput(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --iteration is a typo, not --iterations
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        raise BadInput(message)
+        raise BadInput(_with_suggestions(message, self))
+
+
+def _with_suggestions(message: str, parser: argparse.ArgumentParser) -> str:
+    """argparse's message, with the nearest known option or command for each unknown one."""
+    import difflib
+    import re
+
+    known = _option_strings(parser)
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        hints = []
+        for word in unknown.group(1).split():
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6) if word.startswith("-") else []
+            hints.append(f"{word} (did you mean {close[0]}?)" if close else word)
+        return f"unrecognized arguments: {' '.join(hints)}"
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        options = [c.strip(" '") for c in choice.group(2).split(",")]
+        close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.6)
+        if close:
+            return f"{message}; did you mean {close[0]}?"
+    return message
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every --option of ``parser`` and of its subcommands."""
+    found: list[str] = []
+    for action in parser._actions:
+        found += [o for o in action.option_strings if o.startswith("--")]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _option_strings(sub)
+    return sorted(set(found))
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -82,11 +121,12 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--content-layers", type=_names, default=d.content_layers, help=f"(default {_show(d.content_layers)})")
     g.add_argument("--style-layers", type=_names, default=d.style_layers, help=f"(default {_show(d.style_layers)})")
     g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights, help="one per style layer (default: all 1)")
-    g.add_argument("--init", choices=("content", "noise", "image"), default=d.init, help=f"(default {d.init})")
+    g.add_argument("--init", choices=("content", "noise", "image"), default=None,
+                   help=f"start from the content, noise or --init-image (default {d.init}; image when --init-image is given)")
     g.add_argument("--upsample", choices=("image", "residual"), default=d.upsample,
                    help="how a scale starts from the coarser one: the upsampled result (image), or the content at the new size "
                         f"plus the upsampled change (residual) (default {d.upsample})")
-    g.add_argument("--init-image", default=None, help="image to start from, with --init image")
+    g.add_argument("--init-image", default=None, help="image to start from (implies --init image)")
     g.add_argument("--seed", type=int, default=d.seed, help=f"seed for noise init (default {d.seed})")
     g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help=f"(default {d.pooling})")
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer, help=f"(default {d.optimizer})")
@@ -107,22 +147,25 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
-    from tasks.images import DEFAULT_MAX_PIXELS
+    from tasks.runtime import RuntimeOptions
 
+    r = RuntimeOptions()
     g = p.add_argument_group("runtime")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    g.add_argument("--weights", default="caffe", help="caffe (original VGG-19, offline), torchvision, or a state-dict file (default caffe)")
-    g.add_argument("--weights-preprocessing", choices=("caffe", "torchvision"), default=None,
+    g.add_argument("--device", default=r.device, help=f"auto, cpu, cuda or cuda:N (default {r.device})")
+    g.add_argument("--weights", default=r.weights, help=f"caffe (original VGG-19, offline), torchvision, or a state-dict file (default {r.weights})")
+    g.add_argument("--weights-preprocessing", choices=("caffe", "torchvision"), default=r.weights_preprocessing,
                    help="input convention of a state-dict file (default caffe)")
-    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse input images with more pixels (default {DEFAULT_MAX_PIXELS:,})")
-    g.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
+    g.add_argument("--max-pixels", type=int, default=r.max_pixels, help=f"refuse input images with more pixels (default {r.max_pixels:,})")
+    g.add_argument("--quality", type=int, default=r.quality, help=f"JPEG/WebP quality 1..100 (default {r.quality})")
     g.add_argument("--deterministic", action="store_true", help="deterministic cuDNN algorithms (slower on GPU)")
+    g.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="write the best image so far to --output every N iterations, so Ctrl-C or a crash keeps it (default 0: only at the end)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nst", description="Neural style transfer (Gatys et al.) for photo collections.")
+    parser.add_argument("--version", action="version", version=f"nst {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("stylize", help="stylize one content image", description="Repaint CONTENT in the style of STYLE(s).")
     p.add_argument("content", help="content image (photo)")
@@ -145,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dask-workers", type=int, default=None, help="worker processes of a local Dask cluster")
     r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
     r.add_argument("--summary-json", default=None, help="also write the run's summary JSON to this local path")
+    r.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines (INFO), not only its warnings")
 
     gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars")
     gal.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
@@ -154,9 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("nst-batch")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def config_from_args(args: argparse.Namespace) -> StyleConfig:
     values = {f.name: getattr(args, f.name) for f in fields(StyleConfig) if hasattr(args, f.name)}
+    values["init"] = _init_mode(args)
     return StyleConfig(**values)
+
+
+def _init_mode(args: argparse.Namespace) -> str:
+    """``--init-image`` implies ``--init image``; with another ``--init`` it is a contradiction."""
+    if getattr(args, "init_image", None) is None:
+        return args.init or _DEFAULTS.init
+    if args.init not in (None, "image"):
+        raise BadInput(f"--init-image starts from that image, but --init {args.init} was given: drop one of them")
+    return "image"
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -167,8 +230,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     runtime = RuntimeOptions(args.device, args.weights, args.weights_preprocessing, args.max_pixels, args.quality, args.deterministic)
     progress = None if args.quiet else make_progress(sys.stderr)
     try:
-        meta = stylize_files(args.content, args.styles, args.output, cfg, runtime,
-                             init_image_path=args.init_image, metadata_path=args.metadata, on_step=progress)
+        meta = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
+                             metadata_path=args.metadata, on_step=progress, save_every=args.save_every)
     finally:
         if progress is not None:
             progress.close()
@@ -181,12 +244,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from tasks.plan import load_plan
+    from tasks.preflight import check_plan
 
     plan = load_plan(args.manifest, args.output)
+    check_plan(plan)  # every input exists and is an image; the output root takes files
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0
-    print(f"manifest {plan.source}: {len(plan.pairs)} pairs, {len(plan.styles)} styles, output {plan.settings.output_root}")
+    print(f"manifest {plan.source}: {_count(len(plan.pairs), 'pair')}, {_count(len(plan.styles), 'style')}, output {plan.settings.output_root}")
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
     for pair in plan.pairs:
@@ -196,28 +261,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from tasks.plan import SUMMARY_NAME, load_plan
+    if not args.verbose:  # Prefect's INFO lines (a "Finished in state" per task) drown ours; -v shows them
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from tasks.outputs import check_writable_root
+    from tasks.plan import load_plan
 
     plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
+    check_writable_root(plan.settings.output_root)  # and on an output root that takes no files
+    print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from flows.stylize_batch import stylize_batch
     from tasks.models import get_weights
+    from tasks.progress import listening, make_batch_progress
     from tasks.runners import make_task_runner
-    from tasks.storage import join, storage_for
 
     runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)
     get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
     if server is not None:
         server.join()
-    with _stop_soon_after_ctrl_c():
-        state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force,
-                                                               return_state=True)
-    summary_uri = join(plan.settings.output_root, SUMMARY_NAME)
+    progress = make_batch_progress(sys.stderr)
     try:
-        summary = json.loads(storage_for(summary_uri).read_bytes(summary_uri))
-    except Exception as exc:
-        print(f"nst: failed: the flow ended {state.type.value} without a summary ({state.message}): {exc}", file=sys.stderr)
+        with _stop_soon_after_ctrl_c(), listening(progress):
+            state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force,
+                                                                   return_state=True)
+    finally:
+        progress.close()
+    summary = _own_summary(state)
+    if summary is None:
+        print(f"nst: failed: the flow ended {state.type.value} without a summary: {state.message}", file=sys.stderr)
         return EXIT_FAILED
     if args.summary_json:
         from tasks.atomic import write_atomic
@@ -225,6 +301,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
     _print_summary(summary)
     return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+
+
+def _own_summary(state: Any) -> dict[str, Any] | None:
+    """This run's summary, from its own flow's final state (never ``OUTPUT/summary.json``, which a
+    concurrent run on the same root may have written)."""
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) and "counts" in data else None
 
 
 INTERRUPT_GRACE_S = 5.0
@@ -304,38 +390,69 @@ def _quiet_prefect_defaults() -> None:
     """No telemetry from the temporary server (it cannot reach the internet, logs an error each
     time, and its writes contend for the SQLite file); users can still set these themselves."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # the client's telemetry notice, too
+
+
+COMMANDS = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_prefect_defaults()
-    from nst_core import NonFiniteLossError, WeightsError
-    from tasks.images import ImageInputError
-    from tasks.manifest import ManifestError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (argparse's REMAINDER drops leading --flags)
         from benchmarks.run import main as bench_main
 
         return bench_main(argv[1:])
+    parser = build_parser()
+    command: str | None = None
     try:
-        args = build_parser().parse_args(argv)
-        commands = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}
-        return commands[args.command](args)
-    except ManifestError as exc:
-        print(f"nst: error: {exc.source}: {len(exc.problems)} problem(s) in the manifest:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (BadInput, ImageInputError, ValueError, WeightsError) as exc:
-        # ValueError here is a range or consistency problem in the options (StyleConfig checks them).
-        print(f"nst: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except NonFiniteLossError as exc:
-        print(f"nst: failed: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
+        args = parser.parse_args(argv)
+        command = args.command
+        return COMMANDS[command](args)
+    except BadInput as exc:
+        return _report("error", exc, EXIT_BAD_INPUT)
+    except (CoreError, TaskError) as exc:
+        problems = getattr(exc, "problems", None)
+        if problems is not None:  # a manifest: every problem, one per line
+            print(f"nst: error: {exc.source}: {_count(len(problems), 'problem')} in the manifest:", file=sys.stderr)  # type: ignore[attr-defined]
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        bad_input = isinstance(exc, ConfigError | WeightsError | InputError)
+        code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+        return _report("error" if bad_input else "failed", exc, code, _flags(parser, command))
     except KeyboardInterrupt:
         print("nst: interrupted", file=sys.stderr)
         return 130
+
+
+def _report(word: str, exc: BaseException, code: int, flags: dict[str, str] | None = None) -> int:
+    print(f"nst: {word}: {_in_cli_words(exc, flags or {})}", file=sys.stderr)
+    return code
+
+
+def _flags(parser: argparse.ArgumentParser, command: str | None) -> dict[str, str]:
+    """A command's settings and their flags: ``max_pixels`` -> ``--max-pixels``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub = action.choices[command]
+            return {a.dest: next(o for o in a.option_strings if o.startswith("--")) for a in sub._actions
+                    if any(o.startswith("--") for o in a.option_strings) and a.dest != "help"}
+    return {}
+
+
+def _in_cli_words(exc: BaseException, flags: dict[str, str]) -> str:
+    """The message on one line, with the settings it names said as this command's flags. Settings
+    the error lists are replaced, and any other setting whose name has an underscore (it cannot be
+    an ordinary word)."""
+    import re
+
+    text = _one_line(exc)
+    named = set(getattr(exc, "settings", ()))
+    for setting, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        if setting in named or "_" in setting:
+            text = re.sub(rf"(?<![\w-]){re.escape(setting)}(?![\w-])", flag, text)
+    return text
 
 
 def _one_line(exc: BaseException) -> str:

@@ -2,24 +2,35 @@
 
 Takes tensors and a frozen :class:`StyleConfig`, returns a tensor; never prints, never touches
 files other than the VGG weights it is asked to load.
+
+Names are imported on first use (PEP 562): ``from nst_core import StyleConfig`` does not load
+PyTorch, which keeps ``nst --help`` well under a second.
 """
 
-from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
-from nst_core.device import autocast, bf16_is_native, check_precision, configure_backends, resolve_device
-from nst_core.errors import NonFiniteLossError, StylizeError, TargetsMismatchError
-from nst_core.stylize import ProgressCallback, stylize
-from nst_core.targets import (
-    StyleTargets,
-    TargetSpec,
-    compute_style_targets,
-    luminance_match_for,
-    targets_from_bytes,
-    targets_to_bytes,
-)
-from nst_core.vgg import LAYER_NAMES, Preprocessing, VGGFeatures, VGGWeights
-from nst_core.weights import WeightsError, load_weights
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "ScaleReport": "config", "StepInfo": "config", "StyleConfig": "config", "StylizeResult": "config",
+    "autocast": "device", "bf16_is_native": "device", "check_precision": "device", "configure_backends": "device",
+    "resolve_device": "device",
+    "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
+    "NonFiniteLossError": "errors", "StylizeError": "errors", "TargetsMismatchError": "errors", "WeightsError": "errors",
+    "ProgressCallback": "stylizer", "stylize": "stylizer",
+    "StyleTargets": "targets", "TargetSpec": "targets", "compute_style_targets": "targets", "luminance_match_for": "targets",
+    "targets_from_bytes": "targets", "targets_to_bytes": "targets",
+    "LAYER_NAMES": "layers",
+    "Preprocessing": "vgg", "VGGFeatures": "vgg", "VGGWeights": "vgg",
+    "load_weights": "weights",
+}
 
 __all__ = [
+    "ConfigError",
+    "CoreError",
+    "CorruptTargetsError",
+    "DeviceError",
     "LAYER_NAMES",
     "NonFiniteLossError",
     "Preprocessing",
@@ -47,3 +58,39 @@ __all__ = [
     "targets_from_bytes",
     "targets_to_bytes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nst_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nst_core.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
+    from nst_core.device import autocast, bf16_is_native, check_precision, configure_backends, resolve_device
+    from nst_core.errors import (
+        ConfigError,
+        CoreError,
+        CorruptTargetsError,
+        DeviceError,
+        NonFiniteLossError,
+        StylizeError,
+        TargetsMismatchError,
+        WeightsError,
+    )
+    from nst_core.layers import LAYER_NAMES
+    from nst_core.stylizer import ProgressCallback, stylize
+    from nst_core.targets import (
+        StyleTargets,
+        TargetSpec,
+        compute_style_targets,
+        luminance_match_for,
+        targets_from_bytes,
+        targets_to_bytes,
+    )
+    from nst_core.vgg import Preprocessing, VGGFeatures, VGGWeights
+    from nst_core.weights import load_weights

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from torch import Tensor
+from nst_core.errors import ConfigError
+from nst_core.layers import LAYER_NAMES
 
-from nst_core.vgg import LAYER_NAMES
+if TYPE_CHECKING:  # torch is not imported for the config alone: the CLI's --help stays fast
+    from torch import Tensor
 
 Pooling = Literal["max", "avg"]
 Init = Literal["content", "noise", "image"]
@@ -82,7 +84,7 @@ class StyleConfig:
     def __post_init__(self) -> None:
         problems = _problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(m for _, m in problems), settings=[k for k, _ in problems])
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -115,56 +117,74 @@ class StyleConfig:
         """Blend weights for ``num_styles`` styles, normalised to sum 1 (as jcjohnson/neural-style)."""
         raw = self.style_blend or (1.0,) * num_styles
         if len(raw) != num_styles:
-            raise ValueError(f"style_blend has {len(raw)} weights for {num_styles} style images")
+            raise ConfigError(f"style_blend has {len(raw)} weights for {num_styles} style images", settings=["style_blend"])
         total = sum(raw)
         return tuple(w / total for w in raw)
 
 
-def _problems(cfg: StyleConfig) -> list[str]:
-    """Every range problem of ``cfg``, as readable sentences."""
-    out: list[str] = []
+def show(value: object) -> str:
+    """A value as a user wrote it: ``-3`` rather than ``(-3,)``, ``0.5, 1`` rather than ``(0.5, 1.0)``."""
+    if isinstance(value, tuple | list):
+        return ", ".join(show(v) for v in value) if value else "(none)"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
-    def check(ok: bool, message: str) -> None:
+
+def _problems(cfg: StyleConfig) -> list[tuple[str, str]]:
+    """Every range problem of ``cfg``: (the setting's name, a readable sentence)."""
+    out: list[tuple[str, str]] = []
+
+    def check(ok: bool, setting: str, message: str) -> None:
         if not ok:
-            out.append(message)
+            out.append((setting, message))
 
-    check(MIN_SIDE_PX <= cfg.size <= MAX_SIDE_PX, f"size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.size}")
-    check(len(cfg.scales) >= 1, "scales must have at least one entry")
-    check(all(0 < s <= 1 for s in cfg.scales), f"scales must be in (0, 1], got {cfg.scales}")
-    check(list(cfg.scales) == sorted(set(cfg.scales)), f"scales must be strictly increasing, got {cfg.scales}")
-    check(bool(cfg.scales) and cfg.scales[-1] == 1.0, f"the last scale must be 1.0, got {cfg.scales}")
-    check(len(cfg.iterations) in (1, len(cfg.scales)),
+    check(MIN_SIDE_PX <= cfg.size <= MAX_SIDE_PX, "size", f"size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.size}")
+    check(len(cfg.scales) >= 1, "scales", "scales must have at least one entry")
+    check(all(0 < s <= 1 for s in cfg.scales), "scales", f"scales must be in (0, 1], got {show(cfg.scales)}")
+    check(list(cfg.scales) == sorted(set(cfg.scales)), "scales", f"scales must be strictly increasing, got {show(cfg.scales)}")
+    check(bool(cfg.scales) and cfg.scales[-1] == 1.0, "scales", f"the last scale must be 1, got {show(cfg.scales)}")
+    check(len(cfg.iterations) in (1, len(cfg.scales)), "iterations",
           f"iterations needs 1 or {len(cfg.scales)} entries (one per scale), got {len(cfg.iterations)}")
-    check(all(0 <= i <= 100_000 for i in cfg.iterations), f"iterations must be 0..100000, got {cfg.iterations}")
+    check(all(0 <= i <= 100_000 for i in cfg.iterations), "iterations", f"iterations must be 0..100000, got {show(cfg.iterations)}")
     for name in ("content_weight", "style_weight", "tv_weight"):
         value = getattr(cfg, name)
-        check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value}")
-    check(cfg.style_weight > 0 or cfg.content_weight > 0, "content_weight and style_weight cannot both be 0")
-    check(len(cfg.content_layers) >= 1, "content_layers must name at least one layer")
-    check(len(cfg.style_layers) >= 1, "style_layers must name at least one layer")
-    for layer in (*cfg.content_layers, *cfg.style_layers):
-        check(layer in LAYER_NAMES, f"unknown VGG-19 layer {layer!r}; known: conv1_1, relu1_1, ..., pool5")
-    check(not cfg.style_layer_weights or len(cfg.style_layer_weights) == len(cfg.style_layers),
+        check(math.isfinite(value) and value >= 0, name, f"{name} must be a finite number >= 0, got {show(value)}")
+    check(cfg.style_weight > 0 or cfg.content_weight > 0, "style_weight", "content_weight and style_weight cannot both be 0")
+    check(len(cfg.content_layers) >= 1, "content_layers", "content_layers must name at least one layer")
+    check(len(cfg.style_layers) >= 1, "style_layers", "style_layers must name at least one layer")
+    for setting in ("content_layers", "style_layers"):
+        for layer in getattr(cfg, setting):
+            check(layer in LAYER_NAMES, setting,
+                  f"{setting}: unknown VGG-19 layer {layer!r}{_nearest(layer, LAYER_NAMES)}; known: conv1_1, relu1_1, ..., pool5")
+    check(not cfg.style_layer_weights or len(cfg.style_layer_weights) == len(cfg.style_layers), "style_layer_weights",
           f"style_layer_weights needs {len(cfg.style_layers)} entries, got {len(cfg.style_layer_weights)}")
-    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_layer_weights), "style_layer_weights must be >= 0")
-    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_blend) and (not cfg.style_blend or sum(cfg.style_blend) > 0),
-          f"style_blend weights must be >= 0 with a positive sum, got {cfg.style_blend}")
-    check(math.isfinite(cfg.style_scale) and 0.05 <= cfg.style_scale <= 8,
-          f"style_scale must be 0.05..8, got {cfg.style_scale}")
-    check(cfg.pooling in ("max", "avg"), f"pooling must be max or avg, got {cfg.pooling!r}")
-    check(cfg.init in ("content", "noise", "image"), f"init must be content, noise or image, got {cfg.init!r}")
-    check(0 <= cfg.seed < 2**63, f"seed must be 0..2^63-1, got {cfg.seed}")
-    check(cfg.upsample in ("image", "residual"), f"upsample must be image or residual, got {cfg.upsample!r}")
-    check(cfg.optimizer in ("lbfgs", "adam"), f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
-    check(1 <= cfg.lbfgs_history <= 1000, f"lbfgs_history must be 1..1000, got {cfg.lbfgs_history}")
-    check(math.isfinite(cfg.adam_lr) and cfg.adam_lr > 0, f"adam_lr must be > 0, got {cfg.adam_lr}")
-    check(0 <= cfg.early_stop_rtol < 1, f"early_stop_rtol must be in [0, 1), got {cfg.early_stop_rtol}")
-    check(cfg.early_stop_window >= 1, f"early_stop_window must be >= 1, got {cfg.early_stop_window}")
-    check(cfg.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {cfg.precision!r}")
-    check(cfg.tile_size == 0 or 128 <= cfg.tile_size <= MAX_SIDE_PX, f"tile_size must be 0 (off) or 128..{MAX_SIDE_PX} px, got {cfg.tile_size}")
-    check(0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size),
+    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_layer_weights), "style_layer_weights", "style_layer_weights must be >= 0")
+    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_blend) and (not cfg.style_blend or sum(cfg.style_blend) > 0), "style_blend",
+          f"style_blend weights must be >= 0 with a positive sum, got {show(cfg.style_blend)}")
+    check(math.isfinite(cfg.style_scale) and 0.05 <= cfg.style_scale <= 8, "style_scale", f"style_scale must be 0.05..8, got {show(cfg.style_scale)}")
+    check(cfg.pooling in ("max", "avg"), "pooling", f"pooling must be max or avg, got {cfg.pooling!r}")
+    check(cfg.init in ("content", "noise", "image"), "init", f"init must be content, noise or image, got {cfg.init!r}")
+    check(0 <= cfg.seed < 2**63, "seed", f"seed must be 0..2^63-1, got {cfg.seed}")
+    check(cfg.upsample in ("image", "residual"), "upsample", f"upsample must be image or residual, got {cfg.upsample!r}")
+    check(cfg.optimizer in ("lbfgs", "adam"), "optimizer", f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
+    check(1 <= cfg.lbfgs_history <= 1000, "lbfgs_history", f"lbfgs_history must be 1..1000, got {cfg.lbfgs_history}")
+    check(math.isfinite(cfg.adam_lr) and cfg.adam_lr > 0, "adam_lr", f"adam_lr must be > 0, got {show(cfg.adam_lr)}")
+    check(0 <= cfg.early_stop_rtol < 1, "early_stop_rtol", f"early_stop_rtol must be in [0, 1), got {show(cfg.early_stop_rtol)}")
+    check(cfg.early_stop_window >= 1, "early_stop_window", f"early_stop_window must be >= 1, got {cfg.early_stop_window}")
+    check(cfg.precision in ("fp32", "bf16"), "precision", f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    check(cfg.tile_size == 0 or 128 <= cfg.tile_size <= MAX_SIDE_PX, "tile_size",
+          f"tile_size must be 0 (off) or 128..{MAX_SIDE_PX} px, got {cfg.tile_size}")
+    check(0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size), "tile_overlap",
           f"tile_overlap must be >= 0 and under half of tile_size, got {cfg.tile_overlap}")
     return out
+
+
+def _nearest(word: str, choices: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -189,6 +209,23 @@ class StepInfo:
     # The best iterate so far, (1, 3, h, w) RGB in [0, 1], at the same report points as ``losses``,
     # for callbacks that set ``wants_images = True`` (previews, quality tracking); else None.
     image: Tensor | None = None
+    # Work in pixel-iterations (an iteration costs about the same per pixel at every size, so a
+    # 512-px iteration weighs ~4x a 256-px one): run so far, and still planned (the rest of this
+    # scale and the later scales at their maximum iterations).
+    work_done: float = 0.0
+    work_left: float = 0.0
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run done, 0..1, by work."""
+        total = self.work_done + self.work_left
+        return self.work_done / total if total > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the speed measured so far; None before any work."""
+        if self.work_done <= 0:
+            return None
+        return self.elapsed_s * self.work_left / self.work_done
 
 
 @dataclass(frozen=True)

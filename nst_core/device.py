@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from nst_core.errors import DeviceError
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -16,12 +18,12 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} was asked for, but PyTorch sees no CUDA device here")
+            raise DeviceError(f"device {name!r} was asked for, but PyTorch sees no CUDA GPU here", settings=["device"])
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA devices")
+            raise DeviceError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA GPUs", settings=["device"])
         return device
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    raise DeviceError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}", settings=["device"])
 
 
 def bf16_is_native(device: torch.device) -> bool:
@@ -37,10 +39,11 @@ def check_precision(device: torch.device, precision: str) -> None:
     if precision != "bf16" or bf16_is_native(device):
         return
     if device.type == "cuda":
-        raise ValueError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32")
-    raise ValueError(
+        raise DeviceError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32", settings=["precision"])
+    raise DeviceError(
         f"precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has {torch.backends.cpu.get_cpu_capability()} "
-        "and would emulate it about 100x slower than fp32; use fp32"
+        "and would emulate it about 100x slower than fp32; use fp32",
+        settings=["precision"],
     )
 
 

@@ -1,7 +1,36 @@
-"""Errors the core raises on purpose, so callers can tell them from bugs."""
+"""The core's errors: one root, :class:`CoreError`, so callers can tell them from bugs.
+
+A message names the setting it is about by its name in :class:`~nst_core.StyleConfig`
+(``size``, ``max_pixels``); ``settings`` lists those names, so an outer ring can say them in its
+own words (the CLI's flags) without parsing the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
 
 
-class StylizeError(RuntimeError):
+class CoreError(Exception):
+    """Root of every error the core raises on purpose."""
+
+    def __init__(self, message: str, settings: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.settings: tuple[str, ...] = tuple(settings)
+
+
+class ConfigError(CoreError, ValueError):
+    """A setting is out of range or does not fit the others (nothing has run)."""
+
+
+class DeviceError(ConfigError):
+    """The device or precision asked for does not exist or would be emulated here."""
+
+
+class WeightsError(CoreError):
+    """Weights are missing, unreadable, or not VGG-19."""
+
+
+class StylizeError(CoreError, RuntimeError):
     """The stylization cannot go on."""
 
 
@@ -11,3 +40,7 @@ class NonFiniteLossError(StylizeError):
 
 class TargetsMismatchError(StylizeError):
     """Precomputed style targets were made with other weights, layers or settings than this run."""
+
+
+class CorruptTargetsError(CoreError, ValueError):
+    """Serialised style targets cannot be read back (a damaged cache entry)."""

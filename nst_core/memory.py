@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from nst_core.config import MIN_SIDE_PX, StyleConfig
 from nst_core.image_ops import fit_size
-from nst_core.vgg import LAYER_NAMES, channels_of
+from nst_core.layers import LAYER_NAMES, channels_of
 
 _FLOAT = 4  # bytes; activations are kept in fp32 (bf16 autocast halves the conv outputs, not counted)
 _INDEX = 8  # max-pool indices are int64

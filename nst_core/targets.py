@@ -18,7 +18,7 @@ from torch import Tensor
 from nst_core.color import gray_to_rgb, luminance, luminance_stats, match_stats
 from nst_core.config import StyleConfig
 from nst_core.device import autocast
-from nst_core.errors import TargetsMismatchError
+from nst_core.errors import CorruptTargetsError, TargetsMismatchError
 from nst_core.image_ops import resize_max_side
 from nst_core.losses import gram_matrix
 from nst_core.tiles import GRAM_HALO_PX
@@ -188,11 +188,11 @@ def targets_to_bytes(targets: StyleTargets) -> bytes:
 
 
 def targets_from_bytes(data: bytes) -> StyleTargets:
-    """Inverse of :func:`targets_to_bytes`; raises ``ValueError`` on anything malformed."""
+    """Inverse of :func:`targets_to_bytes`; raises :class:`CorruptTargetsError` (a ``ValueError``) on anything malformed."""
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if payload.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported style-target format {payload.get('format')!r}")
+            raise CorruptTargetsError(f"unsupported style-target format {payload.get('format')!r}")
         raw = payload["spec"]
         match = raw["luminance_match"]
         spec = TargetSpec(
@@ -202,13 +202,13 @@ def targets_from_bytes(data: bytes) -> StyleTargets:
             tile=int(raw.get("tile", 0)),
         )
         grams = {int(side): dict(layers) for side, layers in payload["grams"].items()}
-    except ValueError:
+    except CorruptTargetsError:
         raise
     except Exception as exc:  # unpickling errors, missing keys, wrong types: all mean "corrupt"
-        raise ValueError(f"corrupt style targets: {exc}") from exc
+        raise CorruptTargetsError(f"corrupt style targets: {exc}") from exc
     for side, layers in grams.items():
         if set(layers) != set(spec.layers) or not all(isinstance(g, Tensor) and g.dim() == 2 for g in layers.values()):
-            raise ValueError(f"corrupt style targets at side {side}: layers {sorted(layers)}")
+            raise CorruptTargetsError(f"corrupt style targets at side {side}: layers {sorted(layers)}")
         if not all(bool(torch.isfinite(g).all()) for g in layers.values()):
-            raise ValueError(f"corrupt style targets at side {side}: non-finite values")
+            raise CorruptTargetsError(f"corrupt style targets at side {side}: non-finite values")
     return StyleTargets(spec, grams)

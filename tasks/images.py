@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,19 +17,20 @@ import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from tasks.errors import InputError
+from tasks.runtime import DEFAULT_MAX_PIXELS
+
 # Our own limit (checked from the header, before decoding) replaces Pillow's global one, so a
 # user who raises ours is not stopped by Pillow's.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
-
-DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: larger inputs are refused unless the user raises it
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _ALPHA_FORMATS = {"PNG", "WEBP"}
 _SRGB = ImageCms.createProfile("sRGB")
 
 
-class ImageInputError(ValueError):
+class ImageInputError(InputError):
     """An input image cannot be used; the message names the file and says why, in one line."""
 
 
@@ -65,6 +67,42 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+def probe_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """(format, width, height) of a local image file from its header alone: nothing is decoded,
+    so checking a 100 MP photo costs a few kB of reading. Raises :class:`ImageInputError`."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        missing = "no such file" if Path(path).parent.is_dir() else f"no such file (and no folder {Path(path).parent})"
+        raise ImageInputError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageInputError(f"{path}: is a directory, not an image" if stat.S_ISDIR(info.st_mode) else f"{path}: not a regular file")
+    if info.st_size == 0:
+        raise ImageInputError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            width, height, fmt = image.width, image.height, image.format or "?"
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{path}: not an image file Pillow can read") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # malformed headers raise a variety of errors
+        raise ImageInputError(f"{path}: truncated or corrupt image header ({exc})") from None
+    _check_pixels(path, width, height, max_pixels)
+    return fmt, width, height
+
+
+def _check_pixels(name: str | os.PathLike[str], width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageInputError(
+            f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
+            "(a guard against decompression bombs; raise max_pixels)",
+            settings=["max_pixels"],
+        )
+
+
 def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
     """Decode image bytes to an RGB tensor in [0, 1].
 
@@ -80,13 +118,10 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
     except Exception as exc:  # malformed headers raise a variety of errors
         raise ImageInputError(f"{name}: truncated or corrupt image header ({exc})") from None
     width, height = image.size
-    if width * height > max_pixels:
-        raise ImageInputError(
-            f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
-            "(a guard against decompression bombs; raise it with --max-pixels)"
-        )
+    _check_pixels(name, width, height, max_pixels)
     if width < 1 or height < 1:
         raise ImageInputError(f"{name}: image has no pixels ({width}x{height})")
+    original = _upright_size(image)  # before draft(), which shrinks JPEGs while decoding
     try:
         if max_side is not None and image.format == "JPEG":
             image.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced DCT scale
@@ -102,7 +137,17 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
         size = _fit(rgb.size, max_side)
         rgb = rgb.resize(size, Image.Resampling.LANCZOS)
         alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
-    return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, image.size, mode)
+    return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, original, mode)
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the file as shown, after its EXIF rotation (orientations 5-8 swap the sides)."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: exif_transpose ignores it too
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:

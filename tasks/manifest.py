@@ -8,6 +8,7 @@ core's defaults.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from nst_core import StyleConfig
-from tasks.images import DEFAULT_MAX_PIXELS
+from tasks.errors import InputError
+from tasks.runtime import DEFAULT_MAX_PIXELS
 
 
 def _params_model() -> type[BaseModel]:
@@ -100,19 +102,6 @@ class Manifest(BaseModel):
                 raise ValueError(f"style name {name!r} must be 1-64 characters, without '/' or a leading '.'")
         return styles
 
-    @field_validator("pairs")
-    @classmethod
-    def _known_styles(cls, pairs: Any, info: ValidationInfo) -> Any:
-        styles = info.data.get("styles")
-        if pairs == "all" or not styles:
-            return pairs
-        for i, pair in enumerate(pairs):
-            names = [pair.style] if isinstance(pair.style, str) else pair.style
-            unknown = [n for n in names if n not in styles]
-            if unknown:
-                raise ValueError(f"pair {i}: unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}")
-        return pairs
-
     def style_path(self, name: str) -> str:
         entry = self.styles[name]
         return entry if isinstance(entry, str) else entry.path
@@ -133,7 +122,7 @@ class ManifestProblem:
         return f"{self.path or '(top)'}{where}: {self.message}"
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """Every problem of a manifest, reported together."""
 
     def __init__(self, source: str, problems: list[ManifestProblem]) -> None:
@@ -154,22 +143,49 @@ def parse_manifest(text: str, source: str) -> Manifest:
         raise ManifestError(source, [ManifestProblem("", f"YAML syntax error: {reason}", line)]) from None
     if not isinstance(data, dict):
         raise ManifestError(source, [ManifestProblem("", "the manifest must be a YAML mapping (key: value)", 1)])
+    problems = _unknown_styles(data, node)
     try:
-        return Manifest.model_validate(data)
+        manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             loc = _clean_loc(err["loc"])
-            problems.append(ManifestProblem(".".join(map(str, loc)), _message(err), _line_of(node, loc)))
-        ordered = sorted(_drop_union_noise(problems), key=lambda p: p.line or 0)  # in file order
-        raise ManifestError(source, ordered) from None
+            problems.append(ManifestProblem(".".join(map(str, loc)), _message(err, loc), _line_of(node, loc)))
+        problems = list(dict.fromkeys(_drop_union_noise(problems)))  # a union's branches can repeat one message
+    if problems:
+        raise ManifestError(source, sorted(problems, key=lambda p: p.line or 0)) from None  # in file order
+    return manifest
+
+
+def _unknown_styles(data: dict[str, Any], node: yaml.Node | None) -> list[ManifestProblem]:
+    """Every pair's unknown style names, all at once, each with the nearest known name."""
+    styles, pairs = data.get("styles"), data.get("pairs")
+    if not isinstance(styles, dict) or not isinstance(pairs, list):
+        return []
+    problems = []
+    for i, pair in enumerate(pairs):
+        wanted = pair.get("style") if isinstance(pair, dict) else None
+        names = [wanted] if isinstance(wanted, str) else wanted if isinstance(wanted, list) else []
+        for name in names:
+            if isinstance(name, str) and name not in styles:
+                message = f"unknown style {name!r}{_nearest(name, list(map(str, styles)))}; known: {', '.join(map(str, styles))}"
+                problems.append(ManifestProblem(f"pairs.{i}.style", message, _line_of(node, ("pairs", i, "style"))))
+    return problems
+
+
+def _nearest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _known_keys() -> list[str]:
+    return sorted({*Manifest.model_fields, *StyleEntry.model_fields, *PairEntry.model_fields})
 
 
 def _drop_union_noise(problems: list[ManifestProblem]) -> list[ManifestProblem]:
     """For a value that may be a string or a mapping (a style), pydantic reports both branches;
     keep the specific problems inside the mapping, not "should be a valid string" beside them."""
     def noise(p: ManifestProblem) -> bool:
-        generic = p.message in ("Input should be a valid string", "Input should be 'all'")
+        generic = p.message in ("Input should be a valid string", "Input should be 'all'", "Input should be a valid list")
         return generic and any(o is not p and (o.path == p.path or o.path.startswith(p.path + ".")) for o in problems)
 
     return [p for p in problems if not noise(p)] or problems
@@ -181,11 +197,13 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and (p in labels or "[" in p or "(" in p)))
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown key"
+        return f"unknown key{_nearest(str(loc[-1]), _known_keys())}" if loc else "unknown key"
     if err["type"] == "missing":
         return "required"
+    if loc == ("pairs",) and err["type"] == "literal_error" and not isinstance(err.get("input"), list):
+        return f"pairs must be all (every content x every style) or a list of pairs, got {err.get('input')!r}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 

@@ -15,20 +15,21 @@ import torch
 
 from nst_core import StyleConfig
 from nst_core.memory import estimate_memory, format_bytes, largest_size
+from tasks.errors import InputError
 
 ENV_VAR = "NST_MAX_MEMORY"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
-class TooLargeError(ValueError):
+class TooLargeError(InputError):
     """The requested output would not fit in memory; the message says how large would."""
 
 
 def parse_bytes(text: str) -> int:
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"{ENV_VAR} must be a size like 8G, 8GiB, 500M or a number of bytes, got {text!r}")
+        raise InputError(f"{ENV_VAR} must be a size like 8G, 8GiB, 500M or a number of bytes, got {text!r}")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
@@ -87,7 +88,8 @@ def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device
         f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser), "
         f"but {format_bytes(budget)} is available ({source}); use size {fits} or less"
         + (f", or a smaller lbfgs_history (now {cfg.lbfgs_history})" if cfg.optimizer == "lbfgs" and cfg.lbfgs_history > 10 else "")
-        + (f", or tiles (tile_size {_tile_hint(cfg, budget, device.type)})" if not cfg.tile_size else "")
+        + (f", or tiles (tile_size {_tile_hint(cfg, budget, device.type)})" if not cfg.tile_size else ""),
+        settings=["size", "lbfgs_history", "tile_size"],
     )
 
 

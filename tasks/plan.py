@@ -34,6 +34,7 @@ class PairJob:
     content_uri: str
     styles: tuple[StyleRef, ...]
     params: dict[str, Any]  # StyleConfig keyword arguments (the merged, validated values)
+    origin: str = ""  # the manifest field it comes from (contents.0, pairs.3), for messages
 
     def config(self) -> StyleConfig:
         return StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.params.items()})
@@ -132,7 +133,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None) 
             problems.append(ManifestProblem(path, str(exc)))
             continue
         job_name = name or output_name(content_uri, style_names)
-        pairs.append(PairJob(job_name, content_uri, tuple(StyleRef(s, styles[s]) for s in style_names), _jsonable(asdict(cfg))))
+        pairs.append(PairJob(job_name, content_uri, tuple(StyleRef(s, styles[s]) for s in style_names), _jsonable(asdict(cfg)), path))
     problems += _duplicate_names(pairs)
     if problems:
         raise ManifestError(source, problems)

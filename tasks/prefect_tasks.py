@@ -19,7 +19,7 @@ from tasks.atomic import remove_stale_parts
 from tasks.batch import ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
-from tasks.progress import format_losses
+from tasks.progress import format_losses, pair_step
 from tasks.storage import StorageError, is_s3, join, storage_for
 
 
@@ -69,7 +69,13 @@ class _LogProgress:
 
 @task(name="stylize-pair", cache_policy=NO_CACHE, task_run_name="stylize {pair.name}")
 def stylize_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[str, Any]:
-    row = run_pair(pair, settings, force, on_step=_LogProgress(pair.name))
+    log = _LogProgress(pair.name)
+
+    def on_step(step: StepInfo) -> None:
+        log(step)
+        pair_step(pair.name, step)
+
+    row = run_pair(pair, settings, force, on_step=on_step)
     get_run_logger().info("%s: %s", pair.name, row["status"])
     return row
 

@@ -1,10 +1,14 @@
-"""Turn the core's :class:`~nst_core.StepInfo` events into something a person can watch."""
+"""Turn the core's :class:`~nst_core.StepInfo` events, and a batch's pair events, into something a
+person can watch: one bar on a terminal, plain lines with an ETA in a log."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
@@ -17,29 +21,45 @@ def format_losses(losses: dict[str, float] | None) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in losses.items())
 
 
+def format_duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``1h02m``; ``?`` when unknown."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _where(step: StepInfo) -> str:
+    return f"scale {step.scale_index + 1}/{step.num_scales} {step.width}x{step.height} it {step.iteration}/{step.max_iterations}"
+
+
 class ProgressBar:
-    """A tqdm bar per scale, for a terminal."""
+    """One bar for the whole run, for a terminal: the share of the planned work done (weighted by
+    pixels, so the last scale's slower iterations count for what they cost) and an ETA from it."""
 
     def __init__(self, stream: TextIO, label: str = "") -> None:
         self._stream = stream
         self._label = label
         self._bar: tqdm | None = None
-        self._scale = -1
+        self._loss = ""
 
     def __call__(self, step: StepInfo) -> None:
-        if step.scale_index != self._scale:
-            self.close()
-            self._scale = step.scale_index
-            desc = f"{self._label}scale {step.scale_index + 1}/{step.num_scales} {step.width}x{step.height}"
-            self._bar = tqdm(total=step.max_iterations, desc=desc, file=self._stream, unit="it", leave=True, dynamic_ncols=True)
-        assert self._bar is not None
-        self._bar.n = step.iteration
+        if self._bar is None:
+            self._bar = tqdm(total=1000, file=self._stream, dynamic_ncols=True, leave=True,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
         if step.losses:
-            self._bar.set_postfix_str(format_losses({"loss": step.losses["total"]}), refresh=False)
+            self._loss = f" loss={step.losses['total']:.4g}"
+        status = f" (converged at {step.iteration})" if step.scale_done and step.stopped_early else ""
+        self._bar.set_description_str(f"{self._label}{_where(step)}{status}", refresh=False)
+        self._bar.n = round(1000 * step.progress)
+        self._bar.set_postfix_str(f"{format_duration(step.elapsed_s)} elapsed, ETA {format_duration(step.eta_s())}{self._loss}",
+                                  refresh=False)
         self._bar.refresh()
-        if step.scale_done:
-            if step.stopped_early:
-                self._bar.set_postfix_str(f"converged at {step.iteration}", refresh=True)
+        if step.scale_done and step.scale_index == step.num_scales - 1:
             self.close()
 
     def close(self) -> None:
@@ -50,7 +70,7 @@ class ProgressBar:
 
 class ProgressLines:
     """Plain lines, at most one every ``every_s`` seconds plus one at the end of each scale: for
-    logs, CI and pipes."""
+    logs, CI and pipes. Each line has the run's ETA."""
 
     def __init__(self, stream: TextIO, label: str = "", every_s: float = 10.0) -> None:
         self._stream = stream
@@ -66,7 +86,8 @@ class ProgressLines:
         status = (" converged" if step.stopped_early else " done") if step.scale_done else ""
         print(
             f"{self._label}scale {step.scale_index + 1}/{step.num_scales} {step.width}x{step.height} "
-            f"iter {step.iteration}/{step.max_iterations}{status} {format_losses(step.losses)} [{step.elapsed_s:.1f}s]",
+            f"iter {step.iteration}/{step.max_iterations}{status} {format_losses(step.losses)} "
+            f"[{step.elapsed_s:.1f}s, {100 * step.progress:.0f}%, ETA {format_duration(step.eta_s())}]",
             file=self._stream,
             flush=True,
         )
@@ -79,3 +100,160 @@ def make_progress(stream: TextIO | None = None, label: str = "") -> ProgressBar 
     """A bar on a terminal, plain lines otherwise."""
     out = stream if stream is not None else sys.stderr
     return ProgressBar(out, label) if out.isatty() else ProgressLines(out, label)
+
+
+# --- a batch: pairs done of total, the pair at work, an ETA --------------------------------------
+
+
+class BatchListener(Protocol):
+    def planned(self, total: int) -> None: ...
+
+    def step(self, pair: str, info: StepInfo) -> None: ...
+
+    def finished(self, row: dict[str, Any]) -> None: ...
+
+
+_listener: BatchListener | None = None
+_listener_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def listening(listener: BatchListener) -> Iterator[None]:
+    """Send this process's batch events to ``listener`` (``nst run`` shows them); pairs running
+    in other processes (a Dask cluster) report only when they finish."""
+    global _listener
+    with _listener_lock:
+        _listener = listener
+    try:
+        yield
+    finally:
+        with _listener_lock:
+            _listener = None
+
+
+def batch_planned(total: int) -> None:
+    if _listener is not None:
+        _listener.planned(total)
+
+
+def pair_step(pair: str, info: StepInfo) -> None:
+    if _listener is not None:
+        _listener.step(pair, info)
+
+
+def pair_finished(row: dict[str, Any]) -> None:
+    if _listener is not None:
+        _listener.finished(row)
+
+
+class BatchProgress:
+    """What a batch's progress display knows: pairs done of the total, the pair at work, and an
+    ETA from the measured seconds per produced pair (skipped pairs cost ~nothing and are not
+    counted in the speed)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self.began = time.monotonic()
+        self.produced_seconds: list[float] = []
+        self.current: tuple[str, StepInfo] | None = None
+        self.lock = threading.Lock()
+
+    def eta_s(self) -> float | None:
+        left = self.total - self.done
+        if left <= 0:
+            return 0.0
+        per_pair = sum(self.produced_seconds) / len(self.produced_seconds) if self.produced_seconds else None
+        current = self.current[1] if self.current else None
+        if per_pair is None and current is not None and current.progress > 0:
+            per_pair = current.elapsed_s / current.progress
+        if per_pair is None:
+            return None
+        in_flight = per_pair * (1 - current.progress) if current is not None else per_pair
+        return in_flight + per_pair * (left - 1)
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.failed += row.get("status") == "failed"
+        if row.get("status") == "produced" and row.get("wall_time_s"):
+            self.produced_seconds.append(float(row["wall_time_s"]))
+        if self.current is not None and self.current[0] == row.get("name"):
+            self.current = None
+
+
+class BatchBar(BatchProgress):
+    """One bar for the whole batch, for a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._bar: tqdm | None = None
+
+    def planned(self, total: int) -> None:
+        with self.lock:
+            self.total = total
+            self._bar = tqdm(total=total, file=self._stream, dynamic_ncols=True, leave=True, unit="pair",
+                             bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {postfix}")
+            self._show()
+
+    def step(self, pair: str, info: StepInfo) -> None:
+        with self.lock:
+            self.current = (pair, info)
+            self._show()
+
+    def finished(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.record(row)
+            if row.get("status") == "failed" and self._bar is not None:
+                self._bar.write(f"FAILED {row['name']}: {row.get('reason', '')}", file=self._stream)
+            self._show()
+
+    def _show(self) -> None:
+        if self._bar is None:
+            return
+        self._bar.n = self.done
+        at = f"{self.current[0]}: {_where(self.current[1])}, " if self.current else ""
+        failed = f"{self.failed} failed, " if self.failed else ""
+        self._bar.set_postfix_str(f"{failed}{at}{format_duration(time.monotonic() - self.began)} elapsed, "
+                                  f"ETA {format_duration(self.eta_s())}", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class BatchLines(BatchProgress):
+    """A plain line per finished pair, with the same facts and an ETA: for logs."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def planned(self, total: int) -> None:
+        with self.lock:
+            self.total = total
+            print(f"{total} pairs planned", file=self._stream, flush=True)
+
+    def step(self, pair: str, info: StepInfo) -> None:
+        with self.lock:
+            self.current = (pair, info)
+
+    def finished(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.record(row)
+            detail = row.get("reason", "") if row.get("status") == "failed" else (
+                f"in {row['wall_time_s']:.1f}s" if row.get("status") == "produced" and row.get("wall_time_s") else "")
+            print(f"pair {self.done}/{self.total} {row['name']}: {row.get('status')} {detail}".rstrip()
+                  + f" [{format_duration(time.monotonic() - self.began)} elapsed, ETA {format_duration(self.eta_s())}]",
+                  file=self._stream, flush=True)
+
+    def close(self) -> None:
+        return None
+
+
+def make_batch_progress(stream: TextIO | None = None) -> BatchBar | BatchLines:
+    out = stream if stream is not None else sys.stderr
+    return BatchBar(out) if out.isatty() else BatchLines(out)

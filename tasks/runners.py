@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tasks.errors import InputError
+
 RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "NST_DASK_WORKERS"
 
 
@@ -33,7 +35,7 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
 
         return ThreadPoolTaskRunner(max_workers=concurrency())
     if kind != "dask":
-        raise ValueError(f"task runner must be threads or dask, got {kind!r}")
+        raise InputError(f"task runner must be threads or dask, got {kind!r}", settings=["runner"])
     from prefect_dask import DaskTaskRunner
 
     if address:

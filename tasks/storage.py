@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tasks.atomic import write_atomic
-
-
-class StorageError(RuntimeError):
-    """A read, write or listing failed; the message names the URI."""
+from tasks.errors import StorageError
 
 
 class Storage(Protocol):

@@ -7,6 +7,7 @@ metadata are written atomically at the end, so a failed run leaves nothing behin
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from nst_core import (
     ProgressCallback,
+    StepInfo,
     StyleConfig,
     check_precision,
     configure_backends,
@@ -23,29 +25,14 @@ from nst_core import (
 )
 from nst_core.config import MIN_SIDE_PX
 from nst_core.image_ops import fit_size
-from tasks.atomic import write_atomic
-from tasks.images import DEFAULT_MAX_PIXELS, ImageInputError, LoadedImage, decode_image, encode_image, output_format, read_file
+from tasks.errors import InputError
+from tasks.images import ImageInputError, LoadedImage, decode_image, encode_image, output_format, read_file
 from tasks.memory_guard import check_fits
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
 from tasks.models import get_features, get_weights
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How and where to run, as opposed to what to compute (:class:`StyleConfig`)."""
-
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    weights: str = "caffe"  # caffe | torchvision | path to a state-dict file
-    weights_preprocessing: str | None = None  # for a state-dict file: caffe (default) | torchvision
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    quality: int = 95  # JPEG / WebP
-    deterministic: bool = False  # cuDNN deterministic algorithms (CPU runs are always repeatable)
-
-    def __post_init__(self) -> None:
-        if self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
-        if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be 1..100, got {self.quality}")
+from tasks.outputs import check_not_inputs, check_writable_file
+from tasks.runtime import RuntimeOptions
+from tasks.storage import LocalStorage
 
 
 @dataclass(frozen=True)
@@ -62,29 +49,40 @@ def read_input(path: str | os.PathLike[str]) -> InputFile:
     return InputFile(str(path), read_file(path))
 
 
+_DEFAULT_RUNTIME = RuntimeOptions()
+
+
 def stylize_files(
     content_path: str | os.PathLike[str],
     style_paths: list[str] | list[Path],
     output_path: str | os.PathLike[str],
     cfg: StyleConfig,
-    runtime: RuntimeOptions = RuntimeOptions(),
+    runtime: RuntimeOptions = _DEFAULT_RUNTIME,
     *,
     init_image_path: str | os.PathLike[str] | None = None,
     metadata_path: str | os.PathLike[str] | None = None,
     on_step: ProgressCallback | None = None,
+    save_every: int = 0,
 ) -> dict[str, Any]:
-    """Run one stylization end to end and return its metadata (also written to ``metadata_path``)."""
+    """Run one stylization end to end and return its metadata (also written to ``metadata_path``).
+
+    ``save_every`` N > 0 writes the best image so far to ``output_path`` (atomically) every N
+    iterations, so a long run stopped by Ctrl-C or a crash keeps its latest state.
+    """
     began = time.perf_counter()
     fmt = output_format(output_path)
     if not style_paths:
-        raise ValueError("at least one style image is needed")
+        raise InputError("at least one style image is needed")
+    if cfg.init == "image" and init_image_path is None:
+        raise InputError("init 'image' needs an init image (init_image)", settings=["init_image"])
+    if save_every < 0:
+        raise InputError(f"save_every must be >= 0, got {save_every}", settings=["save_every"])
+    _check_outputs(output_path, metadata_path, content_path, style_paths, init_image_path)
     device = resolve_device(runtime.device)
     check_precision(device, cfg.precision)
     content_file = read_input(content_path)
     style_files = [read_input(p) for p in style_paths]
     init_file = read_input(init_image_path) if init_image_path is not None else None
-    if cfg.init == "image" and init_file is None:
-        raise ValueError("init 'image' needs an init image (--init-image PATH)")
     content = decode_image(content_file.data, content_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size)
     check_aspect(content, cfg, content_file.path)
     styles = [decode_image(f.data, f.path, max_pixels=runtime.max_pixels, max_side=max(cfg.style_sides())) for f in style_files]
@@ -102,9 +100,10 @@ def stylize_files(
         cfg,
         styles=[s.rgb.to(device) for s in styles],
         init_image=init.rgb.to(device) if init is not None else None,
-        on_step=on_step,
+        on_step=_with_checkpoints(on_step, output_path, fmt, content, runtime, save_every),
+        report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY,
     )
-    write_atomic(output_path, encode_image(result.image, fmt, alpha=content.alpha, quality=runtime.quality))
+    _write(output_path, encode_image(result.image, fmt, alpha=content.alpha, quality=runtime.quality))
     meta: dict[str, Any] = {
         "output": str(output_path),
         "content": {"path": content_file.path, "sha256": content_file.sha256, "size": list(content.original_size), "mode": content.mode},
@@ -120,8 +119,48 @@ def stylize_files(
         "versions": library_versions(),
     }
     if metadata_path is not None:
-        write_atomic(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
+        _write(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
     return meta
+
+
+REPORT_EVERY = 10  # iterations between the core's report points (losses read back, previews)
+
+__all__ = ["RuntimeOptions", "check_aspect", "stylize_files"]
+
+
+def _check_outputs(output: str | os.PathLike[str], metadata: str | os.PathLike[str] | None, content: str | os.PathLike[str],
+                   styles: list[str] | list[Path], init: str | os.PathLike[str] | None) -> None:
+    """Before any work: no output is an input (or the other output), and every output's folder takes a new file."""
+    outputs = {"output": output, **({"metadata": metadata} if metadata is not None else {})}
+    inputs: dict[str, str | os.PathLike[str]] = {"content": content}
+    inputs.update({f"style #{i + 1}" if len(styles) > 1 else "style": p for i, p in enumerate(styles)})
+    if init is not None:
+        inputs["init_image"] = init
+    check_not_inputs(outputs, inputs)
+    for role, path in outputs.items():
+        check_writable_file(path, role)
+
+
+def _write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Atomically; a fault after the checks (a full disk) is a :class:`StorageError` naming the file."""
+    LocalStorage().write_bytes(str(path), data)
+
+
+def _with_checkpoints(on_step: ProgressCallback | None, output: str | os.PathLike[str], fmt: str, content: LoadedImage,
+                      runtime: RuntimeOptions, every: int) -> ProgressCallback | None:
+    """``on_step``, plus a write of the best image so far every ``every`` iterations (the core
+    hands it over at report points, which ``report_every`` aligns with ``every``)."""
+    if not every:
+        return on_step
+
+    def step(info: StepInfo) -> None:
+        if info.image is not None and not info.scale_done and info.iteration % every == 0:
+            _write(output, encode_image(info.image, fmt, alpha=content.alpha, quality=runtime.quality))
+        if on_step is not None:
+            on_step(info)
+
+    step.wants_images = True  # type: ignore[attr-defined]
+    return step
 
 
 def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = False) -> None:

@@ -109,12 +109,12 @@ def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, r
 
 
 @pytest.mark.parametrize("option, message", [
-    (["--size", "0"], "size must be"), (["--iterations", "-5"], "iterations must be"),
-    (["--content-weight", "-1"], "content_weight must be"), (["--style-scale", "100"], "style_scale must be"),
+    (["--size", "0"], "--size must be"), (["--iterations", "-5"], "--iterations must be 0..100000, got -5"),
+    (["--content-weight", "-1"], "--content-weight must be"), (["--style-scale", "100"], "--style-scale must be"),
     (["--scales", "9"], "--scales N must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
     (["--pooling", "min"], "invalid choice"), (["--quality", "0"], "quality must be"),
-    (["--max-pixels", "0"], "max_pixels must be"), (["--device", "tpu"], "device must be"),
-    (["--style-blend", "1,2,3"], "style_blend has 3 weights for 1"), (["--init", "image"], "needs an init image"),
+    (["--max-pixels", "0"], "--max-pixels must be"), (["--device", "tpu"], "device must be"),
+    (["--style-blend", "1,2,3"], "--style-blend has 3 weights for 1"), (["--init", "image"], "needs an init image (--init-image)"),
     (["--weights", "/nonexistent/vgg.pth"], "weights file not found"), (["--style-layers", "relu7_1"], "unknown VGG-19 layer"),
 ])
 def test_bad_options(images, tmp_path, capsys, option, message):
@@ -131,7 +131,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(images, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--device", "cuda", *FAST]) == 2
-    assert "no CUDA device" in capsys.readouterr().err
+    assert "no CUDA GPU" in capsys.readouterr().err
 
 
 def test_console_script_runs(images, tmp_path):
@@ -166,7 +166,7 @@ def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(im
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", "2000", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "2000x1500 px output needs about" in err and "NST_MAX_MEMORY=1200M" in err
-    fits = int(err.split("use size ")[1].split()[0].rstrip(","))
+    fits = int(err.split("use --size ")[1].split()[0].rstrip(","))
     assert 16 <= fits < 2000
     assert not out.exists()
     # The size the message offers is accepted.

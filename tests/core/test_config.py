@@ -26,7 +26,7 @@ def test_schedule_helpers():
         ({"size": 0}, "size must be"),
         ({"size": 10**6}, "size must be"),
         ({"scales": (1.0, 0.5)}, "strictly increasing"),
-        ({"scales": (0.5,)}, "last scale must be 1.0"),
+        ({"scales": (0.5,)}, "last scale must be 1, got 0.5"),
         ({"scales": (0.5, 1.0), "iterations": (1, 2, 3)}, "iterations needs 1 or 2"),
         ({"iterations": (-1,)}, "iterations must be"),
         ({"content_weight": -1.0}, "content_weight must be"),

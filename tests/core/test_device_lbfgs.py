@@ -9,7 +9,7 @@ import torch
 from nst_core import NonFiniteLossError, StyleConfig, compute_style_targets
 from nst_core.lbfgs import DeviceLBFGS
 from nst_core.optimize import optimize_scale
-from nst_core.stylize import build_objective
+from nst_core.stylizer import build_objective
 from nst_core.targets import blend_targets
 
 CFG = StyleConfig(size=32, scales=(1.0,), iterations=(12,), early_stop_rtol=0.0, lbfgs_history=4)

@@ -103,10 +103,10 @@ pairs:
         load_plan(str(_write(folder / "m.yaml", text)))
     rendered = [str(p) for p in info.value.problems]
     assert rendered == [
-        "styles.starry.style_scale (line 2): style_scale must be 0.05..8, got 99.0",
+        "styles.starry.style_scale (line 2): style_scale must be 0.05..8, got 99",
         "defaults.size (line 3): size must be 16..16384 px, got 0",
-        "defaults.sise (line 3): unknown key",
-        "pairs.0.iterations (line 5): iterations must be 0..100000, got (-1,)",
+        "defaults.sise (line 3): unknown key (did you mean size?)",
+        "pairs.0.iterations (line 5): iterations must be 0..100000, got -1",
         "pairs.0.pooling (line 5): Input should be 'max' or 'avg'",
     ]
 
@@ -117,7 +117,7 @@ styles: {starry: styles/starry.jpg}
 pairs:
   - {content: photos/a.jpg, style: [starry, nope]}
 """
-    with pytest.raises(ManifestError, match="pairs .line 3.: pair 0: unknown style 'nope'; known: starry"):
+    with pytest.raises(ManifestError, match="pairs.0.style .line 4.: unknown style 'nope'; known: starry"):
         load_plan(str(_write(folder / "m.yaml", text)))
     text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/zzz*.jpg, nothing/]\ndefaults: {scales: [0.5, 1], iterations: [1, 2, 3]}\n"
     with pytest.raises(ManifestError) as info:

@@ -12,6 +12,7 @@ from torch import Tensor
 from nst_core.color import gray_to_rgb, luminance, recombine
 from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
 from nst_core.device import autocast
+from nst_core.errors import ConfigError
 from nst_core.image_ops import fit_size, resize, resize_unclamped
 from nst_core.losses import content_loss, gram_style_loss, total_variation
 from nst_core.optimize import IterationHook, Objective, ScaleOutcome, optimize_scale
@@ -66,6 +67,8 @@ def stylize(
     image: Tensor | None = None
     previous_content: Tensor | None = None
     iterations = cfg.iterations_per_scale()
+    work = _work_per_scale(cfg, height, width)
+    done_work = 0.0  # pixel-iterations run in the scales before this one
     for index, (side, style_side) in enumerate(zip(cfg.sides(), cfg.style_sides(), strict=True)):
         size = fit_size(height, width, side)
         scale_rgb = resize(content, size)
@@ -76,7 +79,7 @@ def stylize(
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
         hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index] * tiles, began,
-                              lambda best, c=scale_rgb: _preview(best, c, cfg))
+                              lambda best, c=scale_rgb: _preview(best, c, cfg), done_work, work[index], sum(work[index + 1:]))
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
             outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, iterations[index], hook, report_every, where)
@@ -86,6 +89,7 @@ def stylize(
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
         image = outcome.image.clamp(0, 1)
+        done_work += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
         reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles,
                                    outcome.stopped_early, outcome.losses, outcome.seconds))
     assert image is not None
@@ -133,7 +137,7 @@ def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styl
     if bool(styles) == bool(targets):
         raise ValueError("give either style images or precomputed style targets, not both or neither")
     if cfg.init == "image" and init_image is None:
-        raise ValueError("init 'image' needs an init_image")
+        raise ConfigError("init 'image' needs an init image (init_image)", settings=["init"])
     needed = cfg.layers[-1]
     if needed not in features.names:
         raise ValueError(f"the VGG features stop at {features.last_layer}, but the losses need {needed}")
@@ -203,17 +207,31 @@ def _preview(best: Tensor, content_rgb: Tensor, cfg: StyleConfig) -> Tensor:
     return best.clamp(0, 1)
 
 
-def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int, size: tuple[int, int],
-                   max_iterations: int, began: float, preview: Callable[[Tensor], Tensor]) -> IterationHook | None:
+def _work_per_scale(cfg: StyleConfig, height: int, width: int) -> list[float]:
+    """Planned work of each scale, in pixel-iterations: an iteration costs about the same per
+    pixel at every size, so this is what an ETA must weigh (a 512-px scale's iteration is ~4x a
+    256-px one's)."""
+    work = []
+    for side, iterations in zip(cfg.sides(), cfg.iterations_per_scale(), strict=True):
+        h, w = fit_size(height, width, side)
+        work.append(float(h * w * iterations))
+    return work
+
+
+def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int, size: tuple[int, int], max_iterations: int,
+                   began: float, preview: Callable[[Tensor], Tensor], done_before: float, scale_work: float,
+                   later_work: float) -> IterationHook | None:
     if on_step is None:
         return None
+    per_iteration = scale_work / max(1, max_iterations)
 
     def hook(iteration: int, losses: dict[str, float] | None, done: bool, stopped_early: bool, best: Tensor | None) -> None:
         # The elapsed time is taken before the preview is made, so previews do not count as work.
         elapsed = time.perf_counter() - began
         image = preview(best) if best is not None and _wants_images(on_step) else None
-        on_step(StepInfo(index, num_scales, size[0], size[1], iteration, max_iterations,
-                         elapsed, losses, done, stopped_early, image))
+        left = later_work + (0.0 if done else per_iteration * (max_iterations - iteration))
+        on_step(StepInfo(index, num_scales, size[0], size[1], iteration, max_iterations, elapsed, losses, done,
+                         stopped_early, image, done_before + per_iteration * iteration, left))
 
     return hook
 
