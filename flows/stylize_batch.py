@@ -30,13 +30,28 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False)
     style_rows, style_failures = _style_targets(plan, force)
     rows = _pairs(plan, force, style_failures, progress)
     summary = _summary(plan, rows, style_rows, began)
-    summary["gallery"] = gallery(plan.settings.output_root)
+    # The summary first: it is what a failed gallery (a full disk, say) must not cost.
     summary["summary_uri"] = write_summary(plan.settings, summary)
+    summary["gallery"] = _gallery(plan, summary)
     create_table_artifact(key="stylize-batch-summary", table=_table(rows), description=_headline(summary))
     get_run_logger().info(_headline(summary))
     if summary["counts"]["failed"]:
         return Failed(message=_headline(summary), data=summary)
     return Completed(message=_headline(summary), data=summary)
+
+
+def _gallery(plan: Plan, summary: dict[str, Any]) -> str | None:
+    """Build the gallery; if that fails, say so in the summary (rewritten) rather than fail the run."""
+    try:
+        return gallery(plan.settings.output_root)
+    except Exception as exc:
+        summary.setdefault("warnings", []).append(f"the gallery was not built: {' '.join(str(exc).split())}")
+        get_run_logger().warning(summary["warnings"][-1])
+        try:
+            write_summary(plan.settings, summary)
+        except Exception:
+            pass  # the first summary stands
+        return None
 
 
 def _target_group(pair: PairJob, style_uri: str) -> tuple[str, str] | None:
@@ -96,8 +111,7 @@ def _progress(artifact_id: Any, done: int, total: int) -> None:
 
 
 def _failed_row(plan: Plan, pair: PairJob, reason: str) -> dict[str, Any]:
-    return {"name": pair.name, "status": "failed", "content": pair.content_uri, "styles": [s.uri for s in pair.styles],
-            "output": plan.settings.output_uri(pair.name), "reason": reason, "target_keys": [], "computed_keys": []}
+    return {**pair.row(plan.settings), "status": "failed", "reason": reason, "target_keys": [], "computed_keys": []}
 
 
 def _targets_made_here(rows: list[dict[str, Any]], style_rows: list[dict[str, Any]]) -> set[str]:

@@ -282,15 +282,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)
     get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
-    if server is not None:
-        server.join()
     progress = make_batch_progress(sys.stderr)
     try:
-        with _stop_soon_after_ctrl_c(), listening(progress):
+        with _stop_soon_after_ctrl_c(), _api(server), listening(progress):
             state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force,
                                                                    return_state=True)
     finally:
         progress.close()
+        if server is not None:
+            _drain_prefect()  # its log and event workers send to the server: stopped first, they retry for a minute
+            server.stop()
     summary = _own_summary(state)
     if summary is None:
         print(f"nst: failed: the flow ended {state.type.value} without a summary: {state.message}", file=sys.stderr)
@@ -301,6 +302,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
     _print_summary(summary)
     return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+
+
+def _drain_prefect() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=5)
 
 
 def _own_summary(state: Any) -> dict[str, Any] | None:
@@ -342,41 +352,59 @@ def _stop_soon_after_ctrl_c() -> Iterator[None]:
 def _exit_after_grace() -> None:
     time.sleep(INTERRUPT_GRACE_S)
     print(f"nst: interrupted; stopping now ({INTERRUPT_GRACE_S:.0f} s after Ctrl-C)", file=sys.stderr, flush=True)
-    from prefect.server.api.server import SubprocessASGIServer
-
-    SubprocessASGIServer().stop()  # our temporary server, if any: os._exit skips atexit
+    if _SERVER is not None:
+        _SERVER.stop()  # os._exit skips atexit
     os._exit(130)
 
 
-def _start_temporary_server() -> threading.Thread | None:
-    """Without a Prefect server (no PREFECT_API_URL), the flow's first API call starts a temporary
-    one and waits for it (about 10 s). Starting it here, in a thread, overlaps that wait with our
-    own imports and weight loading. The flow then finds it running (Prefect keeps one per process)."""
+_SERVER: Any = None  # this process's temporary Prefect server, if it started one
+
+
+def _start_temporary_server() -> Any:
+    """Without a Prefect server to talk to (no PREFECT_API_URL in the environment or the profile),
+    start the temporary one now, so that it starts while we import and load (see nst_cli.server)."""
+    global _SERVER
+    import atexit
+
+    from nst_cli.server import TemporaryServer
+
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    # Started before Prefect's settings are imported (1 s); stopped again if the profile names a server.
+    server = TemporaryServer().start()
+    atexit.register(server.stop)
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        server.stop()
         return None
+    _SERVER = server
+    return server
 
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
 
-        try:
-            SubprocessASGIServer().start()
-        except Exception:  # the flow's own call starts it again and reports the error
-            pass
+@contextlib.contextmanager
+def _api(server: Any) -> Iterator[None]:
+    """Point Prefect at our temporary server, once it answers."""
+    if server is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
-    thread.start()
-    return thread
+    server.wait()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
     c, t = summary["counts"], summary["style_targets"]
+    wall = time.monotonic() - _STARTED
     print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
-          f"({summary['wall_time_s']:.1f}s); style targets: {t['computed']} computed, {t['from_cache']} from cache")
+          f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {t['computed']} computed, {t['from_cache']} from cache")
     for failure in summary["failures"]:
         print(f"  FAILED {failure['name']}: {failure['reason']}")
-    print(f"output: {summary['output']}  gallery: {summary.get('gallery', '')}")
+    for warning in summary.get("warnings", []):
+        print(f"  warning: {warning}")
+    print(f"output: {summary['output']}  gallery: {summary.get('gallery') or 'not built'}")
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
@@ -396,7 +424,12 @@ def _quiet_prefect_defaults() -> None:
 COMMANDS = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}
 
 
+_STARTED = time.monotonic()  # reset by main(): wall times reported include start-up
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _STARTED
+    _STARTED = time.monotonic()
     _quiet_prefect_defaults()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark parses its own options (argparse's REMAINDER drops leading --flags)

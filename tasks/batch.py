@@ -27,6 +27,7 @@ from nst_core import (
 from nst_core.targets import target_spec
 from tasks.devices import device_pool
 from tasks.errors import TaskError
+from tasks.gallery import original_thumb, pair_thumb
 from tasks.images import decode_image, encode_image, thumbnail
 from tasks.memory_guard import check_fits
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
@@ -38,7 +39,6 @@ from tasks.stylize_files import check_aspect
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
 # of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
 PIPELINE_VERSION = "1"
-THUMBS_DIR = "thumbs"
 
 
 class PairFailed(TaskError):
@@ -85,6 +85,7 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
             pass  # corrupt or vanished: recompute below
     style = decode_image(style_bytes, style_uri, max_pixels=settings.max_pixels, max_side=max(sides))
     check_aspect(style, cfg, style_uri, style=True)
+    storage.write_bytes(join(settings.output_root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
     device = next(iter(features.parameters())).device
     targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
     storage.write_bytes(uri, targets_to_bytes(targets), "application/octet-stream")
@@ -142,8 +143,7 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     style_bytes = [read(s.uri) for s in pair.styles]
     weights = _weights_identity(settings)
     fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
-    row = {"name": pair.name, "content": pair.content_uri, "styles": [s.uri for s in pair.styles],
-           "output": settings.output_uri(pair.name), "sidecar": settings.sidecar_uri(pair.name)}
+    row = pair.row(settings)
     if not force and already_done(pair, settings, fingerprint):
         return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
     try:
@@ -179,7 +179,10 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     output_uri, sidecar_uri = settings.output_uri(pair.name), settings.sidecar_uri(pair.name)
     storage = storage_for(output_uri)
     storage.write_bytes(output_uri, image_bytes, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
-    storage.write_bytes(join(settings.output_root, THUMBS_DIR, f"{pair.name}.jpg"), thumbnail(result.image), "image/jpeg")
+    storage.write_bytes(join(settings.output_root, pair_thumb(pair.name)), thumbnail(result.image), "image/jpeg")
+    # The gallery heads its rows with the photos (and its columns with the paintings, written
+    # where a style is decoded): small copies, rewritten by every pair that uses them.
+    storage.write_bytes(join(settings.output_root, original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
     weights = get_weights(settings.weights, settings.weights_preprocessing)
     cache = [{"style": s.uri, "key": o.key, "hit": o.cached} for s, o in zip(pair.styles, outcomes, strict=True)]
     sidecar = {

@@ -1,82 +1,236 @@
-"""``index.html`` at an output root: rows of contents, columns of styles, built from the sidecars."""
+"""``index.html`` at an output root: a page a person browses, with no JavaScript.
+
+Rows are contents and columns are styles, both in manifest order (from the last run's
+``summary.json``, whose rows follow the plan), each headed by a thumbnail of the original photo or
+painting. A cell is the stylized thumbnail, linking to the full image, with its parameters,
+losses and timing in a ``<details>`` below it (and on hover); a failed pair's cell says why.
+Outputs of earlier runs that the last summary does not list are shown after it. Every link is
+relative, so the page works from a local folder and from S3 alike.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from tasks.errors import InputError, StorageError
 from tasks.plan import SUMMARY_NAME
-from tasks.storage import join, storage_for
+from tasks.storage import is_s3, join, storage_for
 
 GALLERY_NAME = "index.html"
+THUMBS_DIR = "thumbs"
+ORIGINALS_DIR = "thumbs/originals"
 
 
-@dataclass(frozen=True)
+def pair_thumb(name: str) -> str:
+    """Where a pair's thumbnail lives, relative to the output root."""
+    return f"{THUMBS_DIR}/{name}.jpg"
+
+
+def original_thumb(uri: str) -> str:
+    """Where the thumbnail of an input (a photo or a painting) lives, relative to the output root."""
+    return f"{ORIGINALS_DIR}/{hashlib.sha256(uri.encode()).hexdigest()[:20]}.jpg"
+
+
+@dataclass
 class Cell:
     name: str
-    output: str  # relative to the root
-    sidecar: str
-    thumb: str
-    losses: dict[str, float]
+    content: str
+    style: str  # the column's label: a style's name, or a blend with its weights
+    status: str  # produced | skipped | failed
+    reason: str = ""
+    output: str = ""  # relative to the root
+    sidecar: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _relative(root: str, uri: str) -> str | None:
+@dataclass
+class Page:
+    contents: list[str] = field(default_factory=list)  # content URIs, in order
+    styles: dict[str, list[str]] = field(default_factory=dict)  # column label -> style URIs
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+
+    def add(self, cell: Cell, style_uris: list[str]) -> None:
+        if cell.content not in self.contents:
+            self.contents.append(cell.content)
+        self.styles.setdefault(cell.style, style_uris)
+        self.cells[(cell.content, cell.style)] = cell
+
+
+def style_label(names: list[str], blend: list[float] | None = None) -> str:
+    """``starry``, or ``starry 0.7 + scream 0.3`` for a blend."""
+    if len(names) == 1:
+        return names[0]
+    weights = blend or [1 / len(names)] * len(names)
+    return " + ".join(f"{n} {w:.2g}" for n, w in zip(names, weights, strict=False))
+
+
+def _relative(root: str, uri: str) -> str:
     prefix = root.rstrip("/") + "/"
-    return uri[len(prefix):] if uri.startswith(prefix) else None
+    return uri[len(prefix):] if uri.startswith(prefix) else uri
 
 
-def collect(root: str) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
-    """(contents, styles, cells) from every sidecar directly under ``root``."""
+def _read_json(storage: Any, uri: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(storage.read_bytes(uri))
+    except (ValueError, FileNotFoundError, StorageError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _cell_from_sidecar(root: str, rel: str, meta: dict[str, Any]) -> tuple[Cell, list[str]] | None:
+    try:
+        names = [s["name"] for s in meta["styles"]]
+        uris = [s["uri"] for s in meta["styles"]]
+        blend = meta.get("parameters", {}).get("style_blend") or None
+        total = sum(blend) if blend else 0
+        weights = [w / total for w in blend] if blend and total else None
+        cell = Cell(meta["name"], meta["content"]["uri"], style_label(names, weights), "produced",
+                    output=_relative(root, meta["output"]), sidecar=rel, meta=meta)
+    except (KeyError, TypeError):
+        return None  # not one of our sidecars
+    return cell, uris
+
+
+def collect(root: str) -> tuple[Page, set[str]]:
+    """The page's cells from the last summary (in plan order, failures included) and every sidecar
+    directly under ``root``; also every file under ``root``, relative, to link only what exists."""
     storage = storage_for(root)
-    cells: dict[tuple[str, str], Cell] = {}
-    for uri in storage.list(root):
-        rel = _relative(root, uri)
-        if rel is None or "/" in rel or not rel.endswith(".json") or rel == SUMMARY_NAME:
-            continue
-        try:
-            meta = json.loads(storage.read_bytes(uri))
-            content = meta["content"]["uri"]
-            style = "+".join(s["name"] for s in meta["styles"])
-            output = _relative(root, meta["output"]) or meta["output"]
-        except (ValueError, KeyError, TypeError, FileNotFoundError):
-            continue  # not one of our sidecars
-        cells[(content, style)] = Cell(meta["name"], output, rel, f"thumbs/{meta['name']}.jpg", meta.get("final_losses", {}))
-    contents = sorted({c for c, _ in cells})
-    styles = sorted({s for _, s in cells})
-    return contents, styles, cells
+    files = {_relative(root, uri) for uri in storage.list(root)}
+    sidecars = {}
+    for rel in sorted(files):
+        if "/" not in rel and rel.endswith(".json") and rel != SUMMARY_NAME:
+            meta = _read_json(storage, join(root, rel))
+            found = _cell_from_sidecar(root, rel, meta) if meta else None
+            if found:
+                sidecars[found[0].name] = found
+    if not sidecars and SUMMARY_NAME not in files:
+        where = "no such folder" if not is_s3(root) and not files else "no stylized outputs here (no sidecars, no summary.json)"
+        raise InputError(f"{root}: {where}; run nst run with this output first")
+    page = Page()
+    summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
+    for row in (summary or {}).get("pairs", []):
+        _add_row(page, row, sidecars)
+    for cell, uris in sidecars.values():  # outputs of earlier runs, not in the last summary
+        if (cell.content, cell.style) not in page.cells:
+            page.add(cell, uris)
+    return page, files
 
 
-def render(contents: list[str], styles: list[str], cells: dict[tuple[str, str], Cell], title: str) -> str:
+def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]]) -> None:
+    found = sidecars.pop(row.get("name", ""), None)
+    if found is not None and row.get("status") != "failed":
+        cell, uris = found
+        cell.status = row.get("status", cell.status)
+        page.add(cell, uris)
+        return
+    names = row.get("style_names") or [u.rsplit("/", 1)[-1] for u in row.get("styles", [])]
+    label = style_label(names, row.get("blend"))
+    page.add(Cell(row.get("name", "?"), row.get("content", "?"), label, row.get("status", "failed"),
+                  reason=row.get("reason", "")), row.get("styles", []))
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def headline(page: Page) -> str:
+    failed = sum(c.status == "failed" for c in page.cells.values())
+    images = len(page.cells) - failed
+    text = _plural(images, "image")
+    if failed:
+        text += f" and {failed} failed"
+    return f"{text}: {_plural(len(page.contents), 'photo')} × {_plural(len(page.styles), 'style')}"
+
+
+def _short(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+_SHOWN_PARAMETERS = ("size", "scales", "iterations", "content_weight", "style_weight", "tv_weight", "style_scale",
+                     "pooling", "init", "preserve_color", "precision", "seed")
+
+
+def _details(cell: Cell) -> tuple[str, str]:
+    """(the <details> list, the hover text) of a cell."""
+    meta = cell.meta
+    facts: list[tuple[str, str]] = []
+    if meta.get("output_size"):
+        facts.append(("output", "x".join(map(str, meta["output_size"])) + " px"))
+    if meta.get("wall_time_s") is not None:
+        facts.append(("time", f"{meta['wall_time_s']:.1f} s, {meta.get('iterations', '?')} iterations"))
+    for key, value in (meta.get("final_losses") or {}).items():
+        facts.append((f"loss {key}", _fmt(value)))
+    parameters = meta.get("parameters") or {}
+    facts += [(k, _fmt(parameters[k])) for k in _SHOWN_PARAMETERS if k in parameters]
+    if meta.get("device"):
+        facts.append(("device", str(meta["device"].get("name") or meta["device"].get("type"))))
     e = html.escape
-    head = "".join(f"<th>{e(s)}</th>" for s in styles)
+    items = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
+    return f"<dl>{items}</dl>", "; ".join(f"{k} {v}" for k, v in facts[:6])
+
+
+def _cell_html(cell: Cell | None, files: set[str]) -> str:
+    e = html.escape
+    if cell is None:
+        return '<td class="empty">not planned</td>'
+    if cell.status == "failed":
+        return (f'<td class="failed" data-pair="{e(cell.name)}"><div class="reason"><strong>failed</strong>: {e(cell.reason or "no reason given")}'
+                "</div></td>")
+    thumb = pair_thumb(cell.name)
+    image = f'<img src="{e(thumb)}" alt="{e(cell.name)}" loading="lazy">' if thumb in files else f"<span>{e(cell.name)}</span>"
+    dl, hover = _details(cell)
+    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"><a href="{e(cell.output)}" title="{e(hover)}">{image}</a>'
+            f'<details><summary>{e(cell.status)} · details</summary>{dl}<a href="{e(cell.sidecar)}">metadata (JSON)</a></details></td>')
+
+
+def _original_html(uri: str, label: str, files: set[str], css: str) -> str:
+    e = html.escape
+    thumb = original_thumb(uri)
+    image = f'<img class="original" src="{e(thumb)}" alt="{e(label)}">' if thumb in files else ""
+    return f'<th class="{css}" title="{e(uri)}">{image}<div>{e(label)}</div></th>'
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }
+table { border-collapse: collapse; }
+th, td { padding: .4rem; text-align: center; vertical-align: top; }
+th div { font-size: .85rem; max-width: 14rem; overflow-wrap: anywhere; }
+img { max-width: 256px; max-height: 256px; box-shadow: 0 1px 3px #0003; }
+img.original { max-width: 160px; max-height: 160px; }
+td { min-width: 140px; max-width: 260px; }
+td.failed { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
+td.empty { color: #bbb; }
+details { font-size: .75rem; color: #555; text-align: left; max-width: 256px; }
+dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6rem; margin: .3rem 0; }
+dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
+"""
+
+
+def render(page: Page, files: set[str], title: str) -> str:
+    e = html.escape
+    head = "".join(_original_html(uris[0] if len(uris) == 1 else "", label, files if len(uris) == 1 else set(), "style")
+                   for label, uris in page.styles.items())
     rows = []
-    for content in contents:
-        tds = []
-        for style in styles:
-            cell = cells.get((content, style))
-            if cell is None:
-                tds.append("<td class=empty>—</td>")
-                continue
-            tds.append(
-                f'<td><a href="{e(cell.output)}"><img src="{e(cell.thumb)}" alt="{e(cell.name)}" loading="lazy"></a>'
-                f'<br><a class=meta href="{e(cell.sidecar)}">metadata</a></td>'
-            )
-        label = content.rsplit("/", 1)[-1]
-        rows.append(f'<tr><th class=row title="{e(content)}">{e(label)}</th>{"".join(tds)}</tr>')
+    for content in page.contents:
+        cells = "".join(_cell_html(page.cells.get((content, label)), files) for label in page.styles)
+        rows.append(f"<tr>{_original_html(content, _short(content), files, 'content')}{cells}</tr>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: .4rem; text-align: center; vertical-align: top; }}
-th.row {{ text-align: right; max-width: 12rem; overflow-wrap: anywhere; }}
-img {{ max-width: 256px; max-height: 256px; box-shadow: 0 1px 3px #0003; }}
-a.meta {{ font-size: .75rem; color: #666; }}
-td.empty {{ color: #bbb; }}
-</style></head>
+<style>{_STYLE}</style></head>
 <body><h1>{e(title)}</h1>
-<p>{len(cells)} images: {len(contents)} contents × {len(styles)} styles. Click an image for full size.</p>
+<p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
 <table><tr><th></th>{head}</tr>
 {chr(10).join(rows)}
 </table></body></html>
@@ -84,9 +238,9 @@ td.empty {{ color: #bbb; }}
 
 
 def build_gallery(root: str, title: str = "Stylized gallery") -> str:
-    """Write ``index.html`` at ``root`` and return its URI."""
-    contents, styles, cells = collect(root)
+    """Write ``index.html`` at ``root`` and return its URI. An output root with nothing to show is
+    an :class:`InputError`."""
+    page, files = collect(root)
     uri = join(root, GALLERY_NAME)
-    storage_for(uri).write_bytes(uri, render(contents, styles, cells, title).encode(), "text/html; charset=utf-8")
+    storage_for(uri).write_bytes(uri, render(page, files, title).encode(), "text/html; charset=utf-8")
     return uri
-

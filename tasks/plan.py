@@ -39,6 +39,13 @@ class PairJob:
     def config(self) -> StyleConfig:
         return StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.params.items()})
 
+    def row(self, settings: BatchSettings) -> dict[str, Any]:
+        """What the summary and the gallery say of this pair, whatever became of it."""
+        blend = self.config().blend_weights(len(self.styles))
+        return {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
+                "style_names": [s.name for s in self.styles], "blend": [round(w, 4) for w in blend],
+                "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
+
 
 @dataclass(frozen=True)
 class BatchSettings:

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from nst_core import StepInfo
 from tasks.atomic import remove_stale_parts
-from tasks.batch import ensure_style_targets, run_pair
+from tasks.batch import PairFailed, ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
 from tasks.progress import format_losses, pair_step
@@ -75,18 +75,24 @@ def stylize_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[st
         log(step)
         pair_step(pair.name, step)
 
-    row = run_pair(pair, settings, force, on_step=on_step)
+    try:
+        row = run_pair(pair, settings, force, on_step=on_step)
+    except PairFailed as exc:
+        # A failed pair is a row of the summary, not a task crash: one log line, no traceback
+        # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
+        get_run_logger().info("%s: failed: %s", pair.name, exc)
+        return {**pair.row(settings), "status": "failed", "reason": str(exc), "target_keys": [], "computed_keys": []}
     get_run_logger().info("%s: %s", pair.name, row["status"])
     return row
 
 
-@task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def write_summary(settings: BatchSettings, summary: dict[str, Any]) -> str:
     uri = join(settings.output_root, SUMMARY_NAME)
     storage_for(uri).write_bytes(uri, (json.dumps(summary, indent=2) + "\n").encode(), "application/json")
     return uri
 
 
-@task(name="build-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="build-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def gallery(output_root: str) -> str:
     return build_gallery(output_root)

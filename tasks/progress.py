@@ -192,7 +192,7 @@ class BatchBar(BatchProgress):
 
     def planned(self, total: int) -> None:
         with self.lock:
-            self.total = total
+            self.total, self.began = total, time.monotonic()
             self._bar = tqdm(total=total, file=self._stream, dynamic_ncols=True, leave=True, unit="pair",
                              bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {postfix}")
             self._show()
@@ -234,8 +234,7 @@ class BatchLines(BatchProgress):
 
     def planned(self, total: int) -> None:
         with self.lock:
-            self.total = total
-            print(f"{total} pairs planned", file=self._stream, flush=True)
+            self.total, self.began = total, time.monotonic()
 
     def step(self, pair: str, info: StepInfo) -> None:
         with self.lock:

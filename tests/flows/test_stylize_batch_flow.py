@@ -27,7 +27,7 @@ def test_batch_isolates_failures_then_reruns_idempotently(prefect_server, tmp_pa
         assert (out / f"{name}.png").exists() and json.loads((out / f"{name}.json").read_text())["name"] == name
     assert not list(out.glob("broken*")) and not list(out.rglob("*.part"))
     gallery = (out / "index.html").read_text()
-    assert gallery.count("<img") == 4 and 'href="a__waves.png"' in gallery
+    assert gallery.count('<td class="produced"') == 4 and gallery.count('<td class="failed"') == 2 and 'href="a__waves.png"' in gallery
 
     (tmp_path / "photos" / "broken.png").unlink()
     again = _run(manifest)
