@@ -10,12 +10,12 @@ estimate beside the measured peak RSS.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from nst_core.config import MIN_SIDE_PX, StyleConfig
+from nst_core.config import MAX_SIDE_PX, MIN_SIDE_PX, StyleConfig
 from nst_core.image_ops import fit_size
 from nst_core.layers import LAYER_NAMES, channels_of
+from nst_core.tiles import GRAM_HALO_PX
 
 _FLOAT = 4  # bytes; activations are kept in fp32 (bf16 autocast halves the conv outputs, not counted)
 _INDEX = 8  # max-pool indices are int64
@@ -28,6 +28,13 @@ CPU_BASE_BYTES = 900 * 2**20  # measured (nst bench): peak RSS minus the per-pix
 CUDA_BASE_BYTES = 1_500 * 2**20  # CUDA context, cuDNN workspaces and allocator slack (calculated, not measured here)
 
 
+# Computing style targets runs the network without gradients on the style image (resized to
+# size x style_scale): only a few feature maps are alive at once. Measured (nst stylize at 512 px,
+# peak RSS): style_scale 1 -> 1.4 GB, 4 -> 3.9 GB, i.e. ~860 bytes per style pixel, which is
+# ~3.3 of the largest layer's outputs (64 channels of fp32) plus the image.
+_STYLE_FORWARD_LAYERS = 3.3
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     height: int
@@ -36,10 +43,11 @@ class MemoryEstimate:
     transient: int
     optimizer: int
     base: int
+    style: int = 0  # computing the style targets, before the optimisation (the peak is the larger of the two)
 
     @property
     def total(self) -> int:
-        return self.activations + self.transient + self.optimizer + self.base
+        return max(self.activations + self.transient + self.optimizer, self.style) + self.base
 
 
 def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
@@ -57,32 +65,53 @@ def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
     return kept + 2 * image, _TRANSIENT_LAYERS * largest, (2 * history + _IMAGE_BUFFERS) * image
 
 
-def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, device_type: str = "cpu") -> MemoryEstimate:
-    """Peak memory of stylizing a ``content_height`` x ``content_width`` image with ``cfg``."""
+def style_bytes(cfg: StyleConfig, style_pixels: int | None = None) -> int:
+    """Peak of computing the style targets: the forward pass at the largest style size, in tiles
+    (of the tile plus the halo) when ``tile_size`` makes it tiled. ``style_pixels`` is the style
+    image's pixel count at that size; without it, a square image (the most pixels a side allows)."""
+    side = max(cfg.style_sides())
+    pixels = style_pixels if style_pixels is not None else side * side
+    per_pixel = _STYLE_FORWARD_LAYERS * channels_of("conv1_1") * _FLOAT + 3 * _FLOAT
+    held = 2 * 3 * _FLOAT * pixels  # the decoded style image and its resized copy
+    if cfg.tile_size and side > cfg.tile_size:
+        tile = (cfg.tile_size + 2 * GRAM_HALO_PX) ** 2
+        return int(per_pixel * min(tile, pixels) + held)
+    return int(per_pixel * pixels + held)
+
+
+def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, device_type: str = "cpu",
+                    style_pixels: int | None = None) -> MemoryEstimate:
+    """Peak memory of stylizing a ``content_height`` x ``content_width`` image with ``cfg``, the
+    computation of its style targets included (see :func:`style_bytes`)."""
     height, width = fit_size(content_height, content_width, cfg.size)
     kept, transient, optimizer = bytes_per_pixel(cfg)
     base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
+    style = style_bytes(cfg, style_pixels)
     if cfg.tiled(height, width):
         # The network and the optimiser see one tile at a time; the whole image is only held.
         tile = min(height, cfg.tile_size) * min(width, cfg.tile_size)
         whole = _WHOLE_IMAGE_BUFFERS * 3 * _FLOAT * height * width
-        return MemoryEstimate(height, width, int(kept * tile), int(transient * tile), int(optimizer * tile), base + whole)
+        return MemoryEstimate(height, width, int(kept * tile), int(transient * tile), int(optimizer * tile), base + whole, style)
     pixels = height * width
-    return MemoryEstimate(height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base)
+    return MemoryEstimate(height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base, style)
 
 
-def largest_size(cfg: StyleConfig, budget_bytes: int, aspect: float = 4 / 3, device_type: str = "cpu") -> int:
+def largest_size(cfg: StyleConfig, budget_bytes: int, aspect: float = 4 / 3, device_type: str = "cpu",
+                 style_aspect: float | None = None) -> int:
     """The largest ``size`` (longer side, px) whose estimate fits ``budget_bytes``, for an image of
-    ``aspect`` (longer side / shorter side)."""
-    kept, transient, optimizer = bytes_per_pixel(cfg)
-    base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
-    pixels = max(0.0, (budget_bytes - base) / (kept + transient + optimizer))
-    side = max(MIN_SIDE_PX, int(math.sqrt(pixels * aspect)))
-    if cfg.tile_size and side > cfg.tile_size:
-        tile = cfg.tile_size**2  # the largest box, once both sides exceed the tile
-        pixels = max(0.0, (budget_bytes - base - tile * (kept + transient + optimizer)) / (_WHOLE_IMAGE_BUFFERS * 3 * _FLOAT))
-        side = max(side, int(math.sqrt(pixels * aspect)))
-    return side
+    ``aspect`` (longer side / shorter side) and a style image of ``style_aspect`` (None: square)."""
+
+    def fits(side: int) -> bool:
+        style_side = max(MIN_SIDE_PX, round(side * cfg.style_scale))
+        style_pixels = round(style_side * style_side / style_aspect) if style_aspect else None
+        estimate = estimate_memory(replace(cfg, size=side), max(1, round(side / aspect)), side, device_type, style_pixels)
+        return estimate.total <= budget_bytes
+
+    low, high = MIN_SIDE_PX, MAX_SIDE_PX  # the estimate grows with the side: bisect
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 def format_bytes(n: float) -> str:

@@ -28,7 +28,7 @@ from nst_core.targets import target_spec
 from tasks.devices import device_pool
 from tasks.errors import TaskError
 from tasks.gallery import original_thumb, pair_thumb
-from tasks.images import decode_image, encode_image, thumbnail
+from tasks.images import HEADER_BYTES, decode_image, encode_image, probe_image_header, thumbnail
 from tasks.memory_guard import check_fits
 from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
 from tasks.models import get_features, get_weights
@@ -52,9 +52,13 @@ class TargetsOutcome:
     cached: bool
 
 
-def read(uri: str) -> bytes:
+def read(uri: str, max_pixels: int) -> bytes:
+    """An input's bytes, once its header says it is an image within ``max_pixels``: a 2 GB file
+    that is not one is refused after reading a few kB, not the whole of it."""
+    storage = storage_for(uri)
     try:
-        return storage_for(uri).read_bytes(uri)
+        probe_image_header(storage.read_head(uri, HEADER_BYTES), uri, max_pixels=max_pixels)
+        return storage.read_bytes(uri)
     except FileNotFoundError:
         raise PairFailed(f"{uri}: no such file") from None
     except Exception as exc:
@@ -105,7 +109,7 @@ def _features_for(cfg: StyleConfig, settings: BatchSettings, device: Any) -> VGG
 def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool = False) -> dict[str, Any]:
     """The flow's style task: make sure this style's targets for these parameters are cached."""
     cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-    data = read(style_uri)
+    data = read(style_uri, settings.max_pixels)
     with device_pool(settings.device).acquire() as device:
         check_precision(device, cfg.precision)
         outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
@@ -139,8 +143,8 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
     began = time.perf_counter()
     cfg = pair.config()
-    content_bytes = read(pair.content_uri)
-    style_bytes = [read(s.uri) for s in pair.styles]
+    content_bytes = read(pair.content_uri, settings.max_pixels)
+    style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
     weights = _weights_identity(settings)
     fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
     row = pair.row(settings)

@@ -94,6 +94,26 @@ def probe_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_
     return fmt, width, height
 
 
+HEADER_BYTES = 1 << 17  # enough for every format's size fields, past a large EXIF block (JPEG allows 64 kB)
+
+
+def probe_image_header(head: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Check the first bytes of a file: an image Pillow knows, within ``max_pixels``. A header
+    Pillow cannot finish parsing from these bytes alone passes: decoding checks it again."""
+    if not head:
+        raise ImageInputError(f"{name}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        if len(head) < HEADER_BYTES:  # the whole file was read: it is not an image
+            raise ImageInputError(f"{name}: not an image file Pillow can read") from None
+        raise ImageInputError(f"{name}: not an image file Pillow can read (checked its first {len(head):,} bytes)") from None
+    except Exception:
+        return
+    _check_pixels(name, width, height, max_pixels)
+
+
 def _check_pixels(name: str | os.PathLike[str], width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageInputError(

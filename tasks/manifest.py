@@ -131,16 +131,33 @@ class ManifestError(InputError):
         super().__init__(f"{source}: {len(problems)} problem(s): " + "; ".join(map(str, problems)))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
+            if isinstance(key, str | int | float | bool):
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_manifest(text: str, source: str) -> Manifest:
     """Parse and validate YAML text; raises :class:`ManifestError` listing every problem."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise ManifestError(source, [ManifestProblem("", f"YAML syntax error: {reason}", line)]) from None
+    except RecursionError:  # "[[[[..." 500 deep: a one-line answer, not a 3,000-line traceback
+        raise ManifestError(source, [ManifestProblem("", "the YAML is nested too deeply to be a manifest")]) from None
     if not isinstance(data, dict):
         raise ManifestError(source, [ManifestProblem("", "the manifest must be a YAML mapping (key: value)", 1)])
     problems = _unknown_styles(data, node)

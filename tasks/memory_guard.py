@@ -73,9 +73,11 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
-def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device: torch.device, name: str) -> None:
-    """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget."""
-    estimate = estimate_memory(cfg, content_height, content_width, device.type)
+def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device: torch.device, name: str,
+               style_pixels: int | None = None) -> None:
+    """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget.
+    ``style_pixels``: the largest style image's pixels at its largest size (None: assume square)."""
+    estimate = estimate_memory(cfg, content_height, content_width, device.type, style_pixels)
     budget, source = memory_budget(device)
     # The estimate includes the process's base (libraries, weights), which a running process has
     # already paid out of "RAM available": that errs by ~1 GiB on the side of refusing.
@@ -83,13 +85,19 @@ def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device
         return
     aspect = max(content_height, content_width) / max(1, min(content_height, content_width))
     fits = largest_size(cfg, budget, aspect, device.type)
+    optimisation = estimate.activations + estimate.transient + estimate.optimizer
+    hints = [f"use size {fits} or less"]
+    if estimate.style > optimisation:
+        hints.append(f"a smaller style_scale (now {cfg.style_scale:g})")
+    if cfg.optimizer == "lbfgs" and cfg.lbfgs_history > 10:
+        hints.append(f"a smaller lbfgs_history (now {cfg.lbfgs_history})")
+    if not cfg.tile_size:
+        hints.append(f"tiles (tile_size {_tile_hint(cfg, budget, device.type)})")
     raise TooLargeError(
         f"{name}: a {estimate.width}x{estimate.height} px output needs about {format_bytes(estimate.total)} "
-        f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser), "
-        f"but {format_bytes(budget)} is available ({source}); use size {fits} or less"
-        + (f", or a smaller lbfgs_history (now {cfg.lbfgs_history})" if cfg.optimizer == "lbfgs" and cfg.lbfgs_history > 10 else "")
-        + (f", or tiles (tile_size {_tile_hint(cfg, budget, device.type)})" if not cfg.tile_size else ""),
-        settings=["size", "lbfgs_history", "tile_size"],
+        f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser, "
+        f"{format_bytes(estimate.style)} style targets), but {format_bytes(budget)} is available ({source}); " + ", or ".join(hints),
+        settings=["size", "style_scale", "lbfgs_history", "tile_size"],
     )
 
 

@@ -6,17 +6,23 @@ Small, JSON-friendly values only: these travel between Prefect tasks and Dask wo
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
-from dataclasses import asdict, dataclass, field
+import unicodedata
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nst_core import StyleConfig
+from tasks.errors import StorageError
 from tasks.manifest import Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest
-from tasks.storage import is_s3, join, split_s3, storage_for
+from tasks.storage import is_s3, join, split_s3, storage_for, uri_problem
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
+# Names the run itself writes at the output root: a pair may not be called so (case-insensitively,
+# for case-insensitive file systems): its sidecar would be overwritten by the summary.
+RESERVED_NAMES = frozenset({"summary", "index"})
 CACHE_DIR = ".cache/style-targets"
 SUMMARY_NAME = "summary.json"
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -87,13 +93,17 @@ class Plan:
 
 def load_plan(manifest_uri: str, output_override: str | None = None) -> Plan:
     """Read, validate and expand a manifest (a path or an s3:// URI)."""
-    storage = storage_for(manifest_uri)
+    problem = uri_problem(manifest_uri)
+    if problem:
+        raise ManifestError(manifest_uri, [ManifestProblem("", problem)])
     try:
-        text = storage.read_bytes(manifest_uri).decode("utf-8")
+        text = storage_for(manifest_uri).read_bytes(manifest_uri).decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(manifest_uri, [ManifestProblem("", "manifest not found")]) from None
     except UnicodeDecodeError:
         raise ManifestError(manifest_uri, [ManifestProblem("", "the manifest is not UTF-8 text")]) from None
+    except StorageError as exc:  # a folder, a FIFO, an unreachable S3 server
+        raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
     return expand(parse_manifest(text, manifest_uri), manifest_uri, output_override)
 
 
@@ -115,14 +125,16 @@ def resolve(base: str, path: str) -> str:
 
 def expand(manifest: Manifest, source: str, output_override: str | None = None) -> Plan:
     base = base_of(source)
-    problems: list[ManifestProblem] = []
+    problems = _uri_problems(manifest, output_override)
+    if problems:  # nothing below can be trusted with a mis-parsed URI (it would become a local path)
+        raise ManifestError(source, problems)
     output_root = output_override or manifest.output
     output_root = output_root if is_s3(output_root) else resolve(base, output_root)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
                              manifest.max_pixels, manifest.quality)
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
-    entries = _pair_entries(manifest, base, problems)
+    entries = _pair_entries(manifest, base, problems, output_root)
     pairs: list[PairJob] = []
     for path, content_uri, style_names, overrides, name in entries:
         unknown = [s for s in style_names if s not in styles]
@@ -141,20 +153,38 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None) 
             continue
         job_name = name or output_name(content_uri, style_names)
         pairs.append(PairJob(job_name, content_uri, tuple(StyleRef(s, styles[s]) for s in style_names), _jsonable(asdict(cfg)), path))
-    problems += _duplicate_names(pairs)
+    pairs = _distinct_names(pairs, {p.name for p in pairs if p.origin.startswith("pairs.") and _explicit(manifest, p)})
+    problems += _duplicate_names(pairs) + _reserved_names(pairs)
     if problems:
         raise ManifestError(source, problems)
     return Plan(source, settings, tuple(pairs), styles)
 
 
-def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]) -> list[tuple[str, str, list[str], dict[str, Any], str | None]]:
+def _uri_problems(manifest: Manifest, output_override: str | None) -> list[ManifestProblem]:
+    """Every URI of the manifest that is malformed (``s3:/b``, ``S3://``, a NUL byte, ...)."""
+    where = [("output", output_override or manifest.output)]
+    where += [(f"styles.{name}", manifest.style_path(name)) for name in manifest.styles]
+    where += [(f"contents.{i}", entry) for i, entry in enumerate(manifest.contents)]
+    if manifest.pairs != "all":
+        where += [(f"pairs.{i}.content", pair.content) for i, pair in enumerate(manifest.pairs)]  # type: ignore[union-attr]
+    return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri))]
+
+
+def _explicit(manifest: Manifest, pair: PairJob) -> bool:
+    """Whether the pair's name was given in the manifest (then a clash is the user's to fix)."""
+    index = int(pair.origin.split(".")[1])
+    return manifest.pairs != "all" and manifest.pairs[index].name is not None  # type: ignore[index]
+
+
+def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem],
+                  output_root: str) -> list[tuple[str, str, list[str], dict[str, Any], str | None]]:
     """(field path, content URI, style names, per-pair parameters, output name) for every pair."""
     if manifest.pairs == "all":
         if not manifest.contents:
             problems.append(ManifestProblem("contents", "no contents: list images, globs or prefixes, or give explicit pairs"))
         out = []
         for i, entry in enumerate(manifest.contents):
-            for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems):
+            for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems, output_root):
                 out += [(f"contents.{i}", uri, [style], {}, None) for style in manifest.styles]
         return out
     entries: list[tuple[str, str, list[str], dict[str, Any], str | None]] = []
@@ -165,39 +195,62 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
         if pair.name is not None and safe_name(pair.name) != pair.name:
             problems.append(ManifestProblem(f"pairs.{i}.name", f"{pair.name!r} is not a safe file name (letters, digits, . _ + - only)"))
             continue
-        for uri in _expand_contents(resolve(base, pair.content), f"pairs.{i}.content", problems):
+        for uri in _expand_contents(resolve(base, pair.content), f"pairs.{i}.content", problems, output_root):
             entries.append((f"pairs.{i}", uri, names, overrides, pair.name))
     return entries
 
 
-def _expand_contents(uri: str, path: str, problems: list[ManifestProblem]) -> list[str]:
-    """A file, a glob, a folder, an s3:// object or an s3:// prefix -> image URIs."""
+def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], output_root: str) -> list[str]:
+    """A file, a glob, a folder, an s3:// object or an s3:// prefix -> image URIs.
+
+    An entry names a file when such a file exists (``photo[1].png`` is then that file, not a
+    pattern), else a folder or prefix, else a pattern. Listings leave out everything under the
+    output root (the run's own outputs, thumbnails and cache), so a run never stylizes its own
+    outputs; a file under the output root named on its own is refused.
+    """
     storage = storage_for(uri)
     try:
+        if _under(uri, output_root):
+            problems.append(ManifestProblem(path, f"{uri} is inside the output root {output_root}: outputs cannot be inputs"))
+            return []
+        if _is_file(uri, storage):
+            return [uri]
         if _GLOB_CHARS.search(uri):
-            found = [u for u in storage.glob(uri) if u.lower().endswith(IMAGE_EXTENSIONS)]
-            if not found:
-                problems.append(ManifestProblem(path, f"{uri} matches no images"))
-            return found
+            return _listed(storage.glob(uri), output_root, path, f"{uri} matches no images", problems)
         if is_s3(uri) and (uri.endswith("/") or not uri.lower().endswith(IMAGE_EXTENSIONS)):
-            found = [u for u in storage.list(uri) if u.lower().endswith(IMAGE_EXTENSIONS)]
-            if not found:
-                problems.append(ManifestProblem(path, f"no images under {uri}"))
-            return found
+            return _listed(storage.list(uri), output_root, path, f"no images under {uri}", problems)
         if not is_s3(uri) and Path(uri).is_dir():
-            found = [u for u in storage.list(uri) if u.lower().endswith(IMAGE_EXTENSIONS)]
-            if not found:
-                problems.append(ManifestProblem(path, f"no images in folder {uri}"))
-            return found
+            return _listed(storage.list(uri), output_root, path, f"no images in folder {uri}", problems)
     except Exception as exc:  # storage faults while listing
         problems.append(ManifestProblem(path, f"cannot list {uri}: {exc}"))
         return []
-    return [uri]  # a single file: if it is missing or bad, that pair fails on its own
+    return [uri]  # a single file: if it is missing or bad, that pair fails on its own (nst validate says so first)
+
+
+def _is_file(uri: str, storage: Any) -> bool:
+    if not is_s3(uri):
+        return os.path.isfile(uri)
+    if not uri.lower().endswith(IMAGE_EXTENSIONS):
+        return False
+    return not _GLOB_CHARS.search(uri) or storage.exists(uri)  # a key with [ or * in it: ask S3 once
+
+
+def _under(uri: str, root: str) -> bool:
+    return uri.startswith(root.rstrip("/") + "/")
+
+
+def _listed(found: list[str], output_root: str, path: str, none: str, problems: list[ManifestProblem]) -> list[str]:
+    images = [u for u in found if u.lower().endswith(IMAGE_EXTENSIONS) and not _under(u, output_root)]
+    if not images:
+        problems.append(ManifestProblem(path, none))
+    return images
 
 
 def safe_name(text: str, limit: int = 120) -> str:
-    """A file name that cannot escape the output root: [A-Za-z0-9._+-], no leading dot, bounded."""
-    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._") or "image"
+    """A file name that cannot escape the output root: letters and digits of any script, ``._+-``,
+    no leading dot, bounded (S3 keys and today's file systems take UTF-8 names). NFC, so the same
+    name typed on macOS (NFD) and Linux is one name."""
+    cleaned = re.sub(r"[^\w.+-]+", "_", unicodedata.normalize("NFC", text)).strip("._") or "image"
     if len(cleaned) > limit:
         digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         cleaned = f"{cleaned[: limit - 9]}-{digest}"
@@ -210,16 +263,39 @@ def output_name(content_uri: str, style_names: list[str]) -> str:
     return safe_name(f"{stem}__{'+'.join(style_names)}")
 
 
+def _distinct_names(pairs: list[PairJob], explicit: set[str]) -> list[PairJob]:
+    """Generated names that collide (``my photo`` and ``my_photo``, ``a.jpg`` and ``a.png``) or
+    take a reserved name get a short hash of their content's URI; explicit names are kept as the
+    user wrote them (a clash among those is reported)."""
+    seen: dict[str, int] = {}
+    for pair in pairs:
+        seen[pair.name.lower()] = seen.get(pair.name.lower(), 0) + 1
+    out = []
+    for pair in pairs:
+        clash = seen[pair.name.lower()] > 1 or pair.name.lower() in RESERVED_NAMES
+        if clash and pair.name not in explicit:
+            digest = hashlib.sha256(pair.content_uri.encode()).hexdigest()[:8]
+            pair = replace(pair, name=safe_name(f"{pair.name}-{digest}"))
+        out.append(pair)
+    return out
+
+
 def _duplicate_names(pairs: list[PairJob]) -> list[ManifestProblem]:
     seen: dict[str, PairJob] = {}
     problems = []
     for pair in pairs:
-        if pair.name in seen:
-            other = seen[pair.name]
-            problems.append(ManifestProblem("pairs", f"two pairs would write {pair.name!r}: {other.content_uri} and {pair.content_uri} "
-                                            "(give them distinct `name`s in explicit pairs)"))
-        seen[pair.name] = pair
+        key = pair.name.lower()
+        if key in seen:
+            other = seen[key]
+            problems.append(ManifestProblem(pair.origin or "pairs", f"two pairs would write {pair.name!r}: {other.content_uri} and "
+                                            f"{pair.content_uri} (give them distinct `name`s)"))
+        seen[key] = pair
     return problems
+
+
+def _reserved_names(pairs: list[PairJob]) -> list[ManifestProblem]:
+    return [ManifestProblem(p.origin or "pairs", f"name {p.name!r} is reserved for the run's own files ({', '.join(sorted(RESERVED_NAMES))})")
+            for p in pairs if p.name.lower() in RESERVED_NAMES]
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -8,17 +8,24 @@ S3-compatible stores work. boto3 is imported only when an S3 URI is used.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Protocol
 
 from tasks.atomic import write_atomic
-from tasks.errors import StorageError
+from tasks.errors import InputError, StorageError
 
 
 class Storage(Protocol):
-    def read_bytes(self, uri: str) -> bytes: ...
+    """What the rest of the code asks of a place where bytes live (see :func:`storage_for`)."""
+
+    def read_bytes(self, uri: str) -> bytes:
+        """The whole object; ``FileNotFoundError`` when it does not exist, else :class:`StorageError`."""
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        """The first ``size`` bytes (fewer for a shorter object); errors as :meth:`read_bytes`."""
 
     def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
         """Write atomically: readers see the old object, or the complete new one."""
@@ -28,11 +35,50 @@ class Storage(Protocol):
     def list(self, prefix: str) -> list[str]:
         """Every object under ``prefix`` (a folder or key prefix), as URIs, sorted."""
 
+    def glob(self, pattern: str) -> list[str]:
+        """Objects matching a shell pattern (``*``, ``?``, ``[..]``; ``**`` spans folders), sorted."""
+
     def delete(self, uri: str) -> None: ...
+
+
+# A URI scheme (two letters or more, so a Windows drive "C:/" is not one) followed by ":/".
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+# S3's bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not usable, or None. A string with a scheme must be a well-formed
+    ``s3://bucket/key``: ``s3:/b``, ``S3://b``, ``s3://`` or ``https://...`` are never taken for
+    local paths."""
+    if "\x00" in uri:
+        return f"{uri!r} contains a NUL byte"
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        return None
+    if scheme.group(1) != "s3" or not uri.startswith("s3://"):
+        hint = " (write s3://bucket/key, lowercase, two slashes)" if scheme.group(1).lower() == "s3" else "; only s3:// and local paths are supported"
+        return f"{uri}: not a well-formed s3:// URI{hint}"
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        return f"{uri}: no bucket (write s3://bucket/key)"
+    if not _BUCKET.match(bucket) or ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
+        return f"{uri}: {bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-')"
+    if re.search(r"\?[A-Za-z]+=", key):
+        return f"{uri}: query strings (?versionId=...) are not supported in s3:// URIs"
+    return None
+
+
+def check_uri(uri: str) -> str:
+    """``uri`` itself, or an :class:`InputError` saying why it cannot be used."""
+    problem = uri_problem(uri)
+    if problem:
+        raise InputError(problem)
+    return uri
 
 
 def join(root: str, *parts: str) -> str:
@@ -43,17 +89,32 @@ def join(root: str, *parts: str) -> str:
 
 def split_s3(uri: str) -> tuple[str, str]:
     if not is_s3(uri):
-        raise ValueError(f"not an s3:// URI: {uri}")
+        raise InputError(f"not an s3:// URI: {uri}")
+    check_uri(uri)
     bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise ValueError(f"s3 URI has no bucket: {uri}")
     return bucket, key
 
 
 class LocalStorage:
     def read_bytes(self, uri: str) -> bytes:
         try:
+            if not stat.S_ISREG(os.stat(uri).st_mode) and not os.path.isdir(uri):
+                # A FIFO or a device would block or never end: only regular files are inputs.
+                raise StorageError(f"{uri}: not a regular file")
             return Path(uri).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri}: no such file") from None
+        except IsADirectoryError:
+            raise StorageError(f"{uri}: is a directory") from None
+        except OSError as exc:
+            raise StorageError(f"{uri}: cannot read: {exc.strerror or exc}") from None
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        try:
+            if not stat.S_ISREG(os.stat(uri).st_mode) and not os.path.isdir(uri):
+                raise StorageError(f"{uri}: not a regular file")
+            with open(uri, "rb") as f:
+                return f.read(size)
         except FileNotFoundError:
             raise FileNotFoundError(f"{uri}: no such file") from None
         except IsADirectoryError:
@@ -71,16 +132,68 @@ class LocalStorage:
         return Path(uri).is_file()
 
     def list(self, prefix: str) -> list[str]:
-        root = Path(prefix)
-        if not root.is_dir():
+        if not os.path.isdir(prefix):
             return []
-        return sorted(str(p) for p in root.rglob("*") if p.is_file())
+        return sorted(_walk_files(prefix))
 
     def delete(self, uri: str) -> None:
         Path(uri).unlink(missing_ok=True)
 
     def glob(self, pattern: str) -> list[str]:
-        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        """Regular files matching ``pattern``; ``**`` spans folders, never through a symlinked
+        folder (a link back to a parent would loop for ever)."""
+        base = _fixed_prefix(pattern)
+        if not os.path.isdir(base):
+            return []
+        regex = _glob_regex(os.path.normpath(pattern))
+        return sorted(p for p in _walk_files(base) if regex.match(os.path.normpath(p)))
+
+
+def _walk_files(root: str) -> list[str]:
+    """Regular files under ``root`` (symlinks to files included, symlinked folders not followed)."""
+    found = []
+    for folder, _, files in os.walk(root, followlinks=False):
+        found += [p for p in (os.path.join(folder, f) for f in files) if os.path.isfile(p)]
+    return found
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The folder part of a pattern before its first wildcard."""
+    parts = pattern.split(os.sep)
+    fixed = []
+    for part in parts[:-1]:
+        if re.search(r"[*?\[]", part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or ("/" if pattern.startswith("/") else ".")
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A shell pattern as a regex over whole paths: ``*`` and ``?`` stay within a folder, ``**``
+    spans folders (``a/**/b`` also matches ``a/b``)."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 class S3Storage:
@@ -108,6 +221,17 @@ class S3Storage:
         except Exception as exc:
             if _code(exc) in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(f"{uri}: no such object") from None
+            raise StorageError(f"{uri}: cannot read: {_describe(exc)}") from None
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        bucket, key = split_s3(uri)
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"{uri}: no such object") from None
+            if _code(exc) == "InvalidRange":  # an empty object
+                return b""
             raise StorageError(f"{uri}: cannot read: {_describe(exc)}") from None
 
     def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
@@ -171,7 +295,7 @@ _LOCAL = LocalStorage()
 _S3: S3Storage | None = None
 
 
-def storage_for(uri: str) -> LocalStorage | S3Storage:
+def storage_for(uri: str) -> Storage:
     """The storage that holds ``uri``; the S3 client is created once per process."""
     global _S3
     if is_s3(uri):

@@ -90,7 +90,8 @@ def stylize_files(
         check_aspect(image, cfg, f.path, style=True)
     init = decode_image(init_file.data, init_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size) if init_file else None
 
-    check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_file.path)
+    style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in styles)
+    check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_file.path, style_pixels)
     features = get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
     weights = get_weights(runtime.weights, runtime.weights_preprocessing)
     configure_backends(device, runtime.deterministic)

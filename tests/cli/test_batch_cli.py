@@ -21,7 +21,7 @@ def test_validate_reports_every_problem_with_its_line(tmp_path, capsys):
     bad.write_text("styles: {a: x.png}\ndefaults:\n  sizee: 3\n  iterations: lots\nformat: gif\n")
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "3 problem(s)" in err
+    assert "3 problems in the manifest" in err
     assert "defaults.sizee (line 3): unknown key" in err and "defaults.iterations.0 (line 4)" in err and "format (line 5)" in err
 
 

@@ -48,7 +48,7 @@ def test_s3_missing_bucket_is_a_clear_error(s3):
 
 
 def test_s3_uri_parsing():
-    assert split_s3("s3://b/k/e/y") == ("b", "k/e/y")
+    assert split_s3("s3://bkt/k/e/y") == ("bkt", "k/e/y")
     assert join("s3://b/prefix/", "x", "/y.png") == "s3://b/prefix/x/y.png"
     with pytest.raises(ValueError):
         split_s3("s3:///key")
