@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -12,9 +13,9 @@ from prefect.states import Completed, Failed, State
 
 from tasks.batch import shares_targets
 from tasks.plan import PairJob, Plan
-from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pair, write_summary
-from tasks.progress import batch_planned, pair_finished
-from tasks.runners import make_task_runner
+from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pairs, write_summary
+from tasks.progress import batch_planned, pair_finished, pairs_finished
+from tasks.runners import concurrency, make_task_runner
 
 FLOW_NAME = "stylize-batch"
 
@@ -81,28 +82,50 @@ def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[
     return rows, failures
 
 
+def chunk_size(pairs: int, workers: int) -> int:
+    """Pairs per Prefect task. One task per pair costs ~20 ms of orchestration each (task run
+    records, state changes, logs through the API) and grows Prefect's database by ~20 KB per pair
+    per run; a collection of 10,000 pairs then spends minutes on Prefect alone. Chunks keep every
+    worker busy with about 8 tasks each (so a slow chunk does not leave the others idle at the
+    end), and at most 64 pairs, so progress and retries stay fine-grained."""
+    return max(1, min(MAX_CHUNK, math.ceil(pairs / (max(1, workers) * 8))))
+
+
+MAX_CHUNK = 64
+
+
 def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    futures: dict[PrefectFuture[dict[str, Any]], PairJob] = {}
+    todo: list[PairJob] = []
     for pair in plan.pairs:
         reasons = [style_failures[g] for s in pair.styles if (g := _target_group(pair, s.uri)) in style_failures]
         if reasons:
             rows.append(_failed_row(plan, pair, f"style: {reasons[0]}"))
             pair_finished(rows[-1])
         else:
-            futures[stylize_pair.submit(pair, plan.settings, force)] = pair
+            todo.append(pair)
+    size = chunk_size(len(todo), concurrency())
+    futures: dict[PrefectFuture[list[dict[str, Any]]], list[PairJob]] = {}
+    for start in range(0, len(todo), size):
+        chunk = todo[start:start + size]
+        futures[stylize_pairs.with_options(task_run_name=_chunk_name(chunk)).submit(chunk, plan.settings, force)] = chunk
     total = len(plan.pairs)
     _progress(progress, len(rows), total)
     for future in as_completed(list(futures)):
-        pair = futures[future]
         try:
-            rows.append(future.result())
-        except Exception as exc:
-            rows.append(_failed_row(plan, pair, " ".join(str(exc).split()) or type(exc).__name__))
-        pair_finished(rows[-1])
+            done = future.result()
+        except Exception as exc:  # the task itself broke (a worker died): every pair of it failed
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            done = [_failed_row(plan, pair, reason) for pair in futures[future]]
+        rows += done
+        pairs_finished(done)  # rows reported in this process already are not reported twice
         _progress(progress, len(rows), total)
     order = {p.name: i for i, p in enumerate(plan.pairs)}
     return sorted(rows, key=lambda r: order[r["name"]])
+
+
+def _chunk_name(chunk: list[PairJob]) -> str:
+    return f"stylize {chunk[0].name}" if len(chunk) == 1 else f"stylize {len(chunk)} pairs: {chunk[0].name} .. {chunk[-1].name}"
 
 
 def _progress(artifact_id: Any, done: int, total: int) -> None:

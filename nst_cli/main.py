@@ -271,7 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.outputs import check_writable_root
     from tasks.plan import load_plan
 
-    plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
+    plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
     check_writable_root(plan.settings.output_root)  # and on an output root that takes no files
     print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
@@ -342,14 +342,21 @@ def _stop_soon_after_ctrl_c() -> Iterator[None]:
         threading.Thread(target=_exit_after_grace, name="nst-interrupt", daemon=True).start()
         signal.default_int_handler(signum, frame)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # SIGTERM (a scheduler stopping the job, `kill`) ends a run the same way as Ctrl-C: Prefect
+    # records the run's end and the temporary server is stopped, where the default would kill us
+    # on the spot and leave the flow run "Running".
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _exit_after_grace() -> None:
+    if _EXITING.is_set():  # a second signal: the first one's timer is already running
+        return
+    _EXITING.set()
     time.sleep(INTERRUPT_GRACE_S)
     print(f"nst: interrupted; stopping now ({INTERRUPT_GRACE_S:.0f} s after Ctrl-C)", file=sys.stderr, flush=True)
     if _SERVER is not None:
@@ -358,6 +365,7 @@ def _exit_after_grace() -> None:
 
 
 _SERVER: Any = None  # this process's temporary Prefect server, if it started one
+_EXITING = threading.Event()
 
 
 def _start_temporary_server() -> Any:
@@ -385,14 +393,25 @@ def _start_temporary_server() -> Any:
 @contextlib.contextmanager
 def _api(server: Any) -> Iterator[None]:
     """Point Prefect at our temporary server, once it answers."""
+    from flows.stylize_batch import FLOW_NAME
+    from tasks.prefect_runs import mark_dead_runs_crashed, tags_context
+
     if server is None:
-        yield
+        with tags_context():
+            _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
+            yield
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server.wait()
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}), tags_context():
+        _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
         yield
+
+
+def _report_crashed(names: list[str]) -> None:
+    if names:
+        print(f"marked {_count(len(names), 'flow run')} of killed nst runs as Crashed: {', '.join(names)}", file=sys.stderr)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -8,17 +8,18 @@ import tempfile
 from pathlib import Path
 
 PART_SUFFIX = ".part"
-# .<final name>.<pid of the writer>.<random>.part
-_PART_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+\.part$")
+# .<final name>.<pid of the writer>-<its start time>.<random>.part (older writers: pid alone)
+_PART_NAME = re.compile(r"^\..+\.(\d+)(?:-(\d+))?\.[^.]+\.part$")
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid is in the name, so a later run can tell a crashed writer's leftover from
-    # a file another live run is writing right now.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=target.parent)
+    # The writer's pid and start time are in the name, so a later run can tell a crashed writer's
+    # leftover from a file another live run is writing right now. The start time is what a reused
+    # pid cannot fake (pid 1 in a container, or a number the kernel handed out again).
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-{_start_time(os.getpid())}.", suffix=PART_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -40,19 +41,30 @@ def remove_stale_parts(root: str | os.PathLike[str]) -> list[Path]:
         return removed
     for part in base.rglob(f"*{PART_SUFFIX}"):
         match = _PART_NAME.match(part.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not _alive(int(match.group(1)), int(match.group(2)) if match.group(2) else None):
             part.unlink(missing_ok=True)
             removed.append(part)
     return removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+def _alive(pid: int, started: int | None = None) -> bool:
+    """Whether the writer ``pid`` (started at ``started``, if known) still runs."""
+    if pid == os.getpid() and started in (None, _start_time(pid)):
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        pass  # exists, owned by someone else
+    return started is None or _start_time(pid) == started
+
+
+def _start_time(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22); 0 where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])

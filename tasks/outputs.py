@@ -26,7 +26,7 @@ def check_not_inputs(outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapp
         for other_role, other in [*items[:i], *inputs.items()]:
             if same_file(path, other):
                 raise OutputError(f"{role} {path} is the {other_role} {other} (the same file): it would be overwritten; "
-                                  f"choose another {role}", settings=[role])
+                                  f"choose another {role}", settings=[role, other_role])
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -19,7 +19,7 @@ from tasks.atomic import remove_stale_parts
 from tasks.batch import PairFailed, ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
-from tasks.progress import format_losses, pair_step
+from tasks.progress import format_losses, pair_finished, pair_step
 from tasks.storage import StorageError, is_s3, join, storage_for
 
 
@@ -67,8 +67,17 @@ class _LogProgress:
                              step.width, step.height, step.iteration, step.max_iterations, format_losses(step.losses))
 
 
-@task(name="stylize-pair", cache_policy=NO_CACHE, task_run_name="stylize {pair.name}")
-def stylize_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[str, Any]:
+@task(name="stylize-pairs", cache_policy=NO_CACHE)
+def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[dict[str, Any]]:
+    """Produce (or skip) each pair in turn; one pair's failure is its row, never the others'."""
+    rows = []
+    for pair in pairs:
+        rows.append(_one_pair(pair, settings, force))
+        pair_finished(rows[-1])
+    return rows
+
+
+def _one_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[str, Any]:
     log = _LogProgress(pair.name)
 
     def on_step(step: StepInfo) -> None:
@@ -82,7 +91,8 @@ def stylize_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[st
         # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
         get_run_logger().info("%s: failed: %s", pair.name, exc)
         return {**pair.row(settings), "status": "failed", "reason": str(exc), "target_keys": [], "computed_keys": []}
-    get_run_logger().info("%s: %s", pair.name, row["status"])
+    if row["status"] != "skipped":
+        get_run_logger().info("%s: %s", pair.name, row["status"])
     return row
 
 

@@ -4,6 +4,7 @@ person can watch: one bar on a terminal, plain lines with an ETA in a log."""
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 import threading
 import time
@@ -124,6 +125,7 @@ def listening(listener: BatchListener) -> Iterator[None]:
     global _listener
     with _listener_lock:
         _listener = listener
+        _reported.clear()
     try:
         yield
     finally:
@@ -141,9 +143,23 @@ def pair_step(pair: str, info: StepInfo) -> None:
         _listener.step(pair, info)
 
 
+_reported: set[str] = set()  # pairs of the current listener already reported
+
+
 def pair_finished(row: dict[str, Any]) -> None:
     if _listener is not None:
+        with _listener_lock:
+            if row["name"] in _reported:
+                return
+            _reported.add(row["name"])
         _listener.finished(row)
+
+
+def pairs_finished(rows: list[dict[str, Any]]) -> None:
+    """Rows of a finished chunk: those its task already reported (it ran in this process) are
+    skipped; a chunk that ran elsewhere (a Dask worker) is reported here, as it ends."""
+    for row in rows:
+        pair_finished(row)
 
 
 class BatchProgress:
@@ -164,7 +180,9 @@ class BatchProgress:
         left = self.total - self.done
         if left <= 0:
             return 0.0
-        per_pair = sum(self.produced_seconds) / len(self.produced_seconds) if self.produced_seconds else None
+        # The median of the recent pairs: the first pair pays for warming up (seconds), and a
+        # collection's pairs are alike; a mean would promise minutes for a run of seconds.
+        per_pair = statistics.median(self.produced_seconds[-50:]) if self.produced_seconds else None
         current = self.current[1] if self.current else None
         if per_pair is None and current is not None and current.progress > 0:
             per_pair = current.elapsed_s / current.progress

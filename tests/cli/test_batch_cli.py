@@ -52,4 +52,61 @@ def test_gallery_rebuilds_from_sidecars(prefect_server, tmp_path, capsys):
     (tmp_path / "out" / "index.html").unlink()
     assert main(["gallery", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "index.html").read_text()
-    assert page.count("<img") == 4 and "2 contents × 2 styles" in page
+    assert page.count('<td class="produced"') == 4 and "4 images: 2 photos × 2 styles" in page
+
+
+def test_validate_checks_every_input_and_reports_all_at_once(tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    (tmp_path / "photos" / "notes.png").write_text("not an image")
+    manifest.write_text(manifest.read_text().replace("contents: [photos/*.png]", "contents: [photos/*.png, contnet/, photos/typo.png]")
+                        .replace("waves: styles/waves.png", "waves: styles/nowhere.png"))
+    assert main(["validate", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "4 problems in the manifest" in err
+    assert "styles.waves" in err and "nowhere.png: no such file" in err
+    assert "contnet: no such file" in err and "typo.png: no such file" in err and "notes.png: not an image file" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_names_every_unknown_style(tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    manifest.write_text(manifest.read_text().replace("contents: [photos/*.png]", "pairs:\n  - {content: photos/a.png, style: strpes}\n"
+                                                     "  - {content: photos/b.png, style: wave}\n"))
+    assert main(["validate", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "'strpes' (did you mean stripes?)" in err and "'wave' (did you mean waves?)" in err
+
+
+def test_gallery_of_a_folder_without_outputs_is_an_error(tmp_path, capsys):
+    assert main(["gallery", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "x.txt").write_text("x")
+    assert main(["gallery", str(tmp_path / "empty")]) == 2
+    assert "no stylized outputs here" in capsys.readouterr().err
+
+
+def test_run_refuses_an_output_root_it_cannot_write_before_starting(tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    (tmp_path / "blocker").write_text("a file")
+    assert main(["run", str(manifest), "--output", str(tmp_path / "blocker" / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write there" in err and "Traceback" not in err
+
+
+def test_run_summary_rows_agree_with_its_totals(prefect_server, tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    summary_path = tmp_path / "s.json"
+    assert main(["run", str(manifest), "--summary-json", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["style_targets"] == {"computed": 2, "from_cache": 0}
+    assert all(r["targets_computed"] == 1 and r["targets_cached"] == 0 for r in summary["pairs"])  # made by this run
+    out = capsys.readouterr()
+    assert "4 pairs planned: 4 produced" in out.out and "pair 4/4" in out.err and "ETA" in out.err
+    assert "Finished in state" not in out.err  # Prefect's INFO lines stay out unless -v
+    (tmp_path / "out" / "a__stripes.png").unlink()
+    assert main(["run", str(manifest), "--summary-json", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["style_targets"] == {"computed": 0, "from_cache": 2}  # each style's task found its targets
+    redone = next(r for r in summary["pairs"] if r["name"] == "a__stripes")
+    assert redone["status"] == "produced" and redone["targets_cached"] == 1 and redone["targets_computed"] == 0

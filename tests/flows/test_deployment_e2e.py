@@ -81,7 +81,7 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
         for name in ("a__stripes", "a__waves", "b__stripes", "b__waves"):
             assert (out / f"{name}.png").exists()
             assert json.loads((out / f"{name}.json").read_text())["content"]["sha256"]
-        assert (out / "index.html").read_text().count("<img") == 4
+        assert (out / "index.html").read_text().count('<td class="produced"') == 4
 
         nightly = prefect("deployment", "inspect", "stylize-batch/nightly-gallery").stdout
         assert "0 2 * * *" in nightly and "CANCEL_NEW" in nightly and "'limit': 1" in nightly

@@ -1,0 +1,65 @@
+"""Flow runs that ``nst run`` leaves behind when it is killed.
+
+A SIGKILL (or a machine that loses power) gives Prefect no chance to record the end of a run:
+its flow run stays "Running" for ever. Each ``nst run`` tags its flow run with this machine's
+name and its own process id and start time; the next ``nst run`` against the same server marks
+the runs whose process is gone as Crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from tasks.atomic import _alive, _start_time
+
+_TAG = "nst-process"
+
+
+def process_tag() -> str:
+    """``nst-process:<host>:<pid>-<start time>``: this process, in a way a reused pid cannot fake."""
+    return f"{_TAG}:{socket.gethostname()}:{os.getpid()}-{_start_time(os.getpid())}"
+
+
+def _dead(tag: str) -> bool:
+    """Whether the process a tag names is gone (only processes of this machine can be known)."""
+    try:
+        _, host, process = tag.split(":", 2)
+        pid, started = (int(x) for x in process.split("-"))
+    except ValueError:
+        return False
+    return host == socket.gethostname() and not _alive(pid, started)
+
+
+def mark_dead_runs_crashed(flow_name: str) -> list[str]:
+    """Set Crashed on the Running flow runs of ``flow_name`` whose ``nst run`` process is dead;
+    returns their names. Failures to ask the server are ignored: this is housekeeping."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    marked: list[str] = []
+    try:
+        with get_client(sync_client=True) as client:
+            running = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+                limit=200,
+            )
+            for run in running:
+                tags = [t for t in run.tags or [] if t.startswith(_TAG + ":")]
+                if tags and all(_dead(t) for t in tags):
+                    client.set_flow_run_state(run.id, Crashed(message="the nst run process that ran it was killed"), force=True)
+                    marked.append(str(run.name))
+    except Exception:  # noqa: BLE001 - the server's housekeeping must never stop a run
+        return marked
+    return marked
+
+
+def tags_context() -> Any:
+    """Prefect's ``tags`` context with this process's tag, for the flow run it wraps."""
+    from prefect import tags
+
+    return tags(process_tag())
