@@ -13,6 +13,7 @@ from prefect.states import Completed, Failed, State
 
 from tasks.batch import shares_targets
 from tasks.plan import PairJob, Plan
+from tasks.prefect_runs import tag_this_flow_run
 from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pairs, write_summary
 from tasks.progress import batch_planned, pair_finished, pairs_finished
 from tasks.runners import concurrency, make_task_runner
@@ -25,6 +26,7 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False)
     """Stylize every pair of a manifest. Fails (after finishing every other pair and writing the
     summary and the gallery) when any pair failed."""
     began = time.time()
+    tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
     plan = plan_batch(manifest, output)
     batch_planned(len(plan.pairs))
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")

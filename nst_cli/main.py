@@ -394,17 +394,16 @@ def _start_temporary_server() -> Any:
 def _api(server: Any) -> Iterator[None]:
     """Point Prefect at our temporary server, once it answers."""
     from flows.stylize_batch import FLOW_NAME
-    from tasks.prefect_runs import mark_dead_runs_crashed, tags_context
+    from tasks.prefect_runs import mark_dead_runs_crashed
 
     if server is None:
-        with tags_context():
-            _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
-            yield
+        _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
+        yield
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server.wait()
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}), tags_context():
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
         yield
 

@@ -53,15 +53,19 @@ def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSetting
 
 
 class _LogProgress:
-    """Log a line at most every ``every_s`` seconds and at the end of each scale."""
+    """Log a line at most every ``every_s`` seconds, and at the end of each scale of a pair that
+    has run that long: every log line is a write to Prefect's database, and a collection of
+    10,000 small pairs must not pay for lines nobody reads (the pair's end is logged anyway)."""
 
     def __init__(self, name: str, every_s: float = 30.0) -> None:
-        self.name, self.every_s, self.last = name, every_s, time.monotonic()
+        self.name, self.every_s, self.began = name, every_s, time.monotonic()
+        self.last = self.began
         self.logger = get_run_logger()
 
     def __call__(self, step: StepInfo) -> None:
         now = time.monotonic()
-        if step.scale_done or (step.losses and now - self.last >= self.every_s):
+        long_pair = now - self.began >= self.every_s
+        if (step.scale_done and long_pair) or (step.losses and now - self.last >= self.every_s):
             self.last = now
             self.logger.info("%s: scale %d/%d %dx%d iteration %d/%d %s", self.name, step.scale_index + 1, step.num_scales,
                              step.width, step.height, step.iteration, step.max_iterations, format_losses(step.losses))
