@@ -437,6 +437,9 @@ def _quiet_prefect_defaults() -> None:
     time, and its writes contend for the SQLite file); users can still set these themselves."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")  # the client's telemetry notice, too
+    # Expandable segments let the CUDA allocator grow blocks in place instead of caching many
+    # sizes: less memory reserved beyond what is used (read when CUDA starts; users may override).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 COMMANDS = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}

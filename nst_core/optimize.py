@@ -1,7 +1,17 @@
-"""The optimisation loop of one scale: L-BFGS (or Adam) on the pixels, early stopping, NaN checks.
+"""The optimisation loop of one scale: L-BFGS (or Adam) on the pixels, the best iterate, early
+stopping, NaN checks and progress, in one skeleton for every device.
 
-The closure only evaluates the objective and its gradient; the loop policy (best iterate,
-early stop, progress) lives outside it.
+What differs between devices is only how one iteration is taken (a :class:`_Stepper`):
+
+- on the CPU, torch's L-BFGS (or Adam) through a closure;
+- on CUDA, :class:`~nst_core.lbfgs.DeviceLBFGS`, which never reads a value back, and, once the
+  first iterations have run, the whole iteration (evaluation, backward, direction, step)
+  captured in one CUDA graph and replayed: one launch instead of hundreds.
+
+The loop keeps the best evaluated iterate with device-side selects and reads losses back only
+where it checks them: every iteration on the CPU (a read costs nothing there), at report points
+on CUDA (so a NaN is reported, and an early stop happens, up to ``report_every - 1`` iterations
+later than on the CPU).
 """
 
 from __future__ import annotations
@@ -20,9 +30,21 @@ from nst_core.lbfgs import DeviceLBFGS
 
 # objective(x) -> (total loss, weighted terms); both scalars on x's device.
 Objective = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
-# on_iteration(iteration, losses or None, scale_done, stopped_early, best iterate or None); the
-# losses and the image are given only at report points, where reading them back is paid for.
-IterationHook = Callable[[int, dict[str, float] | None, bool, bool, Tensor | None], None]
+
+
+@dataclass(frozen=True)
+class IterationEvent:
+    """One iteration, as the loop tells its hook. ``losses`` and ``image`` (the best iterate) are
+    given only at report points and at the end of the scale, where reading them back is paid for."""
+
+    iteration: int  # 1-based within the scale
+    losses: dict[str, float] | None = None
+    scale_done: bool = False
+    stopped_early: bool = False
+    image: Tensor | None = None
+
+
+IterationHook = Callable[[IterationEvent], None]
 
 
 @dataclass(frozen=True)
@@ -44,139 +66,219 @@ def optimize_scale(
     report_every: int = 10,
     where: str = "",
     device_resident: bool | None = None,
+    graphs: bool | None = None,
 ) -> ScaleOutcome:
     """Minimise ``objective`` over the pixels of ``start`` for up to ``max_iterations`` steps.
 
     Returns the best evaluated iterate rather than the last one: without a line search, L-BFGS's
     last step is not guaranteed to lower the loss, and the best one's losses are known exactly.
 
-    ``device_resident`` (default: on CUDA) runs L-BFGS without reading anything back between
-    report points (see :func:`_optimize_on_device`); the CPU keeps torch's L-BFGS.
+    ``device_resident`` (default: on CUDA) takes L-BFGS steps without host reads; ``graphs``
+    (default: on CUDA) replays each iteration from a CUDA graph once captured.
     """
-    if device_resident is None:
-        device_resident = start.device.type == "cuda"
-    if device_resident and cfg.optimizer == "lbfgs":
-        return _optimize_on_device(start, objective, cfg, max_iterations, on_iteration, report_every, where)
     began = time.perf_counter()
-    x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    optimizer = _make_optimizer(x, cfg)
-    terms_holder: list[dict[str, Tensor]] = [{}]
+    on_device = start.device.type == "cuda" if device_resident is None else device_resident
+    stepper = _make_stepper(start, objective, cfg, on_device, start.device.type == "cuda" if graphs is None else graphs)
+    book = _Book(stepper.x, check_every=report_every if on_device else 1)
+    iteration, stopped_early = 0, False
+    for iteration in range(1, max_iterations + 1):
+        loss, terms = stepper.step(book.evaluated)
+        book.record(loss, terms)
+        report = iteration % report_every == 0 or iteration == max_iterations
+        if report or iteration % book.check_every == 0:
+            book.check(iteration, where)
+            stopped_early = _converged(book.best_history, cfg)
+        done = stopped_early or iteration == max_iterations
+        if on_iteration is not None:
+            shown = report and not done
+            on_iteration(IterationEvent(iteration, _to_floats(terms, float(loss)) if shown else None, image=book.best_x if shown else None))
+        if stopped_early:
+            break
+    if max_iterations == 0:
+        return ScaleOutcome(start.detach(), 0, False, {}, time.perf_counter() - began)
+    losses = book.final_losses()
+    if on_iteration is not None:
+        on_iteration(IterationEvent(iteration, losses, True, stopped_early, book.best_x))
+    return ScaleOutcome(book.best_x, iteration, stopped_early, losses, time.perf_counter() - began)
+
+
+class _Book:
+    """The best evaluated iterate, its loss and terms (kept on the device), and the losses read
+    back at check points."""
+
+    def __init__(self, x: Tensor, check_every: int) -> None:
+        self.check_every = check_every
+        self.evaluated = x.detach().clone()  # the point the next step evaluates (the stepper fills it)
+        self.best_x = x.detach().clone()
+        self.best_loss = torch.full((), math.inf, device=x.device)
+        self.best_terms: dict[str, Tensor] = {}
+        self.best_history: list[float] = []  # the best loss after each iteration, as read back
+        self._pending: list[Tensor] = []  # every evaluated loss since the last check
+        self._pending_best: list[Tensor] = []
+
+    def record(self, loss: Tensor, terms: dict[str, Tensor]) -> None:
+        loss = loss.detach().float().clone()  # a graph's output is overwritten by the next replay
+        better = loss < self.best_loss
+        self.best_loss = torch.where(better, loss, self.best_loss)
+        self.best_x.copy_(torch.where(better, self.evaluated, self.best_x))
+        self.best_terms = {k: torch.where(better, v.float(), self.best_terms[k]) if self.best_terms else v.float().clone()
+                           for k, v in terms.items()}
+        self._pending.append(loss)
+        self._pending_best.append(self.best_loss)
+
+    def check(self, iteration: int, where: str) -> None:
+        """Read the losses since the last check: a NaN stops the run, naming its iteration."""
+        values = torch.stack(self._pending).tolist()
+        first = iteration - len(values) + 1
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"the loss became {value} at {where}iteration {first + offset}: lower the content/style/tv weights "
+                    "or check the input images"
+                )
+        self.best_history += torch.stack(self._pending_best).tolist()
+        self._pending.clear()
+        self._pending_best.clear()
+
+    def final_losses(self) -> dict[str, float]:
+        return _to_floats(self.best_terms, float(self.best_loss)) if self.best_terms else {}
+
+
+class _Stepper:
+    """Takes one iteration: evaluates the objective at ``x`` (writing that point to ``evaluated``),
+    moves ``x``, and returns the loss and terms at the evaluated point."""
+
+    x: Tensor
+
+    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+
+def _make_stepper(start: Tensor, objective: Objective, cfg: StyleConfig, on_device: bool, graphs: bool) -> _Stepper:
+    if cfg.optimizer == "lbfgs" and on_device:
+        return _GraphedStepper(start, objective, cfg) if graphs else _DeviceStepper(start, objective, cfg)
+    return _TorchStepper(start, objective, cfg)
+
+
+class _TorchStepper(_Stepper):
+    """torch.optim's L-BFGS or Adam through a closure (the CPU path)."""
+
+    def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
+        self.x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        self.objective, self.cfg = objective, cfg
+        self.optimizer = _make_optimizer(self.x, cfg)
+        self.scale: Tensor | None = None
+        self.terms: dict[str, Tensor] = {}
+        self.total = torch.zeros(())
+
+    def _closure(self) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=False)
+        total, self.terms = self.objective(self.x)
+        if self.scale is None:
+            self.scale = _loss_scale(total)
+        normalised = total / self.scale
+        normalised.backward()
+        self.total = total.detach()
+        return normalised.detach()
+
+    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        evaluated.copy_(self.x.detach())
+        if self.cfg.optimizer == "adam":
+            self._closure()
+            self.optimizer.step()
+            with torch.no_grad():
+                self.x.clamp_(0, 1)  # Adam keeps the box constraint at every step; L-BFGS is clamped per scale
+        else:
+            self.optimizer.step(self._closure)  # type: ignore[arg-type]
+        return self.total, self.terms
+
+
+class _DeviceStepper(_Stepper):
+    """:class:`DeviceLBFGS`: the same algorithm as torch's L-BFGS with no host reads."""
+
+    def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
+        self.x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        self.objective = objective
+        self.lbfgs = DeviceLBFGS(self.x.numel(), cfg.lbfgs_history, self.x.device, self.x.dtype)
+        self.scale: Tensor | None = None
+
+    def _iterate(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        total, terms = self.objective(self.x)
+        if self.scale is None:  # the first iteration only: never inside a captured graph
+            self.scale = _loss_scale(total)
+        (total / self.scale).backward()
+        assert self.x.grad is not None
+        with torch.no_grad():
+            evaluated.copy_(self.x)
+            self.x.add_(self.lbfgs.direction(self.x.grad.reshape(-1)).view_as(self.x))
+        return total.detach(), {k: v.detach() for k, v in terms.items()}
+
+    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        self.x.grad = None
+        return self._iterate(evaluated)
+
+
+class _GraphedStepper(_DeviceStepper):
+    """The device stepper, with its iteration captured once in a CUDA graph and replayed.
+
+    The first iterations run eagerly on a side stream (cuDNN picks its algorithms, L-BFGS leaves
+    its first-step branch, the allocator settles); then one iteration is captured. Shapes are
+    fixed within a scale, so every later iteration is the same graph on the same tensors. If
+    capture fails (an op that cannot be captured, an old driver), the scale goes on eagerly: the
+    results are the same, only slower.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
+        super().__init__(start, objective, cfg)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: tuple[Tensor, dict[str, Tensor]] | None = None
+        self.failed = False
+        self.count = 0
+        self.side = torch.cuda.Stream(device=start.device)
+
+    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        self.count += 1
+        if self.graph is not None:
+            self.graph.replay()
+            assert self.outputs is not None
+            return self.outputs
+        if self.failed or self.count <= self.WARMUP:
+            return self._eager(evaluated)
+        return self._capture(evaluated)
+
+    def _eager(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.failed:
+            return super().step(evaluated)
+        self.side.wait_stream(torch.cuda.current_stream(self.x.device))
+        with torch.cuda.stream(self.side):  # warm-up off the default stream, as capture requires
+            out = super().step(evaluated)
+        torch.cuda.current_stream(self.x.device).wait_stream(self.side)
+        return out
+
+    def _capture(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        graph = torch.cuda.CUDAGraph()
+        self.x.grad = None  # the backward inside the graph allocates it from the graph's pool
+        try:
+            with torch.cuda.graph(graph):
+                self.outputs = self._iterate(evaluated)
+        except Exception:  # noqa: BLE001 - capture is an optimisation; eager gives the same result
+            self.failed, self.outputs = True, None
+            torch.cuda.synchronize(self.x.device)
+            return super().step(evaluated)
+        self.graph = graph
+        graph.replay()  # capture records the work; this runs it
+        return self.outputs
+
+
+def _loss_scale(total: Tensor) -> Tensor:
     # The optimiser sees the loss divided by its value at the start of the scale. The minimiser
     # is the same, but torch's L-BFGS has absolute thresholds (it skips curvature pairs with
     # y.s < 1e-10, then steps by the raw gradient): with losses of 1e8 and their huge gradients,
     # a skipped pair sends the pixels to +-1e6. Normalised, the run is independent of how the
     # weights are scaled overall, and only their ratios matter.
-    loss_scale: list[Tensor] = []
-
-    def closure() -> Tensor:
-        optimizer.zero_grad(set_to_none=False)
-        total, terms = objective(x)
-        if not loss_scale:
-            loss_scale.append(total.detach().abs().clamp_min(1e-12))
-        normalised = total / loss_scale[0]
-        normalised.backward()
-        terms_holder[0] = terms
-        return normalised.detach()
-
-    # Two image buffers, reused for the whole scale: the iterate being evaluated and the best so far.
-    best_loss, best_x, best_terms = math.inf, x.detach().clone(), {}
-    evaluated = torch.empty_like(best_x)
-    best_history: list[float] = []
-    iteration, stopped_early = 0, False
-    for iteration in range(1, max_iterations + 1):
-        evaluated.copy_(x.detach())
-        loss = float(_step(optimizer, closure, x, cfg) * loss_scale[0])
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the loss became {loss} at {where}iteration {iteration}: lower the content/style/tv weights "
-                "or check the input images"
-            )
-        if loss < best_loss:
-            best_loss, best_terms = loss, terms_holder[0]
-            best_x, evaluated = evaluated, best_x
-        best_history.append(best_loss)
-        stopped_early = _converged(best_history, cfg)
-        done = stopped_early or iteration == max_iterations
-        if on_iteration is not None:
-            report = done or iteration % report_every == 0
-            reported = report and not done
-            on_iteration(iteration, _to_floats(terms_holder[0], loss) if reported else None, False, False,
-                         best_x if reported else None)
-        if stopped_early:
-            break
-    losses = _to_floats(best_terms, best_loss) if best_terms else {}
-    if on_iteration is not None and max_iterations > 0:
-        on_iteration(iteration, losses, True, stopped_early, best_x)
-    image = best_x if max_iterations > 0 else start.detach()
-    return ScaleOutcome(image, iteration, stopped_early, losses, time.perf_counter() - began)
-
-
-def _optimize_on_device(start: Tensor, objective: Objective, cfg: StyleConfig, max_iterations: int,
-                        on_iteration: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
-    """The loop above for GPUs: nothing is read back to the host between report points.
-
-    The best iterate, its loss and its terms are kept with device-side selects; the losses are
-    read, checked for NaN and tested for early stopping only at report points (so a NaN is
-    reported, and an early stop happens, up to ``report_every - 1`` iterations later than on the
-    CPU path). Same algorithm and results as the CPU path (tested against it on the CPU).
-    """
-    began = time.perf_counter()
-    x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    lbfgs = DeviceLBFGS(x.numel(), cfg.lbfgs_history, x.device, x.dtype)
-    best_x = x.detach().clone()
-    best_loss = torch.full((), math.inf, device=x.device)
-    best_terms: dict[str, Tensor] = {}
-    losses: list[Tensor] = []  # every evaluated loss, since the last report point
-    best_history: list[float] = []
-    unread: list[Tensor] = []  # best losses not yet read back
-    loss_scale: Tensor | None = None
-    iteration, stopped_early = 0, False
-    for iteration in range(1, max_iterations + 1):
-        x.grad = None
-        total, terms = objective(x)
-        if loss_scale is None:
-            loss_scale = total.detach().abs().clamp_min(1e-12)
-        (total / loss_scale).backward()
-        loss = total.detach()
-        better = loss < best_loss
-        best_loss = torch.where(better, loss, best_loss)
-        best_x.copy_(torch.where(better, x.detach(), best_x))
-        best_terms = {k: torch.where(better, v, best_terms[k]) if best_terms else v for k, v in terms.items()}
-        losses.append(loss)
-        unread.append(best_loss)
-        assert x.grad is not None
-        with torch.no_grad():
-            x.add_(lbfgs.direction(x.grad.reshape(-1)).view_as(x))
-        report = iteration % report_every == 0 or iteration == max_iterations
-        if report:
-            _check_finite(torch.stack(losses).tolist(), iteration, where)
-            losses.clear()
-            best_history += torch.stack(unread).tolist()
-            unread.clear()
-            stopped_early = _converged(best_history, cfg)
-        done = stopped_early or iteration == max_iterations
-        if on_iteration is not None:
-            reported = report and not done
-            on_iteration(iteration, _to_floats(terms, float(loss)) if reported else None, False, False,
-                         best_x if reported else None)
-        if stopped_early:
-            break
-    final = _to_floats(best_terms, float(best_loss)) if best_terms else {}
-    if on_iteration is not None and max_iterations > 0:
-        on_iteration(iteration, final, True, stopped_early, best_x)
-    image = best_x if max_iterations > 0 else start.detach()
-    return ScaleOutcome(image, iteration, stopped_early, final, time.perf_counter() - began)
-
-
-def _check_finite(losses: list[float], last_iteration: int, where: str) -> None:
-    """``losses`` are those of the iterations up to ``last_iteration``; name the first bad one."""
-    first = last_iteration - len(losses) + 1
-    for offset, value in enumerate(losses):
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the loss became {value} at {where}iteration {first + offset}: lower the content/style/tv weights "
-                "or check the input images"
-            )
+    return total.detach().abs().clamp_min(1e-12)
 
 
 def _make_optimizer(x: Tensor, cfg: StyleConfig) -> torch.optim.Optimizer:
@@ -185,16 +287,6 @@ def _make_optimizer(x: Tensor, cfg: StyleConfig) -> torch.optim.Optimizer:
     # max_iter=1: one step() is one evaluation, so the loop above sees every iteration. The
     # tolerances are off because stopping is ours (relative loss improvement, scale-free).
     return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=-1.0, tolerance_change=-1.0)
-
-
-def _step(optimizer: torch.optim.Optimizer, closure: Callable[[], Tensor], x: Tensor, cfg: StyleConfig) -> Tensor:
-    if cfg.optimizer == "adam":
-        loss = closure()
-        optimizer.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)  # Adam keeps the box constraint at every step; L-BFGS is clamped per scale
-        return loss
-    return optimizer.step(closure)  # type: ignore[return-value]
 
 
 def _converged(best_history: list[float], cfg: StyleConfig) -> bool:

@@ -15,7 +15,7 @@ from nst_core.device import autocast
 from nst_core.errors import ConfigError
 from nst_core.image_ops import fit_size, resize, resize_unclamped
 from nst_core.losses import content_loss, gram_style_loss, total_variation
-from nst_core.optimize import IterationHook, Objective, ScaleOutcome, optimize_scale
+from nst_core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
 from nst_core.targets import (
     StyleTargets,
     blend_targets,
@@ -108,9 +108,9 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
     def optimise_box(index: int, start_patch: Tensor, content_patch: Tensor) -> Tensor:
         offset = index * iterations
 
-        def tile_hook(iteration: int, losses: dict[str, float] | None, done: bool, early: bool, best: Tensor | None) -> None:
-            if hook is not None and not done:  # the scale is done after the last tile, below
-                hook(offset + iteration, losses, False, False, None)
+        def tile_hook(event: IterationEvent) -> None:
+            if hook is not None and not event.scale_done:  # the scale is done after the last tile, below
+                hook(IterationEvent(offset + event.iteration, event.losses))
 
         objective = build_objective(features, cfg, content_patch, grams)
         outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
@@ -126,7 +126,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
     done = sum(o.iterations for o in outcomes)
     stopped_early = all(o.stopped_early for o in outcomes)
     if hook is not None:
-        hook(done, losses, True, stopped_early, image)
+        hook(IterationEvent(done, losses, True, stopped_early, image))
     return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began)
 
 
@@ -225,13 +225,13 @@ def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int
         return None
     per_iteration = scale_work / max(1, max_iterations)
 
-    def hook(iteration: int, losses: dict[str, float] | None, done: bool, stopped_early: bool, best: Tensor | None) -> None:
+    def hook(event: IterationEvent) -> None:
         # The elapsed time is taken before the preview is made, so previews do not count as work.
         elapsed = time.perf_counter() - began
-        image = preview(best) if best is not None and _wants_images(on_step) else None
-        left = later_work + (0.0 if done else per_iteration * (max_iterations - iteration))
-        on_step(StepInfo(index, num_scales, size[0], size[1], iteration, max_iterations, elapsed, losses, done,
-                         stopped_early, image, done_before + per_iteration * iteration, left))
+        image = preview(event.image) if event.image is not None and _wants_images(on_step) else None
+        left = later_work + (0.0 if event.scale_done else per_iteration * (max_iterations - event.iteration))
+        on_step(StepInfo(index, num_scales, size[0], size[1], event.iteration, max_iterations, elapsed, event.losses,
+                         event.scale_done, event.stopped_early, image, done_before + per_iteration * event.iteration, left))
 
     return hook
 

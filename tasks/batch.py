@@ -169,9 +169,10 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
              fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
     content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
     check_aspect(content, cfg, pair.content_uri)
-    with device_pool(settings.device).acquire() as device:
+    with device_pool(settings.device).acquire_slot() as slot:
+        device = slot.device
         check_precision(device, cfg.precision)
-        check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri)
+        check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri, sharing=slot.sharing)
         features = _features_for(cfg, settings, device)
         match = luminance_match_for(content.rgb, cfg)
         outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))

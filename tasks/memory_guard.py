@@ -33,14 +33,16 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def memory_budget(device: torch.device) -> tuple[int, str]:
-    """(bytes this run may use, where that figure comes from)."""
+def memory_budget(device: torch.device, sharing: int = 1) -> tuple[int, str]:
+    """(bytes this run may use, where that figure comes from). ``sharing`` jobs run on the device at
+    once: each may use its share of the GPU, and never more than is free now."""
     configured = os.environ.get(ENV_VAR)
     if configured:
-        return parse_bytes(configured), f"{ENV_VAR}={configured}"
+        return parse_bytes(configured) // sharing, f"{ENV_VAR}={configured}" + (f" shared by {sharing} pairs" if sharing > 1 else "")
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free), f"free memory of {torch.cuda.get_device_name(device)}"
+        free, total = torch.cuda.mem_get_info(device)
+        share = f", a 1/{sharing} share" if sharing > 1 else ""
+        return int(min(free, total // sharing)), f"free memory of {torch.cuda.get_device_name(device)}{share}"
     return available_ram(), "RAM available"
 
 
@@ -74,11 +76,11 @@ def _cgroup_headroom() -> int | None:
 
 
 def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device: torch.device, name: str,
-               style_pixels: int | None = None) -> None:
+               style_pixels: int | None = None, sharing: int = 1) -> None:
     """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget.
     ``style_pixels``: the largest style image's pixels at its largest size (None: assume square)."""
     estimate = estimate_memory(cfg, content_height, content_width, device.type, style_pixels)
-    budget, source = memory_budget(device)
+    budget, source = memory_budget(device, sharing)
     # The estimate includes the process's base (libraries, weights), which a running process has
     # already paid out of "RAM available": that errs by ~1 GiB on the side of refusing.
     if estimate.total <= budget:

@@ -20,9 +20,11 @@ RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "N
 
 
 def concurrency() -> int:
-    """Jobs that can usefully run at once here: one per GPU; on a CPU one (a single job already
-    keeps every core busy inside its convolutions)."""
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    """Jobs that can usefully run at once here: ``pairs_per_gpu`` per GPU (see tasks.devices); on
+    a CPU one (a single job already keeps every core busy inside its convolutions)."""
+    from tasks.devices import pairs_per_gpu
+
+    return max(1, torch.cuda.device_count()) * pairs_per_gpu() if torch.cuda.is_available() else 1
 
 
 def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:

@@ -69,3 +69,17 @@ def test_tiny_benchmark_measures_and_reports_every_figure(tmp_path, capsys):
     assert all(v["ours"] > 100 and v["pastiche"] > 100 for v in figures["peak_rss_mb"].values())
     assert figures["batch"]["pairs"] == 9 and figures["memory"]["largest_size_8GiB_cpu"] > 1000
     assert printed.count("\n| ") >= 8 and "| one evaluation" in printed and "pairs/hour" in printed
+
+
+@pytest.mark.parametrize("profile", ["tiny", "quick", "full"])
+def test_every_profiles_tiled_memory_run_has_a_valid_config(profile, tmp_path):
+    """`nst bench --quick` once crashed in its memory section: 128-px tiles with the default 64-px overlap."""
+    from benchmarks.sections import Settings, tiled_settings
+    from nst_core import StyleConfig
+
+    _save(photo_like(48, 64), tmp_path / "content" / "a.png")
+    _save(painting_like(40, 40), tmp_path / "style" / "b.png")
+    size = max(Settings.make(profile, tmp_path, tmp_path / "work", False).memory_sizes)
+    tiles = tiled_settings(size)
+    if tiles is not None:
+        StyleConfig(size=size, tile_size=tiles[0], tile_overlap=tiles[1])

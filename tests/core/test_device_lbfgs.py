@@ -1,6 +1,7 @@
 """The GPU loop (device-resident L-BFGS, no reads between report points), run on the CPU against
 the CPU loop (torch.optim.LBFGS): the same algorithm must give the same iterates."""
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from nst_core import NonFiniteLossError, StyleConfig, compute_style_targets
 from nst_core.lbfgs import DeviceLBFGS
-from nst_core.optimize import optimize_scale
+from nst_core.optimize import IterationEvent, optimize_scale
 from nst_core.stylizer import build_objective
 from nst_core.targets import blend_targets
 
@@ -47,29 +48,46 @@ def test_a_rejected_curvature_pair_keeps_the_older_pairs():
     g = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     ours.direction(g)
     ours.direction(g * 0.5)  # y.s > 0: kept
-    kept = ours.rho.clone()
+    kept = ours.valid.clone()
     ours.direction(g * 0.5)  # y = 0: rejected
-    assert torch.equal(ours.rho, kept) and int(ours.head) == 1
+    assert torch.equal(ours.valid, kept) and int(ours.head) == 1
+
+
+def _problem(features, content, style, dtype=torch.float32):
+    features = copy.deepcopy(features).to(dtype)
+    content = torch.nn.functional.interpolate(content, size=(24, 32), mode="bilinear", align_corners=False).to(dtype)
+    targets = compute_style_targets(style.to(dtype), features, CFG)
+    return build_objective(features, CFG, content, blend_targets([targets], (1.0,), CFG.style_sides()[0])), content
 
 
 @pytest.fixture
 def problem(features, content, style):
-    targets = compute_style_targets(style, features, CFG)
-    content = torch.nn.functional.interpolate(content, size=(24, 32), mode="bilinear", align_corners=False)
-    return build_objective(features, CFG, content, blend_targets([targets], (1.0,), CFG.style_sides()[0])), content
+    return _problem(features, content, style)
 
 
-def test_the_device_loop_gives_the_cpu_loops_result(problem):
+def test_the_device_loop_gives_the_cpu_loops_result(features, content, style):
+    """In float64, so that the tolerance follows from the arithmetic: two summation orders (the
+    compact form's matrix products against torch's dot products, or another core count) differ
+    by ~1e-16 relative per operation, and 12 iterations of a non-convex problem amplify that by
+    far less than the 1e-9 allowed; in float32 the same amplification of ~1e-7 is not negligible."""
+    objective, start = _problem(features, content, style, torch.float64)
+    a = optimize_scale(start, objective, CFG, 12, device_resident=False)
+    events: list[IterationEvent] = []
+    b = optimize_scale(start, objective, CFG, 12, device_resident=True, report_every=5, on_iteration=events.append)
+    assert a.iterations == b.iterations == 12
+    assert torch.allclose(a.image, b.image, rtol=0, atol=1e-9)
+    assert b.losses["total"] == pytest.approx(a.losses["total"], rel=1e-9)
+    assert [e.losses is not None for e in events[:-1]] == [i % 5 == 0 for i in range(1, 12)] + [False]
+    assert events[-1].scale_done and events[-1].image is not None
+
+
+def test_the_device_loop_in_float32_stays_close(problem):
     objective, content = problem
     a = optimize_scale(content, objective, CFG, 12, device_resident=False)
-    events = []
-    b = optimize_scale(content, objective, CFG, 12, device_resident=True, report_every=5,
-                       on_iteration=lambda *e: events.append(e))
-    assert a.iterations == b.iterations == 12
-    assert torch.allclose(a.image, b.image, atol=1e-4)
-    assert b.losses["total"] == pytest.approx(a.losses["total"], rel=1e-4)
-    assert [e[1] is not None for e in events[:-1]] == [i % 5 == 0 for i in range(1, 12)] + [False]
-    assert events[-1][2] and events[-1][4] is not None
+    b = optimize_scale(content, objective, CFG, 12, device_resident=True)
+    # float32 and two summation orders: the images agree to a few 1e-3 of the [0, 1] range.
+    assert (a.image - b.image).abs().max() < 5e-3
+    assert b.losses["total"] == pytest.approx(a.losses["total"], rel=1e-2)
 
 
 def test_the_device_loop_stops_early_at_a_report_point(problem):

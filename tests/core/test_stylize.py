@@ -58,6 +58,27 @@ def test_progress_events(features, content, style):
     assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(events, events[1:], strict=False))
 
 
+def test_progress_weighs_each_iteration_by_its_pixels(features, content, style):
+    """The work a run reports grows by the pixels of each iteration, so an ETA is right across scales."""
+    events: list[StepInfo] = []
+    cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(4,))
+    stylize(content, features, cfg, styles=[style], on_step=events.append)
+    small, large = 24 * 32, 48 * 64
+    assert events[0].work_done == small and events[0].work_left == 3 * small + 4 * large
+    steps = [e.work_done for e in events if not e.scale_done]
+    assert [b - a for a, b in zip(steps, steps[1:], strict=False)] == [small] * 3 + [large] * 4
+    assert events[-1].progress == 1.0 and events[-1].work_left == 0
+    assert all(b.progress >= a.progress for a, b in zip(events, events[1:], strict=False))
+
+
+def test_a_scale_that_stops_early_leaves_no_work_behind(features, content, style):
+    events: list[StepInfo] = []
+    cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(200, 1), early_stop_rtol=0.5, early_stop_window=2)
+    stylize(content, features, cfg, styles=[style], on_step=events.append)
+    end_of_first = next(e for e in events if e.scale_done)
+    assert end_of_first.stopped_early and end_of_first.work_left == 48 * 64  # only the last scale's one iteration
+
+
 class _Recorder(list):
     wants_images = True
 
@@ -234,13 +255,33 @@ def test_lbfgs_lowers_the_loss(features, content, style):
     assert events[-1].losses["total"] < 0.5 * events[0].losses["total"]
 
 
-def test_bf16_autocast_runs_and_stays_close_to_fp32(features, content, style):
-    cfg = replace(TINY, iterations=(10,))
-    fp32 = stylize(content, features, cfg, styles=[style])
-    bf16 = stylize(content, features, replace(cfg, precision="bf16"), styles=[style])
-    assert bf16.image.dtype == torch.float32
-    assert math.isfinite(bf16.final_losses["total"])
-    assert bf16.final_losses["total"] == pytest.approx(fp32.final_losses["total"], rel=0.5)
+def test_bf16_autocast_evaluates_the_objective_close_to_fp32(features, content, style):
+    """One evaluation at the same point, bf16 against fp32: bf16 keeps 8 significant bits (a
+    relative rounding of 2^-9 = 0.2 % per operation), and the losses sum squared errors of
+    thousands of features, so the loss agrees to a few percent and the gradient's direction
+    closely, on CPUs that emulate bf16 and on those with native bf16 (AVX512-BF16, AMX), whose
+    kernels round differently. Comparing whole runs instead is not a test of the arithmetic: two
+    runs that differ by rounding drift apart over the iterations (that failed on an AMX CPU)."""
+    from nst_core.stylizer import build_objective
+    from nst_core.targets import blend_targets
+
+    cfg = TINY
+    grams = blend_targets([compute_style_targets(style, features, cfg)], (1.0,), cfg.style_sides()[0])
+    small = torch.nn.functional.interpolate(content, size=(24, 32), mode="bilinear", align_corners=False)
+    point = (0.7 * small + 0.3 * torch.nn.functional.interpolate(style, size=(24, 32), mode="bilinear")).requires_grad_(True)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        objective = build_objective(features, replace(cfg, precision=precision), small, grams)
+        point.grad = None
+        total, _ = objective(point)
+        total.backward()
+        out[precision] = (float(total.detach()), point.grad.detach().flatten().clone())
+    (loss32, grad32), (loss16, grad16) = out["fp32"], out["bf16"]
+    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.95
+    # And a bf16 run works: fp32 images and Gram targets, a finite loss that went down.
+    bf16 = stylize(content, features, replace(cfg, precision="bf16", iterations=(10,)), styles=[style])
+    assert bf16.image.dtype == torch.float32 and math.isfinite(bf16.final_losses["total"]) and bf16.total_iterations == 10
     targets = compute_style_targets(style, features, replace(cfg, precision="bf16"))
     assert all(g.dtype == torch.float32 for g in targets.grams[32].values())
 

@@ -28,3 +28,34 @@ def test_check_fits(monkeypatch):
     check_fits(StyleConfig(size=1024), 768, 1024, torch.device("cpu"), "x.jpg")
     with pytest.raises(TooLargeError, match=r"x.jpg: a 4096x3072 px output .* use size \d+ or less, or a smaller lbfgs_history"):
         check_fits(StyleConfig(size=4096), 768, 1024, torch.device("cpu"), "x.jpg")
+
+
+def test_pairs_sharing_a_gpu_share_its_budget(monkeypatch):
+    monkeypatch.setenv("NST_MAX_MEMORY", "8G")
+    assert memory_budget(torch.device("cpu"), sharing=2) == (4 * 2**30, "NST_MAX_MEMORY=8G shared by 2 pairs")
+
+
+def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
+    from tasks.devices import DevicePool, pairs_per_gpu
+
+    gpus = DevicePool([torch.device("cuda:0"), torch.device("cuda:1")], pairs_per_gpu=2)
+    assert gpus.size == 4
+    slots = [gpus._free.get() for _ in range(4)]
+    assert [str(s.device) for s in slots] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"] and all(s.sharing == 2 for s in slots)
+    cpu = DevicePool([torch.device("cpu")], pairs_per_gpu=2)
+    assert cpu.size == 1
+    with cpu.acquire() as device:
+        assert device.type == "cpu"
+    monkeypatch.setenv("NST_PAIRS_PER_GPU", "3")
+    assert pairs_per_gpu() == 3
+    monkeypatch.setenv("NST_PAIRS_PER_GPU", "zero")
+    with pytest.raises(ValueError, match="NST_PAIRS_PER_GPU must be 1..64"):
+        pairs_per_gpu()
+
+
+def test_a_cuda_estimate_counts_the_allocators_reserve():
+    from nst_core.memory import CUDA_RESERVE_RATIO, estimate_memory
+
+    cpu, cuda = estimate_memory(StyleConfig(size=2048), 1536, 2048, "cpu"), estimate_memory(StyleConfig(size=2048), 1536, 2048, "cuda")
+    dynamic = cpu.activations + cpu.transient + cpu.optimizer
+    assert cpu.reserve == 0 and cuda.reserve == pytest.approx(CUDA_RESERVE_RATIO * dynamic, rel=1e-6)

@@ -1,7 +1,7 @@
 import io
 
 from nst_core import StepInfo
-from tasks.progress import ProgressBar, ProgressLines, make_progress
+from tasks.progress import BatchBar, BatchLines, ProgressBar, ProgressLines, format_duration, make_batch_progress, make_progress
 
 
 class _Tty(io.StringIO):
@@ -10,30 +10,76 @@ class _Tty(io.StringIO):
 
 
 def _steps():
+    # Two scales: 3 iterations of 24x32 (768 px each), then 3 of 48x64 (3072 px each: 4x the work).
+    small, large = 24 * 32, 48 * 64
     for i in (1, 2, 3):
-        yield StepInfo(0, 2, 24, 32, i, 3, 0.1 * i, {"total": 5.0 - i} if i != 2 else None, scale_done=False)
-    yield StepInfo(0, 2, 24, 32, 3, 3, 0.4, {"total": 2.0, "content": 1.0}, scale_done=True, stopped_early=True)
+        yield StepInfo(0, 2, 24, 32, i, 3, 0.1 * i, {"total": 5.0 - i} if i != 2 else None, work_done=small * i,
+                       work_left=small * (3 - i) + 3 * large)
+    yield StepInfo(0, 2, 24, 32, 3, 3, 0.4, {"total": 2.0, "content": 1.0}, scale_done=True, stopped_early=True,
+                   work_done=3 * small, work_left=3 * large)
+    yield StepInfo(1, 2, 48, 64, 3, 3, 1.6, {"total": 1.0}, scale_done=True, work_done=3 * small + 3 * large, work_left=0)
 
 
 def test_a_terminal_gets_a_bar_and_a_pipe_gets_lines():
     assert isinstance(make_progress(_Tty()), ProgressBar)
     assert isinstance(make_progress(io.StringIO()), ProgressLines)
+    assert isinstance(make_batch_progress(_Tty()), BatchBar)
+    assert isinstance(make_batch_progress(io.StringIO()), BatchLines)
 
 
-def test_bar_shows_scale_size_and_convergence():
+def test_the_eta_weighs_iterations_by_their_pixels():
+    first = next(_steps())
+    assert first.progress == 768 / (3 * 768 + 3 * 3072)
+    # 0.1 s for 768 pixel-iterations: the 14,592 left take 1.9 s, though only 5 of 6 iterations remain.
+    assert abs(first.eta_s() - 1.9) < 1e-9
+    assert StepInfo(0, 1, 1, 1, 0, 1, 0.0).eta_s() is None
+
+
+def test_one_bar_for_the_whole_run_shows_scale_size_eta_and_convergence():
     stream = _Tty()
     bar = make_progress(stream)
     for step in _steps():
         bar(step)
     text = stream.getvalue()
-    assert "scale 1/2 32x24" in text and "3/3" in text and "converged at 3" in text
+    assert "scale 1/2 32x24 it 3/3 (converged at 3)" in text and "scale 2/2 64x48" in text
+    assert "ETA 2s" in text and "100%" in text
 
 
-def test_lines_are_throttled_but_every_scale_end_is_shown():
+def test_lines_are_throttled_but_every_scale_end_is_shown_with_an_eta():
     stream = io.StringIO()
     lines = ProgressLines(stream, every_s=3600)
     for step in _steps():
         lines(step)
     out = stream.getvalue().splitlines()
-    assert len(out) == 2  # the first report, then the end of the scale
-    assert out[-1].startswith("scale 1/2 32x24 iter 3/3 converged total=2 content=1")
+    assert len(out) == 3  # the first report, then the end of each scale
+    assert out[1].startswith("scale 1/2 32x24 iter 3/3 converged total=2 content=1")
+    assert out[1].endswith("[0.4s, 20%, ETA 2s]") and out[2].endswith("[1.6s, 100%, ETA 0s]")
+
+
+def test_batch_lines_count_pairs_and_estimate_from_produced_ones():
+    stream = io.StringIO()
+    lines = BatchLines(stream)
+    lines.planned(4)
+    lines.finished({"name": "a", "status": "skipped"})
+    lines.finished({"name": "b", "status": "produced", "wall_time_s": 10.0})
+    lines.step("c", next(_steps()))
+    lines.finished({"name": "c", "status": "failed", "reason": "broken.png: not an image"})
+    out = stream.getvalue().splitlines()
+    assert out[0].startswith("pair 1/4 a: skipped")
+    assert out[1].startswith("pair 2/4 b: produced in 10.0s") and "ETA 20s" in out[1]  # two more pairs at 10 s
+    assert out[2].startswith("pair 3/4 c: failed broken.png: not an image") and "ETA 10s" in out[2]
+
+
+def test_batch_bar_shows_the_pair_at_work():
+    stream = _Tty()
+    bar = BatchBar(stream)
+    bar.planned(2)
+    bar.step("photo__starry", next(_steps()))
+    bar.finished({"name": "x", "status": "failed", "reason": "nope"})
+    bar.close()
+    text = stream.getvalue()
+    assert "photo__starry: scale 1/2 32x24 it 1/3" in text and "FAILED x: nope" in text and "1 failed" in text
+
+
+def test_durations_read_well():
+    assert [format_duration(s) for s in (None, 4.4, 65, 3725)] == ["?", "4s", "1m05s", "1h02m"]
