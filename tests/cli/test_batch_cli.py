@@ -1,6 +1,7 @@
 """`nst validate`, `nst run` and `nst gallery`."""
 
 import json
+from pathlib import Path
 
 from nst_cli.main import main
 from tests.flows.helpers import make_batch
@@ -110,3 +111,34 @@ def test_run_summary_rows_agree_with_its_totals(prefect_server, tmp_path, capsys
     assert summary["style_targets"] == {"computed": 0, "from_cache": 2}  # each style's task found its targets
     redone = next(r for r in summary["pairs"] if r["name"] == "a__stripes")
     assert redone["status"] == "produced" and redone["targets_cached"] == 1 and redone["targets_computed"] == 0
+
+
+def test_run_reports_its_own_summary_not_the_one_on_disk(prefect_server, tmp_path, capsys, monkeypatch):
+    """Another run on the same root may write summary.json meanwhile: ours comes from our flow run."""
+    import flows.stylize_batch as flow_module
+
+    def someone_elses(settings, summary):
+        uri = str(tmp_path / "out" / "summary.json")
+        Path(uri).write_text(json.dumps({"counts": {"planned": 9, "produced": 0, "skipped": 0, "failed": 9}, "failures": []}))
+        return uri
+
+    monkeypatch.setattr(flow_module, "write_summary", someone_elses)
+    manifest = make_batch(tmp_path)
+    assert main(["run", str(manifest)]) == 0
+    assert "4 pairs planned: 4 produced, 0 skipped, 0 failed" in capsys.readouterr().out
+
+
+def test_a_gallery_that_cannot_be_written_is_a_warning_in_the_summary(prefect_server, tmp_path, capsys, monkeypatch):
+    import tasks.prefect_tasks as task_module
+    from tasks.errors import StorageError
+
+    def full_disk(root):
+        raise StorageError(f"{root}/index.html: cannot write: No space left on device")
+
+    monkeypatch.setattr(task_module, "build_gallery", full_disk)
+    manifest = make_batch(tmp_path)
+    assert main(["run", str(manifest)]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"]["produced"] == 4 and "No space left on device" in summary["warnings"][0]
+    out = capsys.readouterr().out
+    assert "warning: the gallery was not built" in out and "gallery: not built" in out
