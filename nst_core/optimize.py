@@ -261,7 +261,9 @@ class _GraphedStepper(_DeviceStepper):
         graph = torch.cuda.CUDAGraph()
         self.x.grad = None  # the backward inside the graph allocates it from the graph's pool
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: other pairs on this GPU (other threads, other streams) go on allocating
+            # and launching while this thread captures; "global" would make their calls fail.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.outputs = self._iterate(evaluated)
         except Exception:  # noqa: BLE001 - capture is an optimisation; eager gives the same result
             self.failed, self.outputs = True, None
