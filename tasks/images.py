@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from tasks.errors import InputError
+from tasks.errors import InputError, StorageError
 from tasks.runtime import DEFAULT_MAX_PIXELS
 
 # Our own limit (checked from the header, before decoding) replaces Pillow's global one, so a
@@ -56,15 +56,16 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a local file, or an :class:`ImageInputError` saying why not."""
+    """The bytes of a local regular file, or an :class:`ImageInputError` saying why not."""
+    from tasks.storage import LocalStorage
+
     try:
-        return Path(path).read_bytes()
+        return LocalStorage().read_bytes(str(path))
     except FileNotFoundError:
         raise ImageInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageInputError(f"{path}: is a directory, not an image") from None
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except StorageError as exc:
+        message = str(exc).replace(": is a directory", ": is a directory, not an image")
+        raise ImageInputError(message) from None
 
 
 def probe_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:

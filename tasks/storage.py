@@ -97,22 +97,19 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 class LocalStorage:
     def read_bytes(self, uri: str) -> bytes:
+        return self._read(uri, None)
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        return self._read(uri, size)
+
+    @staticmethod
+    def _read(uri: str, size: int | None) -> bytes:
         try:
             if not stat.S_ISREG(os.stat(uri).st_mode) and not os.path.isdir(uri):
                 # A FIFO or a device would block or never end: only regular files are inputs.
                 raise StorageError(f"{uri}: not a regular file")
-            return Path(uri).read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{uri}: no such file") from None
-        except IsADirectoryError:
-            raise StorageError(f"{uri}: is a directory") from None
-        except OSError as exc:
-            raise StorageError(f"{uri}: cannot read: {exc.strerror or exc}") from None
-
-    def read_head(self, uri: str, size: int) -> bytes:
-        try:
-            if not stat.S_ISREG(os.stat(uri).st_mode) and not os.path.isdir(uri):
-                raise StorageError(f"{uri}: not a regular file")
+            if size is None:
+                return Path(uri).read_bytes()
             with open(uri, "rb") as f:
                 return f.read(size)
         except FileNotFoundError:
