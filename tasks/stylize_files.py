@@ -28,7 +28,7 @@ from nst_core.image_ops import fit_size
 from tasks.errors import InputError
 from tasks.images import ImageInputError, LoadedImage, decode_image, encode_image, output_format, read_file
 from tasks.memory_guard import check_fits
-from tasks.metadata import config_dict, device_description, library_versions, result_dict, sha256_bytes
+from tasks.metadata import run_record, sha256_bytes
 from tasks.models import get_features, get_weights
 from tasks.outputs import check_not_inputs, check_writable_file
 from tasks.runtime import RuntimeOptions
@@ -71,57 +71,73 @@ def stylize_files(
     """
     began = time.perf_counter()
     fmt = output_format(output_path)
-    if not style_paths:
-        raise InputError("at least one style image is needed")
-    if cfg.init == "image" and init_image_path is None:
-        raise InputError("init 'image' needs an init image (init_image)", settings=["init_image"])
-    if save_every < 0:
-        raise InputError(f"save_every must be >= 0, got {save_every}", settings=["save_every"])
+    _check_request(cfg, style_paths, init_image_path, save_every)
     _check_outputs(output_path, metadata_path, content_path, style_paths, init_image_path)
     device = resolve_device(runtime.device)
     check_precision(device, cfg.precision)
-    content_file = read_input(content_path)
-    style_files = [read_input(p) for p in style_paths]
-    init_file = read_input(init_image_path) if init_image_path is not None else None
-    content = decode_image(content_file.data, content_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size)
-    check_aspect(content, cfg, content_file.path)
-    styles = [decode_image(f.data, f.path, max_pixels=runtime.max_pixels, max_side=max(cfg.style_sides())) for f in style_files]
-    for image, f in zip(styles, style_files, strict=True):
-        check_aspect(image, cfg, f.path, style=True)
-    init = decode_image(init_file.data, init_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size) if init_file else None
-
+    inputs = _load_inputs(content_path, style_paths, init_image_path, cfg, runtime)
+    content, styles = inputs.content, inputs.styles
     style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in styles)
-    check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_file.path, style_pixels)
+    check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, inputs.content_file.path, style_pixels)
     features = get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
-    weights = get_weights(runtime.weights, runtime.weights_preprocessing)
     configure_backends(device, runtime.deterministic)
     result = stylize(
         content.rgb.to(device),
         features,
         cfg,
         styles=[s.rgb.to(device) for s in styles],
-        init_image=init.rgb.to(device) if init is not None else None,
+        init_image=inputs.init.rgb.to(device) if inputs.init is not None else None,
         on_step=_with_checkpoints(on_step, output_path, fmt, content, runtime, save_every),
         report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY,
     )
     _write(output_path, encode_image(result.image, fmt, alpha=content.alpha, quality=runtime.quality))
-    meta: dict[str, Any] = {
-        "output": str(output_path),
-        "content": {"path": content_file.path, "sha256": content_file.sha256, "size": list(content.original_size), "mode": content.mode},
-        "styles": [{"path": f.path, "sha256": f.sha256, "size": list(s.original_size), "mode": s.mode} for f, s in zip(style_files, styles, strict=True)],
-        "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None,
-        "parameters": config_dict(cfg),
-        "runtime": asdict(runtime),
-        "weights": {"source": weights.source, "preprocessing": weights.preprocessing.name, "sha256": weights.sha256},
-        "output_size": [int(result.image.shape[-1]), int(result.image.shape[-2])],
-        **result_dict(result),
-        "wall_time_s": round(time.perf_counter() - began, 3),
-        "device": device_description(device),
-        "versions": library_versions(),
-    }
+    meta = {"output": str(output_path), **inputs.record(), "runtime": asdict(runtime),
+            **run_record(cfg, get_weights(runtime.weights, runtime.weights_preprocessing), result, device, began)}
     if metadata_path is not None:
         _write(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
     return meta
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    content_file: InputFile
+    style_files: list[InputFile]
+    init_file: InputFile | None
+    content: LoadedImage
+    styles: list[LoadedImage]
+    init: LoadedImage | None
+
+    def record(self) -> dict[str, Any]:
+        """What the metadata says of the inputs: paths, sha256, the files' real sizes and modes."""
+        def one(f: InputFile, image: LoadedImage) -> dict[str, Any]:
+            return {"path": f.path, "sha256": f.sha256, "size": list(image.original_size), "mode": image.mode}
+
+        return {"content": one(self.content_file, self.content),
+                "styles": [one(f, s) for f, s in zip(self.style_files, self.styles, strict=True)],
+                "init_image": {"path": self.init_file.path, "sha256": self.init_file.sha256} if self.init_file else None}
+
+
+def _check_request(cfg: StyleConfig, style_paths: list[str] | list[Path], init: str | os.PathLike[str] | None, save_every: int) -> None:
+    if not style_paths:
+        raise InputError("at least one style image is needed")
+    if cfg.init == "image" and init is None:
+        raise InputError("init 'image' needs an init image (init_image)", settings=["init_image"])
+    if save_every < 0:
+        raise InputError(f"save_every must be >= 0, got {save_every}", settings=["save_every"])
+
+
+def _load_inputs(content_path: str | os.PathLike[str], style_paths: list[str] | list[Path], init_path: str | os.PathLike[str] | None,
+                 cfg: StyleConfig, runtime: RuntimeOptions) -> _Inputs:
+    """Read and decode every input (downsized while decoding) and check that each can be stylized."""
+    content_file, style_files = read_input(content_path), [read_input(p) for p in style_paths]
+    init_file = read_input(init_path) if init_path is not None else None
+    content = decode_image(content_file.data, content_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size)
+    check_aspect(content, cfg, content_file.path)
+    styles = [decode_image(f.data, f.path, max_pixels=runtime.max_pixels, max_side=max(cfg.style_sides())) for f in style_files]
+    for image, f in zip(styles, style_files, strict=True):
+        check_aspect(image, cfg, f.path, style=True)
+    init = decode_image(init_file.data, init_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size) if init_file else None
+    return _Inputs(content_file, style_files, init_file, content, styles, init)
 
 
 REPORT_EVERY = 10  # iterations between the core's report points (losses read back, previews)
