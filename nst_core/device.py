@@ -53,7 +53,9 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
     if precision != "bf16":
         yield
         return
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+    # No cast cache on CUDA: a captured CUDA graph must not keep casts made outside it (PyTorch's
+    # CUDA-graph notes ask for cache_enabled=False); re-casting the weights costs microseconds.
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda"):
         yield
 
 

@@ -78,3 +78,18 @@ def test_the_guards_estimate_covers_the_peak_reserved_memory(cuda_problem):
     reserved = torch.cuda.max_memory_reserved() - base
     estimate = estimate_memory(cfg, 96, 128, "cuda")
     assert estimate.total - estimate.base >= reserved
+
+
+def test_the_device_lbfgs_allocates_nothing_after_its_first_steps(cuda_problem):
+    """What a CUDA graph needs: the same memory every step once the history is set up."""
+    n = 3 * 96 * 128
+    lbfgs = DeviceLBFGS(n, 5, torch.device("cuda"))
+    grads = [torch.randn(n, device="cuda") for _ in range(3)]
+    for i in range(8):
+        lbfgs.direction(grads[i % 3] * (1 + 0.1 * i))
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for i in range(8):
+        lbfgs.direction(grads[i % 3] * (2 + 0.1 * i))
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == before
