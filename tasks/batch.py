@@ -4,9 +4,11 @@ them): style targets through a cache, one pair from storage to storage, skip-if-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -165,45 +167,70 @@ def _weights_identity(settings: BatchSettings) -> str:
         raise PairFailed(f"weights {settings.weights}: {exc}") from None
 
 
+class _Timings(dict):  # type: ignore[type-arg]
+    """Seconds per phase of a pair: where its time goes besides the optimisation (decoding, the
+    memory guard and style targets, encoding and writing), recorded in its sidecar."""
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[phase] = round(self.get(phase, 0.0) + time.perf_counter() - began, 4)
+
+
 def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
              fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
-    content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
-    check_aspect(content, cfg, pair.content_uri)
+    timings = _Timings()
+    with timings("decode"):
+        content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
+        check_aspect(content, cfg, pair.content_uri)
     with device_pool(settings.device).acquire_slot() as slot:
         device = slot.device
-        check_precision(device, cfg.precision)
-        check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri, sharing=slot.sharing)
-        features = _features_for(cfg, settings, device)
-        match = luminance_match_for(content.rgb, cfg)
-        outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
-                    for s, data in zip(pair.styles, style_bytes, strict=True)]
-        configure_backends(device)
-        result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes], on_step=on_step)
-    fmt = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[settings.format]
-    image_bytes = encode_image(result.image, fmt, alpha=content.alpha, quality=settings.quality)
-    output_uri, sidecar_uri = settings.output_uri(pair.name), settings.sidecar_uri(pair.name)
-    storage = storage_for(output_uri)
-    storage.write_bytes(output_uri, image_bytes, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
-    storage.write_bytes(join(settings.output_root, pair_thumb(pair.name)), thumbnail(result.image), "image/jpeg")
-    # The gallery heads its rows with the photos (and its columns with the paintings, written
-    # where a style is decoded): small copies, rewritten by every pair that uses them.
-    storage.write_bytes(join(settings.output_root, original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
-    weights = get_weights(settings.weights, settings.weights_preprocessing)
-    cache = [{"style": s.uri, "key": o.key, "hit": o.cached} for s, o in zip(pair.styles, outcomes, strict=True)]
+        with timings("setup"):
+            check_precision(device, cfg.precision)
+            check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri, sharing=slot.sharing)
+            features = _features_for(cfg, settings, device)
+            match = luminance_match_for(content.rgb, cfg)
+            outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
+                        for s, data in zip(pair.styles, style_bytes, strict=True)]
+            configure_backends(device)
+        with timings("stylize"):
+            result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes], on_step=on_step)
+            image = result.image.cpu()  # waits for the GPU: the optimisation's time, not the encoder's
+    with timings("write"):
+        _write_images(pair, settings, image, content)
     sidecar = {
         "name": pair.name,
         "fingerprint": fingerprint,
-        "output": output_uri,
+        "output": settings.output_uri(pair.name),
         "content": {"uri": pair.content_uri, "sha256": sha256_bytes(content_bytes), "size": list(content.original_size)},
         "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
         "format": settings.format,
-        "style_cache": cache,
-        **run_record(cfg, weights, result, device, began),
+        "style_cache": [{"style": s.uri, "key": o.key, "hit": o.cached} for s, o in zip(pair.styles, outcomes, strict=True)],
+        **run_record(cfg, get_weights(settings.weights, settings.weights_preprocessing), result, device, began),
         "pipeline_version": PIPELINE_VERSION,
+        "timings": dict(timings),  # seconds: decode, setup (guard, features, style targets), stylize, write
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
-    storage.write_bytes(sidecar_uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
+    uri = settings.sidecar_uri(pair.name)
+    storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
     return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.cached],
-            "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"]}
+            "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
+            "timings": dict(timings)}
+
+
+def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: Any) -> None:
+    """The output, its thumbnail, and the photo's thumbnail (the gallery heads its rows with the
+    photos, and its columns with the paintings, written where a style is decoded: small copies,
+    rewritten by every pair that uses them)."""
+    fmt = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[settings.format]
+    output_uri = settings.output_uri(pair.name)
+    storage = storage_for(output_uri)
+    storage.write_bytes(output_uri, encode_image(image, fmt, alpha=content.alpha, quality=settings.quality),
+                        f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
+    storage.write_bytes(join(settings.output_root, pair_thumb(pair.name)), thumbnail(image), "image/jpeg")
+    storage.write_bytes(join(settings.output_root, original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
