@@ -50,15 +50,14 @@ class ProgressBar:
 
     def __call__(self, step: StepInfo) -> None:
         if self._bar is None:
-            self._bar = tqdm(total=1000, file=self._stream, dynamic_ncols=True, leave=True,
-                             bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+            # Everything but the bar goes in desc: tqdm prefixes a custom format's postfix with ", ".
+            self._bar = tqdm(total=1000, file=self._stream, dynamic_ncols=True, leave=True, bar_format="{percentage:3.0f}%|{bar}| {desc}")
         if step.losses:
             self._loss = f" loss={step.losses['total']:.4g}"
         status = f" (converged at {step.iteration})" if step.scale_done and step.stopped_early else ""
-        self._bar.set_description_str(f"{self._label}{_where(step)}{status}", refresh=False)
         self._bar.n = round(1000 * step.progress)
-        self._bar.set_postfix_str(f"{format_duration(step.elapsed_s)} elapsed, ETA {format_duration(step.eta_s())}{self._loss}",
-                                  refresh=False)
+        self._bar.set_description_str(f"{self._label}{_where(step)}{status}, {format_duration(step.elapsed_s)} elapsed, "
+                                      f"ETA {format_duration(step.eta_s())}{self._loss}", refresh=False)
         self._bar.refresh()
         if step.scale_done and step.scale_index == step.num_scales - 1:
             self.close()
@@ -212,7 +211,7 @@ class BatchBar(BatchProgress):
         with self.lock:
             self.total, self.began = total, time.monotonic()
             self._bar = tqdm(total=total, file=self._stream, dynamic_ncols=True, leave=True, unit="pair",
-                             bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {postfix}")
+                             bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {desc}")
             self._show()
 
     def step(self, pair: str, info: StepInfo) -> None:
@@ -233,8 +232,8 @@ class BatchBar(BatchProgress):
         self._bar.n = self.done
         at = f"{self.current[0]}: {_where(self.current[1])}, " if self.current else ""
         failed = f"{self.failed} failed, " if self.failed else ""
-        self._bar.set_postfix_str(f"{failed}{at}{format_duration(time.monotonic() - self.began)} elapsed, "
-                                  f"ETA {format_duration(self.eta_s())}", refresh=False)
+        self._bar.set_description_str(f"{failed}{at}{format_duration(time.monotonic() - self.began)} elapsed, "
+                                      f"ETA {format_duration(self.eta_s())}", refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
