@@ -99,3 +99,18 @@ def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["evaluation_ms_32_fp32"] > 0 and figures["iteration_ms_32_fp32"] > 0 and figures["lbfgs_direction_ms_32"] > 0
     assert figures["pair"]["seconds"] > 0 and figures["pastiche_ms_per_step"] > 0 and figures["memory"][0]["estimate_mib"] > 0
+
+
+def test_the_quality_benchmark_judges_each_size_and_its_reference(tmp_path):
+    from benchmarks.quality import main as quality_main
+
+    _save(photo_like(48, 64), tmp_path / "images" / "content" / "photo.png")
+    _save(painting_like(40, 40), tmp_path / "images" / "style" / "paint.png")
+    out = tmp_path / "q.json"
+    assert quality_main(["--images", str(tmp_path / "images"), "--sizes", "48,64", "--pairs", "photo:paint", "--iterations", "3",
+                         "--reference-iterations", "4", "--device", "cpu", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["pairs"]["photo:paint"]
+    assert set(rows) == {"48", "64"} and rows["64"]["reference"]["iterations"] == [4, 4]
+    for run in (rows["48"]["defaults"], rows["64"]["defaults"], rows["64"]["reference"]):
+        assert run["content_own"] > 0 and 0 < run["style_gain_judged"] < 2 and run["seconds"] >= 0
+    assert rows["48"]["defaults"]["content_own"] == rows["48"]["defaults"]["content_judged"]  # judged at its own size
