@@ -11,7 +11,6 @@ It runs on a CPU too (``--device cpu`` with small sizes), which is how it is tes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import DEFAULT_IMAGES, int_list, write_json
 from benchmarks.evaluator import Evaluator
 from benchmarks.pastiche_runs import run_pastiche
 from nst_core import StyleConfig, compute_style_targets, configure_backends, stylize
@@ -33,8 +33,6 @@ from nst_core.stylizer import build_objective
 from nst_core.targets import blend_targets
 from nst_core.vgg import VGGFeatures
 from nst_core.weights import load_caffe_weights
-
-DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 
 
 def _sync(device: torch.device) -> None:
@@ -181,16 +179,12 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description="GPU figures of the core, and pastiche's on the same device.")
     p.add_argument("--device", default="cuda")
     p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)")
-    p.add_argument("--sizes", type=_ints, default=[512, 1024])
-    p.add_argument("--memory-sizes", type=_ints, default=[2048, 4096])
+    p.add_argument("--sizes", type=int_list, default=[512, 1024])
+    p.add_argument("--memory-sizes", type=int_list, default=[2048, 4096])
     p.add_argument("--pair-size", type=int, default=512)
     p.add_argument("--pair-iterations", type=int, default=None, help="per scale (default: the defaults')")
     p.add_argument("--iterations", type=int, default=50, help="iterations timed per size (after 10 of warm-up)")
@@ -208,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args)
     print(table(results))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     return 0
 
 

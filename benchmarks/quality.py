@@ -14,7 +14,6 @@ to 256,512 px (a 512-px reference takes about an hour there); a GPU does 512,102
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -23,13 +22,13 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import DEFAULT_IMAGES, int_list, write_json
 from benchmarks.evaluator import Evaluator
 from nst_core import StyleConfig, configure_backends, resolve_device, stylize
 from nst_core.image_ops import fit_size, resize, resize_max_side
 from nst_core.vgg import VGGFeatures
 from nst_core.weights import load_caffe_weights
 
-DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 DEFAULT_PAIRS = "tubingen:starry_night,golden_gate:the_scream,brad_pitt:picasso_selfport1907"
 
 
@@ -103,14 +102,10 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)")
-    p.add_argument("--sizes", type=_ints, default=[256, 512])
+    p.add_argument("--sizes", type=int_list, default=[256, 512])
     p.add_argument("--judge-size", type=int, default=None, help="the common size outputs are judged at (default: the smallest size)")
     p.add_argument("--reference-iterations", type=int, default=2000, help="per scale, no early stop; 0 skips the reference")
     p.add_argument("--iterations", type=int, default=None, help="override the defaults' iterations per scale (for quick tries)")
@@ -122,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args)
     print(table(results))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     return 0
 
 

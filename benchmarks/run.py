@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -19,11 +18,11 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import DEFAULT_IMAGES, write_json
 from benchmarks.sections import SECTIONS, Settings
 
 # The targets: ratios, ours / the other; lower is better.
 TARGETS = {"per_eval_ratio": 0.9, "time_to_quality_ratio": 0.5, "bf16_time_ratio": 0.6, "overhead_ratio": 1.10}
-DEFAULT_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[bench] {name} failed: {results[name + '_error']}", file=sys.stderr)
         print(f"[bench] {name} took {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
         if args.json:  # written after every section, so a long run interrupted keeps what it measured
-            _write_json(args.json, results)
+            write_json(args.json, results)
     results.update(headline(results))
     results["targets"] = TARGETS
     m = results["machine"]
@@ -174,15 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{profile} run of {results['started']}\n")
     print(table(results))
     if args.json:
-        _write_json(args.json, results)
+        write_json(args.json, results)
     return 1 if failed else 0
-
-
-def _write_json(path: str, results: dict[str, Any]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path + ".part")
-    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

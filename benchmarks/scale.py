@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import write_json
 from benchmarks.processes import Measured, run_measured
 
 TARGETS = {"plan_s": 5.0, "validate_s": 5.0, "run_peak_rss_mb": 1536, "orchestration_ms_per_pair": 10.0,
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args.pairs, args.styles, Path(args.workdir).resolve(), not args.no_100k)
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     return 0
 
 

@@ -18,7 +18,7 @@ from dataclasses import fields
 from typing import Any, NoReturn
 
 from nst_core.config import StyleConfig
-from nst_core.errors import ConfigError, CoreError, WeightsError
+from nst_core.errors import ConfigError, CoreError, WeightsError, did_you_mean
 from tasks.errors import InputError, TaskError
 
 EXIT_FAILED = 1
@@ -41,23 +41,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _with_suggestions(message: str, parser: argparse.ArgumentParser) -> str:
     """argparse's message, with the nearest known option or command for each unknown one."""
-    import difflib
     import re
 
     known = _option_strings(parser)
     unknown = re.match(r"unrecognized arguments: (.*)", message)
     if unknown:
-        hints = []
-        for word in unknown.group(1).split():
-            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6) if word.startswith("-") else []
-            hints.append(f"{word} (did you mean {close[0]}?)" if close else word)
+        hints = [word + (did_you_mean(word.split("=")[0], known) if word.startswith("-") else "") for word in unknown.group(1).split()]
         return f"unrecognized arguments: {' '.join(hints)}"
     choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if choice:
-        options = [c.strip(" '") for c in choice.group(2).split(",")]
-        close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.6)
-        if close:
-            return f"{message}; did you mean {close[0]}?"
+        return message + did_you_mean(choice.group(1), [c.strip(" '") for c in choice.group(2).split(",")])
     return message
 
 

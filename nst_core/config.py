@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from nst_core.errors import ConfigError
+from nst_core.errors import ConfigError, did_you_mean
 from nst_core.layers import LAYER_NAMES
 
 if TYPE_CHECKING:  # torch is not imported for the config alone: the CLI's --help stays fast
@@ -156,7 +156,7 @@ def _problems(cfg: StyleConfig) -> list[tuple[str, str]]:
     for setting in ("content_layers", "style_layers"):
         for layer in getattr(cfg, setting):
             if layer not in LAYER_NAMES:  # not check(): the suggestion costs ms, and configs are made per pair
-                out.append((setting, f"{setting}: unknown VGG-19 layer {layer!r}{_nearest(layer, LAYER_NAMES)}; known: conv1_1, relu1_1, ..., pool5"))
+                out.append((setting, f"{setting}: unknown VGG-19 layer {layer!r}{did_you_mean(layer, LAYER_NAMES)}; known: conv1_1, relu1_1, ..., pool5"))
     check(not cfg.style_layer_weights or len(cfg.style_layer_weights) == len(cfg.style_layers), "style_layer_weights",
           f"style_layer_weights needs {len(cfg.style_layers)} entries, got {len(cfg.style_layer_weights)}")
     check(all(math.isfinite(w) and w >= 0 for w in cfg.style_layer_weights), "style_layer_weights", "style_layer_weights must be >= 0")
@@ -178,13 +178,6 @@ def _problems(cfg: StyleConfig) -> list[tuple[str, str]]:
     check(0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size), "tile_overlap",
           f"tile_overlap must be >= 0 and under half of tile_size, got {cfg.tile_overlap}")
     return out
-
-
-def _nearest(word: str, choices: tuple[str, ...]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 @dataclass(frozen=True)

@@ -45,15 +45,6 @@ class DeviceLBFGS:
         self.prev_step = torch.zeros(numel, device=device, dtype=dtype)  # t d of the last step
         self.iteration = 0
         self._slots = torch.arange(m, device=device)
-        self._eye = torch.eye(m, device=device, dtype=torch.float64)
-
-    @property
-    def steps(self) -> Tensor:
-        return self.ring[: self.history]
-
-    @property
-    def dirs(self) -> Tensor:
-        return self.ring[self.history:]
 
     def direction(self, grad: Tensor) -> Tensor:
         """The step to take from the point where the (flat) gradient is ``grad``: ``t d``."""

@@ -8,7 +8,6 @@ core's defaults.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from nst_core import StyleConfig
+from nst_core.errors import did_you_mean
 from tasks.errors import InputError
 from tasks.runtime import DEFAULT_MAX_PIXELS
 
@@ -184,14 +184,9 @@ def _unknown_styles(data: dict[str, Any], node: yaml.Node | None) -> list[Manife
         names = [wanted] if isinstance(wanted, str) else wanted if isinstance(wanted, list) else []
         for name in names:
             if isinstance(name, str) and name not in styles:
-                message = f"unknown style {name!r}{_nearest(name, list(map(str, styles)))}; known: {', '.join(map(str, styles))}"
+                message = f"unknown style {name!r}{did_you_mean(name, list(map(str, styles)))}; known: {', '.join(map(str, styles))}"
                 problems.append(ManifestProblem(f"pairs.{i}.style", message, _line_of(node, ("pairs", i, "style"))))
     return problems
-
-
-def _nearest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _known_keys() -> list[str]:
@@ -216,7 +211,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if err["type"] == "extra_forbidden":
-        return f"unknown key{_nearest(str(loc[-1]), _known_keys())}" if loc else "unknown key"
+        return f"unknown key{did_you_mean(str(loc[-1]), _known_keys())}" if loc else "unknown key"
     if err["type"] == "missing":
         return "required"
     if loc == ("pairs",) and err["type"] == "literal_error" and not isinstance(err.get("input"), list):

@@ -13,19 +13,9 @@ import pytest
 from PIL import Image
 
 from nst_cli.main import main
+from tests.cli.test_stylize_cli import FAST
+from tests.flows.helpers import save
 from tests.synthetic import painting_like, photo_like
-
-FAST = ["--size", "32", "--scales", "1", "--iterations", "2", "--quiet"]
-
-
-def _save(tensor, path: Path) -> Path:
-    Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture
-def images(tmp_path):
-    return _save(photo_like(48, 64), tmp_path / "photo.png"), _save(painting_like(40, 40), tmp_path / "paint.png")
 
 
 @pytest.fixture
@@ -126,7 +116,7 @@ def test_metadata_records_the_files_real_size(tmp_path):
     """A JPEG is decoded at a reduced scale (draft) for a small output; its size is still the file's."""
     photo = tmp_path / "big.jpg"
     Image.fromarray((photo_like(768, 1024)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(photo, quality=90)
-    style = _save(painting_like(40, 40), tmp_path / "s.png")
+    style = save(painting_like(40, 40), tmp_path / "s.png")
     meta = tmp_path / "m.json"
     assert main(["stylize", str(photo), str(style), "-o", str(tmp_path / "o.png"), "--metadata", str(meta), *FAST]) == 0
     recorded = json.loads(meta.read_text())

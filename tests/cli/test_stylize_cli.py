@@ -6,25 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from nst_cli.main import main
 from nst_core.weights import CAFFE_WEIGHTS_SHA256
-from tests.synthetic import painting_like, photo_like
+from tests.flows.helpers import save
+from tests.synthetic import photo_like
 
 FAST = ["--size", "32", "--scales", "1", "--iterations", "2", "--quiet"]
 
 
-def _save(tensor, path: Path) -> Path:
-    Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture
-def images(tmp_path):
-    return _save(photo_like(48, 64), tmp_path / "photo.png"), _save(painting_like(40, 40), tmp_path / "paint.jpg")
 
 
 @pytest.mark.parametrize("ext, fmt", [("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP")])
@@ -63,7 +55,7 @@ def test_progress_lines_when_not_a_terminal(images, tmp_path, capsys):
 
 
 def _bad_files(tmp_path: Path) -> dict[str, Path]:
-    good = _save(photo_like(48, 64), tmp_path / "good.png")
+    good = save(photo_like(48, 64), tmp_path / "good.png")
     truncated = tmp_path / "truncated.jpg"
     Image.open(good).save(truncated, "JPEG")
     truncated.write_bytes(truncated.read_bytes()[:400])
