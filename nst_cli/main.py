@@ -84,7 +84,10 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
-    """``3`` -> three sizes, each half the next (0.25, 0.5, 1); ``0.5,1`` -> as given."""
+    """``auto`` -> () (from --coarse-size up); ``3`` -> three sizes, each half the next
+    (0.25, 0.5, 1); ``0.5,1`` -> as given."""
+    if text.strip().lower() == "auto":
+        return ()
     if text.strip().isdigit():
         n = int(text)
         if not 1 <= n <= 6:
@@ -102,10 +105,13 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("style transfer")
     g.add_argument("--size", type=int, default=d.size, help=f"max side of the output, px (default {d.size})")
     g.add_argument("--iterations", type=_ints, default=d.iterations,
-                   help=f"max iterations per scale: N, or one per scale N1,N2 (default {_show(d.iterations)})")
+                   help="max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for "
+                        f"the finer scales (default {_show(d.iterations)})")
     g.add_argument("--scales", type=parse_scales, default=d.scales,
-                   help="coarse-to-fine: a count N (sizes halving up to --size) or fractions of --size, "
-                        f"e.g. 0.5,1 (default {_show(d.scales)})")
+                   help="coarse-to-fine: auto (from --coarse-size, doubling up to --size), a count N (sizes halving up to "
+                        "--size) or fractions of --size, e.g. 0.5,1 (default auto)")
+    g.add_argument("--coarse-size", type=int, default=d.coarse_size,
+                   help=f"with --scales auto: the first scale's max side, px, whatever --size is (default {d.coarse_size})")
     g.add_argument("--content-weight", type=float, default=d.content_weight, help=f"(default {d.content_weight})")
     g.add_argument("--style-weight", type=float, default=d.style_weight, help=f"(default {d.style_weight})")
     g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation smoothing (default {d.tv_weight})")

@@ -27,6 +27,8 @@ Upsample = Literal["image", "residual"]
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
+DEFAULT_ITERATIONS: tuple[int, ...] = (300, 150)
+
 # Five pooling layers deep, relu5_1 sees the image at 1/16 of its size: below 16 px it has no pixels.
 MIN_SIDE_PX = 16
 MAX_SIDE_PX = 16384
@@ -42,12 +44,18 @@ class StyleConfig:
     """
 
     size: int = 512  # max side of the output, px
-    # Coarse-to-fine: each entry is a fraction of ``size``; the last must be 1.0. The image is
-    # optimised at each size in turn, upsampled and refined (Gatys et al. 2017, section 5).
-    scales: tuple[float, ...] = (0.5, 1.0)
-    # Iterations per scale (one entry per scale, or one entry for all). An upper bound: the run
-    # stops earlier at a scale once the loss stops improving (see early_stop_*).
-    iterations: tuple[int, ...] = (500,)
+    # Coarse-to-fine (Gatys et al. 2017, section 5): the image is optimised at each size in turn,
+    # upsampled and refined. VGG-19's receptive field spans a fixed number of pixels, so the size
+    # where the large strokes form must not grow with the output: by default (``scales`` empty)
+    # the first scale is ``coarse_size`` px whatever ``size`` is, doubling up to ``size`` (see
+    # :func:`pyramid`). ``scales`` set: each entry is a fraction of ``size``, the last 1.0.
+    scales: tuple[float, ...] = ()
+    coarse_size: int = 256
+    # Iterations per scale, from the coarsest: fewer entries than scales repeat the last one for
+    # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
+    # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
+    # stops earlier once the loss stops improving (see early_stop_*).
+    iterations: tuple[int, ...] = DEFAULT_ITERATIONS
     content_weight: float = 10.0
     style_weight: float = 100.0
     tv_weight: float = 1e5  # TV is in [0, 1] pixel units (a photo has ~1e-3): this keeps it ~1 % of the loss
@@ -96,13 +104,19 @@ class StyleConfig:
         """Whether a scale of this size is optimised in tiles."""
         return self.tile_size > 0 and max(height, width) > self.tile_size
 
+    @property
+    def num_scales(self) -> int:
+        return len(self.sides())
+
     def iterations_per_scale(self) -> tuple[int, ...]:
-        if len(self.iterations) == 1:
-            return self.iterations * len(self.scales)
-        return self.iterations
+        """The iteration budget of each scale: the last entry repeats for the finer scales."""
+        its = self.iterations
+        return tuple(its[min(i, len(its) - 1)] for i in range(self.num_scales))
 
     def sides(self) -> tuple[int, ...]:
         """The max side, px, of the image at each scale."""
+        if not self.scales:
+            return pyramid(self.size, self.coarse_size)
         return tuple(max(MIN_SIDE_PX, round(self.size * s)) for s in self.scales)
 
     def style_sides(self) -> tuple[int, ...]:
@@ -120,6 +134,19 @@ class StyleConfig:
             raise ConfigError(f"style_blend has {len(raw)} weights for {num_styles} style images", settings=["style_blend"])
         total = sum(raw)
         return tuple(w / total for w in raw)
+
+
+def pyramid(size: int, coarse: int) -> tuple[int, ...]:
+    """The default scales, px: ``coarse``, doubling, then ``size``. A last step under 1.5x is
+    merged into the output size (a 520-px output is not refined from 512 px), so an output up to
+    1.5x ``coarse`` is a single scale: ``pyramid(512, 256) == (256, 512)``,
+    ``pyramid(2048, 256) == (256, 512, 1024, 2048)``, ``pyramid(128, 256) == (128,)``."""
+    sides: list[int] = []
+    side = coarse
+    while side * 1.5 <= size:
+        sides.append(side)
+        side *= 2
+    return (*sides, size)
 
 
 def show(value: object) -> str:
@@ -140,12 +167,12 @@ def _problems(cfg: StyleConfig) -> list[tuple[str, str]]:
             out.append((setting, message))
 
     check(MIN_SIDE_PX <= cfg.size <= MAX_SIDE_PX, "size", f"size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.size}")
-    check(len(cfg.scales) >= 1, "scales", "scales must have at least one entry")
     check(all(0 < s <= 1 for s in cfg.scales), "scales", f"scales must be in (0, 1], got {show(cfg.scales)}")
     check(list(cfg.scales) == sorted(set(cfg.scales)), "scales", f"scales must be strictly increasing, got {show(cfg.scales)}")
-    check(bool(cfg.scales) and cfg.scales[-1] == 1.0, "scales", f"the last scale must be 1, got {show(cfg.scales)}")
-    check(len(cfg.iterations) in (1, len(cfg.scales)), "iterations",
-          f"iterations needs 1 or {len(cfg.scales)} entries (one per scale), got {len(cfg.iterations)}")
+    check(not cfg.scales or cfg.scales[-1] == 1.0, "scales", f"the last scale must be 1, got {show(cfg.scales)}")
+    check(MIN_SIDE_PX <= cfg.coarse_size <= MAX_SIDE_PX, "coarse_size",
+          f"coarse_size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.coarse_size}")
+    check(len(cfg.iterations) >= 1, "iterations", "iterations must have at least one entry")
     check(all(0 <= i <= 100_000 for i in cfg.iterations), "iterations", f"iterations must be 0..100000, got {show(cfg.iterations)}")
     for name in ("content_weight", "style_weight", "tv_weight"):
         value = getattr(cfg, name)

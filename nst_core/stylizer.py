@@ -78,7 +78,7 @@ def stylize(
         grams = blend_targets(style_targets, blend, style_side)
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
-        hook = _progress_hook(on_step, index, len(cfg.scales), size, iterations[index] * tiles, began,
+        hook = _progress_hook(on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
                               lambda best, c=scale_rgb: _preview(best, c, cfg), done_work, work[index], sum(work[index + 1:]))
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:

@@ -44,7 +44,9 @@ class Params(_Params):  # type: ignore[misc, valid-type]
 
     @field_validator(*sorted(_TUPLE_FIELDS), mode="before")
     @classmethod
-    def _scalar_to_list(cls, value: Any) -> Any:
+    def _scalar_to_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "scales" and isinstance(value, str) and value.strip().lower() == "auto":
+            return []  # the default schedule, from coarse_size up (as the CLI's --scales auto)
         return [value] if isinstance(value, int | float | str) else value
 
     @field_validator(*sorted(_CONFIG_FIELDS - _CROSS_FIELD), mode="after")
@@ -55,10 +57,7 @@ class Params(_Params):  # type: ignore[misc, valid-type]
         pairs are expanded."""
         if value is None:
             return value
-        context: dict[str, Any] = {}
-        if info.field_name == "iterations":  # give it as many scales as it has entries
-            context["scales"] = tuple((i + 1) / len(value) for i in range(len(value))) if value else (1.0,)
-        StyleConfig(**{info.field_name: value, **context})
+        StyleConfig(**{info.field_name: value})
         return value
 
     def given(self) -> dict[str, Any]:

@@ -101,16 +101,23 @@ def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     assert figures["pair"]["seconds"] > 0 and figures["pastiche_ms_per_step"] > 0 and figures["memory"][0]["estimate_mib"] > 0
 
 
-def test_the_quality_benchmark_judges_each_size_and_its_reference(tmp_path):
+def test_the_quality_benchmark_judges_each_size_and_its_reference(tmp_path, capsys):
     from benchmarks.quality import main as quality_main
 
     _save(photo_like(48, 64), tmp_path / "images" / "content" / "photo.png")
     _save(painting_like(40, 40), tmp_path / "images" / "style" / "paint.png")
     out = tmp_path / "q.json"
-    assert quality_main(["--images", str(tmp_path / "images"), "--sizes", "48,64", "--pairs", "photo:paint", "--iterations", "3",
-                         "--reference-iterations", "4", "--device", "cpu", "--json", str(out)]) == 0
+    assert quality_main(["--images", str(tmp_path / "images"), "--sizes", "32,64", "--coarse-size", "32", "--pairs", "photo:paint",
+                         "--iterations", "3,2", "--reference-iterations", "4", "--device", "cpu", "--images-out", str(tmp_path / "png"),
+                         "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["pairs"]["photo:paint"]
-    assert set(rows) == {"48", "64"} and rows["64"]["reference"]["iterations"] == [4, 4]
-    for run in (rows["48"]["defaults"], rows["64"]["defaults"], rows["64"]["reference"]):
-        assert run["content_own"] > 0 and 0 < run["style_gain_judged"] < 2 and run["seconds"] >= 0
-    assert rows["48"]["defaults"]["content_own"] == rows["48"]["defaults"]["content_judged"]  # judged at its own size
+    assert set(rows) == {"32", "64"}
+    assert rows["64"]["defaults"]["sides"] == [32, 64] and rows["64"]["defaults"]["iterations"] == [3, 2]
+    assert rows["32"]["defaults"]["iterations"] == [3] and rows["64"]["reference"]["iterations"] == [4, 4]
+    assert set(rows["64"]["defaults"]["judged"]) == {"64", "32"} and set(rows["32"]["defaults"]["judged"]) == {"32"}
+    for run in (rows["32"]["defaults"], rows["64"]["defaults"], rows["64"]["reference"]):
+        for judged in run["judged"].values():
+            assert judged["content"] > 0 and 0 < judged["style_gain"] < 2
+    assert len(list((tmp_path / "png").glob("*.png"))) == 4
+    printed = capsys.readouterr().out
+    assert "64 px at 32 px vs 32 px: style_gain" in printed and "64 px loss vs reference (8 its)" in printed

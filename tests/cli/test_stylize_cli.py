@@ -163,3 +163,19 @@ def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(im
     assert not out.exists()
     # The size the message offers is accepted.
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", str(min(fits, 32)), "--scales", "1", "--iterations", "1", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(
+    "flags, sides",
+    [
+        ([], (256, 512, 1024)),  # the default: from --coarse-size, doubling
+        (["--scales", "auto", "--coarse-size", "300"], (300, 600, 1024)),
+        (["--scales", "2"], (512, 1024)),  # a count: relative sizes, halving
+        (["--scales", "0.25,1"], (256, 1024)),
+    ],
+)
+def test_the_scale_flags_make_the_schedule(flags, sides):
+    from nst_cli.main import build_parser, config_from_args
+
+    args = build_parser().parse_args(["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--size", "1024", *flags])
+    assert config_from_args(args).sides() == sides

@@ -16,8 +16,46 @@ def test_schedule_helpers():
     assert cfg.style_sides() == (64, 128, 256)
     assert cfg.iterations_per_scale() == (100, 50, 25)
     assert StyleConfig(scales=(0.5, 1.0), iterations=(7,)).iterations_per_scale() == (7, 7)
+    assert StyleConfig(scales=(0.25, 0.5, 1.0), iterations=(9, 4)).iterations_per_scale() == (9, 4, 4)
+    assert StyleConfig(scales=(1.0,), iterations=(9, 4)).iterations_per_scale() == (9,)  # a single scale is the coarsest
     assert StyleConfig().blend_weights(4) == (0.25, 0.25, 0.25, 0.25)
     assert StyleConfig(style_blend=(3, 1)).blend_weights(2) == (0.75, 0.25)
+
+
+@pytest.mark.parametrize(
+    "size, coarse, sides",
+    [
+        (512, 256, (256, 512)),
+        (1024, 256, (256, 512, 1024)),
+        (2048, 256, (256, 512, 1024, 2048)),
+        (768, 256, (256, 512, 768)),  # the last step 1.5x
+        (767, 256, (256, 767)),  # a step under 1.5x merges into the output size
+        (384, 256, (256, 384)),
+        (383, 256, (383,)),  # small outputs are one scale
+        (128, 256, (128,)),
+        (16, 256, (16,)),
+        (600, 100, (100, 200, 400, 600)),
+    ],
+)
+def test_default_scales_start_at_an_absolute_size(size, coarse, sides):
+    cfg = StyleConfig(size=size, coarse_size=coarse)
+    assert cfg.sides() == sides
+    assert cfg.num_scales == len(sides)
+    assert cfg.iterations_per_scale() == tuple(cfg.iterations[min(i, len(cfg.iterations) - 1)] for i in range(len(sides)))
+
+
+def test_a_larger_output_shares_the_smaller_ones_coarse_scales():
+    """What keeps the style from fading with size: a 2x output runs the 1x output's schedule, then refines."""
+    for size in (512, 1024, 2048):
+        small, large = StyleConfig(size=size), StyleConfig(size=2 * size)
+        assert large.sides()[:-1] == small.sides()
+        assert large.iterations_per_scale()[:-1] == small.iterations_per_scale()
+        assert large.style_sides()[:-1] == small.style_sides()
+
+
+def test_relative_scales_still_follow_the_size():
+    cfg = StyleConfig(size=1024, scales=(0.5, 1.0), coarse_size=100)  # coarse_size is for the default scales only
+    assert cfg.sides() == (512, 1024)
 
 
 @pytest.mark.parametrize(
@@ -27,7 +65,8 @@ def test_schedule_helpers():
         ({"size": 10**6}, "size must be"),
         ({"scales": (1.0, 0.5)}, "strictly increasing"),
         ({"scales": (0.5,)}, "last scale must be 1, got 0.5"),
-        ({"scales": (0.5, 1.0), "iterations": (1, 2, 3)}, "iterations needs 1 or 2"),
+        ({"iterations": ()}, "iterations must have at least one entry"),
+        ({"coarse_size": 8}, "coarse_size must be 16"),
         ({"iterations": (-1,)}, "iterations must be"),
         ({"content_weight": -1.0}, "content_weight must be"),
         ({"style_weight": float("nan")}, "style_weight must be"),

@@ -119,11 +119,11 @@ pairs:
 """
     with pytest.raises(ManifestError, match="pairs.0.style .line 4.: unknown style 'nope'; known: starry"):
         load_plan(str(_write(folder / "m.yaml", text)))
-    text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/zzz*.jpg, nothing/]\ndefaults: {scales: [0.5, 1], iterations: [1, 2, 3]}\n"
+    text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/zzz*.jpg, nothing/]\ndefaults: {style_layer_weights: [1, 2]}\n"
     with pytest.raises(ManifestError) as info:
         load_plan(str(_write(folder / "m.yaml", text)))
     rendered = " | ".join(map(str, info.value.problems))
-    assert "matches no images" in rendered and "iterations needs 1 or 2 entries" in rendered
+    assert "matches no images" in rendered and "style_layer_weights needs 5 entries, got 2" in rendered
 
 
 def test_two_outputs_with_the_same_name(folder):
@@ -178,3 +178,15 @@ def test_odd_content_names_stay_inside_the_output_root(folder):
     out = Path(plan.settings.output_uri(pair.name))
     assert out.parent == folder / "out" and len(out.name) <= 124
     assert all(c.isalnum() or c in "._+-" for c in pair.name)
+
+
+def test_scales_auto_and_coarse_size_in_a_manifest(folder):
+    """The default schedule is spelled ``auto``, as on the command line; relative scales still work."""
+    text = ("styles: {starry: styles/starry.jpg}\n"
+            "defaults: {size: 1024, scales: auto, coarse_size: 200, iterations: [40, 20]}\n"
+            "pairs:\n  - {content: photos/a.jpg, style: starry, scales: [0.5, 1], name: relative}\n"
+            "  - {content: photos/b.png, style: starry, name: auto}\n")
+    plan = load_plan(str(_write(folder / "m.yaml", text)))
+    configs = {p.name: p.config() for p in plan.pairs}
+    assert configs["relative"].sides() == (512, 1024)
+    assert configs["auto"].sides() == (200, 400, 1024) and configs["auto"].iterations_per_scale() == (40, 20, 20)
