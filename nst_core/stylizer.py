@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from nst_core.color import gray_to_rgb, luminance, recombine
-from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
+from nst_core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfig, StylizeResult
 from nst_core.device import autocast
 from nst_core.errors import ConfigError
 from nst_core.image_ops import fit_size, resize, resize_unclamped
@@ -76,15 +76,17 @@ def stylize(
         start = _start_image(index, image, scale_content, size, cfg, init_image, previous_content)
         previous_content = scale_content
         grams = blend_targets(style_targets, blend, style_side)
+        coarser = _coarser_levels(cfg, index, side, style_targets, blend)
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
         hook = _progress_hook(on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
                               lambda best, c=scale_rgb: _preview(best, c, cfg), done_work, work[index], sum(work[index + 1:]))
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
-            outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, iterations[index], hook, report_every, where)
+            outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, coarser, iterations[index], hook, report_every,
+                                      where)
         else:
-            objective = build_objective(features, cfg, scale_content, grams)
+            objective = build_objective(features, cfg, scale_content, grams, coarser)
             outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
@@ -99,7 +101,7 @@ def stylize(
 
 
 def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
-                    iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
+                    coarser: Sequence[Level], iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
     """One scale in tiles (see :mod:`nst_core.tiles`); reported as one scale whose iterations are
     the tiles' iterations end to end."""
     began = time.perf_counter()
@@ -112,7 +114,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
             if hook is not None and not event.scale_done:  # the scale is done after the last tile, below
                 hook(IterationEvent(offset + event.iteration, event.losses))
 
-        objective = build_objective(features, cfg, content_patch, grams)
+        objective = build_objective(features, cfg, content_patch, grams, coarser)
         outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
                                  where=f"{where}tile {index + 1}/{len(boxes)}, ")
         outcomes.append(outcome)
@@ -176,24 +178,62 @@ def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tup
     return _variable_space(resize(init_image.to(content.device), size), cfg)
 
 
-def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor]) -> Objective:
-    layers = cfg.layers
-    layer_weights = cfg.layer_weights()
-    with torch.no_grad(), autocast(content.device, cfg.precision):
-        content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
+Level = tuple[float, dict[str, Tensor]]  # (the downscale factor, the Gram targets at that size)
+
+
+def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float]) -> list[Level]:
+    """The coarser scales' Gram targets, each with the factor that downscales this scale to it."""
+    if cfg.coarse_style_share <= 0:
+        return []
+    sides, style_sides = cfg.sides(), cfg.style_sides()
+    return [(sides[j] / side, blend_targets(targets, blend, style_sides[j])) for j in range(index)]
+
+
+def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor],
+                    coarser: Sequence[Level] = ()) -> Objective:
+    """The loss of Gatys et al.: content at ``cfg.content_layers``, Gram matrices at the style
+    layers, total variation. With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
+    and style terms is the same loss on the image downscaled to each of them, against the content
+    and the Gram targets at that size (see ``StyleConfig.coarse_style_share``)."""
+    levels = [(f, g) for f, g in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
+    own = 1.0 - cfg.coarse_style_share if levels else 1.0
+    terms_at = [(own, 1.0, _level_loss(features, cfg, content, style_grams))]
+    terms_at += [((1.0 - own) / len(levels), f, _level_loss(features, cfg, _downscale(content, f), g)) for f, g in levels]
 
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        with autocast(x.device, cfg.precision):
-            feats = features(_rgb(x, cfg), layers)
-        c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
-        s = sum(layer_weights[k] * gram_style_loss(feats[k], style_grams[k]) for k in cfg.style_layers)
+        c: Tensor | float = 0.0
+        s: Tensor | float = 0.0
+        for weight, factor, loss in terms_at:
+            lc, ls = loss(x if factor == 1.0 else _downscale(x, factor))
+            c, s = c + weight * lc, s + weight * ls
         terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
         if cfg.tv_weight > 0:
             terms["tv"] = cfg.tv_weight * total_variation(x)
         total = sum(terms.values())
-        return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value]
+        return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
 
-    return objective
+    return objective  # type: ignore[return-value]
+
+
+def _downscale(x: Tensor, factor: float) -> Tensor:
+    return resize_unclamped(x, (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor))))
+
+
+def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor,
+                style_grams: dict[str, Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """(content loss, style loss), unweighted, of an image the size of ``content``."""
+    layers, layer_weights = cfg.layers, cfg.layer_weights()
+    with torch.no_grad(), autocast(content.device, cfg.precision):
+        content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
+
+    def loss(x: Tensor) -> tuple[Tensor, Tensor]:
+        with autocast(x.device, cfg.precision):
+            feats = features(_rgb(x, cfg), layers)
+        c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
+        s = sum(layer_weights[k] * gram_style_loss(feats[k], style_grams[k]) for k in cfg.style_layers)
+        return c, s  # type: ignore[return-value]
+
+    return loss
 
 
 def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:

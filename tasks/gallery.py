@@ -158,7 +158,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-_SHOWN_PARAMETERS = ("size", "scales", "iterations", "content_weight", "style_weight", "tv_weight", "style_scale",
+_SHOWN_PARAMETERS = ("size", "iterations", "content_weight", "style_weight", "tv_weight", "style_scale",
                      "pooling", "init", "preserve_color", "precision", "seed")
 
 
@@ -170,6 +170,8 @@ def _details(cell: Cell) -> tuple[str, str]:
         facts.append(("output", "x".join(map(str, meta["output_size"])) + " px"))
     if meta.get("wall_time_s") is not None:
         facts.append(("time", f"{meta['wall_time_s']:.1f} s, {meta.get('iterations', '?')} iterations"))
+    if meta.get("scales"):
+        facts.append(("scales", _scales(meta["scales"])))
     for key, value in (meta.get("final_losses") or {}).items():
         facts.append((f"loss {key}", _fmt(value)))
     parameters = meta.get("parameters") or {}
@@ -179,6 +181,12 @@ def _details(cell: Cell) -> tuple[str, str]:
     e = html.escape
     items = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
     return f"<dl>{items}</dl>", "; ".join(f"{k} {v}" for k, v in facts[:6])
+
+
+def _scales(reports: list[dict[str, Any]]) -> str:
+    """What each scale ran: ``256 px 240 its (plateau), 512 px 150 its``."""
+    return ", ".join(f"{max(r.get('height', 0), r.get('width', 0))} px {r.get('iterations', '?')} its"
+                     + (" (plateau)" if r.get("stopped_early") else "") for r in reports)
 
 
 def _cell_html(cell: Cell | None, files: set[str]) -> str:

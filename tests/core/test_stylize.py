@@ -302,3 +302,16 @@ def test_inputs_are_validated(features, content, style):
 def test_content_loss_is_zero_for_identical_features(features, content):
     f = features(content, ["relu4_2"])["relu4_2"]
     assert content_loss(f, f).item() == 0.0
+
+
+def test_the_default_stop_fires_on_the_plateau_at_every_scale(features, content, style):
+    """The defaults' budgets and criterion, on a 64-px output from a 32-px coarse scale: each scale
+    stops where the loss flattens, well before its budget, and closer than 2 % to the loss the
+    full budgets reach."""
+    cfg = StyleConfig(size=64, coarse_size=32)
+    result = stylize(content, features, cfg, styles=[style])
+    assert [max(r.height, r.width) for r in result.scales] == [32, 64]
+    assert all(r.stopped_early and r.iterations < r.max_iterations for r in result.scales), result.scales
+    full = stylize(content, features, replace(cfg, early_stop_rtol=0.0), styles=[style])
+    assert [r.iterations for r in full.scales] == list(cfg.iterations_per_scale())
+    assert result.final_losses["total"] <= 1.02 * full.final_losses["total"]

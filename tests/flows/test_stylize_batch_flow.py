@@ -28,6 +28,7 @@ def test_batch_isolates_failures_then_reruns_idempotently(prefect_server, tmp_pa
     assert not list(out.glob("broken*")) and not list(out.rglob("*.part"))
     gallery = (out / "index.html").read_text()
     assert gallery.count('<td class="produced"') == 4 and gallery.count('<td class="failed"') == 2 and 'href="a__waves.png"' in gallery
+    assert gallery.count("<dt>scales</dt><dd>32 px 2 its</dd>") == 4  # what each scale ran, not the parameter
 
     (tmp_path / "photos" / "broken.png").unlink()
     again = _run(manifest)
