@@ -112,6 +112,9 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
                         "--size) or fractions of --size, e.g. 0.5,1 (default auto)")
     g.add_argument("--coarse-size", type=int, default=d.coarse_size,
                    help=f"with --scales auto: the first scale's max side, px, whatever --size is (default {d.coarse_size})")
+    g.add_argument("--coarse-style-share", type=float, default=d.coarse_style_share,
+                   help="at finer scales, the share of the loss taken on the image downscaled to the coarser scales, so "
+                        f"their strokes survive the refinement; 0 = the paper's single-size loss (default {d.coarse_style_share})")
     g.add_argument("--content-weight", type=float, default=d.content_weight, help=f"(default {d.content_weight})")
     g.add_argument("--style-weight", type=float, default=d.style_weight, help=f"(default {d.style_weight})")
     g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation smoothing (default {d.tv_weight})")

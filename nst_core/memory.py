@@ -70,6 +70,15 @@ def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
     return kept + 2 * image, _TRANSIENT_LAYERS * largest, (2 * history + _IMAGE_BUFFERS) * image
 
 
+def coarser_pixels(cfg: StyleConfig) -> float:
+    """The network's extra passes at the last scale, in that scale's pixels: the image downscaled
+    to each coarser scale (``coarse_style_share``), e.g. 1/4 + 1/16 + 1/64 at 2048 from 256 px."""
+    sides = cfg.sides()
+    if cfg.coarse_style_share <= 0 or len(sides) < 2:
+        return 0.0
+    return sum((side / sides[-1]) ** 2 for side in sides[:-1])
+
+
 def style_bytes(cfg: StyleConfig, style_pixels: int | None = None) -> int:
     """Peak of computing the style targets: the forward pass at the largest style size, in tiles
     (of the tile plus the halo) when ``tile_size`` makes it tiled. ``style_pixels`` is the style
@@ -90,6 +99,7 @@ def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, d
     computation of its style targets included (see :func:`style_bytes`)."""
     height, width = fit_size(content_height, content_width, cfg.size)
     kept, transient, optimizer = bytes_per_pixel(cfg)
+    kept *= 1 + coarser_pixels(cfg)
     base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
     style = style_bytes(cfg, style_pixels)
     pixels, held = height * width, 0

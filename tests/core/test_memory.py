@@ -7,7 +7,7 @@ import pytest
 from nst_core import StyleConfig
 from nst_core.memory import bytes_per_pixel, estimate_memory, largest_size
 
-CFG = StyleConfig()
+CFG = StyleConfig(coarse_style_share=0.0)  # one network pass per iteration: the shapes below are exact
 
 
 def test_estimate_grows_with_the_pixels_and_the_history():
@@ -15,6 +15,17 @@ def test_estimate_grows_with_the_pixels_and_the_history():
     assert (large.total - large.base) == pytest.approx(16 * (small.total - small.base), rel=0.01)  # 4x the side
     short = estimate_memory(replace(CFG, lbfgs_history=5), 768, 1024)
     assert short.optimizer < small.optimizer and short.activations == small.activations
+
+
+def test_the_coarser_levels_add_their_pixels():
+    """With coarse_style_share, the last scale also runs the network on the image downscaled to
+    each coarser scale: 2048 px from 256 px adds 1/4 + 1/16 + 1/64 of its activations."""
+    plain = estimate_memory(replace(CFG, size=2048), 768, 1024)
+    shared = estimate_memory(replace(CFG, size=2048, coarse_style_share=0.5), 768, 1024)
+    assert shared.activations == pytest.approx(plain.activations * (1 + 1 / 4 + 1 / 16 + 1 / 64), rel=1e-6)
+    assert shared.optimizer == plain.optimizer
+    single = replace(CFG, size=256, coarse_style_share=0.5)  # one scale: nothing coarser
+    assert estimate_memory(single, 768, 1024) == estimate_memory(replace(single, coarse_style_share=0.0), 768, 1024)
 
 
 def test_shallower_layers_need_less():

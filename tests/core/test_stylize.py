@@ -304,14 +304,32 @@ def test_content_loss_is_zero_for_identical_features(features, content):
     assert content_loss(f, f).item() == 0.0
 
 
-def test_the_default_stop_fires_on_the_plateau_at_every_scale(features, content, style):
-    """The defaults' budgets and criterion, on a 64-px output from a 32-px coarse scale: each scale
-    stops where the loss flattens, well before its budget, and closer than 2 % to the loss the
-    full budgets reach."""
-    cfg = StyleConfig(size=64, coarse_size=32)
+def test_the_default_stop_ends_a_scale_on_its_plateau(features, content, style):
+    """The defaults' criterion stops a scale before its budget, within 2 % of the loss the whole
+    budget reaches (measured: 221 iterations)."""
+    cfg = StyleConfig(size=32, coarse_size=32, iterations=(300,))
+    assert cfg.num_scales == 1 and StyleConfig().early_stop_rtol == cfg.early_stop_rtol > 0
     result = stylize(content, features, cfg, styles=[style])
-    assert [max(r.height, r.width) for r in result.scales] == [32, 64]
-    assert all(r.stopped_early and r.iterations < r.max_iterations for r in result.scales), result.scales
+    assert result.scales[0].stopped_early and result.scales[0].iterations < 300, result.scales
     full = stylize(content, features, replace(cfg, early_stop_rtol=0.0), styles=[style])
-    assert [r.iterations for r in full.scales] == list(cfg.iterations_per_scale())
+    assert full.scales[0].iterations == 300
     assert result.final_losses["total"] <= 1.02 * full.final_losses["total"]
+
+
+def test_the_finer_scale_keeps_the_coarse_scales_style(features, content, style):
+    """With coarse_style_share, a 64-px output shown at 32 px stays close to the 32-px output in
+    style and content; without it (the paper's single-size loss) it drifts further."""
+    from nst_core.image_ops import resize
+
+    base = StyleConfig(size=32, coarse_size=32, iterations=(40, 20), early_stop_rtol=0.0)
+    small = stylize(content, features, base, styles=[style]).image
+    shown = {}
+    for share in (0.5, 0.0):
+        large = stylize(content, features, replace(base, size=64, coarse_style_share=share), styles=[style]).image
+        assert large.shape[-1] == 64
+        shown[share] = resize(large, tuple(small.shape[-2:]))
+    target = resize(style, tuple(small.shape[-2:]))
+    drift = {k: abs(style_distance(features, v, target) - style_distance(features, small, target)) for k, v in shown.items()}
+    assert drift[0.5] < drift[0.0], drift
+    gap = {k: content_distance(features, v, small) for k, v in shown.items()}
+    assert gap[0.5] < gap[0.0], gap
