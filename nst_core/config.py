@@ -27,8 +27,6 @@ Upsample = Literal["image", "residual"]
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
-DEFAULT_ITERATIONS: tuple[int, ...] = (500, 150)
-
 # Five pooling layers deep, relu5_1 sees the image at 1/16 of its size: below 16 px it has no pixels.
 MIN_SIDE_PX = 16
 MAX_SIDE_PX = 16384
@@ -55,7 +53,7 @@ class StyleConfig:
     # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
     # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
     # stops earlier once the loss stops improving (see early_stop_*).
-    iterations: tuple[int, ...] = DEFAULT_ITERATIONS
+    iterations: tuple[int, ...] = (500, 150)
     # At a finer scale, this share of the content and style loss is the coarser scales' loss on
     # the image downscaled to their sizes (split equally between them). The refinement then adds
     # fine texture without washing out the strokes formed at the coarse scale, so a 2x output
