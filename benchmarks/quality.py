@@ -16,6 +16,7 @@ reference of 2000 iterations per scale takes about an hour there); a GPU does 51
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -26,12 +27,16 @@ import torch
 
 from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
-from nst_core import StyleConfig, configure_backends, resolve_device, stylize
+from nst_core import StyleConfig, compute_style_targets, configure_backends, for_device, resolve_device, stylize
 from nst_core.image_ops import fit_size, resize, resize_max_side
+from nst_core.stylizer import scale_objective
 from nst_core.vgg import VGGFeatures
 from nst_core.weights import load_caffe_weights
 
 DEFAULT_PAIRS = "tubingen:starry_night,golden_gate:the_scream,brad_pitt:picasso_selfport1907"
+# main's defaults before the CPU speed issue (2026-12-02): --baseline runs them beside today's.
+BASELINE: dict[str, Any] = {"iterations": (500, 150), "early_stop_rtol": 2.5e-3, "early_stop_window": 50, "early_stop_change": 0.0,
+                            "precision": "fp32"}
 
 
 def _image(folder: Path, stem: str) -> Path:
@@ -54,19 +59,68 @@ def judge(evaluator: Evaluator, image: torch.Tensor, content: torch.Tensor, side
     return out
 
 
+def fp32_loss(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, image: torch.Tensor) -> float:
+    """``image``'s loss under ``cfg``'s objective at the output size, computed in fp32: the same
+    yardstick for runs made in fp32 and bf16."""
+    cfg = replace(cfg, precision="fp32")
+    targets = [compute_style_targets(style, features, cfg)]
+    _, objective = scale_objective(content, features, cfg, targets)
+    with torch.no_grad():
+        total, _ = objective(image)
+    return float(total)
+
+
 def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, evaluator: Evaluator,
              sides: list[int]) -> dict[str, Any]:
     device = content.device
+    scaled, style = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
     began = time.perf_counter()
-    result = stylize(resize(content, fit_size(*content.shape[-2:], cfg.size)), features, cfg,
-                     styles=[resize_max_side(style, cfg.size)])
+    result = stylize(scaled, features, cfg, styles=[style])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began
     return {"sides": list(cfg.sides()), "iterations": [s.iterations for s in result.scales],
             "stopped_early": [s.stopped_early for s in result.scales], "seconds": round(seconds, 1),
-            "loss": result.final_losses.get("total"), "judged": judge(evaluator, result.image, content, sides),
-            "image": result.image}
+            "precision": for_device(cfg, device).precision, "loss": fp32_loss(features, scaled, style, cfg, result.image),
+            "judged": judge(evaluator, result.image, content, sides), "image": result.image}
+
+
+def evaluation_seconds(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, repeats: int = 3) -> float:
+    """One evaluation at the output size (the objective, coarser levels included, and its
+    backward) in ``cfg``'s precision: the median of ``repeats`` after one warm-up."""
+    scaled, style = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
+    scale_content, objective = scale_objective(scaled, features, cfg, [compute_style_targets(style, features, cfg)])
+    x = scale_content.clone().requires_grad_(True)
+    times = []
+    for _ in range(repeats + 1):
+        began = time.perf_counter()
+        total, _ = objective(x)
+        total.backward()
+        x.grad = None
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        times.append(time.perf_counter() - began)
+    return round(statistics.median(times[1:]), 3)
+
+
+def precision_table(r: dict[str, Any]) -> str:
+    """bf16 against fp32: one evaluation's time, and the distances after the same schedule."""
+    if len(r["precisions"]) != 2:
+        return ""
+    a, b = r["precisions"]
+    small = str(min(r["sizes"]))
+    lines = [f"| pair | size | evaluation s ({a} / {b}) | ratio | content ({a} / {b}) | style gain ({a} / {b}) | "
+             f"at {small} px: content, style gain ({b} vs {a}) |", "|---|---|---|---|---|---|---|"]
+    for pair, sizes in r["pairs"].items():
+        for size, runs in sizes.items():
+            x, y = runs[a], runs[b]
+            jx, jy = x["judged"][size], y["judged"][size]
+            sx, sy = x["judged"][small], y["judged"][small]
+            lines.append(f"| {pair} | {size} | {x['evaluation_s']} / {y['evaluation_s']} | {y['evaluation_s'] / x['evaluation_s']:.2f} | "
+                         f"{jx['content']} / {jy['content']} ({jy['content'] / jx['content'] - 1:+.1%}) | {jx['style_gain']} / "
+                         f"{jy['style_gain']} ({jy['style_gain'] / jx['style_gain'] - 1:+.1%}) | "
+                         f"{sy['content'] / sx['content'] - 1:+.1%}, {sy['style_gain'] / sx['style_gain'] - 1:+.1%} |")
+    return "\n".join(lines)
 
 
 def _save(run: dict[str, Any], folder: Path | None, name: str) -> dict[str, Any]:
@@ -85,8 +139,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     configure_backends(device)
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
     images = Path(args.images)
-    results: dict[str, Any] = {"device": str(device), "sizes": args.sizes, "coarse_size": args.coarse_size,
-                               "reference_iterations": args.reference_iterations, "pairs": {}}
+    results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "sizes": args.sizes,
+                               "coarse_size": args.coarse_size, "reference_iterations": args.reference_iterations,
+                               "precisions": args.precisions, "pairs": {}}
     from tasks.images import load_image
 
     for pair in args.pairs.split(","):
@@ -99,11 +154,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             defaults = StyleConfig(size=size, coarse_size=args.coarse_size)
             if args.iterations:
                 defaults = replace(defaults, iterations=tuple(args.iterations))
-            runs = {"defaults": defaults}
+            runs = {"baseline": replace(defaults, **BASELINE)} if args.baseline else {}
+            runs["defaults"] = defaults
+            runs.update({p: replace(defaults, precision=p) for p in args.precisions})
             if args.reference_iterations:
-                runs["reference"] = replace(defaults, iterations=(args.reference_iterations,), early_stop_rtol=0.0)
+                runs["reference"] = replace(defaults, iterations=(args.reference_iterations,), early_stop_rtol=0.0, early_stop_change=0.0)
             rows[str(size)] = {name: _save(run_once(features, content, style, cfg, evaluator, args.sizes), args.images_out,
                                            f"{content_stem}__{style_stem}_{size}_{name}") for name, cfg in runs.items()}
+            for p in args.precisions:
+                rows[str(size)][p]["evaluation_s"] = evaluation_seconds(features, content, style, runs[p])
             print(f"[quality] {pair} {size} px done", file=sys.stderr, flush=True)
         results["pairs"][pair] = rows
     return results
@@ -143,6 +202,24 @@ def targets(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def versus_baseline(r: dict[str, Any]) -> str:
+    """Today's defaults against the baseline's, run side by side: time and distances as ratios."""
+    small = str(min(r["sizes"]))
+    lines = ["| pair | size | iterations (baseline → defaults) | precision | wall time ratio | content ratio (own / at "
+             f"{small} px) | style gain ratio (own / at {small} px) | fp32 loss ratio |", "|---|---|---|---|---|---|---|---|"]
+    for pair, sizes in r["pairs"].items():
+        for size, runs in sizes.items():
+            if "baseline" not in runs:
+                continue
+            b, d = runs["baseline"], runs["defaults"]
+            ratio = {k: (d["judged"][size][k] / b["judged"][size][k], d["judged"][small][k] / b["judged"][small][k])
+                     for k in ("content", "style_gain")}
+            lines.append(f"| {pair} | {size} | {b['iterations']} → {d['iterations']} | {b['precision']} → {d['precision']} | "
+                         f"{d['seconds'] / b['seconds']:.2f} | {ratio['content'][0]:.3f} / {ratio['content'][1]:.3f} | "
+                         f"{ratio['style_gain'][0]:.3f} / {ratio['style_gain'][1]:.3f} | {d['loss'] / b['loss']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)")
@@ -151,12 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference-iterations", type=int, default=2000, help="per scale, no early stop; 0 skips the reference")
     p.add_argument("--iterations", type=int_list, default=None, help="override the defaults' iterations per scale, N1,N2,... (for quick tries)")
     p.add_argument("--images-out", type=Path, default=None, help="write every output here as PNG, to look at")
+    p.add_argument("--baseline", action="store_true",
+                   help="also run main's defaults before the CPU speed issue (fp32, 500,150 iterations, loss plateau stop only) "
+                        "and print time and distance ratios")
+    p.add_argument("--precisions", type=lambda t: [x for x in t.split(",") if x], default=[],
+                   help="also run the defaults in each of these precisions (fp32,bf16) and compare them: time per evaluation, distances")
     p.add_argument("--pairs", default=DEFAULT_PAIRS, help=f"content:style stems, comma-separated (default {DEFAULT_PAIRS})")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     results = measure(args)
-    return report(f"{table(results)}\n\n{targets(results)}", results, args.json)
+    text = f"{table(results)}\n\n{targets(results)}"
+    if args.baseline:
+        text += f"\n\n{versus_baseline(results)}"
+    if args.precisions:
+        text += f"\n\n{precision_table(results)}"
+    return report(text, results, args.json)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,9 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
     g.add_argument("--no-match-luminance", dest="match_luminance", action="store_false",
                    help="with --preserve-color, do not match the style's luminance mean/std to the content's")
-    g.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help=f"(default {d.precision})")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                   help="bf16 autocasts the network; auto = bf16 on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere "
+                        f"(default {d.precision})")
     g.add_argument("--tile-size", type=int, default=d.tile_size,
                    help="optimise scales larger than this many px in overlapping tiles, so memory follows the tile, "
                         f"not the output (for outputs beyond what fits); 0 = off (default {d.tile_size})")

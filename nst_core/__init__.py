@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "ScaleReport": "config", "StepInfo": "config", "StyleConfig": "config", "StylizeResult": "config",
-    "autocast": "device", "bf16_is_native": "device", "check_precision": "device", "configure_backends": "device",
-    "resolve_device": "device",
+    "autocast": "device", "bf16_is_native": "device", "configure_backends": "device",
+    "for_device": "device", "resolve_device": "device", "resolve_precision": "device",
     "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
     "NonFiniteLossError": "errors", "StylizeError": "errors", "TargetsMismatchError": "errors", "WeightsError": "errors",
     "ProgressCallback": "stylizer", "stylize": "stylizer",
@@ -48,12 +48,13 @@ __all__ = [
     "WeightsError",
     "autocast",
     "bf16_is_native",
-    "check_precision",
     "compute_style_targets",
     "configure_backends",
+    "for_device",
     "load_weights",
     "luminance_match_for",
     "resolve_device",
+    "resolve_precision",
     "stylize",
     "targets_from_bytes",
     "targets_to_bytes",
@@ -71,7 +72,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from nst_core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
-    from nst_core.device import autocast, bf16_is_native, check_precision, configure_backends, resolve_device
+    from nst_core.device import autocast, bf16_is_native, configure_backends, for_device, resolve_device, resolve_precision
     from nst_core.errors import (
         ConfigError,
         CoreError,

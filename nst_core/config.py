@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch is not imported for the config alone: the CLI's --hel
 Pooling = Literal["max", "avg"]
 Init = Literal["content", "noise", "image"]
 Optimizer = Literal["lbfgs", "adam"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 Upsample = Literal["image", "residual"]
 
 # Gatys et al. (2016), section 2: content at conv4_2, style at conv1_1..conv5_1. Caffe's ReLUs run
@@ -82,12 +82,21 @@ class StyleConfig:
     # ``early_stop_window`` iterations. 0 disables early stopping.
     early_stop_rtol: float = 2.5e-3
     early_stop_window: int = 50
+    # Stop a scale early when the image has stopped changing where it is seen: when the best
+    # iterate, shown at ``coarse_size`` px (the coarse scale, the size a gallery shows), moved by
+    # at most this many 8-bit levels per iteration (mean over pixels) over the last
+    # ``early_stop_change_window`` iterations. 0 disables it. See the README, "Where a scale stops".
+    early_stop_change: float = 0.0
+    early_stop_change_window: int = 30
     # Luminance-only transfer (Gatys et al. 2017, section 5.1): optimise the luminance inside the
     # loop and take the colours (YIQ chroma) from the content.
     preserve_color: bool = False
     # With preserve_color: match the style luminance's mean and std to the content's first.
     match_luminance: bool = True
-    precision: Precision = "fp32"
+    # auto: bf16 autocast of the network on CPUs with native bf16 (AVX512-BF16, AMX), where it
+    # measured 0.6x fp32's time at the same distances; fp32 elsewhere (GPUs keep TF32 until bf16 is
+    # measured there). Settled per device by nst_core.device.for_device; a run records the result.
+    precision: Precision = "auto"
     # Beyond the memory bound: scales whose longer side exceeds tile_size px are optimised in
     # overlapping tiles of at most tile_size px, each toward the whole style's Gram targets (see
     # nst_core.tiles). Memory then follows the tile. 0 = never tile.
@@ -205,7 +214,11 @@ def _problems(cfg: StyleConfig) -> list[tuple[str, str]]:
     check(math.isfinite(cfg.adam_lr) and cfg.adam_lr > 0, "adam_lr", f"adam_lr must be > 0, got {show(cfg.adam_lr)}")
     check(0 <= cfg.early_stop_rtol < 1, "early_stop_rtol", f"early_stop_rtol must be in [0, 1), got {show(cfg.early_stop_rtol)}")
     check(cfg.early_stop_window >= 1, "early_stop_window", f"early_stop_window must be >= 1, got {cfg.early_stop_window}")
-    check(cfg.precision in ("fp32", "bf16"), "precision", f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    check(math.isfinite(cfg.early_stop_change) and 0 <= cfg.early_stop_change <= 255, "early_stop_change",
+          f"early_stop_change must be 0..255 (8-bit levels per iteration; 0 = off), got {show(cfg.early_stop_change)}")
+    check(10 <= cfg.early_stop_change_window <= 100, "early_stop_change_window",
+          f"early_stop_change_window must be 10..100 iterations, got {cfg.early_stop_change_window}")
+    check(cfg.precision in ("auto", "fp32", "bf16"), "precision", f"precision must be auto, fp32 or bf16, got {cfg.precision!r}")
     check(cfg.tile_size == 0 or 128 <= cfg.tile_size <= MAX_SIDE_PX, "tile_size",
           f"tile_size must be 0 (off) or 128..{MAX_SIDE_PX} px, got {cfg.tile_size}")
     check(0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size), "tile_overlap",

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from nst_core.color import gray_to_rgb, luminance, recombine
 from nst_core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfig, StylizeResult
-from nst_core.device import autocast
+from nst_core.device import autocast, for_device
 from nst_core.errors import ConfigError
 from nst_core.image_ops import fit_size, resize, resize_unclamped
 from nst_core.losses import content_loss, gram_style_loss, total_variation
@@ -58,6 +58,7 @@ def stylize(
         The image (1, 3, H', W') in [0, 1] with max(H', W') == cfg.size, and a report per scale.
     """
     _check_inputs(content, features, cfg, styles, targets, init_image)
+    cfg = for_device(cfg, content.device, strict=False)
     began = time.perf_counter()
     match = luminance_match_for(content, cfg)
     style_targets = _targets(content, features, cfg, styles, targets, match)
@@ -84,10 +85,11 @@ def stylize(
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
             outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, coarser, iterations[index], hook, report_every,
-                                      where)
+                                      where, _view_factor(cfg, side))
         else:
             objective = build_objective(features, cfg, scale_content, grams, coarser)
-            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
+            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where,
+                                     view_factor=_view_factor(cfg, side))
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
         image = outcome.image.clamp(0, 1)
@@ -101,7 +103,8 @@ def stylize(
 
 
 def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
-                    coarser: Sequence[Level], iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
+                    coarser: Sequence[Level], iterations: int, hook: IterationHook | None, report_every: int, where: str,
+                    view_factor: float) -> ScaleOutcome:
     """One scale in tiles (see :mod:`nst_core.tiles`); reported as one scale whose iterations are
     the tiles' iterations end to end."""
     began = time.perf_counter()
@@ -116,7 +119,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
 
         objective = build_objective(features, cfg, content_patch, grams, coarser)
         outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
-                                 where=f"{where}tile {index + 1}/{len(boxes)}, ")
+                                 where=f"{where}tile {index + 1}/{len(boxes)}, ", view_factor=view_factor)
         outcomes.append(outcome)
         # Clamped per tile: the next tile's overlap starts from these pixels.
         return outcome.image.clamp(0, 1)
@@ -153,6 +156,12 @@ def _targets(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: S
         check_targets(targets, target_spec(cfg, features, match), cfg.style_sides())
         return [t.to(content.device) for t in targets]
     return [compute_style_targets(s, features, cfg, luminance_match=match) for s in styles]
+
+
+def _view_factor(cfg: StyleConfig, side: int) -> float:
+    """How much a scale's image is downscaled for the image-change stop: to ``coarse_size``,
+    where the strokes form and a gallery shows it; a scale at or below that size is seen as is."""
+    return min(1.0, cfg.coarse_size / side)
 
 
 def _variable_space(rgb: Tensor, cfg: StyleConfig) -> Tensor:
@@ -213,6 +222,21 @@ def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
 
     return objective  # type: ignore[return-value]
+
+
+def scale_objective(content: Tensor, features: VGGFeatures, cfg: StyleConfig, targets: Sequence[StyleTargets],
+                    index: int = -1) -> tuple[Tensor, Objective]:
+    """The content at scale ``index`` (default: the output size) of a run of ``cfg``, and the
+    objective the loop minimises there: to judge any image of that size by the run's own loss
+    (the benchmarks compare a bf16 run's output with an fp32 run's in fp32 this way)."""
+    cfg = for_device(cfg, content.device, strict=False)
+    sides = cfg.sides()
+    index = index % len(sides)
+    blend = cfg.blend_weights(len(targets))
+    scale_content = _variable_space(resize(content, fit_size(*content.shape[-2:], sides[index])), cfg)
+    grams = blend_targets(targets, blend, cfg.style_sides()[index])
+    coarser = _coarser_levels(cfg, index, sides[index], targets, blend)
+    return scale_content, build_objective(features, cfg, scale_content, grams, coarser)
 
 
 def _downscale(x: Tensor, factor: float) -> Tensor:

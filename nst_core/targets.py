@@ -17,7 +17,7 @@ from torch import Tensor
 
 from nst_core.color import gray_to_rgb, luminance, luminance_stats, match_stats
 from nst_core.config import StyleConfig
-from nst_core.device import autocast
+from nst_core.device import autocast, for_device
 from nst_core.errors import CorruptTargetsError, TargetsMismatchError
 from nst_core.image_ops import resize_max_side
 from nst_core.losses import gram_matrix
@@ -69,6 +69,7 @@ def luminance_match_for(content: Tensor, cfg: StyleConfig) -> tuple[float, float
 
 
 def target_spec(cfg: StyleConfig, features: VGGFeatures, luminance_match: tuple[float, float] | None = None) -> TargetSpec:
+    cfg = for_device(cfg, next(iter(features.parameters())).device, strict=False)
     return TargetSpec(
         weights=features.identity,
         pooling=features.pooling,
@@ -92,6 +93,7 @@ def compute_style_targets(
     style sides of every scale of ``cfg``)."""
     if style.dim() != 4 or style.shape[:2] != (1, 3):
         raise ValueError(f"expected a style image of shape (1, 3, H, W), got {tuple(style.shape)}")
+    cfg = for_device(cfg, style.device, strict=False)
     spec = target_spec(cfg, features, luminance_match)
     grams: dict[int, dict[str, Tensor]] = {}
     with torch.no_grad():

@@ -18,9 +18,9 @@ from nst_core import (
     StyleTargets,
     TargetSpec,
     VGGFeatures,
-    check_precision,
     compute_style_targets,
     configure_backends,
+    for_device,
     luminance_match_for,
     stylize,
     targets_from_bytes,
@@ -113,7 +113,7 @@ def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: Batch
     cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
     data = read(style_uri, settings.max_pixels)
     with device_pool(settings.device).acquire() as device:
-        check_precision(device, cfg.precision)
+        cfg = for_device(cfg, device)
         outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
     return {"style": style_uri, "key": outcome.key, "cached": outcome.cached}
 
@@ -189,7 +189,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     with device_pool(settings.device).acquire_slot() as slot:
         device = slot.device
         with timings("setup"):
-            check_precision(device, cfg.precision)
+            cfg = for_device(cfg, device)
             check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri, sharing=slot.sharing)
             features = _features_for(cfg, settings, device)
             match = luminance_match_for(content.rgb, cfg)

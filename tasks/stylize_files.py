@@ -18,8 +18,8 @@ from nst_core import (
     ProgressCallback,
     StepInfo,
     StyleConfig,
-    check_precision,
     configure_backends,
+    for_device,
     resolve_device,
     stylize,
 )
@@ -74,7 +74,7 @@ def stylize_files(
     _check_request(cfg, style_paths, init_image_path, save_every)
     _check_outputs(output_path, metadata_path, content_path, style_paths, init_image_path)
     device = resolve_device(runtime.device)
-    check_precision(device, cfg.precision)
+    cfg = for_device(cfg, device)
     inputs = _load_inputs(content_path, style_paths, init_image_path, cfg, runtime)
     content, styles = inputs.content, inputs.styles
     style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in styles)

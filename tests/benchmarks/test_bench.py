@@ -121,3 +121,22 @@ def test_the_quality_benchmark_judges_each_size_and_its_reference(tmp_path, caps
     assert len(list((tmp_path / "png").glob("*.png"))) == 4
     printed = capsys.readouterr().out
     assert "64 px at 32 px vs 32 px: style_gain" in printed and "64 px loss vs reference (8 its)" in printed
+
+
+def test_the_quality_benchmark_runs_the_old_defaults_and_both_precisions_side_by_side(tmp_path, capsys, monkeypatch):
+    import benchmarks.quality as quality
+
+    monkeypatch.setitem(quality.BASELINE, "iterations", (4,))  # the real baseline's 500 iterations, shortened
+    _save(photo_like(48, 64), tmp_path / "images" / "content" / "photo.png")
+    _save(painting_like(40, 40), tmp_path / "images" / "style" / "paint.png")
+    out = tmp_path / "q.json"
+    assert quality.main(["--images", str(tmp_path / "images"), "--sizes", "32", "--coarse-size", "32", "--pairs", "photo:paint",
+                         "--iterations", "3", "--reference-iterations", "0", "--baseline", "--precisions", "fp32,bf16",
+                         "--device", "cpu", "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["pairs"]["photo:paint"]["32"]
+    assert set(runs) == {"baseline", "defaults", "fp32", "bf16"}
+    assert runs["baseline"]["iterations"] == [4] and runs["baseline"]["precision"] == "fp32" and runs["defaults"]["iterations"] == [3]
+    assert runs["bf16"]["precision"] == "bf16" and runs["fp32"]["evaluation_s"] > 0 and runs["bf16"]["evaluation_s"] > 0
+    assert all(run["loss"] > 0 for run in runs.values())
+    printed = capsys.readouterr().out
+    assert "| photo:paint | 32 | [4] → [3] | fp32 → " in printed and "evaluation s (fp32 / bf16)" in printed

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from nst_cli.main import main
+from nst_core.device import resolve_precision
 from nst_core.weights import CAFFE_WEIGHTS_SHA256
 from tests.flows.helpers import save
 from tests.synthetic import photo_like
@@ -37,6 +39,8 @@ def test_metadata_records_everything(images, tmp_path):
     assert len(meta["styles"]) == 2
     assert meta["parameters"]["style_blend"] == [3.0, 1.0] and meta["parameters"]["seed"] == 4
     assert meta["parameters"]["size"] == 32 and meta["parameters"]["content_layers"] == ["relu4_2"]
+    # The precision the run used, not the "auto" it was asked for.
+    assert meta["parameters"]["precision"] == resolve_precision(torch.device("cpu"), "auto") != "auto"
     assert meta["weights"] == {"source": "caffe", "preprocessing": "caffe", "sha256": CAFFE_WEIGHTS_SHA256}
     assert set(meta["final_losses"]) == {"content", "style", "tv", "total"}
     assert meta["iterations"] == 2 and meta["wall_time_s"] > 0
@@ -138,13 +142,8 @@ def test_console_script_runs(images, tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
-def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys):
-    import torch
-
-    from nst_core import bf16_is_native
-
-    if bf16_is_native(torch.device("cpu")):
-        pytest.skip("this CPU has native bf16")
+def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("nst_core.device.bf16_is_native", lambda device: False)  # an AVX2-only CPU, on any CPU
     out = tmp_path / "o.png"
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--device", "cpu", "--precision", "bf16", *FAST]) == 2
     err = capsys.readouterr().err
