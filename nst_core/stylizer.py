@@ -85,11 +85,10 @@ def stylize(
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
             outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, coarser, iterations[index], hook, report_every,
-                                      where, _view_factor(cfg, side))
+                                      where)
         else:
             objective = build_objective(features, cfg, scale_content, grams, coarser)
-            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where,
-                                     view_factor=_view_factor(cfg, side))
+            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
         image = outcome.image.clamp(0, 1)
@@ -103,8 +102,7 @@ def stylize(
 
 
 def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
-                    coarser: Sequence[Level], iterations: int, hook: IterationHook | None, report_every: int, where: str,
-                    view_factor: float) -> ScaleOutcome:
+                    coarser: Sequence[Level], iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
     """One scale in tiles (see :mod:`nst_core.tiles`); reported as one scale whose iterations are
     the tiles' iterations end to end."""
     began = time.perf_counter()
@@ -119,7 +117,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
 
         objective = build_objective(features, cfg, content_patch, grams, coarser)
         outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
-                                 where=f"{where}tile {index + 1}/{len(boxes)}, ", view_factor=view_factor)
+                                 where=f"{where}tile {index + 1}/{len(boxes)}, ")
         outcomes.append(outcome)
         # Clamped per tile: the next tile's overlap starts from these pixels.
         return outcome.image.clamp(0, 1)
@@ -156,12 +154,6 @@ def _targets(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: S
         check_targets(targets, target_spec(cfg, features, match), cfg.style_sides())
         return [t.to(content.device) for t in targets]
     return [compute_style_targets(s, features, cfg, luminance_match=match) for s in styles]
-
-
-def _view_factor(cfg: StyleConfig, side: int) -> float:
-    """How much a scale's image is downscaled for the image-change stop: to ``coarse_size``,
-    where the strokes form and a gallery shows it; a scale at or below that size is seen as is."""
-    return min(1.0, cfg.coarse_size / side)
 
 
 def _variable_space(rgb: Tensor, cfg: StyleConfig) -> Tensor:

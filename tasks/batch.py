@@ -208,6 +208,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
         "content": {"uri": pair.content_uri, "sha256": sha256_bytes(content_bytes), "size": list(content.original_size)},
         "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
         "format": settings.format,
+        **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
         "style_cache": [{"style": s.uri, "key": o.key, "hit": o.cached} for s, o in zip(pair.styles, outcomes, strict=True)],
         **run_record(cfg, get_weights(settings.weights, settings.weights_preprocessing), result, device, began),
         "pipeline_version": PIPELINE_VERSION,

@@ -37,10 +37,41 @@ _CROSS_FIELD = {"style_layer_weights", "style_blend"}
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if typing.get_origin(typing.get_type_hints(StyleConfig)[f.name]) is tuple}
 
 
+# A sweep's points per pair at most: 3 x 3 x 3 x 3 is 81; a typo of 1000 values is refused.
+MAX_SWEEP_POINTS = 100
+
+
 class Params(_Params):  # type: ignore[misc, valid-type]
-    """Any :class:`StyleConfig` field; a scalar is accepted where a list is expected."""
+    """Any :class:`StyleConfig` field; a scalar is accepted where a list is expected. ``sweep``
+    maps fields to lists of values: a pair is run once per combination of them."""
 
     model_config = ConfigDict(extra="forbid")
+    sweep: dict[str, list[Any]] | None = None
+
+    @field_validator("sweep", mode="after")
+    @classmethod
+    def _sweep_values(cls, sweep: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        """Each swept field is a stylizer parameter and each of its values valid on its own."""
+        if sweep is None:
+            return None
+        for name, values in sweep.items():
+            if name not in _CONFIG_FIELDS:
+                raise ValueError(f"sweep: unknown parameter {name!r}{did_you_mean(name, sorted(_CONFIG_FIELDS))}")
+            if not values:
+                raise ValueError(f"sweep: {name} needs at least one value")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"sweep: {name} lists a value twice")
+            sweep[name] = [cls._one_value(name, value) for value in values]
+        return sweep
+
+    @classmethod
+    def _one_value(cls, name: str, value: Any) -> Any:
+        """A swept value, checked and normalised as if it were given on its own (``auto``, a scalar for a list)."""
+        try:
+            return Params.model_validate({name: value}).model_dump()[name]  # Params: not a pair, which needs a content
+        except ValidationError as exc:
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"sweep: {message if message.startswith(name) else f'{name}: {message}'}") from None
 
     @field_validator(*sorted(_TUPLE_FIELDS), mode="before")
     @classmethod
@@ -61,7 +92,8 @@ class Params(_Params):  # type: ignore[misc, valid-type]
         return value
 
     def given(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        """The stylizer parameters given here (the sweep apart)."""
+        return self.model_dump(exclude_none=True, exclude={"sweep"})
 
 
 class StyleEntry(Params):
@@ -108,6 +140,10 @@ class Manifest(BaseModel):
     def style_params(self, name: str) -> dict[str, Any]:
         entry = self.styles[name]
         return {} if isinstance(entry, str) else {k: v for k, v in entry.given().items() if k != "path"}
+
+    def style_sweep(self, name: str) -> dict[str, list[Any]]:
+        entry = self.styles[name]
+        return {} if isinstance(entry, str) else dict(entry.sweep or {})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Small, JSON-friendly values only: these travel between Prefect tasks and Dask wo
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import os
 import posixpath
 import re
@@ -17,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from nst_core import StyleConfig
+from nst_core.config import show
 from tasks.errors import StorageError
-from tasks.manifest import Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest
+from tasks.manifest import MAX_SWEEP_POINTS, Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest
 from tasks.storage import is_s3, join, split_s3, storage_for, uri_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
@@ -43,6 +46,10 @@ class PairJob:
     styles: tuple[StyleRef, ...]
     params: dict[str, Any]  # StyleConfig keyword arguments (the merged, validated values)
     origin: str = ""  # the manifest field it comes from (contents.0, pairs.3), for messages
+    # A point of a sweep: the swept parameters' values here (in the sweep's order), and the name
+    # the pair would have without the sweep, which every point of it shares. Empty: no sweep.
+    sweep: dict[str, Any] = field(default_factory=dict)
+    sweep_of: str = ""
 
     def config(self) -> StyleConfig:
         return StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.params.items()})
@@ -50,9 +57,12 @@ class PairJob:
     def row(self, settings: BatchSettings) -> dict[str, Any]:
         """What the summary and the gallery say of this pair, whatever became of it."""
         blend = self.config().blend_weights(len(self.styles))
-        return {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
-                "style_names": [s.name for s in self.styles], "blend": [round(w, 4) for w in blend],
-                "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
+        row = {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
+               "style_names": [s.name for s in self.styles], "blend": [round(w, 4) for w in blend],
+               "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
+        if self.sweep:
+            row.update({"sweep": self.sweep, "sweep_of": self.sweep_of})
+        return row
 
 
 @dataclass(frozen=True)
@@ -162,24 +172,71 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None) 
         if unknown:
             problems.append(ManifestProblem(path + ".style", f"unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}"))
             continue
-        params = manifest.defaults.given()
-        for style in style_names:
-            params.update(manifest.style_params(style))
-        params.update(overrides)
-        try:
-            cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-            cfg.blend_weights(len(style_names))
-        except (ValueError, TypeError) as exc:
-            problems.append(ManifestProblem(path, str(exc)))
+        levels = [(manifest.defaults.given(), manifest.defaults.sweep or {})]
+        levels += [(manifest.style_params(style), manifest.style_sweep(style)) for style in style_names]
+        levels += [({k: v for k, v in overrides.items() if k != "sweep"}, overrides.get("sweep") or {})]
+        params, sweep = _merged(levels)
+        points = math.prod(len(v) for v in sweep.values())
+        if points > MAX_SWEEP_POINTS:
+            sizes = " x ".join(f"{len(v)} {k}" for k, v in sweep.items())
+            problems.append(ManifestProblem(path, f"the sweep makes {points} outputs of each pair ({sizes}), over the limit of "
+                                                  f"{MAX_SWEEP_POINTS}: sweep fewer values, or split it over pairs"))
             continue
         job_name = name or output_name(content_uri, style_names)
         refs = shared.setdefault(("styles", *style_names), tuple(StyleRef(s, styles[s]) for s in style_names))
-        pairs.append(PairJob(job_name, content_uri, refs, _shared_params(shared, cfg), path))
+        for point in _points(sweep):
+            try:
+                cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in {**params, **point}.items()})
+                cfg.blend_weights(len(style_names))
+            except (ValueError, TypeError) as exc:
+                problems.append(ManifestProblem(path, f"{str(exc)}{_at(point)}"))
+                continue
+            pairs.append(PairJob(sweep_name(job_name, point), content_uri, refs, _shared_params(shared, cfg), path,
+                                 _jsonable(point), job_name if point else ""))
     pairs = _distinct_names(pairs, {p.name for p in pairs if p.origin.startswith("pairs.") and _explicit(manifest, p)})
     problems += _duplicate_names(pairs) + _reserved_names(pairs)
     if problems:
         raise ManifestError(source, problems)
     return Plan(source, settings, tuple(pairs), styles)
+
+
+def _merged(levels: list[tuple[dict[str, Any], dict[str, list[Any]]]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Parameters and sweep from the least specific level (defaults) to the most (the pair): a
+    value given at a level replaces a sweep of it from the levels before, and a sweep a value."""
+    params: dict[str, Any] = {}
+    sweep: dict[str, list[Any]] = {}
+    for given, swept in levels:
+        params.update(given)
+        for key in given:
+            sweep.pop(key, None)
+        sweep.update(swept)
+        for key in swept:
+            params.pop(key, None)
+    return params, sweep
+
+
+def _points(sweep: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the swept values, the first parameter varying slowest; one empty
+    point without a sweep."""
+    return [dict(zip(sweep, values, strict=True)) for values in itertools.product(*sweep.values())]
+
+
+def sweep_name(name: str, point: dict[str, Any]) -> str:
+    """A sweep point's output name: the pair's, then each swept parameter and its value,
+    ``photo__monet__style_weight-30__style_scale-0.5``; the pair's own name without a sweep."""
+    if not point:
+        return name
+    return safe_name("__".join([name, *(f"{k}-{_label(k, v)}" for k, v in point.items())]), limit=200)
+
+
+def _label(key: str, value: Any) -> str:
+    if key == "scales" and not value:
+        return "auto"
+    return show(tuple(value) if isinstance(value, list) else value).replace(", ", ",")
+
+
+def _at(point: dict[str, Any]) -> str:
+    return f" (at {', '.join(f'{k}={_label(k, v)}' for k, v in point.items())})" if point else ""
 
 
 def _uri_problems(manifest: Manifest, output_override: str | None) -> list[ManifestProblem]:
@@ -214,6 +271,8 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
         assert isinstance(pair, PairEntry)
         names = [pair.style] if isinstance(pair.style, str) else list(pair.style)
         overrides = {k: v for k, v in pair.given().items() if k not in ("content", "style", "name")}
+        if pair.sweep:
+            overrides["sweep"] = pair.sweep
         if pair.name is not None and safe_name(pair.name) != pair.name:
             problems.append(ManifestProblem(f"pairs.{i}.name", f"{pair.name!r} is not a safe file name (letters, digits, . _ + - only)"))
             continue
