@@ -4,8 +4,10 @@ Rows are contents and columns are styles, both in manifest order (from the last 
 ``summary.json``, whose rows follow the plan), each headed by a thumbnail of the original photo or
 painting. A cell is the stylized thumbnail, linking to the full image, with its parameters,
 losses and timing in a ``<details>`` below it (and on hover); a failed pair's cell says why.
-Outputs of earlier runs that the last summary does not list are shown after it. Every link is
-relative, so the page works from a local folder and from S3 alike.
+A swept pair (a manifest ``sweep:``) shows its first point in the grid and all of its points
+side by side below it, in the sweep's order, labelled with their values, beside the photo and the
+painting. Outputs of earlier runs that the last summary does not list are shown after it. Every
+link is relative, so the page works from a local folder and from S3 alike.
 """
 
 from __future__ import annotations
@@ -45,19 +47,33 @@ class Cell:
     output: str = ""  # relative to the root
     sidecar: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)  # a sweep point's values; empty: not swept
+    sweep_of: str = ""  # the swept pair's name without the values
 
 
 @dataclass
 class Page:
     contents: list[str] = field(default_factory=list)  # content URIs, in order
     styles: dict[str, list[str]] = field(default_factory=dict)  # column label -> style URIs
-    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # the grid: a swept pair's first point
+    sweeps: dict[tuple[str, str], list[Cell]] = field(default_factory=dict)  # (content, style) -> its points, in order
 
     def add(self, cell: Cell, style_uris: list[str]) -> None:
         if cell.content not in self.contents:
             self.contents.append(cell.content)
         self.styles.setdefault(cell.style, style_uris)
-        self.cells[(cell.content, cell.style)] = cell
+        key = (cell.content, cell.style)
+        if not cell.sweep:
+            self.cells[key] = cell
+            return
+        points = self.sweeps.setdefault(key, [])
+        if all(p.name != cell.name for p in points):
+            points.append(cell)
+        self.cells.setdefault(key, points[0])
+
+    def all_cells(self) -> list[Cell]:
+        """Every output shown: the grid's cells and every sweep point."""
+        return [c for c in self.cells.values() if not c.sweep] + [c for points in self.sweeps.values() for c in points]
 
 
 def style_label(names: list[str], blend: list[float] | None = None) -> str:
@@ -89,7 +105,8 @@ def _cell_from_sidecar(root: str, rel: str, meta: dict[str, Any]) -> tuple[Cell,
         total = sum(blend) if blend else 0
         weights = [w / total for w in blend] if blend and total else None
         cell = Cell(meta["name"], meta["content"]["uri"], style_label(names, weights), "produced",
-                    output=_relative(root, meta["output"]), sidecar=rel, meta=meta)
+                    output=_relative(root, meta["output"]), sidecar=rel, meta=meta, sweep=dict(meta.get("sweep") or {}),
+                    sweep_of=str(meta.get("sweep_of", "")))
     except (KeyError, TypeError):
         return None  # not one of our sidecars
     return cell, uris
@@ -115,7 +132,7 @@ def collect(root: str) -> tuple[Page, set[str]]:
     for row in (summary or {}).get("pairs", []):
         _add_row(page, row, sidecars)
     for cell, uris in sidecars.values():  # outputs of earlier runs, not in the last summary
-        if (cell.content, cell.style) not in page.cells:
+        if (cell.content, cell.style) not in page.cells or (cell.sweep and (cell.content, cell.style) in page.sweeps):
             page.add(cell, uris)
     return page, files
 
@@ -130,7 +147,8 @@ def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, li
     names = row.get("style_names") or [u.rsplit("/", 1)[-1] for u in row.get("styles", [])]
     label = style_label(names, row.get("blend"))
     page.add(Cell(row.get("name", "?"), row.get("content", "?"), label, row.get("status", "failed"),
-                  reason=row.get("reason", "")), row.get("styles", []))
+                  reason=row.get("reason", ""), sweep=dict(row.get("sweep") or {}), sweep_of=str(row.get("sweep_of", ""))),
+             row.get("styles", []))
 
 
 def _plural(n: int, noun: str) -> str:
@@ -138,8 +156,9 @@ def _plural(n: int, noun: str) -> str:
 
 
 def headline(page: Page) -> str:
-    failed = sum(c.status == "failed" for c in page.cells.values())
-    images = len(page.cells) - failed
+    shown = page.all_cells()
+    failed = sum(c.status == "failed" for c in shown)
+    images = len(shown) - failed
     text = _plural(images, "image")
     if failed:
         text += f" and {failed} failed"
@@ -189,18 +208,51 @@ def _scales(reports: list[dict[str, Any]]) -> str:
                      + (" (plateau)" if r.get("stopped_early") else "") for r in reports)
 
 
-def _cell_html(cell: Cell | None, files: set[str]) -> str:
+def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
+    """A grid cell (``points``: a swept pair's, then it links to the comparison), or a sweep point
+    with its ``attrs`` and ``extra`` (its values) added."""
     e = html.escape
     if cell is None:
         return '<td class="empty">not planned</td>'
+    if points:
+        return _cell_html(cell, files, attrs=attrs, extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>')
     if cell.status == "failed":
-        return (f'<td class="failed" data-pair="{e(cell.name)}"><div class="reason"><strong>failed</strong>: {e(cell.reason or "no reason given")}'
-                "</div></td>")
+        return (f'<td class="failed" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>failed</strong>: '
+                f'{e(cell.reason or "no reason given")}</div>{extra}</td>')
     thumb = pair_thumb(cell.name)
     image = f'<img src="{e(thumb)}" alt="{e(cell.name)}" loading="lazy">' if thumb in files else f"<span>{e(cell.name)}</span>"
     dl, hover = _details(cell)
-    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"><a href="{e(cell.output)}" title="{e(hover)}">{image}</a>'
-            f'<details><summary>{e(cell.status)} · details</summary>{dl}<a href="{e(cell.sidecar)}">metadata (JSON)</a></details></td>')
+    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}><a href="{e(cell.output)}" title="{e(hover)}">{image}</a>'
+            f'<details><summary>{e(cell.status)} · details</summary>{dl}<a href="{e(cell.sidecar)}">metadata (JSON)</a></details>{extra}</td>')
+
+
+def _sweep_id(cell: Cell) -> str:
+    return "sweep-" + hashlib.sha256(f"{cell.content}\n{cell.style}\n{cell.sweep_of}".encode()).hexdigest()[:12]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list) and not value:
+        return "auto"  # scales: [] is the automatic schedule
+    return _fmt(value)
+
+
+def _point_html(cell: Cell, files: set[str]) -> str:
+    """One sweep point: the output, labelled with its values (the swept parameters highlighted)."""
+    e = html.escape
+    label = "".join(f'<mark class="swept-value" data-key="{e(k)}">{e(k)} {e(_value(v))}</mark>' for k, v in cell.sweep.items())
+    return _cell_html(cell, files, attrs=f' data-values="{e(json.dumps(cell.sweep))}"', extra=f'<div class="values">{label}</div>')
+
+
+def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> str:
+    """A swept pair's points side by side in the sweep's order, after its photo and painting."""
+    e = html.escape
+    first = points[0]
+    varies = ", ".join(dict.fromkeys(k for p in points for k in p.sweep))
+    style = _original_html(style_uris[0], first.style, files, "style") if len(style_uris) == 1 else f"<th>{e(first.style)}</th>"
+    cells = "".join(_point_html(p, files) for p in points)
+    return (f'<section class="sweep" id="{e(_sweep_id(first))}" data-sweep="{e(first.sweep_of)}">'
+            f'<h2>{e(first.sweep_of)}: <mark class="varies">{e(varies)}</mark> varies, {len(points)} settings</h2>'
+            f'<table><tr>{_original_html(first.content, _short(first.content), files, "content")}{style}{cells}</tr></table></section>')
 
 
 def _original_html(uri: str, label: str, files: set[str], css: str) -> str:
@@ -220,6 +272,11 @@ img.original { max-width: 160px; max-height: 160px; }
 td { min-width: 140px; max-width: 260px; }
 td.failed { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
 td.empty { color: #bbb; }
+a.compare { display: block; font-size: .8rem; margin-top: .2rem; }
+section.sweep { margin-top: 2rem; }
+section.sweep h2 { font-size: 1.05rem; font-weight: 600; }
+mark { background: #fff2a8; border-radius: 3px; padding: 0 .25rem; }
+div.values { font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center; }
 details { font-size: .75rem; color: #555; text-align: left; max-width: 256px; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6rem; margin: .3rem 0; }
 dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
@@ -232,8 +289,9 @@ def render(page: Page, files: set[str], title: str) -> str:
                    for label, uris in page.styles.items())
     rows = []
     for content in page.contents:
-        cells = "".join(_cell_html(page.cells.get((content, label)), files) for label in page.styles)
+        cells = "".join(_cell_html(page.cells.get((content, label)), files, page.sweeps.get((content, label))) for label in page.styles)
         rows.append(f"<tr>{_original_html(content, _short(content), files, 'content')}{cells}</tr>")
+    sweeps = "\n".join(_sweep_html(points, page.styles[style], files) for (_, style), points in page.sweeps.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>{_STYLE}</style></head>
@@ -241,7 +299,8 @@ def render(page: Page, files: set[str], title: str) -> str:
 <p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
 <table><tr><th></th>{head}</tr>
 {chr(10).join(rows)}
-</table></body></html>
+</table>
+{sweeps}</body></html>
 """
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.stylize_batch import stylize_batch
-from tests.flows.helpers import make_batch
+from tests.flows.helpers import TINY, make_batch
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -58,3 +58,43 @@ def test_the_gallery_shows_every_cell_the_originals_and_the_failure(prefect_serv
     assert heads[:2] == ["stripes", "waves"] and {"a.png", "b.png", "broken.png"} <= set(heads)  # manifest order
     assert counts.startswith("4 images and 2 failed: 3 photos × 2 styles")
     assert Path(tmp_path / "gallery.png").stat().st_size > 10_000
+
+
+def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_server, tmp_path):
+    manifest = make_batch(tmp_path)
+    manifest.write_text(TINY + "output: out\ncontents: [photos/*.png]\nstyles:\n  waves: styles/waves.png\n"
+                        "  stripes: {path: styles/stripes.png, sweep: {style_weight: [1000, 10], style_scale: [0.5, 1.0]}}\n")
+    assert stylize_batch(manifest=str(manifest), return_state=True).is_completed()
+    browser = _browser()
+    try:
+        browser.get((tmp_path / "out" / "index.html").as_uri())
+        browser.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
+        browser.set_script_timeout(30)
+        loaded = browser.execute_async_script(
+            "const done = arguments[0];"
+            "Promise.all([...document.images].map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })))"
+            ".then(() => done([...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])));")
+        sections = browser.execute_script(
+            "return [...document.querySelectorAll('section.sweep')].map(s => ({id: s.id, sweep: s.dataset.sweep,"
+            " varies: s.querySelector('h2 mark.varies').innerText, heads: [...s.querySelectorAll('th img')].length,"
+            " points: [...s.querySelectorAll('td[data-values]')].map(td => [JSON.parse(td.dataset.values),"
+            " [...td.querySelectorAll('mark.swept-value')].map(m => m.innerText), td.querySelector('img').naturalWidth])}));")
+        links = browser.execute_script("return [...document.querySelectorAll('td.produced a.compare')].map(a => [a.closest('td').dataset.pair,"
+                                       " a.getAttribute('href'), a.innerText]);")
+        counts = browser.execute_script("return document.querySelector('p.counts').innerText;")
+        browser.save_screenshot(str(tmp_path / "sweep.png"))
+    finally:
+        browser.quit()
+    assert len(loaded) == 8 + 2 + 2 + 2 * 4 and all(width > 0 for _, width in loaded), loaded  # every image decodes
+    assert [s["sweep"] for s in sections] == ["a__stripes", "b__stripes"]
+    order = [{"style_weight": w, "style_scale": s} for w in (1000, 10) for s in (0.5, 1.0)]  # the manifest's order
+    for section in sections:
+        assert section["varies"] == "style_weight, style_scale" and section["heads"] == 2  # the photo and the painting
+        assert [p[0] for p in section["points"]] == order
+        assert [p[1] for p in section["points"]][1] == ["style_weight 1000", "style_scale 1"]
+        assert all(p[2] > 0 for p in section["points"])
+    # The grid shows each swept pair once, linking to its comparison.
+    assert [(pair, text) for pair, _, text in links] == [("a__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓"),
+                                                         ("b__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓")]
+    assert [href for _, href, _ in links] == [f"#{s['id']}" for s in sections]
+    assert counts.startswith("10 images: 2 photos × 2 styles")
