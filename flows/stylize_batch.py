@@ -12,6 +12,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
 from tasks.batch import shares_targets
+from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
 from tasks.prefect_runs import tag_this_flow_run
 from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pairs, write_summary
@@ -30,9 +31,11 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False)
     plan = plan_batch(manifest, output)
     batch_planned(len(plan.pairs))
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
-    style_rows, style_failures = _style_targets(plan, force)
-    rows = _pairs(plan, force, style_failures, progress)
+    with LiveGallery(plan) as live:  # index.html shows pending, running and finished pairs while they run
+        style_rows, style_failures = _style_targets(plan, force)
+        rows = _pairs(plan, force, style_failures, progress, live)
     summary = _summary(plan, rows, style_rows, began)
+    summary["live_view_s"] = round(live.seconds + sum(r.get("live_s", 0.0) for r in rows), 3)
     # The summary first: it is what a failed gallery (a full disk, say) must not cost.
     summary["summary_uri"] = write_summary(plan.settings, summary)
     summary["gallery"] = _gallery(plan, summary)
@@ -96,7 +99,7 @@ def chunk_size(pairs: int, workers: int) -> int:
 MAX_CHUNK = 64
 
 
-def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any) -> list[dict[str, Any]]:
+def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any, live: LiveGallery) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     todo: list[PairJob] = []
     for pair in plan.pairs:
@@ -106,6 +109,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
             pair_finished(rows[-1])
         else:
             todo.append(pair)
+    live.add(rows)
     size = chunk_size(len(todo), concurrency())
     futures: dict[PrefectFuture[list[dict[str, Any]]], list[PairJob]] = {}
     for start in range(0, len(todo), size):
@@ -120,6 +124,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
             reason = " ".join(str(exc).split()) or type(exc).__name__
             done = [_failed_row(plan, pair, reason) for pair in futures[future]]
         rows += done
+        live.add(done)
         pairs_finished(done)  # rows reported in this process already are not reported twice
         _progress(progress, len(rows), total)
     order = {p.name: i for i, p in enumerate(plan.pairs)}

@@ -157,11 +157,10 @@ def _plural(n: int, noun: str) -> str:
 
 def headline(page: Page) -> str:
     shown = page.all_cells()
-    failed = sum(c.status == "failed" for c in shown)
-    images = len(shown) - failed
-    text = _plural(images, "image")
-    if failed:
-        text += f" and {failed} failed"
+    count = {status: sum(c.status == status for c in shown) for status in ("failed", "running", "pending")}
+    text = _plural(len(shown) - sum(count.values()), "image")
+    for status, n in count.items():
+        text += f" and {n} {status}" if n else ""
     return f"{text}: {_plural(len(page.contents), 'photo')} × {_plural(len(page.styles), 'style')}"
 
 
@@ -214,6 +213,8 @@ def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = N
     e = html.escape
     if cell is None:
         return '<td class="empty">not planned</td>'
+    if cell.status in ("pending", "running"):
+        return _live_cell_html(cell, files, attrs, extra)
     if points:
         return _cell_html(cell, files, attrs=attrs, extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>')
     if cell.status == "failed":
@@ -224,6 +225,21 @@ def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = N
     dl, hover = _details(cell)
     return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}><a href="{e(cell.output)}" title="{e(hover)}">{image}</a>'
             f'<details><summary>{e(cell.status)} · details</summary>{dl}<a href="{e(cell.sidecar)}">metadata (JSON)</a></details>{extra}</td>')
+
+
+def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
+    """A pair of a run in progress: waiting, or running with its latest image and progress."""
+    e = html.escape
+    if cell.status == "pending":
+        return f'<td class="pending" data-pair="{e(cell.name)}"{attrs}><div class="state">pending</div>{extra}</td>'
+    from tasks.live import live_image
+
+    state = cell.meta
+    image = live_image(cell.name)
+    shown = f'<img src="{e(image)}?v={state.get("updated", 0):.0f}" alt="{e(cell.name)} (running)">' if image in files else ""
+    where = f"scale {state.get('scale', '?')}/{state.get('scales', '?')}, iteration {state.get('iteration', '?')}"
+    return (f'<td class="running" data-pair="{e(cell.name)}" data-progress="{state.get("progress", 0)}"{attrs}>{shown}'
+            f'<div class="state">running · {100 * float(state.get("progress", 0)):.0f} % · {e(where)}</div>{extra}</td>')
 
 
 def _sweep_id(cell: Cell) -> str:
@@ -272,6 +288,9 @@ img.original { max-width: 160px; max-height: 160px; }
 td { min-width: 140px; max-width: 260px; }
 td.failed { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
 td.empty { color: #bbb; }
+td.pending { color: #999; background: #f0f0f0; }
+td.running { background: #eef6ff; }
+div.state { font-size: .8rem; margin-top: .2rem; }
 a.compare { display: block; font-size: .8rem; margin-top: .2rem; }
 section.sweep { margin-top: 2rem; }
 section.sweep h2 { font-size: 1.05rem; font-weight: 600; }
@@ -283,8 +302,14 @@ dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 
-def render(page: Page, files: set[str], title: str) -> str:
+def render(page: Page, files: set[str], title: str, reload_s: int | None = None) -> str:
+    """The page; ``reload_s``: a run is in progress, and the page reloads itself this often."""
     e = html.escape
+    live = ""
+    if reload_s:
+        live = f'<meta http-equiv="refresh" content="{reload_s}">'
+    note = (f'<p class="live">This run is in progress: the page reloads every {reload_s} s; running pairs show their latest image.</p>'
+            if reload_s else "")
     head = "".join(_original_html(uris[0] if len(uris) == 1 else "", label, files if len(uris) == 1 else set(), "style")
                    for label, uris in page.styles.items())
     rows = []
@@ -294,14 +319,46 @@ def render(page: Page, files: set[str], title: str) -> str:
     sweeps = "\n".join(_sweep_html(points, page.styles[style], files) for (_, style), points in page.sweeps.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>{_STYLE}</style></head>
-<body><h1>{e(title)}</h1>
+<style>{_STYLE}</style>{live}</head>
+<body><h1>{e(title)}</h1>{note}
 <p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
 <table><tr><th></th>{head}</tr>
 {chr(10).join(rows)}
 </table>
 {sweeps}</body></html>
 """
+
+
+def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s: int, title: str = "Stylized gallery") -> str:
+    """``index.html`` of a run in progress: every planned pair, finished (as in the final page),
+    running (from its live files) or pending, in plan order; the page reloads every ``reload_s``."""
+    from tasks.live import live_state
+
+    root = plan.settings.output_root
+    storage = storage_for(root)
+    files = {_relative(root, uri) for uri in storage.list(root)}
+    page = Page()
+    for pair in plan.pairs:
+        row = finished.get(pair.name)
+        if row is not None:
+            found = _sidecar_cell(root, storage, row, files)
+            _add_row(page, row, {row["name"]: found} if found else {})
+            continue
+        state = _read_json(storage, join(root, live_state(pair.name))) if live_state(pair.name) in files else None
+        running = state is not None
+        row = pair.row(plan.settings)
+        label = style_label(row["style_names"], row["blend"])
+        page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", meta=state or {}, sweep=dict(pair.sweep),
+                      sweep_of=pair.sweep_of), row["styles"])
+    uri = join(root, GALLERY_NAME)
+    storage.write_bytes(uri, render(page, files, title, reload_s).encode(), "text/html; charset=utf-8")
+    return uri
+
+
+def _sidecar_cell(root: str, storage: Any, row: dict[str, Any], files: set[str]) -> tuple[Cell, list[str]] | None:
+    rel = _relative(root, row.get("sidecar", ""))
+    meta = _read_json(storage, row["sidecar"]) if rel in files and row.get("status") != "failed" else None
+    return _cell_from_sidecar(root, rel, meta) if meta else None
 
 
 def build_gallery(root: str, title: str = "Stylized gallery") -> str:

@@ -7,17 +7,21 @@ machines, while Prefect's default key would hash the URI strings.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from nst_core import StepInfo
 from tasks.atomic import remove_stale_parts
 from tasks.batch import PairFailed, ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
+from tasks.live import LivePair
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
 from tasks.progress import format_losses, pair_finished, pair_step
 from tasks.storage import StorageError, is_s3, join, storage_for
@@ -74,30 +78,98 @@ class _LogProgress:
 @task(name="stylize-pairs", cache_policy=NO_CACHE)
 def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[dict[str, Any]]:
     """Produce (or skip) each pair in turn; one pair's failure is its row, never the others'."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    artifacts = _ChunkArtifacts(pairs)
     for pair in pairs:
-        rows.append(_one_pair(pair, settings, force))
+        rows.append(_one_pair(pair, settings, force, artifacts, len(rows)))
         pair_finished(rows[-1])
+    artifacts.done(len(rows))
     return rows
 
 
-def _one_pair(pair: PairJob, settings: BatchSettings, force: bool) -> dict[str, Any]:
+def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> dict[str, Any]:
     log = _LogProgress(pair.name)
+    live = LivePair(pair.name, settings)
 
     def on_step(step: StepInfo) -> None:
         log(step)
         pair_step(pair.name, step)
+        live(step)
+        artifacts.step(pair.name, index, step, live)
 
+    on_step.wants_images = True  # type: ignore[attr-defined]  # the live view shows the best image so far
     try:
         row = run_pair(pair, settings, force, on_step=on_step)
     except PairFailed as exc:
         # A failed pair is a row of the summary, not a task crash: one log line, no traceback
         # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
         get_run_logger().info("%s: failed: %s", pair.name, exc)
-        return {**pair.row(settings), "status": "failed", "reason": str(exc), "target_keys": [], "computed_keys": []}
+        return {**pair.row(settings), "status": "failed", "reason": str(exc), "target_keys": [], "computed_keys": [],
+                "live_s": _finish(live, artifacts)}
+    finally:
+        live.finish()
     if row["status"] != "skipped":
         get_run_logger().info("%s: %s", pair.name, row["status"])
-    return row
+    return {**row, "live_s": _finish(live, artifacts)}
+
+
+def _finish(live: LivePair, artifacts: _ChunkArtifacts) -> float:
+    """Seconds the live view cost this pair (its files and this chunk's artifacts)."""
+    return round(live.seconds + artifacts.take_seconds(), 4)
+
+
+class _ChunkArtifacts:
+    """What the Prefect UI shows of a chunk while it runs: a progress artifact (pairs done, and
+    the running pair's share) and a markdown artifact with the latest image (a data URI, which the
+    UI renders). Both are paced: progress every ``every_s`` seconds, the image every ``image_every_s``
+    (each markdown update is a new artifact version in Prefect's database). Never raises."""
+
+    def __init__(self, pairs: list[PairJob], every_s: float = 5.0, image_every_s: float = 30.0) -> None:
+        self.total, self.every_s, self.image_every_s = len(pairs), every_s, image_every_s
+        self.key = "live-" + hashlib.sha256("\n".join(p.name for p in pairs).encode()).hexdigest()[:16]
+        self.last = self.last_image = -float("inf")
+        self.shown: bytes | None = None  # the image the markdown artifact shows
+        self.seconds = 0.0
+        self.broken = False
+        self.id = self._guarded(lambda: create_progress_artifact(progress=0.0, description=self._title()))
+
+    def _title(self) -> str:
+        return f"stylize-pairs: {self.total} pair{'s' if self.total != 1 else ''}"
+
+    def step(self, name: str, index: int, step: StepInfo, live: LivePair) -> None:
+        now = time.monotonic()
+        if self.id is not None and now - self.last >= self.every_s:
+            self.last = now
+            progress = 100.0 * (index + step.progress) / max(1, self.total)
+            self._guarded(lambda: update_progress_artifact(
+                artifact_id=self.id, progress=progress, description=f"{self._title()}; {index} done, {name} at {100 * step.progress:.0f} %"))
+        if not self.broken and live.latest is not None and live.latest is not self.shown and now - self.last_image >= self.image_every_s:
+            self.last_image, self.shown = now, live.latest
+            image = base64.b64encode(live.latest).decode()
+            markdown = (f"**{name}**, {100 * step.progress:.0f} % (scale {step.scale_index + 1}/{step.num_scales}, "
+                        f"iteration {step.iteration})\n\n![latest](data:image/jpeg;base64,{image})")
+            self._guarded(lambda: create_markdown_artifact(markdown=markdown, key=self.key, description="the latest image of a running pair"))
+        self.seconds += time.monotonic() - now
+
+    def done(self, finished: int) -> None:
+        began = time.monotonic()
+        if self.id is not None:
+            self._guarded(lambda: update_progress_artifact(artifact_id=self.id, progress=100.0 * finished / max(1, self.total),
+                                                           description=f"{self._title()}; {finished} done"))
+        self.seconds += time.monotonic() - began
+
+    def take_seconds(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+    def _guarded(self, action: Any) -> Any:
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - the UI's view must never fail a pair
+            if not self.broken:
+                get_run_logger().warning("live artifacts: %s; the chunk goes on without them", exc)
+            self.broken, self.id = True, None
+            return None
 
 
 @task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)

@@ -57,3 +57,22 @@ def test_dask_runner_on_a_local_two_process_cluster(prefect_server, tmp_path):
     assert state.is_completed(), state.message
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["counts"]["produced"] == 4 and summary["style_targets"]["computed"] == 2
+
+
+def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    manifest = make_batch(tmp_path)
+    state = _run(manifest)
+    assert state.is_completed()
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["live_view_s"] < summary["wall_time_s"] and all("live_s" in r for r in summary["pairs"])
+    assert not [p for p in (out / "live").rglob("*") if p.is_file()]  # every pair cleaned up after itself
+    assert "refresh" not in (out / "index.html").read_text()  # the final gallery does not reload
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=None)
+    live = [a for a in artifacts if a.key and a.key.startswith("live-")]
+    progress = [a for a in artifacts if a.type == "progress" and str(a.description or "").startswith("stylize-pairs:")]
+    assert live and all("data:image/jpeg;base64," in str(a.data) for a in live)
+    assert progress and all(float(a.data) == 100.0 for a in progress)  # every chunk's progress ends full
