@@ -53,7 +53,7 @@ class StyleConfig:
     # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
     # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
     # stops earlier once the loss stops improving (see early_stop_*).
-    iterations: tuple[int, ...] = (400, 100)
+    iterations: tuple[int, ...] = (500, 100)
     # At a finer scale, this share of the content and style loss is the coarser scales' loss on
     # the image downscaled to their sizes (split equally between them). The refinement then adds
     # fine texture without washing out the strokes formed at the coarse scale, so a 2x output
@@ -80,7 +80,7 @@ class StyleConfig:
     adam_lr: float = 0.02  # in [0, 1] pixel units
     # Stop a scale early when the best loss improved by less than this fraction over the last
     # ``early_stop_window`` iterations. 0 disables early stopping.
-    early_stop_rtol: float = 5e-3
+    early_stop_rtol: float = 2.5e-3
     early_stop_window: int = 50
     # Luminance-only transfer (Gatys et al. 2017, section 5.1): optimise the luminance inside the
     # loop and take the colours (YIQ chroma) from the content.

@@ -61,6 +61,7 @@ def test_dask_runner_on_a_local_two_process_cluster(prefect_server, tmp_path):
 
 def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     manifest = make_batch(tmp_path)
     state = _run(manifest)
@@ -70,8 +71,9 @@ def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_file
     assert 0 < summary["live_view_s"] < summary["wall_time_s"] and all("live_s" in r for r in summary["pairs"])
     assert not [p for p in (out / "live").rglob("*") if p.is_file()]  # every pair cleaned up after itself
     assert "refresh" not in (out / "index.html").read_text()  # the final gallery does not reload
+    this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))  # the server is shared
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(flow_run_filter=None)
+        artifacts = client.read_artifacts(artifact_filter=this_run)
     live = [a for a in artifacts if a.key and a.key.startswith("live-")]
     progress = [a for a in artifacts if a.type == "progress" and str(a.description or "").startswith("stylize-pairs:")]
     assert live and all("data:image/jpeg;base64," in str(a.data) for a in live)
