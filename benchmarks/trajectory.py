@@ -48,6 +48,7 @@ class Recorder:
         self._last: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}  # scale -> (iteration, own, view)
         self.began = time.perf_counter()
         self.paused = 0.0  # seconds spent here, not in the run
+        self._photo: dict[tuple[int, ...], Any] = {}
 
     def __call__(self, info: StepInfo) -> None:
         if info.losses is None or info.image is None:
@@ -64,7 +65,10 @@ class Recorder:
             point["change_view"] = round(float((view - last[2]).abs().mean()) / steps, 4)
         self._last[info.scale_index] = (info.iteration, own, view)
         shown = info.image
-        d, base = self.evaluator(shown), self.evaluator(resize(self.content, tuple(shown.shape[-2:])))
+        size = tuple(shown.shape[-2:])
+        if size not in self._photo:  # the photo's own distances, once per scale
+            self._photo[size] = self.evaluator(resize(self.content, size))
+        d, base = self.evaluator(shown), self._photo[size]
         point["content"], point["style_gain"] = round(d.content, 4), round(d.style / base.style, 4)
         self.points.append(point)
         self.paused += time.perf_counter() - entered

@@ -329,9 +329,12 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 """
 
 
-def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s: int, title: str = "Stylized gallery") -> str:
+def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s: int, title: str = "Stylized gallery",
+                       sidecars: dict[str, Any] | None = None) -> str:
     """``index.html`` of a run in progress: every planned pair, finished (as in the final page),
-    running (from its live files) or pending, in plan order; the page reloads every ``reload_s``."""
+    running (from its live files) or pending, in plan order; the page reloads every ``reload_s``.
+    ``sidecars`` keeps the finished pairs' cells between calls, so each sidecar is read once."""
+    sidecars = {} if sidecars is None else sidecars
     from tasks.live import live_state
 
     root = plan.settings.output_root
@@ -341,7 +344,9 @@ def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s:
     for pair in plan.pairs:
         row = finished.get(pair.name)
         if row is not None:
-            found = _sidecar_cell(root, storage, row, files)
+            if pair.name not in sidecars:
+                sidecars[pair.name] = _sidecar_cell(root, storage, row, files)
+            found = sidecars[pair.name]
             _add_row(page, row, {row["name"]: found} if found else {})
             continue
         state = _read_json(storage, join(root, live_state(pair.name))) if live_state(pair.name) in files else None

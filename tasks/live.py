@@ -98,6 +98,7 @@ class LiveGallery:
     def __init__(self, plan: Plan, reload_s: int = 5, pace: float = 50.0, min_wait_s: float = 2.0) -> None:
         self.plan, self.reload_s, self.pace, self.min_wait_s = plan, reload_s, pace, min_wait_s
         self.finished: dict[str, dict[str, Any]] = {}
+        self._sidecars: dict[str, Any] = {}  # the finished pairs' cells, read once
         self.seconds = 0.0  # spent rendering
         self.renders = 0
         self._lock = threading.Lock()
@@ -124,7 +125,7 @@ class LiveGallery:
         with self._lock:
             finished = dict(self.finished)
         try:
-            build_live_gallery(self.plan, finished, self.reload_s)
+            build_live_gallery(self.plan, finished, self.reload_s, sidecars=self._sidecars)
             self.renders += 1
         except Exception as exc:  # noqa: BLE001 - the run goes on; the final gallery is written anyway
             if not self._failed:

@@ -29,6 +29,16 @@ def _browser():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def _load_every_image(browser):
+    """Wait until every image of the page has loaded (or failed); [src, naturalWidth] of each."""
+    browser.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
+    browser.set_script_timeout(30)
+    return browser.execute_async_script(
+        "const done = arguments[0];"
+        "Promise.all([...document.images].map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })))"
+        ".then(() => done([...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])));")
+
+
 def test_the_gallery_shows_every_cell_the_originals_and_the_failure(prefect_server, tmp_path):
     manifest = make_batch(tmp_path, corrupt=True)
     assert stylize_batch(manifest=str(manifest), return_state=True).is_failed()
@@ -36,12 +46,7 @@ def test_the_gallery_shows_every_cell_the_originals_and_the_failure(prefect_serv
     browser = _browser()
     try:
         browser.get(index.as_uri())
-        browser.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
-        browser.set_script_timeout(30)
-        loaded = browser.execute_async_script(
-            "const done = arguments[0];"
-            "Promise.all([...document.images].map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })))"
-            ".then(() => done([...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])));")
+        loaded = _load_every_image(browser)
         cells = browser.execute_script("return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className, td.innerText]);")
         heads = browser.execute_script("return [...document.querySelectorAll('th')].map(th => th.innerText.trim()).filter(t => t);")
         counts = browser.execute_script("return document.querySelector('p.counts').innerText;")
@@ -68,12 +73,7 @@ def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_serve
     browser = _browser()
     try:
         browser.get((tmp_path / "out" / "index.html").as_uri())
-        browser.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
-        browser.set_script_timeout(30)
-        loaded = browser.execute_async_script(
-            "const done = arguments[0];"
-            "Promise.all([...document.images].map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })))"
-            ".then(() => done([...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])));")
+        loaded = _load_every_image(browser)
         sections = browser.execute_script(
             "return [...document.querySelectorAll('section.sweep')].map(s => ({id: s.id, sweep: s.dataset.sweep,"
             " varies: s.querySelector('h2 mark.varies').innerText, heads: [...s.querySelectorAll('th img')].length,"
