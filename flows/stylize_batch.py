@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
 from tasks.batch import shares_targets
+from tasks.cluster import check_runner_sees, failure_reason
 from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
 from tasks.prefect_runs import tag_this_flow_run
 from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pairs, write_summary
 from tasks.progress import batch_planned, pair_finished, pairs_finished
-from tasks.runners import concurrency, make_task_runner
+from tasks.runners import make_task_runner, runner_slots
 
 FLOW_NAME = "stylize-batch"
 
@@ -28,7 +31,8 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False)
     summary and the gallery) when any pair failed."""
     began = time.time()
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
-    plan = plan_batch(manifest, output)
+    plan = _this_run(plan_batch(manifest, output))
+    check_runner_sees(_runner(), plan)  # a remote cluster's workers see every path the plan names
     batch_planned(len(plan.pairs))
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
     with LiveGallery(plan) as live:  # index.html shows pending, running and finished pairs while they run
@@ -44,6 +48,19 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False)
     if summary["counts"]["failed"]:
         return Failed(message=_headline(summary), data=summary)
     return Completed(message=_headline(summary), data=summary)
+
+
+def _runner() -> Any:
+    context = FlowRunContext.get()
+    return context.task_runner if context is not None else None
+
+
+def _this_run(plan: Plan) -> Plan:
+    """The plan with this flow run's id in its settings: a pair's sidecar records it, so a chunk
+    that runs again (its Dask worker died) counts what its first attempt produced as produced."""
+    context = FlowRunContext.get()
+    run_id = str(context.flow_run.id) if context is not None and context.flow_run is not None else ""
+    return replace(plan, settings=replace(plan.settings, run_id=run_id))
 
 
 def _gallery(plan: Plan, summary: dict[str, Any]) -> str | None:
@@ -83,7 +100,7 @@ def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[
         try:
             rows.append(future.result())
         except Exception as exc:
-            failures[group] = " ".join(str(exc).split())
+            failures[group] = failure_reason(exc)
     return rows, failures
 
 
@@ -110,7 +127,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
         else:
             todo.append(pair)
     live.add(rows)
-    size = chunk_size(len(todo), concurrency())
+    size = chunk_size(len(todo), runner_slots(_runner()))
     futures: dict[PrefectFuture[list[dict[str, Any]]], list[PairJob]] = {}
     for start in range(0, len(todo), size):
         chunk = todo[start:start + size]
@@ -118,11 +135,11 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
     total = len(plan.pairs)
     _progress(progress, len(rows), total)
     for future in as_completed(list(futures)):
+        chunk = futures.pop(future)  # let go of it: Dask recomputes a lost result that a client still holds
         try:
             done = future.result()
-        except Exception as exc:  # the task itself broke (a worker died): every pair of it failed
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            done = [_failed_row(plan, pair, reason) for pair in futures[future]]
+        except Exception as exc:  # the task itself broke (workers died, the cluster went away): every pair of it failed
+            done = [_failed_row(plan, pair, failure_reason(exc)) for pair in chunk]
         rows += done
         live.add(done)
         pairs_finished(done)  # rows reported in this process already are not reported twice

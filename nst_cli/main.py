@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process")
     r.add_argument("manifest", help="manifest path or s3:// URI")
     r.add_argument("--output", default=None, help="override the manifest's output root (a folder or s3://bucket/prefix)")
-    r.add_argument("--runner", choices=("threads", "dask"), default="threads", help="task runner (default threads)")
+    r.add_argument("--runner", choices=("threads", "dask"), default=None,
+                   help="task runner (default threads, or $NST_TASK_RUNNER; dask when --dask-address is given)")
     r.add_argument("--dask-address", default=None, help="an existing Dask scheduler, e.g. tcp://host:8786")
     r.add_argument("--dask-workers", type=int, default=None, help="worker processes of a local Dask cluster")
     r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
@@ -282,9 +283,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.outputs import check_writable_root
     from tasks.plan import load_plan
 
+    args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
     plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
     check_writable_root(plan.settings.output_root)  # and on an output root that takes no files
-    print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}; starting Prefect", file=sys.stderr, flush=True)
+    cluster = _check_cluster(args, plan)  # and on a cluster that is unreachable or cannot see the paths
+    print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from flows.stylize_batch import stylize_batch
     from tasks.models import get_weights
@@ -313,6 +316,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
     _print_summary(summary)
     return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+
+
+def _check_cluster(args: argparse.Namespace, plan: Any) -> str:
+    """For an existing Dask cluster, what its workers see, checked before Prefect starts."""
+    from tasks.runners import ADDRESS_ENV, RUNNER_ENV
+
+    address = args.dask_address or os.environ.get(ADDRESS_ENV)
+    if (args.runner or os.environ.get(RUNNER_ENV)) != "dask" or not address:
+        return ""
+    from tasks.cluster import check_cluster
+
+    workers = check_cluster(plan, address)
+    return f" on the Dask cluster at {address} ({_count(workers, 'worker')} now)"
 
 
 def _drain_prefect() -> None:

@@ -32,7 +32,7 @@ from tasks.errors import TaskError
 from tasks.gallery import original_thumb, pair_thumb
 from tasks.images import HEADER_BYTES, decode_image, encode_image, probe_image_header, thumbnail
 from tasks.memory_guard import check_fits
-from tasks.metadata import run_record, sha256_bytes
+from tasks.metadata import run_record, sha256_bytes, worker_address
 from tasks.models import get_features, get_weights
 from tasks.plan import BatchSettings, PairJob
 from tasks.storage import join, storage_for
@@ -129,16 +129,30 @@ def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, 
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def already_done(pair: PairJob, settings: BatchSettings, fingerprint: str) -> bool:
-    """True when the output and its sidecar exist for exactly these inputs and parameters."""
+def finished_sidecar(pair: PairJob, settings: BatchSettings, fingerprint: str) -> dict[str, Any] | None:
+    """The pair's sidecar when its output and sidecar exist for exactly these inputs and
+    parameters (the pair is then done), else None."""
     sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
     storage = storage_for(sidecar_uri)
     try:
         if not (storage.exists(output_uri) and storage.exists(sidecar_uri)):
-            return False
-        return json.loads(storage.read_bytes(sidecar_uri)).get("fingerprint") == fingerprint
+            return None
+        sidecar = json.loads(storage.read_bytes(sidecar_uri))
     except (ValueError, FileNotFoundError):
-        return False
+        return None
+    return sidecar if isinstance(sidecar, dict) and sidecar.get("fingerprint") == fingerprint else None
+
+
+def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
+    """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
+    worker died finds the pairs its first attempt wrote): counted as produced, once, with the
+    figures of that attempt; produced by an earlier run: skipped."""
+    if not settings.run_id or sidecar.get("run_id") != settings.run_id:
+        return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
+    keys = [c["key"] for c in sidecar.get("style_cache", [])]
+    return {**row, "status": "produced", "target_keys": keys, "computed_keys": [c["key"] for c in sidecar.get("style_cache", []) if not c["hit"]],
+            "final_losses": sidecar.get("final_losses"), "iterations": sidecar.get("iterations"),
+            "wall_time_s": sidecar.get("wall_time_s"), "timings": sidecar.get("timings", {}), "worker": sidecar.get("worker")}
 
 
 def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> dict[str, Any]:
@@ -150,8 +164,9 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     weights = _weights_identity(settings)
     fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
     row = pair.row(settings)
-    if not force and already_done(pair, settings, fingerprint):
-        return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
+    done = None if force and not settings.run_id else finished_sidecar(pair, settings, fingerprint)
+    if done is not None and (not force or done.get("run_id") == settings.run_id):
+        return _done_row(row, done, settings)
     try:
         return {**row, **_produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)}
     except PairFailed:
@@ -212,6 +227,8 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
         "style_cache": [{"style": s.uri, "key": o.key, "hit": o.cached} for s, o in zip(pair.styles, outcomes, strict=True)],
         **run_record(cfg, get_weights(settings.weights, settings.weights_preprocessing), result, device, began),
         "pipeline_version": PIPELINE_VERSION,
+        "run_id": settings.run_id,  # the flow run that wrote it
+        "worker": worker_address(),  # the Dask worker that produced it (None outside a cluster)
         "timings": dict(timings),  # seconds: decode, setup (guard, features, style targets), stylize, write
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
@@ -221,7 +238,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     # and its style tasks, which were made by this run and which came from an earlier one.
     return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.cached],
             "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
-            "timings": dict(timings)}
+            "timings": dict(timings), "worker": sidecar["worker"]}
 
 
 def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: Any) -> None:

@@ -72,3 +72,13 @@ def result_dict(result: StylizeResult) -> dict[str, Any]:
         "iterations": result.total_iterations,
         "scales": [asdict(s) for s in result.scales],
     }
+
+
+def worker_address() -> str | None:
+    """The Dask worker this code runs on, or None outside one (recorded in each pair's sidecar)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return None

@@ -74,6 +74,7 @@ class BatchSettings:
     device: str
     max_pixels: int
     quality: int
+    run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
 
     @property
     def cache_root(self) -> str:

@@ -4,7 +4,8 @@ Environment (so a deployment sets it in its job variables, and ``nst run`` from 
 
 - ``NST_TASK_RUNNER``: ``threads`` (default) or ``dask``;
 - ``NST_DASK_ADDRESS``: an existing Dask scheduler (``tcp://host:8786``) instead of a local cluster;
-- ``NST_DASK_WORKERS``: worker processes of the local cluster (default: one per GPU, else 1).
+- ``NST_DASK_WORKERS``: worker processes of the local cluster (default: one per GPU, else 1);
+- ``NST_DASK_NO_WORKERS_S``: how long a run waits on a cluster without workers (see tasks.cluster).
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def concurrency() -> int:
     return max(1, torch.cuda.device_count()) * pairs_per_gpu() if torch.cuda.is_available() else 1
 
 
+def runner_slots(runner: Any) -> int:
+    """How many tasks ``runner`` runs at once: a Dask cluster's own count (its GPUs or threads,
+    wherever it is), else this machine's :func:`concurrency`."""
+    counted = getattr(runner, "slots", None)
+    return counted() if callable(counted) else concurrency()
+
+
 def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
     kind = kind or os.environ.get(RUNNER_ENV, "threads")
     address = address or os.environ.get(ADDRESS_ENV) or None
@@ -38,15 +46,15 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
         return ThreadPoolTaskRunner(max_workers=concurrency())
     if kind != "dask":
         raise InputError(f"task runner must be threads or dask, got {kind!r}", settings=["runner"])
-    from prefect_dask import DaskTaskRunner
+    from tasks.cluster import ClusterTaskRunner
 
     if address:
-        return DaskTaskRunner(address=address)
+        return ClusterTaskRunner(address=address)
     if torch.cuda.is_available():
         # One worker process per GPU, each seeing only its own device (CUDA_VISIBLE_DEVICES).
-        return DaskTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
+        return ClusterTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
     n = workers or 1
     # Each worker process gets its share of the cores for PyTorch's intra-op threads.
     threads = str(max(1, (os.cpu_count() or 1) // n))
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+    return ClusterTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
                                           "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})

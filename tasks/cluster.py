@@ -1,0 +1,256 @@
+"""The flow on a Dask cluster started elsewhere (``dask scheduler`` + ``dask worker``, dask-cuda,
+Dask on Kubernetes): what Prefect's ``DaskTaskRunner`` leaves to us.
+
+- **Reaching the scheduler**: within ``CONNECT_TIMEOUT_S``, or one line saying so (Dask's own
+  default is to retry for 30 s and then raise from deep inside the flow run).
+- **What the workers see**: a worker has its own disk. Before any work, :func:`check_cluster`
+  asks every worker whether it sees the client's local files (and can read the first S3 input),
+  so a manifest of local paths on a remote cluster is one line at validation, not a failure on
+  every worker.
+- **GPU resources**: when workers advertise a ``GPU`` resource (``dask worker --resources GPU=1``),
+  every task asks for one, so each GPU runs one chunk at a time and CPU-only workers get none.
+- **Lost workers**: Dask reruns the tasks of a worker that dies elsewhere, and a rerun chunk skips
+  the pairs its first attempt finished (see ``tasks.batch``). With no worker at all, Dask would
+  wait for one forever: after ``NST_DASK_NO_WORKERS_S`` seconds (default 120) without workers the
+  runner cancels what is left, with one line saying why, and the run fails; a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import CancelledError
+from pathlib import Path
+from typing import Any
+
+from prefect_dask import DaskTaskRunner
+
+from tasks.errors import InputError, TaskError
+from tasks.plan import Plan
+from tasks.storage import is_s3, join, storage_for
+
+CONNECT_TIMEOUT_S = 4.0  # a scheduler answers in milliseconds; `nst run` must say it is unreachable within 10 s
+NO_WORKERS_ENV = "NST_DASK_NO_WORKERS_S"
+DEFAULT_NO_WORKERS_S = 120.0
+GPU_RESOURCE = "GPU"
+PROBE_PREFIX = ".nst-cluster-check-"
+_SAMPLED_INPUTS = 16  # local inputs whose presence every worker confirms (the styles first)
+
+
+class ClusterError(InputError):
+    """The Dask scheduler cannot be reached, or its workers cannot see the run's inputs or output."""
+
+
+class ClusterLost(TaskError):
+    """The cluster had no workers for longer than ``NST_DASK_NO_WORKERS_S``."""
+
+
+def no_workers_s() -> float:
+    value = os.environ.get(NO_WORKERS_ENV, "")
+    try:
+        seconds = float(value) if value else DEFAULT_NO_WORKERS_S
+    except ValueError:
+        raise InputError(f"{NO_WORKERS_ENV} must be a number of seconds, got {value!r}") from None
+    if seconds <= 0:
+        raise InputError(f"{NO_WORKERS_ENV} must be > 0, got {value!r}")
+    return seconds
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT_S, client_class: Any = None) -> Any:
+    """A client of the scheduler at ``address``, or :class:`ClusterError` within ``timeout`` s."""
+    import distributed
+
+    try:
+        return (client_class or distributed.Client)(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({' '.join(str(exc).split())}); "
+                           f"is it running, and is dask_address right?", settings=["dask_address"]) from None
+
+
+def gpu_resources(client: Any) -> dict[str, float] | None:
+    """``{"GPU": 1}`` when any worker advertises GPUs, so that tasks go only to those, one per GPU."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return {GPU_RESOURCE: 1} if any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers.values()) else None
+
+
+def slots(client: Any) -> int:
+    """How many tasks the cluster runs at once: its GPUs where workers advertise them, else its threads."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+    gpus = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
+    return max(1, gpus or sum(int(w.get("nthreads", 1)) for w in workers))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a task that did not run to its end: a cancellation's own message (the
+    runner's "no workers" line), else the exception's text."""
+    if isinstance(exc, CancelledError) and getattr(exc, "msg", None):
+        return " ".join(str(exc.msg).split())  # type: ignore[attr-defined]
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class ClusterTaskRunner(DaskTaskRunner):
+    """``DaskTaskRunner`` with a bounded connection, GPU resources and a no-workers watchdog."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("address"):
+            kwargs["client_kwargs"] = {"timeout": CONNECT_TIMEOUT_S, **(kwargs.get("client_kwargs") or {})}
+        super().__init__(*args, **kwargs)
+        self.resources: dict[str, float] | None = None
+        self.lost: str | None = None
+        self._pending: list[Any] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The runner travels with the flow's tasks to the workers (cloudpickle): locks do not.
+        state = self.__dict__.copy()
+        for name in ("_lock", "_stop", "_pending"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock, self._stop, self._pending = threading.Lock(), threading.Event(), []
+
+    def __enter__(self) -> ClusterTaskRunner:
+        super().__enter__()
+        if self.address:
+            try:
+                client = self.client
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(f"cannot reach the Dask scheduler at {self.address} within {CONNECT_TIMEOUT_S:g} s "
+                                   f"({' '.join(str(exc).split())})", settings=["dask_address"]) from None
+            self.resources = gpu_resources(client)
+            threading.Thread(target=self._watch, args=(no_workers_s(),), name="nst-dask-watch", daemon=True).start()
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self._stop.set()
+        super().__exit__(*args)
+
+    def slots(self) -> int:
+        return slots(self.client)
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
+        import dask
+
+        if self.resources:
+            with dask.annotate(resources=self.resources):
+                future = super().submit(task, parameters, wait_for, dependencies)
+        else:
+            future = super().submit(task, parameters, wait_for, dependencies)
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()] + [future.wrapped_future]
+        return future
+
+    def _watch(self, limit_s: float) -> None:
+        """Cancel what is left once the cluster has had no workers for ``limit_s`` seconds."""
+        since: float | None = None
+        while not self._stop.wait(1.0):
+            try:
+                workers = len(self._client.nthreads()) if self._client is not None else 1
+            except Exception:  # noqa: BLE001 - the scheduler itself is unreachable: as good as no workers
+                workers = 0
+            since = None if workers else since or time.monotonic()
+            if since is not None and time.monotonic() - since >= limit_s:
+                self._give_up(f"the Dask cluster at {self.address} had no workers for {limit_s:g} s ({NO_WORKERS_ENV}); "
+                              f"re-run to resume")
+                return
+
+    def _give_up(self, reason: str) -> None:
+        self.lost = reason
+        with self._lock:
+            pending = [f for f in self._pending if not f.done()]
+        if pending and self._client is not None:
+            self._client.cancel(pending, reason="no-workers", msg=reason)
+
+
+def check_cluster(plan: Plan, address: str) -> int:
+    """Connect to the cluster and make sure every worker sees what the plan names: its local files
+    (inputs, weights, the output root) and its first S3 input. Returns the number of workers;
+    raises :class:`ClusterError` with one line naming a worker and a path."""
+    client = connect(address)
+    try:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        if not workers:
+            return 0  # nothing to ask yet: workers may join later (the run waits for NST_DASK_NO_WORKERS_S)
+        _check_local_paths(client, plan)
+        _check_s3_reads(client, plan)
+        return len(workers)
+    finally:
+        client.close()
+
+
+def _local_inputs(plan: Plan) -> list[str]:
+    styles = [u for u in plan.styles.values() if not is_s3(u)]
+    contents = list(dict.fromkeys(p.content_uri for p in plan.pairs if not is_s3(p.content_uri)))
+    weights = [plan.settings.weights] if os.path.isfile(plan.settings.weights) else []
+    return list(dict.fromkeys(styles + weights + contents))[:_SAMPLED_INPUTS]
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _worker_view(paths: list[str], probe: str | None) -> dict[str, Any]:
+    """Run on each worker: each path's size and time, and the probe file's text."""
+    seen = {p: _stat(p) for p in paths}
+    try:
+        text = Path(probe).read_text() if probe else None
+    except OSError:
+        text = None
+    return {"stats": seen, "probe": text}
+
+
+def _check_local_paths(client: Any, plan: Plan) -> None:
+    paths = _local_inputs(plan)
+    root = plan.settings.output_root
+    probe, token = (None, None) if is_s3(root) else (join(root, PROBE_PREFIX + uuid.uuid4().hex), uuid.uuid4().hex)
+    if not paths and probe is None:
+        return
+    if probe is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        Path(probe).write_text(token or "")
+    try:
+        views = client.run(_worker_view, paths, probe)
+    finally:
+        if probe is not None:
+            Path(probe).unlink(missing_ok=True)
+    mine = {p: _stat(p) for p in paths}
+    for worker, view in sorted(views.items()):
+        missing = next((p for p in paths if view["stats"].get(p) != mine[p]), None)
+        if missing is None and probe is not None and view["probe"] != token:
+            missing = root
+        if missing is not None:
+            raise ClusterError(f"Dask worker {worker} does not see {missing} as this machine does: with a cluster, local paths "
+                               f"need a disk that every worker shares; give s3:// URIs for the inputs and the output")
+
+
+def _check_s3_reads(client: Any, plan: Plan) -> None:
+    first = next((u for u in [*plan.styles.values(), *(p.content_uri for p in plan.pairs[:1])] if is_s3(u)), None)
+    if first is None:
+        return
+    for worker, problem in sorted(client.run(_s3_problem, first).items()):
+        if problem:
+            raise ClusterError(f"Dask worker {worker} cannot read {first}: {problem} (the workers need the same S3 "
+                               f"endpoint and credentials as this machine: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)")
+
+
+def _s3_problem(uri: str) -> str | None:
+    """Run on each worker: why it cannot see ``uri``, or None."""
+    try:
+        return None if storage_for(uri).exists(uri) else "no such object"
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it goes into one line
+        return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_runner_sees(runner: Any, plan: Plan) -> None:
+    """:func:`check_cluster` when the flow's tasks run on a cluster started elsewhere."""
+    if isinstance(runner, ClusterTaskRunner) and runner.address:
+        check_cluster(plan, runner.address)
