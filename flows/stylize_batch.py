@@ -13,7 +13,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
-from tasks.batch import shares_targets
+from tasks.batch import shares_targets, written_by_this_run
 from tasks.cluster import check_runner_sees, failure_reason
 from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
@@ -139,7 +139,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
         try:
             done = future.result()
         except Exception as exc:  # the task itself broke (workers died, the cluster went away): every pair of it failed
-            done = [_failed_row(plan, pair, failure_reason(exc)) for pair in chunk]
+            done = [written_by_this_run(pair, plan.settings) or _failed_row(plan, pair, failure_reason(exc)) for pair in chunk]
         rows += done
         live.add(done)
         pairs_finished(done)  # rows reported in this process already are not reported twice

@@ -445,11 +445,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
     wall = time.monotonic() - _STARTED
     print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
           f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {t['computed']} computed, {t['from_cache']} from cache")
-    for failure in summary["failures"]:
-        print(f"  FAILED {failure['name']}: {failure['reason']}")
+    for reason, names in _by_reason(summary["failures"]).items():
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        print(f"  FAILED {names[0]}: {reason}" if len(names) == 1 else f"  FAILED {len(names)} pairs ({shown}): {reason}")
     for warning in summary.get("warnings", []):
         print(f"  warning: {warning}")
     print(f"output: {summary['output']}  gallery: {summary.get('gallery') or 'not built'}")
+
+
+def _by_reason(failures: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Failed pairs grouped by their reason: a cluster lost mid-run is one line, not 10,000."""
+    groups: dict[str, list[str]] = {}
+    for failure in failures:
+        groups.setdefault(failure["reason"], []).append(failure["name"])
+    return groups
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:

@@ -143,6 +143,21 @@ def finished_sidecar(pair: PairJob, settings: BatchSettings, fingerprint: str) -
     return sidecar if isinstance(sidecar, dict) and sidecar.get("fingerprint") == fingerprint else None
 
 
+def written_by_this_run(pair: PairJob, settings: BatchSettings) -> dict[str, Any] | None:
+    """The row of a pair whose task broke off (its worker died, the cluster went away) but which
+    this run had already written, output and sidecar; None when it had not."""
+    sidecar_uri = settings.sidecar_uri(pair.name)
+    storage = storage_for(sidecar_uri)
+    try:
+        sidecar = json.loads(storage.read_bytes(sidecar_uri))
+        written = storage.exists(settings.output_uri(pair.name))
+    except (ValueError, FileNotFoundError, TaskError):
+        return None
+    if not (written and settings.run_id and isinstance(sidecar, dict) and sidecar.get("run_id") == settings.run_id):
+        return None
+    return _done_row(pair.row(settings), sidecar, settings)
+
+
 def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the

@@ -1,0 +1,196 @@
+"""The flow on a separately started Dask cluster (``dask scheduler`` + ``dask worker`` processes,
+see tests/dask_cluster.py): runs through ``nst run --dask-address``, workers without the client's
+disk, a worker SIGKILLed mid-chunk, all workers lost, an unreachable scheduler, GPU resources."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from nst_cli.main import main
+from tests.dask_cluster import can_hide_folders, dask_cluster
+from tests.flows.helpers import make_batch, save, upload_batch
+from tests.s3_server import free_port, s3_server
+from tests.synthetic import painting_like, photo_like
+
+pytestmark = pytest.mark.slow
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def _sidecars(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "summary.json"}
+
+
+def test_nst_run_on_a_separately_started_cluster_and_a_rerun_computes_nothing(prefect_server, tmp_path, capsys):
+    manifest = make_batch(tmp_path / "batch")
+    out = tmp_path / "batch" / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        workers = {cluster.worker_address("w1"), cluster.worker_address("w2")}
+        assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
+        assert "on the Dask cluster at tcp://127.0.0.1:" in capsys.readouterr().err
+        summary = _summary(out)
+        assert summary["counts"] == {"planned": 4, "produced": 4, "skipped": 0, "failed": 0}
+        assert summary["style_targets"] == {"computed": 2, "from_cache": 0}
+        sidecars = _sidecars(out)
+        assert sorted(sidecars) == ["a__stripes", "a__waves", "b__stripes", "b__waves"]
+        assert {s["worker"] for s in sidecars.values()} <= workers  # produced on the cluster, not in this process
+        assert len({s["run_id"] for s in sidecars.values()}) == 1 and sidecars["a__waves"]["run_id"]
+        assert all(all(c["hit"] for c in s["style_cache"]) for s in sidecars.values())  # the style tasks made them first
+        assert len(list((out / ".cache" / "style-targets").glob("*.pt"))) == 2
+        assert (out / "index.html").read_text().count('<td class="produced"') == 4
+
+        assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
+        again = _summary(out)
+        assert again["counts"] == {"planned": 4, "produced": 0, "skipped": 4, "failed": 0}
+        assert again["style_targets"] == {"computed": 0, "from_cache": 2}
+        assert _sidecars(out) == sidecars  # nothing rewritten
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2_within_10_s(tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    began = time.monotonic()
+    assert main(["run", str(manifest), "--dask-address", f"tcp://127.0.0.1:{free_port()}"]) == 2
+    assert time.monotonic() - began < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nst: error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
+    assert "--dask-address" in err[0] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not can_hide_folders(), reason="needs mount namespaces (unshare) to give workers a disk of their own")
+def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths(prefect_server, tmp_path, capsys):
+    client_files = tmp_path / "client"  # hidden from every worker: a tmpfs over it in the worker's mount namespace
+    manifest = make_batch(client_files / "batch")
+    with s3_server():
+        s3 = boto3.client("s3")
+        remote = upload_batch(s3, "team", client_files / "batch", "s3://team/out")
+        with dask_cluster(tmp_path / "cluster", hide=[client_files]) as cluster:
+            assert main(["run", remote, "--dask-address", cluster.address]) == 0
+            summary = json.loads(s3.get_object(Bucket="team", Key="out/summary.json")["Body"].read())
+            assert summary["counts"] == {"planned": 2, "produced": 2, "skipped": 0, "failed": 0}
+            assert summary["style_targets"] == {"computed": 1, "from_cache": 0}  # once for the cluster, not once per worker
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team", Prefix="out/")["Contents"]]
+            assert len([k for k in keys if k.startswith("out/.cache/style-targets/")]) == 1
+            for name in ("a__stripes", "b__stripes"):
+                sidecar = json.loads(s3.get_object(Bucket="team", Key=f"out/{name}.json")["Body"].read())
+                assert sidecar["worker"].startswith("tcp://127.0.0.1:") and sidecar["style_cache"][0]["hit"]
+            capsys.readouterr()
+
+            assert main(["run", str(manifest), "--dask-address", cluster.address]) == 2  # local paths: refused up front
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "does not see" in err[0] and "s3://" in err[0], err
+            assert not (client_files / "batch" / "out" / "summary.json").exists()
+
+
+def _many_pairs(root: Path, photos: int = 6, styles: int = 3, iterations: int = 25) -> Path:
+    """``photos`` x ``styles`` pairs of about half a second each on one core."""
+    for i in range(photos):
+        save(photo_like(40, 48, seed=i), root / "photos" / f"p{i}.png")
+    for j in range(styles):
+        save(painting_like(32, 32).roll(5 * j, -1), root / "styles" / f"s{j}.png")
+    manifest = root / "m.yaml"
+    manifest.write_text(f"defaults: {{size: 40, scales: [1.0], iterations: {iterations}}}\noutput: out\n"
+                        f"styles: {{{', '.join(f's{j}: styles/s{j}.png' for j in range(styles))}}}\ncontents: [photos/*.png]\n")
+    return manifest
+
+
+def _when_produced_by(out: Path, worker: str, action, stop: threading.Event) -> threading.Thread:
+    """Call ``action`` once a pair's sidecar says ``worker`` produced it (the worker is then in the
+    middle of its chunk's next pair)."""
+    def watch() -> None:
+        while not stop.is_set():
+            if any(s.get("worker") == worker for s in _safe_sidecars(out)):
+                action()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _safe_sidecars(out: Path) -> list[dict]:
+    found = []
+    for path in out.glob("*.json") if out.exists() else []:
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_worker_killed_mid_chunk_costs_nothing(prefect_server, tmp_path):
+    manifest = _many_pairs(tmp_path / "batch")  # 18 pairs: chunks of 2 on a cluster of 2 threads
+    out = tmp_path / "batch" / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        doomed = cluster.worker_address("w1")
+        stop = threading.Event()
+        watcher = _when_produced_by(out, doomed, lambda: cluster.kill("w1"), stop)
+        try:
+            assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
+        finally:
+            stop.set()
+        watcher.join(5)
+        assert "w1" not in cluster.workers, "the worker was never killed"
+    summary = _summary(out)
+    assert summary["counts"] == {"planned": 18, "produced": 18, "skipped": 0, "failed": 0}
+    names = [r["name"] for r in summary["pairs"]]
+    assert len(names) == len(set(names)) == 18  # every pair once
+    sidecars = _sidecars(out)
+    assert len(sidecars) == 18 and len({s["run_id"] for s in sidecars.values()}) == 1
+    by_doomed = [n for n, s in sidecars.items() if s["worker"] == doomed]
+    assert by_doomed  # what the killed worker finished was kept, not produced again elsewhere
+    rows = {r["name"]: r for r in summary["pairs"]}
+    assert all(rows[n]["worker"] == doomed and rows[n]["status"] == "produced" for n in by_doomed)
+    assert not [p for p in out.rglob("*") if ".part" in p.name or p.name.startswith(".tmp")]  # nothing half-written
+
+
+def test_all_workers_lost_fails_in_one_line_and_a_rerun_resumes(prefect_server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_DASK_NO_WORKERS_S", "3")
+    manifest = _many_pairs(tmp_path / "batch")
+    out = tmp_path / "batch" / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        stop = threading.Event()
+
+        def kill_all() -> None:
+            cluster.kill("w1")
+            cluster.kill("w2")
+
+        watcher = _when_produced_by(out, cluster.worker_address("w2"), kill_all, stop)
+        try:
+            assert main(["run", str(manifest), "--dask-address", cluster.address]) == 1
+        finally:
+            stop.set()
+        watcher.join(5)
+        printed = capsys.readouterr().out
+        failed_lines = [line for line in printed.splitlines() if line.strip().startswith("FAILED")]
+        assert len(failed_lines) == 1 and "had no workers for 3 s" in failed_lines[0] and "re-run to resume" in failed_lines[0]
+        first = _summary(out)
+        produced = {r["name"] for r in first["pairs"] if r["status"] == "produced"}
+        assert produced and first["counts"]["failed"] == 18 - len(produced)
+        before = _sidecars(out)
+        assert set(before) == produced  # what a broken-off chunk had written counts as produced
+
+        cluster.add_worker("w3")
+        assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
+        second = _summary(out)
+        assert second["counts"] == {"planned": 18, "produced": 18 - len(produced), "skipped": len(produced), "failed": 0}
+        assert all(_sidecars(out)[n] == s for n, s in before.items())  # what was written is not computed again
+
+
+def test_gpu_workers_take_every_task_when_the_cluster_has_them(prefect_server, tmp_path):
+    manifest = make_batch(tmp_path / "batch")
+    with dask_cluster(tmp_path / "cluster", workers=0) as cluster:
+        cluster.add_worker("gpu", resources="GPU=1")
+        cluster.add_worker("cpu")
+        gpu = cluster.worker_address("gpu")
+        assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
+    sidecars = _sidecars(tmp_path / "batch" / "out")
+    assert len(sidecars) == 4 and {s["worker"] for s in sidecars.values()} == {gpu}
