@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dask_cluster import dask_cluster
 from tests.flows.helpers import make_batch
 from tests.s3_server import free_port
 
@@ -82,6 +83,19 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
             assert (out / f"{name}.png").exists()
             assert json.loads((out / f"{name}.json").read_text())["content"]["sha256"]
         assert (out / "index.html").read_text().count('<td class="produced"') == 4
+
+        # The same deployment on a Dask cluster started apart from it, chosen by the flow run's job
+        # variables (NST_TASK_RUNNER, NST_DASK_ADDRESS), as an operator points runs at a cluster.
+        with dask_cluster(tmp_path / "cluster", env={"PREFECT_API_URL": env["PREFECT_API_URL"]}) as cluster:
+            workers = {cluster.worker_address("w1"), cluster.worker_address("w2")}
+            cluster_env = json.dumps({"NST_TASK_RUNNER": "dask", "NST_DASK_ADDRESS": cluster.address})
+            run = prefect("deployment", "run", "stylize-batch/default", "--param", f"manifest={manifest}",
+                          "--param", f"output={tmp_path / 'on-cluster'}", "--job-variable", f"env={cluster_env}",
+                          "--watch", "--watch-timeout", "600", timeout=660)
+        assert "Completed" in run.stdout, run.stdout[-2000:]
+        on_cluster = tmp_path / "on-cluster"
+        assert json.loads((on_cluster / "summary.json").read_text())["counts"]["produced"] == 4
+        assert {json.loads((on_cluster / f"{n}.json").read_text())["worker"] for n in ("a__stripes", "b__waves")} <= workers
 
         nightly = prefect("deployment", "inspect", "stylize-batch/nightly-gallery").stdout
         assert "0 2 * * *" in nightly and "CANCEL_NEW" in nightly and "'limit': 1" in nightly
