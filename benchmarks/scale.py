@@ -29,14 +29,14 @@ TARGETS = {"plan_s": 5.0, "validate_s": 5.0, "run_peak_rss_mb": 1536, "orchestra
            "rerun_s": 60.0, "plan_100k_peak_rss_mb": 1536}
 
 
-def make_images(root: Path, contents: int, styles: int) -> None:
+def make_images(root: Path, contents: int, styles: int, side: int = 16) -> None:
     rng = np.random.default_rng(0)
     for folder, count in (("photos", contents), ("styles", styles)):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             path = root / folder / f"{folder[0]}{i:05d}.png"
             if not path.exists():
-                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+                Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(path)
 
 
 def write_manifest(root: Path, name: str, styles: int, output: str = "out") -> Path:

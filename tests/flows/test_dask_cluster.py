@@ -12,8 +12,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from benchmarks.dask_cluster import can_hide_folders, dask_cluster
 from nst_cli.main import main
-from tests.dask_cluster import can_hide_folders, dask_cluster
 from tests.flows.helpers import make_batch, save, upload_batch
 from tests.s3_server import free_port, s3_server
 from tests.synthetic import painting_like, photo_like

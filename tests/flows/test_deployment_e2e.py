@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dask_cluster import dask_cluster
+from benchmarks.dask_cluster import dask_cluster
 from tests.flows.helpers import make_batch
 from tests.s3_server import free_port
 

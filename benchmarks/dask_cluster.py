@@ -1,5 +1,5 @@
-"""A real Dask cluster on 127.0.0.1, started the way an operator starts one: ``dask scheduler``
-and ``dask worker`` processes (the ``distributed`` command lines), each worker with its own
+"""A real Dask cluster on 127.0.0.1, for the tests and the cluster benchmark, started the way an
+operator starts one: ``dask scheduler`` and ``dask worker`` processes (the ``distributed`` command lines), each worker with its own
 working directory and temp folder. A worker can be started with some folders hidden from it (a
 tmpfs mounted over them in a mount namespace of its own), which makes it a worker on another
 machine as far as files go: it shares nothing with the client but the network.
@@ -51,6 +51,7 @@ class DaskCluster:
     def start_scheduler(self) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
         file = self.root / "scheduler.json"
+        file.unlink(missing_ok=True)  # a file left by an earlier cluster would name its address
         self.scheduler = self._spawn("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                                    "--scheduler-file", str(file)], cwd=self.root)
         self._wait(lambda: file.exists() and json.loads(file.read_text() or "{}").get("address"), "the scheduler", "scheduler")
