@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("manifest", help="manifest path or s3:// URI")
     v.add_argument("--output", default=None, help="override the manifest's output root")
     v.add_argument("--json", action="store_true", help="print the plan as JSON")
+    v.add_argument("--dask-address", default=None, help="also check that this Dask cluster's workers see every input and the output")
 
     r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process")
     r.add_argument("manifest", help="manifest path or s3:// URI")
@@ -253,11 +254,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.manifest, args.output)
     check_plan(plan)  # every input exists and is an image; the output root takes files
+    cluster = _check_cluster(args.dask_address, plan)
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0
     print(f"manifest {plan.source}: {_count(len(plan.pairs), 'pair')}{_swept(plan.pairs)}, {_count(len(plan.styles), 'style')}, "
-          f"output {plan.settings.output_root}")
+          f"output {plan.settings.output_root}{cluster}")
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
     for pair in plan.pairs:
@@ -286,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
     plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
     check_writable_root(plan.settings.output_root)  # and on an output root that takes no files
-    cluster = _check_cluster(args, plan)  # and on a cluster that is unreachable or cannot see the paths
+    cluster = _check_cluster(_cluster_address(args), plan)  # and on a cluster that is unreachable or cannot see the paths
     print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from flows.stylize_batch import stylize_batch
@@ -318,12 +320,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
 
 
-def _check_cluster(args: argparse.Namespace, plan: Any) -> str:
-    """For an existing Dask cluster, what its workers see, checked before Prefect starts."""
+def _cluster_address(args: argparse.Namespace) -> str | None:
+    """The existing Dask cluster this run's tasks go to, if any (flags first, then the environment)."""
     from tasks.runners import ADDRESS_ENV, RUNNER_ENV
 
     address = args.dask_address or os.environ.get(ADDRESS_ENV)
-    if (args.runner or os.environ.get(RUNNER_ENV)) != "dask" or not address:
+    return address if (args.runner or os.environ.get(RUNNER_ENV)) == "dask" and address else None
+
+
+def _check_cluster(address: str | None, plan: Any) -> str:
+    """What the cluster's workers see, checked before any work: a phrase for the plan's line."""
+    if not address:
         return ""
     from tasks.cluster import check_cluster
 

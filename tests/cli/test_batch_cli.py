@@ -31,7 +31,7 @@ def test_run_success_failure_and_summary_json(prefect_server, tmp_path, capsys):
     summary_path = tmp_path / "summary-copy.json"
     assert main(["run", str(manifest), "--summary-json", str(summary_path)]) == 1
     out = capsys.readouterr().out
-    assert "6 pairs planned: 4 produced, 0 skipped, 2 failed" in out and "FAILED broken__stripes" in out
+    assert "6 pairs planned: 4 produced, 0 skipped, 2 failed" in out and "FAILED 2 pairs (broken__stripes, broken__waves): " in out  # one line per reason
     summary = json.loads(summary_path.read_text())
     assert summary["counts"]["failed"] == 2 and summary["failures"][0]["reason"]
     (tmp_path / "photos" / "broken.png").unlink()

@@ -87,6 +87,8 @@ def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and "does not see" in err[0] and "s3://" in err[0], err
             assert not (client_files / "batch" / "out" / "summary.json").exists()
+            assert main(["validate", str(manifest), "--dask-address", cluster.address]) == 2  # and nst validate says so too
+            assert "does not see" in capsys.readouterr().err
 
 
 def _many_pairs(root: Path, photos: int = 6, styles: int = 3, iterations: int = 25) -> Path:
