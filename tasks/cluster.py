@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
@@ -58,15 +59,19 @@ def no_workers_s() -> float:
     return seconds
 
 
-def connect(address: str, timeout: float = CONNECT_TIMEOUT_S, client_class: Any = None) -> Any:
-    """A client of the scheduler at ``address``, or :class:`ClusterError` within ``timeout`` s."""
+def connect(address: str) -> Any:
+    """A client of the scheduler at ``address``, or :class:`ClusterError` within ``CONNECT_TIMEOUT_S``."""
     import distributed
 
     try:
-        return (client_class or distributed.Client)(address, timeout=timeout, set_as_default=False)
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({' '.join(str(exc).split())}); "
-                           f"is it running, and is dask_address right?", settings=["dask_address"]) from None
+        raise unreachable(address, exc) from None
+
+
+def unreachable(address: str, exc: BaseException) -> ClusterError:
+    return ClusterError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S:g} s ({' '.join(str(exc).split())}); "
+                        f"is it running, and is dask_address right?", settings=["dask_address"])
 
 
 def gpu_resources(client: Any) -> dict[str, float] | None:
@@ -98,8 +103,9 @@ class ClusterTaskRunner(DaskTaskRunner):
             kwargs["client_kwargs"] = {"timeout": CONNECT_TIMEOUT_S, **(kwargs.get("client_kwargs") or {})}
         super().__init__(*args, **kwargs)
         self.resources: dict[str, float] | None = None
-        self.lost: str | None = None
-        self._pending: list[Any] = []
+        # Weak: the flow lets go of each task's future once it has its result, and Dask recomputes a
+        # lost result for as long as any client holds the future.
+        self._pending: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -112,7 +118,7 @@ class ClusterTaskRunner(DaskTaskRunner):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock, self._stop, self._pending = threading.Lock(), threading.Event(), []
+        self._lock, self._stop, self._pending = threading.Lock(), threading.Event(), weakref.WeakSet()
 
     def __enter__(self) -> ClusterTaskRunner:
         super().__enter__()
@@ -120,8 +126,7 @@ class ClusterTaskRunner(DaskTaskRunner):
             try:
                 client = self.client
             except (OSError, TimeoutError) as exc:
-                raise ClusterError(f"cannot reach the Dask scheduler at {self.address} within {CONNECT_TIMEOUT_S:g} s "
-                                   f"({' '.join(str(exc).split())})", settings=["dask_address"]) from None
+                raise unreachable(self.address, exc) from None
             self.resources = gpu_resources(client)
             threading.Thread(target=self._watch, args=(no_workers_s(),), name="nst-dask-watch", daemon=True).start()
         return self
@@ -142,7 +147,7 @@ class ClusterTaskRunner(DaskTaskRunner):
         else:
             future = super().submit(task, parameters, wait_for, dependencies)
         with self._lock:
-            self._pending = [f for f in self._pending if not f.done()] + [future.wrapped_future]
+            self._pending.add(future.wrapped_future)
         return future
 
     def _watch(self, limit_s: float) -> None:
@@ -160,7 +165,6 @@ class ClusterTaskRunner(DaskTaskRunner):
                 return
 
     def _give_up(self, reason: str) -> None:
-        self.lost = reason
         with self._lock:
             pending = [f for f in self._pending if not f.done()]
         if pending and self._client is not None:
