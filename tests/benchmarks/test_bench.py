@@ -140,3 +140,26 @@ def test_the_quality_benchmark_runs_the_old_defaults_and_both_precisions_side_by
     assert all(run["loss"] > 0 for run in runs.values())
     printed = capsys.readouterr().out
     assert "| photo:paint | 32 | [4] → [3] | fp32 → bf16 |" in printed and "evaluation s (fp32 / bf16)" in printed
+
+
+def test_cluster_benchmark_counts_prefects_requests_and_judges_its_targets(tmp_path):
+    from benchmarks.cluster import PrefectServer, small_manifest, table
+
+    manifest = small_manifest(tmp_path, 8, 64, 30, "small")  # 2 photos x 4 styles of 64 px
+    assert "{size: 64, scales: [1.0], iterations: 30}" in manifest.read_text()
+    assert Image.open(next((tmp_path / "photos").iterdir())).size == (64, 64)
+
+    server = PrefectServer.__new__(PrefectServer)  # its log only: no server started
+    server.log = tmp_path / "server.log"
+    server.log.write_text('INFO:     127.0.0.1:1 - "POST /api/logs/ HTTP/1.1" 201\n'
+                          'INFO:     127.0.0.1:1 - "PATCH /api/artifacts/0f8e2f86-6f5c-4d57-9d58-8d7c3a1f3b11 HTTP/1.1" 204\n'
+                          'INFO:     127.0.0.1:1 - "PATCH /api/artifacts/1f8e2f86-6f5c-4d57-9d58-8d7c3a1f3b11 HTTP/1.1" 204\n')
+    assert server.requests() == {"POST /api/logs/": 1, "PATCH /api/artifacts/{id}": 2}
+
+    run = {"workers": 1, "produced": 8, "flow_s": 10.0, "pairs_per_s": 0.8, "orchestration_worker_ms_per_pair": 50.0,
+           "client_peak_rss_mb": 700}
+    results = {"throughput": [run, {**run, "workers": 2, "pairs_per_s": 1.2}], "speedup_2_workers": 1.5,
+               "orchestration": {**run, "workers": 2}, "plan": {"pairs": 1_000_000, "plan_s": 61.0, "plan_peak_rss_mb": 700},
+               "prefect_load": {"task_runs_per_10k_pairs": 195, "http_requests_per_10k_pairs": 1600, "db_growth_mb_per_10k_pairs": 19.0}}
+    text = table(results)
+    assert "1.5 missed (>= 1.7)" in text and "61.0 s (missed <= 60)" in text and "peak RSS 700 MB (met <= 1536)" in text
