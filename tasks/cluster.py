@@ -17,6 +17,7 @@ Dask on Kubernetes): what Prefect's ``DaskTaskRunner`` leaves to us.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -30,6 +31,7 @@ from prefect_dask import DaskTaskRunner
 
 from tasks.errors import InputError, TaskError
 from tasks.plan import Plan
+from tasks.prefect_runs import mark_task_runs_crashed
 from tasks.storage import is_s3, join, storage_for
 
 CONNECT_TIMEOUT_S = 4.0  # a scheduler answers in milliseconds; `nst run` must say it is unreachable within 10 s
@@ -128,7 +130,9 @@ class ClusterTaskRunner(DaskTaskRunner):
             except (OSError, TimeoutError) as exc:
                 raise unreachable(self.address, exc) from None
             self.resources = gpu_resources(client)
-            threading.Thread(target=self._watch, args=(no_workers_s(),), name="nst-dask-watch", daemon=True).start()
+            # In this context (Prefect's settings: which API), which a new thread would not inherit.
+            context = contextvars.copy_context()
+            threading.Thread(target=context.run, args=(self._watch, no_workers_s()), name="nst-dask-watch", daemon=True).start()
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -169,6 +173,8 @@ class ClusterTaskRunner(DaskTaskRunner):
             pending = [f for f in self._pending if not f.done()]
         if pending and self._client is not None:
             self._client.cancel(pending, reason="no-workers", msg=reason)
+            # Their Prefect task runs were Running on workers that are gone: nothing else will end them.
+            mark_task_runs_crashed([f.task_run_id for f in pending if getattr(f, "task_run_id", None)], reason)
 
 
 def check_cluster(plan: Plan, address: str) -> int:

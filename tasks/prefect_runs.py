@@ -75,3 +75,26 @@ def tag_this_flow_run() -> None:
             client.update_flow_run(run.id, tags=[*(run.tags or []), process_tag()])
     except Exception:  # noqa: BLE001 - housekeeping must never stop a run
         return
+
+
+def mark_task_runs_crashed(task_run_ids: list[object], message: str) -> int:
+    """Set Crashed on task runs that will never report their end (their Dask workers are gone);
+    returns how many were marked. A task that never started has no task run to mark; failures to
+    ask the server are ignored: this is housekeeping."""
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    marked = 0
+    try:
+        with get_client(sync_client=True) as client:
+            for task_run_id in task_run_ids:
+                try:
+                    state = client.read_task_run(task_run_id).state  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001, S112 - never started: there is no task run to mark
+                    continue
+                if state is not None and not state.is_final():
+                    client.set_task_run_state(task_run_id, Crashed(message=message), force=True)  # type: ignore[arg-type]
+                    marked += 1
+    except Exception:  # noqa: BLE001 - housekeeping must never stop a run
+        return marked
+    return marked

@@ -179,12 +179,28 @@ def test_all_workers_lost_fails_in_one_line_and_a_rerun_resumes(prefect_server, 
         assert produced and first["counts"]["failed"] == 18 - len(produced)
         before = _sidecars(out)
         assert set(before) == produced  # what a broken-off chunk had written counts as produced
+        assert _task_runs_left_running(next(iter(before.values()))["run_id"]) == []  # ended Crashed, not Running for ever
 
         cluster.add_worker("w3")
         assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
         second = _summary(out)
         assert second["counts"] == {"planned": 18, "produced": 18 - len(produced), "skipped": len(produced), "failed": 0}
         assert all(_sidecars(out)[n] == s for n, s in before.items())  # what was written is not computed again
+
+
+def _task_runs_left_running(flow_run_id: str) -> list[str]:
+    """The flow run's task runs still Running once the server has recorded what it was sent."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + 15
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        running = [r.name for r in runs if r.state is not None and r.state.is_running()]
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(1)
 
 
 def test_gpu_workers_take_every_task_when_the_cluster_has_them(prefect_server, tmp_path):
