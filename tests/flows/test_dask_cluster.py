@@ -188,6 +188,26 @@ def test_all_workers_lost_fails_in_one_line_and_a_rerun_resumes(prefect_server, 
         assert all(_sidecars(out)[n] == s for n, s in before.items())  # what was written is not computed again
 
 
+def test_the_scheduler_lost_mid_run_fails_the_rest_in_one_line(prefect_server, tmp_path, capsys):
+    import os
+    import signal
+
+    manifest = _many_pairs(tmp_path / "batch")
+    out = tmp_path / "batch" / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        stop = threading.Event()
+        watcher = _when_produced_by(out, cluster.worker_address("w1"), lambda: os.killpg(cluster.scheduler.pid, signal.SIGKILL), stop)
+        try:
+            assert main(["run", str(manifest), "--dask-address", cluster.address]) == 1
+        finally:
+            stop.set()
+        watcher.join(5)
+    failed_lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("FAILED")]
+    assert len(failed_lines) == 1 and "lost the connection to the scheduler" in failed_lines[0]
+    summary = _summary(out)
+    assert {r["name"] for r in summary["pairs"] if r["status"] == "produced"} == set(_sidecars(out))  # written = produced
+
+
 def _task_runs_left_running(flow_run_id: str) -> list[str]:
     """The flow run's task runs still Running once the server has recorded what it was sent."""
     from prefect import get_client
