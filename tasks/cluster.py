@@ -9,10 +9,11 @@ Dask on Kubernetes): what Prefect's ``DaskTaskRunner`` leaves to us.
   every worker.
 - **GPU resources**: when workers advertise a ``GPU`` resource (``dask worker --resources GPU=1``),
   every task asks for one, so each GPU runs one chunk at a time and CPU-only workers get none.
-- **Lost workers**: Dask reruns the tasks of a worker that dies elsewhere, and a rerun chunk skips
-  the pairs its first attempt finished (see ``tasks.batch``). With no worker at all, Dask would
+- **Lost workers**: Dask reruns the tasks of a worker that dies elsewhere, and a rerun chunk counts
+  the pairs its first attempt wrote as produced, without redoing them (see ``tasks.batch``). With no worker at all, Dask would
   wait for one forever: after ``NST_DASK_NO_WORKERS_S`` seconds (default 120) without workers the
-  runner cancels what is left, with one line saying why, and the run fails; a re-run resumes.
+  runner cancels what is left, with one line saying why, marks their Prefect task runs Crashed,
+  and the run fails; a re-run resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from prefect_dask import DaskTaskRunner
 
-from tasks.errors import InputError, TaskError
+from tasks.errors import InputError
 from tasks.plan import Plan
 from tasks.prefect_runs import mark_task_runs_crashed
 from tasks.storage import is_s3, join, storage_for
@@ -44,10 +45,6 @@ _SAMPLED_INPUTS = 16  # local inputs whose presence every worker confirms (the s
 
 class ClusterError(InputError):
     """The Dask scheduler cannot be reached, or its workers cannot see the run's inputs or output."""
-
-
-class ClusterLost(TaskError):
-    """The cluster had no workers for longer than ``NST_DASK_NO_WORKERS_S``."""
 
 
 def no_workers_s() -> float:
