@@ -129,43 +129,45 @@ def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, 
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def finished_sidecar(pair: PairJob, settings: BatchSettings, fingerprint: str) -> dict[str, Any] | None:
-    """The pair's sidecar when its output and sidecar exist for exactly these inputs and
-    parameters (the pair is then done), else None."""
+def _sidecar_of_done(pair: PairJob, settings: BatchSettings) -> dict[str, Any] | None:
+    """The pair's sidecar when both it and the output exist, else None."""
     sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
     storage = storage_for(sidecar_uri)
     try:
         if not (storage.exists(output_uri) and storage.exists(sidecar_uri)):
             return None
         sidecar = json.loads(storage.read_bytes(sidecar_uri))
-    except (ValueError, FileNotFoundError):
+    except (ValueError, FileNotFoundError, TaskError):
         return None
-    return sidecar if isinstance(sidecar, dict) and sidecar.get("fingerprint") == fingerprint else None
+    return sidecar if isinstance(sidecar, dict) else None
+
+
+def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
+    return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
+
+
+def finished_sidecar(pair: PairJob, settings: BatchSettings, fingerprint: str) -> dict[str, Any] | None:
+    """The pair's sidecar when its output and sidecar exist for exactly these inputs and
+    parameters (the pair is then done), else None."""
+    sidecar = _sidecar_of_done(pair, settings)
+    return sidecar if sidecar is not None and sidecar.get("fingerprint") == fingerprint else None
 
 
 def written_by_this_run(pair: PairJob, settings: BatchSettings) -> dict[str, Any] | None:
     """The row of a pair whose task broke off (its worker died, the cluster went away) but which
     this run had already written, output and sidecar; None when it had not."""
-    sidecar_uri = settings.sidecar_uri(pair.name)
-    storage = storage_for(sidecar_uri)
-    try:
-        sidecar = json.loads(storage.read_bytes(sidecar_uri))
-        written = storage.exists(settings.output_uri(pair.name))
-    except (ValueError, FileNotFoundError, TaskError):
-        return None
-    if not (written and settings.run_id and isinstance(sidecar, dict) and sidecar.get("run_id") == settings.run_id):
-        return None
-    return _done_row(pair.row(settings), sidecar, settings)
+    sidecar = _sidecar_of_done(pair, settings)
+    return _done_row(pair.row(settings), sidecar, settings) if sidecar is not None and _by_this_run(sidecar, settings) else None
 
 
 def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the
     figures of that attempt; produced by an earlier run: skipped."""
-    if not settings.run_id or sidecar.get("run_id") != settings.run_id:
+    if not _by_this_run(sidecar, settings):
         return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
-    keys = [c["key"] for c in sidecar.get("style_cache", [])]
-    return {**row, "status": "produced", "target_keys": keys, "computed_keys": [c["key"] for c in sidecar.get("style_cache", []) if not c["hit"]],
+    cache = sidecar.get("style_cache", [])
+    return {**row, "status": "produced", "target_keys": [c["key"] for c in cache], "computed_keys": [c["key"] for c in cache if not c["hit"]],
             "final_losses": sidecar.get("final_losses"), "iterations": sidecar.get("iterations"),
             "wall_time_s": sidecar.get("wall_time_s"), "timings": sidecar.get("timings", {}), "worker": sidecar.get("worker")}
 
@@ -179,8 +181,8 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     weights = _weights_identity(settings)
     fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
     row = pair.row(settings)
-    done = None if force and not settings.run_id else finished_sidecar(pair, settings, fingerprint)
-    if done is not None and (not force or done.get("run_id") == settings.run_id):
+    done = finished_sidecar(pair, settings, fingerprint)
+    if done is not None and (not force or _by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
         return _done_row(row, done, settings)
     try:
         return {**row, **_produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)}
