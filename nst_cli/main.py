@@ -288,7 +288,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
     plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
     check_writable_root(plan.settings.output_root)  # and on an output root that takes no files
-    cluster = _check_cluster(_cluster_address(args), plan)  # and on a cluster that is unreachable or cannot see the paths
+    from tasks.runners import existing_cluster
+
+    cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths
     print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from flows.stylize_batch import stylize_batch
@@ -318,14 +320,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
     _print_summary(summary)
     return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
-
-
-def _cluster_address(args: argparse.Namespace) -> str | None:
-    """The existing Dask cluster this run's tasks go to, if any (flags first, then the environment)."""
-    from tasks.runners import ADDRESS_ENV, RUNNER_ENV
-
-    address = args.dask_address or os.environ.get(ADDRESS_ENV)
-    return address if (args.runner or os.environ.get(RUNNER_ENV)) == "dask" and address else None
 
 
 def _check_cluster(address: str | None, plan: Any) -> str:

@@ -168,13 +168,15 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None) 
     entries = _pair_entries(manifest, base, problems, output_root)
     pairs: list[PairJob] = []
     shared: dict[Any, Any] = {}  # one object for equal parameters and style lists: 100,000 pairs share a few
+    # The manifest's levels of parameters, read once: a million pairs share them.
+    defaults = (manifest.defaults.given(), manifest.defaults.sweep or {})
+    style_levels = {style: (manifest.style_params(style), manifest.style_sweep(style)) for style in manifest.styles}
     for path, content_uri, style_names, overrides, name in entries:
         unknown = [s for s in style_names if s not in styles]
         if unknown:
             problems.append(ManifestProblem(path + ".style", f"unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}"))
             continue
-        levels = [(manifest.defaults.given(), manifest.defaults.sweep or {})]
-        levels += [(manifest.style_params(style), manifest.style_sweep(style)) for style in style_names]
+        levels = [defaults, *(style_levels[style] for style in style_names)]
         levels += [({k: v for k, v in overrides.items() if k != "sweep"}, overrides.get("sweep") or {})]
         params, sweep = _merged(levels)
         points = math.prod(len(v) for v in sweep.values())

@@ -35,9 +35,17 @@ def runner_slots(runner: Any) -> int:
     return counted() if callable(counted) else concurrency()
 
 
-def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
+def existing_cluster(kind: str | None = None, address: str | None = None) -> str | None:
+    """The address of the Dask cluster started elsewhere that the tasks go to, if any: the
+    arguments first, then the environment."""
     kind = kind or os.environ.get(RUNNER_ENV, "threads")
     address = address or os.environ.get(ADDRESS_ENV) or None
+    return address if kind == "dask" else None
+
+
+def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
+    kind = kind or os.environ.get(RUNNER_ENV, "threads")
+    address = existing_cluster(kind, address)
     if workers is None and os.environ.get(WORKERS_ENV):
         workers = int(os.environ[WORKERS_ENV])
     if kind == "threads":
