@@ -8,6 +8,7 @@ machine as far as files go: it shares nothing with the client but the network.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -21,23 +22,27 @@ from pathlib import Path
 DASK = str(Path(sys.executable).parent / "dask")
 
 
-def can_hide_folders() -> bool:
-    """Whether this machine lets us start a process in a mount namespace (root, or user namespaces)."""
+@functools.cache
+def _unshare_flags() -> tuple[str, ...] | None:
+    """The ``unshare`` flags that give a process a mount namespace here (as root, or through a user
+    namespace), or None where neither is allowed."""
     if not shutil.which("unshare"):
-        return False
-    for flags in (["--mount"], ["--user", "--map-root-user", "--mount"]):
-        done = subprocess.run(["unshare", *flags, "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
-        if done.returncode == 0:
-            return True
-    return False
+        return None
+    for flags in (("--mount",), ("--user", "--map-root-user", "--mount")):
+        if subprocess.run(["unshare", *flags, "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode == 0:
+            return flags
+    return None
+
+
+def can_hide_folders() -> bool:
+    """Whether this machine lets us start a process in a mount namespace of its own."""
+    return _unshare_flags() is not None
 
 
 def _hiding(folders: list[Path]) -> list[str]:
     """A command prefix that runs the rest with an empty tmpfs over each of ``folders``."""
-    flags = ["--mount"] if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0 \
-        else ["--user", "--map-root-user", "--mount"]
     mounts = " && ".join(f"mount -t tmpfs tmpfs '{f}'" for f in folders)
-    return ["unshare", *flags, "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+    return ["unshare", *(_unshare_flags() or ()), "sh", "-c", f'{mounts} && exec "$@"', "sh"]
 
 
 class DaskCluster:
