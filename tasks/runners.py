@@ -43,6 +43,15 @@ def existing_cluster(kind: str | None = None, address: str | None = None) -> str
     return address if kind == "dask" else None
 
 
+def require_extra(module: str, extra: str, what: str) -> None:
+    """One line naming the extra to install when an optional dependency is missing, instead of a
+    ModuleNotFoundError from deep inside the flow module's import."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{what} needs {module.replace('_', '-')}: pip install -c constraints.txt 'nst-batch[{extra}]'", settings=["runner"])
+
+
 def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
     kind = kind or os.environ.get(RUNNER_ENV, "threads")
     address = existing_cluster(kind, address)
@@ -60,6 +69,7 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
         return ClusterTaskRunner(address=address)
     if torch.cuda.is_available():
         # One worker process per GPU, each seeing only its own device (CUDA_VISIBLE_DEVICES).
+        require_extra("dask_cuda", "gpu", f"{RUNNER_ENV}=dask on a machine with GPUs (one Dask worker per GPU)")
         return ClusterTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
     n = workers or 1
     # Each worker process gets its share of the cores for PyTorch's intra-op threads.

@@ -54,11 +54,48 @@ def style() -> torch.Tensor:
 
 
 @pytest.fixture(scope="session")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(tmp_path_factory):
+    """Prefect's temporary API server (what prefect_test_harness starts), with its own database
+    and its output in a log file that must hold no traceback when the session ends."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.logs import assert_no_traceback
+    from tests.s3_server import free_port
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    log, port = home / "server.log", free_port()
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}"}
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the tests' Prefect server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert_no_traceback(log, "the tests' Prefect server")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,11 @@
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.dask_cluster import DaskCluster, dask_cluster
+from tests.logs import assert_no_traceback
 from tests.synthetic import painting_like, photo_like
 
 TINY = "defaults: {size: 32, scales: [1.0], iterations: 2}\n"
@@ -35,3 +39,13 @@ def upload_batch(s3, bucket: str, root: Path, output: str) -> str:
     manifest = TINY + f"output: {output}\nstyles: {{stripes: styles/stripes.png}}\ncontents: [s3://{bucket}/in/photos/]\n"
     s3.put_object(Bucket=bucket, Key="in/m.yaml", Body=manifest.encode())
     return f"s3://{bucket}/in/m.yaml"
+
+
+@contextlib.contextmanager
+def checked_cluster(root: Path, allowed: tuple[str, ...] = (), **options: object) -> Iterator[DaskCluster]:
+    """:func:`benchmarks.dask_cluster.dask_cluster`, whose scheduler's and workers' logs must hold
+    no traceback afterwards (except ``allowed`` ones, which the test provokes)."""
+    with dask_cluster(root, **options) as cluster:  # type: ignore[arg-type]
+        yield cluster
+    for log in sorted(root.glob("*.log")):
+        assert_no_traceback(log, f"Dask {log.stem}", allowed)

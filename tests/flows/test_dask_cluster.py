@@ -12,9 +12,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from benchmarks.dask_cluster import can_hide_folders, dask_cluster
+from benchmarks.dask_cluster import can_hide_folders
 from nst_cli.main import main
-from tests.flows.helpers import make_batch, save, upload_batch
+from tests.flows.helpers import checked_cluster, make_batch, save, upload_batch
 from tests.s3_server import free_port, s3_server
 from tests.synthetic import painting_like, photo_like
 
@@ -32,7 +32,7 @@ def _sidecars(out: Path) -> dict[str, dict]:
 def test_nst_run_on_a_separately_started_cluster_and_a_rerun_computes_nothing(prefect_server, tmp_path, capsys):
     manifest = make_batch(tmp_path / "batch")
     out = tmp_path / "batch" / "out"
-    with dask_cluster(tmp_path / "cluster") as cluster:
+    with checked_cluster(tmp_path / "cluster") as cluster:
         workers = {cluster.worker_address("w1"), cluster.worker_address("w2")}
         assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
         assert "on the Dask cluster at tcp://127.0.0.1:" in capsys.readouterr().err
@@ -71,7 +71,7 @@ def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths
     with s3_server():
         s3 = boto3.client("s3")
         remote = upload_batch(s3, "team", client_files / "batch", "s3://team/out")
-        with dask_cluster(tmp_path / "cluster", hide=[client_files]) as cluster:
+        with checked_cluster(tmp_path / "cluster", hide=[client_files]) as cluster:
             assert main(["run", remote, "--dask-address", cluster.address]) == 0
             summary = json.loads(s3.get_object(Bucket="team", Key="out/summary.json")["Body"].read())
             assert summary["counts"] == {"planned": 2, "produced": 2, "skipped": 0, "failed": 0}
@@ -131,7 +131,7 @@ def _safe_sidecars(out: Path) -> list[dict]:
 def test_a_worker_killed_mid_chunk_costs_nothing(prefect_server, tmp_path):
     manifest = _many_pairs(tmp_path / "batch")  # 18 pairs: chunks of 2 on a cluster of 2 threads
     out = tmp_path / "batch" / "out"
-    with dask_cluster(tmp_path / "cluster") as cluster:
+    with checked_cluster(tmp_path / "cluster") as cluster:
         doomed = cluster.worker_address("w1")
         stop = threading.Event()
         watcher = _when_produced_by(out, doomed, lambda: cluster.kill("w1"), stop)
@@ -158,7 +158,7 @@ def test_all_workers_lost_fails_in_one_line_and_a_rerun_resumes(prefect_server, 
     monkeypatch.setenv("NST_DASK_NO_WORKERS_S", "3")
     manifest = _many_pairs(tmp_path / "batch")
     out = tmp_path / "batch" / "out"
-    with dask_cluster(tmp_path / "cluster") as cluster:
+    with checked_cluster(tmp_path / "cluster") as cluster:
         stop = threading.Event()
 
         def kill_all() -> None:
@@ -194,7 +194,7 @@ def test_the_scheduler_lost_mid_run_fails_the_rest_in_one_line(prefect_server, t
 
     manifest = _many_pairs(tmp_path / "batch")
     out = tmp_path / "batch" / "out"
-    with dask_cluster(tmp_path / "cluster") as cluster:
+    with checked_cluster(tmp_path / "cluster") as cluster:
         stop = threading.Event()
         watcher = _when_produced_by(out, cluster.worker_address("w1"), lambda: os.killpg(cluster.scheduler.pid, signal.SIGKILL), stop)
         try:
@@ -208,7 +208,7 @@ def test_the_scheduler_lost_mid_run_fails_the_rest_in_one_line(prefect_server, t
     # Workers outlive their scheduler: a pair they were on may be written after the summary called it failed.
     assert produced and produced <= set(_sidecars(out))
     written = set(_sidecars(out))
-    with dask_cluster(tmp_path / "cluster-2", workers=1) as cluster:  # a new scheduler: the re-run resumes
+    with checked_cluster(tmp_path / "cluster-2", workers=1) as cluster:  # a new scheduler: the re-run resumes
         assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
     again = _summary(out)
     assert {r["name"] for r in again["pairs"] if r["status"] == "skipped"} == written
@@ -232,7 +232,7 @@ def _task_runs_left_running(flow_run_id: str) -> list[str]:
 
 def test_gpu_workers_take_every_task_when_the_cluster_has_them(prefect_server, tmp_path):
     manifest = make_batch(tmp_path / "batch")
-    with dask_cluster(tmp_path / "cluster", workers=0) as cluster:
+    with checked_cluster(tmp_path / "cluster", workers=0) as cluster:
         cluster.add_worker("gpu", resources="GPU=1")
         cluster.add_worker("cpu")
         gpu = cluster.worker_address("gpu")

@@ -1,8 +1,12 @@
-"""End to end as a user runs it: a real `prefect server` on 127.0.0.1, the project's prefect.yaml
-deployed to a process work pool, a worker, and `prefect deployment run ... --watch`."""
+"""End to end as a user runs it: a real `prefect server` on 127.0.0.1 (its scheduler included),
+the project's prefect.yaml deployed to a process work pool, a worker, `prefect deployment run ...
+--watch`, and the nightly deployment's schedule creating a run that the worker completes. The
+server's and the worker's logs must hold no traceback: a scheduler that fails every minute passes
+every other check."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -13,9 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
-from benchmarks.dask_cluster import dask_cluster
-from tests.flows.helpers import make_batch
+from tests.flows.helpers import checked_cluster, make_batch
+from tests.logs import assert_no_traceback
 from tests.s3_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +57,7 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2", "PWD": str(ROOT),
-           "PREFECT_LOGGING_LEVEL": "INFO"}
+           "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
     env.pop("PREFECT_PROFILES_PATH", None)
 
     def prefect(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -86,7 +91,7 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
 
         # The same deployment on a Dask cluster started apart from it, chosen by the flow run's job
         # variables (NST_TASK_RUNNER, NST_DASK_ADDRESS), as an operator points runs at a cluster.
-        with dask_cluster(tmp_path / "cluster", env={"PREFECT_API_URL": env["PREFECT_API_URL"]}) as cluster:
+        with checked_cluster(tmp_path / "cluster", env={"PREFECT_API_URL": env["PREFECT_API_URL"]}) as cluster:
             workers = {cluster.worker_address("w1"), cluster.worker_address("w2")}
             cluster_env = json.dumps({"NST_TASK_RUNNER": "dask", "NST_DASK_ADDRESS": cluster.address})
             run = prefect("deployment", "run", "stylize-batch/default", "--param", f"manifest={manifest}",
@@ -99,7 +104,65 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
 
         nightly = prefect("deployment", "inspect", "stylize-batch/nightly-gallery").stdout
         assert "0 2 * * *" in nightly and "CANCEL_NEW" in nightly and "'limit': 1" in nightly
+
+        # The nightly deployment as the file defines it, with its schedule moved to come due in
+        # 20 s and its manifest pointed at the test's batch: the server's scheduler must create
+        # the run, and the worker must run it to Completed.
+        due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=20)
+        soon = _nightly_due_at(due, manifest, tmp_path / "nightly-out", tmp_path / "prefect.soon.yaml")
+        prefect("--no-prompt", "deploy", "--prefect-file", str(soon), "--name", "nightly-gallery")
+        run = _wait_for_scheduled_run(env, "stylize-batch/nightly-gallery", timeout=300)
+        assert run["auto_scheduled"], run
+        assert run["state"] == "COMPLETED", run
+        assert run["states"][0] == "SCHEDULED", run["states"]
+        assert json.loads((tmp_path / "nightly-out" / "summary.json").read_text())["counts"]["produced"] == 4
     finally:
         if worker is not None:
             _stop(worker)
         _stop(server)
+    assert_no_traceback(server_log, "the Prefect server")
+    assert_no_traceback(worker_log, "the Prefect worker")
+
+
+def _nightly_due_at(due: datetime.datetime, manifest: Path, output: Path, path: Path) -> Path:
+    """prefect.yaml with the nightly deployment's cron replaced by an interval anchored at ``due``
+    (one occurrence within the test), on the test's manifest and output."""
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    nightly = next(d for d in config["deployments"] if d["name"] == "nightly-gallery")
+    assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
+    nightly["schedules"] = [{"interval": 3600, "anchor_date": due.isoformat(), "timezone": "UTC"}]
+    nightly["parameters"] = {"manifest": str(manifest), "output": str(output)}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _wait_for_scheduled_run(env: dict[str, str], deployment: str, timeout: float) -> dict[str, object]:
+    """The first run of ``deployment`` once it reached a final state: its state, whether the
+    scheduler made it, and the names of the states it went through."""
+    code = f"""
+import asyncio, json
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+async def main():
+    async with get_client() as client:
+        d = await client.read_deployment_by_name({deployment!r})
+        runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[d.id])))
+        out = []
+        for r in runs:
+            states = await client.read_flow_run_states(r.id)
+            out.append({{"auto_scheduled": r.auto_scheduled, "state": r.state_type.value if r.state_type else None,
+                         "states": [s.type.value for s in sorted(states, key=lambda s: s.timestamp)]}})
+        print(json.dumps(out))
+asyncio.run(main())
+"""
+    deadline = time.monotonic() + timeout
+    seen: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        final = [r for r in seen if r["state"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
+        if final:
+            return final[0]
+        time.sleep(3)
+    pytest.fail(f"no run of {deployment} finished within {timeout:.0f} s; runs: {seen}")
