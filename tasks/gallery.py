@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,10 +80,28 @@ class Page:
 
 def style_label(names: list[str], blend: list[float] | None = None) -> str:
     """``starry``, or ``starry 0.7 + scream 0.3`` for a blend."""
+    if not names:
+        return "(no style)"
     if len(names) == 1:
         return names[0]
     weights = blend or [1 / len(names)] * len(names)
     return " + ".join(f"{n} {w:.2g}" for n, w in zip(names, weights, strict=False))
+
+
+OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
+# What the page may link to: a relative path of a file the run wrote, with no scheme, no "..", no
+# absolute path, no backslash or control character (a sidecar on a shared prefix is anyone's text).
+_SAFE_LINK = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._~@+=,-][A-Za-z0-9._~@+=, /-]*$")
+UNREADABLE = "unreadable sidecar"
+CSP = "default-src 'none'; img-src 'self' file:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def safe_link(rel: str, files: set[str]) -> str | None:
+    """``rel`` if the page may link to it: a file under the output root that exists, named in plain
+    characters (relative, no scheme, no ``..``); else None. Every href and src goes through here."""
+    if not isinstance(rel, str) or rel not in files or ":" in rel or not _SAFE_LINK.match(rel):
+        return None
+    return rel
 
 
 def _relative(root: str, uri: str) -> str:
@@ -97,18 +117,37 @@ def _read_json(storage: Any, uri: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _cell_from_sidecar(root: str, rel: str, meta: dict[str, Any]) -> tuple[Cell, list[str]] | None:
+def _text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _output_of(stem: str, files: set[str]) -> str:
+    """The output the run wrote beside sidecar ``stem``.json (by the layout, never by the sidecar's text)."""
+    return next((f"{stem}.{ext}" for ext in OUTPUT_EXTENSIONS if f"{stem}.{ext}" in files), "")
+
+
+def _cell_from_sidecar(root: str, rel: str, meta: Any, files: set[str] | None = None) -> tuple[Cell, list[str]] | None:
+    """A produced pair's cell from its sidecar at ``rel``. The cell's name and links come from the
+    sidecar's own file name; of its text only well-typed values are kept. A file that is no sidecar
+    of ours (no name, no styles) gives None; one of ours of the wrong shape an unreadable cell."""
+    stem = rel[: -len(".json")]
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or "styles" not in meta:
+        return None
+    styles = meta.get("styles")
+    content = meta.get("content")
     try:
-        names = [s["name"] for s in meta["styles"]]
-        uris = [s["uri"] for s in meta["styles"]]
-        blend = meta.get("parameters", {}).get("style_blend") or None
-        total = sum(blend) if blend else 0
-        weights = [w / total for w in blend] if blend and total else None
-        cell = Cell(meta["name"], meta["content"]["uri"], style_label(names, weights), "produced",
-                    output=_relative(root, meta["output"]), sidecar=rel, meta=meta, sweep=dict(meta.get("sweep") or {}),
-                    sweep_of=str(meta.get("sweep_of", "")))
-    except (KeyError, TypeError):
-        return None  # not one of our sidecars
+        names = [_text(s["name"], "?") for s in styles]
+        uris = [_text(s["uri"]) for s in styles]
+        blend = (meta.get("parameters") or {}).get("style_blend") or None
+        numbers = [float(w) for w in blend] if isinstance(blend, list) and len(blend) == len(names) else None
+        total = sum(numbers) if numbers else 0.0
+        weights = [w / total for w in numbers] if numbers and total > 0 else None
+        sweep = meta.get("sweep") or {}
+        cell = Cell(stem, _text(content.get("uri"), "?"), style_label(names, weights), "produced",
+                    output=_output_of(stem, files or set()), sidecar=rel, meta=meta,
+                    sweep=dict(sweep) if isinstance(sweep, dict) else {}, sweep_of=_text(meta.get("sweep_of")))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return Cell(stem, f"(unreadable: {rel})", UNREADABLE, "unreadable", reason=f"{UNREADABLE}: {rel}", sidecar=rel), []
     return cell, uris
 
 
@@ -121,34 +160,45 @@ def collect(root: str) -> tuple[Page, set[str]]:
     for rel in sorted(files):
         if "/" not in rel and rel.endswith(".json") and rel != SUMMARY_NAME:
             meta = _read_json(storage, join(root, rel))
-            found = _cell_from_sidecar(root, rel, meta) if meta else None
+            found = _cell_from_sidecar(root, rel, meta, files) if meta else None
             if found:
                 sidecars[found[0].name] = found
     if not sidecars and SUMMARY_NAME not in files:
-        where = "no such folder" if not is_s3(root) and not files else "no stylized outputs here (no sidecars, no summary.json)"
+        where = "no such folder" if not is_s3(root) and not files and not os.path.isdir(root) else "no stylized outputs here (no sidecars, no summary.json)"
         raise InputError(f"{root}: {where}; run nst run with this output first")
     page = Page()
     summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
-    for row in (summary or {}).get("pairs", []):
-        _add_row(page, row, sidecars)
+    rows = (summary or {}).get("pairs")
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict):  # a summary of another shape: its rows are skipped, the sidecars stay
+            _add_row(page, row, sidecars)
     for cell, uris in sidecars.values():  # outputs of earlier runs, not in the last summary
         if (cell.content, cell.style) not in page.cells or (cell.sweep and (cell.content, cell.style) in page.sweeps):
             page.add(cell, uris)
     return page, files
 
 
+_STATUSES = ("produced", "skipped", "failed", "pending", "running")
+
+
 def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]]) -> None:
-    found = sidecars.pop(row.get("name", ""), None)
-    if found is not None and row.get("status") != "failed":
+    """A summary row's cell: its sidecar's when it has one, else what the row says (typed values only)."""
+    name = _text(row.get("name"), "?")
+    status = row.get("status") if row.get("status") in _STATUSES else "failed"
+    found = sidecars.pop(name, None)
+    if found is not None and status != "failed":
         cell, uris = found
-        cell.status = row.get("status", cell.status)
+        if cell.status != "unreadable":
+            cell.status = status
         page.add(cell, uris)
         return
-    names = row.get("style_names") or [u.rsplit("/", 1)[-1] for u in row.get("styles", [])]
-    label = style_label(names, row.get("blend"))
-    page.add(Cell(row.get("name", "?"), row.get("content", "?"), label, row.get("status", "failed"),
-                  reason=row.get("reason", ""), sweep=dict(row.get("sweep") or {}), sweep_of=str(row.get("sweep_of", ""))),
-             row.get("styles", []))
+    styles = [u for u in row.get("styles", []) if isinstance(u, str)] if isinstance(row.get("styles"), list) else []
+    names = row.get("style_names") if isinstance(row.get("style_names"), list) else None
+    names = [_text(n, "?") for n in names] if names else [u.rsplit("/", 1)[-1] for u in styles]
+    blend = row.get("blend") if isinstance(row.get("blend"), list) and all(isinstance(w, int | float) for w in row["blend"]) else None
+    sweep = row.get("sweep") if isinstance(row.get("sweep"), dict) else {}
+    page.add(Cell(name, _text(row.get("content"), "?"), style_label(names, blend), status,
+                  reason=_text(row.get("reason")), sweep=dict(sweep), sweep_of=_text(row.get("sweep_of"))), styles)
 
 
 def _plural(n: int, noun: str) -> str:
@@ -180,24 +230,32 @@ _SHOWN_PARAMETERS = ("size", "iterations", "content_weight", "style_weight", "tv
                      "pooling", "init", "preserve_color", "precision", "seed")
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _details(cell: Cell) -> tuple[str, str]:
-    """(the <details> list, the hover text) of a cell."""
+    """(the <details> list, the hover text) of a cell; values of the wrong type are left out."""
     meta = cell.meta
     facts: list[tuple[str, str]] = []
-    if meta.get("output_size"):
-        facts.append(("output", "x".join(map(str, meta["output_size"])) + " px"))
-    if meta.get("wall_time_s") is not None:
-        facts.append(("time", f"{meta['wall_time_s']:.1f} s, {meta.get('iterations', '?')} iterations"))
-    if meta.get("scales"):
+    size = meta.get("output_size")
+    if isinstance(size, list) and size and all(_number(v) is not None for v in size):
+        facts.append(("output", "x".join(f"{v:g}" for v in size) + " px"))
+    if _number(meta.get("wall_time_s")) is not None:
+        iterations = meta.get("iterations") if _number(meta.get("iterations")) is not None else "?"
+        facts.append(("time", f"{meta['wall_time_s']:.1f} s, {iterations} iterations"))
+    if isinstance(meta.get("scales"), list) and all(isinstance(r, dict) for r in meta["scales"]):
         facts.append(("scales", _scales(meta["scales"])))
-    for key, value in (meta.get("final_losses") or {}).items():
+    losses = meta.get("final_losses")
+    for key, value in (losses.items() if isinstance(losses, dict) else []):
         facts.append((f"loss {key}", _fmt(value)))
-    parameters = meta.get("parameters") or {}
+    parameters = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
     facts += [(k, _fmt(parameters[k])) for k in _SHOWN_PARAMETERS if k in parameters]
-    if meta.get("device"):
-        facts.append(("device", str(meta["device"].get("name") or meta["device"].get("type"))))
+    device = meta.get("device")
+    if isinstance(device, dict):
+        facts.append(("device", str(device.get("name") or device.get("type"))))
     e = html.escape
-    items = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
+    items = "".join(f"<dt>{e(str(k))}</dt><dd>{e(v)}</dd>" for k, v in facts)
     return f"<dl>{items}</dl>", "; ".join(f"{k} {v}" for k, v in facts[:6])
 
 
@@ -209,7 +267,16 @@ def _scales(reports: list[dict[str, Any]]) -> str:
 
 def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
     """A grid cell (``points``: a swept pair's, then it links to the comparison), or a sweep point
-    with its ``attrs`` and ``extra`` (its values) added."""
+    with its ``attrs`` and ``extra`` (its values) added. A cell whose sidecar cannot be shown says
+    so instead of breaking the page."""
+    try:
+        return _cell_html_of(cell, files, points, attrs=attrs, extra=extra)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        name = html.escape(cell.name if cell is not None else "?")
+        return f'<td class="unreadable" data-pair="{name}"><div class="reason"><strong>{UNREADABLE}</strong>: {name}</div></td>'
+
+
+def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
     e = html.escape
     if cell is None:
         return '<td class="empty">not planned</td>'
@@ -217,14 +284,20 @@ def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = N
         return _live_cell_html(cell, files, attrs, extra)
     if points:
         return _cell_html(cell, files, attrs=attrs, extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>')
-    if cell.status == "failed":
-        return (f'<td class="failed" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>failed</strong>: '
-                f'{e(cell.reason or "no reason given")}</div>{extra}</td>')
-    thumb = pair_thumb(cell.name)
-    image = f'<img src="{e(thumb)}" alt="{e(cell.name)}" loading="lazy">' if thumb in files else f"<span>{e(cell.name)}</span>"
+    if cell.status in ("failed", "unreadable"):
+        word = "failed" if cell.status == "failed" else UNREADABLE
+        reason = cell.reason.removeprefix(f"{UNREADABLE}: ") if cell.status == "unreadable" else cell.reason
+        return (f'<td class="{cell.status}" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>{word}</strong>: '
+                f'{e(reason or "no reason given")}</div>{extra}</td>')
+    thumb = safe_link(pair_thumb(cell.name), files)
+    image = f'<img src="{e(thumb)}" alt="{e(cell.name)}" loading="lazy">' if thumb else f"<span>{e(cell.name)}</span>"
     dl, hover = _details(cell)
-    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}><a href="{e(cell.output)}" title="{e(hover)}">{image}</a>'
-            f'<details><summary>{e(cell.status)} · details</summary>{dl}<a href="{e(cell.sidecar)}">metadata (JSON)</a></details>{extra}</td>')
+    output, sidecar = safe_link(cell.output, files), safe_link(cell.sidecar, files)
+    missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
+    shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
+    metadata = f'<a href="{e(sidecar)}">metadata (JSON)</a>' if sidecar else ""
+    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}>{shown}'
+            f'<details><summary>{e(cell.status)} · details</summary>{dl}{metadata}</details>{extra}</td>')
 
 
 def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
@@ -235,11 +308,12 @@ def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
     from tasks.live import live_image
 
     state = cell.meta
-    image = live_image(cell.name)
-    shown = f'<img src="{e(image)}?v={state.get("updated", 0):.0f}" alt="{e(cell.name)} (running)">' if image in files else ""
+    image = safe_link(live_image(cell.name), files)
+    updated, progress = _number(state.get("updated")) or 0.0, min(max(_number(state.get("progress")) or 0.0, 0.0), 1.0)
+    shown = f'<img src="{e(image)}?v={updated:.0f}" alt="{e(cell.name)} (running)">' if image else ""
     where = f"scale {state.get('scale', '?')}/{state.get('scales', '?')}, iteration {state.get('iteration', '?')}"
-    return (f'<td class="running" data-pair="{e(cell.name)}" data-progress="{state.get("progress", 0)}"{attrs}>{shown}'
-            f'<div class="state">running · {100 * float(state.get("progress", 0)):.0f} % · {e(where)}</div>{extra}</td>')
+    return (f'<td class="running" data-pair="{e(cell.name)}" data-progress="{progress}"{attrs}>{shown}'
+            f'<div class="state">running · {100 * progress:.0f} % · {e(where)}</div>{extra}</td>')
 
 
 def _sweep_id(cell: Cell) -> str:
@@ -273,8 +347,8 @@ def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> s
 
 def _original_html(uri: str, label: str, files: set[str], css: str) -> str:
     e = html.escape
-    thumb = original_thumb(uri)
-    image = f'<img class="original" src="{e(thumb)}" alt="{e(label)}">' if thumb in files else ""
+    thumb = safe_link(original_thumb(uri), files)
+    image = f'<img class="original" src="{e(thumb)}" alt="{e(label)}">' if thumb else ""
     return f'<th class="{css}" title="{e(uri)}">{image}<div>{e(label)}</div></th>'
 
 
@@ -286,7 +360,7 @@ th div { font-size: .85rem; max-width: 14rem; overflow-wrap: anywhere; }
 img { max-width: 256px; max-height: 256px; box-shadow: 0 1px 3px #0003; }
 img.original { max-width: 160px; max-height: 160px; }
 td { min-width: 140px; max-width: 260px; }
-td.failed { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
+td.failed, td.unreadable { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
 td.empty { color: #bbb; }
 td.pending { color: #999; background: #f0f0f0; }
 td.running { background: #eef6ff; }
@@ -318,7 +392,9 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
         rows.append(f"<tr>{_original_html(content, _short(content), files, 'content')}{cells}</tr>")
     sweeps = "\n".join(_sweep_html(points, page.styles[style], files) for (_, style), points in page.sweeps.items())
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="referrer" content="no-referrer"><title>{e(title)}</title>
 <style>{_STYLE}</style>{live}</head>
 <body><h1>{e(title)}</h1>{note}
 <p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
@@ -363,7 +439,7 @@ def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s:
 def _sidecar_cell(root: str, storage: Any, row: dict[str, Any], files: set[str]) -> tuple[Cell, list[str]] | None:
     rel = _relative(root, row.get("sidecar", ""))
     meta = _read_json(storage, row["sidecar"]) if rel in files and row.get("status") != "failed" else None
-    return _cell_from_sidecar(root, rel, meta) if meta else None
+    return _cell_from_sidecar(root, rel, meta, files) if meta else None
 
 
 def build_gallery(root: str, title: str = "Stylized gallery") -> str:

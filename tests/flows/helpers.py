@@ -42,10 +42,13 @@ def upload_batch(s3, bucket: str, root: Path, output: str) -> str:
 
 
 @contextlib.contextmanager
-def checked_cluster(root: Path, allowed: tuple[str, ...] = (), **options: object) -> Iterator[DaskCluster]:
+def checked_cluster(root: Path, allowed: tuple[str, ...] | None = (), **options: object) -> Iterator[DaskCluster]:
     """:func:`benchmarks.dask_cluster.dask_cluster`, whose scheduler's and workers' logs must hold
-    no traceback afterwards (except ``allowed`` ones, which the test provokes)."""
+    no traceback afterwards (except ``allowed`` ones, which the test provokes; None: the test kills
+    the scheduler, and its workers' logs are then all connection errors, not checked)."""
     with dask_cluster(root, **options) as cluster:  # type: ignore[arg-type]
         yield cluster
+    if allowed is None:
+        return
     for log in sorted(root.glob("*.log")):
         assert_no_traceback(log, f"Dask {log.stem}", allowed)

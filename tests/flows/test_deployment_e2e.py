@@ -111,7 +111,7 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
         due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=20)
         soon = _nightly_due_at(due, manifest, tmp_path / "nightly-out", tmp_path / "prefect.soon.yaml")
         prefect("--no-prompt", "deploy", "--prefect-file", str(soon), "--name", "nightly-gallery")
-        run = _wait_for_scheduled_run(env, "stylize-batch/nightly-gallery", timeout=300)
+        run = _wait_for_scheduled_run(env, "stylize-batch/nightly-gallery", server_log, timeout=300)
         assert run["auto_scheduled"], run
         assert run["state"] == "COMPLETED", run
         assert run["states"][0] == "SCHEDULED", run["states"]
@@ -136,9 +136,10 @@ def _nightly_due_at(due: datetime.datetime, manifest: Path, output: Path, path: 
     return path
 
 
-def _wait_for_scheduled_run(env: dict[str, str], deployment: str, timeout: float) -> dict[str, object]:
+def _wait_for_scheduled_run(env: dict[str, str], deployment: str, server_log: Path, timeout: float) -> dict[str, object]:
     """The first run of ``deployment`` once it reached a final state: its state, whether the
-    scheduler made it, and the names of the states it went through."""
+    scheduler made it, and the names of the states it went through. A traceback in the server's
+    log fails at once (a scheduler that raises would otherwise cost the whole timeout)."""
     code = f"""
 import asyncio, json
 from prefect.client.orchestration import get_client
@@ -158,6 +159,7 @@ asyncio.run(main())
     deadline = time.monotonic() + timeout
     seen: list[dict[str, object]] = []
     while time.monotonic() < deadline:
+        assert_no_traceback(server_log, "the Prefect server")
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-3000:]
         seen = json.loads(done.stdout.strip().splitlines()[-1])
