@@ -282,12 +282,16 @@ def _count(n: int, noun: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:  # Prefect's INFO lines (a "Finished in state" per task) drown ours; -v shows them
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from tasks.outputs import check_writable_root
     from tasks.plan import load_plan
+    from tasks.preflight import check_outputs
 
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
     plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
-    check_writable_root(plan.settings.output_root)  # and on an output root that takes no files
+    check_outputs(plan)  # and on an output root that takes no files, or special files where outputs go
+    if args.summary_json:
+        from tasks.outputs import check_writable_file
+
+        check_writable_file(args.summary_json, "summary_json")
     from tasks.runners import existing_cluster
 
     cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -12,9 +14,32 @@ PART_SUFFIX = ".part"
 _PART_NAME = re.compile(r"^\..+\.(\d+)(?:-(\d+))?\.[^.]+\.part$")
 
 
+def not_regular(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists and is anything but a regular file (a device, a FIFO, a
+    socket, a folder, or a symlink to anything): a rename over it would replace it with a file.
+    A symlink is refused even when it points to a regular file: the rename would replace the link
+    itself and leave its target stale, which is neither writing through the link nor what its
+    owner made it for."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None  # a parent is a file: the write itself fails with its own message
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
+    Refuses (``OSError``, EEXIST) to replace anything but a regular file (:func:`not_regular`)."""
     target = Path(path)
+    kind = not_regular(target)
+    if kind:
+        raise OSError(errno.EEXIST, f"exists and is {kind}, not a regular file; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid and start time are in the name, so a later run can tell a crashed writer's
     # leftover from a file another live run is writing right now. The start time is what a reused

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from tasks.atomic import not_regular
 from tasks.errors import InputError, StorageError
 from tasks.storage import is_s3, join, storage_for
 
@@ -38,12 +39,22 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False  # one of them does not exist (yet)
 
 
-def check_writable_file(path: str | os.PathLike[str], role: str = "output") -> None:
-    """The folder that will hold ``path`` exists or can be created, and accepts a new file."""
-    target = Path(path)
-    if target.is_dir():
+def check_replaceable(path: str | os.PathLike[str], role: str = "output") -> None:
+    """``path`` does not exist or is a regular file: a device, a FIFO, a socket, a folder or a
+    symlink there is refused before any work rather than replaced by a file (tasks.atomic)."""
+    if Path(path).is_dir() and not Path(path).is_symlink():
         raise OutputError(f"{role} {path} is a folder; give a file name", settings=[role])
-    check_writable_folder(target.parent, role, shown=str(path))
+    kind = not_regular(path)
+    if kind:
+        raise OutputError(f"{role} {path} exists and is {kind}, not a regular file; refusing to replace it (remove it or choose "
+                          f"another {role})", settings=[role])
+
+
+def check_writable_file(path: str | os.PathLike[str], role: str = "output") -> None:
+    """The folder that will hold ``path`` exists or can be created and accepts a new file, and
+    ``path`` itself is not something a write would clobber (:func:`check_replaceable`)."""
+    check_replaceable(path, role)
+    check_writable_folder(Path(path).parent, role, shown=str(path))
 
 
 def check_writable_folder(folder: str | os.PathLike[str], role: str = "output", shown: str | None = None) -> None:

@@ -23,6 +23,7 @@ from tasks.batch import PairFailed, ensure_style_targets, run_pair
 from tasks.gallery import build_gallery
 from tasks.live import LivePair
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
+from tasks.preflight import check_outputs
 from tasks.progress import format_losses, pair_finished, pair_step
 from tasks.storage import StorageError, is_s3, join, storage_for
 
@@ -41,6 +42,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="plan-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def plan_batch(manifest: str, output: str | None) -> Plan:
     plan = load_plan(manifest, output)
+    check_outputs(plan)  # a deployment's run: no special file where an output goes (nst run checked already)
     logger = get_run_logger()
     if not is_s3(plan.settings.output_root):
         for stale in remove_stale_parts(plan.settings.output_root):

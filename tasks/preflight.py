@@ -4,11 +4,17 @@ cannot write."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from tasks.atomic import not_regular
 from tasks.errors import InputError, StorageError
+from tasks.gallery import GALLERY_NAME, ORIGINALS_DIR, THUMBS_DIR, pair_thumb
 from tasks.images import probe_image_file
+from tasks.live import LIVE_DIR
 from tasks.manifest import ManifestError, ManifestProblem
 from tasks.outputs import check_writable_root
-from tasks.plan import Plan
+from tasks.plan import CACHE_DIR, SUMMARY_NAME, Plan
 from tasks.storage import is_s3, storage_for
 
 
@@ -39,12 +45,45 @@ def _input_problem(uri: str, max_pixels: int) -> str | None:
     return None
 
 
-def check_plan(plan: Plan) -> None:
-    """Raise :class:`ManifestError` with every input problem and an unwritable output root."""
-    problems = input_problems(plan)
+def output_problems(plan: Plan) -> list[ManifestProblem]:
+    """Where the run would write, checked before any work (local roots: S3 keys are plain objects):
+    the root takes new files; every output, sidecar, thumbnail and the summary and gallery are
+    absent or regular files (a device, a FIFO or a symlink there would be replaced by a file); the
+    folders the layout needs are not files."""
+    root = plan.settings.output_root
     try:
-        check_writable_root(plan.settings.output_root)
+        check_writable_root(root)
     except InputError as exc:
-        problems.append(ManifestProblem("output", str(exc)))
+        return [ManifestProblem("output", str(exc))]
+    if is_s3(root) or not os.path.isdir(root):
+        return []
+    problems: list[ManifestProblem] = []
+    for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, ".cache", CACHE_DIR):
+        path = Path(root, folder)
+        if os.path.lexists(path) and not path.is_dir():
+            problems.append(ManifestProblem("output", f"{path} exists and is not a folder; the run writes its {folder} there (remove it)"))
+    names = [SUMMARY_NAME, GALLERY_NAME]
+    for pair in plan.pairs:
+        names += [f"{pair.name}.{plan.settings.format}", f"{pair.name}.json", pair_thumb(pair.name)]
+    for name in names:
+        kind = not_regular(Path(root, name))
+        if kind:
+            problems.append(ManifestProblem("output", f"{Path(root, name)} exists and is {kind}, not a regular file; the run would "
+                                                      "replace it (remove it or choose another output)"))
+            if len(problems) >= 20:
+                break
+    return problems
+
+
+def check_outputs(plan: Plan) -> None:
+    """Raise :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
+    problems = output_problems(plan)
+    if problems:
+        raise ManifestError(plan.source, problems)
+
+
+def check_plan(plan: Plan) -> None:
+    """Raise :class:`ManifestError` with every input problem and every problem of the outputs."""
+    problems = input_problems(plan) + output_problems(plan)
     if problems:
         raise ManifestError(plan.source, problems)

@@ -142,3 +142,30 @@ def test_a_gallery_that_cannot_be_written_is_a_warning_in_the_summary(prefect_se
     assert summary["counts"]["produced"] == 4 and "No space left on device" in summary["warnings"][0]
     out = capsys.readouterr().out
     assert "warning: the gallery was not built" in out and "gallery: not built" in out
+
+
+def test_run_and_validate_refuse_special_files_where_outputs_go_before_any_work(tmp_path, capsys):
+    import os
+    import stat
+
+    manifest = make_batch(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "a__waves.png")
+    (out / "b__stripes.json").symlink_to("/dev/full")
+    (out / "thumbs").write_text("a file where the thumbnails' folder goes")
+    for command in (["run", str(manifest)], ["validate", str(manifest)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "a__waves.png exists and is a FIFO, not a regular file" in err
+        assert "b__stripes.json exists and is a symbolic link" in err and "thumbs exists and is not a folder" in err
+        assert "Traceback" not in err
+    assert stat.S_ISFIFO(os.lstat(out / "a__waves.png").st_mode) and os.path.islink(out / "b__stripes.json")
+    assert sorted(p.name for p in out.iterdir()) == ["a__waves.png", "b__stripes.json", "thumbs"]  # nothing written
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    (out / "a__waves.png").unlink()
+    (out / "b__stripes.json").unlink()
+    (out / "thumbs").unlink()
+    assert main(["run", str(manifest), "--summary-json", str(fifo)]) == 2
+    assert "--summary-json" in capsys.readouterr().err and stat.S_ISFIFO(os.lstat(fifo).st_mode)

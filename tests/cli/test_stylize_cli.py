@@ -178,3 +178,21 @@ def test_the_scale_flags_make_the_schedule(flags, sides):
 
     args = build_parser().parse_args(["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--size", "1024", *flags])
     assert config_from_args(args).sides() == sides
+
+
+def test_metadata_or_output_on_a_device_fifo_or_symlink_is_refused_before_any_work(images, tmp_path, capsys):
+    import stat
+
+    fifo, out_fifo = tmp_path / "meta.fifo", tmp_path / "out.png"
+    os.mkfifo(fifo)
+    os.mkfifo(out_fifo)
+    to_device = tmp_path / "meta.json"
+    to_device.symlink_to("/dev/full")
+    for flag, path, kind in (("--metadata", fifo, "a FIFO"), ("--metadata", to_device, "a symbolic link"), ("-o", out_fifo, "a FIFO")):
+        args = ["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), *FAST]
+        args = [*args[:3], "-o", str(path), *FAST] if flag == "-o" else [*args, flag, str(path)]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"exists and is {kind}, not a regular file" in err and flag in err, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and to_device.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert not (tmp_path / "o.png").exists()

@@ -98,3 +98,82 @@ def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_serve
                                                          ("b__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓")]
     assert [href for _, href, _ in links] == [f"#{s['id']}" for s in sections]
     assert counts.startswith("10 images: 2 photos × 2 styles")
+
+
+PWN = "window.__pwned = (window.__pwned || 0) + 1"
+HOSTILE = [f"javascript:{PWN}", f"data:text/html,<script>{PWN}</script>", f"<script>{PWN}</script>", f"\"><img src=x onerror=\"{PWN}\">",
+           f"JaVaScRiPt:{PWN}", "../../../etc/passwd", "/etc/passwd", "//evil.example/x.png", "thumbs/../../x.png"]
+
+
+def _hostile_root(root: Path) -> None:
+    """An output root as a stranger with write access to its S3 prefix could leave it: sidecars
+    with script and URLs in every field, fields of the wrong type, an empty style list, a summary
+    of the wrong shape."""
+    import json
+
+    from tests.flows.helpers import save
+    from tests.synthetic import photo_like
+
+    save(photo_like(24, 24), root / "ok.png")
+    save(photo_like(24, 24), root / "thumbs" / "ok.jpg")
+    for i, evil in enumerate(HOSTILE):
+        name = f"evil{i}"
+        save(photo_like(24, 24), root / f"{name}.png")
+        meta = {"name": evil, "output": evil, "content": {"uri": evil, "sha256": evil}, "styles": [{"name": evil, "uri": evil}],
+                "parameters": {"size": evil, "style_blend": [evil]}, "final_losses": {evil: evil}, "device": {"name": evil},
+                "output_size": [evil], "wall_time_s": evil, "scales": [{"height": evil}], "sweep": {evil: evil}, "sweep_of": evil}
+        (root / f"{name}.json").write_text(json.dumps(meta))
+    shapes = {"types1": {"name": "types1", "styles": "notalist", "content": 5}, "types2": {"name": "types2", "styles": [3], "content": {"uri": 7}},
+              "types3": {"name": "types3", "styles": [{"name": 1, "uri": None}], "content": {"uri": "c.png"}, "final_losses": [1, 2],
+                         "output_size": "big", "parameters": 5, "wall_time_s": True, "scales": "x", "sweep": ["a"]},
+              "nostyle": {"name": "nostyle", "styles": [], "content": {"uri": "c.png"}, "parameters": {"style_blend": []}}}
+    for name, meta in shapes.items():
+        save(photo_like(24, 24), root / f"{name}.png")
+        (root / f"{name}.json").write_text(json.dumps(meta))
+    (root / "ok.json").write_text(json.dumps({"name": "ok", "output": "ok.png", "content": {"uri": "photos/ok.png"},
+                                              "styles": [{"name": "s", "uri": "s.png"}]}))
+    rows: list[object] = ["not a row", 7]
+    rows += [{"name": evil, "status": evil, "content": evil, "styles": [evil], "style_names": [], "blend": [], "reason": evil} for evil in HOSTILE]
+    rows += [{"name": "empty", "status": "failed", "styles": [], "style_names": [], "blend": []}, {"name": "ok", "status": "produced"},
+             {"name": "x", "styles": "s", "blend": "b", "sweep": 5}]
+    (root / "summary.json").write_text(json.dumps({"pairs": rows}))
+
+
+def test_hostile_sidecars_run_no_script_and_the_page_renders(tmp_path):
+    """Nothing a sidecar or a summary says reaches an href or src, no script runs, every cell
+    renders (an unreadable one says so), and `nst gallery` exits 0 without a traceback."""
+    import contextlib
+    import io
+
+    from nst_cli.main import main
+
+    root = tmp_path / "out"
+    _hostile_root(root)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["gallery", str(root)]) == 0, err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    page = (root / "index.html").read_text()
+    assert "Content-Security-Policy" in page and "<script" not in page.lower()
+    browser = _browser()
+    try:
+        browser.get((root / "index.html").as_uri())
+        _load_every_image(browser)
+        links = browser.execute_script("return [...document.querySelectorAll('[href],[src]')].map(e => e.getAttribute('href') || e.getAttribute('src'));")
+        # Follow every link the page has, as a curious viewer would.
+        for i in range(len(links)):
+            with contextlib.suppress(Exception):
+                browser.execute_script(f"document.querySelectorAll('a[href]')[{i}] && document.querySelectorAll('a[href]')[{i}].click()")
+                browser.back()
+        browser.get((root / "index.html").as_uri())
+        pwned = browser.execute_script("return window.__pwned || 0;")
+        cells = browser.execute_script("return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className]);")
+        browser.save_screenshot(str(tmp_path / "hostile.png"))
+    finally:
+        browser.quit()
+    assert pwned == 0
+    assert links and all(":" not in link and ".." not in link and not link.startswith("/") for link in links), links
+    names = dict(cells)
+    assert names["ok"] == "produced"
+    assert {"evil0", "types1", "types2", "types3", "nostyle"} <= set(names)
+    assert names["types1"] == "unreadable" and names["types2"] == "unreadable"
