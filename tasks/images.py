@@ -149,11 +149,12 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ... should be converted"
             image.load()
+            declared = _declared_top(image)  # before exif_transpose, whose copy has no TIFF tags
             image = ImageOps.exif_transpose(image)
     except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ValueError, ...
         raise ImageInputError(f"{name}: truncated or corrupt image data ({exc})") from None
     mode = image.mode
-    rgb, alpha = _to_rgb_and_alpha(image)
+    rgb, alpha = _to_rgb_and_alpha(image, declared)
     if max_side is not None and max(rgb.size) > max_side:
         size = _fit(rgb.size, max_side)
         rgb = rgb.resize(size, Image.Resampling.LANCZOS)
@@ -177,10 +178,10 @@ def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(w * ratio)), max(1, round(h * ratio))
 
 
-def _to_rgb_and_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+def _to_rgb_and_alpha(image: Image.Image, declared_top: float | None = None) -> tuple[Image.Image, Image.Image | None]:
     """RGB (flattened on white where transparent) and the alpha channel, if any."""
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        image = _high_bit_depth_to_l(image)
+        image = _high_bit_depth_to_l(image, declared_top)
     image = _to_srgb(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info)
     if not has_alpha:
@@ -191,15 +192,34 @@ def _to_rgb_and_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | No
     return Image.alpha_composite(white, rgba).convert("RGB"), alpha
 
 
-def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+def _high_bit_depth_to_l(image: Image.Image, declared_top: float | None = None) -> Image.Image:
     """16-bit (and 32-bit int/float) grayscale -> 8-bit L by scaling, not by clipping at 255
     as ``convert("L")`` does."""
     array = np.asarray(image).astype(np.float64)
     if image.mode == "F":
         top = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
-    else:
-        top = 65535.0  # I;16 files and 16-bit PNGs opened as I
+    elif image.mode.startswith("I;16"):
+        top = 65535.0
+    else:  # 32-bit integers: the range the file declares, else 16 bits (16-bit PNGs open as I) or 32
+        top = declared_top or (65535.0 if array.max(initial=0.0) <= 65535 else float(2**32 - 1))
     return Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+
+
+def _declared_top(image: Image.Image) -> float | None:
+    """White for an integer TIFF: the range its BitsPerSample and SampleFormat declare (8, 16 or
+    32 bits, signed or not; a signed image's negative values are below black). Dividing a 32-bit
+    TIFF by 65535, as before, made it almost white."""
+    tags = getattr(image, "tag_v2", None)
+    if image.mode != "I" or tags is None or not tags.get(258):
+        return None
+    try:
+        bits = tags.get(258)
+        bits = int(bits[0] if isinstance(bits, tuple) else bits)
+        sample_format = tags.get(339) or 1
+        signed = int(sample_format[0] if isinstance(sample_format, tuple) else sample_format) == 2
+    except (TypeError, ValueError, IndexError):
+        return None
+    return float(2 ** (bits - signed) - 1) if 1 < bits <= 64 else None
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:

@@ -145,3 +145,21 @@ def test_output_format_by_extension(name, fmt):
 def test_unsupported_output_extension(name):
     with pytest.raises(ImageInputError, match="unsupported output extension"):
         output_format(name)
+
+
+@pytest.mark.parametrize("dtype, white", [("int32", 2**31 - 1), ("uint16", 65535), ("uint8", 255)])
+def test_integer_tiffs_of_any_width_are_scaled_by_their_real_range(dtype, white):
+    """A 32-bit TIFF at half its range is mid-grey, not almost white (it was divided by 65535)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tasks.images import decode_image
+
+    ramp = (np.linspace(0, 1, 64).reshape(8, 8) * white).astype(dtype)
+    data = io.BytesIO()
+    Image.fromarray(ramp).save(data, format="TIFF")
+    rgb = decode_image(data.getvalue(), "ramp.tif").rgb
+    assert abs(float(rgb.mean()) - 0.5) < 0.01
+    assert float(rgb.min()) == 0.0 and float(rgb.max()) == 1.0
