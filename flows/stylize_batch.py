@@ -26,12 +26,13 @@ FLOW_NAME = "stylize-batch"
 
 
 @flow(name=FLOW_NAME, task_runner=make_task_runner(), log_prints=False, validate_parameters=True)
-def stylize_batch(manifest: str, output: str | None = None, force: bool = False) -> State:
+def stylize_batch(manifest: str, output: str | None = None, force: bool = False, verify: bool = False) -> State:
     """Stylize every pair of a manifest. Fails (after finishing every other pair and writing the
-    summary and the gallery) when any pair failed."""
+    summary and the gallery) when any pair failed. ``verify``: a finished pair is skipped only
+    once its output hashes as its sidecar records (by default: its size and header)."""
     began = time.time()
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
-    plan = _this_run(plan_batch(manifest, output))
+    plan = _this_run(plan_batch(manifest, output), verify)
     check_runner_sees(_runner(), plan)  # a remote cluster's workers see every path the plan names
     batch_planned(len(plan.pairs))
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
@@ -55,12 +56,12 @@ def _runner() -> Any:
     return context.task_runner if context is not None else None
 
 
-def _this_run(plan: Plan) -> Plan:
+def _this_run(plan: Plan, verify: bool = False) -> Plan:
     """The plan with this flow run's id in its settings: a pair's sidecar records it, so a chunk
     that runs again (its Dask worker died) counts what its first attempt produced as produced."""
     context = FlowRunContext.get()
     run_id = str(context.flow_run.id) if context is not None and context.flow_run is not None else ""
-    return replace(plan, settings=replace(plan.settings, run_id=run_id))
+    return replace(plan, settings=replace(plan.settings, run_id=run_id, verify=verify))
 
 
 def _gallery(plan: Plan, summary: dict[str, Any]) -> str | None:

@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dask-address", default=None, help="an existing Dask scheduler, e.g. tcp://host:8786")
     r.add_argument("--dask-workers", type=int, default=None, help="worker processes of a local Dask cluster")
     r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
+    r.add_argument("--verify", action="store_true",
+                   help="before skipping a finished pair, hash its output against its sidecar (by default: its size and header)")
     r.add_argument("--summary-json", default=None, help="also write the run's summary JSON to this local path")
     r.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines (INFO), not only its warnings")
 
@@ -307,7 +309,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = make_batch_progress(sys.stderr)
     try:
         with _stop_soon_after_ctrl_c(), _api(server), listening(progress):
-            state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force,
+            state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force, verify=args.verify,
                                                                    return_state=True)
     finally:
         progress.close()

@@ -75,6 +75,7 @@ class BatchSettings:
     max_pixels: int
     quality: int
     run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
+    verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
 
     @property
     def cache_root(self) -> str:

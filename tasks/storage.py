@@ -32,6 +32,9 @@ class Storage(Protocol):
 
     def exists(self, uri: str) -> bool: ...
 
+    def size(self, uri: str) -> int | None:
+        """The object's size in bytes, or None when it does not exist (one stat or HEAD, as exists)."""
+
     def list(self, prefix: str) -> list[str]:
         """Every object under ``prefix`` (a folder or key prefix), as URIs, sorted."""
 
@@ -127,6 +130,13 @@ class LocalStorage:
 
     def exists(self, uri: str) -> bool:
         return Path(uri).is_file()
+
+    def size(self, uri: str) -> int | None:
+        try:
+            info = os.stat(uri)
+        except OSError:
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def list(self, prefix: str) -> list[str]:
         if not os.path.isdir(prefix):
@@ -248,6 +258,15 @@ class S3Storage:
         except Exception as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
+            raise StorageError(f"{uri}: cannot check: {_describe(exc)}") from None
+
+    def size(self, uri: str) -> int | None:
+        bucket, key = split_s3(uri)
+        try:
+            return int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
             raise StorageError(f"{uri}: cannot check: {_describe(exc)}") from None
 
     def list(self, prefix: str) -> list[str]:

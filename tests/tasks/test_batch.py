@@ -131,3 +131,60 @@ def test_a_pair_too_large_for_the_memory_budget_fails_alone(batch, monkeypatch):
         run_pair(big, plan.settings)
     assert not (batch / "out" / f"{big.name}.png").exists()
     assert run_pair(plan.pairs[1], plan.settings)["status"] == "produced"
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "bytes, its sidecar says"),
+    (lambda p: p.unlink(), None),
+    (lambda p: p.write_bytes(b"\0" * len(p.read_bytes())), "does not decode"),
+])
+def test_a_damaged_output_under_an_intact_sidecar_is_produced_again(batch, damage, why):
+    """Truncated, missing or undecodable: a re-run redoes the pair (it was skipped for ever) and says why."""
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    row = run_pair(pair, plan.settings)
+    out = Path(row["output"])
+    sidecar = json.loads(Path(row["sidecar"]).read_text())
+    assert sidecar["output_bytes"] == out.stat().st_size
+    assert sidecar["output_sha256"] == __import__("hashlib").sha256(out.read_bytes()).hexdigest()
+    damage(out)
+    again = run_pair(pair, plan.settings)
+    assert again["status"] == "produced"
+    assert (why in again["redone"]) if why else "redone" not in again
+    assert Image.open(out).size == (32, 24)
+    assert run_pair(pair, plan.settings)["status"] == "skipped"
+
+
+def test_same_size_damage_is_found_by_verify_only(batch):
+    from dataclasses import replace
+
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    out = Path(run_pair(pair, plan.settings)["output"])
+    data = bytearray(out.read_bytes())
+    data[-20] ^= 0xFF  # a flipped bit inside the image data: same size, same header
+    out.write_bytes(bytes(data))
+    assert run_pair(pair, plan.settings)["status"] == "skipped"  # the default check: size and header
+    verified = run_pair(pair, replace(plan.settings, verify=True))
+    assert verified["status"] == "produced" and "sha256" in verified["redone"]
+
+
+def test_swapped_cache_entries_are_refused_and_recomputed(batch):
+    """Two styles' entries swapped on disk: each pair gets its own painting's targets, and the
+    sidecar says the entry was rejected, not that it was a hit."""
+    save(painting_like(40, 40).flip(-1).roll(7, -1), batch / "styles" / "other.png")
+    (batch / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png, other: styles/other.png}\ncontents: [photos/a.png]\n")
+    plan = load_plan(str(batch / "m.yaml"))
+    first, second = plan.pairs
+    keys = [ensure_style_targets(p.styles[0].uri, p.params, plan.settings)["key"] for p in (first, second)]
+    cache = batch / "out" / ".cache" / "style-targets"
+    a, b = cache / f"{keys[0]}.pt", cache / f"{keys[1]}.pt"
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    again = ensure_style_targets(first.styles[0].uri, first.params, plan.settings)
+    assert again["cached"] is False and "is for key" in again["rejected"]
+    row = run_pair(second, plan.settings)
+    entry = json.loads(Path(row["sidecar"]).read_text())["style_cache"][0]
+    assert entry["hit"] is False and "is for key" in entry["rejected"]
+    assert ensure_style_targets(second.styles[0].uri, second.params, plan.settings)["cached"] is True  # rewritten right
