@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runner", choices=("threads", "dask"), default=None,
                    help="task runner (default threads, or $NST_TASK_RUNNER; dask when --dask-address is given)")
     r.add_argument("--dask-address", default=None, help="an existing Dask scheduler, e.g. tcp://host:8786")
-    r.add_argument("--dask-workers", type=int, default=None, help="worker processes of a local Dask cluster")
+    r.add_argument("--dask-workers", type=_dask_workers, default=None, help="worker processes of a local Dask cluster (1..256)")
     r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
     r.add_argument("--verify", action="store_true",
                    help="before skipping a finished pair, hash its output against its sidecar (by default: its size and header)")
@@ -228,6 +228,16 @@ def _init_mode(args: argparse.Namespace) -> str:
     if args.init not in (None, "image"):
         raise BadInput(f"--init-image starts from that image, but --init {args.init} was given: drop one of them")
     return "image"
+
+
+def _dask_workers(text: str) -> int:
+    from tasks.errors import InputError
+    from tasks.runners import dask_workers
+
+    try:
+        return dask_workers(text, "--dask-workers")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--dask-workers ")) from None
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -297,14 +307,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.runners import existing_cluster
 
     cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths
+    from tasks.runners import make_task_runner
+
+    runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)  # a bad runner setting: one line, before Prefect
     print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from flows.stylize_batch import stylize_batch
     from tasks.models import get_weights
     from tasks.progress import listening, make_batch_progress
-    from tasks.runners import make_task_runner
 
-    runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)
     get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
     progress = make_batch_progress(sys.stderr)
     try:

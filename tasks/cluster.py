@@ -54,8 +54,8 @@ def no_workers_s() -> float:
         seconds = float(value) if value else DEFAULT_NO_WORKERS_S
     except ValueError:
         raise InputError(f"{NO_WORKERS_ENV} must be a number of seconds, got {value!r}") from None
-    if seconds <= 0:
-        raise InputError(f"{NO_WORKERS_ENV} must be > 0, got {value!r}")
+    if not 0 < seconds < float("inf"):  # nan fails this too
+        raise InputError(f"{NO_WORKERS_ENV} must be a number of seconds > 0, got {value!r}")
     return seconds
 
 
@@ -121,16 +121,18 @@ class ClusterTaskRunner(DaskTaskRunner):
         self._lock, self._stop, self._pending = threading.Lock(), threading.Event(), weakref.WeakSet()
 
     def __enter__(self) -> ClusterTaskRunner:
+        limit_s = no_workers_s()  # a bad setting is one line before any cluster starts
         super().__enter__()
+        try:
+            client = self.client
+        except (OSError, TimeoutError) as exc:
+            raise unreachable(str(self.address), exc) from None
         if self.address:
-            try:
-                client = self.client
-            except (OSError, TimeoutError) as exc:
-                raise unreachable(self.address, exc) from None
             self.resources = gpu_resources(client)
-            # In this context (Prefect's settings: which API), which a new thread would not inherit.
-            context = contextvars.copy_context()
-            threading.Thread(target=context.run, args=(self._watch, no_workers_s()), name="nst-dask-watch", daemon=True).start()
+        # A local cluster too: its workers can die (OOM) and Dask would wait for ever.
+        # In this context (Prefect's settings: which API), which a new thread would not inherit.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._watch, limit_s), name="nst-dask-watch", daemon=True).start()
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -162,8 +164,8 @@ class ClusterTaskRunner(DaskTaskRunner):
                 workers = 0
             since = None if workers else since or time.monotonic()
             if since is not None and time.monotonic() - since >= limit_s:
-                self._give_up(f"the Dask cluster at {self.address} had no workers for {limit_s:g} s ({NO_WORKERS_ENV}); "
-                              f"re-run to resume")
+                where = f"the Dask cluster at {self.address}" if self.address else "the local Dask cluster"
+                self._give_up(f"{where} had no workers for {limit_s:g} s ({NO_WORKERS_ENV}); re-run to resume")
                 return
 
     def _give_up(self, reason: str) -> None:

@@ -37,8 +37,34 @@ _CROSS_FIELD = {"style_layer_weights", "style_blend"}
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if typing.get_origin(typing.get_type_hints(StyleConfig)[f.name]) is tuple}
 
 
+def _takes_numbers(hint: Any) -> bool:
+    """Whether a field's type holds int or float and never bool."""
+    parts = {hint} | set(typing.get_args(hint)) | {a for arg in typing.get_args(hint) for a in typing.get_args(arg)}
+    return bool(parts & {int, float}) and bool not in parts
+
+
+_NUMBER_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if _takes_numbers(typing.get_type_hints(StyleConfig)[f.name])}
+
+
 # A sweep's points per pair at most: 3 x 3 x 3 x 3 is 81; a typo of 1000 values is refused.
 MAX_SWEEP_POINTS = 100
+# Bounds checked before a manifest is expanded: its size, and its YAML nodes counted with every
+# alias expanded (a 594-byte "billion laughs" document ran for 186 s to 3.9 GB). A manifest of
+# 10,000 explicit pairs is about 0.6 MB and 70,000 nodes.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_NODES = 1_000_000
+# What a message may quote of a value given in the manifest.
+MAX_QUOTED = 200
+
+
+def excerpt(value: Any) -> str:
+    """``repr(value)``, at most :data:`MAX_QUOTED` characters (a message never prints a megabyte)."""
+    if isinstance(value, str | bytes) and len(value) > MAX_QUOTED:
+        value = value[:MAX_QUOTED]
+    elif isinstance(value, list | tuple | dict) and len(value) > 20:
+        return f"a {type(value).__name__} of {len(value):,} items"
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 3] + "..."
 
 
 class Params(_Params):  # type: ignore[misc, valid-type]
@@ -59,6 +85,8 @@ class Params(_Params):  # type: ignore[misc, valid-type]
                 raise ValueError(f"sweep: unknown parameter {name!r}{did_you_mean(name, sorted(_CONFIG_FIELDS))}")
             if not values:
                 raise ValueError(f"sweep: {name} needs at least one value")
+            if len(values) > MAX_SWEEP_POINTS:
+                raise ValueError(f"sweep: {name} lists {len(values):,} values, over the limit of {MAX_SWEEP_POINTS} points per pair")
             if len(set(map(repr, values))) != len(values):
                 raise ValueError(f"sweep: {name} lists a value twice")
             sweep[name] = [cls._one_value(name, value) for value in values]
@@ -72,6 +100,15 @@ class Params(_Params):  # type: ignore[misc, valid-type]
         except ValidationError as exc:
             message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
             raise ValueError(f"sweep: {message if message.startswith(name) else f'{name}: {message}'}") from None
+
+    @field_validator(*sorted(_NUMBER_FIELDS), mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """``iterations: true`` is a mistake, not 1 iteration (YAML's booleans are ints to pydantic)."""
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, bool) for v in values):
+            raise ValueError(f"{info.field_name} takes numbers, got {excerpt(value)}")
+        return value
 
     @field_validator(*sorted(_TUPLE_FIELDS), mode="before")
     @classmethod
@@ -120,8 +157,8 @@ class Manifest(BaseModel):
     weights: str = "caffe"  # caffe | torchvision | a state-dict file
     weights_preprocessing: Literal["caffe", "torchvision"] | None = None
     device: str = "auto"
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
-    quality: int = Field(95, ge=1, le=100)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, strict=True)
+    quality: int = Field(95, ge=1, le=100, strict=True)
 
     @field_validator("styles")
     @classmethod
@@ -152,6 +189,12 @@ class ManifestProblem:
     message: str
     line: int | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.message) > 4 * MAX_QUOTED:  # whatever a validator quoted, a message stays a line
+            object.__setattr__(self, "message", self.message[: 4 * MAX_QUOTED] + " ...")
+        if len(self.path) > MAX_QUOTED:
+            object.__setattr__(self, "path", self.path[:MAX_QUOTED] + "...")
+
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else ""
         return f"{self.path or '(top)'}{where}: {self.message}"
@@ -181,11 +224,43 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _expanded_nodes(node: yaml.Node | None, limit: int) -> int:
+    """How many nodes the document has with every alias expanded, counted without expanding
+    (an alias is the same node object again), stopping past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = 1  # a cycle (a recursive alias) counts once here; the loader refuses it later
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = min(total, limit + 1)
+        return sizes[id(n)]
+
+    return size(node) if node is not None else 0
+
+
 def parse_manifest(text: str, source: str) -> Manifest:
     """Parse and validate YAML text; raises :class:`ManifestError` listing every problem."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestError(source, [ManifestProblem("", f"the manifest is {len(text):,} characters, over the limit of "
+                                                         f"{MAX_MANIFEST_BYTES:,}: use globs and sweeps rather than listing every pair")])
     try:
         node = yaml.compose(text, Loader=_StrictLoader)
+        if _expanded_nodes(node, MAX_MANIFEST_NODES) > MAX_MANIFEST_NODES:
+            raise ManifestError(source, [ManifestProblem("", f"the manifest expands to over {MAX_MANIFEST_NODES:,} YAML values "
+                                                             "(aliases *name repeat what they name): a manifest that large is refused")])
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except ValueError as exc:  # an integer of thousands of digits (Python's int() refuses it)
+        if isinstance(exc, ManifestError):
+            raise
+        reason = "a number has more than 4,300 digits" if "digits" in str(exc) else " ".join(str(exc).split())[:MAX_QUOTED]
+        raise ManifestError(source, [ManifestProblem("", f"a value cannot be read: {reason}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -250,7 +325,7 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if err["type"] == "missing":
         return "required"
     if loc == ("pairs",) and err["type"] == "literal_error" and not isinstance(err.get("input"), list):
-        return f"pairs must be all (every content x every style) or a list of pairs, got {err.get('input')!r}"
+        return f"pairs must be all (every content x every style) or a list of pairs, got {excerpt(err.get('input'))}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from nst_core import StyleConfig
 from nst_core.config import show
 from tasks.errors import StorageError
-from tasks.manifest import MAX_SWEEP_POINTS, Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest
+from tasks.manifest import MAX_MANIFEST_BYTES, MAX_SWEEP_POINTS, Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest
 from tasks.storage import is_s3, join, split_s3, storage_for, uri_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
@@ -112,7 +112,8 @@ def load_plan(manifest_uri: str, output_override: str | None = None, *, keep: bo
     if problem:
         raise ManifestError(manifest_uri, [ManifestProblem("", problem)])
     try:
-        text = storage_for(manifest_uri).read_bytes(manifest_uri).decode("utf-8")
+        # Read no more than the limit and a byte: a huge file is refused without reading all of it.
+        text = storage_for(manifest_uri).read_head(manifest_uri, MAX_MANIFEST_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(manifest_uri, [ManifestProblem("", "manifest not found")]) from None
     except UnicodeDecodeError:
@@ -157,7 +158,7 @@ def resolve(base: str, path: str) -> str:
 
 def expand(manifest: Manifest, source: str, output_override: str | None = None) -> Plan:
     base = base_of(source)
-    problems = _uri_problems(manifest, output_override)
+    problems = _uri_problems(manifest, output_override, base)
     if problems:  # nothing below can be trusted with a mis-parsed URI (it would become a local path)
         raise ManifestError(source, problems)
     output_root = output_override or manifest.output
@@ -241,14 +242,28 @@ def _at(point: dict[str, Any]) -> str:
     return f" (at {', '.join(f'{k}={_label(k, v)}' for k, v in point.items())})" if point else ""
 
 
-def _uri_problems(manifest: Manifest, output_override: str | None) -> list[ManifestProblem]:
-    """Every URI of the manifest that is malformed (``s3:/b``, ``S3://``, a NUL byte, ...)."""
+def _uri_problems(manifest: Manifest, output_override: str | None, base: str = "") -> list[ManifestProblem]:
+    """Every URI of the manifest that is malformed (``s3:/b``, ``S3://``, a NUL byte, ...), and
+    every relative path of a manifest on S3 that climbs out of its bucket with ``..``."""
     where = [("output", output_override or manifest.output)]
+    if manifest.weights not in ("caffe", "torchvision"):
+        where.append(("weights", manifest.weights))
     where += [(f"styles.{name}", manifest.style_path(name)) for name in manifest.styles]
     where += [(f"contents.{i}", entry) for i, entry in enumerate(manifest.contents)]
     if manifest.pairs != "all":
         where += [(f"pairs.{i}.content", pair.content) for i, pair in enumerate(manifest.pairs)]  # type: ignore[union-attr]
-    return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri))]
+    return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or _climbs_out(base, uri))]
+
+
+def _climbs_out(base: str, path: str) -> str | None:
+    """Why ``path``, relative to a manifest on S3, is refused: a ``..`` above the bucket would
+    become a key literally named ``../...`` inside it. Local paths normalise as the OS does."""
+    if not is_s3(base) or is_s3(path):
+        return None
+    _, key = split_s3(base + "/")
+    if posixpath.normpath(posixpath.join(key, path)).split("/")[0] == "..":
+        return f"{path}: climbs above the bucket of {base}/ (a relative path on S3 stays inside its bucket)"
+    return None
 
 
 def _explicit(manifest: Manifest, pair: PairJob) -> bool:

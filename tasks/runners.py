@@ -43,6 +43,21 @@ def existing_cluster(kind: str | None = None, address: str | None = None) -> str
     return address if kind == "dask" else None
 
 
+MAX_DASK_WORKERS = 256
+
+
+def dask_workers(text: str, setting: str) -> int:
+    """A local cluster's worker processes: 1..256 (0 or a negative count started none and waited
+    for ever; a huge one forked until the machine gave out)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_DASK_WORKERS:
+        raise InputError(f"{setting} must be a whole number 1..{MAX_DASK_WORKERS}, got {text[:40]!r}", settings=[setting])
+    return value
+
+
 def require_extra(module: str, extra: str, what: str) -> None:
     """One line naming the extra to install when an optional dependency is missing, instead of a
     ModuleNotFoundError from deep inside the flow module's import."""
@@ -56,7 +71,9 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
     kind = kind or os.environ.get(RUNNER_ENV, "threads")
     address = existing_cluster(kind, address)
     if workers is None and os.environ.get(WORKERS_ENV):
-        workers = int(os.environ[WORKERS_ENV])
+        workers = dask_workers(os.environ[WORKERS_ENV], WORKERS_ENV)
+    elif workers is not None:
+        workers = dask_workers(str(workers), "dask_workers")
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
