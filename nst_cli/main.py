@@ -265,7 +265,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from tasks.preflight import check_plan
 
     plan = load_plan(args.manifest, args.output)
-    check_plan(plan)  # every input exists and is an image; the output root takes files
+    check_plan(plan, on_cluster=bool(args.dask_address))  # inputs, outputs, device and weights: what the run would trip on
     cluster = _check_cluster(args.dask_address, plan)
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
@@ -310,6 +310,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.runners import make_task_runner
 
     runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)  # a bad runner setting: one line, before Prefect
+    if not existing_cluster(args.runner, args.dask_address):
+        from tasks.preflight import check_settings
+
+        check_settings(plan)  # a device this machine lacks, an unreadable weights file: one line, before any pair
     print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from flows.stylize_batch import stylize_batch

@@ -141,7 +141,7 @@ class StyleEntry(Params):
 
 class PairEntry(Params):
     content: str  # a path, glob or s3:// URI, relative to the manifest
-    style: str | list[str]  # style name(s) from `styles`
+    style: str | list[str] = Field(min_length=1)  # style name(s) from `styles`; an empty list is refused
     name: str | None = None  # output name (without extension); default content-stem__style
 
 

@@ -38,7 +38,8 @@ def input_problems(plan: Plan) -> list[ManifestProblem]:
 def _input_problem(uri: str, max_pixels: int) -> str | None:
     try:
         if is_s3(uri):
-            return None if storage_for(uri).exists(uri) else f"{uri}: no such object"
+            size = storage_for(uri).size(uri)
+            return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
         probe_image_file(uri, max_pixels=max_pixels)
     except (InputError, StorageError) as exc:
         return str(exc)
@@ -75,6 +76,48 @@ def output_problems(plan: Plan) -> list[ManifestProblem]:
     return problems
 
 
+def settings_problems(plan: Plan) -> list[ManifestProblem]:
+    """The run's settings that this machine can check: the device exists here, and a weights
+    file is a readable regular file. (On a Dask cluster the device is the workers': not checked.)"""
+    from nst_core import CoreError
+    from tasks.devices import devices_for
+
+    problems = []
+    try:
+        devices_for(plan.settings.device)
+    except CoreError as exc:
+        problems.append(ManifestProblem("device", str(exc)))
+    weights = plan.settings.weights
+    if weights not in ("caffe", "torchvision"):
+        problems += [ManifestProblem("weights", reason)] if (reason := _weights_problem(weights)) else []
+    return problems
+
+
+def _weights_problem(uri: str) -> str | None:
+    if is_s3(uri):
+        try:
+            size = storage_for(uri).size(uri)
+        except StorageError as exc:
+            return str(exc)
+        return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
+    if not os.path.exists(uri):
+        return f"{uri}: no such file"
+    if not os.path.isfile(uri):
+        return f"{uri}: not a regular file"
+    if not os.access(uri, os.R_OK):
+        return f"{uri}: not readable (permissions)"
+    if os.path.getsize(uri) == 0:
+        return f"{uri}: empty file (0 bytes)"
+    return None
+
+
+def check_settings(plan: Plan) -> None:
+    """Raise :class:`ManifestError` when the device or the weights cannot be used here (``nst run``)."""
+    problems = settings_problems(plan)
+    if problems:
+        raise ManifestError(plan.source, problems)
+
+
 def check_outputs(plan: Plan) -> None:
     """Raise :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
     problems = output_problems(plan)
@@ -82,8 +125,12 @@ def check_outputs(plan: Plan) -> None:
         raise ManifestError(plan.source, problems)
 
 
-def check_plan(plan: Plan) -> None:
-    """Raise :class:`ManifestError` with every input problem and every problem of the outputs."""
-    problems = input_problems(plan) + output_problems(plan)
+def check_plan(plan: Plan, on_cluster: bool = False) -> None:
+    """Raise :class:`ManifestError` with every problem of the inputs, the outputs and the settings
+    (the device is not checked ``on_cluster``: it is the workers')."""
+    settings = settings_problems(plan)
+    if on_cluster:
+        settings = [p for p in settings if p.path != "device"]
+    problems = input_problems(plan) + output_problems(plan) + settings
     if problems:
         raise ManifestError(plan.source, problems)

@@ -169,3 +169,34 @@ def test_run_and_validate_refuse_special_files_where_outputs_go_before_any_work(
     (out / "thumbs").unlink()
     assert main(["run", str(manifest), "--summary-json", str(fifo)]) == 2
     assert "--summary-json" in capsys.readouterr().err and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_validate_catches_what_the_run_would_trip_on(tmp_path, capsys):
+    """A device this machine lacks, weights that are a folder, an empty style list: all at once."""
+    manifest = make_batch(tmp_path)
+    (tmp_path / "weights-dir").mkdir()
+    manifest.write_text(manifest.read_text().replace("contents: [photos/*.png]\n", "") +
+                        "device: cuda:7\nweights: weights-dir\npairs:\n  - {content: photos/a.png, style: stripes}\n")
+    assert main(["validate", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "device: device 'cuda:7'" in err and "weights-dir: not a regular file" in err
+    assert main(["run", str(manifest)]) == 2  # the run refuses them before any pair, the same way
+    assert "device: device 'cuda:7'" in capsys.readouterr().err
+    manifest.write_text(manifest.read_text().replace("style: stripes", "style: []").replace("device: cuda:7\n", "").replace("weights: weights-dir\n", ""))
+    assert main(["validate", str(manifest)]) == 2
+    assert "pairs.0.style" in capsys.readouterr().err
+
+
+def test_validate_refuses_an_empty_s3_object(tmp_path, capsys):
+    import boto3
+
+    from tests.flows.helpers import upload_batch
+    from tests.s3_server import s3_server
+
+    make_batch(tmp_path)
+    with s3_server():
+        s3 = boto3.client("s3")
+        uri = upload_batch(s3, "bucket", tmp_path, "s3://bucket/out")
+        s3.put_object(Bucket="bucket", Key="in/photos/empty.png", Body=b"")
+        assert main(["validate", uri]) == 2
+    assert "s3://bucket/in/photos/empty.png: empty object (0 bytes)" in capsys.readouterr().err
