@@ -13,7 +13,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
-from tasks.batch import shares_targets, written_by_this_run
+from tasks.batch import NOT_RUN, reset_roots_down, shares_targets, written_by_this_run
 from tasks.cluster import check_runner_sees, failure_reason
 from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
@@ -31,6 +31,7 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False,
     summary and the gallery) when any pair failed. ``verify``: a finished pair is skipped only
     once its output hashes as its sidecar records (by default: its size and header)."""
     began = time.time()
+    reset_roots_down()  # a disk found full by an earlier run in this process may have room now
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
     plan = _this_run(plan_batch(manifest, output), verify)
     check_runner_sees(_runner(), plan)  # a remote cluster's workers see every path the plan names
@@ -41,9 +42,11 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False,
         rows = _pairs(plan, force, style_failures, progress, live)
     summary = _summary(plan, rows, style_rows, began)
     summary["live_view_s"] = round(live.seconds + sum(r.get("live_s", 0.0) for r in rows), 3)
-    # The summary first: it is what a failed gallery (a full disk, say) must not cost.
-    summary["summary_uri"] = write_summary(plan.settings, summary)
-    summary["gallery"] = _gallery(plan, summary)
+    _stopped_early(summary)
+    # The summary first: it is what a failed gallery (a full disk, say) must not cost; and when it
+    # cannot be written either, the run still returns it (nst run prints it).
+    summary["summary_uri"] = _write_summary(plan, summary)
+    summary["gallery"] = _gallery(plan, summary) if summary["summary_uri"] else None
     create_table_artifact(key="stylize-batch-summary", table=_table(rows), description=_headline(summary))
     get_run_logger().info(_headline(summary))
     if summary["counts"]["failed"]:
@@ -62,6 +65,24 @@ def _this_run(plan: Plan, verify: bool = False) -> Plan:
     context = FlowRunContext.get()
     run_id = str(context.flow_run.id) if context is not None and context.flow_run is not None else ""
     return replace(plan, settings=replace(plan.settings, run_id=run_id, verify=verify))
+
+
+def _stopped_early(summary: dict[str, Any]) -> None:
+    """One warning when the output root stopped taking files and the pairs after it were not run."""
+    not_run = [f for f in summary["failures"] if f["reason"].startswith(NOT_RUN)]
+    if not_run:
+        why = not_run[0]["reason"][len(NOT_RUN):].strip(" ()")
+        summary.setdefault("warnings", []).append(f"stopped early: the output root takes no more files ({why}); "
+                                                  f"{len(not_run)} pairs were not run")
+
+
+def _write_summary(plan: Plan, summary: dict[str, Any]) -> str | None:
+    try:
+        return write_summary(plan.settings, summary)
+    except Exception as exc:  # the disk is full or read-only: the summary still goes back to the caller
+        summary.setdefault("warnings", []).append(f"summary.json was not written: {' '.join(str(exc).split())}")
+        get_run_logger().warning(summary["warnings"][-1])
+        return None
 
 
 def _gallery(plan: Plan, summary: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from nst_core import (
 )
 from nst_core.targets import target_spec
 from tasks.devices import device_pool
-from tasks.errors import TaskError
+from tasks.errors import OutputRootError, TaskError
 from tasks.gallery import original_thumb, pair_thumb
 from tasks.images import HEADER_BYTES, decode_image, encode_image, probe_image_header, thumbnail
 from tasks.memory_guard import check_fits
@@ -48,6 +49,30 @@ PIPELINE_VERSION = "1"
 
 class PairFailed(TaskError):
     """One pair cannot be produced; the message is the one-line reason for the summary."""
+
+
+# Output roots that took no more files in this process, with why: a later pair for them is not
+# computed (its write would fail the same way after minutes of optimisation). Per process: with
+# threads that is the whole run; each Dask worker learns it from its own first failed write.
+_ROOTS_DOWN: dict[str, str] = {}
+_ROOTS_LOCK = threading.Lock()
+NOT_RUN = "not run: the output root takes no more files"
+
+
+def root_down(root: str) -> str | None:
+    with _ROOTS_LOCK:
+        return _ROOTS_DOWN.get(root)
+
+
+def _mark_root_down(root: str, exc: BaseException) -> None:
+    with _ROOTS_LOCK:
+        _ROOTS_DOWN.setdefault(root, " ".join(str(exc).split()))
+
+
+def reset_roots_down() -> None:
+    """Forget the roots found down (a new run may find the disk freed)."""
+    with _ROOTS_LOCK:
+        _ROOTS_DOWN.clear()
 
 
 @dataclass(frozen=True)
@@ -241,6 +266,9 @@ def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSetti
 
 def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> dict[str, Any]:
     """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
+    down = root_down(settings.output_root)
+    if down:
+        raise PairFailed(f"{NOT_RUN} ({down})")
     began = time.perf_counter()
     cfg = pair.config()
     content_bytes = read(pair.content_uri, settings.max_pixels)
@@ -259,6 +287,8 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     except PairFailed:
         raise
     except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
+        if isinstance(exc, OutputRootError):
+            _mark_root_down(settings.output_root, exc)
         raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
 
 

@@ -25,3 +25,8 @@ class InputError(TaskError, ValueError):
 
 class StorageError(TaskError):
     """A read, write or listing failed; the message names the URI."""
+
+
+class OutputRootError(StorageError):
+    """The output root takes no more files at all (full, read-only, over quota, its bucket gone):
+    every later pair would fail at its write, so none is computed (tasks.batch)."""

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from nst_core import StepInfo
 from tasks.atomic import remove_stale_parts
 from tasks.batch import PairFailed, ensure_style_targets, run_pair
+from tasks.errors import OutputRootError
 from tasks.gallery import build_gallery
 from tasks.live import LivePair
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
@@ -32,6 +33,8 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry only storage faults; a bad manifest or image fails the same way every time."""
     try:
         state.result()
+    except OutputRootError:
+        return False  # a full or read-only root stays so for the seconds a retry waits
     except StorageError:
         return True
     except Exception:

@@ -7,6 +7,7 @@ S3-compatible stores work. boto3 is imported only when an S3 URI is used.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -15,7 +16,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tasks.atomic import write_atomic
-from tasks.errors import InputError, StorageError
+from tasks.errors import InputError, OutputRootError, StorageError
+
+# Write errors that no other file under the same root would escape: the whole root is down.
+_ROOT_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+_ROOT_WIDE_S3 = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "QuotaExceeded"}
 
 
 class Storage(Protocol):
@@ -126,7 +131,8 @@ class LocalStorage:
         try:
             write_atomic(uri, data)
         except OSError as exc:
-            raise StorageError(f"{uri}: cannot write: {exc.strerror or exc}") from None
+            kind = OutputRootError if exc.errno in _ROOT_WIDE_ERRNOS else StorageError
+            raise kind(f"{uri}: cannot write: {exc.strerror or exc}") from None
 
     def exists(self, uri: str) -> bool:
         return Path(uri).is_file()
@@ -248,7 +254,8 @@ class S3Storage:
             # A PUT is atomic in S3: the object appears complete or not at all.
             self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
         except Exception as exc:
-            raise StorageError(f"{uri}: cannot write: {_describe(exc)}") from None
+            kind = OutputRootError if _code(exc) in _ROOT_WIDE_S3 else StorageError
+            raise kind(f"{uri}: cannot write: {_describe(exc)}") from None
 
     def exists(self, uri: str) -> bool:
         bucket, key = split_s3(uri)
