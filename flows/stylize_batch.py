@@ -120,9 +120,14 @@ def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[
     rows, failures = [], {}
     for group, future in futures.items():
         try:
-            rows.append(future.result())
-        except Exception as exc:
+            row = future.result()
+        except Exception as exc:  # the task itself broke (its worker died)
             failures[group] = failure_reason(exc)
+            continue
+        if "failed" in row:
+            failures[group] = row["failed"]
+        else:
+            rows.append(row)
     return rows, failures
 
 

@@ -59,10 +59,25 @@ def no_workers_s() -> float:
     return seconds
 
 
+_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+
+
+def check_address(address: str) -> str:
+    """``address`` if Dask can connect to it by its scheme; a ``http://`` address (the dashboard's)
+    left a client that Dask could only close with a traceback at exit."""
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in _SCHEMES or not rest:
+        raise ClusterError(f"dask_address must be tcp://host:port (or {', '.join(_SCHEMES[1:-1])}), got {address[:80]!r}"
+                           + ("; http:// is the dashboard's address, the scheduler's is tcp://host:8786" if scheme.startswith("http") else ""),
+                           settings=["dask_address"])
+    return address
+
+
 def connect(address: str) -> Any:
     """A client of the scheduler at ``address``, or :class:`ClusterError` within ``CONNECT_TIMEOUT_S``."""
     import distributed
 
+    check_address(address)
     try:
         return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:

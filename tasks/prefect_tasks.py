@@ -56,8 +56,17 @@ def plan_batch(manifest: str, output: str | None) -> Plan:
 
 @task(name="style-targets", cache_policy=NO_CACHE, task_run_name="style-targets {style_uri}")
 def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool) -> dict[str, Any]:
-    outcome = ensure_style_targets(style_uri, params, settings, force)
-    get_run_logger().info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
+    """The style's targets, cached; a style that cannot be used is a row with its reason (its
+    pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
+    logger = get_run_logger()
+    try:
+        outcome = ensure_style_targets(style_uri, params, settings, force)
+    except Exception as exc:  # a bad style image, a storage fault: one line; -v (DEBUG) shows the traceback
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        logger.warning("style targets for %s: failed: %s", style_uri, reason)
+        logger.debug("style targets for %s failed", style_uri, exc_info=True)
+        return {"style": style_uri, "failed": reason}
+    logger.info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
     return outcome
 
 

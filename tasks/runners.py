@@ -83,7 +83,9 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
     from tasks.cluster import ClusterTaskRunner
 
     if address:
-        return ClusterTaskRunner(address=address)
+        from tasks.cluster import check_address
+
+        return ClusterTaskRunner(address=check_address(address))
     if torch.cuda.is_available():
         # One worker process per GPU, each seeing only its own device (CUDA_VISIBLE_DEVICES).
         require_extra("dask_cuda", "gpu", f"{RUNNER_ENV}=dask on a machine with GPUs (one Dask worker per GPU)")

@@ -200,3 +200,25 @@ def test_validate_refuses_an_empty_s3_object(tmp_path, capsys):
         s3.put_object(Bucket="bucket", Key="in/photos/empty.png", Body=b"")
         assert main(["validate", uri]) == 2
     assert "s3://bucket/in/photos/empty.png: empty object (0 bytes)" in capsys.readouterr().err
+
+
+def test_a_bad_style_image_is_one_line_without_a_traceback(prefect_server, tmp_path, capfd):
+    manifest = make_batch(tmp_path)
+    style = tmp_path / "styles" / "waves.png"
+    style.write_bytes(style.read_bytes()[:300])  # a header that passes, pixels that do not decode
+    assert main(["run", str(manifest)]) == 1
+    out, err = capfd.readouterr()
+    assert "FAILED 2 pairs (a__waves, b__waves): style: " in out and "truncated or corrupt image data" in out
+    assert "Traceback" not in out + err
+
+
+def test_an_http_dask_address_is_one_line_and_no_traceback_at_exit(tmp_path):
+    import subprocess
+    import sys
+
+    manifest = make_batch(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "nst_cli.main", "run", str(manifest), "--dask-address", "http://127.0.0.1:8787"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["nst: error: --dask-address must be tcp://host:port (or tls, ucx, ws, wss), got "
+                                                "'http://127.0.0.1:8787'; http:// is the dashboard's address, the scheduler's is tcp://host:8786"]
