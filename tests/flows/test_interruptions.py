@@ -76,3 +76,31 @@ def _group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", [[], ["--runner", "dask", "--dask-workers", "1"]], ids=["threads", "dask"])
+def test_sigterm_ends_the_run_promptly_on_every_runner(prefect_server, tmp_path, runner):
+    """A scheduler stopping the job (SIGTERM) ends `nst run` within its 5-s grace whatever the
+    runner; a local Dask cluster once ignored it for minutes. The bound asserted leaves room for a
+    loaded machine; the grace itself is INTERRUPT_GRACE_S."""
+    manifest = _batch(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([NST, "run", str(manifest), *runner], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*.json")):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no pair finished in 300 s"
+            time.sleep(0.2)
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    print(f"\nSIGTERM with {runner or 'threads'}: ended in {took:.1f} s")
+    assert took < 10, f"SIGTERM took {took:.1f} s"
+    assert len(list(out.glob("*.json"))) < 6
