@@ -268,6 +268,10 @@ class ScaleReport:
     stopped_early: bool
     losses: dict[str, float]
     seconds: float
+    # Whether the scale's iterations replayed from a CUDA graph: None where graphs do not apply (the
+    # CPU, Adam, graphs off), False when capture failed (``capture_error`` says why) and it ran eagerly.
+    graphed: bool | None = None
+    capture_error: str = ""
 
 
 @dataclass(frozen=True)

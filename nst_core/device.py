@@ -80,16 +80,20 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
-def configure_backends(device: torch.device, deterministic: bool = False) -> None:
-    """Process-wide switches for speed on CUDA; ``deterministic`` trades speed for repeatability."""
+def configure_backends(device: torch.device, deterministic: bool = False, autotune: bool = True) -> None:
+    """Process-wide switches for speed on CUDA; ``deterministic`` trades speed for repeatability.
+    ``autotune``: cuDNN times its algorithms for each new input shape (the first iteration at a new
+    photo shape pays for it; scripts/gpu-check.sh measures it on and off)."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic  # input sizes repeat for hundreds of steps
+        torch.backends.cudnn.benchmark = autotune and not deterministic  # input sizes repeat for hundreds of steps
         torch.backends.cudnn.deterministic = deterministic
-        # TF32 tensor cores for fp32 convolutions and the Gram products (fp32 accumulation; the
-        # inputs' 10-bit mantissa is far below what changes a stylization). On CPUs these are no-ops.
-        precision = "ieee" if deterministic else "tf32"
-        torch.backends.cudnn.conv.fp32_precision = precision
-        torch.backends.cuda.matmul.fp32_precision = precision
+        # TF32 tensor cores for the fp32 convolutions (fp32 accumulation; the inputs' 10-bit
+        # mantissa is far below what changes a stylization). Matrix products stay IEEE fp32: the
+        # L-BFGS history products (S^T Y, Y^T Y from one GEMM) feed a small triangular system, and
+        # with small s.y a TF32-rounded diagonal can come out near zero or negative and the solve
+        # blows up; the Gram products cost little next to the convolutions. No-ops on CPUs.
+        torch.backends.cudnn.conv.fp32_precision = "ieee" if deterministic else "tf32"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
 
 
 def prefers_channels_last(device: torch.device) -> bool:

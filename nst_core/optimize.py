@@ -16,10 +16,14 @@ later than on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,6 +58,8 @@ class ScaleOutcome:
     stopped_early: bool
     losses: dict[str, float]
     seconds: float
+    graphed: bool | None = None  # replayed from a CUDA graph; None: graphs do not apply; False: capture failed
+    capture_error: str = ""
 
 
 def optimize_scale(
@@ -99,7 +105,8 @@ def optimize_scale(
     losses = book.final_losses()
     if on_iteration is not None:
         on_iteration(IterationEvent(iteration, losses, True, stopped_early, book.best_x))
-    return ScaleOutcome(book.best_x, iteration, stopped_early, losses, time.perf_counter() - began)
+    graphed, error = stepper.graphed()
+    return ScaleOutcome(book.best_x, iteration, stopped_early, losses, time.perf_counter() - began, graphed, error)
 
 
 class _Book:
@@ -152,6 +159,11 @@ class _Stepper:
 
     def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
+
+    def graphed(self) -> tuple[bool | None, str]:
+        """Whether the iterations replayed from a CUDA graph (None: not a graphed stepper), and the
+        capture's error if it failed."""
+        return None, ""
 
 
 def _make_stepper(start: Tensor, objective: Objective, cfg: StyleConfig, on_device: bool, graphs: bool) -> _Stepper:
@@ -223,55 +235,135 @@ class _GraphedStepper(_DeviceStepper):
 
     The first iterations run eagerly on a side stream (cuDNN picks its algorithms, L-BFGS leaves
     its first-step branch, the allocator settles); then one iteration is captured. Shapes are
-    fixed within a scale, so every later iteration is the same graph on the same tensors. If
-    capture fails (an op that cannot be captured, an old driver), the scale goes on eagerly: the
-    results are the same, only slower.
+    fixed within a scale, so every later iteration is the same graph on the same tensors.
+
+    Capture follows torch.cuda.graph's rules with k pairs per GPU in threads: each thread captures
+    on a stream of its own for its device (the default capture stream is one per process, shared
+    by every thread, and its owner is the first GPU that captured), captures are serialised, the
+    warm-up side stream is made once per thread and device (PyTorch hands out streams from a pool
+    of 32 per device, so one per scale would come round to a stream in use). A failed capture
+    restores the thread's stream, turns graphs off for the process (the allocator may still think
+    a capture is under way), warns once, and the scale goes on eagerly; an empty graph counts as a
+    failure (its replay would do nothing). Every scale's outcome says whether it replayed.
     """
 
     WARMUP = 3
 
     def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
         super().__init__(start, objective, cfg)
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph: Any = None
         self.outputs: tuple[Tensor, dict[str, Tensor]] | None = None
-        self.failed = False
+        self.error = ""
         self.count = 0
-        self.side = torch.cuda.Stream(device=start.device)
+        self.side = CUDA.side_stream(start.device)
+
+    def graphed(self) -> tuple[bool | None, str]:
+        return self.graph is not None, self.error
 
     def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         self.count += 1
         if self.graph is not None:
-            self.graph.replay()
+            CUDA.replay(self.graph)
             assert self.outputs is not None
             return self.outputs
-        if self.failed or self.count <= self.WARMUP:
+        if self.error or self.count <= self.WARMUP or CUDA.disabled():
+            if CUDA.disabled() and not self.error:
+                self.error = f"CUDA graphs are off in this process after a failed capture: {CUDA.disabled()}"
             return self._eager(evaluated)
         return self._capture(evaluated)
 
     def _eager(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.failed:
+        if self.error:
             return super().step(evaluated)
-        self.side.wait_stream(torch.cuda.current_stream(self.x.device))
-        with torch.cuda.stream(self.side):  # warm-up off the default stream, as capture requires
-            out = super().step(evaluated)
-        torch.cuda.current_stream(self.x.device).wait_stream(self.side)
-        return out
+        with CUDA.on_side_stream(self.side, self.x.device):  # warm-up off the default stream, as capture requires
+            return super().step(evaluated)
 
     def _capture(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        graph = torch.cuda.CUDAGraph()
-        self.x.grad = None  # the backward inside the graph allocates it from the graph's pool
         try:
-            # thread_local: other pairs on this GPU (other threads, other streams) go on allocating
-            # and launching while this thread captures; "global" would make their calls fail.
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.outputs = self._iterate(evaluated)
-        except Exception:  # noqa: BLE001 - capture is an optimisation; eager gives the same result
-            self.failed, self.outputs = True, None
-            torch.cuda.synchronize(self.x.device)
+            # One whole iteration: the gradient is unset first, so the backward inside the graph
+            # allocates it from the graph's pool and each replay writes it anew.
+            self.graph, self.outputs = CUDA.capture(lambda: _DeviceStepper.step(self, evaluated), self.x.device)
+        except Exception as exc:  # noqa: BLE001 - capture is an optimisation; eager gives the same result
+            self.graph, self.outputs = None, None
+            self.error = " ".join(str(exc).split())[:300] or type(exc).__name__
+            CUDA.disable(self.error)
             return super().step(evaluated)
-        self.graph = graph
-        graph.replay()  # capture records the work; this runs it
+        CUDA.replay(self.graph)  # capture records the work; this runs it
         return self.outputs
+
+
+class CudaGraphs:
+    """What the graphed stepper asks of CUDA, in one place (a test swaps in a CPU fake)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()  # per thread: {device index: (side stream, capture stream)}
+        self._lock = threading.Lock()  # one capture at a time in the process
+        self._disabled = ""
+        self._warned = False
+
+    def disabled(self) -> str:
+        return self._disabled
+
+    def disable(self, reason: str) -> None:
+        """No capture after a failed one, in this process; one warning with the reason."""
+        with self._lock:
+            self._disabled = self._disabled or reason
+            warn, self._warned = not self._warned, True
+        if warn:
+            warnings.warn(f"CUDA graph capture failed ({reason}); this process runs eagerly from now on (same results, slower)",
+                          RuntimeWarning, stacklevel=3)
+
+    def _streams(self, device: torch.device) -> tuple[Any, Any]:
+        streams = getattr(self._local, "streams", None)
+        if streams is None:
+            streams = self._local.streams = {}
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in streams:
+            streams[index] = (torch.cuda.Stream(device=index), torch.cuda.Stream(device=index))
+        return streams[index]
+
+    def side_stream(self, device: torch.device) -> Any:
+        return self._streams(device)[0]
+
+    @contextlib.contextmanager
+    def on_side_stream(self, side: Any, device: torch.device) -> Iterator[None]:
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            yield
+        torch.cuda.current_stream(device).wait_stream(side)
+
+    def capture(self, fn: Callable[[], Any], device: torch.device) -> tuple[Any, Any]:
+        """A graph of what ``fn`` launches, and ``fn``'s outputs (which each replay rewrites)."""
+        stream = self._streams(device)[1]
+        previous = torch.cuda.current_stream(device)
+        graph = torch.cuda.CUDAGraph()
+        with self._lock:
+            if self._disabled:
+                raise RuntimeError(self._disabled)
+            try:
+                stream.wait_stream(previous)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    # thread_local: other pairs on this GPU go on allocating and launching while this
+                    # thread captures; "global" would make their calls fail.
+                    with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                        outputs = fn()
+                empty = [w for w in caught if "empty" in str(w.message).lower()]
+                if empty:
+                    raise RuntimeError(f"the captured graph is empty ({empty[0].message})")
+            except BaseException:
+                torch.cuda.set_stream(previous)  # graph.__exit__ does not restore it when capture_end raises
+                with contextlib.suppress(Exception):
+                    torch.cuda.synchronize(device)
+                raise
+        previous.wait_stream(stream)
+        return graph, outputs
+
+    def replay(self, graph: Any) -> None:
+        graph.replay()
+
+
+CUDA = CudaGraphs()
 
 
 def _loss_scale(total: Tensor) -> Tensor:

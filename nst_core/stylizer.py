@@ -94,7 +94,7 @@ def stylize(
         image = outcome.image.clamp(0, 1)
         done_work += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
         reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles,
-                                   outcome.stopped_early, outcome.losses, outcome.seconds))
+                                   outcome.stopped_early, outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
     assert image is not None
     if cfg.preserve_color:
         image = recombine(image, resize(content, tuple(image.shape[-2:])))
@@ -130,7 +130,10 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
     stopped_early = all(o.stopped_early for o in outcomes)
     if hook is not None:
         hook(IterationEvent(done, losses, True, stopped_early, image))
-    return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began)
+    graphed = [o.graphed for o in outcomes if o.graphed is not None]
+    errors = [o.capture_error for o in outcomes if o.capture_error]
+    return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began, all(graphed) if graphed else None,
+                        errors[0] if errors else "")
 
 
 def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],

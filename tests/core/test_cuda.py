@@ -32,6 +32,8 @@ def test_a_graph_replay_gives_the_eager_result(cuda_problem):
     objective, content, _ = cuda_problem
     eager = optimize_scale(content, objective, CFG, 30, graphs=False)
     graphed = optimize_scale(content, objective, CFG, 30, graphs=True)
+    # The graph replayed: a capture that fell back to eager would pass the comparison below too.
+    assert (graphed.graphed, graphed.capture_error) == (True, "") and eager.graphed is None
     assert graphed.iterations == eager.iterations == 30
     assert (graphed.image - eager.image).abs().max() < 1e-4
     assert graphed.losses["total"] == pytest.approx(eager.losses["total"], rel=1e-4)

@@ -20,7 +20,10 @@ def test_cuda_backends_are_set_for_speed_or_for_repeatability(restore_backends):
     # Only switches are set: no CUDA device is needed to check them.
     configure_backends(torch.device("cuda"))
     assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
-    assert torch.backends.cudnn.conv.fp32_precision == "tf32" and torch.backends.cuda.matmul.fp32_precision == "tf32"
+    # TF32 for the convolutions only: L-BFGS's history products stay IEEE fp32 on every device.
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32" and torch.backends.cuda.matmul.fp32_precision == "ieee"
+    configure_backends(torch.device("cuda"), autotune=False)
+    assert not torch.backends.cudnn.benchmark
     configure_backends(torch.device("cuda"), deterministic=True)
     assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
     assert torch.backends.cudnn.conv.fp32_precision == "ieee" and torch.backends.cuda.matmul.fp32_precision == "ieee"
