@@ -77,7 +77,7 @@ def stylize(
         start = _start_image(index, image, scale_content, size, cfg, init_image, previous_content)
         previous_content = scale_content
         grams = blend_targets(style_targets, blend, style_side)
-        coarser = _coarser_levels(cfg, index, side, style_targets, blend)
+        coarser = _coarser_levels(cfg, index, side, style_targets, blend, (height, width))
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
         hook = _progress_hook(on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
@@ -182,15 +182,22 @@ def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tup
     return _variable_space(resize(init_image.to(content.device), size), cfg)
 
 
-Level = tuple[float, dict[str, Tensor]]  # (the downscale factor, the Gram targets at that size)
+# (the downscale factor, the Gram targets at that size, and the coarser scale's exact (h, w) for
+# an image of this scale's full size, or None)
+Level = tuple[float, dict[str, Tensor], tuple[tuple[int, int], tuple[int, int]] | None]
 
 
-def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float]) -> list[Level]:
-    """The coarser scales' Gram targets, each with the factor that downscales this scale to it."""
+def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float],
+                    content_hw: tuple[int, int] | None = None) -> list[Level]:
+    """The coarser scales' Gram targets, each with the factor that downscales this scale to it. With
+    the content's size, the whole image is downscaled to exactly the size that scale ran at: the
+    factor alone can round 1 px off it, and on a GPU each new shape costs cuDNN another tuning."""
     if cfg.coarse_style_share <= 0:
         return []
     sides, style_sides = cfg.sides(), cfg.style_sides()
-    return [(sides[j] / side, blend_targets(targets, blend, style_sides[j])) for j in range(index)]
+    here = fit_size(*content_hw, side) if content_hw else None
+    return [(sides[j] / side, blend_targets(targets, blend, style_sides[j]),
+             (here, fit_size(*content_hw, sides[j])) if content_hw and here else None) for j in range(index)]
 
 
 def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor],
@@ -199,16 +206,16 @@ def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
     layers, total variation. With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
     and style terms is the same loss on the image downscaled to each of them, against the content
     and the Gram targets at that size (see ``StyleConfig.coarse_style_share``)."""
-    levels = [(f, g) for f, g in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
+    levels = [(f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
     own = 1.0 - cfg.coarse_style_share if levels else 1.0
-    terms_at = [(own, 1.0, _level_loss(features, cfg, content, style_grams))]
-    terms_at += [((1.0 - own) / len(levels), f, _level_loss(features, cfg, _downscale(content, f), g)) for f, g in levels]
+    terms_at = [(own, 1.0, None, _level_loss(features, cfg, content, style_grams))]
+    terms_at += [((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g)) for f, g, exact in levels]
 
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         c: Tensor | float = 0.0
         s: Tensor | float = 0.0
-        for weight, factor, loss in terms_at:
-            lc, ls = loss(x if factor == 1.0 else _downscale(x, factor))
+        for weight, factor, exact, loss in terms_at:
+            lc, ls = loss(x if factor == 1.0 else _downscale(x, factor, exact))
             c, s = c + weight * lc, s + weight * ls
         terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
         if cfg.tv_weight > 0:
@@ -230,11 +237,15 @@ def scale_objective(content: Tensor, features: VGGFeatures, cfg: StyleConfig, ta
     blend = cfg.blend_weights(len(targets))
     scale_content = _variable_space(resize(content, fit_size(*content.shape[-2:], sides[index])), cfg)
     grams = blend_targets(targets, blend, cfg.style_sides()[index])
-    coarser = _coarser_levels(cfg, index, sides[index], targets, blend)
+    coarser = _coarser_levels(cfg, index, sides[index], targets, blend, tuple(content.shape[-2:]))
     return scale_content, build_objective(features, cfg, scale_content, grams, coarser)
 
 
-def _downscale(x: Tensor, factor: float) -> Tensor:
+def _downscale(x: Tensor, factor: float, exact: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Tensor:
+    """``x`` downscaled by ``factor``; to the coarser scale's own size when ``x`` is the whole image
+    (a tile has no such size: it scales by the factor)."""
+    if exact is not None and tuple(x.shape[-2:]) == exact[0]:
+        return resize_unclamped(x, exact[1])
     return resize_unclamped(x, (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor))))
 
 

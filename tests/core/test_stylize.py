@@ -333,3 +333,23 @@ def test_the_finer_scale_keeps_the_coarse_scales_style(features, content, style)
     assert drift[0.5] < drift[0.0], drift
     gap = {k: content_distance(features, v, small) for k, v in shown.items()}
     assert gap[0.5] < gap[0.0], gap
+
+
+def test_the_coarse_loss_sees_the_image_at_exactly_the_coarse_scales_size():
+    """A 104x1000 photo: at 512 px the image is 53x512 and its coarse scale 27x256, but halving
+    53 rows gives 26 (one more shape for cuDNN to tune on a GPU, and not the size whose Grams
+    are the targets)."""
+    from types import SimpleNamespace
+
+    from nst_core.image_ops import fit_size
+    from nst_core.stylizer import _coarser_levels, _downscale
+
+    cfg = StyleConfig(size=512, scales=(0.5, 1.0), iterations=(2, 2))
+    assert cfg.sides() == (256, 512)
+    no_layers = SimpleNamespace(spec=SimpleNamespace(layers=()), grams={side: {} for side in cfg.style_sides()})
+    ((factor, _, exact),) = _coarser_levels(cfg, 1, 512, [no_layers], [1.0], (104, 1000))
+    image = torch.rand(1, 3, *fit_size(104, 1000, 512))
+    assert tuple(_downscale(image, factor, exact).shape[-2:]) == fit_size(104, 1000, 256) == (27, 256)
+    assert tuple(_downscale(image, factor).shape[-2:]) == (26, 256)  # what the factor alone gave
+    tile = image[..., :40]
+    assert tuple(_downscale(tile, factor, exact).shape[-2:]) == (26, 20)  # a tile scales by the factor
