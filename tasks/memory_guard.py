@@ -41,9 +41,17 @@ def memory_budget(device: torch.device, sharing: int = 1) -> tuple[int, str]:
         return parse_bytes(configured) // sharing, f"{ENV_VAR}={configured}" + (f" shared by {sharing} pairs" if sharing > 1 else "")
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
+        free += cached_here(device)
         share = f", a 1/{sharing} share" if sharing > 1 else ""
         return int(min(free, total // sharing)), f"free memory of {torch.cuda.get_device_name(device)}{share}"
     return available_ram(), "RAM available"
+
+
+def cached_here(device: torch.device) -> int:
+    """Bytes this process's caching allocator holds on ``device`` but no tensor uses: the driver
+    counts them as taken, yet the next pair here gets them first (a second pair was refused for
+    memory that the first had already freed into the cache)."""
+    return max(0, torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
 def available_ram() -> int:

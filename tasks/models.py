@@ -21,7 +21,11 @@ def _weights(source: str, preprocessing: str | None) -> VGGWeights:
 @lru_cache(maxsize=8)
 def _features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: str) -> VGGFeatures:
     features = VGGFeatures(_weights(source, preprocessing), last_layer, pooling).to(torch.device(device)).eval()
-    return features.use_channels_last(prefers_channels_last(torch.device(device)))
+    features = features.use_channels_last(prefers_channels_last(torch.device(device)))
+    if torch.device(device).type == "cuda":
+        # The copy ran on this thread's stream; other pairs read the weights from streams of their own.
+        torch.cuda.current_stream(torch.device(device)).synchronize()
+    return features
 
 
 def get_features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: torch.device) -> VGGFeatures:

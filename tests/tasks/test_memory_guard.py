@@ -59,3 +59,17 @@ def test_a_cuda_estimate_counts_the_allocators_reserve():
     cpu, cuda = estimate_memory(StyleConfig(size=2048), 1536, 2048, "cpu"), estimate_memory(StyleConfig(size=2048), 1536, 2048, "cuda")
     dynamic = cpu.activations + cpu.transient + cpu.optimizer
     assert cpu.reserve == 0 and cuda.reserve == pytest.approx(CUDA_RESERVE_RATIO * dynamic, rel=1e-6)
+
+
+def test_a_gpus_budget_counts_this_processs_own_allocator_cache(monkeypatch):
+    """Memory this process's allocator holds but no tensor uses is free for the next pair here,
+    though the driver reports it taken (faked: no GPU is needed to check the arithmetic)."""
+    monkeypatch.delenv("NST_MAX_MEMORY", raising=False)
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 12 * gib)
+    budget, source = memory_budget(torch.device("cuda:0"))
+    assert budget == 28 * gib and source == "free memory of Fake GPU"
+    assert memory_budget(torch.device("cuda:0"), sharing=4)[0] == 20 * gib  # a quarter of the card at most
