@@ -119,7 +119,9 @@ def check_settings(plan: Plan) -> None:
 
 
 def check_outputs(plan: Plan) -> None:
-    """Raise :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
+    """Raise the output root's own error (one line) when it takes no files, else
+    :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
+    check_writable_root(plan.settings.output_root)
     problems = output_problems(plan)
     if problems:
         raise ManifestError(plan.source, problems)
