@@ -199,3 +199,12 @@ def test_each_gpu_figure_is_on_disk_as_soon_as_it_is_measured(tmp_path):
     assert json.loads((tmp_path / "gpu.json").read_text()) == {"graphed": True}
     results.put("replay_ms_512", 2.1)
     assert json.loads((tmp_path / "gpu.json").read_text()) == {"graphed": True, "replay_ms_512": 2.1}
+
+
+def test_side_by_side_timings_interleave_the_sides_rep_by_rep():
+    from benchmarks.sections import interleaved_times
+
+    order: list[str] = []
+    timed = interleaved_times({"ours": lambda: order.append("a"), "theirs": lambda: order.append("b")}, reps=3)
+    assert order == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then turn by turn
+    assert set(timed) == {"ours", "theirs"} and all(t["min"] <= t["median"] for t in timed.values())
