@@ -256,8 +256,18 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not args.quiet:
         losses = meta["final_losses"]
         print(f"wrote {args.output} ({meta['output_size'][0]}x{meta['output_size'][1]}) in {meta['wall_time_s']:.1f}s, "
-              f"{meta['iterations']} iterations, loss {losses.get('total', float('nan')):.4g}", file=sys.stderr)
+              f"{meta['iterations']} iterations, loss {losses.get('total', float('nan')):.4g}{_graphs(meta)}", file=sys.stderr)
     return 0
+
+
+def _graphs(meta: dict[str, Any]) -> str:
+    """``, CUDA graphs: 2 of 2 scales replayed`` (and the capture's error), or nothing off CUDA."""
+    scales = [r for r in meta.get("scales", []) if r.get("graphed") is not None]
+    if not scales:
+        return ""
+    errors = [r["capture_error"] for r in scales if r.get("capture_error")]
+    replayed = sum(bool(r["graphed"]) for r in scales)
+    return f", CUDA graphs: {replayed} of {len(scales)} scales replayed" + (f" (capture failed: {errors[0]})" if errors else "")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

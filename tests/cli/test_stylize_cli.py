@@ -196,3 +196,16 @@ def test_metadata_or_output_on_a_device_fifo_or_symlink_is_refused_before_any_wo
         assert len(err.splitlines()) == 1 and f"exists and is {kind}, not a regular file" in err and flag in err, err
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and to_device.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images, tmp_path):
+    """On the CPU no graph applies: every scale says so (null), and the summary line is quiet about graphs."""
+    from nst_cli.main import _graphs
+
+    meta_path = tmp_path / "o.json"
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--metadata", str(meta_path), *FAST]) == 0
+    scales = json.loads(meta_path.read_text())["scales"]
+    assert scales and all(s["graphed"] is None and s["capture_error"] == "" for s in scales)
+    assert _graphs({"scales": scales}) == ""
+    assert _graphs({"scales": [{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]}) == \
+        ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
