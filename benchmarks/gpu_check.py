@@ -154,17 +154,10 @@ class Check:
         self.results.put("replay_ms_512", ms)
 
     def direction(self, deadline: float) -> None:
-        from nst_core import StyleConfig
         from nst_core import optimize as opt
-        from nst_core.lbfgs import DeviceLBFGS
 
         h, w = self._shape(self.sizes.replay)
-        n = 3 * h * w
-        lbfgs = DeviceLBFGS(n, StyleConfig().lbfgs_history, self.device)
-        gen = torch.Generator(device=self.device).manual_seed(0)
-        grads = [torch.randn(n, device=self.device, generator=gen) for _ in range(2)]
-        for i in range(StyleConfig().lbfgs_history + 2):  # a full history first
-            lbfgs.direction(grads[i % 2] * (1 + i))
+        lbfgs, grads = full_history_lbfgs(3 * h * w, self.device)
         self.results.put("direction_ms_eager", _timed_ms(lambda: lbfgs.direction(grads[0]), self.device, self.sizes.reps, deadline))
         if self.device.type != "cuda":
             self.results.put("direction_ms_in_graph", None)
@@ -268,6 +261,19 @@ class Check:
     @staticmethod
     def _shape(side: int) -> tuple[int, int]:
         return side, side * 3 // 4  # portrait 4:3, as the README's 512-px figures
+
+
+def full_history_lbfgs(n: int, device: torch.device) -> tuple[Any, list[torch.Tensor]]:
+    """A DeviceLBFGS of the default history, filled, and two gradients to time its direction with."""
+    from nst_core import StyleConfig
+    from nst_core.lbfgs import DeviceLBFGS
+
+    lbfgs = DeviceLBFGS(n, StyleConfig().lbfgs_history, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    grads = [torch.randn(n, device=device, generator=gen) for _ in range(2)]
+    for i in range(StyleConfig().lbfgs_history + 2):  # a full history first
+        lbfgs.direction(grads[i % 2] * (1 + i))
+    return lbfgs, grads
 
 
 def _save(image: torch.Tensor, path: Path, pil: Any) -> None:
