@@ -79,8 +79,15 @@ def reset_roots_down() -> None:
 class TargetsOutcome:
     targets: StyleTargets
     key: str
-    cached: bool
+    cached: bool  # read from the cache, not computed here
     rejected: str = ""  # why a cache entry found under this key was not used (then recomputed)
+    by_this_run: bool = True  # computed by this flow run (here, or by its style task): not a cache hit
+
+    @property
+    def hit(self) -> bool:
+        """The one definition of a cache hit, for the sidecar and the summary alike: targets an
+        earlier run made. Targets this run's style task made and a pair then read are not one."""
+        return not self.by_this_run
 
 
 # A cache entry is one JSON line naming what it holds, then the targets: read back, the line must
@@ -89,9 +96,18 @@ class TargetsOutcome:
 _ENTRY_MAGIC = "nst-style-targets"
 
 
-def cache_entry(key: str, style_sha256: str, payload: bytes) -> bytes:
-    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_bytes(payload)}
+def cache_entry(key: str, style_sha256: str, payload: bytes, run_id: str = "") -> bytes:
+    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_bytes(payload), "run_id": run_id}
     return json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+
+
+def entry_run_id(data: bytes) -> str:
+    """The flow run that wrote a cache entry ('' when unknown)."""
+    try:
+        header = json.loads(data.partition(b"\n")[0])
+    except ValueError:
+        return ""
+    return str(header.get("run_id") or "") if isinstance(header, dict) else ""
 
 
 def read_cache_entry(data: bytes, key: str, style_sha256: str) -> bytes:
@@ -145,9 +161,11 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
     rejected = ""
     if not force and storage.exists(uri):
         try:
-            cached = targets_from_bytes(read_cache_entry(storage.read_bytes(uri), key, style_sha))
+            data = storage.read_bytes(uri)
+            cached = targets_from_bytes(read_cache_entry(data, key, style_sha))
             if cached.spec == spec and set(sides) <= set(cached.sides):
-                return TargetsOutcome(cached, key, cached=True)
+                mine = bool(settings.run_id) and entry_run_id(data) == settings.run_id
+                return TargetsOutcome(cached, key, cached=True, by_this_run=mine)
             rejected = "the entry holds targets for other settings"
         except FileNotFoundError:
             pass  # vanished since exists(): recompute below
@@ -158,7 +176,7 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
     storage.write_bytes(join(settings.output_root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
     device = next(iter(features.parameters())).device
     targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
-    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets)), "application/octet-stream")
+    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), settings.run_id), "application/octet-stream")
     return TargetsOutcome(targets, key, cached=False, rejected=rejected)
 
 
@@ -179,7 +197,7 @@ def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: Batch
     with device_pool(settings.device).acquire() as device:
         cfg = for_device(cfg, device)
         outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
-    return {"style": style_uri, "key": outcome.key, "cached": outcome.cached, **({"rejected": outcome.rejected} if outcome.rejected else {})}
+    return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
 def shares_targets(cfg: StyleConfig) -> bool:
@@ -343,7 +361,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
         "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
         "format": settings.format,
         **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
-        "style_cache": [{"style": s.uri, "key": o.key, "hit": o.cached, **({"rejected": o.rejected} if o.rejected else {})}
+        "style_cache": [{"style": s.uri, "key": o.key, "hit": o.hit, **({"rejected": o.rejected} if o.rejected else {})}
                         for s, o in zip(pair.styles, outcomes, strict=True)],
         **run_record(cfg, get_weights(settings.weights, settings.weights_preprocessing), result, device, began),
         "pipeline_version": PIPELINE_VERSION,
@@ -356,7 +374,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.cached],
+    return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.hit],
             "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
             "timings": dict(timings), "worker": sidecar["worker"]}
 

@@ -78,3 +78,24 @@ def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_file
     progress = [a for a in artifacts if a.type == "progress" and str(a.description or "").startswith("stylize-pairs:")]
     assert live and all("data:image/jpeg;base64," in str(a.data) for a in live)
     assert progress and all(float(a.data) == 100.0 for a in progress)  # every chunk's progress ends full
+
+
+def test_the_sidecar_and_the_summary_agree_on_what_a_cache_hit_is(prefect_server, tmp_path):
+    """A hit is targets an earlier run made: in a fresh run every pair reads targets its own style
+    task computed (the sidecar said hit: true, the summary computed: 1); in a re-run they are hits."""
+    manifest = make_batch(tmp_path)
+    out = tmp_path / "out"
+    assert _run(manifest).is_completed()
+    rows = {r["name"]: r for r in json.loads((out / "summary.json").read_text())["pairs"]}
+    for name, row in rows.items():
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert [c["hit"] for c in sidecar["style_cache"]] == [False]
+        assert (row["targets_computed"], row["targets_cached"]) == (1, 0)
+    for suffix in ("png", "json"):
+        (out / f"a__stripes.{suffix}").unlink()
+    assert _run(manifest).is_completed()
+    summary = json.loads((out / "summary.json").read_text())
+    row = next(r for r in summary["pairs"] if r["name"] == "a__stripes")
+    assert row["status"] == "produced" and (row["targets_computed"], row["targets_cached"]) == (0, 1)
+    assert [c["hit"] for c in json.loads((out / "a__stripes.json").read_text())["style_cache"]] == [True]
+    assert summary["style_targets"] == {"computed": 0, "from_cache": 2}
