@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any, NoReturn
 
 from nst_core.config import StyleConfig
@@ -284,11 +284,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"output {plan.settings.output_root}{cluster}")
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
+    shown: dict[int, str] = {}  # pairs share their parameters' dict: each set is described once
     for pair in plan.pairs:
-        cfg = pair.config()
+        if id(pair.params) not in shown:
+            shown[id(pair.params)] = _differences(pair.params)
         print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
-              f"(size {cfg.size}, iterations {_show(cfg.iterations)})")
+              f"({shown[id(pair.params)]})")
     return 0
+
+
+def _differences(params: dict[str, Any]) -> str:
+    """The parameters that differ from the defaults (size and iterations always): what a style's or a pair's overrides did."""
+    from nst_core.config import show
+
+    defaults = asdict(_DEFAULTS)
+    parts = []
+    for key in ("size", "iterations"):
+        parts.append(f"{key} {show(params.get(key, defaults[key]))}")
+    for key, value in params.items():
+        if key not in ("size", "iterations") and key in defaults and _normal(value) != _normal(defaults[key]):
+            parts.append(f"{key} {show(value)}")
+    return ", ".join(parts)
+
+
+def _normal(value: Any) -> Any:
+    """Lists as tuples and ints as floats, so that ``style_weight: 5`` equals a default of 5.0."""
+    if isinstance(value, list | tuple):
+        return tuple(_normal(v) for v in value)
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _swept(pairs: Any) -> str:

@@ -164,8 +164,9 @@ def collect(root: str) -> tuple[Page, set[str]]:
             if found:
                 sidecars[found[0].name] = found
     if not sidecars and SUMMARY_NAME not in files:
-        where = "no such folder" if not is_s3(root) and not files and not os.path.isdir(root) else "no stylized outputs here (no sidecars, no summary.json)"
-        raise InputError(f"{root}: {where}; run nst run with this output first")
+        if not is_s3(root) and not os.path.isdir(root):
+            raise InputError(f"{root}: no such folder; run nst run with this output first")
+        raise InputError(f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first")
     page = Page()
     summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
     rows = (summary or {}).get("pairs")

@@ -96,12 +96,17 @@ class Plan:
     styles: dict[str, str] = field(default_factory=dict)  # name -> URI
 
     def describe(self) -> dict[str, Any]:
+        """The plan as JSON: each pair with every parameter it runs with (the defaults included)."""
+        full: dict[int, dict[str, Any]] = {}  # pairs share their parameters' dict: each set is expanded once
+        for p in self.pairs:
+            if id(p.params) not in full:
+                full[id(p.params)] = _jsonable(asdict(p.config()))
         return {
             "manifest": self.source,
             "output": self.settings.output_root,
             "styles": self.styles,
             "pairs": [{"name": p.name, "output": self.settings.output_uri(p.name), "content": p.content_uri,
-                       "styles": [s.name for s in p.styles], "parameters": p.params} for p in self.pairs],
+                       "styles": [s.name for s in p.styles], "parameters": full[id(p.params)]} for p in self.pairs],
         }
 
 

@@ -82,9 +82,12 @@ def test_gallery_of_a_folder_without_outputs_is_an_error(tmp_path, capsys):
     assert main(["gallery", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
     (tmp_path / "empty").mkdir()
+    assert main(["gallery", str(tmp_path / "empty")]) == 2  # an existing, empty folder is not "no such folder"
+    assert capsys.readouterr().err.strip() == f"nst: error: no stylized outputs in {tmp_path / 'empty'} (no sidecars, no summary.json); " \
+        "run nst run with this output first"
     (tmp_path / "empty" / "x.txt").write_text("x")
     assert main(["gallery", str(tmp_path / "empty")]) == 2
-    assert "no stylized outputs here" in capsys.readouterr().err
+    assert "no stylized outputs in" in capsys.readouterr().err
 
 
 def test_run_refuses_an_output_root_it_cannot_write_before_starting(tmp_path, capsys):
@@ -222,3 +225,16 @@ def test_an_http_dask_address_is_one_line_and_no_traceback_at_exit(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["nst: error: --dask-address must be tcp://host:port (or tls, ucx, ws, wss), got "
                                                 "'http://127.0.0.1:8787'; http:// is the dashboard's address, the scheduler's is tcp://host:8786"]
+
+
+def test_validate_shows_each_pairs_parameters_that_differ_from_the_defaults(tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    manifest.write_text(manifest.read_text().replace("waves: styles/waves.png}", "waves: {path: styles/waves.png, style_weight: 200}}"))
+    assert main(["validate", str(manifest)]) == 0
+    lines = {line.split("  <- ")[0].strip().rsplit("/", 1)[-1]: line for line in capsys.readouterr().out.splitlines() if "<-" in line}
+    assert lines["a__waves.png"].endswith("x waves (size 32, iterations 2, scales 1, style_weight 200)")
+    assert lines["a__stripes.png"].endswith("x stripes (size 32, iterations 2, scales 1)")
+    assert main(["validate", str(manifest), "--json"]) == 0
+    pairs = {p["name"]: p["parameters"] for p in json.loads(capsys.readouterr().out)["pairs"]}
+    assert pairs["a__waves"]["style_weight"] == 200 and pairs["a__stripes"]["pooling"] == "max"  # every parameter, defaults too
+    assert set(pairs["a__waves"]) == set(pairs["a__stripes"]) and len(pairs["a__waves"]) > 20
