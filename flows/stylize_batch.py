@@ -213,6 +213,7 @@ def _summary(plan: Plan, rows: list[dict[str, Any]], style_rows: list[dict[str, 
         "manifest": plan.source,
         "output": plan.settings.output_root,
         "counts": {"planned": len(plan.pairs), **count},
+        "done_earlier": count["skipped"],  # skipped because an earlier run made them: their images are in the gallery
         "style_targets": targets,
         "failures": [{"name": r["name"], "content": r["content"], "styles": r["styles"], "reason": r["reason"]} for r in rows if r["status"] == "failed"],
         "pairs": rows,

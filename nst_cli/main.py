@@ -515,6 +515,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     wall = time.monotonic() - _STARTED
     print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
           f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {t['computed']} computed, {t['from_cache']} from cache")
+    if c["skipped"]:
+        print(f"  {_count(c['skipped'], 'pair')} done by earlier runs (skipped): their images are in the gallery")
     for reason, names in _by_reason(summary["failures"]).items():
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         print(f"  FAILED {names[0]}: {reason}" if len(names) == 1 else f"  FAILED {len(names)} pairs ({shown}): {reason}")

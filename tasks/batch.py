@@ -5,6 +5,7 @@ them): style targets through a cache, one pair from storage to storage, skip-if-
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import io
 import json
@@ -368,6 +369,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
         "run_id": settings.run_id,  # the flow run that wrote it
         "worker": worker_address(),  # the Dask worker that produced it (None outside a cluster)
         "timings": dict(timings),  # seconds: decode, setup (guard, features, style targets), stylize, write
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # the gallery shows it for later skips
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
     uri = settings.sidecar_uri(pair.name)

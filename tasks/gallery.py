@@ -25,6 +25,8 @@ from tasks.plan import SUMMARY_NAME
 from tasks.storage import is_s3, join, storage_for
 
 GALLERY_NAME = "index.html"
+THUMB_PX = 256  # the pair thumbnails' longer side (tasks.images.thumbnail)
+_CELL_VW = "(max-width: 900px) 45vw, 30vw"  # how wide a grid cell is drawn, for srcset
 THUMBS_DIR = "thumbs"
 ORIGINALS_DIR = "thumbs/originals"
 
@@ -291,14 +293,33 @@ def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None 
         return (f'<td class="{cell.status}" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>{word}</strong>: '
                 f'{e(reason or "no reason given")}</div>{extra}</td>')
     thumb = safe_link(pair_thumb(cell.name), files)
-    image = f'<img src="{e(thumb)}" alt="{e(cell.name)}" loading="lazy">' if thumb else f"<span>{e(cell.name)}</span>"
-    dl, hover = _details(cell)
     output, sidecar = safe_link(cell.output, files), safe_link(cell.sidecar, files)
+    image = f'<img src="{e(thumb)}"{_srcset(thumb, output, cell.meta)} alt="{e(cell.name)}" loading="lazy">' if thumb else f"<span>{e(cell.name)}</span>"
+    dl, hover = _details(cell)
     missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
     shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
     metadata = f'<a href="{e(sidecar)}">metadata (JSON)</a>' if sidecar else ""
     return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}>{shown}'
-            f'<details><summary>{e(cell.status)} · details</summary>{dl}{metadata}</details>{extra}</td>')
+            f'<details><summary>{e(_status_words(cell))} · details</summary>{dl}{metadata}</details>{extra}</td>')
+
+
+def _status_words(cell: Cell) -> str:
+    """``produced``, or for a pair an earlier run made (skipped by this one): ``made earlier, 2026-12-03 04:12 UTC``."""
+    if cell.status != "skipped":
+        return cell.status
+    when = cell.meta.get("finished_at")
+    return f"made earlier, {when[:16].replace('T', ' ')} UTC" if isinstance(when, str) and len(when) >= 16 else "made earlier"
+
+
+def _srcset(thumb: str, output: str | None, meta: dict[str, Any]) -> str:
+    """The thumbnail, and the full output for cells wider than it (wide windows): the browser picks."""
+    size = meta.get("output_size")
+    if not output or not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return ""
+    if size[0] <= THUMB_PX:
+        return ""
+    e = html.escape
+    return f' srcset="{e(thumb)} {THUMB_PX}w, {e(output)} {size[0]}w" sizes="{_CELL_VW}"'
 
 
 def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
@@ -357,10 +378,14 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }
 table { border-collapse: collapse; }
 th, td { padding: .4rem; text-align: center; vertical-align: top; }
-th div { font-size: .85rem; max-width: 14rem; overflow-wrap: anywhere; }
-img { max-width: 256px; max-height: 256px; box-shadow: 0 1px 3px #0003; }
+th div { font-size: .85rem; max-width: 14rem; margin: 0 auto; overflow-wrap: anywhere; }
+img { box-shadow: 0 1px 3px #0003; }
+div.grid { overflow-x: auto; }
+table.grid { width: 100%; table-layout: fixed; }
+table.grid col.content { width: 12rem; }
+table.grid td img { width: 100%; height: auto; }
 img.original { max-width: 160px; max-height: 160px; }
-td { min-width: 140px; max-width: 260px; }
+td { min-width: 140px; }
 td.failed, td.unreadable { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
 td.empty { color: #bbb; }
 td.pending { color: #999; background: #f0f0f0; }
@@ -371,7 +396,7 @@ section.sweep { margin-top: 2rem; }
 section.sweep h2 { font-size: 1.05rem; font-weight: 600; }
 mark { background: #fff2a8; border-radius: 3px; padding: 0 .25rem; }
 div.values { font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center; }
-details { font-size: .75rem; color: #555; text-align: left; max-width: 256px; }
+details { font-size: .75rem; color: #555; text-align: left; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6rem; margin: .3rem 0; }
 dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
 """
@@ -399,9 +424,10 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 <style>{_STYLE}</style>{live}</head>
 <body><h1>{e(title)}</h1>{note}
 <p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
-<table><tr><th></th>{head}</tr>
+<div class="grid"><table class="grid" style="min-width: {150 * len(page.styles) + 200}px"><col class="content">{"<col>" * len(page.styles)}
+<tr><th></th>{head}</tr>
 {chr(10).join(rows)}
-</table>
+</table></div>
 {sweeps}</body></html>
 """
 

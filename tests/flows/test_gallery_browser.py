@@ -177,3 +177,33 @@ def test_hostile_sidecars_run_no_script_and_the_page_renders(tmp_path):
     assert names["ok"] == "produced"
     assert {"evil0", "types1", "types2", "types3", "nostyle"} <= set(names)
     assert names["types1"] == "unreadable" and names["types2"] == "unreadable"
+
+
+def test_the_grid_fills_the_window_and_a_rerun_shows_the_earlier_images(prefect_server, tmp_path):
+    """At 1400 px the grid spans the window and its thumbnails grow; at 800 px they stay usable.
+    After a re-run that skipped everything, every cell still shows its image, 'made earlier'."""
+    manifest = make_batch(tmp_path)
+    assert stylize_batch(manifest=str(manifest), return_state=True).is_completed()
+    again = stylize_batch(manifest=str(manifest), return_state=True)
+    assert again.is_completed() and again.result()["done_earlier"] == 4
+    browser = _browser()
+    figures = {}
+    try:
+        for width in (1400, 800):
+            browser.set_window_size(width, 1000)
+            browser.get((tmp_path / "out" / "index.html").as_uri())
+            loaded = _load_every_image(browser)
+            figures[width] = browser.execute_script(
+                "const imgs = [...document.querySelectorAll('table.grid td img')];"
+                "return {inner: window.innerWidth, grid: document.querySelector('table.grid').getBoundingClientRect().width,"
+                " thumbs: imgs.map(i => i.getBoundingClientRect().width),"
+                " labels: [...document.querySelectorAll('table.grid td summary')].map(s => s.innerText)};")
+            assert all(w > 0 for _, w in loaded), loaded
+            browser.save_screenshot(str(tmp_path / f"gallery-{width}.png"))
+    finally:
+        browser.quit()
+    wide, narrow = figures[1400], figures[800]
+    assert wide["grid"] >= 0.9 * wide["inner"]  # it used a third of a wide window before
+    assert len(wide["thumbs"]) == 4 and min(wide["thumbs"]) >= 400
+    assert min(narrow["thumbs"]) >= 140 and narrow["grid"] <= narrow["inner"]
+    assert all(label.startswith("made earlier, ") and label.endswith("UTC · details") for label in wide["labels"]), wide["labels"]
