@@ -13,7 +13,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
-from tasks.batch import NOT_RUN, reset_roots_down, shares_targets, written_by_this_run
+from tasks.batch import NOT_RUN, likely_done, reset_roots_down, shares_targets, written_by_this_run
 from tasks.cluster import check_runner_sees, failure_reason
 from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
@@ -35,7 +35,7 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False,
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
     plan = _this_run(plan_batch(manifest, output), verify)
     check_runner_sees(_runner(), plan)  # a remote cluster's workers see every path the plan names
-    batch_planned(len(plan.pairs))
+    batch_planned(len(plan.pairs), likely_done(plan.pairs, plan.settings, force))  # the ETA counts only pairs that will run
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
     with LiveGallery(plan) as live:  # index.html shows pending, running and finished pairs while they run
         style_rows, style_failures = _style_targets(plan, force)

@@ -11,7 +11,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -251,6 +251,19 @@ def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], v
         if not isinstance(digest, str) or sha256_bytes(storage.read_bytes(uri)) != digest:
             return "the output's sha256 is not the one its sidecar records"
     return ""
+
+
+def likely_done(pairs: Sequence[PairJob], settings: BatchSettings, force: bool) -> int:
+    """How many pairs already have an output and a sidecar (one listing of the output root): a
+    re-run most likely skips them, so the ETA leaves them out. Not a verdict: the skip itself is
+    decided per pair (its inputs' hashes, its output's check)."""
+    if force or not pairs:
+        return 0
+    try:
+        present = set(storage_for(settings.output_root).list(settings.output_root))
+    except TaskError:
+        return 0
+    return sum(settings.sidecar_uri(p.name) in present and settings.output_uri(p.name) in present for p in pairs)
 
 
 def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:

@@ -106,7 +106,7 @@ def make_progress(stream: TextIO | None = None, label: str = "") -> ProgressBar 
 
 
 class BatchListener(Protocol):
-    def planned(self, total: int) -> None: ...
+    def planned(self, total: int, likely_done: int = 0) -> None: ...
 
     def step(self, pair: str, info: StepInfo) -> None: ...
 
@@ -132,9 +132,11 @@ def listening(listener: BatchListener) -> Iterator[None]:
             _listener = None
 
 
-def batch_planned(total: int) -> None:
+def batch_planned(total: int, likely_done: int = 0) -> None:
+    """``likely_done``: pairs whose output and sidecar are already there (a re-run will most likely
+    skip them): the ETA leaves them out, and takes each back in if it turns out to need running."""
     if _listener is not None:
-        _listener.planned(total)
+        _listener.planned(total, likely_done)
 
 
 def pair_step(pair: str, info: StepInfo) -> None:
@@ -168,6 +170,7 @@ class BatchProgress:
 
     def __init__(self) -> None:
         self.total = 0
+        self.likely_done = 0  # pairs expected to be skipped and not yet found so
         self.done = 0
         self.failed = 0
         self.began = time.monotonic()
@@ -176,7 +179,7 @@ class BatchProgress:
         self.lock = threading.Lock()
 
     def eta_s(self) -> float | None:
-        left = self.total - self.done
+        left = self.total - self.done - self.likely_done  # only the pairs that will run
         if left <= 0:
             return 0.0
         # The median of the recent pairs: the first pair pays for warming up (seconds), and a
@@ -192,6 +195,8 @@ class BatchProgress:
 
     def record(self, row: dict[str, Any]) -> None:
         self.done += 1
+        if row.get("status") == "skipped" and self.likely_done > 0:
+            self.likely_done -= 1  # an expected skip, found
         self.failed += row.get("status") == "failed"
         if row.get("status") == "produced" and row.get("wall_time_s"):
             self.produced_seconds.append(float(row["wall_time_s"]))
@@ -207,9 +212,9 @@ class BatchBar(BatchProgress):
         self._stream = stream
         self._bar: tqdm | None = None
 
-    def planned(self, total: int) -> None:
+    def planned(self, total: int, likely_done: int = 0) -> None:
         with self.lock:
-            self.total, self.began = total, time.monotonic()
+            self.total, self.likely_done, self.began = total, likely_done, time.monotonic()
             self._bar = tqdm(total=total, file=self._stream, dynamic_ncols=True, leave=True, unit="pair",
                              bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {desc}")
             self._show()
@@ -249,9 +254,9 @@ class BatchLines(BatchProgress):
         super().__init__()
         self._stream = stream
 
-    def planned(self, total: int) -> None:
+    def planned(self, total: int, likely_done: int = 0) -> None:
         with self.lock:
-            self.total, self.began = total, time.monotonic()
+            self.total, self.likely_done, self.began = total, likely_done, time.monotonic()
 
     def step(self, pair: str, info: StepInfo) -> None:
         with self.lock:

@@ -83,3 +83,33 @@ def test_batch_bar_shows_the_pair_at_work():
 
 def test_durations_read_well():
     assert [format_duration(s) for s in (None, 4.4, 65, 3725)] == ["?", "4s", "1m05s", "1h02m"]
+
+
+def test_the_eta_leaves_out_the_pairs_a_rerun_will_skip():
+    """A partial re-run: 6 pairs, 4 with outputs already (likely skips). After one produced pair of
+    10 s the ETA is one more pair, not five; a likely skip that turns out to need running counts again."""
+    stream = io.StringIO()
+    lines = BatchLines(stream)
+    lines.planned(6, likely_done=4)
+    lines.finished({"name": "a", "status": "produced", "wall_time_s": 10.0})
+    assert "ETA 10s" in stream.getvalue().splitlines()[-1]  # was 50s: every pair left counted
+    lines.finished({"name": "b", "status": "skipped"})
+    assert "ETA 10s" in stream.getvalue().splitlines()[-1]
+    lines.finished({"name": "c", "status": "produced", "wall_time_s": 10.0})  # b's and c's places: one of the
+    assert "ETA 0s" in stream.getvalue().splitlines()[-1]  # likely skips ran, so the rest are skips
+
+
+def test_likely_done_is_one_listing_of_the_output_root(tmp_path):
+    from tasks.batch import likely_done
+    from tasks.plan import load_plan
+    from tests.flows.helpers import make_batch
+
+    plan = load_plan(str(make_batch(tmp_path)))
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a__stripes", "b__waves"):
+        (out / f"{name}.png").write_bytes(b"x")
+        (out / f"{name}.json").write_text("{}")
+    (out / "a__waves.json").write_text("{}")  # a sidecar without its output does not count
+    assert likely_done(plan.pairs, plan.settings, force=False) == 2
+    assert likely_done(plan.pairs, plan.settings, force=True) == 0
