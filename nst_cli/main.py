@@ -271,12 +271,25 @@ def _graphs(meta: dict[str, Any]) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tasks.plan import load_plan
-    from tasks.preflight import check_plan
+    """Every problem in one pass: the text and schema, names and globs, then the files, the output
+    root, the settings and the cluster of what is left; all printed at once, in file order."""
+    from tasks.errors import TaskError
+    from tasks.manifest import ManifestError, ManifestProblem
+    from tasks.plan import plan_with_problems
+    from tasks.preflight import plan_problems
 
-    plan = load_plan(args.manifest, args.output)
-    check_plan(plan, on_cluster=bool(args.dask_address))  # inputs, outputs, device and weights: what the run would trip on
-    cluster = _check_cluster(args.dask_address, plan)
+    plan, problems = plan_with_problems(args.manifest, args.output)
+    cluster = ""
+    if plan is not None:
+        problems += plan_problems(plan, on_cluster=bool(args.dask_address))  # what the run would trip on
+        try:
+            cluster = _check_cluster(args.dask_address, plan)
+        except TaskError as exc:
+            problems.append(ManifestProblem("dask_address", str(exc)))
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ManifestError(args.manifest, sorted(unique, key=lambda p: (p.line is None, p.line or 0)))
+    assert plan is not None
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0

@@ -245,6 +245,47 @@ def _expanded_nodes(node: yaml.Node | None, limit: int) -> int:
     return size(node) if node is not None else 0
 
 
+def parse_manifest_leniently(text: str, source: str) -> tuple[Manifest | None, list[ManifestProblem]]:
+    """Every problem of the manifest's text and schema, and the manifest without the values that
+    have them (so that ``nst validate`` can go on to its globs and files in the same pass); None
+    when nothing usable is left (a syntax error, no styles)."""
+    try:
+        return parse_manifest(text, source), []
+    except ManifestError as exc:
+        problems = list(exc.problems)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader); parse_manifest bounded it
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return None, problems
+    for _ in range(5):  # each round drops what the last one refused; a few rounds settle any manifest
+        if not isinstance(data, dict):
+            return None, problems
+        try:
+            return Manifest.model_validate(data), problems
+        except ValidationError as exc:
+            for err in sorted(exc.errors(), key=lambda e: [str(p) for p in e["loc"]], reverse=True):
+                _drop(data, _clean_loc(err["loc"]))
+    return None, problems
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> None:
+    """Remove the value at ``loc`` (a key of a mapping, an item of a list) if it is there."""
+    for part in loc[:-1]:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return
+    if not loc:
+        return
+    last = loc[-1]
+    if isinstance(data, dict):
+        data.pop(last, None)
+    elif isinstance(data, list) and isinstance(last, int) and last < len(data):
+        del data[last]
+
+
 def parse_manifest(text: str, source: str) -> Manifest:
     """Parse and validate YAML text; raises :class:`ManifestError` listing every problem."""
     if len(text) > MAX_MANIFEST_BYTES:

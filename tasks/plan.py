@@ -21,7 +21,7 @@ from typing import Any
 from nst_core import StyleConfig
 from nst_core.config import show
 from tasks.errors import StorageError
-from tasks.manifest import MAX_MANIFEST_BYTES, MAX_SWEEP_POINTS, Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest
+from tasks.manifest import MAX_MANIFEST_BYTES, MAX_SWEEP_POINTS, Manifest, ManifestError, ManifestProblem, PairEntry, parse_manifest, parse_manifest_leniently
 from tasks.storage import is_s3, join, split_s3, storage_for, uri_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
@@ -116,15 +116,7 @@ def load_plan(manifest_uri: str, output_override: str | None = None, *, keep: bo
     problem = uri_problem(manifest_uri)
     if problem:
         raise ManifestError(manifest_uri, [ManifestProblem("", problem)])
-    try:
-        # Read no more than the limit and a byte: a huge file is refused without reading all of it.
-        text = storage_for(manifest_uri).read_head(manifest_uri, MAX_MANIFEST_BYTES + 1).decode("utf-8")
-    except FileNotFoundError:
-        raise ManifestError(manifest_uri, [ManifestProblem("", "manifest not found")]) from None
-    except UnicodeDecodeError:
-        raise ManifestError(manifest_uri, [ManifestProblem("", "the manifest is not UTF-8 text")]) from None
-    except StorageError as exc:  # a folder, a FIFO, an unreachable S3 server
-        raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
+    text = _read_manifest(manifest_uri)
     key = (manifest_uri, output_override, hashlib.sha256(text.encode()).hexdigest())
     with _last_plan_lock:
         kept, _last_plan[:] = list(_last_plan), []
@@ -135,6 +127,18 @@ def load_plan(manifest_uri: str, output_override: str | None = None, *, keep: bo
         with _last_plan_lock:
             _last_plan[:] = [key, time.monotonic(), plan]
     return plan
+
+
+def _read_manifest(manifest_uri: str) -> str:
+    try:
+        # Read no more than the limit and a byte: a huge file is refused without reading all of it.
+        return storage_for(manifest_uri).read_head(manifest_uri, MAX_MANIFEST_BYTES + 1).decode("utf-8")
+    except FileNotFoundError:
+        raise ManifestError(manifest_uri, [ManifestProblem("", "manifest not found")]) from None
+    except UnicodeDecodeError:
+        raise ManifestError(manifest_uri, [ManifestProblem("", "the manifest is not UTF-8 text")]) from None
+    except StorageError as exc:  # a folder, a FIFO, an unreachable S3 server
+        raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
 
 
 # ``nst run`` plans once (keep=True) to check the manifest before Prefect starts, then the flow
@@ -161,10 +165,16 @@ def resolve(base: str, path: str) -> str:
     return str(Path(base, path).resolve())
 
 
-def expand(manifest: Manifest, source: str, output_override: str | None = None) -> Plan:
+def expand(manifest: Manifest, source: str, output_override: str | None = None, collect: list[ManifestProblem] | None = None) -> Plan:
+    """The plan of ``manifest``; raises :class:`ManifestError` with every problem found, or with
+    ``collect`` appends them there and returns the plan of the pairs that did expand."""
     base = base_of(source)
     problems = _uri_problems(manifest, output_override, base)
     if problems:  # nothing below can be trusted with a mis-parsed URI (it would become a local path)
+        if collect is not None:
+            collect += problems
+            return Plan(source, BatchSettings(output_override or manifest.output, manifest.format, manifest.weights,
+                                              manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality), ())
         raise ManifestError(source, problems)
     output_root = output_override or manifest.output
     output_root = output_root if is_s3(output_root) else resolve(base, output_root)
@@ -203,9 +213,30 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None) 
             pairs.append(PairJob(sweep_name(job_name, point), content_uri, refs, checked, path, _jsonable(point), job_name if point else ""))
     pairs = _distinct_names(pairs, {p.name for p in pairs if p.origin.startswith("pairs.") and _explicit(manifest, p)})
     problems += _duplicate_names(pairs) + _reserved_names(pairs)
-    if problems:
+    if problems and collect is None:
         raise ManifestError(source, problems)
+    if collect is not None:
+        collect += problems
     return Plan(source, settings, tuple(pairs), styles)
+
+
+def plan_with_problems(manifest_uri: str, output_override: str | None = None) -> tuple[Plan | None, list[ManifestProblem]]:
+    """``nst validate``'s one pass: every problem of the text, the schema, the names and the globs,
+    and the plan of what is left (for its files to be checked too)."""
+    problem = uri_problem(manifest_uri)
+    if problem:
+        return None, [ManifestProblem("", problem)]
+    try:
+        text = _read_manifest(manifest_uri)
+    except ManifestError as exc:
+        return None, list(exc.problems)
+    manifest, problems = parse_manifest_leniently(text, manifest_uri)
+    if manifest is None:
+        return None, problems
+    found: list[ManifestProblem] = []
+    plan = expand(manifest, manifest_uri, output_override, collect=found)
+    named = {p.path for p in problems}  # an unknown style was named by the parse already, with its line
+    return plan, problems + [p for p in found if not (p.path.endswith(".style") and p.path in named)]
 
 
 def _merged(levels: list[tuple[dict[str, Any], dict[str, list[Any]]]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import time
 from typing import Any
 
@@ -62,11 +61,9 @@ def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSetting
     logger = get_run_logger()
     try:
         outcome = ensure_style_targets(style_uri, params, settings, force)
-    except Exception as exc:  # a bad style image, a storage fault: one line; -v (DEBUG) shows the traceback
+    except Exception as exc:  # a bad style image, a storage fault: one line, the reason the pairs' rows carry
         reason = " ".join(str(exc).split()) or type(exc).__name__
         logger.warning("style targets for %s: failed: %s", style_uri, reason)
-        # The traceback only to this module's own logger (DEBUG), never through Prefect's API handler.
-        logging.getLogger(__name__).debug("style targets for %s failed", style_uri, exc_info=True)
         return {"style": style_uri, "failed": reason}
     logger.info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
     return outcome

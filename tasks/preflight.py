@@ -127,12 +127,17 @@ def check_outputs(plan: Plan) -> None:
         raise ManifestError(plan.source, problems)
 
 
-def check_plan(plan: Plan, on_cluster: bool = False) -> None:
-    """Raise :class:`ManifestError` with every problem of the inputs, the outputs and the settings
-    (the device is not checked ``on_cluster``: it is the workers')."""
+def plan_problems(plan: Plan, on_cluster: bool = False) -> list[ManifestProblem]:
+    """Every problem of the inputs, the outputs and the settings (the device is not checked
+    ``on_cluster``: it is the workers')."""
     settings = settings_problems(plan)
     if on_cluster:
         settings = [p for p in settings if p.path != "device"]
-    problems = input_problems(plan) + output_problems(plan) + settings
+    return input_problems(plan) + output_problems(plan) + settings
+
+
+def check_plan(plan: Plan, on_cluster: bool = False) -> None:
+    """Raise :class:`ManifestError` with every problem of :func:`plan_problems`."""
+    problems = plan_problems(plan, on_cluster)
     if problems:
         raise ManifestError(plan.source, problems)
