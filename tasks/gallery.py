@@ -17,6 +17,7 @@ import html
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,7 @@ class Page:
     styles: dict[str, list[str]] = field(default_factory=dict)  # column label -> style URIs
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # the grid: a swept pair's first point
     sweeps: dict[tuple[str, str], list[Cell]] = field(default_factory=dict)  # (content, style) -> its points, in order
+    interrupted: dict[str, Any] | None = None  # a run that ended without its summary: when, how far it got
 
     def add(self, cell: Cell, style_uris: list[str]) -> None:
         if cell.content not in self.contents:
@@ -170,6 +172,7 @@ def collect(root: str) -> tuple[Page, set[str]]:
             raise InputError(f"{root}: no such folder; run nst run with this output first")
         raise InputError(f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first")
     page = Page()
+    page.interrupted = _interrupted_run(root, storage, files, sidecars)
     summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
     rows = (summary or {}).get("pairs")
     for row in rows if isinstance(rows, list) else []:
@@ -182,6 +185,44 @@ def collect(root: str) -> tuple[Page, set[str]]:
 
 
 _STATUSES = ("produced", "skipped", "failed", "pending", "running")
+
+
+def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[str, tuple[Cell, list[str]]]) -> dict[str, Any] | None:
+    """The run whose live view is still there though it no longer runs (Ctrl-C, SIGTERM, a crash,
+    a kill): when it stopped and how far it got; its running pairs become 'interrupted' cells."""
+    from tasks.live import LIVE_DIR, LIVE_RUN, ended_run
+
+    if LIVE_RUN not in files:
+        return None
+    marker = _read_json(storage, join(root, LIVE_RUN))
+    if not ended_run(marker):
+        return None
+    marker = marker or {}
+    for rel in sorted(files):
+        if rel.startswith(f"{LIVE_DIR}/") and rel.endswith(".json") and rel != LIVE_RUN:
+            state = _read_json(storage, join(root, rel)) or {}
+            name = rel[len(LIVE_DIR) + 1: -len(".json")]
+            if name not in sidecars:
+                cell = Cell(name, _text(state.get("content"), name), _text(state.get("style"), "(interrupted)"), "interrupted",
+                            reason="interrupted: the run stopped while this pair ran")
+                sidecars[name] = (cell, [])
+    updated, since = marker.get("updated"), marker.get("since")
+    finished = marker.get("finished") if isinstance(marker.get("finished"), int) else None
+    if isinstance(since, int | float):  # the live view's count lags its last rendering: the sidecars since it began say more
+        written = sum(_finished_since(cell.meta, since) for cell, _ in sidecars.values())
+        finished = max(finished or 0, written)
+    return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if isinstance(updated, int | float) else "at an unknown time",
+            "finished": finished, "planned": marker.get("planned") if isinstance(marker.get("planned"), int) else None}
+
+
+def _finished_since(meta: dict[str, Any], since: float) -> bool:
+    import datetime
+
+    when = meta.get("finished_at")
+    try:
+        return isinstance(when, str) and datetime.datetime.fromisoformat(when).timestamp() >= since - 1
+    except ValueError:
+        return False
 
 
 def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]]) -> None:
@@ -287,9 +328,9 @@ def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None 
         return _live_cell_html(cell, files, attrs, extra)
     if points:
         return _cell_html(cell, files, attrs=attrs, extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>')
-    if cell.status in ("failed", "unreadable"):
-        word = "failed" if cell.status == "failed" else UNREADABLE
-        reason = cell.reason.removeprefix(f"{UNREADABLE}: ") if cell.status == "unreadable" else cell.reason
+    if cell.status in ("failed", "unreadable", "interrupted"):
+        word = {"failed": "failed", "unreadable": UNREADABLE, "interrupted": "interrupted"}[cell.status]
+        reason = cell.reason.split(": ", 1)[-1] if cell.status in ("unreadable", "interrupted") else cell.reason
         return (f'<td class="{cell.status}" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>{word}</strong>: '
                 f'{e(reason or "no reason given")}</div>{extra}</td>')
     thumb = safe_link(pair_thumb(cell.name), files)
@@ -386,7 +427,8 @@ table.grid col.content { width: 12rem; }
 table.grid td img { width: 100%; height: auto; }
 img.original { max-width: 160px; max-height: 160px; }
 td { min-width: 140px; }
-td.failed, td.unreadable { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
+p.interrupted { background: #fff4e5; padding: .5rem; }
+td.failed, td.unreadable, td.interrupted { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
 td.empty { color: #bbb; }
 td.pending { color: #999; background: #f0f0f0; }
 td.running { background: #eef6ff; }
@@ -410,6 +452,11 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
         live = f'<meta http-equiv="refresh" content="{reload_s}">'
     note = (f'<p class="live">This run is in progress: the page reloads every {reload_s} s; running pairs show their latest image.</p>'
             if reload_s else "")
+    if page.interrupted and not reload_s:
+        run = page.interrupted
+        far = f" after {run['finished']} of {run['planned']} pairs" if run["finished"] is not None and run["planned"] else ""
+        note = (f'<p class="interrupted"><strong>This run was interrupted</strong> ({e(run["when"])}){e(far)}: it ended without its '
+                f'summary. Re-run it to finish; finished pairs are skipped.</p>')
     head = "".join(_original_html(uris[0] if len(uris) == 1 else "", label, files if len(uris) == 1 else set(), "style")
                    for label, uris in page.styles.items())
     rows = []
@@ -471,8 +518,13 @@ def _sidecar_cell(root: str, storage: Any, row: dict[str, Any], files: set[str])
 
 def build_gallery(root: str, title: str = "Stylized gallery") -> str:
     """Write ``index.html`` at ``root`` and return its URI. An output root with nothing to show is
-    an :class:`InputError`."""
+    an :class:`InputError`. A run that was interrupted is said so on the page, and its live files
+    are removed."""
     page, files = collect(root)
     uri = join(root, GALLERY_NAME)
     storage_for(uri).write_bytes(uri, render(page, files, title).encode(), "text/html; charset=utf-8")
+    if page.interrupted is not None:
+        from tasks.live import clear_live
+
+        clear_live(root)
     return uri

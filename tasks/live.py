@@ -16,8 +16,11 @@ rendered less often than a 10-pair one), so it stays under 2 % of one core.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -27,7 +30,58 @@ from tasks.plan import BatchSettings, Plan
 from tasks.storage import join, storage_for
 
 LIVE_DIR = "live"
+LIVE_RUN = f"{LIVE_DIR}/run.json"  # the run in progress: who writes the live view, how far it got
+STALE_AFTER_S = 120.0  # a run elsewhere whose live view was not touched for this long has ended
 LOG = logging.getLogger("nst.live")
+
+
+def run_marker(plan: Plan, finished: int, since: float) -> dict[str, Any]:
+    """live/run.json: the process writing the live view (to tell later whether it still runs),
+    when the run began (``since``) and how far it got."""
+    from tasks.atomic import _start_time
+
+    pid = os.getpid()
+    return {"pid": pid, "started": _start_time(pid), "host": socket.gethostname(), "planned": len(plan.pairs),
+            "finished": finished, "since": since, "updated": time.time()}
+
+
+def ended_run(marker: Any) -> bool:
+    """Whether the run that wrote ``marker`` (live/run.json) no longer runs: its process is gone
+    (this host), or it has not touched its live view for STALE_AFTER_S (another host)."""
+    from tasks.atomic import _alive
+
+    if not isinstance(marker, dict) or marker.get("interrupted"):
+        return True
+    if marker.get("host") == socket.gethostname() and isinstance(marker.get("pid"), int):
+        started = marker.get("started") if isinstance(marker.get("started"), int) else None
+        return not _alive(marker["pid"], started)
+    updated = marker.get("updated")
+    return not isinstance(updated, int | float) or time.time() - updated > STALE_AFTER_S
+
+
+def clear_ended_live_view(root: str) -> None:
+    """Before a run: the live files of a run that ended without cleaning up (a kill) go, once its
+    gallery has said it was interrupted (the new run's live view and final gallery follow)."""
+    storage = storage_for(root)
+    marker_uri = join(root, LIVE_RUN)
+    try:
+        if not storage.exists(marker_uri):
+            return
+        marker = json.loads(storage.read_bytes(marker_uri))
+    except Exception:  # noqa: BLE001 - unreadable: treat as ended
+        marker = None
+    if ended_run(marker):
+        clear_live(root)
+
+
+def clear_live(root: str) -> None:
+    """Remove the live files under ``root`` (and the folder, where folders exist)."""
+    storage = storage_for(root)
+    for uri in storage.list(join(root, LIVE_DIR)):
+        storage.delete(uri)
+    if not root.startswith("s3://"):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(root, LIVE_DIR))
 
 
 def live_image(name: str) -> str:
@@ -44,8 +98,9 @@ class LivePair:
 
     wants_images = True
 
-    def __init__(self, name: str, settings: BatchSettings, every_s: float = 5.0) -> None:
+    def __init__(self, name: str, settings: BatchSettings, every_s: float = 5.0, content: str = "", style: str = "") -> None:
         self.name, self.root, self.every_s = name, settings.output_root, every_s
+        self.content, self.style = content, style  # where an interrupted run's gallery puts this pair
         self.last = -float("inf")
         self.seconds = 0.0  # spent publishing
         self.latest: bytes | None = None  # the last JPEG published, for other viewers (Prefect artifacts)
@@ -67,7 +122,7 @@ class LivePair:
         self.latest = thumbnail(step.image)
         state = {"name": self.name, "status": "running", "progress": round(step.progress, 4), "scale": step.scale_index + 1,
                  "scales": step.num_scales, "iteration": step.iteration, "size": [step.width, step.height],
-                 "loss": (step.losses or {}).get("total"), "updated": time.time()}
+                 "loss": (step.losses or {}).get("total"), "updated": time.time(), "content": self.content, "style": self.style}
         storage = storage_for(self.root)
         storage.write_bytes(join(self.root, live_image(self.name)), self.latest, "image/jpeg")
         storage.write_bytes(join(self.root, live_state(self.name)), json.dumps(state).encode(), "application/json")
@@ -98,6 +153,7 @@ class LiveGallery:
     def __init__(self, plan: Plan, reload_s: int = 5, pace: float = 50.0, min_wait_s: float = 2.0) -> None:
         self.plan, self.reload_s, self.pace, self.min_wait_s = plan, reload_s, pace, min_wait_s
         self.finished: dict[str, dict[str, Any]] = {}
+        self.since = time.time()  # when the run began: the sidecars written since are its own
         self._sidecars: dict[str, Any] = {}  # the finished pairs' cells, read once
         self.seconds = 0.0  # spent rendering
         self.renders = 0
@@ -110,9 +166,23 @@ class LiveGallery:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        root = self.plan.settings.output_root
+        try:
+            if kind is None:  # a normal end: the final gallery follows; no live files, no empty live/
+                clear_live(root)
+            else:  # Ctrl-C, SIGTERM, a crash: the page says so now, without a refresh
+                from tasks.gallery import build_gallery
+
+                with self._lock:
+                    finished = len(self.finished)
+                marker = {**run_marker(self.plan, finished, self.since), "interrupted": True}
+                storage_for(root).write_bytes(join(root, LIVE_RUN), json.dumps(marker).encode(), "application/json")
+                build_gallery(root)
+        except Exception as error:  # noqa: BLE001 - the run's own ending matters more
+            LOG.warning("live gallery: %s", error)
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -125,6 +195,8 @@ class LiveGallery:
         with self._lock:
             finished = dict(self.finished)
         try:
+            root = self.plan.settings.output_root
+            storage_for(root).write_bytes(join(root, LIVE_RUN), json.dumps(run_marker(self.plan, len(finished), self.since)).encode(), "application/json")
             build_live_gallery(self.plan, finished, self.reload_s, sidecars=self._sidecars)
             self.renders += 1
         except Exception as exc:  # noqa: BLE001 - the run goes on; the final gallery is written anyway

@@ -21,8 +21,8 @@ from nst_core import StepInfo
 from tasks.atomic import remove_stale_parts
 from tasks.batch import PairFailed, ensure_style_targets, run_pair
 from tasks.errors import OutputRootError
-from tasks.gallery import build_gallery
-from tasks.live import LivePair
+from tasks.gallery import build_gallery, style_label
+from tasks.live import LivePair, clear_ended_live_view
 from tasks.plan import SUMMARY_NAME, BatchSettings, PairJob, Plan, load_plan
 from tasks.preflight import check_outputs
 from tasks.progress import format_losses, pair_finished, pair_step
@@ -46,6 +46,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 def plan_batch(manifest: str, output: str | None) -> Plan:
     plan = load_plan(manifest, output)
     check_outputs(plan)  # a deployment's run: no special file where an output goes (nst run checked already)
+    clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
     logger = get_run_logger()
     if not is_s3(plan.settings.output_root):
         for stale in remove_stale_parts(plan.settings.output_root):
@@ -102,7 +103,8 @@ def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) ->
 
 def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> dict[str, Any]:
     log = _LogProgress(pair.name)
-    live = LivePair(pair.name, settings)
+    row = pair.row(settings)
+    live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(row["style_names"], row["blend"]))
 
     def on_step(step: StepInfo) -> None:
         log(step)

@@ -59,6 +59,13 @@ def test_rerun_after_a_kill_finishes_the_rest(prefect_server, tmp_path, sig):
     finished = {p.stem for p in out.glob("*.json")}
     assert 2 <= len(finished) < 6
     assert not (out / "summary.json").exists() or sig == signal.SIGINT
+    if sig == signal.SIGKILL:  # nothing could clean up: the page still says it is running, until nst gallery looks
+        assert 'http-equiv="refresh"' in (out / "index.html").read_text()
+        done = subprocess.run([NST, "gallery", str(out)], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    page = (out / "index.html").read_text()
+    assert "This run was interrupted" in page and f"after {len(finished)} of 6 pairs" in page, page[:3000]
+    assert 'http-equiv="refresh"' not in page and "in progress" not in page
 
     rerun = subprocess.run([NST, "run", str(manifest)], env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
@@ -68,6 +75,8 @@ def test_rerun_after_a_kill_finishes_the_rest(prefect_server, tmp_path, sig):
     assert summary["style_targets"] == {"computed": 0, "from_cache": 1}
     assert {r["name"] for r in summary["pairs"] if r["status"] == "skipped"} == finished
     assert list(out.rglob("*.part")) == []
+    # The interrupted run's live files went at the latest with the next run, which leaves none.
+    assert not (out / "live").exists()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -86,6 +86,7 @@ def test_the_sidecar_and_the_summary_agree_on_what_a_cache_hit_is(prefect_server
     manifest = make_batch(tmp_path)
     out = tmp_path / "out"
     assert _run(manifest).is_completed()
+    assert not (out / "live").exists()  # a normal run leaves no live files, and no empty live/ folder
     rows = {r["name"]: r for r in json.loads((out / "summary.json").read_text())["pairs"]}
     for name, row in rows.items():
         sidecar = json.loads((out / f"{name}.json").read_text())
