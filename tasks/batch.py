@@ -270,13 +270,6 @@ def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
     return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
 
 
-def finished_sidecar(pair: PairJob, settings: BatchSettings, fingerprint: str) -> dict[str, Any] | None:
-    """The pair's sidecar when its output and sidecar exist for exactly these inputs and
-    parameters (the pair is then done), else None."""
-    sidecar, _ = _sidecar_of_done(pair, settings)
-    return sidecar if sidecar is not None and sidecar.get("fingerprint") == fingerprint else None
-
-
 def written_by_this_run(pair: PairJob, settings: BatchSettings) -> dict[str, Any] | None:
     """The row of a pair whose task broke off (its worker died, the cluster went away) but which
     this run had already written, output and sidecar; None when it had not."""

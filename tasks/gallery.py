@@ -12,6 +12,7 @@ link is relative, so the page works from a local folder and from S3 alike.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import html
 import json
@@ -216,8 +217,6 @@ def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[st
 
 
 def _finished_since(meta: dict[str, Any], since: float) -> bool:
-    import datetime
-
     when = meta.get("finished_at")
     try:
         return isinstance(when, str) and datetime.datetime.fromisoformat(when).timestamp() >= since - 1

@@ -47,15 +47,20 @@ def _input_problem(uri: str, max_pixels: int) -> str | None:
 
 
 def output_problems(plan: Plan) -> list[ManifestProblem]:
-    """Where the run would write, checked before any work (local roots: S3 keys are plain objects):
-    the root takes new files; every output, sidecar, thumbnail and the summary and gallery are
-    absent or regular files (a device, a FIFO or a symlink there would be replaced by a file); the
-    folders the layout needs are not files."""
-    root = plan.settings.output_root
+    """Where the run would write, checked before any work: the root takes new files, and its
+    layout has no special file where an output goes (:func:`layout_problems`)."""
     try:
-        check_writable_root(root)
+        check_writable_root(plan.settings.output_root)
     except InputError as exc:
         return [ManifestProblem("output", str(exc))]
+    return layout_problems(plan)
+
+
+def layout_problems(plan: Plan) -> list[ManifestProblem]:
+    """Local roots (S3 keys are plain objects): every output, sidecar, thumbnail and the summary
+    and gallery are absent or regular files (a device, a FIFO or a symlink there would be replaced
+    by a file); the folders the layout needs are not files."""
+    root = plan.settings.output_root
     if is_s3(root) or not os.path.isdir(root):
         return []
     problems: list[ManifestProblem] = []
@@ -122,7 +127,7 @@ def check_outputs(plan: Plan) -> None:
     """Raise the output root's own error (one line) when it takes no files, else
     :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
     check_writable_root(plan.settings.output_root)
-    problems = output_problems(plan)
+    problems = layout_problems(plan)
     if problems:
         raise ManifestError(plan.source, problems)
 
