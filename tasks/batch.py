@@ -233,7 +233,7 @@ def _sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, 
 def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], verify: bool) -> str:
     """Why the output at ``uri`` is not the one its sidecar describes ('' when it is). By default
     its size and its header (a few kB: an image of the recorded size); ``verify``: its sha256 too.
-    Measured on 10,000 tiny pairs: see README "Collections of any size"."""
+    Measured on 10,000 tiny pairs: see docs/manifest.md, "Collections of any size"."""
     expected = sidecar.get("output_bytes")
     if isinstance(expected, int) and size != expected:
         return f"the output is {size:,} bytes, its sidecar says {expected:,}"
