@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from nst_core import StepInfo
 from tasks.atomic import remove_stale_parts
 from tasks.batch import PairFailed, ensure_style_targets, run_pair
+from tasks.cluster import failure_reason
 from tasks.errors import OutputRootError
 from tasks.gallery import build_gallery, style_label
 from tasks.live import LivePair, clear_ended_live_view
@@ -63,7 +64,7 @@ def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSetting
     try:
         outcome = ensure_style_targets(style_uri, params, settings, force)
     except Exception as exc:  # a bad style image, a storage fault: one line, the reason the pairs' rows carry
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = failure_reason(exc)
         logger.warning("style targets for %s: failed: %s", style_uri, reason)
         return {"style": style_uri, "failed": reason}
     logger.info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
