@@ -14,7 +14,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
 from tasks.batch import NOT_RUN, likely_done, reset_roots_down, shares_targets, written_by_this_run
-from tasks.cluster import check_runner_sees, failure_reason
+from tasks.cluster import check_runner_sees, failure_reason, follow_pairs
 from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
 from tasks.prefect_runs import tag_this_flow_run
@@ -35,11 +35,13 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False,
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
     plan = _this_run(plan_batch(manifest, output), verify)
     check_runner_sees(_runner(), plan)  # a remote cluster's workers see every path the plan names
-    batch_planned(len(plan.pairs), likely_done(plan.pairs, plan.settings, force))  # the ETA counts only pairs that will run
+    slots = runner_slots(_runner())
+    follow_pairs(_runner(), plan.settings.run_id)  # a Dask worker's pairs report as each finishes
+    batch_planned(len(plan.pairs), likely_done(plan.pairs, plan.settings, force), slots)  # the ETA counts only pairs that will run
     progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
     with LiveGallery(plan) as live:  # index.html shows pending, running and finished pairs while they run
         style_rows, style_failures = _style_targets(plan, force)
-        rows = _pairs(plan, force, style_failures, progress, live)
+        rows = _pairs(plan, force, style_failures, progress, live, slots)
     summary = _summary(plan, rows, style_rows, began)
     summary["live_view_s"] = round(live.seconds + sum(r.get("live_s", 0.0) for r in rows), 3)
     _stopped_early(summary)
@@ -143,7 +145,8 @@ def chunk_size(pairs: int, workers: int) -> int:
 MAX_CHUNK = 64
 
 
-def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any, live: LiveGallery) -> list[dict[str, Any]]:
+def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any, live: LiveGallery,
+           slots: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     todo: list[PairJob] = []
     for pair in plan.pairs:
@@ -154,7 +157,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
         else:
             todo.append(pair)
     live.add(rows)
-    size = chunk_size(len(todo), runner_slots(_runner()))
+    size = chunk_size(len(todo), slots)
     futures: dict[PrefectFuture[list[dict[str, Any]]], list[PairJob]] = {}
     for start in range(0, len(todo), size):
         chunk = todo[start:start + size]

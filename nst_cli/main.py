@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -337,9 +338,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _quiet_libraries() -> None:
+    """Prefect's and Dask's INFO lines (a "Finished in state" per task, a Dask cluster's start-up)
+    drown ours; -v shows them. Dask's logger is set here as well as through the environment (which
+    its worker processes inherit): how it is set up when imported depends on what configured
+    logging before it, and records that reach the root logger were printed in Prefect's format."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    if not args.verbose:  # Prefect's INFO lines (a "Finished in state" per task) drown ours; -v shows them
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not args.verbose:
+        _quiet_libraries()
     from tasks.plan import load_plan
     from tasks.preflight import check_outputs
 

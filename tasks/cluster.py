@@ -157,6 +157,13 @@ class ClusterTaskRunner(DaskTaskRunner):
     def slots(self) -> int:
         return slots(self.client)
 
+    def follow_pairs(self, run_id: str) -> None:
+        """Hand each pair the workers finish for this run to :func:`tasks.progress.pair_finished`
+        as it finishes (a chunk's result comes only at its end)."""
+        from tasks.progress import pair_topic, remote_pair_finished
+
+        self.client.subscribe_topic(pair_topic(run_id), remote_pair_finished)
+
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
         import dask
 
@@ -299,3 +306,10 @@ def check_runner_sees(runner: Any, plan: Plan) -> None:
         return
     if time.monotonic() - _checked.get(_check_key(plan, runner.address), -math.inf) > _CHECK_REUSE_S:
         _check_workers_see(runner.client, plan)
+
+
+def follow_pairs(runner: Any, run_id: str) -> None:
+    """On a Dask runner, report each pair its workers finish as it finishes; other runners' pairs
+    finish in this process, which reports them itself."""
+    if isinstance(runner, ClusterTaskRunner) and run_id:
+        runner.follow_pairs(run_id)

@@ -97,7 +97,7 @@ def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) ->
     artifacts = _ChunkArtifacts(pairs)
     for pair in pairs:
         rows.append(_one_pair(pair, settings, force, artifacts, len(rows)))
-        pair_finished(rows[-1])
+        pair_finished(rows[-1], settings.run_id)
     artifacts.done(len(rows))
     return rows
 

@@ -15,6 +15,7 @@ import pytest
 from benchmarks.dask_cluster import can_hide_folders
 from nst_cli.main import main
 from tests.flows.helpers import checked_cluster, make_batch, save, upload_batch
+from tests.logs import assert_no_traceback
 from tests.s3_server import free_port, s3_server
 from tests.synthetic import painting_like, photo_like
 
@@ -240,3 +241,33 @@ def test_gpu_workers_take_every_task_when_the_cluster_has_them(prefect_server, t
         assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
     sidecars = _sidecars(tmp_path / "batch" / "out")
     assert len(sidecars) == 4 and {s["worker"] for s in sidecars.values()} == {gpu}
+
+
+def test_a_local_cluster_reports_each_pair_as_it_finishes_and_keeps_dask_quiet(prefect_server, tmp_path, capfd, monkeypatch):
+    """Pairs run in chunks on Dask workers; each is reported (``pair k/n``) as its worker finishes
+    it, not all at once when its chunk ends (the first four pairs of a run once arrived together at
+    35 s). Without -v no ``distributed.*`` line reaches the terminal, from this process or a worker."""
+    import flows.stylize_batch as flow_module
+    import tasks.progress as progress
+
+    monkeypatch.setattr(flow_module, "chunk_size", lambda pairs, workers: pairs)  # one chunk of all 4 pairs
+    arrived: list[tuple[str, float]] = []
+    handler = progress.remote_pair_finished
+
+    def recorded(event):
+        arrived.append((event[1]["name"], time.monotonic()))
+        handler(event)
+
+    monkeypatch.setattr(progress, "remote_pair_finished", recorded)
+    manifest = make_batch(tmp_path)
+    manifest.write_text(manifest.read_text().replace("iterations: 2", "iterations: 40"))  # pairs long enough to tell apart
+    assert main(["run", str(manifest), "--runner", "dask", "--dask-workers", "1"]) == 0
+    out = capfd.readouterr()
+    assert_no_traceback(out.err, "nst run and its Dask workers")
+    err = [line for line in out.err.splitlines() if line.strip()]
+    assert not [line for line in err if "distributed." in line or "| INFO" in line], err
+    assert [line.split()[1] for line in err if line.startswith("pair ")] == ["1/4", "2/4", "3/4", "4/4"]
+    assert len(err) == 5, err  # "4 pairs planned ...; starting Prefect" and a line per pair
+    assert sorted(name for name, _ in arrived) == ["a__stripes", "a__waves", "b__stripes", "b__waves"]
+    later = sum(s["wall_time_s"] for name, s in _sidecars(tmp_path / "out").items() if name != arrived[0][0])
+    assert arrived[-1][1] - arrived[0][1] >= 0.5 * later, (arrived, later)  # one by one, as each pair ended

@@ -113,3 +113,17 @@ def test_likely_done_is_one_listing_of_the_output_root(tmp_path):
     (out / "a__waves.json").write_text("{}")  # a sidecar without its output does not count
     assert likely_done(plan.pairs, plan.settings, force=False) == 2
     assert likely_done(plan.pairs, plan.settings, force=True) == 0
+
+
+def test_the_eta_shares_the_pairs_left_among_the_runners_slots_and_drops_warm_up():
+    """Two Dask workers run two pairs at a time: 8 pairs left at 10 s each is 4 rounds, 40 s, not
+    80 s. Each slot's first pair (warming up) counts only until other pairs have been measured."""
+    stream = io.StringIO()
+    lines = BatchLines(stream)
+    lines.planned(9, slots=2)
+    lines.finished({"name": "a", "status": "produced", "wall_time_s": 10.0})
+    assert "ETA 40s" in stream.getvalue().splitlines()[-1]
+    lines.finished({"name": "b", "status": "produced", "wall_time_s": 10.0})
+    assert "ETA 40s" in stream.getvalue().splitlines()[-1]  # 7 left: 4 rounds
+    lines.finished({"name": "c", "status": "produced", "wall_time_s": 4.0})  # warm now: 4 s a pair
+    assert "ETA 12s" in stream.getvalue().splitlines()[-1]  # 6 left: 3 rounds of 4 s
