@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
@@ -18,7 +18,7 @@ from tasks.cluster import check_runner_sees, failure_reason, follow_pairs
 from tasks.live import LiveGallery
 from tasks.plan import PairJob, Plan
 from tasks.prefect_runs import tag_this_flow_run
-from tasks.prefect_tasks import gallery, plan_batch, style_targets, stylize_pairs, write_summary
+from tasks.prefect_tasks import RunProgress, gallery, plan_batch, style_targets, stylize_pairs, write_summary
 from tasks.progress import batch_planned, pair_finished, pairs_finished
 from tasks.runners import make_task_runner, runner_slots
 
@@ -38,7 +38,7 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False,
     slots = runner_slots(_runner())
     follow_pairs(_runner(), plan.settings.run_id)  # a Dask worker's pairs report as each finishes
     batch_planned(len(plan.pairs), likely_done(plan.pairs, plan.settings, force), slots)  # the ETA counts only pairs that will run
-    progress = create_progress_artifact(progress=0.0, description=f"pairs finished of {len(plan.pairs)}")
+    progress = RunProgress(len(plan.pairs))
     with LiveGallery(plan) as live:  # index.html shows pending, running and finished pairs while they run
         style_rows, style_failures = _style_targets(plan, force)
         rows = _pairs(plan, force, style_failures, progress, live, slots)
@@ -145,7 +145,7 @@ def chunk_size(pairs: int, workers: int) -> int:
 MAX_CHUNK = 64
 
 
-def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: Any, live: LiveGallery,
+def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], progress: RunProgress, live: LiveGallery,
            slots: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     todo: list[PairJob] = []
@@ -162,8 +162,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
     for start in range(0, len(todo), size):
         chunk = todo[start:start + size]
         futures[stylize_pairs.with_options(task_run_name=_chunk_name(chunk)).submit(chunk, plan.settings, force)] = chunk
-    total = len(plan.pairs)
-    _progress(progress, len(rows), total)
+    progress.finished(len(rows))
     for future in as_completed(list(futures)):
         chunk = futures.pop(future)  # let go of it: Dask recomputes a lost result that a client still holds
         try:
@@ -173,18 +172,13 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[str, str], str], 
         rows += done
         live.add(done)
         pairs_finished(done)  # rows reported in this process already are not reported twice
-        _progress(progress, len(rows), total)
+        progress.finished(len(rows))
     order = {p.name: i for i, p in enumerate(plan.pairs)}
     return sorted(rows, key=lambda r: order[r["name"]])
 
 
 def _chunk_name(chunk: list[PairJob]) -> str:
     return f"stylize {chunk[0].name}" if len(chunk) == 1 else f"stylize {len(chunk)} pairs: {chunk[0].name} .. {chunk[-1].name}"
-
-
-def _progress(artifact_id: Any, done: int, total: int) -> None:
-    update_progress_artifact(artifact_id=artifact_id, progress=100.0 * done / max(total, 1),
-                             description=f"{done} of {total} pairs finished")
 
 
 def _failed_row(plan: Plan, pair: PairJob, reason: str) -> dict[str, Any]:

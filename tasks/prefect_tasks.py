@@ -94,7 +94,7 @@ class _LogProgress:
 def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[dict[str, Any]]:
     """Produce (or skip) each pair in turn; one pair's failure is its row, never the others'."""
     rows: list[dict[str, Any]] = []
-    artifacts = _ChunkArtifacts(pairs)
+    artifacts = _ChunkArtifacts(pairs, settings.run_id)
     for pair in pairs:
         rows.append(_one_pair(pair, settings, force, artifacts, len(rows)))
         pair_finished(rows[-1], settings.run_id)
@@ -134,31 +134,59 @@ def _finish(live: LivePair, artifacts: _ChunkArtifacts) -> float:
     return round(live.seconds + artifacts.take_seconds(), 4)
 
 
-class _ChunkArtifacts:
-    """What the Prefect UI shows of a chunk while it runs: a progress artifact (pairs done, and
-    the running pair's share) and a markdown artifact with the latest image (a data URI, which the
-    UI renders). Both are paced: progress every ``every_s`` seconds, the image every ``image_every_s``
-    (each markdown update is a new artifact version in Prefect's database). Never raises."""
+class RunProgress:
+    """The flow run's progress artifact: pairs finished of the total, updated at most every
+    ``every_s`` seconds and when the last pair finishes (each update is an event in Prefect)."""
 
-    def __init__(self, pairs: list[PairJob], every_s: float = 5.0, image_every_s: float = 30.0) -> None:
+    def __init__(self, total: int, every_s: float = 10.0) -> None:
+        self.total, self.every_s, self.last = total, every_s, time.monotonic()
+        self.id = create_progress_artifact(progress=0.0, description=f"pairs finished of {total}")
+
+    def finished(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self.last < self.every_s:
+            return
+        self.last = now
+        update_progress_artifact(artifact_id=self.id, progress=100.0 * done / max(self.total, 1), description=f"{done} of {self.total} pairs finished")
+
+
+# A pair that finishes sooner shows in the flow's own progress artifact only. Each artifact
+# created or updated is an event, printed by `prefect deployment run --watch` (111 lines for the
+# 4-pair example job, 31 of them artifact events, when every chunk made its own artifacts at once).
+LIVE_AFTER_S = 30.0
+
+
+class _ChunkArtifacts:
+    """What the Prefect UI shows of a chunk whose pair has run for ``LIVE_AFTER_S``: a progress
+    artifact (pairs done, and the running pair's share) and the run's markdown artifact with the
+    latest image (a data URI, which the UI renders; one key per flow run, so one collection, each
+    image a new version). Both are paced: progress every ``every_s`` seconds, the image every
+    ``image_every_s``. Never raises."""
+
+    def __init__(self, pairs: list[PairJob], run_id: str, every_s: float = 15.0, image_every_s: float = 30.0) -> None:
         self.total, self.every_s, self.image_every_s = len(pairs), every_s, image_every_s
-        self.key = "live-" + hashlib.sha256("\n".join(p.name for p in pairs).encode()).hexdigest()[:16]
+        self.key = "live-" + (run_id or hashlib.sha256("\n".join(p.name for p in pairs).encode()).hexdigest()[:16])
         self.last = self.last_image = -float("inf")
         self.shown: bytes | None = None  # the image the markdown artifact shows
         self.seconds = 0.0
         self.broken = False
-        self.id = self._guarded(lambda: create_progress_artifact(progress=0.0, description=self._title()))
+        self.id: Any = None  # the progress artifact, made when a pair first runs long enough to watch
 
     def _title(self) -> str:
         return f"stylize-pairs: {self.total} pair{'s' if self.total != 1 else ''}"
 
     def step(self, name: str, index: int, step: StepInfo, live: LivePair) -> None:
+        if self.broken or step.elapsed_s < LIVE_AFTER_S:
+            return
         now = time.monotonic()
-        if self.id is not None and now - self.last >= self.every_s:
+        if now - self.last >= self.every_s or step.scale_done and step.scale_index == step.num_scales - 1:
             self.last = now
             progress = 100.0 * (index + step.progress) / max(1, self.total)
-            self._guarded(lambda: update_progress_artifact(
-                artifact_id=self.id, progress=progress, description=f"{self._title()}; {index} done, {name} at {100 * step.progress:.0f} %"))
+            description = f"{self._title()}; {index} done, {name} at {100 * step.progress:.0f} %"
+            if self.id is None:
+                self.id = self._guarded(lambda: create_progress_artifact(progress=progress, description=description))
+            else:
+                self._guarded(lambda: update_progress_artifact(artifact_id=self.id, progress=progress, description=description))
         if not self.broken and live.latest is not None and live.latest is not self.shown and now - self.last_image >= self.image_every_s:
             self.last_image, self.shown = now, live.latest
             image = base64.b64encode(live.latest).decode()

@@ -80,6 +80,13 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
         run = prefect("deployment", "run", "stylize-batch/default", "--param", f"manifest={manifest}",
                       "--param", f"output={tmp_path / 'gallery'}", "--watch", "--watch-timeout", "600", timeout=660)
         assert "Completed" in run.stdout, run.stdout[-2000:]
+        # --watch prints every event of the run: a task's three states, and each artifact created
+        # or updated. Pairs too short to watch make none of their own (before: 4 progress
+        # artifacts, their updates and 4 image collections, 24 artifact events for these 4 pairs).
+        events = [line for line in run.stdout.splitlines() if line.startswith("●")]
+        artifact_events = [line for line in events if "prefect.artifact" in line]
+        assert len(artifact_events) <= 5, "\n".join(artifact_events)
+        print(f"\n--watch of 4 pairs: {len(run.stdout.splitlines())} lines, {len(events)} events, {len(artifact_events)} of artifacts")
 
         out = tmp_path / "gallery"
         summary = json.loads((out / "summary.json").read_text())

@@ -59,10 +59,19 @@ def test_dask_runner_on_a_local_two_process_cluster(prefect_server, tmp_path):
     assert summary["counts"]["produced"] == 4 and summary["style_targets"]["computed"] == 2
 
 
-def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(prefect_server, tmp_path):
+def _artifacts(state) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+    this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))  # the server is shared
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=this_run)
+
+
+def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(prefect_server, tmp_path, monkeypatch):
+    import tasks.prefect_tasks
+
+    monkeypatch.setattr(tasks.prefect_tasks, "LIVE_AFTER_S", 0.0)  # these pairs take a second: watch them from their start
     manifest = make_batch(tmp_path)
     state = _run(manifest)
     assert state.is_completed()
@@ -71,13 +80,23 @@ def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_file
     assert 0 < summary["live_view_s"] < summary["wall_time_s"] and all("live_s" in r for r in summary["pairs"])
     assert not [p for p in (out / "live").rglob("*") if p.is_file()]  # every pair cleaned up after itself
     assert "refresh" not in (out / "index.html").read_text()  # the final gallery does not reload
-    this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))  # the server is shared
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=this_run)
+    artifacts = _artifacts(state)
     live = [a for a in artifacts if a.key and a.key.startswith("live-")]
     progress = [a for a in artifacts if a.type == "progress" and str(a.description or "").startswith("stylize-pairs:")]
     assert live and all("data:image/jpeg;base64," in str(a.data) for a in live)
+    assert {a.key for a in live} == {f"live-{state.state_details.flow_run_id}"}  # one collection for the run, not one per chunk
     assert progress and all(float(a.data) == 100.0 for a in progress)  # every chunk's progress ends full
+
+
+def test_pairs_too_short_to_watch_make_no_artifacts_of_their_own(prefect_server, tmp_path):
+    """Each artifact created or updated is an event that `prefect deployment run --watch` prints:
+    pairs that end within LIVE_AFTER_S show only in the run's progress artifact, updated at its end."""
+    state = _run(make_batch(tmp_path))
+    assert state.is_completed()
+    artifacts = _artifacts(state)
+    assert sorted(a.type for a in artifacts) == ["progress", "table"], [(a.type, a.key, a.description) for a in artifacts]
+    progress = next(a for a in artifacts if a.type == "progress")
+    assert float(progress.data) == 100.0 and progress.description == "4 of 4 pairs finished"
 
 
 def test_the_sidecar_and_the_summary_agree_on_what_a_cache_hit_is(prefect_server, tmp_path):
