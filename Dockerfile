@@ -9,10 +9,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 RUN useradd --create-home --uid 1000 --user-group nst
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
-COPY nst_core ./nst_core
-COPY tasks ./tasks
-COPY flows ./flows
-COPY nst_cli ./nst_cli
+COPY nst_batch ./nst_batch
 COPY manifests ./manifests
 # The README's install with the gpu extra (dask-cuda) instead of the test extras.
 RUN pip install --no-cache-dir -c constraints.txt '.[gpu]'

@@ -145,7 +145,7 @@ def plan_many(root: Path, pairs: int) -> dict[str, Any]:
     manifest = write_manifest(root, "m.yaml", styles)
     measured = _check("plan", run_measured(python(f"""
         import time; t = time.perf_counter()
-        from tasks.plan import load_plan
+        from nst_batch.tasks.planning.plan import load_plan
         plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)""")))
     planned, seconds = measured.stdout.split()
     return {"pairs": int(planned), "plan_s": round(float(seconds), 1), "plan_peak_rss_mb": round(measured.peak_rss_mb)}

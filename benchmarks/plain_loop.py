@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from nst_core import stylize
-from tasks.images import encode_image, load_image
-from tasks.models import get_features
-from tasks.plan import load_plan
+from nst_batch.core import stylize
+from nst_batch.tasks.pair.images import encode_image, load_image
+from nst_batch.tasks.pair.models import get_features
+from nst_batch.tasks.planning.plan import load_plan
 
 
 def main(argv: list[str]) -> int:

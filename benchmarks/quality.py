@@ -33,11 +33,11 @@ import torch
 
 from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
-from nst_core import StyleConfig, compute_style_targets, configure_backends, for_device, resolve_device, stylize
-from nst_core.image_ops import fit_size, resize, resize_max_side
-from nst_core.stylizer import scale_objective
-from nst_core.vgg import VGGFeatures
-from nst_core.weights import load_caffe_weights
+from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, for_device, resolve_device, stylize
+from nst_batch.core.image_ops import fit_size, resize, resize_max_side
+from nst_batch.core.stylizer import scale_objective
+from nst_batch.core.vgg import VGGFeatures
+from nst_batch.core.weights import load_caffe_weights
 
 DEFAULT_PAIRS = "tubingen:starry_night,golden_gate:the_scream,brad_pitt:picasso_selfport1907"
 # main's defaults before the CPU speed issue (2026-12-02): --baseline runs them beside today's.
@@ -133,7 +133,7 @@ def _save(run: dict[str, Any], folder: Path | None, name: str) -> dict[str, Any]
     """The run without its image, which goes to ``folder/name.png`` (for looking at)."""
     image = run.pop("image")
     if folder is not None:
-        from tasks.images import encode_image
+        from nst_batch.tasks.pair.images import encode_image
 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.png").write_bytes(encode_image(image, "PNG"))
@@ -148,7 +148,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "sizes": args.sizes,
                                "coarse_size": args.coarse_size, "reference_iterations": args.reference_iterations,
                                "precisions": args.precisions, "pairs": {}}
-    from tasks.images import load_image
+    from nst_batch.tasks.pair.images import load_image
 
     for pair in args.pairs.split(","):
         content_stem, style_stem = pair.split(":")

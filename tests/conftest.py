@@ -22,8 +22,8 @@ os.environ.pop("PREFECT_API_URL", None)
 import pytest
 import torch
 
-from nst_core import VGGFeatures, VGGWeights
-from nst_core.weights import load_caffe_weights
+from nst_batch.core import VGGFeatures, VGGWeights
+from nst_batch.core.weights import load_caffe_weights
 from tests.synthetic import painting_like, photo_like
 
 

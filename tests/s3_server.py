@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from moto.server import ThreadedMotoServer
 
-from tasks.storage import reset_s3_client
+from nst_batch.tasks.output.storage import reset_s3_client
 
 
 def free_port() -> int:

@@ -51,7 +51,7 @@ def _unknown_keys(job_variables: dict[str, Any], template: dict[str, Any]) -> se
 
 def _check_entrypoint(deployment: dict[str, Any]) -> None:
     module, _, name = deployment["entrypoint"].partition(":")
-    assert module == "flows.stylize_batch" and name == "stylize_batch", deployment["entrypoint"]
+    assert module == "nst_batch.flows.stylize_batch" and name == "stylize_batch", deployment["entrypoint"]
 
 
 # --- Docker ---------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_dockerfile_installs_the_gpu_extra_with_the_constraints_and_lints_clean(
     assert re.search(r"^RUN pip install --no-cache-dir -c constraints\.txt '\.\[gpu\]'$", docker, re.M)
     assert re.search(r"^COPY pyproject.toml README.md constraints.txt ./$", docker, re.M)
     assert re.search(r"^USER 1000:1000$", docker, re.M), "the image must not run as root"
-    for package in ("nst_core", "tasks", "flows", "nst_cli", "manifests"):
+    for package in ("nst_batch", "manifests"):
         assert f"COPY {package} ./{package}" in docker
         assert f"!{package}/" in (ROOT / ".dockerignore").read_text()
     hadolint = Path(sys.executable).parent / "hadolint"
@@ -226,5 +226,5 @@ def test_pyproject_keeps_ranges_and_exact_versions_stay_in_constraints():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     assert not [r for r in requirements if "==" in r], "exact versions belong in constraints.txt"
-    assert project["scripts"]["nst"] == "nst_cli.main:main"
+    assert project["scripts"]["nst"] == "nst_batch.cli.main:main"
     assert "dask-cuda" in " ".join(project["optional-dependencies"]["gpu"])

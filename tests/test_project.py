@@ -7,24 +7,116 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN_IN_CORE = ("prefect", "boto3", "botocore", "yaml", "pydantic", "tasks", "flows", "nst_cli", "PIL")
+PACKAGE = ROOT / "nst_batch"
+FORBIDDEN_IN_CORE = ("prefect", "boto3", "botocore", "yaml", "pydantic", "PIL", "nst_batch.tasks", "nst_batch.flows", "nst_batch.cli")
 
 
 def test_core_imports_only_torch_and_the_standard_library():
-    code = "import sys, nst_core; print(','.join(sorted(m.split('.')[0] for m in sys.modules)))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip().split(","))
-    assert not loaded.intersection(FORBIDDEN_IN_CORE), loaded.intersection(FORBIDDEN_IN_CORE)
+    code = "import sys, nst_batch.core; print(','.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip().split(",")
+    offenders = {m for m in loaded for bad in FORBIDDEN_IN_CORE if m == bad or m.startswith(bad + ".")}
+    assert not offenders, offenders
 
 
 def test_core_source_has_no_outer_imports():
-    pattern = re.compile(r"^\s*(?:from|import)\s+(" + "|".join(FORBIDDEN_IN_CORE) + r")\b", re.M)
-    offenders = [str(p) for p in (ROOT / "nst_core").rglob("*.py") if pattern.search(p.read_text())]
+    pattern = re.compile(r"^\s*(?:from|import)\s+(" + "|".join(re.escape(m) for m in FORBIDDEN_IN_CORE) + r")\b", re.M)
+    offenders = [str(p) for p in (PACKAGE / "core").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
 
 
 def test_tasks_never_import_flows_or_the_cli():
-    pattern = re.compile(r"^\s*(?:from|import)\s+(flows|nst_cli)\b", re.M)
-    assert [str(p) for p in (ROOT / "tasks").rglob("*.py") if pattern.search(p.read_text())] == []
+    pattern = re.compile(r"^\s*(?:from|import)\s+nst_batch\.(flows|cli)\b", re.M)
+    assert [str(p) for p in (PACKAGE / "tasks").rglob("*.py") if pattern.search(p.read_text())] == []
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each module of the package and the package's modules it imports, lazily inside a function
+    or not (a cycle through a lazy import is still a cycle)."""
+    import ast
+
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nst_batch"):
+                found.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("nst_batch"))
+        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".") and not m.startswith(name + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    assert _cycles(_module_imports()) == []
+
+
+def test_the_tasks_subpackages_follow_the_pipeline():
+    """Each sub-package of nst_batch.tasks imports only those before it: output (storage, the
+    layout), planning, pair, presenting, running."""
+    order = ["output", "planning", "pair", "presenting", "running"]
+    late = []
+    for module, imported in _module_imports().items():
+        parts = module.split(".")
+        if len(parts) < 4 or parts[1] != "tasks":
+            continue
+        for other in imported:
+            theirs = other.split(".")
+            if len(theirs) >= 4 and theirs[1] == "tasks" and order.index(theirs[2]) > order.index(parts[2]):
+                late.append(f"{module} imports {other}")
+    assert late == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_tasks_subpackage_says_what_it_owns():
+    for init in sorted((PACKAGE / "tasks").glob("*/__init__.py")):
+        doc = init.read_text().strip()
+        assert doc.startswith('"""') and doc.count("\n") == 0, f"{init}: a one-line docstring"
+
+
+def test_one_package_is_installed():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["packages"]["find"]["include"] == ["nst_batch*"]
+    assert (PACKAGE / "py.typed").exists()
+    assert not [p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+                and p.name not in ("nst_batch", "tests", "benchmarks")]
 
 
 def _readme_commands() -> list[str]:

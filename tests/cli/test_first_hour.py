@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_cli.main import main
+from nst_batch.cli.main import main
 from tests.cli.test_stylize_cli import FAST
 from tests.flows.helpers import save
 from tests.synthetic import painting_like, photo_like
@@ -21,7 +21,7 @@ from tests.synthetic import painting_like, photo_like
 @pytest.fixture
 def no_stylizing(monkeypatch):
     """Fail the test if the optimisation starts: the checks must come before any work."""
-    import tasks.stylize_files as sf
+    import nst_batch.tasks.pair.stylize_files as sf
 
     def refuse(*args, **kwargs):
         raise AssertionError("the stylization started")
@@ -124,8 +124,8 @@ def test_metadata_records_the_files_real_size(tmp_path):
 
 
 def test_save_every_keeps_the_best_image_when_the_run_is_interrupted(images, tmp_path):
-    from nst_core import StyleConfig
-    from tasks.stylize_files import stylize_files
+    from nst_batch.core import StyleConfig
+    from nst_batch.tasks.pair.stylize_files import stylize_files
 
     out = tmp_path / "o.png"
     seen = []
@@ -147,7 +147,7 @@ def test_version_and_a_help_that_does_not_load_pytorch():
     exe = Path(sys.executable).parent / "nst"
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("nst ")
-    probe = ("import sys; from nst_cli.main import main\n"
+    probe = ("import sys; from nst_batch.cli.main import main\n"
              "try:\n    main(['stylize', '--help'])\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules, 'prefect' in sys.modules)")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env={**os.environ})

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_cli.main import main
-from nst_core.device import resolve_precision
-from nst_core.weights import CAFFE_WEIGHTS_SHA256
+from nst_batch.cli.main import main
+from nst_batch.core.device import resolve_precision
+from nst_batch.core.weights import CAFFE_WEIGHTS_SHA256
 from tests.flows.helpers import save
 from tests.synthetic import photo_like
 
@@ -143,7 +143,7 @@ def test_console_script_runs(images, tmp_path):
 
 
 def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("nst_core.device.bf16_is_native", lambda device: False)  # an AVX2-only CPU, on any CPU
+    monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: False)  # an AVX2-only CPU, on any CPU
     out = tmp_path / "o.png"
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--device", "cpu", "--precision", "bf16", *FAST]) == 2
     err = capsys.readouterr().err
@@ -174,7 +174,7 @@ def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(im
     ],
 )
 def test_the_scale_flags_make_the_schedule(flags, sides):
-    from nst_cli.main import build_parser, config_from_args
+    from nst_batch.cli.main import build_parser, config_from_args
 
     args = build_parser().parse_args(["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--size", "1024", *flags])
     assert config_from_args(args).sides() == sides
@@ -200,7 +200,7 @@ def test_metadata_or_output_on_a_device_fifo_or_symlink_is_refused_before_any_wo
 
 def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images, tmp_path):
     """On the CPU no graph applies: every scale says so (null), and the summary line is quiet about graphs."""
-    from nst_cli.main import _graphs
+    from nst_batch.cli.main import _graphs
 
     meta_path = tmp_path / "o.json"
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--metadata", str(meta_path), *FAST]) == 0

@@ -1,6 +1,6 @@
 import pytest
 
-from nst_core import StyleConfig
+from nst_batch.core import StyleConfig
 
 
 def test_defaults_are_the_paper_layers():

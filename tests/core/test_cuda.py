@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 
-from nst_core import StyleConfig, compute_style_targets, configure_backends, stylize
-from nst_core.lbfgs import DeviceLBFGS
-from nst_core.memory import estimate_memory
-from nst_core.optimize import optimize_scale
-from nst_core.stylizer import build_objective
-from nst_core.targets import blend_targets
+from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, stylize
+from nst_batch.core.lbfgs import DeviceLBFGS
+from nst_batch.core.memory import estimate_memory
+from nst_batch.core.optimize import optimize_scale
+from nst_batch.core.stylizer import build_objective
+from nst_batch.core.targets import blend_targets
 
 pytestmark = pytest.mark.cuda
 CFG = StyleConfig(size=128, scales=(1.0,), iterations=(30,), early_stop_rtol=0.0)

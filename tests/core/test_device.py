@@ -3,8 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nst_core import DeviceError, StyleConfig
-from nst_core.device import configure_backends, for_device, prefers_channels_last, resolve_precision
+from nst_batch.core import DeviceError, StyleConfig
+from nst_batch.core.device import configure_backends, for_device, prefers_channels_last, resolve_precision
 
 
 @pytest.fixture
@@ -43,19 +43,19 @@ def test_channels_last_only_on_cuda():
     (True, "auto", "bf16"), (False, "auto", "fp32"), (True, "fp32", "fp32"), (False, "fp32", "fp32"), (True, "bf16", "bf16"),
 ])
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, asked, settled):
-    monkeypatch.setattr("nst_core.device.bf16_is_native", lambda device: native)
+    monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: native)
     cfg = for_device(StyleConfig(precision=asked), torch.device("cpu"))
     assert cfg.precision == settled
     assert replace(cfg, precision=asked) == StyleConfig(precision=asked)  # nothing else changed
 
 
 def test_auto_precision_stays_fp32_on_cuda_until_bf16_is_measured_there(monkeypatch):
-    monkeypatch.setattr("nst_core.device.bf16_is_native", lambda device: True)
+    monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: True)
     assert resolve_precision(torch.device("cuda"), "auto") == "fp32"
 
 
 def test_explicit_bf16_is_refused_where_it_would_be_emulated_but_the_core_lets_it_run(monkeypatch):
-    monkeypatch.setattr("nst_core.device.bf16_is_native", lambda device: False)
+    monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: False)
     with pytest.raises(DeviceError, match="native bf16"):
         for_device(StyleConfig(precision="bf16"), torch.device("cpu"))
     assert for_device(StyleConfig(precision="bf16"), torch.device("cpu"), strict=False).precision == "bf16"

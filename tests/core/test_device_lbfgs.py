@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nst_core import NonFiniteLossError, StyleConfig, compute_style_targets
-from nst_core.lbfgs import DeviceLBFGS
-from nst_core.optimize import IterationEvent, optimize_scale
-from nst_core.stylizer import build_objective
-from nst_core.targets import blend_targets
+from nst_batch.core import NonFiniteLossError, StyleConfig, compute_style_targets
+from nst_batch.core.lbfgs import DeviceLBFGS
+from nst_batch.core.optimize import IterationEvent, optimize_scale
+from nst_batch.core.stylizer import build_objective
+from nst_batch.core.targets import blend_targets
 
 CFG = StyleConfig(size=32, scales=(1.0,), iterations=(12,), early_stop_rtol=0.0, lbfgs_history=4)
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nst_core import StyleConfig
-from nst_core import optimize as opt
-from nst_core.lbfgs import DeviceLBFGS
-from nst_core.optimize import optimize_scale
+from nst_batch.core import StyleConfig
+from nst_batch.core import optimize as opt
+from nst_batch.core.lbfgs import DeviceLBFGS
+from nst_batch.core.optimize import optimize_scale
 from tests.core.test_device_lbfgs import _problem
 
 CFG = StyleConfig(size=32, scales=(1.0,), iterations=(12,), early_stop_rtol=0.0, lbfgs_history=4)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nst_core.losses import content_loss, gram_matrix, gram_style_loss, style_loss, total_variation
+from nst_batch.core.losses import content_loss, gram_matrix, gram_style_loss, style_loss, total_variation
 
 
 def test_gram_known_value_and_shape():

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from nst_core import StyleConfig
-from nst_core.memory import bytes_per_pixel, estimate_memory, largest_size
+from nst_batch.core import StyleConfig
+from nst_batch.core.memory import bytes_per_pixel, estimate_memory, largest_size
 
 CFG = StyleConfig(coarse_style_share=0.0)  # one network pass per iteration: the shapes below are exact
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nst_core import (
+from nst_batch.core import (
     NonFiniteLossError,
     StepInfo,
     StyleConfig,
@@ -17,8 +17,8 @@ from nst_core import (
     targets_from_bytes,
     targets_to_bytes,
 )
-from nst_core.color import luminance, rgb_to_yiq
-from nst_core.losses import content_loss, gram_matrix
+from nst_batch.core.color import luminance, rgb_to_yiq
+from nst_batch.core.losses import content_loss, gram_matrix
 from tests.synthetic import blocks_like, painting_like, photo_like
 
 TINY = StyleConfig(size=32, scales=(1.0,), iterations=(5,), early_stop_rtol=0.0)
@@ -102,7 +102,7 @@ def test_previews_come_with_the_losses_only_for_callbacks_that_ask(features, con
 
 
 def test_residual_upsampling_adds_the_coarse_change_to_the_finer_content(features, content, style):
-    from nst_core.image_ops import fit_size, resize, resize_unclamped
+    from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
 
     cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(3, 0), upsample="residual")
     coarse = stylize(content, features, replace(cfg, scales=(1.0,), size=32, iterations=(3,)), styles=[style]).image
@@ -262,8 +262,8 @@ def test_bf16_autocast_evaluates_the_objective_close_to_fp32(features, content, 
     closely, on CPUs that emulate bf16 and on those with native bf16 (AVX512-BF16, AMX), whose
     kernels round differently. Comparing whole runs instead is not a test of the arithmetic: two
     runs that differ by rounding drift apart over the iterations (that failed on an AMX CPU)."""
-    from nst_core.stylizer import build_objective
-    from nst_core.targets import blend_targets
+    from nst_batch.core.stylizer import build_objective
+    from nst_batch.core.targets import blend_targets
 
     cfg = TINY
     grams = blend_targets([compute_style_targets(style, features, cfg)], (1.0,), cfg.style_sides()[0])
@@ -319,7 +319,7 @@ def test_the_default_stop_ends_a_scale_on_its_plateau(features, content, style):
 def test_the_finer_scale_keeps_the_coarse_scales_style(features, content, style):
     """With coarse_style_share, a 64-px output shown at 32 px stays close to the 32-px output in
     style and content; without it (the paper's single-size loss) it drifts further."""
-    from nst_core.image_ops import resize
+    from nst_batch.core.image_ops import resize
 
     base = StyleConfig(size=32, coarse_size=32, iterations=(40, 20), early_stop_rtol=0.0)
     small = stylize(content, features, base, styles=[style]).image
@@ -341,8 +341,8 @@ def test_the_coarse_loss_sees_the_image_at_exactly_the_coarse_scales_size():
     are the targets)."""
     from types import SimpleNamespace
 
-    from nst_core.image_ops import fit_size
-    from nst_core.stylizer import _coarser_levels, _downscale
+    from nst_batch.core.image_ops import fit_size
+    from nst_batch.core.stylizer import _coarser_levels, _downscale
 
     cfg = StyleConfig(size=512, scales=(0.5, 1.0), iterations=(2, 2))
     assert cfg.sides() == (256, 512)

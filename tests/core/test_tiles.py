@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nst_core import StepInfo, StyleConfig, compute_style_targets, stylize
-from nst_core.tiles import feather, optimise_in_tiles, tile_boxes
+from nst_batch.core import StepInfo, StyleConfig, compute_style_targets, stylize
+from nst_batch.core.tiles import feather, optimise_in_tiles, tile_boxes
 from tests.synthetic import painting_like, photo_like
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torchvision.models import vgg19
 
-from nst_core import VGGFeatures, WeightsError, load_weights
-from nst_core.vgg import CAFFE, CONV_NAMES, TORCHVISION, channels_of, conv_shapes
-from nst_core.weights import (
+from nst_batch.core import VGGFeatures, WeightsError, load_weights
+from nst_batch.core.vgg import CAFFE, CONV_NAMES, TORCHVISION, channels_of, conv_shapes
+from nst_batch.core.weights import (
     CAFFE_WEIGHTS_SHA256,
     caffe_weights_path,
     file_sha256,
@@ -179,7 +179,7 @@ def test_bad_weight_files(tmp_path):
 
 
 def test_altered_caffe_file_is_refused(tmp_path, monkeypatch):
-    import nst_core.weights as w
+    import nst_batch.core.weights as w
 
     copy = tmp_path / "q.bin"
     copy.write_bytes(caffe_weights_path().read_bytes()[:-10] + b"0123456789")
@@ -189,7 +189,7 @@ def test_altered_caffe_file_is_refused(tmp_path, monkeypatch):
 
 
 def test_channels_last_gives_the_same_features_and_gradients(caffe_weights):
-    from nst_core import VGGFeatures
+    from nst_batch.core import VGGFeatures
 
     nchw = VGGFeatures(caffe_weights, "relu5_1").eval()
     nhwc = VGGFeatures(caffe_weights, "relu5_1").eval().use_channels_last()

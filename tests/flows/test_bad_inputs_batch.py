@@ -6,7 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from flows.stylize_batch import stylize_batch
+from nst_batch.flows.stylize_batch import stylize_batch
 from tests.flows.helpers import TINY, save
 from tests.synthetic import painting_like, photo_like
 

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from benchmarks.dask_cluster import can_hide_folders
-from nst_cli.main import main
+from nst_batch.cli.main import main
 from tests.flows.helpers import checked_cluster, make_batch, save, upload_batch
 from tests.logs import assert_no_traceback
 from tests.s3_server import free_port, s3_server
@@ -247,8 +247,8 @@ def test_a_local_cluster_reports_each_pair_as_it_finishes_and_keeps_dask_quiet(p
     """Pairs run in chunks on Dask workers; each is reported (``pair k/n``) as its worker finishes
     it, not all at once when its chunk ends (the first four pairs of a run once arrived together at
     35 s). Without -v no ``distributed.*`` line reaches the terminal, from this process or a worker."""
-    import flows.stylize_batch as flow_module
-    import tasks.progress as progress
+    import nst_batch.flows.stylize_batch as flow_module
+    import nst_batch.tasks.presenting.progress as progress
 
     monkeypatch.setattr(flow_module, "chunk_size", lambda pairs, workers: pairs)  # one chunk of all 4 pairs
     arrived: list[tuple[str, float]] = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.stylize_batch import stylize_batch
+from nst_batch.flows.stylize_batch import stylize_batch
 from tests.flows.helpers import TINY, make_batch
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -145,7 +145,7 @@ def test_hostile_sidecars_run_no_script_and_the_page_renders(tmp_path):
     import contextlib
     import io
 
-    from nst_cli.main import main
+    from nst_batch.cli.main import main
 
     root = tmp_path / "out"
     _hostile_root(root)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.stylize_batch import stylize_batch
+from nst_batch.flows.stylize_batch import stylize_batch
 from tests.flows.helpers import save
 from tests.synthetic import painting_like, photo_like
 

@@ -6,9 +6,9 @@ import sys
 from prefect import get_client
 from prefect.states import Running
 
-from flows.stylize_batch import FLOW_NAME, chunk_size
-from tasks.atomic import _start_time
-from tasks.prefect_runs import _dead, mark_dead_runs_crashed, process_tag
+from nst_batch.flows.stylize_batch import FLOW_NAME, chunk_size
+from nst_batch.tasks.output.atomic import process_start_time
+from nst_batch.tasks.running.prefect_runs import _dead, mark_dead_runs_crashed, process_tag
 
 
 def _running_run(client, tag: str):
@@ -31,7 +31,7 @@ def test_runs_of_dead_processes_are_marked_crashed_live_ones_kept(prefect_server
     dead_tag = f"nst-process:{host}:{dead_pid}-12345"
     assert _dead(dead_tag) and not _dead(process_tag())
     assert not _dead(f"nst-process:another-host:{dead_pid}-1")  # another machine's processes cannot be known
-    assert _dead(f"nst-process:{host}:1-{_start_time(1) + 1}")  # pid 1 lives, but not the one that started then
+    assert _dead(f"nst-process:{host}:1-{process_start_time(1) + 1}")  # pid 1 lives, but not the one that started then
     with get_client(sync_client=True) as client:
         dead = _running_run(client, dead_tag)
         live = _running_run(client, process_tag())

@@ -4,7 +4,7 @@ import json
 
 import boto3
 
-from flows.stylize_batch import stylize_batch
+from nst_batch.flows.stylize_batch import stylize_batch
 from tests.flows.helpers import make_batch, upload_batch
 from tests.s3_server import s3_server
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from PIL import Image
 
-from flows.stylize_batch import stylize_batch
-from tasks.storage import reset_s3_client
+from nst_batch.flows.stylize_batch import stylize_batch
+from nst_batch.tasks.output.storage import reset_s3_client
 from tests.fault_proxy import Faults, fault_proxy
 from tests.flows.helpers import make_batch, upload_batch
 from tests.s3_server import s3_server

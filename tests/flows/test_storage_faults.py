@@ -7,7 +7,7 @@ import errno
 import json
 import threading
 
-from nst_cli.main import main
+from nst_batch.cli.main import main
 from tests.flows.helpers import save
 from tests.synthetic import painting_like, photo_like
 
@@ -22,7 +22,8 @@ def _batch(root, photos=6):
 
 
 def test_a_full_output_root_stops_the_run_and_the_summary_is_still_printed(prefect_server, tmp_path, monkeypatch, capsys):
-    from tasks import batch, storage
+    from nst_batch.tasks.output import storage
+    from nst_batch.tasks.pair import produce as batch
 
     manifest = _batch(tmp_path)
     out = tmp_path / "out"

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from flows.stylize_batch import stylize_batch
-from tasks.runners import make_task_runner
+from nst_batch.flows.stylize_batch import stylize_batch
+from nst_batch.tasks.running.runners import make_task_runner
 from tests.flows.helpers import make_batch
 
 
@@ -69,9 +69,9 @@ def _artifacts(state) -> list:
 
 
 def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(prefect_server, tmp_path, monkeypatch):
-    import tasks.prefect_tasks
+    import nst_batch.tasks.running.prefect_tasks
 
-    monkeypatch.setattr(tasks.prefect_tasks, "LIVE_AFTER_S", 0.0)  # these pairs take a second: watch them from their start
+    monkeypatch.setattr(nst_batch.tasks.running.prefect_tasks, "LIVE_AFTER_S", 0.0)  # these pairs take a second: watch them from their start
     manifest = make_batch(tmp_path)
     state = _run(manifest)
     assert state.is_completed()

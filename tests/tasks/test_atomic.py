@@ -2,7 +2,7 @@ import os
 import subprocess
 import sys
 
-from tasks.atomic import remove_stale_parts, write_atomic
+from nst_batch.tasks.output.atomic import remove_stale_parts, write_atomic
 
 
 def test_write_leaves_only_the_final_file(tmp_path):
@@ -24,10 +24,10 @@ def test_stale_parts_of_dead_writers_are_removed_live_ones_kept(tmp_path):
 
 def test_a_reused_pid_does_not_keep_a_stale_part_alive(tmp_path):
     """pid 1 (or any live pid) with another start time than the writer had: the writer is gone."""
-    from tasks.atomic import _start_time
+    from nst_batch.tasks.output.atomic import process_start_time
 
-    reused = tmp_path / f".x.png.1-{_start_time(1) + 12345}.abc.part"
-    mine = tmp_path / f".y.png.{os.getpid()}-{_start_time(os.getpid())}.def.part"
+    reused = tmp_path / f".x.png.1-{process_start_time(1) + 12345}.abc.part"
+    mine = tmp_path / f".y.png.{os.getpid()}-{process_start_time(os.getpid())}.def.part"
     for p in (reused, mine):
         p.write_bytes(b"half")
     assert remove_stale_parts(tmp_path) == [reused]
@@ -35,13 +35,13 @@ def test_a_reused_pid_does_not_keep_a_stale_part_alive(tmp_path):
 
 
 def test_part_names_carry_the_writers_start_time(tmp_path, monkeypatch):
-    from tasks import atomic
+    from nst_batch.tasks.output import atomic
 
     seen = []
     real = atomic.os.replace
     monkeypatch.setattr(atomic.os, "replace", lambda a, b: (seen.append(os.path.basename(a)), real(a, b)))
     write_atomic(tmp_path / "z.png", b"1")
-    assert seen[0].startswith(f".z.png.{os.getpid()}-{atomic._start_time(os.getpid())}.") and seen[0].endswith(".part")
+    assert seen[0].startswith(f".z.png.{os.getpid()}-{atomic.process_start_time(os.getpid())}.") and seen[0].endswith(".part")
 
 
 def _specials(tmp_path):
@@ -86,8 +86,8 @@ def test_write_never_replaces_a_special_file_or_a_symlink(tmp_path):
 def test_storage_says_which_file_it_refused(tmp_path):
     import pytest
 
-    from tasks.errors import StorageError
-    from tasks.storage import LocalStorage
+    from nst_batch.tasks.errors import StorageError
+    from nst_batch.tasks.output.storage import LocalStorage
 
     os.mkfifo(tmp_path / "x.png")
     with pytest.raises(StorageError, match=r"x.png: cannot write: exists and is a FIFO"):

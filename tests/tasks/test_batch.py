@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nst_core import StyleConfig
-from tasks.batch import PairFailed, ensure_style_targets, run_pair, targets_cache_key
-from tasks.plan import load_plan
+from nst_batch.core import StyleConfig
+from nst_batch.tasks.pair.produce import PairFailed, ensure_style_targets, run_pair, targets_cache_key
+from nst_batch.tasks.planning.plan import load_plan
 from tests.synthetic import painting_like, photo_like
 
 TINY = "defaults: {size: 32, scales: [1.0], iterations: 2}\n"
@@ -50,7 +50,7 @@ def test_changed_style_bytes_change_the_key_and_recompute(batch):
 
 
 def test_cache_key_depends_on_what_shapes_the_targets():
-    from nst_core.targets import TargetSpec
+    from nst_batch.core.targets import TargetSpec
 
     spec = TargetSpec("caffe:caffe:sha256=x", "max", ("relu1_1",), "fp32", "rgb", None)
     base = targets_cache_key("abc", spec, (32,))

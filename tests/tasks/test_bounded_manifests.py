@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tasks.errors import InputError
-from tasks.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
-from tasks.plan import expand
+from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.planning.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
+from nst_batch.tasks.planning.plan import expand
 
 BASE = "styles: {a: a.png}\ncontents: [x.png]\n"
 
@@ -80,7 +80,7 @@ def test_a_relative_path_above_an_s3_manifests_bucket_is_an_error(path):
 
 
 def test_a_relative_path_inside_the_bucket_normalises_like_a_local_one(monkeypatch):
-    from tasks import plan
+    from nst_batch.tasks.planning import plan
 
     monkeypatch.setattr(plan, "_expand_contents", lambda uri, *a: [uri])
     manifest = parse_manifest("output: ../out\nstyles: {a: ./s/../a.png}\ncontents: [x.png]\n", "s3://bucket/in/m.yaml")
@@ -90,7 +90,7 @@ def test_a_relative_path_inside_the_bucket_normalises_like_a_local_one(monkeypat
 
 @pytest.mark.parametrize("value", ["abc", "-3", "0", "100000"])
 def test_dask_workers_settings_are_range_checked_in_one_line(value, monkeypatch):
-    from tasks.runners import make_task_runner
+    from nst_batch.tasks.running.runners import make_task_runner
 
     monkeypatch.setenv("NST_DASK_WORKERS", value)
     with pytest.raises(InputError, match=r"NST_DASK_WORKERS must be a whole number 1\.\.256"):
@@ -98,7 +98,7 @@ def test_dask_workers_settings_are_range_checked_in_one_line(value, monkeypatch)
 
 
 def test_cli_refuses_a_bad_dask_workers_count(capsys):
-    from nst_cli.main import main
+    from nst_batch.cli.main import main
 
     assert main(["run", "m.yaml", "--dask-workers", "-3"]) == 2
     assert "must be a whole number 1..256, got '-3'" in capsys.readouterr().err
@@ -106,7 +106,7 @@ def test_cli_refuses_a_bad_dask_workers_count(capsys):
 
 @pytest.mark.parametrize("value", ["abc", "nan", "-1", "inf"])
 def test_no_workers_seconds_is_parsed_in_one_line(value, monkeypatch):
-    from tasks.cluster import no_workers_s
+    from nst_batch.tasks.running.cluster import no_workers_s
 
     monkeypatch.setenv("NST_DASK_NO_WORKERS_S", value)
     with pytest.raises(InputError, match="NST_DASK_NO_WORKERS_S must be a number of seconds"):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from distributed.client import FutureCancelledError
 
-from tasks.batch import run_pair, written_by_this_run
-from tasks.cluster import ClusterTaskRunner, failure_reason, no_workers_s
-from tasks.errors import InputError
-from tasks.plan import load_plan
+from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.pair.produce import run_pair, written_by_this_run
+from nst_batch.tasks.planning.plan import load_plan
+from nst_batch.tasks.running.cluster import ClusterTaskRunner, failure_reason, no_workers_s
 from tests.flows.helpers import make_batch
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.batch import PairFailed, run_pair
-from tasks.manifest import ManifestError, parse_manifest
-from tasks.plan import load_plan, safe_name
-from tasks.preflight import input_problems
-from tasks.storage import LocalStorage, uri_problem
+from nst_batch.tasks.output.storage import LocalStorage, uri_problem
+from nst_batch.tasks.pair.produce import PairFailed, run_pair
+from nst_batch.tasks.planning.manifest import ManifestError, parse_manifest
+from nst_batch.tasks.planning.plan import load_plan, safe_name
+from nst_batch.tasks.running.preflight import input_problems
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.manifest import ManifestError, parse_manifest
-from tasks.plan import load_plan, output_name, safe_name
+from nst_batch.tasks.planning.manifest import ManifestError, parse_manifest
+from nst_batch.tasks.planning.plan import load_plan, output_name, safe_name
 
 
 def _write(path: Path, text: str) -> Path:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from nst_core import StyleConfig
-from tasks.memory_guard import TooLargeError, check_fits, memory_budget, parse_bytes
+from nst_batch.core import StyleConfig
+from nst_batch.tasks.pair.memory_guard import TooLargeError, check_fits, memory_budget, parse_bytes
 
 
 @pytest.mark.parametrize("text, expected", [("8G", 8 * 2**30), ("8GiB", 8 * 2**30), ("500m", 500 * 2**20), ("1.5g", int(1.5 * 2**30)), ("1024", 1024)])
@@ -36,7 +36,7 @@ def test_pairs_sharing_a_gpu_share_its_budget(monkeypatch):
 
 
 def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
-    from tasks.devices import DevicePool, pairs_per_gpu
+    from nst_batch.tasks.pair.devices import DevicePool, pairs_per_gpu
 
     gpus = DevicePool([torch.device("cuda:0"), torch.device("cuda:1")], pairs_per_gpu=2)
     assert gpus.size == 4
@@ -54,7 +54,7 @@ def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
 
 
 def test_a_cuda_estimate_counts_the_allocators_reserve():
-    from nst_core.memory import CUDA_RESERVE_RATIO, estimate_memory
+    from nst_batch.core.memory import CUDA_RESERVE_RATIO, estimate_memory
 
     cpu, cuda = estimate_memory(StyleConfig(size=2048), 1536, 2048, "cpu"), estimate_memory(StyleConfig(size=2048), 1536, 2048, "cuda")
     dynamic = cpu.activations + cpu.transient + cpu.optimizer

@@ -1,7 +1,7 @@
 import io
 
-from nst_core import StepInfo
-from tasks.progress import BatchBar, BatchLines, ProgressBar, ProgressLines, format_duration, make_batch_progress, make_progress
+from nst_batch.core import StepInfo
+from nst_batch.tasks.presenting.progress import BatchBar, BatchLines, ProgressBar, ProgressLines, format_duration, make_batch_progress, make_progress
 
 
 class _Tty(io.StringIO):
@@ -100,8 +100,8 @@ def test_the_eta_leaves_out_the_pairs_a_rerun_will_skip():
 
 
 def test_likely_done_is_one_listing_of_the_output_root(tmp_path):
-    from tasks.batch import likely_done
-    from tasks.plan import load_plan
+    from nst_batch.tasks.pair.produce import likely_done
+    from nst_batch.tasks.planning.plan import load_plan
     from tests.flows.helpers import make_batch
 
     plan = load_plan(str(make_batch(tmp_path)))

@@ -5,8 +5,8 @@ import importlib.util
 import pytest
 import torch
 
-from tasks.errors import InputError
-from tasks.runners import make_task_runner
+from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.running.runners import make_task_runner
 
 
 def test_dask_on_a_gpu_machine_without_dask_cuda_names_the_extra(monkeypatch):

@@ -6,7 +6,7 @@ import os
 import boto3
 import pytest
 
-from tasks.storage import StorageError, reset_s3_client, storage_for
+from nst_batch.tasks.output.storage import StorageError, reset_s3_client, storage_for
 from tests.fault_proxy import Faults, fault_proxy
 from tests.s3_server import s3_server
 

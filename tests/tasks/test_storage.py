@@ -3,7 +3,7 @@
 import boto3
 import pytest
 
-from tasks.storage import LocalStorage, StorageError, join, split_s3, storage_for
+from nst_batch.tasks.output.storage import LocalStorage, StorageError, join, split_s3, storage_for
 from tests.s3_server import s3_server
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.manifest import MAX_SWEEP_POINTS, ManifestError
-from tasks.plan import load_plan, sweep_name
+from nst_batch.tasks.planning.manifest import MAX_SWEEP_POINTS, ManifestError
+from nst_batch.tasks.planning.plan import load_plan, sweep_name
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_a_combination_invalid_only_together_names_its_point(folder):
 
 
 def test_sweep_points_share_style_targets_unless_the_sweep_changes_them(folder):
-    from flows.stylize_batch import _target_group
+    from nst_batch.flows.stylize_batch import _target_group
 
     plan = _plan(folder, """
 defaults: {size: 64, sweep: {style_weight: [30, 100, 300], style_scale: [0.5, 1.0]}}
@@ -113,7 +113,7 @@ def test_sweep_names_are_safe_and_the_plain_name_without_a_sweep():
 
 
 def test_validate_prints_how_many_outputs_the_sweeps_make(folder, capsys):
-    from nst_cli.main import main
+    from nst_batch.cli.main import main
 
     (folder / "m.yaml").write_text("defaults: {size: 32, sweep: {style_weight: [30, 100]}}\nstyles: {starry: styles/starry.jpg}\n"
                                    "contents: [photos/lake.jpg]\noutput: out\n")
@@ -124,7 +124,7 @@ def test_validate_prints_how_many_outputs_the_sweeps_make(folder, capsys):
 def test_a_sweep_point_records_its_values_in_its_sidecar_and_row(folder):
     import json
 
-    from tasks.batch import run_pair
+    from nst_batch.tasks.pair.produce import run_pair
 
     plan = _plan(folder, "defaults: {size: 32, iterations: 2, sweep: {style_weight: [30, 100]}}\nstyles: {starry: styles/starry.jpg}\n"
                          "contents: [photos/lake.jpg]\noutput: out\n")

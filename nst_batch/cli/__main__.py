@@ -1,0 +1,5 @@
+import sys
+
+from nst_batch.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,669 @@
+"""The ``nst`` command line. Defaults are read from :class:`nst_batch.core.StyleConfig`, never repeated.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input (a one-line message on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, fields
+from typing import Any, NoReturn
+
+from nst_batch.core.config import StyleConfig
+from nst_batch.core.errors import ConfigError, CoreError, WeightsError, did_you_mean
+from nst_batch.tasks.errors import InputError, TaskError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+_DEFAULTS = StyleConfig()
+
+
+class BadInput(Exception):
+    """Raised for user errors; reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --iteration is a typo, not --iterations
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        raise BadInput(_with_suggestions(message, self))
+
+
+def _with_suggestions(message: str, parser: argparse.ArgumentParser) -> str:
+    """argparse's message, with the nearest known option or command for each unknown one."""
+    import re
+
+    known = _option_strings(parser)
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        hints = [word + (did_you_mean(word.split("=")[0], known) if word.startswith("-") else "") for word in unknown.group(1).split()]
+        return f"unrecognized arguments: {' '.join(hints)}"
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        return message + did_you_mean(choice.group(1), [c.strip(" '") for c in choice.group(2).split(",")])
+    return message
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every --option of ``parser`` and of its subcommands."""
+    found: list[str] = []
+    for action in parser._actions:
+        found += [o for o in action.option_strings if o.startswith("--")]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _option_strings(sub)
+    return sorted(set(found))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``auto`` -> () (from --coarse-size up); ``3`` -> three sizes, each half the next
+    (0.25, 0.5, 1); ``0.5,1`` -> as given."""
+    if text.strip().lower() == "auto":
+        return ()
+    if text.strip().isdigit():
+        n = int(text)
+        if not 1 <= n <= 6:
+            raise argparse.ArgumentTypeError(f"--scales N must be 1..6, got {n}")
+        return tuple(1 / 2 ** (n - 1 - i) for i in range(n))
+    return _floats(text)
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _add_style_options(p: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    g = p.add_argument_group("style transfer")
+    g.add_argument("--size", type=int, default=d.size, help=f"max side of the output, px (default {d.size})")
+    g.add_argument("--iterations", type=_ints, default=d.iterations,
+                   help="max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for "
+                        f"the finer scales (default {_show(d.iterations)})")
+    g.add_argument("--scales", type=parse_scales, default=d.scales,
+                   help="coarse-to-fine: auto (from --coarse-size, doubling up to --size), a count N (sizes halving up to "
+                        "--size) or fractions of --size, e.g. 0.5,1 (default auto)")
+    g.add_argument("--coarse-size", type=int, default=d.coarse_size,
+                   help=f"with --scales auto: the first scale's max side, px, whatever --size is (default {d.coarse_size})")
+    g.add_argument("--coarse-style-share", type=float, default=d.coarse_style_share,
+                   help="at finer scales, the share of the loss taken on the image downscaled to the coarser scales, so "
+                        f"their strokes survive the refinement; 0 = the paper's single-size loss (default {d.coarse_style_share})")
+    g.add_argument("--content-weight", type=float, default=d.content_weight, help=f"(default {d.content_weight})")
+    g.add_argument("--style-weight", type=float, default=d.style_weight, help=f"(default {d.style_weight})")
+    g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation smoothing (default {d.tv_weight})")
+    g.add_argument("--style-blend", type=_floats, default=d.style_blend, help="one weight per style image, e.g. 0.7,0.3 (default: equal)")
+    g.add_argument("--style-scale", type=float, default=d.style_scale, help=f"style size relative to the output (default {d.style_scale})")
+    g.add_argument("--content-layers", type=_names, default=d.content_layers, help=f"(default {_show(d.content_layers)})")
+    g.add_argument("--style-layers", type=_names, default=d.style_layers, help=f"(default {_show(d.style_layers)})")
+    g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights, help="one per style layer (default: all 1)")
+    g.add_argument("--init", choices=("content", "noise", "image"), default=None,
+                   help=f"start from the content, noise or --init-image (default {d.init}; image when --init-image is given)")
+    g.add_argument("--upsample", choices=("image", "residual"), default=d.upsample,
+                   help="how a scale starts from the coarser one: the upsampled result (image), or the content at the new size "
+                        f"plus the upsampled change (residual) (default {d.upsample})")
+    g.add_argument("--init-image", default=None, help="image to start from (implies --init image)")
+    g.add_argument("--seed", type=int, default=d.seed, help=f"seed for noise init (default {d.seed})")
+    g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help=f"(default {d.pooling})")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer, help=f"(default {d.optimizer})")
+    g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history, help=f"(default {d.lbfgs_history})")
+    g.add_argument("--adam-lr", type=float, default=d.adam_lr, help=f"(default {d.adam_lr})")
+    g.add_argument("--early-stop-rtol", type=float, default=d.early_stop_rtol,
+                   help="stop a scale when the loss improved less than this fraction over --early-stop-window iterations; "
+                        f"0 = never (default {d.early_stop_rtol})")
+    g.add_argument("--early-stop-window", type=int, default=d.early_stop_window, help=f"(default {d.early_stop_window})")
+    g.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
+    g.add_argument("--no-match-luminance", dest="match_luminance", action="store_false",
+                   help="with --preserve-color, do not match the style's luminance mean/std to the content's")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                   help="bf16 autocasts the network; auto = bf16 on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere "
+                        f"(default {d.precision})")
+    g.add_argument("--tile-size", type=int, default=d.tile_size,
+                   help="optimise scales larger than this many px in overlapping tiles, so memory follows the tile, "
+                        f"not the output (for outputs beyond what fits); 0 = off (default {d.tile_size})")
+    g.add_argument("--tile-overlap", type=int, default=d.tile_overlap, help=f"px shared by neighbouring tiles (default {d.tile_overlap})")
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    from nst_batch.tasks.planning.runtime import RuntimeOptions
+
+    r = RuntimeOptions()
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default=r.device, help=f"auto, cpu, cuda or cuda:N (default {r.device})")
+    g.add_argument("--weights", default=r.weights, help=f"caffe (original VGG-19, offline), torchvision, or a state-dict file (default {r.weights})")
+    g.add_argument("--weights-preprocessing", choices=("caffe", "torchvision"), default=r.weights_preprocessing,
+                   help="input convention of a state-dict file (default caffe)")
+    g.add_argument("--max-pixels", type=int, default=r.max_pixels, help=f"refuse input images with more pixels (default {r.max_pixels:,})")
+    g.add_argument("--quality", type=int, default=r.quality, help=f"JPEG/WebP quality 1..100 (default {r.quality})")
+    g.add_argument("--deterministic", action="store_true", help="deterministic cuDNN algorithms (slower on GPU)")
+    g.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="write the best image so far to --output every N iterations, so Ctrl-C or a crash keeps it (default 0: only at the end)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nst", description="Neural style transfer (Gatys et al.) for photo collections.")
+    parser.add_argument("--version", action="version", version=f"nst {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("stylize", help="stylize one content image", description="Repaint CONTENT in the style of STYLE(s).")
+    p.add_argument("content", help="content image (photo)")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (paintings)")
+    p.add_argument("-o", "--output", required=True, help="output image: .png, .jpg/.jpeg or .webp")
+    p.add_argument("--metadata", default=None, help="write the run's metadata as JSON here")
+    _add_style_options(p)
+    _add_runtime_options(p)
+
+    v = sub.add_parser("validate", help="check a manifest and print the expanded plan")
+    v.add_argument("manifest", help="manifest path or s3:// URI")
+    v.add_argument("--output", default=None, help="override the manifest's output root")
+    v.add_argument("--json", action="store_true", help="print the plan as JSON")
+    v.add_argument("--dask-address", default=None, help="also check that this Dask cluster's workers see every input and the output")
+
+    r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process")
+    r.add_argument("manifest", help="manifest path or s3:// URI")
+    r.add_argument("--output", default=None, help="override the manifest's output root (a folder or s3://bucket/prefix)")
+    r.add_argument("--runner", choices=("threads", "dask"), default=None,
+                   help="task runner (default threads, or $NST_TASK_RUNNER; dask when --dask-address is given)")
+    r.add_argument("--dask-address", default=None, help="an existing Dask scheduler, e.g. tcp://host:8786")
+    r.add_argument("--dask-workers", type=_dask_workers, default=None, help="worker processes of a local Dask cluster (1..256)")
+    r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
+    r.add_argument("--verify", action="store_true",
+                   help="before skipping a finished pair, hash its output against its sidecar (by default: its size and header)")
+    r.add_argument("--summary-json", default=None, help="also write the run's summary JSON to this local path")
+    r.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines (INFO), not only its warnings")
+
+    gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars")
+    gal.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
+
+    # Listed for --help only: main() hands ``nst bench ...`` to the benchmark's own parser.
+    sub.add_parser("bench", help="benchmark speed, quality and memory side by side with pastiche (nst bench --help)")
+    return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("nst-batch")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def config_from_args(args: argparse.Namespace) -> StyleConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(StyleConfig) if hasattr(args, f.name)}
+    values["init"] = _init_mode(args)
+    return StyleConfig(**values)
+
+
+def _init_mode(args: argparse.Namespace) -> str:
+    """``--init-image`` implies ``--init image``; with another ``--init`` it is a contradiction."""
+    if getattr(args, "init_image", None) is None:
+        return args.init or _DEFAULTS.init
+    if args.init not in (None, "image"):
+        raise BadInput(f"--init-image starts from that image, but --init {args.init} was given: drop one of them")
+    return "image"
+
+
+def _dask_workers(text: str) -> int:
+    from nst_batch.tasks.errors import InputError
+    from nst_batch.tasks.running.runners import dask_workers
+
+    try:
+        return dask_workers(text, "--dask-workers")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--dask-workers ")) from None
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from nst_batch.tasks.pair.stylize_files import RuntimeOptions, stylize_files
+    from nst_batch.tasks.presenting.progress import make_progress
+
+    cfg = config_from_args(args)
+    runtime = RuntimeOptions(args.device, args.weights, args.weights_preprocessing, args.max_pixels, args.quality, args.deterministic)
+    progress = None if args.quiet else make_progress(sys.stderr)
+    try:
+        meta = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
+                             metadata_path=args.metadata, on_step=progress, save_every=args.save_every)
+    finally:
+        if progress is not None:
+            progress.close()
+    if not args.quiet:
+        losses = meta["final_losses"]
+        print(f"wrote {args.output} ({meta['output_size'][0]}x{meta['output_size'][1]}) in {meta['wall_time_s']:.1f}s, "
+              f"{meta['iterations']} iterations, loss {losses.get('total', float('nan')):.4g}{_graphs(meta)}", file=sys.stderr)
+    return 0
+
+
+def _graphs(meta: dict[str, Any]) -> str:
+    """``, CUDA graphs: 2 of 2 scales replayed`` (and the capture's error), or nothing off CUDA."""
+    scales = [r for r in meta.get("scales", []) if r.get("graphed") is not None]
+    if not scales:
+        return ""
+    errors = [r["capture_error"] for r in scales if r.get("capture_error")]
+    replayed = sum(bool(r["graphed"]) for r in scales)
+    return f", CUDA graphs: {replayed} of {len(scales)} scales replayed" + (f" (capture failed: {errors[0]})" if errors else "")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Every problem in one pass: the text and schema, names and globs, then the files, the output
+    root, the settings and the cluster of what is left; all printed at once, in file order."""
+    from nst_batch.tasks.errors import TaskError
+    from nst_batch.tasks.planning.manifest import ManifestError, ManifestProblem
+    from nst_batch.tasks.planning.plan import plan_with_problems
+    from nst_batch.tasks.running.preflight import plan_problems
+
+    plan, problems = plan_with_problems(args.manifest, args.output)
+    cluster = ""
+    if plan is not None:
+        problems += plan_problems(plan, on_cluster=bool(args.dask_address))  # what the run would trip on
+        try:
+            cluster = _check_cluster(args.dask_address, plan)
+        except TaskError as exc:
+            problems.append(ManifestProblem("dask_address", str(exc)))
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ManifestError(args.manifest, sorted(unique, key=lambda p: (p.line is None, p.line or 0)))
+    assert plan is not None
+    if args.json:
+        print(json.dumps(plan.describe(), indent=2))
+        return 0
+    print(f"manifest {plan.source}: {_count(len(plan.pairs), 'pair')}{_swept(plan.pairs)}, {_count(len(plan.styles), 'style')}, "
+          f"output {plan.settings.output_root}{cluster}")
+    for name, uri in plan.styles.items():
+        print(f"  style {name}: {uri}")
+    shown: dict[int, str] = {}  # pairs share their parameters' dict: each set is described once
+    for pair in plan.pairs:
+        if id(pair.params) not in shown:
+            shown[id(pair.params)] = _differences(pair.params)
+        print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
+              f"({shown[id(pair.params)]})")
+    return 0
+
+
+def _differences(params: dict[str, Any]) -> str:
+    """The parameters that differ from the defaults (size and iterations always): what a style's or a pair's overrides did."""
+    from nst_batch.core.config import show
+
+    defaults = asdict(_DEFAULTS)
+    parts = []
+    for key in ("size", "iterations"):
+        parts.append(f"{key} {show(params.get(key, defaults[key]))}")
+    for key, value in params.items():
+        if key not in ("size", "iterations") and key in defaults and _normal(value) != _normal(defaults[key]):
+            parts.append(f"{key} {show(value)}")
+    return ", ".join(parts)
+
+
+def _normal(value: Any) -> Any:
+    """Lists as tuples and ints as floats, so that ``style_weight: 5`` equals a default of 5.0."""
+    if isinstance(value, list | tuple):
+        return tuple(_normal(v) for v in value)
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _swept(pairs: Any) -> str:
+    """`` (6 of them sweep points of 1 pair)``, or nothing without a sweep."""
+    points = [p for p in pairs if p.sweep]
+    return f" ({len(points)} of them sweep points of {_count(len({(p.sweep_of, p.content_uri) for p in points}), 'pair')})" if points else ""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _quiet_libraries() -> None:
+    """Prefect's and Dask's INFO lines (a "Finished in state" per task, a Dask cluster's start-up)
+    drown ours; -v shows them. Dask's logger is set here as well as through the environment (which
+    its worker processes inherit): how it is set up when imported depends on what configured
+    logging before it, and records that reach the root logger were printed in Prefect's format."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        _quiet_libraries()
+    from nst_batch.tasks.planning.plan import load_plan
+    from nst_batch.tasks.running.preflight import check_outputs
+
+    args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
+    plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
+    check_outputs(plan)  # and on an output root that takes no files, or special files where outputs go
+    if args.summary_json:
+        from nst_batch.tasks.output.checks import check_writable_file
+
+        check_writable_file(args.summary_json, "summary_json")
+    from nst_batch.tasks.running.runners import existing_cluster
+
+    cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths
+    from nst_batch.tasks.running.runners import make_task_runner
+
+    runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)  # a bad runner setting: one line, before Prefect
+    if not existing_cluster(args.runner, args.dask_address):
+        from nst_batch.tasks.running.preflight import check_settings
+
+        check_settings(plan)  # a device this machine lacks, an unreadable weights file: one line, before any pair
+    print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
+    server = _start_temporary_server()
+    from nst_batch.flows.stylize_batch import stylize_batch
+    from nst_batch.tasks.pair.models import get_weights
+    from nst_batch.tasks.presenting.progress import listening, make_batch_progress
+
+    get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
+    progress = make_batch_progress(sys.stderr)
+    try:
+        with _stop_soon_after_ctrl_c(), _api(server), listening(progress):
+            state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force, verify=args.verify,
+                                                                   return_state=True)
+    finally:
+        progress.close()
+        if server is not None:
+            _drain_prefect()  # its log and event workers send to the server: stopped first, they retry for a minute
+            server.stop()
+    summary = _own_summary(state)
+    if summary is None:
+        print(f"nst: failed: the flow ended {state.type.value} without a summary: {state.message}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.summary_json:
+        from nst_batch.tasks.output.atomic import write_atomic
+
+        write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
+    _print_summary(summary)
+    return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+
+
+def _check_cluster(address: str | None, plan: Any) -> str:
+    """What the cluster's workers see, checked before any work: a phrase for the plan's line."""
+    if not address:
+        return ""
+    from nst_batch.tasks.running.cluster import check_cluster
+
+    workers = check_cluster(plan, address)
+    return f" on the Dask cluster at {address} ({_count(workers, 'worker')} now)"
+
+
+def _drain_prefect() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=5)
+
+
+def _own_summary(state: Any) -> dict[str, Any] | None:
+    """This run's summary, from its own flow's final state (never ``OUTPUT/summary.json``, which a
+    concurrent run on the same root may have written)."""
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) and "counts" in data else None
+
+
+INTERRUPT_GRACE_S = 5.0
+
+
+@contextlib.contextmanager
+def _stop_soon_after_ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the process ends at most INTERRUPT_GRACE_S
+    later whatever happens to it: in the full test suite a SIGINT was seen not to stop a batch
+    (Prefect waits on its own threads and futures; where it swallows the interrupt was not found),
+    and the interpreter's exit also waits for the task runner's threads to finish their pairs.
+    Ending hard is safe: every write is atomic, and a re-run skips finished pairs and removes the
+    temporary files of dead writers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        threading.Thread(target=_exit_after_grace, name="nst-interrupt", daemon=True).start()
+        signal.default_int_handler(signum, frame)
+
+    # SIGTERM (a scheduler stopping the job, `kill`) ends a run the same way as Ctrl-C: Prefect
+    # records the run's end and the temporary server is stopped, where the default would kill us
+    # on the spot and leave the flow run "Running".
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Inside a flow run Prefect installs its own SIGTERM handler (prefect.utilities.engine's
+    # capture_sigterm), which raises in the flow and calls ours only after the task runner has
+    # waited for the pair in progress: 12 s were measured. Its handler is looked up by module
+    # attribute when installed, so the grace timer is started from it too (Prefect is pinned
+    # below 3.10; tests/flows/test_interruptions.py measures SIGTERM on every runner).
+    from prefect.utilities import engine
+
+    prefect_handler = engine._prefect_sigterm_handler
+
+    def with_grace(signum: int, *args: Any) -> Any:
+        threading.Thread(target=_exit_after_grace, name="nst-interrupt", daemon=True).start()
+        return prefect_handler(signum, *args)
+
+    engine._prefect_sigterm_handler = with_grace  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine._prefect_sigterm_handler = prefect_handler
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _exit_after_grace() -> None:
+    if _EXITING.is_set():  # a second signal: the first one's timer is already running
+        return
+    _EXITING.set()
+    time.sleep(INTERRUPT_GRACE_S)
+    print(f"nst: interrupted; stopping now ({INTERRUPT_GRACE_S:.0f} s after the interrupt)", file=sys.stderr, flush=True)
+    if _SERVER is not None:
+        _SERVER.stop()  # os._exit skips atexit
+    os._exit(130)
+
+
+_SERVER: Any = None  # this process's temporary Prefect server, if it started one
+_EXITING = threading.Event()
+
+
+def _start_temporary_server() -> Any:
+    """Without a Prefect server to talk to (no PREFECT_API_URL in the environment or the profile),
+    start the temporary one now, so that it starts while we import and load (see nst_batch.cli.server)."""
+    global _SERVER
+    import atexit
+
+    from nst_batch.cli.server import TemporaryServer
+
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    # Started before Prefect's settings are imported (1 s); stopped again if the profile names a server.
+    server = TemporaryServer().start()
+    atexit.register(server.stop)
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        server.stop()
+        return None
+    _SERVER = server
+    return server
+
+
+@contextlib.contextmanager
+def _api(server: Any) -> Iterator[None]:
+    """Point Prefect at our temporary server, once it answers."""
+    from nst_batch.flows.stylize_batch import FLOW_NAME
+    from nst_batch.tasks.running.prefect_runs import mark_dead_runs_crashed
+
+    if server is None:
+        _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server.wait()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        _report_crashed(mark_dead_runs_crashed(FLOW_NAME))
+        yield
+
+
+def _report_crashed(names: list[str]) -> None:
+    if names:
+        print(f"marked {_count(len(names), 'flow run')} of killed nst runs as Crashed: {', '.join(names)}", file=sys.stderr)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    c, t = summary["counts"], summary["style_targets"]
+    wall = time.monotonic() - _STARTED
+    print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
+          f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {t['computed']} computed, {t['from_cache']} from cache")
+    if c["skipped"]:
+        print(f"  {_count(c['skipped'], 'pair')} done by earlier runs (skipped): their images are in the gallery")
+    for reason, names in _by_reason(summary["failures"]).items():
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        print(f"  FAILED {names[0]}: {reason}" if len(names) == 1 else f"  FAILED {len(names)} pairs ({shown}): {reason}")
+    for warning in summary.get("warnings", []):
+        print(f"  warning: {warning}")
+    print(f"output: {summary['output']}  gallery: {summary.get('gallery') or 'not built'}")
+
+
+def _by_reason(failures: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Failed pairs grouped by their reason: a cluster lost mid-run is one line, not 10,000."""
+    groups: dict[str, list[str]] = {}
+    for failure in failures:
+        groups.setdefault(failure["reason"], []).append(failure["name"])
+    return groups
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from nst_batch.tasks.presenting.gallery import build_gallery
+
+    print(build_gallery(args.output))
+    return 0
+
+
+def _quiet_prefect_defaults() -> None:
+    """No telemetry from the temporary server (it cannot reach the internet, logs an error each
+    time, and its writes contend for the SQLite file); users can still set these themselves."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # the client's telemetry notice, too
+    # Expandable segments let the CUDA allocator grow blocks in place instead of caching many
+    # sizes: less memory reserved beyond what is used (read when CUDA starts; users may override).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+
+COMMANDS = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}
+
+
+_STARTED = time.monotonic()  # reset by main(): wall times reported include start-up
+
+
+def _bench(argv: list[str]) -> int:
+    """The benchmarks are a checkout's tool, not part of the installed package: ``nst bench`` finds
+    them next to an editable install (or on the path, as ``python -m benchmarks.run`` has them)."""
+    import importlib.util
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[2]
+    if importlib.util.find_spec("benchmarks") is None and (checkout / "benchmarks" / "run.py").is_file():
+        sys.path.insert(0, str(checkout))
+    if importlib.util.find_spec("benchmarks") is None:
+        print("nst: error: nst bench runs the benchmarks of a checkout of nst-batch (benchmarks/ is not installed); "
+              "install it with pip install -e . from the checkout", file=sys.stderr)
+        return 2
+    from benchmarks.run import main as bench_main
+
+    return bench_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    global _STARTED
+    _STARTED = time.monotonic()
+    _quiet_prefect_defaults()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options (argparse's REMAINDER drops leading --flags)
+        return _bench(argv[1:])
+    parser = build_parser()
+    command: str | None = None
+    try:
+        args = parser.parse_args(argv)
+        command = args.command
+        return COMMANDS[command](args)
+    except BadInput as exc:
+        return _report("error", exc, EXIT_BAD_INPUT)
+    except (CoreError, TaskError) as exc:
+        problems = getattr(exc, "problems", None)
+        if problems is not None:  # a manifest: every problem, one per line
+            print(f"nst: error: {exc.source}: {_count(len(problems), 'problem')} in the manifest:", file=sys.stderr)  # type: ignore[attr-defined]
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        bad_input = isinstance(exc, ConfigError | WeightsError | InputError)
+        code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+        return _report("error" if bad_input else "failed", exc, code, _flags(parser, command))
+    except KeyboardInterrupt:
+        # Prefect's own SIGTERM handler (inside a flow run) replaces ours, so the grace timer may
+        # not be running yet; without it the interpreter's exit waits for the pair in progress.
+        threading.Thread(target=_exit_after_grace, name="nst-interrupt", daemon=True).start()
+        print("nst: interrupted", file=sys.stderr)
+        return 130
+
+
+def _report(word: str, exc: BaseException, code: int, flags: dict[str, str] | None = None) -> int:
+    print(f"nst: {word}: {_in_cli_words(exc, flags or {})}", file=sys.stderr)
+    return code
+
+
+def _flags(parser: argparse.ArgumentParser, command: str | None) -> dict[str, str]:
+    """A command's settings and their flags: ``max_pixels`` -> ``--max-pixels``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub = action.choices[command]
+            return {a.dest: next(o for o in a.option_strings if o.startswith("--")) for a in sub._actions
+                    if any(o.startswith("--") for o in a.option_strings) and a.dest != "help"}
+    return {}
+
+
+def _in_cli_words(exc: BaseException, flags: dict[str, str]) -> str:
+    """The message on one line, with the settings it names said as this command's flags. Settings
+    the error lists are replaced, and any other setting whose name has an underscore (it cannot be
+    an ordinary word)."""
+    import re
+
+    text = _one_line(exc)
+    named = set(getattr(exc, "settings", ()))
+    for setting, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        if setting in named or "_" in setting:
+            text = re.sub(rf"(?<![\w-]){re.escape(setting)}(?![\w-])", flag, text)
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,311 @@
+"""The stylizer: coarse-to-fine optimisation of the pixels (Gatys et al. 2016; 2017 for colour
+control and the coarse-to-fine scheme)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from nst_batch.core.color import gray_to_rgb, luminance, recombine
+from nst_batch.core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfig, StylizeResult
+from nst_batch.core.device import autocast, for_device
+from nst_batch.core.errors import ConfigError
+from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
+from nst_batch.core.losses import content_loss, gram_style_loss, total_variation
+from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
+from nst_batch.core.targets import (
+    StyleTargets,
+    blend_targets,
+    check_targets,
+    compute_style_targets,
+    luminance_match_for,
+    target_spec,
+)
+from nst_batch.core.tiles import Box, optimise_in_tiles, tile_boxes
+from nst_batch.core.vgg import VGGFeatures
+
+ProgressCallback = Callable[[StepInfo], None]
+
+
+def stylize(
+    content: Tensor,
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    *,
+    styles: Sequence[Tensor] = (),
+    targets: Sequence[StyleTargets] = (),
+    init_image: Tensor | None = None,
+    on_step: ProgressCallback | None = None,
+    report_every: int = 10,
+) -> StylizeResult:
+    """Repaint ``content`` in the style of ``styles`` (or of precomputed ``targets``).
+
+    Args:
+        content: (1, 3, H, W) RGB in [0, 1]; resized so its longer side is ``cfg.size``.
+        features: VGG-19 features reaching ``cfg``'s deepest layer, on ``content``'s device.
+        cfg: the parameters.
+        styles: style images, each (1, 3, H, W) RGB in [0, 1]. Give these or ``targets``.
+        targets: precomputed :class:`StyleTargets`, one per style, from
+            :func:`~nst_batch.core.targets.compute_style_targets` with the same ``cfg``.
+        init_image: (1, 3, H, W) in [0, 1], required when ``cfg.init == "image"``.
+        on_step: receives a :class:`StepInfo` every iteration.
+        report_every: read the loss terms back from the device every this many iterations.
+
+    Returns:
+        The image (1, 3, H', W') in [0, 1] with max(H', W') == cfg.size, and a report per scale.
+    """
+    _check_inputs(content, features, cfg, styles, targets, init_image)
+    cfg = for_device(cfg, content.device, strict=False)
+    began = time.perf_counter()
+    match = luminance_match_for(content, cfg)
+    style_targets = _targets(content, features, cfg, styles, targets, match)
+    blend = cfg.blend_weights(len(style_targets))
+    height, width = content.shape[-2:]
+    reports: list[ScaleReport] = []
+    image: Tensor | None = None
+    previous_content: Tensor | None = None
+    iterations = cfg.iterations_per_scale()
+    work = _work_per_scale(cfg, height, width)
+    done_work = 0.0  # pixel-iterations run in the scales before this one
+    for index, (side, style_side) in enumerate(zip(cfg.sides(), cfg.style_sides(), strict=True)):
+        size = fit_size(height, width, side)
+        scale_rgb = resize(content, size)
+        scale_content = _variable_space(scale_rgb, cfg)
+        start = _start_image(index, image, scale_content, size, cfg, init_image, previous_content)
+        previous_content = scale_content
+        grams = blend_targets(style_targets, blend, style_side)
+        coarser = _coarser_levels(cfg, index, side, style_targets, blend, (height, width))
+        boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
+        tiles = max(1, len(boxes))
+        hook = _progress_hook(on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
+                              lambda best, c=scale_rgb: _preview(best, c, cfg), done_work, work[index], sum(work[index + 1:]))
+        where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
+        if tiles > 1:
+            outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, coarser, iterations[index], hook, report_every,
+                                      where)
+        else:
+            objective = build_objective(features, cfg, scale_content, grams, coarser)
+            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
+        # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
+        # between scales and at the end instead.
+        image = outcome.image.clamp(0, 1)
+        done_work += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
+        reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles,
+                                   outcome.stopped_early, outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
+    assert image is not None
+    if cfg.preserve_color:
+        image = recombine(image, resize(content, tuple(image.shape[-2:])))
+    return StylizeResult(image=image.detach(), scales=tuple(reports))
+
+
+def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
+                    coarser: Sequence[Level], iterations: int, hook: IterationHook | None, report_every: int, where: str) -> ScaleOutcome:
+    """One scale in tiles (see :mod:`nst_batch.core.tiles`); reported as one scale whose iterations are
+    the tiles' iterations end to end."""
+    began = time.perf_counter()
+    outcomes: list[ScaleOutcome] = []
+
+    def optimise_box(index: int, start_patch: Tensor, content_patch: Tensor) -> Tensor:
+        offset = index * iterations
+
+        def tile_hook(event: IterationEvent) -> None:
+            if hook is not None and not event.scale_done:  # the scale is done after the last tile, below
+                hook(IterationEvent(offset + event.iteration, event.losses))
+
+        objective = build_objective(features, cfg, content_patch, grams, coarser)
+        outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
+                                 where=f"{where}tile {index + 1}/{len(boxes)}, ")
+        outcomes.append(outcome)
+        # Clamped per tile: the next tile's overlap starts from these pixels.
+        return outcome.image.clamp(0, 1)
+
+    image = optimise_in_tiles(start, content, boxes, cfg.tile_overlap, optimise_box)
+    areas = [h * w for _, _, h, w in boxes]
+    keys = set.intersection(*(set(o.losses) for o in outcomes)) if outcomes else set()
+    losses = {k: sum(a * o.losses[k] for a, o in zip(areas, outcomes, strict=True)) / sum(areas) for k in sorted(keys)}
+    done = sum(o.iterations for o in outcomes)
+    stopped_early = all(o.stopped_early for o in outcomes)
+    if hook is not None:
+        hook(IterationEvent(done, losses, True, stopped_early, image))
+    graphed = [o.graphed for o in outcomes if o.graphed is not None]
+    errors = [o.capture_error for o in outcomes if o.capture_error]
+    return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began, all(graphed) if graphed else None,
+                        errors[0] if errors else "")
+
+
+def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
+                  targets: Sequence[StyleTargets], init_image: Tensor | None) -> None:
+    if content.dim() != 4 or content.shape[:2] != (1, 3):
+        raise ValueError(f"expected a content image of shape (1, 3, H, W), got {tuple(content.shape)}")
+    if bool(styles) == bool(targets):
+        raise ValueError("give either style images or precomputed style targets, not both or neither")
+    if cfg.init == "image" and init_image is None:
+        raise ConfigError("init 'image' needs an init image (init_image)", settings=["init"])
+    needed = cfg.layers[-1]
+    if needed not in features.names:
+        raise ValueError(f"the VGG features stop at {features.last_layer}, but the losses need {needed}")
+    if features.pooling != cfg.pooling:
+        raise ValueError(f"the VGG features use {features.pooling} pooling, the config asks for {cfg.pooling}")
+
+
+def _targets(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
+             targets: Sequence[StyleTargets], match: tuple[float, float] | None) -> list[StyleTargets]:
+    if targets:
+        check_targets(targets, target_spec(cfg, features, match), cfg.style_sides())
+        return [t.to(content.device) for t in targets]
+    return [compute_style_targets(s, features, cfg, luminance_match=match) for s in styles]
+
+
+def _variable_space(rgb: Tensor, cfg: StyleConfig) -> Tensor:
+    """The space the pixels are optimised in: RGB, or luminance only with preserve_color."""
+    return luminance(rgb) if cfg.preserve_color else rgb
+
+
+def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tuple[int, int],
+                 cfg: StyleConfig, init_image: Tensor | None, previous_content: Tensor | None = None) -> Tensor:
+    if previous is not None:
+        if cfg.upsample == "residual" and previous_content is not None:
+            # The content at this scale plus what the coarser scale changed, upsampled: the
+            # stylization carries over, and the content's fine detail is not blurred away.
+            return (content + resize_unclamped(previous - previous_content, size)).clamp(0, 1)
+        return resize(previous, size)  # coarse-to-fine: continue from the upsampled result
+    if cfg.init == "content":
+        return content.clone()
+    if cfg.init == "noise":
+        # Drawn on the CPU from a seeded generator, then moved: the same noise on every device.
+        generator = torch.Generator().manual_seed(cfg.seed)
+        return torch.rand(content.shape, generator=generator, dtype=torch.float32).to(content.device)
+    assert init_image is not None
+    return _variable_space(resize(init_image.to(content.device), size), cfg)
+
+
+# (the downscale factor, the Gram targets at that size, and the coarser scale's exact (h, w) for
+# an image of this scale's full size, or None)
+Level = tuple[float, dict[str, Tensor], tuple[tuple[int, int], tuple[int, int]] | None]
+
+
+def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float],
+                    content_hw: tuple[int, int] | None = None) -> list[Level]:
+    """The coarser scales' Gram targets, each with the factor that downscales this scale to it. With
+    the content's size, the whole image is downscaled to exactly the size that scale ran at: the
+    factor alone can round 1 px off it, and on a GPU each new shape costs cuDNN another tuning."""
+    if cfg.coarse_style_share <= 0:
+        return []
+    sides, style_sides = cfg.sides(), cfg.style_sides()
+    here = fit_size(*content_hw, side) if content_hw else None
+    return [(sides[j] / side, blend_targets(targets, blend, style_sides[j]),
+             (here, fit_size(*content_hw, sides[j])) if content_hw and here else None) for j in range(index)]
+
+
+def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor],
+                    coarser: Sequence[Level] = ()) -> Objective:
+    """The loss of Gatys et al.: content at ``cfg.content_layers``, Gram matrices at the style
+    layers, total variation. With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
+    and style terms is the same loss on the image downscaled to each of them, against the content
+    and the Gram targets at that size (see ``StyleConfig.coarse_style_share``)."""
+    levels = [(f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
+    own = 1.0 - cfg.coarse_style_share if levels else 1.0
+    terms_at = [(own, 1.0, None, _level_loss(features, cfg, content, style_grams))]
+    terms_at += [((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g)) for f, g, exact in levels]
+
+    def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        c: Tensor | float = 0.0
+        s: Tensor | float = 0.0
+        for weight, factor, exact, loss in terms_at:
+            lc, ls = loss(x if factor == 1.0 else _downscale(x, factor, exact))
+            c, s = c + weight * lc, s + weight * ls
+        terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
+        if cfg.tv_weight > 0:
+            terms["tv"] = cfg.tv_weight * total_variation(x)
+        total = sum(terms.values())
+        return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
+
+    return objective  # type: ignore[return-value]
+
+
+def scale_objective(content: Tensor, features: VGGFeatures, cfg: StyleConfig, targets: Sequence[StyleTargets],
+                    index: int = -1) -> tuple[Tensor, Objective]:
+    """The content at scale ``index`` (default: the output size) of a run of ``cfg``, and the
+    objective the loop minimises there: to judge any image of that size by the run's own loss
+    (the benchmarks compare a bf16 run's output with an fp32 run's in fp32 this way)."""
+    cfg = for_device(cfg, content.device, strict=False)
+    sides = cfg.sides()
+    index = index % len(sides)
+    blend = cfg.blend_weights(len(targets))
+    scale_content = _variable_space(resize(content, fit_size(*content.shape[-2:], sides[index])), cfg)
+    grams = blend_targets(targets, blend, cfg.style_sides()[index])
+    coarser = _coarser_levels(cfg, index, sides[index], targets, blend, tuple(content.shape[-2:]))
+    return scale_content, build_objective(features, cfg, scale_content, grams, coarser)
+
+
+def _downscale(x: Tensor, factor: float, exact: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Tensor:
+    """``x`` downscaled by ``factor``; to the coarser scale's own size when ``x`` is the whole image
+    (a tile has no such size: it scales by the factor)."""
+    if exact is not None and tuple(x.shape[-2:]) == exact[0]:
+        return resize_unclamped(x, exact[1])
+    return resize_unclamped(x, (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor))))
+
+
+def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor,
+                style_grams: dict[str, Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """(content loss, style loss), unweighted, of an image the size of ``content``."""
+    layers, layer_weights = cfg.layers, cfg.layer_weights()
+    with torch.no_grad(), autocast(content.device, cfg.precision):
+        content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
+
+    def loss(x: Tensor) -> tuple[Tensor, Tensor]:
+        with autocast(x.device, cfg.precision):
+            feats = features(_rgb(x, cfg), layers)
+        c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
+        s = sum(layer_weights[k] * gram_style_loss(feats[k], style_grams[k]) for k in cfg.style_layers)
+        return c, s  # type: ignore[return-value]
+
+    return loss
+
+
+def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:
+    return gray_to_rgb(x) if cfg.preserve_color else x
+
+
+def _preview(best: Tensor, content_rgb: Tensor, cfg: StyleConfig) -> Tensor:
+    """The best iterate as an RGB image in [0, 1] (a copy: the optimiser keeps its buffer)."""
+    if cfg.preserve_color:
+        return recombine(best.clamp(0, 1), content_rgb)
+    return best.clamp(0, 1)
+
+
+def _work_per_scale(cfg: StyleConfig, height: int, width: int) -> list[float]:
+    """Planned work of each scale, in pixel-iterations: an iteration costs about the same per
+    pixel at every size, so this is what an ETA must weigh (a 512-px scale's iteration is ~4x a
+    256-px one's)."""
+    work = []
+    for side, iterations in zip(cfg.sides(), cfg.iterations_per_scale(), strict=True):
+        h, w = fit_size(height, width, side)
+        work.append(float(h * w * iterations))
+    return work
+
+
+def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int, size: tuple[int, int], max_iterations: int,
+                   began: float, preview: Callable[[Tensor], Tensor], done_before: float, scale_work: float,
+                   later_work: float) -> IterationHook | None:
+    if on_step is None:
+        return None
+    per_iteration = scale_work / max(1, max_iterations)
+
+    def hook(event: IterationEvent) -> None:
+        # The elapsed time is taken before the preview is made, so previews do not count as work.
+        elapsed = time.perf_counter() - began
+        image = preview(event.image) if event.image is not None and _wants_images(on_step) else None
+        left = later_work + (0.0 if event.scale_done else per_iteration * (max_iterations - event.iteration))
+        on_step(StepInfo(index, num_scales, size[0], size[1], event.iteration, max_iterations, elapsed, event.losses,
+                         event.scale_done, event.stopped_early, image, done_before + per_iteration * event.iteration, left))
+
+    return hook
+
+
+def _wants_images(on_step: ProgressCallback) -> bool:
+    """Previews cost a copy of the image; callbacks opt in with a ``wants_images = True`` attribute."""
+    return bool(getattr(on_step, "wants_images", False))

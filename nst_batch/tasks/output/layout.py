@@ -1,0 +1,83 @@
+"""Every name a run writes under its output root, in one place: outputs and their sidecars, the
+thumbnails, the live view, the style-target cache, the summary and the gallery, and the names a
+pair may therefore not take.
+
+Names here are relative to the output root (the gallery links with them); :class:`OutputLayout`
+joins them to a root (a folder or ``s3://bucket/prefix``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from nst_batch.tasks.output.storage import join
+
+GALLERY_NAME = "index.html"
+SUMMARY_NAME = "summary.json"
+# A pair may not be called so (case-insensitively, for case-insensitive file systems): its sidecar
+# would be overwritten by the summary, its output by the gallery.
+RESERVED_NAMES = frozenset({"summary", "index"})
+CACHE_DIR = ".cache/style-targets"
+THUMBS_DIR = "thumbs"
+ORIGINALS_DIR = "thumbs/originals"
+LIVE_DIR = "live"
+LIVE_RUN = f"{LIVE_DIR}/run.json"  # the run in progress: who writes the live view, how far it got
+PROBE_PREFIX = ".nst-cluster-check-"  # a cluster check's probe file, written and removed by each worker
+
+
+def sidecar_name(name: str) -> str:
+    return f"{name}.json"
+
+
+def output_file(name: str, format: str) -> str:
+    return f"{name}.{format}"
+
+
+def pair_thumb(name: str) -> str:
+    """A pair's thumbnail."""
+    return f"{THUMBS_DIR}/{name}.jpg"
+
+
+def original_thumb(uri: str) -> str:
+    """The thumbnail of an input (a photo or a painting)."""
+    return f"{ORIGINALS_DIR}/{hashlib.sha256(uri.encode()).hexdigest()[:20]}.jpg"
+
+
+def live_image(name: str) -> str:
+    """A running pair's current image."""
+    return f"{LIVE_DIR}/{name}.jpg"
+
+
+def live_state(name: str) -> str:
+    """A running pair's progress."""
+    return f"{LIVE_DIR}/{name}.json"
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """The names above under one output root."""
+
+    root: str
+    format: str = "png"
+
+    def uri(self, relative: str) -> str:
+        return join(self.root, relative)
+
+    def output(self, name: str) -> str:
+        return self.uri(output_file(name, self.format))
+
+    def sidecar(self, name: str) -> str:
+        return self.uri(sidecar_name(name))
+
+    @property
+    def cache_root(self) -> str:
+        return self.uri(CACHE_DIR)
+
+    @property
+    def summary(self) -> str:
+        return self.uri(SUMMARY_NAME)
+
+    @property
+    def gallery(self) -> str:
+        return self.uri(GALLERY_NAME)

@@ -1,0 +1,334 @@
+"""Where bytes live: one small interface, a local and an S3 implementation, chosen by URI.
+
+URIs are either ``s3://bucket/key`` or local paths. S3 settings come from the standard AWS
+configuration (environment, ``~/.aws``), including ``AWS_ENDPOINT_URL``, so MinIO and other
+S3-compatible stores work. boto3 is imported only when an S3 URI is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any, Protocol
+
+from nst_batch.tasks.errors import InputError, OutputRootError, StorageError
+from nst_batch.tasks.output.atomic import write_atomic
+
+# Write errors that no other file under the same root would escape: the whole root is down.
+_ROOT_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+_ROOT_WIDE_S3 = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "QuotaExceeded"}
+
+
+class Storage(Protocol):
+    """What the rest of the code asks of a place where bytes live (see :func:`storage_for`)."""
+
+    def read_bytes(self, uri: str) -> bytes:
+        """The whole object; ``FileNotFoundError`` when it does not exist, else :class:`StorageError`."""
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        """The first ``size`` bytes (fewer for a shorter object); errors as :meth:`read_bytes`."""
+
+    def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
+        """Write atomically: readers see the old object, or the complete new one."""
+
+    def exists(self, uri: str) -> bool: ...
+
+    def size(self, uri: str) -> int | None:
+        """The object's size in bytes, or None when it does not exist (one stat or HEAD, as exists)."""
+
+    def list(self, prefix: str) -> list[str]:
+        """Every object under ``prefix`` (a folder or key prefix), as URIs, sorted."""
+
+    def glob(self, pattern: str) -> list[str]:
+        """Objects matching a shell pattern (``*``, ``?``, ``[..]``; ``**`` spans folders), sorted."""
+
+    def delete(self, uri: str) -> None: ...
+
+
+# A URI scheme (two letters or more, so a Windows drive "C:/" is not one) followed by ":/".
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+# S3's bucket naming rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not usable, or None. A string with a scheme must be a well-formed
+    ``s3://bucket/key``: ``s3:/b``, ``S3://b``, ``s3://`` or ``https://...`` are never taken for
+    local paths."""
+    if "\x00" in uri:
+        return f"{uri!r} contains a NUL byte"
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        return None
+    if scheme.group(1) != "s3" or not uri.startswith("s3://"):
+        hint = " (write s3://bucket/key, lowercase, two slashes)" if scheme.group(1).lower() == "s3" else "; only s3:// and local paths are supported"
+        return f"{uri}: not a well-formed s3:// URI{hint}"
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        return f"{uri}: no bucket (write s3://bucket/key)"
+    if not _BUCKET.match(bucket) or ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
+        return f"{uri}: {bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-')"
+    if re.search(r"\?[A-Za-z]+=", key):
+        return f"{uri}: query strings (?versionId=...) are not supported in s3:// URIs"
+    return None
+
+
+def check_uri(uri: str) -> str:
+    """``uri`` itself, or an :class:`InputError` saying why it cannot be used."""
+    problem = uri_problem(uri)
+    if problem:
+        raise InputError(problem)
+    return uri
+
+
+def join(root: str, *parts: str) -> str:
+    if is_s3(root):
+        return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(root, *parts))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    if not is_s3(uri):
+        raise InputError(f"not an s3:// URI: {uri}")
+    check_uri(uri)
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+class LocalStorage:
+    def read_bytes(self, uri: str) -> bytes:
+        return self._read(uri, None)
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        return self._read(uri, size)
+
+    @staticmethod
+    def _read(uri: str, size: int | None) -> bytes:
+        try:
+            if not stat.S_ISREG(os.stat(uri).st_mode) and not os.path.isdir(uri):
+                # A FIFO or a device would block or never end: only regular files are inputs.
+                raise StorageError(f"{uri}: not a regular file")
+            if size is None:
+                return Path(uri).read_bytes()
+            with open(uri, "rb") as f:
+                return f.read(size)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri}: no such file") from None
+        except IsADirectoryError:
+            raise StorageError(f"{uri}: is a directory") from None
+        except OSError as exc:
+            raise StorageError(f"{uri}: cannot read: {exc.strerror or exc}") from None
+
+    def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
+        try:
+            write_atomic(uri, data)
+        except OSError as exc:
+            kind = OutputRootError if exc.errno in _ROOT_WIDE_ERRNOS else StorageError
+            raise kind(f"{uri}: cannot write: {exc.strerror or exc}") from None
+
+    def exists(self, uri: str) -> bool:
+        return Path(uri).is_file()
+
+    def size(self, uri: str) -> int | None:
+        try:
+            info = os.stat(uri)
+        except OSError:
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+    def list(self, prefix: str) -> list[str]:
+        if not os.path.isdir(prefix):
+            return []
+        return sorted(_walk_files(prefix))
+
+    def delete(self, uri: str) -> None:
+        Path(uri).unlink(missing_ok=True)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Regular files matching ``pattern``; ``**`` spans folders, never through a symlinked
+        folder (a link back to a parent would loop for ever)."""
+        base = _fixed_prefix(pattern)
+        if not os.path.isdir(base):
+            return []
+        regex = _glob_regex(os.path.normpath(pattern))
+        return sorted(p for p in _walk_files(base) if regex.match(os.path.normpath(p)))
+
+
+def _walk_files(root: str) -> list[str]:
+    """Regular files under ``root`` (symlinks to files included, symlinked folders not followed)."""
+    found = []
+    for folder, _, files in os.walk(root, followlinks=False):
+        found += [p for p in (os.path.join(folder, f) for f in files) if os.path.isfile(p)]
+    return found
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The folder part of a pattern before its first wildcard."""
+    parts = pattern.split(os.sep)
+    fixed = []
+    for part in parts[:-1]:
+        if re.search(r"[*?\[]", part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or ("/" if pattern.startswith("/") else ".")
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A shell pattern as a regex over whole paths: ``*`` and ``?`` stay within a folder, ``**``
+    spans folders (``a/**/b`` also matches ``a/b``)."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+class S3Storage:
+    """boto3 over any S3-compatible endpoint; transient faults retried with backoff."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Throttling, 5xx answers and dropped connections are retried with exponential backoff
+            # and jitter; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE change it, as for any AWS tool.
+            retries = {"total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "6")), "mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+            self._client = boto3.client("s3", config=Config(retries=retries, connect_timeout=10, read_timeout=60))
+        return self._client
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = split_s3(uri)
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"{uri}: no such object") from None
+            raise StorageError(f"{uri}: cannot read: {_describe(exc)}") from None
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        bucket, key = split_s3(uri)
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(f"{uri}: no such object") from None
+            if _code(exc) == "InvalidRange":  # an empty object
+                return b""
+            raise StorageError(f"{uri}: cannot read: {_describe(exc)}") from None
+
+    def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
+        bucket, key = split_s3(uri)
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            # A PUT is atomic in S3: the object appears complete or not at all.
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+        except Exception as exc:
+            kind = OutputRootError if _code(exc) in _ROOT_WIDE_S3 else StorageError
+            raise kind(f"{uri}: cannot write: {_describe(exc)}") from None
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = split_s3(uri)
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"{uri}: cannot check: {_describe(exc)}") from None
+
+    def size(self, uri: str) -> int | None:
+        bucket, key = split_s3(uri)
+        try:
+            return int(self.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except Exception as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StorageError(f"{uri}: cannot check: {_describe(exc)}") from None
+
+    def list(self, prefix: str) -> list[str]:
+        bucket, key = split_s3(prefix)
+        if key and not key.endswith("/"):
+            key += "/"
+        out: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                out += [f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", [])]
+        except Exception as exc:
+            raise StorageError(f"{prefix}: cannot list: {_describe(exc)}") from None
+        return sorted(out)
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise StorageError(f"{uri}: cannot delete: {_describe(exc)}") from None
+
+    def glob(self, pattern: str) -> list[str]:
+        """``s3://bucket/photos/*.jpg``: list the fixed part, then match the rest."""
+        bucket, key = split_s3(pattern)
+        fixed = key.split("*")[0].split("?")[0].split("[")[0]
+        folder = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+        candidates = self.list(f"s3://{bucket}/{folder}")
+        return [u for u in candidates if fnmatch.fnmatchcase(split_s3(u)[1], key)]
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _describe(exc: Exception) -> str:
+    code = _code(exc)
+    return f"{code}: {exc}" if code else str(exc)
+
+
+_LOCAL = LocalStorage()
+_S3: S3Storage | None = None
+
+
+def storage_for(uri: str) -> Storage:
+    """The storage that holds ``uri``; the S3 client is created once per process."""
+    global _S3
+    if is_s3(uri):
+        if _S3 is None:
+            _S3 = S3Storage()
+        return _S3
+    return _LOCAL
+
+
+def reset_s3_client() -> None:
+    """Forget the cached S3 client (after the AWS settings changed, e.g. in tests)."""
+    global _S3
+    _S3 = None

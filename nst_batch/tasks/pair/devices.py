@@ -1,0 +1,100 @@
+"""Which device each concurrent job runs on: a pool of slots, ``pairs_per_gpu`` per GPU.
+
+At 512 px one pair uses ~0.5 GB of a 80-140 GB GPU and, its loop being launch-bound, leaves the
+GPU idle between launches: two pairs at once, each on its own CUDA stream, measured 1,100 pairs
+per hour on an H200 against 686 for one at a time (four: 782, the Python threads then contend
+for the GIL). So the default is 2 per GPU; ``NST_PAIRS_PER_GPU`` changes it. A CPU runs one job
+at a time: PyTorch already uses every core for one convolution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from nst_batch.core import resolve_device
+from nst_batch.tasks.errors import InputError
+
+PAIRS_PER_GPU_ENV = "NST_PAIRS_PER_GPU"
+DEFAULT_PAIRS_PER_GPU = 2
+
+
+@dataclass(frozen=True)
+class Slot:
+    device: torch.device
+    sharing: int  # how many slots share this device (the memory guard gives each its share)
+
+
+class DevicePool:
+    """Slots checked out for the duration of one job; each GPU has ``pairs_per_gpu`` of them, and
+    a job on a GPU runs on a CUDA stream of its own."""
+
+    def __init__(self, devices: list[torch.device], pairs_per_gpu: int = 1) -> None:
+        self.devices = devices
+        self._free: queue.Queue[Slot] = queue.Queue()
+        for round_ in range(pairs_per_gpu):  # round-robin: the first jobs spread over the GPUs
+            for d in devices:
+                if d.type == "cuda" or round_ == 0:  # a CPU takes one job at a time whatever k is
+                    self._free.put(Slot(d, pairs_per_gpu if d.type == "cuda" else 1))
+        self.size = self._free.qsize()
+        self._streams: dict[int, torch.cuda.Stream] = {}
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[torch.device]:
+        with self.acquire_slot() as slot:
+            yield slot.device
+
+    @contextlib.contextmanager
+    def acquire_slot(self) -> Iterator[Slot]:
+        slot = self._free.get()
+        try:
+            if slot.device.type == "cuda":
+                with torch.cuda.device(slot.device), torch.cuda.stream(self._stream(slot)):
+                    yield slot
+            else:
+                yield slot
+        finally:
+            self._free.put(slot)
+
+    def _stream(self, slot: Slot) -> torch.cuda.Stream:
+        # One stream per thread: a thread holds one slot at a time, and its kernels never wait
+        # behind another pair's on the device's default stream.
+        key = threading.get_ident()
+        if key not in self._streams:
+            self._streams[key] = torch.cuda.Stream(device=slot.device)
+        return self._streams[key]
+
+
+def pairs_per_gpu() -> int:
+    text = os.environ.get(PAIRS_PER_GPU_ENV, str(DEFAULT_PAIRS_PER_GPU))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise InputError(f"{PAIRS_PER_GPU_ENV} must be 1..64, got {text!r}")
+    return value
+
+
+def devices_for(setting: str) -> list[torch.device]:
+    """``auto``: every visible GPU, else the CPU. ``cuda`` means every GPU; ``cpu`` and ``cuda:N`` one device."""
+    if setting in ("auto", "cuda") and torch.cuda.is_available():
+        return [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
+    return [resolve_device(setting)]
+
+
+_pools: dict[str, DevicePool] = {}
+_lock = threading.Lock()
+
+
+def device_pool(setting: str) -> DevicePool:
+    with _lock:
+        if setting not in _pools:
+            _pools[setting] = DevicePool(devices_for(setting), pairs_per_gpu())
+        return _pools[setting]

@@ -1,0 +1,271 @@
+"""Image files <-> tensors: every mode Pillow reads, EXIF rotation, ICC profiles, a pixel limit.
+
+Errors about a file are :class:`ImageInputError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from nst_batch.tasks.errors import InputError, StorageError
+from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
+
+# Our own limit (checked from the header, before decoding) replaces Pillow's global one, so a
+# user who raises ours is not stopped by Pillow's.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_ALPHA_FORMATS = {"PNG", "WEBP"}
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class ImageInputError(InputError):
+    """An input image cannot be used; the message names the file and says why, in one line."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    rgb: Tensor  # (1, 3, H, W) float32 in [0, 1], contiguous, flattened on white if it had alpha
+    alpha: Tensor | None  # (1, 1, H, W) in [0, 1] when the image had transparency
+    original_size: tuple[int, int]  # (width, height) of the file, after EXIF rotation
+    mode: str  # Pillow mode of the file
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """Pillow format name for an output path, from its extension."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise ImageInputError(f"{path}: unsupported output extension {ext or '(none)'!r}; use .png, .jpg, .jpeg or .webp")
+    return FORMATS[ext]
+
+
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
+    """Read and decode an image file (see :func:`decode_image`)."""
+    return decode_image(read_file(path), str(path), max_pixels=max_pixels, max_side=max_side)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a local regular file, or an :class:`ImageInputError` saying why not."""
+    from nst_batch.tasks.output.storage import LocalStorage
+
+    try:
+        return LocalStorage().read_bytes(str(path))
+    except FileNotFoundError:
+        raise ImageInputError(f"{path}: no such file") from None
+    except StorageError as exc:
+        message = str(exc).replace(": is a directory", ": is a directory, not an image")
+        raise ImageInputError(message) from None
+
+
+def probe_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """(format, width, height) of a local image file from its header alone: nothing is decoded,
+    so checking a 100 MP photo costs a few kB of reading. Raises :class:`ImageInputError`."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        missing = "no such file" if Path(path).parent.is_dir() else f"no such file (and no folder {Path(path).parent})"
+        raise ImageInputError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageInputError(f"{path}: is a directory, not an image" if stat.S_ISDIR(info.st_mode) else f"{path}: not a regular file")
+    if info.st_size == 0:
+        raise ImageInputError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            width, height, fmt = image.width, image.height, image.format or "?"
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{path}: not an image file Pillow can read") from None
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # malformed headers raise a variety of errors
+        raise ImageInputError(f"{path}: truncated or corrupt image header ({exc})") from None
+    _check_pixels(path, width, height, max_pixels)
+    return fmt, width, height
+
+
+HEADER_BYTES = 1 << 17  # enough for every format's size fields, past a large EXIF block (JPEG allows 64 kB)
+
+
+def probe_image_header(head: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Check the first bytes of a file: an image Pillow knows, within ``max_pixels``. A header
+    Pillow cannot finish parsing from these bytes alone passes: decoding checks it again."""
+    if not head:
+        raise ImageInputError(f"{name}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        if len(head) < HEADER_BYTES:  # the whole file was read: it is not an image
+            raise ImageInputError(f"{name}: not an image file Pillow can read") from None
+        raise ImageInputError(f"{name}: not an image file Pillow can read (checked its first {len(head):,} bytes)") from None
+    except Exception:
+        return
+    _check_pixels(name, width, height, max_pixels)
+
+
+def _check_pixels(name: str | os.PathLike[str], width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageInputError(
+            f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
+            "(a guard against decompression bombs; raise max_pixels)",
+            settings=["max_pixels"],
+        )
+
+
+def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
+    """Decode image bytes to an RGB tensor in [0, 1].
+
+    ``max_side`` downsizes (never enlarges) large images while decoding, which keeps a 50 MP
+    photo from costing gigabytes when the output is 512 px.
+    """
+    if not data:
+        raise ImageInputError(f"{name}: empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{name}: not an image file Pillow can read") from None
+    except Exception as exc:  # malformed headers raise a variety of errors
+        raise ImageInputError(f"{name}: truncated or corrupt image header ({exc})") from None
+    width, height = image.size
+    _check_pixels(name, width, height, max_pixels)
+    if width < 1 or height < 1:
+        raise ImageInputError(f"{name}: image has no pixels ({width}x{height})")
+    original = _upright_size(image)  # before draft(), which shrinks JPEGs while decoding
+    try:
+        if max_side is not None and image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced DCT scale
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ... should be converted"
+            image.load()
+            declared = _declared_top(image)  # before exif_transpose, whose copy has no TIFF tags
+            image = ImageOps.exif_transpose(image)
+    except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ValueError, ...
+        raise ImageInputError(f"{name}: truncated or corrupt image data ({exc})") from None
+    mode = image.mode
+    rgb, alpha = _to_rgb_and_alpha(image, declared)
+    if max_side is not None and max(rgb.size) > max_side:
+        size = _fit(rgb.size, max_side)
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+        alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
+    return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, original, mode)
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the file as shown, after its EXIF rotation (orientations 5-8 swap the sides)."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: exif_transpose ignores it too
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    ratio = max_side / max(w, h)
+    return max(1, round(w * ratio)), max(1, round(h * ratio))
+
+
+def _to_rgb_and_alpha(image: Image.Image, declared_top: float | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """RGB (flattened on white where transparent) and the alpha channel, if any."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        image = _high_bit_depth_to_l(image, declared_top)
+    image = _to_srgb(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return image.convert("RGB"), None
+    rgba = image.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB"), alpha
+
+
+def _high_bit_depth_to_l(image: Image.Image, declared_top: float | None = None) -> Image.Image:
+    """16-bit (and 32-bit int/float) grayscale -> 8-bit L by scaling, not by clipping at 255
+    as ``convert("L")`` does."""
+    array = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        top = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
+    elif image.mode.startswith("I;16"):
+        top = 65535.0
+    else:  # 32-bit integers: the range the file declares, else 16 bits (16-bit PNGs open as I) or 32
+        top = declared_top or (65535.0 if array.max(initial=0.0) <= 65535 else float(2**32 - 1))
+    return Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+
+
+def _declared_top(image: Image.Image) -> float | None:
+    """White for an integer TIFF: the range its BitsPerSample and SampleFormat declare (8, 16 or
+    32 bits, signed or not; a signed image's negative values are below black). Dividing a 32-bit
+    TIFF by 65535, as before, made it almost white."""
+    tags = getattr(image, "tag_v2", None)
+    if image.mode != "I" or tags is None or not tags.get(258):
+        return None
+    try:
+        bits = tags.get(258)
+        bits = int(bits[0] if isinstance(bits, tuple) else bits)
+        sample_format = tags.get(339) or 1
+        signed = int(sample_format[0] if isinstance(sample_format, tuple) else sample_format) == 2
+    except (TypeError, ValueError, IndexError):
+        return None
+    return float(2 ** (bits - signed) - 1) if 1 < bits <= 64 else None
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Convert through an embedded ICC profile (Adobe RGB photos, CMYK print files) to sRGB."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out_mode = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=out_mode)
+        return converted if converted is not None else image
+    except Exception:  # a broken profile: fall back to Pillow's plain conversion
+        return image
+
+
+def _to_tensor(image: Image.Image) -> Tensor:
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].contiguous()
+
+
+def encode_image(image: Tensor, fmt: str, *, alpha: Tensor | None = None, quality: int = 95) -> bytes:
+    """(1, 3, H, W) in [0, 1] -> file bytes in ``fmt`` (PNG, JPEG or WEBP). ``alpha`` (1, 1, h, w)
+    is resized to the image and kept where the format can hold it."""
+    array = (image.detach().float().cpu()[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    pil = Image.fromarray(array, mode="RGB")
+    if alpha is not None and fmt in _ALPHA_FORMATS:
+        a = Image.fromarray((alpha.float().cpu()[0, 0].clamp(0, 1).numpy() * 255).round().astype(np.uint8), mode="L")
+        pil.putalpha(a.resize(pil.size, Image.Resampling.LANCZOS))
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        pil.save(buffer, "JPEG", quality=quality, subsampling=0, optimize=True)  # 4:4:4 keeps brush strokes crisp
+    elif fmt == "WEBP":
+        pil.save(buffer, "WEBP", quality=quality, method=4)
+    else:
+        pil.save(buffer, "PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def thumbnail(image: Tensor, max_side: int = 256) -> bytes:
+    """A small JPEG of (1, 3, H, W) in [0, 1], for galleries."""
+    array = (image.detach().float().cpu()[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    pil = Image.fromarray(array, mode="RGB")
+    pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    pil.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()

@@ -1,0 +1,401 @@
+"""The work of one batch, as plain functions (the Prefect tasks in ``nst_batch.tasks.running.prefect_tasks`` wrap
+them): style targets through a cache, one pair from storage to storage, skip-if-unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from PIL import Image
+
+from nst_batch.core import (
+    ProgressCallback,
+    StyleConfig,
+    StyleTargets,
+    TargetSpec,
+    VGGFeatures,
+    compute_style_targets,
+    configure_backends,
+    for_device,
+    luminance_match_for,
+    stylize,
+    targets_from_bytes,
+    targets_to_bytes,
+)
+from nst_batch.core.targets import target_spec
+from nst_batch.tasks.errors import OutputRootError, TaskError
+from nst_batch.tasks.output.layout import original_thumb, pair_thumb
+from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.pair.devices import device_pool
+from nst_batch.tasks.pair.images import HEADER_BYTES, decode_image, encode_image, probe_image_header, thumbnail
+from nst_batch.tasks.pair.memory_guard import check_fits
+from nst_batch.tasks.pair.models import get_features, get_weights
+from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
+from nst_batch.tasks.pair.stylize_files import check_aspect
+from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+
+# Bump when a change to the code changes outputs for the same inputs and parameters: it is part
+# of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
+PIPELINE_VERSION = "1"
+
+
+class PairFailed(TaskError):
+    """One pair cannot be produced; the message is the one-line reason for the summary."""
+
+
+# Output roots that took no more files in this process, with why: a later pair for them is not
+# computed (its write would fail the same way after minutes of optimisation). Per process: with
+# threads that is the whole run; each Dask worker learns it from its own first failed write.
+_ROOTS_DOWN: dict[str, str] = {}
+_ROOTS_LOCK = threading.Lock()
+NOT_RUN = "not run: the output root takes no more files"
+
+
+def root_down(root: str) -> str | None:
+    with _ROOTS_LOCK:
+        return _ROOTS_DOWN.get(root)
+
+
+def _mark_root_down(root: str, exc: BaseException) -> None:
+    with _ROOTS_LOCK:
+        _ROOTS_DOWN.setdefault(root, " ".join(str(exc).split()))
+
+
+def reset_roots_down() -> None:
+    """Forget the roots found down (a new run may find the disk freed)."""
+    with _ROOTS_LOCK:
+        _ROOTS_DOWN.clear()
+
+
+@dataclass(frozen=True)
+class TargetsOutcome:
+    targets: StyleTargets
+    key: str
+    cached: bool  # read from the cache, not computed here
+    rejected: str = ""  # why a cache entry found under this key was not used (then recomputed)
+    by_this_run: bool = True  # computed by this flow run (here, or by its style task): not a cache hit
+
+    @property
+    def hit(self) -> bool:
+        """The one definition of a cache hit, for the sidecar and the summary alike: targets an
+        earlier run made. Targets this run's style task made and a pair then read are not one."""
+        return not self.by_this_run
+
+
+# A cache entry is one JSON line naming what it holds, then the targets: read back, the line must
+# name the key it was asked for and the style's sha256, and the payload must hash as it says (two
+# entries swapped on disk once gave a pair the other painting's style, reported as a cache hit).
+_ENTRY_MAGIC = "nst-style-targets"
+
+
+def cache_entry(key: str, style_sha256: str, payload: bytes, run_id: str = "") -> bytes:
+    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_bytes(payload), "run_id": run_id}
+    return json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+
+
+def entry_run_id(data: bytes) -> str:
+    """The flow run that wrote a cache entry ('' when unknown)."""
+    try:
+        header = json.loads(data.partition(b"\n")[0])
+    except ValueError:
+        return ""
+    return str(header.get("run_id") or "") if isinstance(header, dict) else ""
+
+
+def read_cache_entry(data: bytes, key: str, style_sha256: str) -> bytes:
+    """The targets' bytes of a cache entry, once it proves to be the entry for ``key`` and this
+    style; ``ValueError`` saying why not."""
+    line, newline, payload = data.partition(b"\n")
+    try:
+        header = json.loads(line) if newline else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("magic") != _ENTRY_MAGIC:
+        raise ValueError("not a style-target cache entry of this version")
+    if header.get("key") != key:
+        raise ValueError(f"the entry is for key {str(header.get('key'))[:32]!r}, not {key!r}")
+    if header.get("style_sha256") != style_sha256:
+        raise ValueError("the entry was made from another style image")
+    if header.get("payload_sha256") != sha256_bytes(payload):
+        raise ValueError("its contents do not match their hash (damaged)")
+    return payload
+
+
+def read(uri: str, max_pixels: int) -> bytes:
+    """An input's bytes, once its header says it is an image within ``max_pixels``: a 2 GB file
+    that is not one is refused after reading a few kB, not the whole of it."""
+    storage = storage_for(uri)
+    try:
+        probe_image_header(storage.read_head(uri, HEADER_BYTES), uri, max_pixels=max_pixels)
+        return storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise PairFailed(f"{uri}: no such file") from None
+    except Exception as exc:
+        raise PairFailed(str(exc)) from None
+
+
+def targets_cache_key(style_sha256: str, spec: TargetSpec, sides: tuple[int, ...]) -> str:
+    """Cache key of one style's targets: its bytes and everything that shapes its Gram matrices."""
+    material = {"style": style_sha256, "spec": asdict(spec), "sides": sorted(sides), "v": PIPELINE_VERSION}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings,
+                           *, match: tuple[float, float] | None = None, force: bool = False) -> TargetsOutcome:
+    """Targets from the cache beside the outputs, or computed and stored there. A cache entry that
+    fails validation is recomputed, never trusted."""
+    sides = cfg.style_sides()
+    spec = target_spec(cfg, features, match)
+    style_sha = sha256_bytes(style_bytes)
+    key = targets_cache_key(style_sha, spec, sides)
+    uri = join(settings.cache_root, f"{key}.pt")
+    storage = storage_for(uri)
+    rejected = ""
+    if not force and storage.exists(uri):
+        try:
+            data = storage.read_bytes(uri)
+            cached = targets_from_bytes(read_cache_entry(data, key, style_sha))
+            if cached.spec == spec and set(sides) <= set(cached.sides):
+                mine = bool(settings.run_id) and entry_run_id(data) == settings.run_id
+                return TargetsOutcome(cached, key, cached=True, by_this_run=mine)
+            rejected = "the entry holds targets for other settings"
+        except FileNotFoundError:
+            pass  # vanished since exists(): recompute below
+        except (ValueError, TaskError) as exc:  # corrupt, swapped, unreadable: recomputed, never trusted
+            rejected = " ".join(str(exc).split())[:200]
+    style = decode_image(style_bytes, style_uri, max_pixels=settings.max_pixels, max_side=max(sides))
+    check_aspect(style, cfg, style_uri, style=True)
+    storage.write_bytes(join(settings.output_root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
+    device = next(iter(features.parameters())).device
+    targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
+    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), settings.run_id), "application/octet-stream")
+    return TargetsOutcome(targets, key, cached=False, rejected=rejected)
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _features_for(cfg: StyleConfig, settings: BatchSettings, device: Any) -> VGGFeatures:
+    return get_features(settings.weights, settings.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
+
+
+def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool = False) -> dict[str, Any]:
+    """The flow's style task: make sure this style's targets for these parameters are cached."""
+    cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    data = read(style_uri, settings.max_pixels)
+    with device_pool(settings.device).acquire() as device:
+        cfg = for_device(cfg, device)
+        outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
+    return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
+
+
+def shares_targets(cfg: StyleConfig) -> bool:
+    """Whether a style's targets are independent of the content (not so for luminance matching)."""
+    return not (cfg.preserve_color and cfg.match_luminance)
+
+
+def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str) -> str:
+    material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
+                "format": settings.format, "quality": settings.quality, "v": PIPELINE_VERSION}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, Any] | None, str]:
+    """The pair's sidecar when it exists and the output checks out against it, else None, with
+    the reason an existing output does not (it is then produced again)."""
+    sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
+    storage = storage_for(sidecar_uri)
+    try:
+        size = storage.size(output_uri)
+        if size is None:
+            return None, ""
+        sidecar = json.loads(storage.read_bytes(sidecar_uri))
+        if not isinstance(sidecar, dict):
+            return None, ""
+        problem = output_problem(storage, output_uri, size, sidecar, settings.verify)
+    except (ValueError, FileNotFoundError, TaskError):
+        return None, ""
+    return (None, problem) if problem else (sidecar, "")
+
+
+def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], verify: bool) -> str:
+    """Why the output at ``uri`` is not the one its sidecar describes ('' when it is). By default
+    its size and its header (a few kB: an image of the recorded size); ``verify``: its sha256 too.
+    Measured on 10,000 tiny pairs: see docs/manifest.md, "Collections of any size"."""
+    expected = sidecar.get("output_bytes")
+    if isinstance(expected, int) and size != expected:
+        return f"the output is {size:,} bytes, its sidecar says {expected:,}"
+    try:
+        head = storage.read_head(uri, HEADER_BYTES)
+        with Image.open(io.BytesIO(head)) as image:
+            shape = list(image.size)
+    except Exception:
+        return "the output does not decode as an image"
+    recorded = sidecar.get("output_size")
+    if isinstance(recorded, list) and recorded != shape:
+        return f"the output is {shape[0]}x{shape[1]}, its sidecar says {recorded[0]}x{recorded[1]}"
+    if verify:
+        digest = sidecar.get("output_sha256")
+        if not isinstance(digest, str) or sha256_bytes(storage.read_bytes(uri)) != digest:
+            return "the output's sha256 is not the one its sidecar records"
+    return ""
+
+
+def likely_done(pairs: Sequence[PairJob], settings: BatchSettings, force: bool) -> int:
+    """How many pairs already have an output and a sidecar (one listing of the output root): a
+    re-run most likely skips them, so the ETA leaves them out. Not a verdict: the skip itself is
+    decided per pair (its inputs' hashes, its output's check)."""
+    if force or not pairs:
+        return 0
+    try:
+        present = set(storage_for(settings.output_root).list(settings.output_root))
+    except TaskError:
+        return 0
+    return sum(settings.sidecar_uri(p.name) in present and settings.output_uri(p.name) in present for p in pairs)
+
+
+def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
+    return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
+
+
+def written_by_this_run(pair: PairJob, settings: BatchSettings) -> dict[str, Any] | None:
+    """The row of a pair whose task broke off (its worker died, the cluster went away) but which
+    this run had already written, output and sidecar; None when it had not."""
+    sidecar, _ = _sidecar_of_done(pair, settings)
+    return _done_row(pair.row(settings), sidecar, settings) if sidecar is not None and _by_this_run(sidecar, settings) else None
+
+
+def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
+    """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
+    worker died finds the pairs its first attempt wrote): counted as produced, once, with the
+    figures of that attempt; produced by an earlier run: skipped."""
+    if not _by_this_run(sidecar, settings):
+        return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
+    cache = sidecar.get("style_cache", [])
+    return {**row, "status": "produced", "target_keys": [c["key"] for c in cache], "computed_keys": [c["key"] for c in cache if not c["hit"]],
+            "final_losses": sidecar.get("final_losses"), "iterations": sidecar.get("iterations"),
+            "wall_time_s": sidecar.get("wall_time_s"), "timings": sidecar.get("timings", {}), "worker": sidecar.get("worker")}
+
+
+def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> dict[str, Any]:
+    """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
+    down = root_down(settings.output_root)
+    if down:
+        raise PairFailed(f"{NOT_RUN} ({down})")
+    began = time.perf_counter()
+    cfg = pair.config()
+    content_bytes = read(pair.content_uri, settings.max_pixels)
+    style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
+    weights = _weights_identity(settings)
+    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
+    row = pair.row(settings)
+    done, redo = _sidecar_of_done(pair, settings)
+    done = done if done is not None and done.get("fingerprint") == fingerprint else None
+    if done is not None and (not force or _by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
+        return _done_row(row, done, settings)
+    if redo:
+        row["redone"] = redo  # an output that did not check out: produced again, and the summary says why
+    try:
+        return {**row, **_produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)}
+    except PairFailed:
+        raise
+    except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
+        if isinstance(exc, OutputRootError):
+            _mark_root_down(settings.output_root, exc)
+        raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
+def _weights_identity(settings: BatchSettings) -> str:
+    try:
+        return get_weights(settings.weights, settings.weights_preprocessing).identity
+    except Exception as exc:
+        raise PairFailed(f"weights {settings.weights}: {exc}") from None
+
+
+class _Timings(dict):  # type: ignore[type-arg]
+    """Seconds per phase of a pair: where its time goes besides the optimisation (decoding, the
+    memory guard and style targets, encoding and writing), recorded in its sidecar."""
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[phase] = round(self.get(phase, 0.0) + time.perf_counter() - began, 4)
+
+
+def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
+             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
+    timings = _Timings()
+    with timings("decode"):
+        content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
+        check_aspect(content, cfg, pair.content_uri)
+    with device_pool(settings.device).acquire_slot() as slot:
+        device = slot.device
+        with timings("setup"):
+            cfg = for_device(cfg, device)
+            check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri, sharing=slot.sharing)
+            features = _features_for(cfg, settings, device)
+            match = luminance_match_for(content.rgb, cfg)
+            outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
+                        for s, data in zip(pair.styles, style_bytes, strict=True)]
+            configure_backends(device)
+        with timings("stylize"):
+            result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes], on_step=on_step)
+            image = result.image.cpu()  # waits for the GPU: the optimisation's time, not the encoder's
+    with timings("write"):
+        written = _write_images(pair, settings, image, content)
+    sidecar = {
+        "name": pair.name,
+        "fingerprint": fingerprint,
+        "output": settings.output_uri(pair.name),
+        "output_bytes": len(written),  # a re-run's skip checks the output against these
+        "output_sha256": sha256_bytes(written),
+        "content": {"uri": pair.content_uri, "sha256": sha256_bytes(content_bytes), "size": list(content.original_size)},
+        "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
+        "format": settings.format,
+        **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
+        "style_cache": [{"style": s.uri, "key": o.key, "hit": o.hit, **({"rejected": o.rejected} if o.rejected else {})}
+                        for s, o in zip(pair.styles, outcomes, strict=True)],
+        **run_record(cfg, get_weights(settings.weights, settings.weights_preprocessing), result, device, began),
+        "pipeline_version": PIPELINE_VERSION,
+        "run_id": settings.run_id,  # the flow run that wrote it
+        "worker": worker_address(),  # the Dask worker that produced it (None outside a cluster)
+        "timings": dict(timings),  # seconds: decode, setup (guard, features, style targets), stylize, write
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # the gallery shows it for later skips
+    }
+    # The sidecar goes last: it is what marks the pair as done for a re-run.
+    uri = settings.sidecar_uri(pair.name)
+    storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
+    # Which targets this pair used, and which it had to compute itself: the flow tells, from these
+    # and its style tasks, which were made by this run and which came from an earlier one.
+    return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.hit],
+            "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
+            "timings": dict(timings), "worker": sidecar["worker"]}
+
+
+def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: Any) -> bytes:
+    """The output, its thumbnail, and the photo's thumbnail (the gallery heads its rows with the
+    photos, and its columns with the paintings, written where a style is decoded: small copies,
+    rewritten by every pair that uses them)."""
+    fmt = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[settings.format]
+    output_uri = settings.output_uri(pair.name)
+    storage = storage_for(output_uri)
+    data = encode_image(image, fmt, alpha=content.alpha, quality=settings.quality)
+    storage.write_bytes(output_uri, data, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
+    storage.write_bytes(join(settings.output_root, pair_thumb(pair.name)), thumbnail(image), "image/jpeg")
+    storage.write_bytes(join(settings.output_root, original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
+    return data

@@ -1,0 +1,26 @@
+"""How and where to run, as opposed to what to compute (:class:`nst_batch.core.StyleConfig`): the one
+place for these defaults. Free of PyTorch, so the CLI can show them in ``--help`` at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nst_batch.tasks.errors import InputError
+
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: larger inputs are refused unless the user raises it
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    weights: str = "caffe"  # caffe | torchvision | path to a state-dict file
+    weights_preprocessing: str | None = None  # for a state-dict file: caffe (default) | torchvision
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    quality: int = 95  # JPEG / WebP
+    deterministic: bool = False  # cuDNN deterministic algorithms (CPU runs are always repeatable)
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise InputError(f"max_pixels must be >= 1, got {self.max_pixels}", settings=["max_pixels"])
+        if not 1 <= self.quality <= 100:
+            raise InputError(f"quality must be 1..100, got {self.quality}", settings=["quality"])

@@ -1,0 +1,512 @@
+"""``index.html`` at an output root: a page a person browses, with no JavaScript.
+
+Rows are contents and columns are styles, both in manifest order (from the last run's
+``summary.json``, whose rows follow the plan), each headed by a thumbnail of the original photo or
+painting. A cell is the stylized thumbnail, linking to the full image, with its parameters,
+losses and timing in a ``<details>`` below it (and on hover); a failed pair's cell says why.
+A swept pair (a manifest ``sweep:``) shows its first point in the grid and all of its points
+side by side below it, in the sweep's order, labelled with their values, beside the photo and the
+painting. Outputs of earlier runs that the last summary does not list are shown after it. Every
+link is relative, so the page works from a local folder and from S3 alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import html
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nst_batch.tasks.errors import InputError, StorageError
+from nst_batch.tasks.output.layout import GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
+from nst_batch.tasks.output.storage import is_s3, join, storage_for
+from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
+
+THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
+_CELL_VW = "(max-width: 900px) 45vw, 30vw"  # how wide a grid cell is drawn, for srcset
+
+
+@dataclass
+class Cell:
+    name: str
+    content: str
+    style: str  # the column's label: a style's name, or a blend with its weights
+    status: str  # produced | skipped | failed
+    reason: str = ""
+    output: str = ""  # relative to the root
+    sidecar: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)  # a sweep point's values; empty: not swept
+    sweep_of: str = ""  # the swept pair's name without the values
+
+
+@dataclass
+class Page:
+    contents: list[str] = field(default_factory=list)  # content URIs, in order
+    styles: dict[str, list[str]] = field(default_factory=dict)  # column label -> style URIs
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # the grid: a swept pair's first point
+    sweeps: dict[tuple[str, str], list[Cell]] = field(default_factory=dict)  # (content, style) -> its points, in order
+    interrupted: dict[str, Any] | None = None  # a run that ended without its summary: when, how far it got
+
+    def add(self, cell: Cell, style_uris: list[str]) -> None:
+        if cell.content not in self.contents:
+            self.contents.append(cell.content)
+        self.styles.setdefault(cell.style, style_uris)
+        key = (cell.content, cell.style)
+        if not cell.sweep:
+            self.cells[key] = cell
+            return
+        points = self.sweeps.setdefault(key, [])
+        if all(p.name != cell.name for p in points):
+            points.append(cell)
+        self.cells.setdefault(key, points[0])
+
+    def all_cells(self) -> list[Cell]:
+        """Every output shown: the grid's cells and every sweep point."""
+        return [c for c in self.cells.values() if not c.sweep] + [c for points in self.sweeps.values() for c in points]
+
+
+def style_label(names: list[str], blend: list[float] | None = None) -> str:
+    """``starry``, or ``starry 0.7 + scream 0.3`` for a blend."""
+    if not names:
+        return "(no style)"
+    if len(names) == 1:
+        return names[0]
+    weights = blend or [1 / len(names)] * len(names)
+    return " + ".join(f"{n} {w:.2g}" for n, w in zip(names, weights, strict=False))
+
+
+OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
+# What the page may link to: a relative path of a file the run wrote, with no scheme, no "..", no
+# absolute path, no backslash or control character (a sidecar on a shared prefix is anyone's text).
+_SAFE_LINK = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._~@+=,-][A-Za-z0-9._~@+=, /-]*$")
+UNREADABLE = "unreadable sidecar"
+CSP = "default-src 'none'; img-src 'self' file:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def safe_link(rel: str, files: set[str]) -> str | None:
+    """``rel`` if the page may link to it: a file under the output root that exists, named in plain
+    characters (relative, no scheme, no ``..``); else None. Every href and src goes through here."""
+    if not isinstance(rel, str) or rel not in files or ":" in rel or not _SAFE_LINK.match(rel):
+        return None
+    return rel
+
+
+def _relative(root: str, uri: str) -> str:
+    prefix = root.rstrip("/") + "/"
+    return uri[len(prefix):] if uri.startswith(prefix) else uri
+
+
+def _read_json(storage: Any, uri: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(storage.read_bytes(uri))
+    except (ValueError, FileNotFoundError, StorageError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _output_of(stem: str, files: set[str]) -> str:
+    """The output the run wrote beside sidecar ``stem``.json (by the layout, never by the sidecar's text)."""
+    return next((f"{stem}.{ext}" for ext in OUTPUT_EXTENSIONS if f"{stem}.{ext}" in files), "")
+
+
+def _cell_from_sidecar(root: str, rel: str, meta: Any, files: set[str] | None = None) -> tuple[Cell, list[str]] | None:
+    """A produced pair's cell from its sidecar at ``rel``. The cell's name and links come from the
+    sidecar's own file name; of its text only well-typed values are kept. A file that is no sidecar
+    of ours (no name, no styles) gives None; one of ours of the wrong shape an unreadable cell."""
+    stem = rel[: -len(".json")]
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or "styles" not in meta:
+        return None
+    styles = meta.get("styles")
+    content = meta.get("content")
+    try:
+        names = [_text(s["name"], "?") for s in styles]
+        uris = [_text(s["uri"]) for s in styles]
+        blend = (meta.get("parameters") or {}).get("style_blend") or None
+        numbers = [float(w) for w in blend] if isinstance(blend, list) and len(blend) == len(names) else None
+        total = sum(numbers) if numbers else 0.0
+        weights = [w / total for w in numbers] if numbers and total > 0 else None
+        sweep = meta.get("sweep") or {}
+        cell = Cell(stem, _text(content.get("uri"), "?"), style_label(names, weights), "produced",
+                    output=_output_of(stem, files or set()), sidecar=rel, meta=meta,
+                    sweep=dict(sweep) if isinstance(sweep, dict) else {}, sweep_of=_text(meta.get("sweep_of")))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return Cell(stem, f"(unreadable: {rel})", UNREADABLE, "unreadable", reason=f"{UNREADABLE}: {rel}", sidecar=rel), []
+    return cell, uris
+
+
+def collect(root: str) -> tuple[Page, set[str]]:
+    """The page's cells from the last summary (in plan order, failures included) and every sidecar
+    directly under ``root``; also every file under ``root``, relative, to link only what exists."""
+    storage = storage_for(root)
+    files = {_relative(root, uri) for uri in storage.list(root)}
+    sidecars = {}
+    for rel in sorted(files):
+        if "/" not in rel and rel.endswith(".json") and rel != SUMMARY_NAME:
+            meta = _read_json(storage, join(root, rel))
+            found = _cell_from_sidecar(root, rel, meta, files) if meta else None
+            if found:
+                sidecars[found[0].name] = found
+    if not sidecars and SUMMARY_NAME not in files:
+        if not is_s3(root) and not os.path.isdir(root):
+            raise InputError(f"{root}: no such folder; run nst run with this output first")
+        raise InputError(f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first")
+    page = Page()
+    page.interrupted = _interrupted_run(root, storage, files, sidecars)
+    summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
+    rows = (summary or {}).get("pairs")
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict):  # a summary of another shape: its rows are skipped, the sidecars stay
+            _add_row(page, row, sidecars)
+    for cell, uris in sidecars.values():  # outputs of earlier runs, not in the last summary
+        if (cell.content, cell.style) not in page.cells or (cell.sweep and (cell.content, cell.style) in page.sweeps):
+            page.add(cell, uris)
+    return page, files
+
+
+_STATUSES = ("produced", "skipped", "failed", "pending", "running")
+
+
+def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[str, tuple[Cell, list[str]]]) -> dict[str, Any] | None:
+    """The run whose live view is still there though it no longer runs (Ctrl-C, SIGTERM, a crash,
+    a kill): when it stopped and how far it got; its running pairs become 'interrupted' cells."""
+
+    if LIVE_RUN not in files:
+        return None
+    marker = _read_json(storage, join(root, LIVE_RUN))
+    if not ended_run(marker):
+        return None
+    marker = marker or {}
+    for rel in sorted(files):
+        if rel.startswith(f"{LIVE_DIR}/") and rel.endswith(".json") and rel != LIVE_RUN:
+            state = _read_json(storage, join(root, rel)) or {}
+            name = rel[len(LIVE_DIR) + 1: -len(".json")]
+            if name not in sidecars:
+                cell = Cell(name, _text(state.get("content"), name), _text(state.get("style"), "(interrupted)"), "interrupted",
+                            reason="interrupted: the run stopped while this pair ran")
+                sidecars[name] = (cell, [])
+    updated, since = marker.get("updated"), marker.get("since")
+    finished = marker.get("finished") if isinstance(marker.get("finished"), int) else None
+    if isinstance(since, int | float):  # the live view's count lags its last rendering: the sidecars since it began say more
+        written = sum(_finished_since(cell.meta, since) for cell, _ in sidecars.values())
+        finished = max(finished or 0, written)
+    return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if isinstance(updated, int | float) else "at an unknown time",
+            "finished": finished, "planned": marker.get("planned") if isinstance(marker.get("planned"), int) else None}
+
+
+def _finished_since(meta: dict[str, Any], since: float) -> bool:
+    when = meta.get("finished_at")
+    try:
+        return isinstance(when, str) and datetime.datetime.fromisoformat(when).timestamp() >= since - 1
+    except ValueError:
+        return False
+
+
+def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]]) -> None:
+    """A summary row's cell: its sidecar's when it has one, else what the row says (typed values only)."""
+    name = _text(row.get("name"), "?")
+    status = row.get("status") if row.get("status") in _STATUSES else "failed"
+    found = sidecars.pop(name, None)
+    if found is not None and status != "failed":
+        cell, uris = found
+        if cell.status != "unreadable":
+            cell.status = status
+        page.add(cell, uris)
+        return
+    styles = [u for u in row.get("styles", []) if isinstance(u, str)] if isinstance(row.get("styles"), list) else []
+    names = row.get("style_names") if isinstance(row.get("style_names"), list) else None
+    names = [_text(n, "?") for n in names] if names else [u.rsplit("/", 1)[-1] for u in styles]
+    blend = row.get("blend") if isinstance(row.get("blend"), list) and all(isinstance(w, int | float) for w in row["blend"]) else None
+    sweep = row.get("sweep") if isinstance(row.get("sweep"), dict) else {}
+    page.add(Cell(name, _text(row.get("content"), "?"), style_label(names, blend), status,
+                  reason=_text(row.get("reason")), sweep=dict(sweep), sweep_of=_text(row.get("sweep_of"))), styles)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def headline(page: Page) -> str:
+    shown = page.all_cells()
+    count = {status: sum(c.status == status for c in shown) for status in ("failed", "running", "pending")}
+    text = _plural(len(shown) - sum(count.values()), "image")
+    for status, n in count.items():
+        text += f" and {n} {status}" if n else ""
+    return f"{text}: {_plural(len(page.contents), 'photo')} × {_plural(len(page.styles), 'style')}"
+
+
+def _short(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+_SHOWN_PARAMETERS = ("size", "iterations", "content_weight", "style_weight", "tv_weight", "style_scale",
+                     "pooling", "init", "preserve_color", "precision", "seed")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _details(cell: Cell) -> tuple[str, str]:
+    """(the <details> list, the hover text) of a cell; values of the wrong type are left out."""
+    meta = cell.meta
+    facts: list[tuple[str, str]] = []
+    size = meta.get("output_size")
+    if isinstance(size, list) and size and all(_number(v) is not None for v in size):
+        facts.append(("output", "x".join(f"{v:g}" for v in size) + " px"))
+    if _number(meta.get("wall_time_s")) is not None:
+        iterations = meta.get("iterations") if _number(meta.get("iterations")) is not None else "?"
+        facts.append(("time", f"{meta['wall_time_s']:.1f} s, {iterations} iterations"))
+    if isinstance(meta.get("scales"), list) and all(isinstance(r, dict) for r in meta["scales"]):
+        facts.append(("scales", _scales(meta["scales"])))
+    losses = meta.get("final_losses")
+    for key, value in (losses.items() if isinstance(losses, dict) else []):
+        facts.append((f"loss {key}", _fmt(value)))
+    parameters = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
+    facts += [(k, _fmt(parameters[k])) for k in _SHOWN_PARAMETERS if k in parameters]
+    device = meta.get("device")
+    if isinstance(device, dict):
+        facts.append(("device", str(device.get("name") or device.get("type"))))
+    e = html.escape
+    items = "".join(f"<dt>{e(str(k))}</dt><dd>{e(v)}</dd>" for k, v in facts)
+    return f"<dl>{items}</dl>", "; ".join(f"{k} {v}" for k, v in facts[:6])
+
+
+def _scales(reports: list[dict[str, Any]]) -> str:
+    """What each scale ran: ``256 px 240 its (plateau), 512 px 150 its``."""
+    return ", ".join(f"{max(r.get('height', 0), r.get('width', 0))} px {r.get('iterations', '?')} its"
+                     + (" (plateau)" if r.get("stopped_early") else "") for r in reports)
+
+
+def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
+    """A grid cell (``points``: a swept pair's, then it links to the comparison), or a sweep point
+    with its ``attrs`` and ``extra`` (its values) added. A cell whose sidecar cannot be shown says
+    so instead of breaking the page."""
+    try:
+        return _cell_html_of(cell, files, points, attrs=attrs, extra=extra)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        name = html.escape(cell.name if cell is not None else "?")
+        return f'<td class="unreadable" data-pair="{name}"><div class="reason"><strong>{UNREADABLE}</strong>: {name}</div></td>'
+
+
+def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
+    e = html.escape
+    if cell is None:
+        return '<td class="empty">not planned</td>'
+    if cell.status in ("pending", "running"):
+        return _live_cell_html(cell, files, attrs, extra)
+    if points:
+        return _cell_html(cell, files, attrs=attrs, extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>')
+    if cell.status in ("failed", "unreadable", "interrupted"):
+        word = {"failed": "failed", "unreadable": UNREADABLE, "interrupted": "interrupted"}[cell.status]
+        reason = cell.reason.split(": ", 1)[-1] if cell.status in ("unreadable", "interrupted") else cell.reason
+        return (f'<td class="{cell.status}" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>{word}</strong>: '
+                f'{e(reason or "no reason given")}</div>{extra}</td>')
+    thumb = safe_link(pair_thumb(cell.name), files)
+    output, sidecar = safe_link(cell.output, files), safe_link(cell.sidecar, files)
+    image = f'<img src="{e(thumb)}"{_srcset(thumb, output, cell.meta)} alt="{e(cell.name)}" loading="lazy">' if thumb else f"<span>{e(cell.name)}</span>"
+    dl, hover = _details(cell)
+    missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
+    shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
+    metadata = f'<a href="{e(sidecar)}">metadata (JSON)</a>' if sidecar else ""
+    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}>{shown}'
+            f'<details><summary>{e(_status_words(cell))} · details</summary>{dl}{metadata}</details>{extra}</td>')
+
+
+def _status_words(cell: Cell) -> str:
+    """``produced``, or for a pair an earlier run made (skipped by this one): ``made earlier, 2026-12-03 04:12 UTC``."""
+    if cell.status != "skipped":
+        return cell.status
+    when = cell.meta.get("finished_at")
+    return f"made earlier, {when[:16].replace('T', ' ')} UTC" if isinstance(when, str) and len(when) >= 16 else "made earlier"
+
+
+def _srcset(thumb: str, output: str | None, meta: dict[str, Any]) -> str:
+    """The thumbnail, and the full output for cells wider than it (wide windows): the browser picks."""
+    size = meta.get("output_size")
+    if not output or not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return ""
+    if size[0] <= THUMB_PX:
+        return ""
+    e = html.escape
+    return f' srcset="{e(thumb)} {THUMB_PX}w, {e(output)} {size[0]}w" sizes="{_CELL_VW}"'
+
+
+def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
+    """A pair of a run in progress: waiting, or running with its latest image and progress."""
+    e = html.escape
+    if cell.status == "pending":
+        return f'<td class="pending" data-pair="{e(cell.name)}"{attrs}><div class="state">pending</div>{extra}</td>'
+
+    state = cell.meta
+    image = safe_link(live_image(cell.name), files)
+    updated, progress = _number(state.get("updated")) or 0.0, min(max(_number(state.get("progress")) or 0.0, 0.0), 1.0)
+    shown = f'<img src="{e(image)}?v={updated:.0f}" alt="{e(cell.name)} (running)">' if image else ""
+    where = f"scale {state.get('scale', '?')}/{state.get('scales', '?')}, iteration {state.get('iteration', '?')}"
+    return (f'<td class="running" data-pair="{e(cell.name)}" data-progress="{progress}"{attrs}>{shown}'
+            f'<div class="state">running · {100 * progress:.0f} % · {e(where)}</div>{extra}</td>')
+
+
+def _sweep_id(cell: Cell) -> str:
+    return "sweep-" + hashlib.sha256(f"{cell.content}\n{cell.style}\n{cell.sweep_of}".encode()).hexdigest()[:12]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list) and not value:
+        return "auto"  # scales: [] is the automatic schedule
+    return _fmt(value)
+
+
+def _point_html(cell: Cell, files: set[str]) -> str:
+    """One sweep point: the output, labelled with its values (the swept parameters highlighted)."""
+    e = html.escape
+    label = "".join(f'<mark class="swept-value" data-key="{e(k)}">{e(k)} {e(_value(v))}</mark>' for k, v in cell.sweep.items())
+    return _cell_html(cell, files, attrs=f' data-values="{e(json.dumps(cell.sweep))}"', extra=f'<div class="values">{label}</div>')
+
+
+def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> str:
+    """A swept pair's points side by side in the sweep's order, after its photo and painting."""
+    e = html.escape
+    first = points[0]
+    varies = ", ".join(dict.fromkeys(k for p in points for k in p.sweep))
+    style = _original_html(style_uris[0], first.style, files, "style") if len(style_uris) == 1 else f"<th>{e(first.style)}</th>"
+    cells = "".join(_point_html(p, files) for p in points)
+    return (f'<section class="sweep" id="{e(_sweep_id(first))}" data-sweep="{e(first.sweep_of)}">'
+            f'<h2>{e(first.sweep_of)}: <mark class="varies">{e(varies)}</mark> varies, {len(points)} settings</h2>'
+            f'<table><tr>{_original_html(first.content, _short(first.content), files, "content")}{style}{cells}</tr></table></section>')
+
+
+def _original_html(uri: str, label: str, files: set[str], css: str) -> str:
+    e = html.escape
+    thumb = safe_link(original_thumb(uri), files)
+    image = f'<img class="original" src="{e(thumb)}" alt="{e(label)}">' if thumb else ""
+    return f'<th class="{css}" title="{e(uri)}">{image}<div>{e(label)}</div></th>'
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }
+table { border-collapse: collapse; }
+th, td { padding: .4rem; text-align: center; vertical-align: top; }
+th div { font-size: .85rem; max-width: 14rem; margin: 0 auto; overflow-wrap: anywhere; }
+img { box-shadow: 0 1px 3px #0003; }
+div.grid { overflow-x: auto; }
+table.grid { width: 100%; table-layout: fixed; }
+table.grid col.content { width: 12rem; }
+table.grid td img { width: 100%; height: auto; }
+img.original { max-width: 160px; max-height: 160px; }
+td { min-width: 140px; }
+p.interrupted { background: #fff4e5; padding: .5rem; }
+td.failed, td.unreadable, td.interrupted { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
+td.empty { color: #bbb; }
+td.pending { color: #999; background: #f0f0f0; }
+td.running { background: #eef6ff; }
+div.state { font-size: .8rem; margin-top: .2rem; }
+a.compare { display: block; font-size: .8rem; margin-top: .2rem; }
+section.sweep { margin-top: 2rem; }
+section.sweep h2 { font-size: 1.05rem; font-weight: 600; }
+mark { background: #fff2a8; border-radius: 3px; padding: 0 .25rem; }
+div.values { font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center; }
+details { font-size: .75rem; color: #555; text-align: left; }
+dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6rem; margin: .3rem 0; }
+dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
+"""
+
+
+def render(page: Page, files: set[str], title: str, reload_s: int | None = None) -> str:
+    """The page; ``reload_s``: a run is in progress, and the page reloads itself this often."""
+    e = html.escape
+    live = ""
+    if reload_s:
+        live = f'<meta http-equiv="refresh" content="{reload_s}">'
+    note = (f'<p class="live">This run is in progress: the page reloads every {reload_s} s; running pairs show their latest image.</p>'
+            if reload_s else "")
+    if page.interrupted and not reload_s:
+        run = page.interrupted
+        far = f" after {run['finished']} of {run['planned']} pairs" if run["finished"] is not None and run["planned"] else ""
+        note = (f'<p class="interrupted"><strong>This run was interrupted</strong> ({e(run["when"])}){e(far)}: it ended without its '
+                f'summary. Re-run it to finish; finished pairs are skipped.</p>')
+    head = "".join(_original_html(uris[0] if len(uris) == 1 else "", label, files if len(uris) == 1 else set(), "style")
+                   for label, uris in page.styles.items())
+    rows = []
+    for content in page.contents:
+        cells = "".join(_cell_html(page.cells.get((content, label)), files, page.sweeps.get((content, label))) for label in page.styles)
+        rows.append(f"<tr>{_original_html(content, _short(content), files, 'content')}{cells}</tr>")
+    sweeps = "\n".join(_sweep_html(points, page.styles[style], files) for (_, style), points in page.sweeps.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="referrer" content="no-referrer"><title>{e(title)}</title>
+<style>{_STYLE}</style>{live}</head>
+<body><h1>{e(title)}</h1>{note}
+<p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
+<div class="grid"><table class="grid" style="min-width: {150 * len(page.styles) + 200}px"><col class="content">{"<col>" * len(page.styles)}
+<tr><th></th>{head}</tr>
+{chr(10).join(rows)}
+</table></div>
+{sweeps}</body></html>
+"""
+
+
+def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s: int, title: str = "Stylized gallery",
+                       sidecars: dict[str, Any] | None = None) -> str:
+    """``index.html`` of a run in progress: every planned pair, finished (as in the final page),
+    running (from its live files) or pending, in plan order; the page reloads every ``reload_s``.
+    ``sidecars`` keeps the finished pairs' cells between calls, so each sidecar is read once."""
+    sidecars = {} if sidecars is None else sidecars
+
+    root = plan.settings.output_root
+    storage = storage_for(root)
+    files = {_relative(root, uri) for uri in storage.list(root)}
+    page = Page()
+    for pair in plan.pairs:
+        row = finished.get(pair.name)
+        if row is not None:
+            if pair.name not in sidecars:
+                sidecars[pair.name] = _sidecar_cell(root, storage, row, files)
+            found = sidecars[pair.name]
+            _add_row(page, row, {row["name"]: found} if found else {})
+            continue
+        state = _read_json(storage, join(root, live_state(pair.name))) if live_state(pair.name) in files else None
+        running = state is not None
+        row = pair.row(plan.settings)
+        label = style_label(row["style_names"], row["blend"])
+        page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", meta=state or {}, sweep=dict(pair.sweep),
+                      sweep_of=pair.sweep_of), row["styles"])
+    uri = join(root, GALLERY_NAME)
+    storage.write_bytes(uri, render(page, files, title, reload_s).encode(), "text/html; charset=utf-8")
+    return uri
+
+
+def _sidecar_cell(root: str, storage: Any, row: dict[str, Any], files: set[str]) -> tuple[Cell, list[str]] | None:
+    rel = _relative(root, row.get("sidecar", ""))
+    meta = _read_json(storage, row["sidecar"]) if rel in files and row.get("status") != "failed" else None
+    return _cell_from_sidecar(root, rel, meta, files) if meta else None
+
+
+def build_gallery(root: str, title: str = "Stylized gallery") -> str:
+    """Write ``index.html`` at ``root`` and return its URI. An output root with nothing to show is
+    an :class:`InputError`. A run that was interrupted is said so on the page, and its live files
+    are removed."""
+    page, files = collect(root)
+    uri = join(root, GALLERY_NAME)
+    storage_for(uri).write_bytes(uri, render(page, files, title).encode(), "text/html; charset=utf-8")
+    if page.interrupted is not None:
+        clear_live(root)
+    return uri

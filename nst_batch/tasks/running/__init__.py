@@ -1,0 +1,1 @@
+"""Where pairs run: task runners, Dask clusters, devices, and the Prefect tasks and runs."""

@@ -1,0 +1,230 @@
+"""Thin Prefect tasks over ``nst_batch.tasks.pair.produce``: one side effect each, small values in and out.
+
+Prefect's own result caching is off (``NO_CACHE``): skipping finished work is decided by our
+hash of the input bytes and parameters (see ``nst_batch.tasks.pair.produce``), which also holds across runs and
+machines, while Prefect's default key would hash the URI strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from nst_batch.core import StepInfo
+from nst_batch.tasks.errors import OutputRootError
+from nst_batch.tasks.output.atomic import remove_stale_parts
+from nst_batch.tasks.output.layout import SUMMARY_NAME
+from nst_batch.tasks.output.storage import StorageError, is_s3, join, storage_for
+from nst_batch.tasks.pair.produce import PairFailed, ensure_style_targets, run_pair
+from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
+from nst_batch.tasks.presenting.gallery import build_gallery, style_label
+from nst_batch.tasks.presenting.live import LivePair
+from nst_batch.tasks.presenting.progress import format_losses, pair_finished, pair_step
+from nst_batch.tasks.presenting.run_marker import clear_ended_live_view
+from nst_batch.tasks.running.cluster import failure_reason
+from nst_batch.tasks.running.preflight import check_outputs
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only storage faults; a bad manifest or image fails the same way every time."""
+    try:
+        state.result()
+    except OutputRootError:
+        return False  # a full or read-only root stays so for the seconds a retry waits
+    except StorageError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="plan-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def plan_batch(manifest: str, output: str | None) -> Plan:
+    plan = load_plan(manifest, output)
+    check_outputs(plan)  # a deployment's run: no special file where an output goes (nst run checked already)
+    clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
+    logger = get_run_logger()
+    if not is_s3(plan.settings.output_root):
+        for stale in remove_stale_parts(plan.settings.output_root):
+            logger.warning("removed %s, left by an interrupted run", stale)
+    logger.info("planned %d pairs over %d styles into %s", len(plan.pairs), len(plan.styles), plan.settings.output_root)
+    return plan
+
+
+@task(name="style-targets", cache_policy=NO_CACHE, task_run_name="style-targets {style_uri}")
+def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool) -> dict[str, Any]:
+    """The style's targets, cached; a style that cannot be used is a row with its reason (its
+    pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
+    logger = get_run_logger()
+    try:
+        outcome = ensure_style_targets(style_uri, params, settings, force)
+    except Exception as exc:  # a bad style image, a storage fault: one line, the reason the pairs' rows carry
+        reason = failure_reason(exc)
+        logger.warning("style targets for %s: failed: %s", style_uri, reason)
+        return {"style": style_uri, "failed": reason}
+    logger.info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
+    return outcome
+
+
+class _LogProgress:
+    """Log a line at most every ``every_s`` seconds, and at the end of each scale of a pair that
+    has run that long: every log line is a write to Prefect's database, and a collection of
+    10,000 small pairs must not pay for lines nobody reads (the pair's end is logged anyway)."""
+
+    def __init__(self, name: str, every_s: float = 30.0) -> None:
+        self.name, self.every_s, self.began = name, every_s, time.monotonic()
+        self.last = self.began
+        self.logger = get_run_logger()
+
+    def __call__(self, step: StepInfo) -> None:
+        now = time.monotonic()
+        long_pair = now - self.began >= self.every_s
+        if (step.scale_done and long_pair) or (step.losses and now - self.last >= self.every_s):
+            self.last = now
+            self.logger.info("%s: scale %d/%d %dx%d iteration %d/%d %s", self.name, step.scale_index + 1, step.num_scales,
+                             step.width, step.height, step.iteration, step.max_iterations, format_losses(step.losses))
+
+
+@task(name="stylize-pairs", cache_policy=NO_CACHE)
+def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[dict[str, Any]]:
+    """Produce (or skip) each pair in turn; one pair's failure is its row, never the others'."""
+    rows: list[dict[str, Any]] = []
+    artifacts = _ChunkArtifacts(pairs, settings.run_id)
+    for pair in pairs:
+        rows.append(_one_pair(pair, settings, force, artifacts, len(rows)))
+        pair_finished(rows[-1], settings.run_id)
+    artifacts.done(len(rows))
+    return rows
+
+
+def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> dict[str, Any]:
+    log = _LogProgress(pair.name)
+    row = pair.row(settings)
+    live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(row["style_names"], row["blend"]))
+
+    def on_step(step: StepInfo) -> None:
+        log(step)
+        pair_step(pair.name, step)
+        live(step)
+        artifacts.step(pair.name, index, step, live)
+
+    on_step.wants_images = True  # type: ignore[attr-defined]  # the live view shows the best image so far
+    try:
+        row = run_pair(pair, settings, force, on_step=on_step)
+    except PairFailed as exc:
+        # A failed pair is a row of the summary, not a task crash: one log line, no traceback
+        # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
+        get_run_logger().info("%s: failed: %s", pair.name, exc)
+        return {**pair.row(settings), "status": "failed", "reason": str(exc), "target_keys": [], "computed_keys": [],
+                "live_s": _finish(live, artifacts)}
+    finally:
+        live.finish()
+    if row["status"] != "skipped":
+        get_run_logger().info("%s: %s", pair.name, row["status"])
+    return {**row, "live_s": _finish(live, artifacts)}
+
+
+def _finish(live: LivePair, artifacts: _ChunkArtifacts) -> float:
+    """Seconds the live view cost this pair (its files and this chunk's artifacts)."""
+    return round(live.seconds + artifacts.take_seconds(), 4)
+
+
+class RunProgress:
+    """The flow run's progress artifact: pairs finished of the total, updated at most every
+    ``every_s`` seconds and when the last pair finishes (each update is an event in Prefect)."""
+
+    def __init__(self, total: int, every_s: float = 10.0) -> None:
+        self.total, self.every_s, self.last = total, every_s, time.monotonic()
+        self.id = create_progress_artifact(progress=0.0, description=f"pairs finished of {total}")
+
+    def finished(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self.last < self.every_s:
+            return
+        self.last = now
+        update_progress_artifact(artifact_id=self.id, progress=100.0 * done / max(self.total, 1), description=f"{done} of {self.total} pairs finished")
+
+
+# A pair that finishes sooner shows in the flow's own progress artifact only. Each artifact
+# created or updated is an event, printed by `prefect deployment run --watch` (111 lines for the
+# 4-pair example job, 31 of them artifact events, when every chunk made its own artifacts at once).
+LIVE_AFTER_S = 30.0
+
+
+class _ChunkArtifacts:
+    """What the Prefect UI shows of a chunk whose pair has run for ``LIVE_AFTER_S``: a progress
+    artifact (pairs done, and the running pair's share) and the run's markdown artifact with the
+    latest image (a data URI, which the UI renders; one key per flow run, so one collection, each
+    image a new version). Both are paced: progress every ``every_s`` seconds, the image every
+    ``image_every_s``. Never raises."""
+
+    def __init__(self, pairs: list[PairJob], run_id: str, every_s: float = 15.0, image_every_s: float = 30.0) -> None:
+        self.total, self.every_s, self.image_every_s = len(pairs), every_s, image_every_s
+        self.key = "live-" + (run_id or hashlib.sha256("\n".join(p.name for p in pairs).encode()).hexdigest()[:16])
+        self.last = self.last_image = -float("inf")
+        self.shown: bytes | None = None  # the image the markdown artifact shows
+        self.seconds = 0.0
+        self.broken = False
+        self.id: Any = None  # the progress artifact, made when a pair first runs long enough to watch
+
+    def _title(self) -> str:
+        return f"stylize-pairs: {self.total} pair{'s' if self.total != 1 else ''}"
+
+    def step(self, name: str, index: int, step: StepInfo, live: LivePair) -> None:
+        if self.broken or step.elapsed_s < LIVE_AFTER_S:
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every_s or step.scale_done and step.scale_index == step.num_scales - 1:
+            self.last = now
+            progress = 100.0 * (index + step.progress) / max(1, self.total)
+            description = f"{self._title()}; {index} done, {name} at {100 * step.progress:.0f} %"
+            if self.id is None:
+                self.id = self._guarded(lambda: create_progress_artifact(progress=progress, description=description))
+            else:
+                self._guarded(lambda: update_progress_artifact(artifact_id=self.id, progress=progress, description=description))
+        if not self.broken and live.latest is not None and live.latest is not self.shown and now - self.last_image >= self.image_every_s:
+            self.last_image, self.shown = now, live.latest
+            image = base64.b64encode(live.latest).decode()
+            markdown = (f"**{name}**, {100 * step.progress:.0f} % (scale {step.scale_index + 1}/{step.num_scales}, "
+                        f"iteration {step.iteration})\n\n![latest](data:image/jpeg;base64,{image})")
+            self._guarded(lambda: create_markdown_artifact(markdown=markdown, key=self.key, description="the latest image of a running pair"))
+        self.seconds += time.monotonic() - now
+
+    def done(self, finished: int) -> None:
+        began = time.monotonic()
+        if self.id is not None:
+            self._guarded(lambda: update_progress_artifact(artifact_id=self.id, progress=100.0 * finished / max(1, self.total),
+                                                           description=f"{self._title()}; {finished} done"))
+        self.seconds += time.monotonic() - began
+
+    def take_seconds(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+    def _guarded(self, action: Any) -> Any:
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - the UI's view must never fail a pair
+            if not self.broken:
+                get_run_logger().warning("live artifacts: %s; the chunk goes on without them", exc)
+            self.broken, self.id = True, None
+            return None
+
+
+@task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def write_summary(settings: BatchSettings, summary: dict[str, Any]) -> str:
+    uri = join(settings.output_root, SUMMARY_NAME)
+    storage_for(uri).write_bytes(uri, (json.dumps(summary, indent=2) + "\n").encode(), "application/json")
+    return uri
+
+
+@task(name="build-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def gallery(output_root: str) -> str:
+    return build_gallery(output_root)

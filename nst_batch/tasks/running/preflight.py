@@ -1,0 +1,147 @@
+"""Checks of a whole plan before any work: every input is there and is an image, and the output
+root takes new files. ``nst validate`` reports them all at once; ``nst run`` refuses a root it
+cannot write."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nst_batch.tasks.errors import InputError, StorageError
+from nst_batch.tasks.output.atomic import not_regular
+from nst_batch.tasks.output.checks import check_writable_root
+from nst_batch.tasks.output.layout import CACHE_DIR, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
+from nst_batch.tasks.output.storage import is_s3, storage_for
+from nst_batch.tasks.pair.images import probe_image_file
+from nst_batch.tasks.planning.manifest import ManifestError, ManifestProblem
+from nst_batch.tasks.planning.plan import Plan
+
+
+def input_problems(plan: Plan) -> list[ManifestProblem]:
+    """One problem per input that is missing or not an image: local files by their header (nothing
+    is decoded), S3 objects by a HEAD request."""
+    problems: list[ManifestProblem] = []
+    checked: set[str] = set()
+    where = [(f"styles.{name}", uri) for name, uri in plan.styles.items()]
+    where += [(pair.origin or "contents", pair.content_uri) for pair in plan.pairs]
+    for field, uri in where:
+        if uri in checked:
+            continue
+        checked.add(uri)
+        reason = _input_problem(uri, plan.settings.max_pixels)
+        if reason:
+            problems.append(ManifestProblem(field, reason))
+    return problems
+
+
+def _input_problem(uri: str, max_pixels: int) -> str | None:
+    try:
+        if is_s3(uri):
+            size = storage_for(uri).size(uri)
+            return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
+        probe_image_file(uri, max_pixels=max_pixels)
+    except (InputError, StorageError) as exc:
+        return str(exc)
+    return None
+
+
+def output_problems(plan: Plan) -> list[ManifestProblem]:
+    """Where the run would write, checked before any work: the root takes new files, and its
+    layout has no special file where an output goes (:func:`layout_problems`)."""
+    try:
+        check_writable_root(plan.settings.output_root)
+    except InputError as exc:
+        return [ManifestProblem("output", str(exc))]
+    return layout_problems(plan)
+
+
+def layout_problems(plan: Plan) -> list[ManifestProblem]:
+    """Local roots (S3 keys are plain objects): every output, sidecar, thumbnail and the summary
+    and gallery are absent or regular files (a device, a FIFO or a symlink there would be replaced
+    by a file); the folders the layout needs are not files."""
+    root = plan.settings.output_root
+    if is_s3(root) or not os.path.isdir(root):
+        return []
+    problems: list[ManifestProblem] = []
+    for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, ".cache", CACHE_DIR):
+        path = Path(root, folder)
+        if os.path.lexists(path) and not path.is_dir():
+            problems.append(ManifestProblem("output", f"{path} exists and is not a folder; the run writes its {folder} there (remove it)"))
+    names = [SUMMARY_NAME, GALLERY_NAME]
+    for pair in plan.pairs:
+        names += [f"{pair.name}.{plan.settings.format}", f"{pair.name}.json", pair_thumb(pair.name)]
+    for name in names:
+        kind = not_regular(Path(root, name))
+        if kind:
+            problems.append(ManifestProblem("output", f"{Path(root, name)} exists and is {kind}, not a regular file; the run would "
+                                                      "replace it (remove it or choose another output)"))
+            if len(problems) >= 20:
+                break
+    return problems
+
+
+def settings_problems(plan: Plan) -> list[ManifestProblem]:
+    """The run's settings that this machine can check: the device exists here, and a weights
+    file is a readable regular file. (On a Dask cluster the device is the workers': not checked.)"""
+    from nst_batch.core import CoreError
+    from nst_batch.tasks.pair.devices import devices_for
+
+    problems = []
+    try:
+        devices_for(plan.settings.device)
+    except CoreError as exc:
+        problems.append(ManifestProblem("device", str(exc)))
+    weights = plan.settings.weights
+    if weights not in ("caffe", "torchvision"):
+        problems += [ManifestProblem("weights", reason)] if (reason := _weights_problem(weights)) else []
+    return problems
+
+
+def _weights_problem(uri: str) -> str | None:
+    if is_s3(uri):
+        try:
+            size = storage_for(uri).size(uri)
+        except StorageError as exc:
+            return str(exc)
+        return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
+    if not os.path.exists(uri):
+        return f"{uri}: no such file"
+    if not os.path.isfile(uri):
+        return f"{uri}: not a regular file"
+    if not os.access(uri, os.R_OK):
+        return f"{uri}: not readable (permissions)"
+    if os.path.getsize(uri) == 0:
+        return f"{uri}: empty file (0 bytes)"
+    return None
+
+
+def check_settings(plan: Plan) -> None:
+    """Raise :class:`ManifestError` when the device or the weights cannot be used here (``nst run``)."""
+    problems = settings_problems(plan)
+    if problems:
+        raise ManifestError(plan.source, problems)
+
+
+def check_outputs(plan: Plan) -> None:
+    """Raise the output root's own error (one line) when it takes no files, else
+    :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
+    check_writable_root(plan.settings.output_root)
+    problems = layout_problems(plan)
+    if problems:
+        raise ManifestError(plan.source, problems)
+
+
+def plan_problems(plan: Plan, on_cluster: bool = False) -> list[ManifestProblem]:
+    """Every problem of the inputs, the outputs and the settings (the device is not checked
+    ``on_cluster``: it is the workers')."""
+    settings = settings_problems(plan)
+    if on_cluster:
+        settings = [p for p in settings if p.path != "device"]
+    return input_problems(plan) + output_problems(plan) + settings
+
+
+def check_plan(plan: Plan, on_cluster: bool = False) -> None:
+    """Raise :class:`ManifestError` with every problem of :func:`plan_problems`."""
+    problems = plan_problems(plan, on_cluster)
+    if problems:
+        raise ManifestError(plan.source, problems)

@@ -1,0 +1,97 @@
+"""The flow's task runner, chosen by a setting: threads (default) or Dask.
+
+Environment (so a deployment sets it in its job variables, and ``nst run`` from its flags):
+
+- ``NST_TASK_RUNNER``: ``threads`` (default) or ``dask``;
+- ``NST_DASK_ADDRESS``: an existing Dask scheduler (``tcp://host:8786``) instead of a local cluster;
+- ``NST_DASK_WORKERS``: worker processes of the local cluster (default: one per GPU, else 1);
+- ``NST_DASK_NO_WORKERS_S``: how long a run waits on a cluster without workers (see nst_batch.tasks.running.cluster).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from nst_batch.tasks.errors import InputError
+
+RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "NST_DASK_WORKERS"
+
+
+def concurrency() -> int:
+    """Jobs that can usefully run at once here: ``pairs_per_gpu`` per GPU (see nst_batch.tasks.pair.devices); on
+    a CPU one (a single job already keeps every core busy inside its convolutions)."""
+    from nst_batch.tasks.pair.devices import pairs_per_gpu
+
+    return max(1, torch.cuda.device_count()) * pairs_per_gpu() if torch.cuda.is_available() else 1
+
+
+def runner_slots(runner: Any) -> int:
+    """How many tasks ``runner`` runs at once: a Dask cluster's own count (its GPUs or threads,
+    wherever it is), else this machine's :func:`concurrency`."""
+    counted = getattr(runner, "slots", None)
+    return counted() if callable(counted) else concurrency()
+
+
+def existing_cluster(kind: str | None = None, address: str | None = None) -> str | None:
+    """The address of the Dask cluster started elsewhere that the tasks go to, if any: the
+    arguments first, then the environment."""
+    kind = kind or os.environ.get(RUNNER_ENV, "threads")
+    address = address or os.environ.get(ADDRESS_ENV) or None
+    return address if kind == "dask" else None
+
+
+MAX_DASK_WORKERS = 256
+
+
+def dask_workers(text: str, setting: str) -> int:
+    """A local cluster's worker processes: 1..256 (0 or a negative count started none and waited
+    for ever; a huge one forked until the machine gave out)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_DASK_WORKERS:
+        raise InputError(f"{setting} must be a whole number 1..{MAX_DASK_WORKERS}, got {text[:40]!r}", settings=[setting])
+    return value
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """One line naming the extra to install when an optional dependency is missing, instead of a
+    ModuleNotFoundError from deep inside the flow module's import."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{what} needs {module.replace('_', '-')}: pip install -c constraints.txt 'nst-batch[{extra}]'", settings=["runner"])
+
+
+def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
+    kind = kind or os.environ.get(RUNNER_ENV, "threads")
+    address = existing_cluster(kind, address)
+    if workers is None and os.environ.get(WORKERS_ENV):
+        workers = dask_workers(os.environ[WORKERS_ENV], WORKERS_ENV)
+    elif workers is not None:
+        workers = dask_workers(str(workers), "dask_workers")
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=concurrency())
+    if kind != "dask":
+        raise InputError(f"task runner must be threads or dask, got {kind!r}", settings=["runner"])
+    from nst_batch.tasks.running.cluster import ClusterTaskRunner
+
+    if address:
+        from nst_batch.tasks.running.cluster import check_address
+
+        return ClusterTaskRunner(address=check_address(address))
+    if torch.cuda.is_available():
+        # One worker process per GPU, each seeing only its own device (CUDA_VISIBLE_DEVICES).
+        require_extra("dask_cuda", "gpu", f"{RUNNER_ENV}=dask on a machine with GPUs (one Dask worker per GPU)")
+        return ClusterTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
+    n = workers or 1
+    # Each worker process gets its share of the cores for PyTorch's intra-op threads.
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    return ClusterTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                          "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})

@@ -1,5 +1,0 @@
-import sys
-
-from nst_cli.main import main
-
-sys.exit(main())
