@@ -179,3 +179,18 @@ def test_the_timing_check_finds_a_bare_timing():
     assert _measured_durations("The example job took 2 min 25 s.") == ["2 min", "25 s"]
     assert _measured_durations("The page reloads every 5 s, within 10 s, <= 60 s.") == []
     assert _measured_durations("one direction takes 17 ms") == ["17 ms"]
+
+
+def test_every_error_class_lives_in_its_rings_errors_module():
+    """One module per ring holds its exception tree (core, tasks, cli); the flows raise none."""
+    import ast
+
+    homes = {PACKAGE / "core" / "errors.py", PACKAGE / "tasks" / "errors.py", PACKAGE / "cli" / "errors.py"}
+    strays = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id.endswith(("Error", "Exception", "Failed", "BadInput"))
+                                                      for b in node.bases):
+                if path not in homes:
+                    strays.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert strays == []

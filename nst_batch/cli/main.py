@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, fields
 from typing import Any, NoReturn
 
+from nst_batch.cli.errors import BadInput, CliError
 from nst_batch.core.config import StyleConfig
 from nst_batch.core.errors import ConfigError, CoreError, WeightsError, did_you_mean
 from nst_batch.tasks.errors import InputError, TaskError
@@ -25,10 +26,6 @@ from nst_batch.tasks.errors import InputError, TaskError
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 _DEFAULTS = StyleConfig()
-
-
-class BadInput(Exception):
-    """Raised for user errors; reported as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -274,8 +271,8 @@ def _graphs(meta: dict[str, Any]) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Every problem in one pass: the text and schema, names and globs, then the files, the output
     root, the settings and the cluster of what is left; all printed at once, in file order."""
-    from nst_batch.tasks.errors import TaskError
-    from nst_batch.tasks.planning.manifest import ManifestError, ManifestProblem
+    from nst_batch.tasks.errors import ManifestError, TaskError
+    from nst_batch.tasks.planning.manifest import ManifestProblem
     from nst_batch.tasks.planning.plan import plan_with_problems
     from nst_batch.tasks.running.preflight import plan_problems
 
@@ -613,6 +610,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[command](args)
     except BadInput as exc:
         return _report("error", exc, EXIT_BAD_INPUT)
+    except CliError as exc:
+        return _report("failed", exc, EXIT_FAILED)
     except (CoreError, TaskError) as exc:
         problems = getattr(exc, "problems", None)
         if problems is not None:  # a manifest: every problem, one per line

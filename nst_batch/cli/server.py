@@ -23,11 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from nst_batch.cli.errors import ServerError
+
 _PR_SET_PDEATHSIG = 1
-
-
-class ServerError(RuntimeError):
-    """The temporary server did not start; the message says why."""
 
 
 def _die_with_parent() -> None:  # runs in the child, between fork and exec

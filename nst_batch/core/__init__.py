@@ -16,8 +16,9 @@ _WHERE = {
     "ScaleReport": "config", "StepInfo": "config", "StyleConfig": "config", "StylizeResult": "config",
     "autocast": "device", "bf16_is_native": "device", "configure_backends": "device",
     "for_device": "device", "resolve_device": "device", "resolve_precision": "device",
-    "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
-    "NonFiniteLossError": "errors", "StylizeError": "errors", "TargetsMismatchError": "errors", "WeightsError": "errors",
+    "CaptureError": "errors", "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
+    "NonFiniteLossError": "errors", "ShapeError": "errors", "StylizeError": "errors", "TargetsMismatchError": "errors",
+    "WeightsError": "errors",
     "ProgressCallback": "stylizer", "stylize": "stylizer",
     "StyleTargets": "targets", "TargetSpec": "targets", "compute_style_targets": "targets", "luminance_match_for": "targets",
     "targets_from_bytes": "targets", "targets_to_bytes": "targets",
@@ -27,12 +28,14 @@ _WHERE = {
 }
 
 __all__ = [
+    "CaptureError",
     "ConfigError",
     "CoreError",
     "CorruptTargetsError",
     "DeviceError",
     "LAYER_NAMES",
     "NonFiniteLossError",
+    "ShapeError",
     "Preprocessing",
     "ProgressCallback",
     "ScaleReport",
@@ -74,11 +77,13 @@ if TYPE_CHECKING:
     from nst_batch.core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
     from nst_batch.core.device import autocast, bf16_is_native, configure_backends, for_device, resolve_device, resolve_precision
     from nst_batch.core.errors import (
+        CaptureError,
         ConfigError,
         CoreError,
         CorruptTargetsError,
         DeviceError,
         NonFiniteLossError,
+        ShapeError,
         StylizeError,
         TargetsMismatchError,
         WeightsError,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nst_batch.core.errors import ShapeError
+
 _RGB_TO_YIQ = torch.tensor(
     [
         [0.299, 0.587, 0.114],
@@ -22,7 +24,7 @@ _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 def _apply(matrix: Tensor, image: Tensor) -> Tensor:
     if image.dim() != 4 or image.shape[1] != 3:
-        raise ValueError(f"expected an image of shape (B, 3, H, W), got {tuple(image.shape)}")
+        raise ShapeError(f"expected an image of shape (B, 3, H, W), got {tuple(image.shape)}")
     m = matrix.to(device=image.device, dtype=image.dtype)
     return torch.einsum("ij,bjhw->bihw", m, image)
 

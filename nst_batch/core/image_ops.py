@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from nst_batch.core.errors import ShapeError
+
 
 def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     """(height, width) scaled so the longer side is ``max_side``, keeping the aspect ratio."""
     if height <= 0 or width <= 0:
-        raise ValueError(f"image size must be positive, got {height}x{width}")
+        raise ShapeError(f"image size must be positive, got {height}x{width}")
     ratio = max_side / max(height, width)
     return max(1, round(height * ratio)), max(1, round(width * ratio))
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nst_batch.core.errors import ShapeError
+
 
 def _at_least_fp32(t: Tensor) -> Tensor:
     """bf16/fp16 -> fp32; fp32 and fp64 unchanged (float64 keeps gradcheck exact)."""
@@ -42,7 +44,7 @@ def gram_matrix(features: Tensor) -> Tensor:
     [[[0.5, 0.5], [0.5, 0.5]]]
     """
     if features.dim() != 4:
-        raise ValueError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
+        raise ShapeError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
     b, c, h, w = features.shape
     flat = _at_least_fp32(features.reshape(b, c, h * w))
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
@@ -51,14 +53,14 @@ def gram_matrix(features: Tensor) -> Tensor:
 def content_loss(features: Tensor, target: Tensor) -> Tensor:
     """Mean squared error between feature maps (B, C, H, W); returns a float32 scalar."""
     if features.shape != target.shape:
-        raise ValueError(f"content features {tuple(features.shape)} and target {tuple(target.shape)} differ")
+        raise ShapeError(f"content features {tuple(features.shape)} and target {tuple(target.shape)} differ")
     return torch.mean((_at_least_fp32(features) - _at_least_fp32(target)) ** 2)
 
 
 def style_loss(gram: Tensor, target_gram: Tensor) -> Tensor:
     """Mean squared error between Gram matrices (B, C, C) and a target (C, C) or (B, C, C)."""
     if gram.shape[-2:] != target_gram.shape[-2:]:
-        raise ValueError(f"Gram {tuple(gram.shape)} and target {tuple(target_gram.shape)} differ")
+        raise ShapeError(f"Gram {tuple(gram.shape)} and target {tuple(target_gram.shape)} differ")
     return torch.mean((gram - _at_least_fp32(target_gram)) ** 2)
 
 
@@ -98,10 +100,10 @@ def gram_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
         target_gram: (C, C) or (B, C, C), symmetric (every Gram matrix is).
     """
     if features.dim() != 4:
-        raise ValueError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
+        raise ShapeError(f"expected features of shape (B, C, H, W), got {tuple(features.shape)}")
     c = features.shape[1]
     if target_gram.shape[-2:] != (c, c):
-        raise ValueError(f"features have {c} channels but the target Gram is {tuple(target_gram.shape)}")
+        raise ShapeError(f"features have {c} channels but the target Gram is {tuple(target_gram.shape)}")
     return _GramStyleLoss.apply(features, target_gram.detach())
 
 
@@ -112,7 +114,7 @@ def total_variation(image: Tensor) -> Tensor:
     1.0
     """
     if image.dim() != 4:
-        raise ValueError(f"expected an image of shape (B, C, H, W), got {tuple(image.shape)}")
+        raise ShapeError(f"expected an image of shape (B, C, H, W), got {tuple(image.shape)}")
     dy = image[..., 1:, :] - image[..., :-1, :]
     dx = image[..., :, 1:] - image[..., :, :-1]
     zero = image.new_zeros(())

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from nst_batch.core.config import StyleConfig
-from nst_batch.core.errors import NonFiniteLossError
+from nst_batch.core.errors import CaptureError, NonFiniteLossError
 from nst_batch.core.lbfgs import DeviceLBFGS
 
 # objective(x) -> (total loss, weighted terms); both scalars on x's device.
@@ -339,7 +339,7 @@ class CudaGraphs:
         graph = torch.cuda.CUDAGraph()
         with self._lock:
             if self._disabled:
-                raise RuntimeError(self._disabled)
+                raise CaptureError(self._disabled)
             try:
                 stream.wait_stream(previous)
                 with warnings.catch_warnings(record=True) as caught:
@@ -350,7 +350,7 @@ class CudaGraphs:
                         outputs = fn()
                 empty = [w for w in caught if "empty" in str(w.message).lower()]
                 if empty:
-                    raise RuntimeError(f"the captured graph is empty ({empty[0].message})")
+                    raise CaptureError(f"the captured graph is empty ({empty[0].message})")
             except BaseException:
                 torch.cuda.set_stream(previous)  # graph.__exit__ does not restore it when capture_end raises
                 with contextlib.suppress(Exception):

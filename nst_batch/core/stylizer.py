@@ -12,7 +12,7 @@ from torch import Tensor
 from nst_batch.core.color import gray_to_rgb, luminance, recombine
 from nst_batch.core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfig, StylizeResult
 from nst_batch.core.device import autocast, for_device
-from nst_batch.core.errors import ConfigError
+from nst_batch.core.errors import ConfigError, ShapeError
 from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
 from nst_batch.core.losses import content_loss, gram_style_loss, total_variation
 from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
@@ -139,16 +139,16 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
 def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
                   targets: Sequence[StyleTargets], init_image: Tensor | None) -> None:
     if content.dim() != 4 or content.shape[:2] != (1, 3):
-        raise ValueError(f"expected a content image of shape (1, 3, H, W), got {tuple(content.shape)}")
+        raise ShapeError(f"expected a content image of shape (1, 3, H, W), got {tuple(content.shape)}")
     if bool(styles) == bool(targets):
-        raise ValueError("give either style images or precomputed style targets, not both or neither")
+        raise ShapeError("give either style images or precomputed style targets, not both or neither")
     if cfg.init == "image" and init_image is None:
         raise ConfigError("init 'image' needs an init image (init_image)", settings=["init"])
     needed = cfg.layers[-1]
     if needed not in features.names:
-        raise ValueError(f"the VGG features stop at {features.last_layer}, but the losses need {needed}")
+        raise ShapeError(f"the VGG features stop at {features.last_layer}, but the losses need {needed}")
     if features.pooling != cfg.pooling:
-        raise ValueError(f"the VGG features use {features.pooling} pooling, the config asks for {cfg.pooling}")
+        raise ShapeError(f"the VGG features use {features.pooling} pooling, the config asks for {cfg.pooling}")
 
 
 def _targets(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],

@@ -18,7 +18,7 @@ from torch import Tensor
 from nst_batch.core.color import gray_to_rgb, luminance, luminance_stats, match_stats
 from nst_batch.core.config import StyleConfig
 from nst_batch.core.device import autocast, for_device
-from nst_batch.core.errors import CorruptTargetsError, TargetsMismatchError
+from nst_batch.core.errors import CorruptTargetsError, ShapeError, TargetsMismatchError
 from nst_batch.core.image_ops import resize_max_side
 from nst_batch.core.losses import gram_matrix
 from nst_batch.core.tiles import GRAM_HALO_PX
@@ -92,7 +92,7 @@ def compute_style_targets(
     """Gram targets of ``style`` (1, 3, H, W) in [0, 1] at each of ``sides`` (default: the
     style sides of every scale of ``cfg``)."""
     if style.dim() != 4 or style.shape[:2] != (1, 3):
-        raise ValueError(f"expected a style image of shape (1, 3, H, W), got {tuple(style.shape)}")
+        raise ShapeError(f"expected a style image of shape (1, 3, H, W), got {tuple(style.shape)}")
     cfg = for_device(cfg, style.device, strict=False)
     spec = target_spec(cfg, features, luminance_match)
     grams: dict[int, dict[str, Tensor]] = {}

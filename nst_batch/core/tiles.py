@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from nst_batch.core.errors import ConfigError
+
 Box = tuple[int, int, int, int]  # top, left, height, width
 
 # Context around a tile when computing Gram matrices in tiles: relu5_1's receptive field reaches
@@ -34,7 +36,7 @@ def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[Box]:
     """Boxes of at most ``tile`` px per side covering the image, neighbours overlapping by at
     least ``overlap`` px, spread evenly (the last ends at the border)."""
     if not 0 <= overlap < tile:
-        raise ValueError(f"the tile overlap must be in [0, tile), got {overlap} for tile {tile}")
+        raise ConfigError(f"the tile overlap must be in [0, tile), got {overlap} for tile {tile}")
     return [(top, left, min(tile, height), min(tile, width))
             for top in _starts(height, tile, overlap) for left in _starts(width, tile, overlap)]
 

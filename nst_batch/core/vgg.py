@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nst_batch.core.errors import ConfigError, ShapeError, WeightsError
 from nst_batch.core.layers import CONV_NAMES, LAYER_NAMES, channels_of, conv_shapes, downsamplings
 
 __all__ = ["CONV_NAMES", "LAYER_NAMES", "Preprocessing", "VGGFeatures", "VGGWeights", "channels_of", "conv_shapes", "downsamplings"]
@@ -65,9 +66,9 @@ class VGGFeatures(nn.Module):
     def __init__(self, weights: VGGWeights, last_layer: str = "relu5_1", pooling: str = "max") -> None:
         super().__init__()
         if last_layer not in LAYER_NAMES:
-            raise ValueError(f"unknown VGG-19 layer {last_layer!r}")
+            raise ConfigError(f"unknown VGG-19 layer {last_layer!r}", settings=["style_layers"])
         if pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be max or avg, got {pooling!r}")
+            raise ConfigError(f"pooling must be max or avg, got {pooling!r}", settings=["pooling"])
         self.preprocessing = weights.preprocessing
         self.identity = weights.identity
         self.channels_last = False  # see use_channels_last()
@@ -105,11 +106,11 @@ class VGGFeatures(nn.Module):
         wanted = set(layers)
         unknown = wanted.difference(self.names)
         if unknown:
-            raise ValueError(f"layers {sorted(unknown)} are beyond this network's last layer {self.last_layer}")
+            raise ShapeError(f"layers {sorted(unknown)} are beyond this network's last layer {self.last_layer}")
         if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"expected an image of shape (B, 3, H, W), got {tuple(image.shape)}")
+            raise ShapeError(f"expected an image of shape (B, 3, H, W), got {tuple(image.shape)}")
         if min(image.shape[-2:]) < 16 and any(n.startswith(("conv5", "relu5", "pool4", "pool5")) for n in wanted):
-            raise ValueError(f"image is {image.shape[-2]}x{image.shape[-1]} px; block 5 needs at least 16 px per side")
+            raise ShapeError(f"image is {image.shape[-2]}x{image.shape[-1]} px; block 5 needs at least 16 px per side")
         deepest = max(self.names.index(n) for n in wanted)
         out: dict[str, Tensor] = {}
         x = self.preprocess(image)
@@ -137,11 +138,11 @@ class VGGFeatures(nn.Module):
 
 def _make_conv(name: str, shape: tuple[int, int], convs: Mapping[str, tuple[Tensor, Tensor]]) -> nn.Conv2d:
     if name not in convs:
-        raise ValueError(f"the weights have no {name}")
+        raise WeightsError(f"the weights have no {name}")
     weight, bias = convs[name]
     out_ch, in_ch = shape
     if tuple(weight.shape) != (out_ch, in_ch, 3, 3) or tuple(bias.shape) != (out_ch,):
-        raise ValueError(
+        raise WeightsError(
             f"{name}: expected weight {(out_ch, in_ch, 3, 3)} and bias ({out_ch},), "
             f"got {tuple(weight.shape)} and {tuple(bias.shape)}"
         )

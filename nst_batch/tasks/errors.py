@@ -1,14 +1,25 @@
-"""The tasks ring's errors: one root, :class:`TaskError`.
+"""The tasks ring's errors, all of them: one root, :class:`TaskError`.
 
-:class:`InputError` is anything the user can fix before a run (an image file, a manifest, an
-output location, a size that does not fit); :class:`StorageError` is a fault of the storage
-(reads, writes, listings). Like the core's, a message names settings by their names
-(``max_pixels``), and ``settings`` lists them so the CLI can add its flags.
+::
+
+    TaskError
+    ├── InputError (also a ValueError): anything the user can fix before a run
+    │   ├── ManifestError: every problem of a manifest, with its field and line
+    │   ├── ImageInputError: an input image cannot be used
+    │   ├── OutputError: an output location cannot be written, or would overwrite an input
+    │   ├── TooLargeError: the output would not fit in memory
+    │   └── ClusterError: the Dask cluster cannot be reached, or cannot see the run's files
+    ├── StorageError: a read, write or listing failed
+    │   └── OutputRootError: the output root takes no more files at all
+    └── PairFailed: one pair cannot be produced (its row in the summary says why)
+
+Like the core's, a message names settings by their names (``max_pixels``), and ``settings``
+lists them so the CLI can add its flags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class TaskError(Exception):
@@ -23,6 +34,31 @@ class InputError(TaskError, ValueError):
     """Bad input, found before any work: a file, a manifest, an output location, a size."""
 
 
+class ManifestError(InputError):
+    """Every problem of a manifest (``ManifestProblem``s: field, YAML line, message), reported together."""
+
+    def __init__(self, source: str, problems: Sequence[object]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s): " + "; ".join(map(str, self.problems)))
+
+
+class ImageInputError(InputError):
+    """An input image cannot be used; the message names the file and says why, in one line."""
+
+
+class OutputError(InputError):
+    """An output location cannot be written, or would overwrite an input."""
+
+
+class TooLargeError(InputError):
+    """The requested output would not fit in memory; the message says how large would."""
+
+
+class ClusterError(InputError):
+    """The Dask scheduler cannot be reached, or its workers cannot see the run's inputs or output."""
+
+
 class StorageError(TaskError):
     """A read, write or listing failed; the message names the URI."""
 
@@ -30,3 +66,7 @@ class StorageError(TaskError):
 class OutputRootError(StorageError):
     """The output root takes no more files at all (full, read-only, over quota, its bucket gone):
     every later pair would fail at its write, so none is computed (nst_batch.tasks.pair.produce)."""
+
+
+class PairFailed(TaskError):
+    """One pair cannot be produced; the message is the one-line reason for the summary."""

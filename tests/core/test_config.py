@@ -93,3 +93,22 @@ def test_out_of_range_values_are_refused(kwargs, message):
 def test_all_problems_are_reported_together():
     with pytest.raises(ValueError, match="size must be.*pooling must be"):
         StyleConfig(size=0, pooling="min")
+
+
+def test_the_core_raises_only_its_own_errors():
+    """Callers tell the core's refusals from bugs by one root: every ``raise`` in nst_batch.core
+    raises a CoreError subclass (PEP 562's module __getattr__ must raise AttributeError)."""
+    import ast
+    from pathlib import Path
+
+    import nst_batch.core.errors as errors
+
+    ours = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.CoreError)}
+    others = []
+    for path in sorted(Path(errors.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                name = node.exc.func.id
+                if name not in ours and not (path.name == "__init__.py" and name == "AttributeError"):
+                    others.append(f"{path.name}:{node.lineno} raises {name}")
+    assert others == []

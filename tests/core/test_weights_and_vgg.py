@@ -174,7 +174,7 @@ def test_bad_weight_files(tmp_path):
     state = _random_torchvision_state()
     state["features.0.weight"] = torch.zeros(64, 1, 3, 3)
     torch.save(state, wrong)
-    with pytest.raises(ValueError, match="conv1_1: expected weight"):
+    with pytest.raises(WeightsError, match="conv1_1: expected weight"):
         VGGFeatures(load_weights(str(wrong)), "relu1_1")
 
 

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from nst_batch.core import StyleConfig
-from nst_batch.tasks.pair.produce import PairFailed, ensure_style_targets, run_pair, targets_cache_key
+from nst_batch.tasks.errors import PairFailed
+from nst_batch.tasks.pair.produce import ensure_style_targets, run_pair, targets_cache_key
 from nst_batch.tasks.planning.plan import load_plan
 from tests.synthetic import painting_like, photo_like
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from nst_batch.tasks.errors import InputError
-from nst_batch.tasks.planning.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
+from nst_batch.tasks.errors import InputError, ManifestError
+from nst_batch.tasks.planning.manifest import MAX_MANIFEST_BYTES, parse_manifest
 from nst_batch.tasks.planning.plan import expand
 
 BASE = "styles: {a: a.png}\ncontents: [x.png]\n"

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from nst_batch.tasks.errors import ManifestError, PairFailed
 from nst_batch.tasks.output.storage import LocalStorage, uri_problem
-from nst_batch.tasks.pair.produce import PairFailed, run_pair
-from nst_batch.tasks.planning.manifest import ManifestError, parse_manifest
+from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.planning.manifest import parse_manifest
 from nst_batch.tasks.planning.plan import load_plan, safe_name
 from nst_batch.tasks.running.preflight import input_problems
 

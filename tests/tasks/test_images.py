@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from nst_batch.tasks.pair.images import ImageInputError, decode_image, encode_image, load_image, output_format
+from nst_batch.tasks.errors import ImageInputError
+from nst_batch.tasks.pair.images import decode_image, encode_image, load_image, output_format
 
 
 def _bytes(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:

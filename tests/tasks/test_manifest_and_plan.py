@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nst_batch.tasks.planning.manifest import ManifestError, parse_manifest
+from nst_batch.tasks.errors import ManifestError
+from nst_batch.tasks.planning.manifest import parse_manifest
 from nst_batch.tasks.planning.plan import load_plan, output_name, safe_name
 
 

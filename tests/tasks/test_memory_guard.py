@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from nst_batch.core import StyleConfig
-from nst_batch.tasks.pair.memory_guard import TooLargeError, check_fits, memory_budget, parse_bytes
+from nst_batch.tasks.errors import TooLargeError
+from nst_batch.tasks.pair.memory_guard import check_fits, memory_budget, parse_bytes
 
 
 @pytest.mark.parametrize("text, expected", [("8G", 8 * 2**30), ("8GiB", 8 * 2**30), ("500m", 500 * 2**20), ("1.5g", int(1.5 * 2**30)), ("1024", 1024)])

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nst_batch.tasks.planning.manifest import MAX_SWEEP_POINTS, ManifestError
+from nst_batch.tasks.errors import ManifestError
+from nst_batch.tasks.planning.manifest import MAX_SWEEP_POINTS
 from nst_batch.tasks.planning.plan import load_plan, sweep_name
 
 

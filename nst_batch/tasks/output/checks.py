@@ -8,15 +8,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from nst_batch.tasks.errors import InputError, StorageError
+from nst_batch.tasks.errors import OutputError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.storage import is_s3, join, storage_for
 
 PROBE_NAME = ".nst-write-check"
-
-
-class OutputError(InputError):
-    """An output location cannot be written, or would overwrite an input."""
 
 
 def check_not_inputs(outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapping[str, str | os.PathLike[str]]) -> None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from nst_batch.tasks.errors import InputError, StorageError
+from nst_batch.tasks.errors import ImageInputError, StorageError
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
 
 # Our own limit (checked from the header, before decoding) replaces Pillow's global one, so a
@@ -28,10 +28,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _ALPHA_FORMATS = {"PNG", "WEBP"}
 _SRGB = ImageCms.createProfile("sRGB")
-
-
-class ImageInputError(InputError):
-    """An input image cannot be used; the message names the file and says why, in one line."""
 
 
 @dataclass(frozen=True)

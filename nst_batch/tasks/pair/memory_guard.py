@@ -15,15 +15,11 @@ import torch
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.memory import estimate_memory, format_bytes, largest_size
-from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.errors import InputError, TooLargeError
 
 ENV_VAR = "NST_MAX_MEMORY"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-
-
-class TooLargeError(InputError):
-    """The requested output would not fit in memory; the message says how large would."""
 
 
 def parse_bytes(text: str) -> int:

@@ -32,7 +32,7 @@ from nst_batch.core import (
     targets_to_bytes,
 )
 from nst_batch.core.targets import target_spec
-from nst_batch.tasks.errors import OutputRootError, TaskError
+from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
@@ -46,10 +46,6 @@ from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
 # of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
 PIPELINE_VERSION = "1"
-
-
-class PairFailed(TaskError):
-    """One pair cannot be produced; the message is the one-line reason for the summary."""
 
 
 # Output roots that took no more files in this process, with why: a later pair for them is not

@@ -25,10 +25,10 @@ from nst_batch.core import (
 )
 from nst_batch.core.config import MIN_SIDE_PX
 from nst_batch.core.image_ops import fit_size
-from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.errors import ImageInputError, InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
 from nst_batch.tasks.output.storage import LocalStorage
-from nst_batch.tasks.pair.images import ImageInputError, LoadedImage, decode_image, encode_image, output_format, read_file
+from nst_batch.tasks.pair.images import LoadedImage, decode_image, encode_image, output_format, read_file
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.errors import did_you_mean
-from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.errors import ManifestError
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
 
 
@@ -198,15 +198,6 @@ class ManifestProblem:
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else ""
         return f"{self.path or '(top)'}{where}: {self.message}"
-
-
-class ManifestError(InputError):
-    """Every problem of a manifest, reported together."""
-
-    def __init__(self, source: str, problems: list[ManifestProblem]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s): " + "; ".join(map(str, problems)))
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -31,7 +31,7 @@ from typing import Any
 
 from prefect_dask import DaskTaskRunner
 
-from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.errors import ClusterError, InputError
 from nst_batch.tasks.output.layout import PROBE_PREFIX
 from nst_batch.tasks.output.storage import is_s3, join, storage_for
 from nst_batch.tasks.planning.plan import Plan
@@ -42,10 +42,6 @@ NO_WORKERS_ENV = "NST_DASK_NO_WORKERS_S"
 DEFAULT_NO_WORKERS_S = 120.0
 GPU_RESOURCE = "GPU"
 _SAMPLED_INPUTS = 16  # local inputs whose presence every worker confirms (the styles first)
-
-
-class ClusterError(InputError):
-    """The Dask scheduler cannot be reached, or its workers cannot see the run's inputs or output."""
 
 
 def no_workers_s() -> float:

@@ -18,11 +18,11 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from nst_batch.core import StepInfo
-from nst_batch.tasks.errors import OutputRootError
+from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.atomic import remove_stale_parts
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.output.storage import StorageError, is_s3, join, storage_for
-from nst_batch.tasks.pair.produce import PairFailed, ensure_style_targets, run_pair
+from nst_batch.tasks.pair.produce import ensure_style_targets, run_pair
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
 from nst_batch.tasks.presenting.live import LivePair

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nst_batch.tasks.errors import InputError, StorageError
+from nst_batch.tasks.errors import InputError, ManifestError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.checks import check_writable_root
 from nst_batch.tasks.output.layout import CACHE_DIR, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
 from nst_batch.tasks.output.storage import is_s3, storage_for
 from nst_batch.tasks.pair.images import probe_image_file
-from nst_batch.tasks.planning.manifest import ManifestError, ManifestProblem
+from nst_batch.tasks.planning.manifest import ManifestProblem
 from nst_batch.tasks.planning.plan import Plan
 
 
