@@ -352,7 +352,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nst_batch.tasks.running.preflight import check_outputs
 
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
-    plan = load_plan(args.manifest, args.output, keep=True)  # fail fast, before Prefect starts, on a bad manifest
+    plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
     check_outputs(plan)  # and on an output root that takes no files, or special files where outputs go
     if args.summary_json:
         from nst_batch.tasks.output.checks import check_writable_file
@@ -361,9 +361,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nst_batch.tasks.running.runners import existing_cluster
 
     cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths
+    from nst_batch.tasks.running.preflight import CheckedPlan, handing_over
     from nst_batch.tasks.running.runners import make_task_runner
 
     runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)  # a bad runner setting: one line, before Prefect
+    # The flow run takes this plan instead of planning and checking again.
+    checked = CheckedPlan(args.manifest, args.output, plan, getattr(runner, "address", None) if cluster else None)
     if not existing_cluster(args.runner, args.dask_address):
         from nst_batch.tasks.running.preflight import check_settings
 
@@ -377,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
     progress = make_batch_progress(sys.stderr)
     try:
-        with _stop_soon_after_ctrl_c(), _api(server), listening(progress):
+        with _stop_soon_after_ctrl_c(), _api(server), listening(progress), handing_over(checked):
             state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force, verify=args.verify,
                                                                    return_state=True)
     finally:

@@ -270,3 +270,29 @@ def test_validate_reports_five_independent_problems_in_one_pass(tmp_path, capsys
     assert "pairs.1.content" in err and "nothing/*.jpg" in err
     assert "styles.gone: " in err and "missing.png: no such file" in err
     assert "thumbs exists and is not a folder" in err
+
+
+def test_nst_run_plans_once_and_its_flow_run_takes_that_plan(prefect_server, tmp_path, monkeypatch, capsys):
+    """nst run plans and checks before Prefect starts; the flow run it starts uses that plan (a
+    5.5 MB manifest took a minute to expand), handed over for that call only: no cache outlives it."""
+    import nst_batch.tasks.planning.plan as plan_module
+    import nst_batch.tasks.running.prefect_tasks as prefect_tasks
+    from nst_batch.tasks.running.preflight import handed_plan
+
+    calls = []
+    real = plan_module.load_plan
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "load_plan", counted)
+    monkeypatch.setattr(prefect_tasks, "load_plan", counted)
+    manifest = make_batch(tmp_path)
+    assert main(["run", str(manifest)]) == 0
+    assert calls == [str(manifest)]
+    assert handed_plan(str(manifest), None) is None  # nothing left behind for a later run
+    from nst_batch.flows.stylize_batch import stylize_batch
+
+    assert stylize_batch(manifest=str(manifest), return_state=True).is_completed()  # a run not started by nst run plans itself
+    assert calls == [str(manifest), str(manifest)]

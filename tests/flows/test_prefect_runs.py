@@ -6,9 +6,10 @@ import sys
 from prefect import get_client
 from prefect.states import Running
 
-from nst_batch.flows.stylize_batch import FLOW_NAME, chunk_size
+from nst_batch.flows.stylize_batch import FLOW_NAME
 from nst_batch.tasks.output.atomic import process_start_time
 from nst_batch.tasks.running.prefect_runs import _dead, mark_dead_runs_crashed, process_tag
+from nst_batch.tasks.running.scheduling import chunk_size
 
 
 def _running_run(client, tag: str):

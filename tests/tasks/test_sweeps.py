@@ -97,7 +97,7 @@ def test_a_combination_invalid_only_together_names_its_point(folder):
 
 
 def test_sweep_points_share_style_targets_unless_the_sweep_changes_them(folder):
-    from nst_batch.flows.stylize_batch import _target_group
+    from nst_batch.tasks.running.scheduling import target_group as _target_group
 
     plan = _plan(folder, """
 defaults: {size: 64, sweep: {style_weight: [30, 100, 300], style_scale: [0.5, 1.0]}}

@@ -197,6 +197,11 @@ def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: Batch
     return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
+def failed_row(pair: PairJob, settings: BatchSettings, reason: str) -> dict[str, Any]:
+    """The summary's row of a pair that was not produced, and why (one line)."""
+    return {**pair.row(settings), "status": "failed", "reason": reason, "target_keys": [], "computed_keys": []}
+
+
 def shares_targets(cfg: StyleConfig) -> bool:
     """Whether a style's targets are independent of the content (not so for luminance matching)."""
     return not (cfg.preserve_color and cfg.match_luminance)

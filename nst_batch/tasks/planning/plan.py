@@ -11,8 +11,6 @@ import math
 import os
 import posixpath
 import re
-import threading
-import time
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -119,23 +117,12 @@ class Plan:
         }
 
 
-def load_plan(manifest_uri: str, output_override: str | None = None, *, keep: bool = False) -> Plan:
-    """Read, validate and expand a manifest (a path or an s3:// URI). ``keep``: hand this plan to
-    the next call for the same manifest bytes, once (see ``_PLAN_REUSE_S``)."""
+def load_plan(manifest_uri: str, output_override: str | None = None) -> Plan:
+    """Read, validate and expand a manifest (a path or an s3:// URI)."""
     problem = uri_problem(manifest_uri)
     if problem:
         raise ManifestError(manifest_uri, [ManifestProblem("", problem)])
-    text = _read_manifest(manifest_uri)
-    key = (manifest_uri, output_override, hashlib.sha256(text.encode()).hexdigest())
-    with _last_plan_lock:
-        kept, _last_plan[:] = list(_last_plan), []
-    if kept and kept[0] == key and time.monotonic() - kept[1] < _PLAN_REUSE_S:
-        return kept[2]
-    plan = expand(parse_manifest(text, manifest_uri), manifest_uri, output_override)
-    if keep:
-        with _last_plan_lock:
-            _last_plan[:] = [key, time.monotonic(), plan]
-    return plan
+    return expand(parse_manifest(_read_manifest(manifest_uri), manifest_uri), manifest_uri, output_override)
 
 
 def _read_manifest(manifest_uri: str) -> str:
@@ -150,12 +137,6 @@ def _read_manifest(manifest_uri: str) -> str:
         raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
 
 
-# ``nst run`` plans once (keep=True) to check the manifest before Prefect starts, then the flow
-# plans again in the same process: that call takes the kept plan when the manifest's bytes are the
-# same and it is fresh (a 5.5 MB manifest took ~1 min to expand, twice). Any other call plans afresh.
-_PLAN_REUSE_S = 120.0
-_last_plan: list[Any] = []
-_last_plan_lock = threading.Lock()
 
 
 def base_of(manifest_uri: str) -> str:

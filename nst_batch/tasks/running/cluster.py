@@ -19,7 +19,6 @@ Dask on Kubernetes): what Prefect's ``DaskTaskRunner`` leaves to us.
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import threading
 import time
@@ -204,7 +203,6 @@ def check_cluster(plan: Plan, address: str) -> int:
         workers = _check_workers_see(client, plan)
     finally:
         client.close()
-    _checked[_check_key(plan, address)] = time.monotonic()
     return workers
 
 
@@ -215,17 +213,6 @@ def _check_workers_see(client: Any, plan: Plan) -> int:
     _check_local_paths(client, plan)
     _check_s3_reads(client, plan)
     return len(workers)
-
-
-# ``nst run`` checks the cluster before Prefect starts (exit 2, one line), then the flow, in the
-# same process, would check it again for the same plan: it does so only when nobody has lately
-# (a deployment's flow run is the one that checks there).
-_CHECK_REUSE_S = 120.0
-_checked: dict[tuple[str, str, str], float] = {}
-
-
-def _check_key(plan: Plan, address: str) -> tuple[str, str, str]:
-    return address, plan.source, plan.settings.output_root
 
 
 def _local_inputs(plan: Plan) -> list[str]:
@@ -295,12 +282,11 @@ def _s3_problem(uri: str) -> str | None:
         return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def check_runner_sees(runner: Any, plan: Plan) -> None:
+def check_runner_sees(runner: Any, plan: Plan, checked: str | None = None) -> None:
     """The check of :func:`check_cluster`, through the flow's own client, when the flow's tasks
-    run on a cluster started elsewhere and this process has not just checked it."""
-    if not (isinstance(runner, ClusterTaskRunner) and runner.address):
-        return
-    if time.monotonic() - _checked.get(_check_key(plan, runner.address), -math.inf) > _CHECK_REUSE_S:
+    run on a cluster started elsewhere, unless its caller has checked that cluster (``checked``:
+    its address) against this plan."""
+    if isinstance(runner, ClusterTaskRunner) and runner.address and runner.address != checked:
         _check_workers_see(runner.client, plan)
 
 

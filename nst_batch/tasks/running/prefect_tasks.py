@@ -22,7 +22,7 @@ from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.atomic import remove_stale_parts
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.output.storage import StorageError, is_s3, join, storage_for
-from nst_batch.tasks.pair.produce import ensure_style_targets, run_pair
+from nst_batch.tasks.pair.produce import ensure_style_targets, failed_row, run_pair
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
 from nst_batch.tasks.presenting.live import LivePair
@@ -46,9 +46,14 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="plan-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
-def plan_batch(manifest: str, output: str | None) -> Plan:
-    plan = load_plan(manifest, output)
-    check_outputs(plan)  # a deployment's run: no special file where an output goes (nst run checked already)
+def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -> Plan:
+    """The run's plan, checked: ``planned`` when its caller made and checked it (nst run), else
+    made and checked here (a deployment's run). Then the output root is readied: the live files of
+    an interrupted run and the parts its writes left go."""
+    plan = planned
+    if plan is None:
+        plan = load_plan(manifest, output)
+        check_outputs(plan)  # no special file where an output goes
     clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
     logger = get_run_logger()
     if not is_s3(plan.settings.output_root):
@@ -122,8 +127,7 @@ def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _C
         # A failed pair is a row of the summary, not a task crash: one log line, no traceback
         # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
         get_run_logger().info("%s: failed: %s", pair.name, exc)
-        return {**pair.row(settings), "status": "failed", "reason": str(exc), "target_keys": [], "computed_keys": [],
-                "live_s": _finish(live, artifacts)}
+        return {**failed_row(pair, settings, str(exc)), "live_s": _finish(live, artifacts)}
     finally:
         live.finish()
     if row["status"] != "skipped":

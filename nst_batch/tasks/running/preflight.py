@@ -4,7 +4,11 @@ cannot write."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 from nst_batch.tasks.errors import InputError, ManifestError, StorageError
@@ -145,3 +149,35 @@ def check_plan(plan: Plan, on_cluster: bool = False) -> None:
     problems = plan_problems(plan, on_cluster)
     if problems:
         raise ManifestError(plan.source, problems)
+
+
+@dataclass(frozen=True)
+class CheckedPlan:
+    """A plan its caller made and checked in this process before starting the flow (``nst run``
+    does, to refuse a bad manifest or an unusable cluster in a second, before Prefect starts): the
+    flow run uses it instead of planning and checking again. A deployment's flow run is handed
+    nothing and does both itself."""
+
+    manifest: str
+    output: str | None
+    plan: Plan
+    cluster: str | None = None  # the Dask scheduler whose workers were checked against the plan
+
+
+# Scoped by handing_over(), not a cache: nothing outlives the call that made the plan.
+_HANDED: ContextVar[CheckedPlan | None] = ContextVar("nst_checked_plan", default=None)
+
+
+@contextlib.contextmanager
+def handing_over(checked: CheckedPlan) -> Iterator[None]:
+    """Within this block, a flow run in this thread for the same manifest and output takes ``checked``."""
+    token = _HANDED.set(checked)
+    try:
+        yield
+    finally:
+        _HANDED.reset(token)
+
+
+def handed_plan(manifest: str, output: str | None) -> CheckedPlan | None:
+    checked = _HANDED.get()
+    return checked if checked is not None and (checked.manifest, checked.output) == (manifest, output) else None
