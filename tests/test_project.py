@@ -194,3 +194,13 @@ def test_every_error_class_lives_in_its_rings_errors_module():
                 if path not in homes:
                     strays.append(f"{path.relative_to(ROOT)}: {node.name}")
     assert strays == []
+
+
+def test_only_storage_knows_which_storage_a_uri_is_on():
+    """Every read and write goes through the Storage a URI routes to (storage_for); code elsewhere
+    asks that storage (shared, local_path, entry_kind) instead of branching on ``s3://``."""
+    pattern = re.compile(r"\bis_s3\(|[\"']s3://[\"']\)|\bLocalStorage\(\)|\bS3Storage\(")
+    storage = PACKAGE / "tasks" / "output" / "storage.py"
+    offenders = [f"{p.relative_to(ROOT)}:{n}" for p in sorted(PACKAGE.rglob("*.py")) if p != storage
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nst_batch.tasks.errors import OutputError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
-from nst_batch.tasks.output.storage import is_s3, join, storage_for
+from nst_batch.tasks.output.storage import join, storage_for
 
 PROBE_NAME = ".nst-write-check"
 
@@ -72,11 +72,12 @@ def check_writable_folder(folder: str | os.PathLike[str], role: str = "output", 
 def check_writable_root(root: str, role: str = "output") -> None:
     """An output root, local or ``s3://bucket/prefix``: S3 is asked to store (and remove) a probe
     object, which proves the bucket exists and that the credentials may put there."""
-    if not is_s3(root):
-        check_writable_folder(root, role)
+    storage = storage_for(root)
+    local = storage.local_path(root)
+    if local is not None:
+        check_writable_folder(local, role)
         return
     probe = join(root, PROBE_NAME)
-    storage = storage_for(probe)
     try:
         storage.write_bytes(probe, b"", "application/octet-stream")
     except StorageError as exc:

@@ -7,16 +7,18 @@ S3-compatible stores work. boto3 is imported only when an S3 URI is used.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
+import posixpath
 import re
 import stat
 from pathlib import Path
 from typing import Any, Protocol
 
 from nst_batch.tasks.errors import InputError, OutputRootError, StorageError
-from nst_batch.tasks.output.atomic import write_atomic
+from nst_batch.tasks.output.atomic import remove_stale_parts, write_atomic
 
 # Write errors that no other file under the same root would escape: the whole root is down.
 _ROOT_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
@@ -47,6 +49,23 @@ class Storage(Protocol):
         """Objects matching a shell pattern (``*``, ``?``, ``[..]``; ``**`` spans folders), sorted."""
 
     def delete(self, uri: str) -> None: ...
+
+    # Every machine of a cluster sees the same objects here (S3), or only its own (a local disk).
+    shared: bool
+
+    def local_path(self, uri: str) -> str | None:
+        """A path the operating system opens (to read an image's header in place, to look for
+        special files), or None where objects are not files."""
+
+    def entry_kind(self, uri: str, image_like: bool) -> str:
+        """What a manifest's entry names: ``file``, ``folder`` (a folder or a key prefix, to list)
+        or ``none`` (a pattern, or nothing yet). ``image_like``: it ends with an image extension."""
+
+    def remove_folder(self, uri: str) -> None:
+        """Remove an empty folder, where there are folders; nothing otherwise."""
+
+    def remove_stale_parts(self, root: str) -> list[str]:
+        """Remove the partial writes that writers no longer running left under ``root``."""
 
 
 # A URI scheme (two letters or more, so a Windows drive "C:/" is not one) followed by ":/".
@@ -103,9 +122,63 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def has_glob(uri: str) -> bool:
+    return bool(_GLOB_CHARS.search(uri))
+
+
+def parent(uri: str) -> str:
+    """The folder (or key prefix) holding ``uri``: what a manifest's relative paths resolve against."""
+    if is_s3(uri):
+        return uri.rsplit("/", 1)[0]
+    return str(Path(uri).resolve().parent)
+
+
+def resolve(base: str, path: str) -> str:
+    """``path`` relative to ``base`` (a folder or an S3 prefix); URIs and absolute paths as they are."""
+    if is_s3(path) or (not is_s3(base) and Path(path).expanduser().is_absolute()):
+        return str(Path(path).expanduser()) if not is_s3(path) else path
+    if is_s3(base):
+        bucket, key = split_s3(base + "/")
+        return f"s3://{bucket}/{posixpath.normpath(posixpath.join(key, path))}"
+    return str(Path(base, path).resolve())
+
+
+def climbs_out(base: str, path: str) -> str | None:
+    """Why ``path``, relative to an S3 prefix, is refused: a ``..`` above the bucket would become a
+    key literally named ``../...`` inside it. Local paths normalise as the OS does."""
+    if not is_s3(base) or is_s3(path):
+        return None
+    _, key = split_s3(base + "/")
+    if posixpath.normpath(posixpath.join(key, path)).split("/")[0] == "..":
+        return f"{path}: climbs above the bucket of {base}/ (a relative path on S3 stays inside its bucket)"
+    return None
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(uri) if is_s3(uri) else os.path.basename(uri)
+
+
 class LocalStorage:
+    shared = False
+
     def read_bytes(self, uri: str) -> bytes:
         return self._read(uri, None)
+
+    def local_path(self, uri: str) -> str | None:
+        return uri
+
+    def entry_kind(self, uri: str, image_like: bool) -> str:
+        return "file" if os.path.isfile(uri) else "folder" if os.path.isdir(uri) else "none"
+
+    def remove_folder(self, uri: str) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(uri)
+
+    def remove_stale_parts(self, root: str) -> list[str]:
+        return [str(p) for p in remove_stale_parts(root)]
 
     def read_head(self, uri: str, size: int) -> bytes:
         return self._read(uri, size)
@@ -212,8 +285,27 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 class S3Storage:
     """boto3 over any S3-compatible endpoint; transient faults retried with backoff."""
 
+    shared = True
+
     def __init__(self, client: Any | None = None) -> None:
         self._client = client
+
+    def local_path(self, uri: str) -> str | None:
+        return None
+
+    def entry_kind(self, uri: str, image_like: bool) -> str:
+        """A key ending with an image extension is taken for an object without asking S3 (a
+        manifest of 10,000 explicit pairs would cost 10,000 requests), unless it has pattern
+        characters; anything else is a prefix."""
+        if uri.endswith("/") or not image_like:
+            return "folder"
+        return "none" if has_glob(uri) and not self.exists(uri) else "file"
+
+    def remove_folder(self, uri: str) -> None:
+        return None  # a prefix is no object: it goes with its last key
+
+    def remove_stale_parts(self, root: str) -> list[str]:
+        return []  # a put is atomic: S3 keeps no partial objects
 
     @property
     def client(self) -> Any:

@@ -53,10 +53,10 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a local regular file, or an :class:`ImageInputError` saying why not."""
-    from nst_batch.tasks.output.storage import LocalStorage
+    from nst_batch.tasks.output.storage import storage_for
 
     try:
-        return LocalStorage().read_bytes(str(path))
+        return storage_for(str(path)).read_bytes(str(path))
     except FileNotFoundError:
         raise ImageInputError(f"{path}: no such file") from None
     except StorageError as exc:

@@ -27,7 +27,7 @@ from nst_batch.core.config import MIN_SIDE_PX
 from nst_batch.core.image_ops import fit_size
 from nst_batch.tasks.errors import ImageInputError, InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
-from nst_batch.tasks.output.storage import LocalStorage
+from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import LoadedImage, decode_image, encode_image, output_format, read_file
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
@@ -160,7 +160,7 @@ def _check_outputs(output: str | os.PathLike[str], metadata: str | os.PathLike[s
 
 def _write(path: str | os.PathLike[str], data: bytes) -> None:
     """Atomically; a fault after the checks (a full disk) is a :class:`StorageError` naming the file."""
-    LocalStorage().write_bytes(str(path), data)
+    storage_for(str(path)).write_bytes(str(path), data)
 
 
 def _with_checkpoints(on_step: ProgressCallback | None, output: str | os.PathLike[str], fmt: str, content: LoadedImage,

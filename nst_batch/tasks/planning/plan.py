@@ -8,19 +8,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import os
-import posixpath
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.config import show
 from nst_batch.tasks.errors import StorageError
 from nst_batch.tasks.output.layout import RESERVED_NAMES, OutputLayout
-from nst_batch.tasks.output.storage import is_s3, split_s3, storage_for, uri_problem
+from nst_batch.tasks.output.storage import basename, climbs_out, has_glob, parent, resolve, storage_for, uri_problem
 from nst_batch.tasks.planning.manifest import (
     MAX_MANIFEST_BYTES,
     MAX_SWEEP_POINTS,
@@ -33,7 +30,6 @@ from nst_batch.tasks.planning.manifest import (
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
@@ -139,26 +135,10 @@ def _read_manifest(manifest_uri: str) -> str:
 
 
 
-def base_of(manifest_uri: str) -> str:
-    """The folder relative paths in a manifest resolve against."""
-    if is_s3(manifest_uri):
-        return manifest_uri.rsplit("/", 1)[0]
-    return str(Path(manifest_uri).resolve().parent)
-
-
-def resolve(base: str, path: str) -> str:
-    if is_s3(path) or (not is_s3(base) and Path(path).expanduser().is_absolute()):
-        return str(Path(path).expanduser()) if not is_s3(path) else path
-    if is_s3(base):
-        bucket, key = split_s3(base + "/")
-        return f"s3://{bucket}/{posixpath.normpath(posixpath.join(key, path))}"
-    return str(Path(base, path).resolve())
-
-
 def expand(manifest: Manifest, source: str, output_override: str | None = None, collect: list[ManifestProblem] | None = None) -> Plan:
     """The plan of ``manifest``; raises :class:`ManifestError` with every problem found, or with
     ``collect`` appends them there and returns the plan of the pairs that did expand."""
-    base = base_of(source)
+    base = parent(source)
     problems = _uri_problems(manifest, output_override, base)
     if problems:  # nothing below can be trusted with a mis-parsed URI (it would become a local path)
         if collect is not None:
@@ -166,8 +146,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
             return Plan(source, BatchSettings(output_override or manifest.output, manifest.format, manifest.weights,
                                               manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality), ())
         raise ManifestError(source, problems)
-    output_root = output_override or manifest.output
-    output_root = output_root if is_s3(output_root) else resolve(base, output_root)
+    output_root = resolve(base, output_override or manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
                              manifest.max_pixels, manifest.quality)
@@ -278,18 +257,7 @@ def _uri_problems(manifest: Manifest, output_override: str | None, base: str = "
     where += [(f"contents.{i}", entry) for i, entry in enumerate(manifest.contents)]
     if manifest.pairs != "all":
         where += [(f"pairs.{i}.content", pair.content) for i, pair in enumerate(manifest.pairs)]  # type: ignore[union-attr]
-    return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or _climbs_out(base, uri))]
-
-
-def _climbs_out(base: str, path: str) -> str | None:
-    """Why ``path``, relative to a manifest on S3, is refused: a ``..`` above the bucket would
-    become a key literally named ``../...`` inside it. Local paths normalise as the OS does."""
-    if not is_s3(base) or is_s3(path):
-        return None
-    _, key = split_s3(base + "/")
-    if posixpath.normpath(posixpath.join(key, path)).split("/")[0] == "..":
-        return f"{path}: climbs above the bucket of {base}/ (a relative path on S3 stays inside its bucket)"
-    return None
+    return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or climbs_out(base, uri))]
 
 
 def _explicit(manifest: Manifest, pair: PairJob) -> bool:
@@ -337,26 +305,17 @@ def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], outpu
         if _under(uri, output_root):
             problems.append(ManifestProblem(path, f"{uri} is inside the output root {output_root}: outputs cannot be inputs"))
             return []
-        if _is_file(uri, storage):
+        kind = storage.entry_kind(uri, uri.lower().endswith(IMAGE_EXTENSIONS))
+        if kind == "file":
             return [uri]
-        if _GLOB_CHARS.search(uri):
+        if has_glob(uri):
             return _listed(storage.glob(uri), output_root, path, f"{uri} matches no images", problems)
-        if is_s3(uri) and (uri.endswith("/") or not uri.lower().endswith(IMAGE_EXTENSIONS)):
-            return _listed(storage.list(uri), output_root, path, f"no images under {uri}", problems)
-        if not is_s3(uri) and Path(uri).is_dir():
-            return _listed(storage.list(uri), output_root, path, f"no images in folder {uri}", problems)
+        if kind == "folder":
+            return _listed(storage.list(uri), output_root, path, f"no images {'in folder' if storage.local_path(uri) else 'under'} {uri}", problems)
     except Exception as exc:  # storage faults while listing
         problems.append(ManifestProblem(path, f"cannot list {uri}: {exc}"))
         return []
     return [uri]  # a single file: if it is missing or bad, that pair fails on its own (nst validate says so first)
-
-
-def _is_file(uri: str, storage: Any) -> bool:
-    if not is_s3(uri):
-        return os.path.isfile(uri)
-    if not uri.lower().endswith(IMAGE_EXTENSIONS):
-        return False
-    return not _GLOB_CHARS.search(uri) or storage.exists(uri)  # a key with [ or * in it: ask S3 once
 
 
 def _under(uri: str, root: str) -> bool:
@@ -382,7 +341,7 @@ def safe_name(text: str, limit: int = 120) -> str:
 
 
 def output_name(content_uri: str, style_names: list[str]) -> str:
-    stem = posixpath.basename(content_uri) if is_s3(content_uri) else os.path.basename(content_uri)
+    stem = basename(content_uri)
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
     return safe_name(f"{stem}__{'+'.join(style_names)}")
 

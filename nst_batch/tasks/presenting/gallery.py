@@ -16,7 +16,6 @@ import datetime
 import hashlib
 import html
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
-from nst_batch.tasks.output.storage import is_s3, join, storage_for
+from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
@@ -157,7 +156,7 @@ def collect(root: str) -> tuple[Page, set[str]]:
             if found:
                 sidecars[found[0].name] = found
     if not sidecars and SUMMARY_NAME not in files:
-        if not is_s3(root) and not os.path.isdir(root):
+        if storage.entry_kind(root, image_like=False) != "folder":
             raise InputError(f"{root}: no such folder; run nst run with this output first")
         raise InputError(f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first")
     page = Page()

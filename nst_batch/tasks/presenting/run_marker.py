@@ -3,7 +3,6 @@ whether that run still runs (the gallery of an interrupted run says so), and its
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -58,6 +57,4 @@ def clear_live(root: str) -> None:
     storage = storage_for(root)
     for uri in storage.list(join(root, LIVE_DIR)):
         storage.delete(uri)
-    if not root.startswith("s3://"):
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(root, LIVE_DIR))
+    storage.remove_folder(join(root, LIVE_DIR))

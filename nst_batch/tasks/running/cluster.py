@@ -32,7 +32,7 @@ from prefect_dask import DaskTaskRunner
 
 from nst_batch.tasks.errors import ClusterError, InputError
 from nst_batch.tasks.output.layout import PROBE_PREFIX
-from nst_batch.tasks.output.storage import is_s3, join, storage_for
+from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.planning.plan import Plan
 from nst_batch.tasks.running.prefect_runs import mark_task_runs_crashed
 
@@ -216,8 +216,8 @@ def _check_workers_see(client: Any, plan: Plan) -> int:
 
 
 def _local_inputs(plan: Plan) -> list[str]:
-    styles = [u for u in plan.styles.values() if not is_s3(u)]
-    contents = list(dict.fromkeys(p.content_uri for p in plan.pairs if not is_s3(p.content_uri)))
+    styles = [u for u in plan.styles.values() if not storage_for(u).shared]
+    contents = list(dict.fromkeys(p.content_uri for p in plan.pairs if not storage_for(p.content_uri).shared))
     weights = [plan.settings.weights] if os.path.isfile(plan.settings.weights) else []
     return list(dict.fromkeys(styles + weights + contents))[:_SAMPLED_INPUTS]
 
@@ -243,7 +243,8 @@ def _worker_view(paths: list[str], probe: str | None) -> dict[str, Any]:
 def _check_local_paths(client: Any, plan: Plan) -> None:
     paths = _local_inputs(plan)
     root = plan.settings.output_root
-    probe, token = (None, None) if is_s3(root) else (join(root, PROBE_PREFIX + uuid.uuid4().hex), uuid.uuid4().hex)
+    # A root on this machine's disk: every worker must see a file written there now.
+    probe, token = (None, None) if storage_for(root).shared else (join(root, PROBE_PREFIX + uuid.uuid4().hex), uuid.uuid4().hex)
     if not paths and probe is None:
         return
     if probe is not None:
@@ -265,7 +266,7 @@ def _check_local_paths(client: Any, plan: Plan) -> None:
 
 
 def _check_s3_reads(client: Any, plan: Plan) -> None:
-    first = next((u for u in [*plan.styles.values(), *(p.content_uri for p in plan.pairs[:1])] if is_s3(u)), None)
+    first = next((u for u in [*plan.styles.values(), *(p.content_uri for p in plan.pairs[:1])] if storage_for(u).shared), None)
     if first is None:
         return
     for worker, problem in sorted(client.run(_s3_problem, first).items()):

@@ -19,9 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from nst_batch.core import StepInfo
 from nst_batch.tasks.errors import OutputRootError, PairFailed
-from nst_batch.tasks.output.atomic import remove_stale_parts
 from nst_batch.tasks.output.layout import SUMMARY_NAME
-from nst_batch.tasks.output.storage import StorageError, is_s3, join, storage_for
+from nst_batch.tasks.output.storage import StorageError, join, storage_for
 from nst_batch.tasks.pair.produce import ensure_style_targets, failed_row, run_pair
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
@@ -56,9 +55,8 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
         check_outputs(plan)  # no special file where an output goes
     clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
     logger = get_run_logger()
-    if not is_s3(plan.settings.output_root):
-        for stale in remove_stale_parts(plan.settings.output_root):
-            logger.warning("removed %s, left by an interrupted run", stale)
+    for stale in storage_for(plan.settings.output_root).remove_stale_parts(plan.settings.output_root):
+        logger.warning("removed %s, left by an interrupted run", stale)
     logger.info("planned %d pairs over %d styles into %s", len(plan.pairs), len(plan.styles), plan.settings.output_root)
     return plan
 

@@ -15,7 +15,7 @@ from nst_batch.tasks.errors import InputError, ManifestError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.checks import check_writable_root
 from nst_batch.tasks.output.layout import CACHE_DIR, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
-from nst_batch.tasks.output.storage import is_s3, storage_for
+from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import probe_image_file
 from nst_batch.tasks.planning.manifest import ManifestProblem
 from nst_batch.tasks.planning.plan import Plan
@@ -39,14 +39,21 @@ def input_problems(plan: Plan) -> list[ManifestProblem]:
 
 
 def _input_problem(uri: str, max_pixels: int) -> str | None:
+    """A file's header is read in place (nothing decoded); an object is asked for its size only
+    (one request each, not a download)."""
+    storage = storage_for(uri)
     try:
-        if is_s3(uri):
-            size = storage_for(uri).size(uri)
-            return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
-        probe_image_file(uri, max_pixels=max_pixels)
+        path = storage.local_path(uri)
+        if path is not None:
+            probe_image_file(path, max_pixels=max_pixels)
+            return None
+        return _object_problem(uri, storage.size(uri))
     except (InputError, StorageError) as exc:
         return str(exc)
-    return None
+
+
+def _object_problem(uri: str, size: int | None) -> str | None:
+    return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
 
 
 def output_problems(plan: Plan) -> list[ManifestProblem]:
@@ -64,7 +71,8 @@ def layout_problems(plan: Plan) -> list[ManifestProblem]:
     and gallery are absent or regular files (a device, a FIFO or a symlink there would be replaced
     by a file); the folders the layout needs are not files."""
     root = plan.settings.output_root
-    if is_s3(root) or not os.path.isdir(root):
+    local = storage_for(root).local_path(root)
+    if local is None or not os.path.isdir(local):
         return []
     problems: list[ManifestProblem] = []
     for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, ".cache", CACHE_DIR):
@@ -102,12 +110,12 @@ def settings_problems(plan: Plan) -> list[ManifestProblem]:
 
 
 def _weights_problem(uri: str) -> str | None:
-    if is_s3(uri):
+    storage = storage_for(uri)
+    if storage.local_path(uri) is None:
         try:
-            size = storage_for(uri).size(uri)
+            return _object_problem(uri, storage.size(uri))
         except StorageError as exc:
             return str(exc)
-        return f"{uri}: no such object" if size is None else f"{uri}: empty object (0 bytes)" if size == 0 else None
     if not os.path.exists(uri):
         return f"{uri}: no such file"
     if not os.path.isfile(uri):
