@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, fields
 from typing import Any, NoReturn
 
@@ -82,70 +82,62 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
-    """``auto`` -> () (from --coarse-size up); ``3`` -> three sizes, each half the next
-    (0.25, 0.5, 1); ``0.5,1`` -> as given."""
-    if text.strip().lower() == "auto":
-        return ()
-    if text.strip().isdigit():
-        n = int(text)
-        if not 1 <= n <= 6:
-            raise argparse.ArgumentTypeError(f"--scales N must be 1..6, got {n}")
-        return tuple(1 / 2 ** (n - 1 - i) for i in range(n))
-    return _floats(text)
+    """``--scales``: the core's one grammar (:func:`nst_batch.core.config.scales_from`)."""
+    from nst_batch.core.config import scales_from
+
+    try:
+        return scales_from(text)
+    except CoreError as exc:
+        # argparse says "argument --scales: " first
+        raise argparse.ArgumentTypeError(str(exc).replace("scales N (a count)", "N (a count of scales)").replace("scales must be", "must be")) from None
 
 
 def _show(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+# How a setting's text becomes its value where its type alone does not say (a tuple's items).
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "scales": parse_scales, "iterations": _ints, "style_blend": _floats, "style_layer_weights": _floats,
+    "content_layers": _names, "style_layers": _names,
+}
+
+
 def _add_style_options(p: argparse.ArgumentParser) -> None:
-    d = _DEFAULTS
+    """One option per :class:`StyleConfig` field, its help and default from the field: written
+    once, in the core, where the manifest's schema reads them too."""
+    import typing
+
+    hints = typing.get_type_hints(StyleConfig)
+    flags = {f.name: "--" + f.name.replace("_", "-") for f in fields(StyleConfig)}
     g = p.add_argument_group("style transfer")
-    g.add_argument("--size", type=int, default=d.size, help=f"max side of the output, px (default {d.size})")
-    g.add_argument("--iterations", type=_ints, default=d.iterations,
-                   help="max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for "
-                        f"the finer scales (default {_show(d.iterations)})")
-    g.add_argument("--scales", type=parse_scales, default=d.scales,
-                   help="coarse-to-fine: auto (from --coarse-size, doubling up to --size), a count N (sizes halving up to "
-                        "--size) or fractions of --size, e.g. 0.5,1 (default auto)")
-    g.add_argument("--coarse-size", type=int, default=d.coarse_size,
-                   help=f"with --scales auto: the first scale's max side, px, whatever --size is (default {d.coarse_size})")
-    g.add_argument("--coarse-style-share", type=float, default=d.coarse_style_share,
-                   help="at finer scales, the share of the loss taken on the image downscaled to the coarser scales, so "
-                        f"their strokes survive the refinement; 0 = the paper's single-size loss (default {d.coarse_style_share})")
-    g.add_argument("--content-weight", type=float, default=d.content_weight, help=f"(default {d.content_weight})")
-    g.add_argument("--style-weight", type=float, default=d.style_weight, help=f"(default {d.style_weight})")
-    g.add_argument("--tv-weight", type=float, default=d.tv_weight, help=f"total-variation smoothing (default {d.tv_weight})")
-    g.add_argument("--style-blend", type=_floats, default=d.style_blend, help="one weight per style image, e.g. 0.7,0.3 (default: equal)")
-    g.add_argument("--style-scale", type=float, default=d.style_scale, help=f"style size relative to the output (default {d.style_scale})")
-    g.add_argument("--content-layers", type=_names, default=d.content_layers, help=f"(default {_show(d.content_layers)})")
-    g.add_argument("--style-layers", type=_names, default=d.style_layers, help=f"(default {_show(d.style_layers)})")
-    g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights, help="one per style layer (default: all 1)")
-    g.add_argument("--init", choices=("content", "noise", "image"), default=None,
-                   help=f"start from the content, noise or --init-image (default {d.init}; image when --init-image is given)")
-    g.add_argument("--upsample", choices=("image", "residual"), default=d.upsample,
-                   help="how a scale starts from the coarser one: the upsampled result (image), or the content at the new size "
-                        f"plus the upsampled change (residual) (default {d.upsample})")
-    g.add_argument("--init-image", default=None, help="image to start from (implies --init image)")
-    g.add_argument("--seed", type=int, default=d.seed, help=f"seed for noise init (default {d.seed})")
-    g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help=f"(default {d.pooling})")
-    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer, help=f"(default {d.optimizer})")
-    g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history, help=f"(default {d.lbfgs_history})")
-    g.add_argument("--adam-lr", type=float, default=d.adam_lr, help=f"(default {d.adam_lr})")
-    g.add_argument("--early-stop-rtol", type=float, default=d.early_stop_rtol,
-                   help="stop a scale when the loss improved less than this fraction over --early-stop-window iterations; "
-                        f"0 = never (default {d.early_stop_rtol})")
-    g.add_argument("--early-stop-window", type=int, default=d.early_stop_window, help=f"(default {d.early_stop_window})")
-    g.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
-    g.add_argument("--no-match-luminance", dest="match_luminance", action="store_false",
-                   help="with --preserve-color, do not match the style's luminance mean/std to the content's")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
-                   help="bf16 autocasts the network; auto = bf16 on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere "
-                        f"(default {d.precision})")
-    g.add_argument("--tile-size", type=int, default=d.tile_size,
-                   help="optimise scales larger than this many px in overlapping tiles, so memory follows the tile, "
-                        f"not the output (for outputs beyond what fits); 0 = off (default {d.tile_size})")
-    g.add_argument("--tile-overlap", type=int, default=d.tile_overlap, help=f"px shared by neighbouring tiles (default {d.tile_overlap})")
+    for f in fields(StyleConfig):
+        default = getattr(_DEFAULTS, f.name)
+        text = _in_setting_flags(f.metadata["help"], flags)
+        shown = f.metadata.get("shown", _show(default))
+        if hints[f.name] is bool:  # a switch away from the default
+            flag = flags[f.name] if not default else f"--no-{f.name.replace('_', '-')}"
+            g.add_argument(flag, dest=f.name, action="store_false" if default else "store_true",
+                           help=_in_setting_flags(f.metadata["off"], flags) if default else text)
+            continue
+        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
+        if f.name == "init":  # --init-image implies --init image
+            g.add_argument("--init", choices=choices, default=None, help=f"{text} (default {default}; image when --init-image is given)")
+            g.add_argument("--init-image", default=None, help="image to start from (implies --init image)")
+            continue
+        kind = _PARSERS.get(f.name, hints[f.name] if hints[f.name] in (int, float) else str)
+        g.add_argument(flags[f.name], type=None if choices else kind, choices=choices, default=default, help=f"{text} (default {shown})")
+
+
+def _in_setting_flags(text: str, flags: dict[str, str]) -> str:
+    """A help text in setting names (``coarse_size``, `` `size` ``), said as this command's flags."""
+    import re
+
+    for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(f"`{name}`", flag)  # a one-word name is marked: "size" is also a word
+        if "_" in name:
+            text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:

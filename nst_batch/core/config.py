@@ -32,6 +32,33 @@ MIN_SIDE_PX = 16
 MAX_SIDE_PX = 16384
 
 
+MAX_SCALES = 6
+
+
+def scales_from(value: str | int) -> tuple[float, ...]:
+    """The one grammar of ``scales`` for the CLI and manifests: ``auto`` -> () (from coarse_size
+    up); a count ``N`` -> N sizes, each half the next (``3``: 0.25, 0.5, 1); ``0.5,1`` -> as given."""
+    text = str(value).strip()
+    if text.lower() == "auto":
+        return ()
+    if text.isdigit():
+        n = int(text)
+        if not 1 <= n <= MAX_SCALES:
+            raise ConfigError(f"scales N (a count) must be 1..{MAX_SCALES}, got {n}", settings=["scales"])
+        return tuple(1 / 2 ** (n - 1 - i) for i in range(n))
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"scales must be auto, a count 1..{MAX_SCALES} or fractions of size like 0.5,1; got {text[:40]!r}",
+                          settings=["scales"]) from None
+
+
+def _help(text: str, shown: str | None = None, off: str | None = None) -> dict[str, str]:
+    """A field's help; ``shown``: its default as said (for an empty one); ``off``: what turning
+    a switch that is on by default off does."""
+    return {"help": text, **({"shown": shown} if shown is not None else {}), **({"off": off} if off is not None else {})}
+
+
 @dataclass(frozen=True)
 class StyleConfig:
     """Everything that shapes a stylization, except the images, the weights and the device.
@@ -41,61 +68,81 @@ class StyleConfig:
     we share, on the same original VGG-19.
     """
 
-    size: int = 512  # max side of the output, px
+    # Each field's ``help`` (in setting names: the CLI says them as its flags) is the one text
+    # behind `nst stylize --help` and the manifest's schema; ``shown`` replaces an empty default.
+    size: int = field(default=512, metadata=_help("max side of the output, px"))
     # Coarse-to-fine (Gatys et al. 2017, section 5): the image is optimised at each size in turn,
     # upsampled and refined. VGG-19's receptive field spans a fixed number of pixels, so the size
     # where the large strokes form must not grow with the output: by default (``scales`` empty)
     # the first scale is ``coarse_size`` px whatever ``size`` is, doubling up to ``size`` (see
     # :func:`pyramid`). ``scales`` set: each entry is a fraction of ``size``, the last 1.0.
-    scales: tuple[float, ...] = ()
-    coarse_size: int = 256
+    scales: tuple[float, ...] = field(default=(), metadata=_help(
+        "coarse-to-fine: auto (from coarse_size, doubling up to `size`), a count N (sizes halving up to `size`) or "
+        "fractions of `size`, e.g. 0.5,1", shown="auto"))
+    coarse_size: int = field(default=256, metadata=_help("with `scales` auto: the first scale's max side, px, whatever `size` is"))
     # Iterations per scale, from the coarsest: fewer entries than scales repeat the last one for
     # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
     # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
     # stops earlier once the loss stops improving (see early_stop_*).
-    iterations: tuple[int, ...] = (500, 100)
+    iterations: tuple[int, ...] = field(default=(500, 100), metadata=_help(
+        "max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for the finer scales"))
     # At a finer scale, this share of the content and style loss is the coarser scales' loss on
     # the image downscaled to their sizes (split equally between them). The refinement then adds
     # fine texture without washing out the strokes formed at the coarse scale, so a 2x output
     # shown at the smaller size keeps its style (a departure from the paper, which matches one
     # size; in the spirit of Snelgrove's multi-scale Gram losses, 2017). Measured without it, a
     # 512-px output shown at 256 px had 17 % less style than the 256-px output. 0 = the paper.
-    coarse_style_share: float = 0.5
-    content_weight: float = 10.0
-    style_weight: float = 100.0
-    tv_weight: float = 1e5  # TV is in [0, 1] pixel units (a photo has ~1e-3): this keeps it ~1 % of the loss
-    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] = ()  # empty: every style layer weighs 1
-    style_blend: tuple[float, ...] = ()  # one weight per style image, normalised to sum 1; empty: equal
-    style_scale: float = 1.0  # style image max side = style_scale x output max side, at each scale
-    pooling: Pooling = "max"  # the paper prefers avg; max is what most implementations ship
-    init: Init = "content"
+    coarse_style_share: float = field(default=0.5, metadata=_help(
+        "at finer scales, the share of the loss taken on the image downscaled to the coarser scales, so their strokes "
+        "survive the refinement; 0 = the paper's single-size loss"))
+    content_weight: float = field(default=10.0, metadata=_help("weight of the content loss"))
+    style_weight: float = field(default=100.0, metadata=_help("weight of the style loss"))
+    # TV is in [0, 1] pixel units (a photo has ~1e-3): this keeps it ~1 % of the loss.
+    tv_weight: float = field(default=1e5, metadata=_help("total-variation smoothing"))
+    content_layers: tuple[str, ...] = field(default=DEFAULT_CONTENT_LAYERS, metadata=_help("VGG-19 layers of the content loss"))
+    style_layers: tuple[str, ...] = field(default=DEFAULT_STYLE_LAYERS, metadata=_help("VGG-19 layers of the style loss"))
+    style_layer_weights: tuple[float, ...] = field(default=(), metadata=_help("one weight per style layer", shown="all 1"))
+    # Normalised to sum 1, as jcjohnson/neural-style.
+    style_blend: tuple[float, ...] = field(default=(), metadata=_help("one weight per style image, e.g. 0.7,0.3", shown="equal"))
+    # At each scale, the style image's max side is style_scale x the output's.
+    style_scale: float = field(default=1.0, metadata=_help("style size relative to the output"))
+    # The paper prefers avg; max is what most implementations ship.
+    pooling: Pooling = field(default="max", metadata=_help("VGG-19's pooling"))
+    init: Init = field(default="content", metadata=_help("start from the content, noise, or an image"))
     # How a scale starts from the one before: "image" upsamples the result; "residual" adds the
     # upsampled change (result - content) to the content at the new size, keeping its fine detail.
-    upsample: Upsample = "image"
-    seed: int = 0
-    optimizer: Optimizer = "lbfgs"
-    lbfgs_history: int = 50  # memory is ~ 2 x history x image size; 50 keeps 2048 px under 1.3 GB
-    adam_lr: float = 0.02  # in [0, 1] pixel units
+    upsample: Upsample = field(default="image", metadata=_help(
+        "how a scale starts from the coarser one: the upsampled result (image), or the content at the new size plus the "
+        "upsampled change (residual)"))
+    seed: int = field(default=0, metadata=_help("seed for noise init"))
+    optimizer: Optimizer = field(default="lbfgs", metadata=_help("lbfgs (the paper's) or adam"))
+    # Memory is ~ 2 x history x image size; 50 keeps 2048 px under 1.3 GB.
+    lbfgs_history: int = field(default=50, metadata=_help("L-BFGS history size"))
+    adam_lr: float = field(default=0.02, metadata=_help("Adam's learning rate, in [0, 1] pixel units"))
     # Stop a scale early when the best loss improved by less than this fraction over the last
     # ``early_stop_window`` iterations. 0 disables early stopping.
-    early_stop_rtol: float = 2.5e-3
-    early_stop_window: int = 50
+    early_stop_rtol: float = field(default=2.5e-3, metadata=_help(
+        "stop a scale when the loss improved less than this fraction over early_stop_window iterations; 0 = never"))
+    early_stop_window: int = field(default=50, metadata=_help("iterations early_stop_rtol looks back over"))
     # Luminance-only transfer (Gatys et al. 2017, section 5.1): optimise the luminance inside the
     # loop and take the colours (YIQ chroma) from the content.
-    preserve_color: bool = False
+    preserve_color: bool = field(default=False, metadata=_help("luminance-only transfer: keep the content's colours"))
     # With preserve_color: match the style luminance's mean and std to the content's first.
-    match_luminance: bool = True
+    match_luminance: bool = field(default=True, metadata=_help(
+        "with preserve_color, match the style's luminance mean/std to the content's",
+        off="with preserve_color, do not match the style's luminance mean/std to the content's"))
     # auto: bf16 autocast of the network on CPUs with native bf16 (AVX512-BF16, AMX), where it
     # measured 0.6x fp32's time at the same distances; fp32 elsewhere (GPUs keep TF32 until bf16 is
     # measured there). Settled per device by nst_batch.core.device.for_device; a run records the result.
-    precision: Precision = "auto"
+    precision: Precision = field(default="auto", metadata=_help(
+        "bf16 autocasts the network; auto = bf16 on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere"))
     # Beyond the memory bound: scales whose longer side exceeds tile_size px are optimised in
     # overlapping tiles of at most tile_size px, each toward the whole style's Gram targets (see
     # nst_batch.core.tiles). Memory then follows the tile. 0 = never tile.
-    tile_size: int = 0
-    tile_overlap: int = 64  # px shared by neighbouring tiles, blended with linear ramps
+    tile_size: int = field(default=0, metadata=_help(
+        "optimise scales larger than this many px in overlapping tiles, so memory follows the tile, not the output "
+        "(for outputs beyond what fits); 0 = off"))
+    tile_overlap: int = field(default=64, metadata=_help("px shared by neighbouring tiles, blended with linear ramps"))
 
     def __post_init__(self) -> None:
         problems = _problems(self)

@@ -1,5 +1,6 @@
 """`nst stylize` end to end on tiny synthetic images: outputs, metadata, and every bad input."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -107,7 +108,7 @@ def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, r
 @pytest.mark.parametrize("option, message", [
     (["--size", "0"], "--size must be"), (["--iterations", "-5"], "--iterations must be 0..100000, got -5"),
     (["--content-weight", "-1"], "--content-weight must be"), (["--style-scale", "100"], "--style-scale must be"),
-    (["--scales", "9"], "--scales N must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
+    (["--scales", "9"], "argument --scales: N (a count of scales) must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
     (["--pooling", "min"], "invalid choice"), (["--quality", "0"], "quality must be"),
     (["--max-pixels", "0"], "--max-pixels must be"), (["--device", "tpu"], "device must be"),
     (["--style-blend", "1,2,3"], "--style-blend has 3 weights for 1"), (["--init", "image"], "needs an init image (--init-image)"),
@@ -209,3 +210,41 @@ def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images,
     assert _graphs({"scales": scales}) == ""
     assert _graphs({"scales": [{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]}) == \
         ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
+
+
+def test_every_style_setting_is_an_option_whose_help_and_default_come_from_the_config():
+    """Help is written once, on the StyleConfig field; the CLI's options and the manifest's schema
+    read it there (a field added to StyleConfig becomes an option with its help and default)."""
+    import dataclasses
+
+    from nst_batch.cli.main import build_parser
+    from nst_batch.core import StyleConfig
+    from nst_batch.tasks.planning.manifest import Params
+
+    stylize = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["stylize"]
+    by_dest = {a.dest: a for a in stylize._actions}
+    schema = Params.model_json_schema()["properties"]
+    for f in dataclasses.fields(StyleConfig):
+        action = by_dest[f.name]
+        assert f.metadata["help"], f.name
+        if f.name != "init":  # --init's default is None: --init-image decides
+            assert action.default == getattr(StyleConfig(), f.name), f.name
+        default = getattr(StyleConfig(), f.name)
+        if not isinstance(default, bool):
+            shown = f.metadata.get("shown", ",".join(map(str, default)) if isinstance(default, tuple) else str(default))
+            assert f"(default {shown}" in " ".join(action.help.split()), (f.name, action.help)
+        assert schema[f.name]["description"] == f.metadata["help"], f.name
+    assert by_dest["coarse_size"].help.startswith("with --scales auto: the first scale's max side, px, whatever --size is")
+    assert by_dest["match_luminance"].option_strings == ["--no-match-luminance"]
+
+
+def test_scales_has_one_grammar_in_the_cli_and_in_manifests(tmp_path):
+    """``--scales 3`` and ``scales: 3`` are the same three sizes (a manifest refused the count)."""
+    from nst_batch.cli.main import parse_scales
+    from nst_batch.tasks.planning.manifest import parse_manifest
+
+    for text in ("3", "auto", "0.5,1"):
+        manifest = parse_manifest(f"styles: {{a: a.png}}\ncontents: [c.png]\ndefaults: {{scales: {text!r}}}\n", "m.yaml")
+        assert tuple(manifest.defaults.given()["scales"]) == parse_scales(text)
+    manifest = parse_manifest("styles: {a: a.png}\ncontents: [c.png]\ndefaults: {scales: 3}\n", "m.yaml")
+    assert tuple(manifest.defaults.given()["scales"]) == (0.25, 0.5, 1.0)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from nst_batch.core import StyleConfig
+from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
 from nst_batch.tasks.errors import ManifestError
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
@@ -25,7 +26,7 @@ def _params_model() -> type[BaseModel]:
     hints = typing.get_type_hints(StyleConfig)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(StyleConfig):
-        fields[f.name] = (hints[f.name] | None, None)
+        fields[f.name] = (hints[f.name] | None, Field(None, description=f.metadata.get("help")))  # the same help as the CLI's
     model = create_model("Params", __config__=ConfigDict(extra="forbid"), **fields)
     return model
 
@@ -113,8 +114,8 @@ class Params(_Params):  # type: ignore[misc, valid-type]
     @field_validator(*sorted(_TUPLE_FIELDS), mode="before")
     @classmethod
     def _scalar_to_list(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name == "scales" and isinstance(value, str) and value.strip().lower() == "auto":
-            return []  # the default schedule, from coarse_size up (as the CLI's --scales auto)
+        if info.field_name == "scales" and isinstance(value, str | int) and not isinstance(value, bool):
+            return list(scales_from(value))  # the CLI's grammar: auto, a count, or fractions
         return [value] if isinstance(value, int | float | str) else value
 
     @field_validator(*sorted(_CONFIG_FIELDS - _CROSS_FIELD), mode="after")
