@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     for pair in plan.pairs:
-        cfg = pair.config()
+        cfg = pair.config
         features = get_features(plan.settings.weights, plan.settings.weights_preprocessing, cfg.layers[-1], cfg.pooling, torch.device("cpu"))
         content = load_image(pair.content_uri).rgb
         styles = [load_image(s.uri).rgb for s in pair.styles]

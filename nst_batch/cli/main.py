@@ -289,10 +289,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  style {name}: {uri}")
     shown: dict[int, str] = {}  # pairs share their parameters' dict: each set is described once
     for pair in plan.pairs:
-        if id(pair.params) not in shown:
-            shown[id(pair.params)] = _differences(pair.params)
+        if id(pair.config) not in shown:
+            shown[id(pair.config)] = _differences(pair.config.to_json())
         print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
-              f"({shown[id(pair.params)]})")
+              f"({shown[id(pair.config)]})")
     return 0
 
 

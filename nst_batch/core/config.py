@@ -7,8 +7,9 @@ Every outer ring (the CLI, the manifest schema, the flow) reads its defaults fro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 from nst_batch.core.errors import ConfigError, did_you_mean
 from nst_batch.core.layers import LAYER_NAMES
@@ -181,6 +182,16 @@ class StyleConfig:
     def layer_weights(self) -> dict[str, float]:
         weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
         return dict(zip(self.style_layers, weights, strict=True))
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, tuples as lists: the one form a config takes outside Python (the plan's JSON,
+        a pair's fingerprint, the sidecar and --metadata)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> StyleConfig:
+        """The config of :meth:`to_json`'s form (lists for tuples; fields left out keep their defaults)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def blend_weights(self, num_styles: int) -> tuple[float, ...]:
         """Blend weights for ``num_styles`` styles, normalised to sum 1 (as jcjohnson/neural-style)."""

@@ -111,7 +111,7 @@ def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[
         for style in pair.styles:
             group = target_group(pair, style.uri)
             if group is not None and group not in futures:
-                futures[group] = style_targets.submit(style.uri, pair.params, plan.settings, force)
+                futures[group] = style_targets.submit(style.uri, pair.config, plan.settings, force)
     wait(list(futures.values()))
     rows, failures = [], {}
     for group, future in futures.items():

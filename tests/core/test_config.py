@@ -112,3 +112,14 @@ def test_the_core_raises_only_its_own_errors():
                 if name not in ours and not (path.name == "__init__.py" and name == "AttributeError"):
                     others.append(f"{path.name}:{node.lineno} raises {name}")
     assert others == []
+
+
+def test_a_config_has_one_json_form_that_round_trips():
+    """to_json is what the plan's JSON, a pair's fingerprint and the sidecar hold: fields as
+    dataclasses.asdict gives them, tuples as lists (so fingerprints made before it still match)."""
+    import dataclasses
+
+    cfg = StyleConfig(size=64, iterations=(30, 10), style_blend=(0.7, 0.3), preserve_color=True)
+    assert cfg.to_json() == {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    assert StyleConfig.from_json(cfg.to_json()) == cfg
+    assert StyleConfig.from_json({"size": 32}) == StyleConfig(size=32)

@@ -1,12 +1,12 @@
 """The batch work without Prefect: style-target cache keys, skip-if-unchanged, failures."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from nst_batch.core import StyleConfig
 from nst_batch.tasks.errors import PairFailed
 from nst_batch.tasks.pair.produce import ensure_style_targets, run_pair, targets_cache_key
 from nst_batch.tasks.planning.plan import load_plan
@@ -33,20 +33,20 @@ def batch(tmp_path):
 def test_targets_are_computed_once_then_read_from_the_cache(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
-    first = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
-    second = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    first = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
+    second = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
     assert (first["cached"], second["cached"]) == (False, True) and first["key"] == second["key"]
     assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 1
-    forced = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings, force=True)
+    forced = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings, force=True)
     assert forced["cached"] is False
 
 
 def test_changed_style_bytes_change_the_key_and_recompute(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
-    first = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    first = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
     save(painting_like(40, 40).flip(-2), batch / "styles" / "paint.png")
-    changed = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    changed = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
     assert changed["key"] != first["key"] and changed["cached"] is False
 
 
@@ -64,10 +64,10 @@ def test_cache_key_depends_on_what_shapes_the_targets():
 def test_corrupt_cache_entry_is_recomputed(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
-    key = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)["key"]
+    key = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)["key"]
     entry = batch / "out" / ".cache" / "style-targets" / f"{key}.pt"
     entry.write_bytes(entry.read_bytes()[:100])
-    again = ensure_style_targets(pair.styles[0].uri, pair.params, plan.settings)
+    again = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
     assert again["cached"] is False and len(entry.read_bytes()) > 100
 
 
@@ -88,7 +88,7 @@ def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
     save(photo_like(48, 64, seed=9), batch / "photos" / "a.png")  # same path, new bytes
     assert run_pair(pair, plan.settings)["status"] == "produced"
     changed_params = load_plan(str(batch / "m.yaml")).pairs[0]
-    object.__setattr__(changed_params, "params", {**changed_params.params, "style_weight": 50.0})
+    object.__setattr__(changed_params, "config", dataclasses.replace(changed_params.config, style_weight=50.0))
     assert run_pair(changed_params, plan.settings)["status"] == "produced"
 
 
@@ -109,7 +109,7 @@ def test_bad_content_fails_that_pair_with_a_reason_and_leaves_nothing(batch, dam
 def test_nan_loss_fails_the_pair_clearly(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
-    object.__setattr__(pair, "params", {**pair.params, "style_weight": 1e38})
+    object.__setattr__(pair, "config", dataclasses.replace(pair.config, style_weight=1e38))
     with pytest.raises(PairFailed, match="loss became (nan|inf)"):
         run_pair(pair, plan.settings)
 
@@ -120,13 +120,13 @@ def test_preserve_color_targets_are_made_per_content(batch):
     rows = [run_pair(p, plan.settings) for p in plan.pairs]
     assert [len(r["computed_keys"]) for r in rows] == [1, 1]
     assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 2
-    assert StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in plan.pairs[0].params.items()}).preserve_color
+    assert plan.pairs[0].config.preserve_color
 
 
 def test_a_pair_too_large_for_the_memory_budget_fails_alone(batch, monkeypatch):
     plan = load_plan(str(batch / "m.yaml"))
     big = plan.pairs[0]
-    object.__setattr__(big, "params", {**big.params, "size": 4000})
+    object.__setattr__(big, "config", dataclasses.replace(big.config, size=4000))
     monkeypatch.setenv("NST_MAX_MEMORY", "4G")
     with pytest.raises(PairFailed, match=r"4000x3000 px output needs about .* but 4.0 GiB is available \(NST_MAX_MEMORY=4G\); use size \d+"):
         run_pair(big, plan.settings)
@@ -177,15 +177,15 @@ def test_swapped_cache_entries_are_refused_and_recomputed(batch):
     (batch / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png, other: styles/other.png}\ncontents: [photos/a.png]\n")
     plan = load_plan(str(batch / "m.yaml"))
     first, second = plan.pairs
-    keys = [ensure_style_targets(p.styles[0].uri, p.params, plan.settings)["key"] for p in (first, second)]
+    keys = [ensure_style_targets(p.styles[0].uri, p.config, plan.settings)["key"] for p in (first, second)]
     cache = batch / "out" / ".cache" / "style-targets"
     a, b = cache / f"{keys[0]}.pt", cache / f"{keys[1]}.pt"
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
-    again = ensure_style_targets(first.styles[0].uri, first.params, plan.settings)
+    again = ensure_style_targets(first.styles[0].uri, first.config, plan.settings)
     assert again["cached"] is False and "is for key" in again["rejected"]
     row = run_pair(second, plan.settings)
     entry = json.loads(Path(row["sidecar"]).read_text())["style_cache"][0]
     assert entry["hit"] is False and "is for key" in entry["rejected"]
-    assert ensure_style_targets(second.styles[0].uri, second.params, plan.settings)["cached"] is True  # rewritten right
+    assert ensure_style_targets(second.styles[0].uri, second.config, plan.settings)["cached"] is True  # rewritten right

@@ -46,8 +46,8 @@ def test_all_pairs_with_relative_paths_and_style_overrides(folder):
     a_scream = plan.pairs[1]
     assert a_scream.content_uri == str(folder / "photos" / "a.jpg")
     assert a_scream.styles[0].uri == str(folder / "styles" / "scream.png")
-    assert a_scream.params["style_weight"] == 2000 and a_scream.params["size"] == 64 and a_scream.params["iterations"] == [3]
-    assert plan.pairs[0].params["style_weight"] == 100.0  # the core's default
+    assert a_scream.config.to_json()["style_weight"] == 2000 and a_scream.config.to_json()["size"] == 64 and a_scream.config.to_json()["iterations"] == [3]
+    assert plan.pairs[0].config.to_json()["style_weight"] == 100.0  # the core's default
     assert plan.settings.output_uri("a__starry") == str(folder / "out" / "a__starry.png")
 
 
@@ -62,9 +62,9 @@ pairs:
     assert plan.settings.output_root == str(folder / "elsewhere")
     blend, single = plan.pairs
     assert blend.name == "blend-a" and [s.name for s in blend.styles] == ["starry", "scream"]
-    assert blend.params["style_blend"] == [0.7, 0.3]
-    assert single.name == "b__starry" and single.params["size"] == 32 and single.params["preserve_color"] is True
-    assert single.config().tile_size == 256 and single.config().upsample == "residual"
+    assert blend.config.to_json()["style_blend"] == [0.7, 0.3]
+    assert single.name == "b__starry" and single.config.to_json()["size"] == 32 and single.config.to_json()["preserve_color"] is True
+    assert single.config.tile_size == 256 and single.config.upsample == "residual"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -188,6 +188,21 @@ def test_scales_auto_and_coarse_size_in_a_manifest(folder):
             "pairs:\n  - {content: photos/a.jpg, style: starry, scales: [0.5, 1], name: relative}\n"
             "  - {content: photos/b.png, style: starry, name: auto}\n")
     plan = load_plan(str(_write(folder / "m.yaml", text)))
-    configs = {p.name: p.config() for p in plan.pairs}
+    configs = {p.name: p.config for p in plan.pairs}
     assert configs["relative"].sides() == (512, 1024)
     assert configs["auto"].sides() == (200, 400, 1024) and configs["auto"].iterations_per_scale() == (40, 20, 20)
+
+
+def test_the_plan_carries_one_frozen_config_per_set_of_parameters_and_it_pickles(tmp_path):
+    """Pairs with equal parameters share one StyleConfig, made once at planning; it travels to
+    Dask workers as it is (pickled), not as a dict rebuilt into a config at each step."""
+    import pickle
+
+    from nst_batch.core import StyleConfig
+    from nst_batch.tasks.planning.plan import load_plan
+    from tests.flows.helpers import make_batch
+
+    plan = load_plan(str(make_batch(tmp_path)))
+    assert all(isinstance(p.config, StyleConfig) for p in plan.pairs)
+    assert len({id(p.config) for p in plan.pairs}) == 1
+    assert pickle.loads(pickle.dumps(plan.pairs[0])) == plan.pairs[0]

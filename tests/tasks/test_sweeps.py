@@ -36,9 +36,9 @@ contents: [photos/lake.jpg]
     # The first parameter varies slowest, as written; each output is named after its values.
     assert [p.name for p in starry[:3]] == ["lake__starry__style_weight-30__style_scale-0.5", "lake__starry__style_weight-30__style_scale-1",
                                             "lake__starry__style_weight-100__style_scale-0.5"]
-    assert [(p.params["style_weight"], p.params["style_scale"]) for p in starry] == [
+    assert [(p.config.to_json()["style_weight"], p.config.to_json()["style_scale"]) for p in starry] == [
         (w, s) for w in (30, 100, 300) for s in (0.5, 1.0)]
-    assert starry[0].sweep == {"style_weight": 30, "style_scale": 0.5} and all(p.params["size"] == 64 for p in plan.pairs)
+    assert starry[0].sweep == {"style_weight": 30, "style_scale": 0.5} and all(p.config.to_json()["size"] == 64 for p in plan.pairs)
     assert len({p.name for p in plan.pairs}) == 12
 
 
@@ -57,11 +57,11 @@ pairs:
     for p in plan.pairs:
         by_origin.setdefault(p.origin, []).append(p)
     fixed = by_origin["pairs.0"]
-    assert len(fixed) == 1 and fixed[0].params["style_weight"] == 5 and not fixed[0].sweep and fixed[0].name == "lake__starry"
+    assert len(fixed) == 1 and fixed[0].config.to_json()["style_weight"] == 5 and not fixed[0].sweep and fixed[0].name == "lake__starry"
     scales = by_origin["pairs.1"]
     assert [p.name for p in scales] == ["scales__style_weight-30__scales-auto", "scales__style_weight-30__scales-0.5_1",
                                         "scales__style_weight-100__scales-auto", "scales__style_weight-100__scales-0.5_1"]
-    assert scales[1].params["scales"] == [0.5, 1.0] and scales[0].params["scales"] == []
+    assert scales[1].config.to_json()["scales"] == [0.5, 1.0] and scales[0].config.to_json()["scales"] == []
     assert [p.sweep for p in by_origin["pairs.2"]] == [{"style_weight": w, "tv_weight": t} for w in (30, 100) for t in (0, 1000)]
 
 

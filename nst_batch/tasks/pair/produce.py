@@ -187,9 +187,8 @@ def _features_for(cfg: StyleConfig, settings: BatchSettings, device: Any) -> VGG
     return get_features(settings.weights, settings.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
 
 
-def ensure_style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool = False) -> dict[str, Any]:
+def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False) -> dict[str, Any]:
     """The flow's style task: make sure this style's targets for these parameters are cached."""
-    cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
     data = read(style_uri, settings.max_pixels)
     with device_pool(settings.device).acquire() as device:
         cfg = for_device(cfg, device)
@@ -296,11 +295,11 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     if down:
         raise PairFailed(f"{NOT_RUN} ({down})")
     began = time.perf_counter()
-    cfg = pair.config()
+    cfg = pair.config
     content_bytes = read(pair.content_uri, settings.max_pixels)
     style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
     weights = _weights_identity(settings)
-    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], pair.params, settings, weights)
+    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights)
     row = pair.row(settings)
     done, redo = _sidecar_of_done(pair, settings)
     done = done if done is not None and done.get("fingerprint") == fingerprint else None

@@ -49,7 +49,7 @@ def device_description(device: torch.device) -> dict[str, Any]:
 
 
 def config_dict(cfg: StyleConfig) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    return cfg.to_json()
 
 
 def run_record(cfg: StyleConfig, weights: VGGWeights, result: StylizeResult, device: torch.device, began: float) -> dict[str, Any]:

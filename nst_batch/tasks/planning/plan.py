@@ -10,7 +10,7 @@ import itertools
 import math
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nst_batch.core import StyleConfig
@@ -43,19 +43,16 @@ class PairJob:
     name: str  # output name without extension, unique in the batch
     content_uri: str
     styles: tuple[StyleRef, ...]
-    params: dict[str, Any]  # StyleConfig keyword arguments (the merged, validated values)
+    config: StyleConfig  # the merged, validated parameters (pairs with equal ones share one object)
     origin: str = ""  # the manifest field it comes from (contents.0, pairs.3), for messages
     # A point of a sweep: the swept parameters' values here (in the sweep's order), and the name
     # the pair would have without the sweep, which every point of it shares. Empty: no sweep.
     sweep: dict[str, Any] = field(default_factory=dict)
     sweep_of: str = ""
 
-    def config(self) -> StyleConfig:
-        return StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.params.items()})
-
     def row(self, settings: BatchSettings) -> dict[str, Any]:
         """What the summary and the gallery say of this pair, whatever became of it."""
-        blend = self.config().blend_weights(len(self.styles))
+        blend = self.config.blend_weights(len(self.styles))
         row = {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
                "style_names": [s.name for s in self.styles], "blend": [round(w, 4) for w in blend],
                "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
@@ -100,16 +97,16 @@ class Plan:
 
     def describe(self) -> dict[str, Any]:
         """The plan as JSON: each pair with every parameter it runs with (the defaults included)."""
-        full: dict[int, dict[str, Any]] = {}  # pairs share their parameters' dict: each set is expanded once
+        full: dict[int, dict[str, Any]] = {}  # pairs share their config: each is written out once
         for p in self.pairs:
-            if id(p.params) not in full:
-                full[id(p.params)] = _jsonable(asdict(p.config()))
+            if id(p.config) not in full:
+                full[id(p.config)] = p.config.to_json()
         return {
             "manifest": self.source,
             "output": self.settings.output_root,
             "styles": self.styles,
             "pairs": [{"name": p.name, "output": self.settings.output_uri(p.name), "content": p.content_uri,
-                       "styles": [s.name for s in p.styles], "parameters": full[id(p.params)]} for p in self.pairs],
+                       "styles": [s.name for s in p.styles], "parameters": full[id(p.config)]} for p in self.pairs],
         }
 
 
@@ -381,17 +378,16 @@ def _reserved_names(pairs: list[PairJob]) -> list[ManifestProblem]:
             for p in pairs if p.name.lower() in RESERVED_NAMES]
 
 
-def _checked_params(shared: dict[Any, Any], values: dict[str, Any], styles: int) -> dict[str, Any]:
-    """The pair's parameters, validated as a :class:`StyleConfig` for ``styles`` styles, as a dict:
-    the same object for every pair with equal values (treated as read-only; ``PairJob`` is frozen).
-    A million pairs share a few sets of values, so each set is validated once (that was 60 % of
-    planning them)."""
+def _checked_params(shared: dict[Any, Any], values: dict[str, Any], styles: int) -> StyleConfig:
+    """The pair's parameters as a :class:`StyleConfig`, validated for ``styles`` styles: the same
+    object for every pair with equal values. A million pairs share a few sets of values, so each
+    set becomes a config once (validating each pair's was 60 % of planning them)."""
     key = ("params", styles, repr(sorted(values.items())))
     checked = shared.get(key)
     if checked is None:
-        cfg = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        cfg = StyleConfig.from_json(values)
         cfg.blend_weights(styles)
-        checked = shared[key] = shared.setdefault(cfg, _jsonable(asdict(cfg)))
+        checked = shared[key] = shared.setdefault(cfg, cfg)
     return checked
 
 

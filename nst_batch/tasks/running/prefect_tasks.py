@@ -17,7 +17,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from nst_batch.core import StepInfo
+from nst_batch.core import StepInfo, StyleConfig
 from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
@@ -62,12 +62,12 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
 
 
 @task(name="style-targets", cache_policy=NO_CACHE, task_run_name="style-targets {style_uri}")
-def style_targets(style_uri: str, params: dict[str, Any], settings: BatchSettings, force: bool) -> dict[str, Any]:
+def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, force: bool) -> dict[str, Any]:
     """The style's targets, cached; a style that cannot be used is a row with its reason (its
     pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
     logger = get_run_logger()
     try:
-        outcome = ensure_style_targets(style_uri, params, settings, force)
+        outcome = ensure_style_targets(style_uri, config, settings, force)
     except Exception as exc:  # a bad style image, a storage fault: one line, the reason the pairs' rows carry
         reason = failure_reason(exc)
         logger.warning("style targets for %s: failed: %s", style_uri, reason)

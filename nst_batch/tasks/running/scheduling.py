@@ -17,7 +17,7 @@ def target_group(pair: PairJob, style_uri: str) -> tuple[object, ...] | None:
     ``auto`` precision is settled on the device that computes, so ``auto`` and the precision it
     becomes make two tasks of one cache key (the second finds the first's entry, or writes the
     same). Luminance-matched targets depend on the content and are made inside the pair task."""
-    cfg = pair.config()
+    cfg = pair.config
     if not shares_targets(cfg):
         return None
     return style_uri, cfg.style_sides(), tuple(cfg.style_layers), cfg.pooling, cfg.precision, cfg.tile_size, cfg.preserve_color
