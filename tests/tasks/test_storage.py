@@ -52,3 +52,37 @@ def test_s3_uri_parsing():
     assert join("s3://b/prefix/", "x", "/y.png") == "s3://b/prefix/x/y.png"
     with pytest.raises(ValueError):
         split_s3("s3:///key")
+
+
+def test_a_pair_is_produced_skipped_and_shown_on_a_storage_in_memory():
+    """Task tests need neither a disk nor a server: every read and write of a pair, its style
+    targets, its sidecar and the gallery goes through the storage its URI routes to."""
+    import io
+
+    from PIL import Image
+
+    from nst_batch.core import StyleConfig
+    from nst_batch.tasks.output.storage import MemoryStorage, mounted
+    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.planning.plan import BatchSettings, PairJob, StyleRef
+    from nst_batch.tasks.presenting.gallery import build_gallery
+    from tests.synthetic import painting_like, photo_like
+
+    def png(tensor) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(out, "PNG")
+        return out.getvalue()
+
+    with mounted("mem://", MemoryStorage()) as mem:
+        mem.write_bytes("mem://b/in/a.png", png(photo_like(48, 64)))
+        mem.write_bytes("mem://b/in/s.png", png(painting_like(40, 40)))
+        settings = BatchSettings("mem://b/out", "png", "caffe", None, "cpu", 100_000_000, 95)
+        pair = PairJob("a__s", "mem://b/in/a.png", (StyleRef("s", "mem://b/in/s.png"),), StyleConfig(size=32, scales=(1.0,), iterations=(2,)))
+        assert run_pair(pair, settings)["status"] == "produced"
+        written = set(mem.objects)
+        assert {"mem://b/out/a__s.png", "mem://b/out/a__s.json", "mem://b/out/thumbs/a__s.jpg"} <= written
+        assert [u for u in written if u.startswith("mem://b/out/.cache/style-targets/")]
+        assert run_pair(pair, settings)["status"] == "skipped"  # its output checked against its sidecar, in memory
+        assert build_gallery("mem://b/out") == "mem://b/out/index.html"
+        page = mem.objects["mem://b/out/index.html"].decode()
+        assert 'href="a__s.png"' in page and 'src="thumbs/a__s.jpg"' in page and 'href="a__s.json"' in page

@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,6 +79,11 @@ def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
 
+def _is_key(uri: str) -> bool:
+    """Whether ``uri`` names an object by key (``s3://``, or a mounted ``mem://`` store), not a path."""
+    return uri.startswith(("s3://", "mem://"))
+
+
 def uri_problem(uri: str) -> str | None:
     """Why ``uri`` is not usable, or None. A string with a scheme must be a well-formed
     ``s3://bucket/key``: ``s3:/b``, ``S3://b``, ``s3://`` or ``https://...`` are never taken for
@@ -109,7 +115,7 @@ def check_uri(uri: str) -> str:
 
 
 def join(root: str, *parts: str) -> str:
-    if is_s3(root):
+    if _is_key(root):
         return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(root, *parts))
 
@@ -131,7 +137,7 @@ def has_glob(uri: str) -> bool:
 
 def parent(uri: str) -> str:
     """The folder (or key prefix) holding ``uri``: what a manifest's relative paths resolve against."""
-    if is_s3(uri):
+    if _is_key(uri):
         return uri.rsplit("/", 1)[0]
     return str(Path(uri).resolve().parent)
 
@@ -158,7 +164,7 @@ def climbs_out(base: str, path: str) -> str | None:
 
 
 def basename(uri: str) -> str:
-    return posixpath.basename(uri) if is_s3(uri) else os.path.basename(uri)
+    return posixpath.basename(uri) if _is_key(uri) else os.path.basename(uri)
 
 
 class LocalStorage:
@@ -406,13 +412,80 @@ def _describe(exc: Exception) -> str:
     return f"{code}: {exc}" if code else str(exc)
 
 
+class MemoryStorage:
+    """Objects in a dict, under ``mem://`` URIs: a storage for task tests that need neither a disk
+    nor a server (:func:`mounted` routes its URIs here). Behaves as an object store: every put is
+    atomic, there are no folders, and every machine would see the same objects."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def read_bytes(self, uri: str) -> bytes:
+        if uri not in self.objects:
+            raise FileNotFoundError(f"{uri}: no such object")
+        return self.objects[uri]
+
+    def read_head(self, uri: str, size: int) -> bytes:
+        return self.read_bytes(uri)[:size]
+
+    def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
+        self.objects[uri] = bytes(data)
+
+    def exists(self, uri: str) -> bool:
+        return uri in self.objects
+
+    def size(self, uri: str) -> int | None:
+        return len(self.objects[uri]) if uri in self.objects else None
+
+    def list(self, prefix: str) -> list[str]:
+        under = prefix.rstrip("/") + "/"
+        return sorted(u for u in self.objects if u.startswith(under))
+
+    def glob(self, pattern: str) -> list[str]:
+        regex = _glob_regex(pattern)
+        return sorted(u for u in self.objects if regex.match(u))
+
+    def delete(self, uri: str) -> None:
+        self.objects.pop(uri, None)
+
+    def local_path(self, uri: str) -> str | None:
+        return None
+
+    def entry_kind(self, uri: str, image_like: bool) -> str:
+        if uri in self.objects:
+            return "file"
+        return "none" if has_glob(uri) else "folder"
+
+    def remove_folder(self, uri: str) -> None:
+        return None
+
+    def remove_stale_parts(self, root: str) -> list[str]:
+        return []
+
+
 _LOCAL = LocalStorage()
 _S3: S3Storage | None = None
+_MOUNTED: dict[str, Storage] = {}
+
+
+@contextlib.contextmanager
+def mounted(prefix: str, storage: Storage) -> Iterator[Storage]:
+    """Route the URIs under ``prefix`` (``mem://name``) to ``storage`` while the block runs."""
+    _MOUNTED[prefix] = storage
+    try:
+        yield storage
+    finally:
+        _MOUNTED.pop(prefix, None)
 
 
 def storage_for(uri: str) -> Storage:
-    """The storage that holds ``uri``; the S3 client is created once per process."""
+    """The one router: the storage that holds ``uri``. The S3 client is created once per process."""
     global _S3
+    for prefix, storage in _MOUNTED.items():
+        if uri.startswith(prefix):
+            return storage
     if is_s3(uri):
         if _S3 is None:
             _S3 = S3Storage()
