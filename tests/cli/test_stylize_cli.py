@@ -248,3 +248,24 @@ def test_scales_has_one_grammar_in_the_cli_and_in_manifests(tmp_path):
         assert tuple(manifest.defaults.given()["scales"]) == parse_scales(text)
     manifest = parse_manifest("styles: {a: a.png}\ncontents: [c.png]\ndefaults: {scales: 3}\n", "m.yaml")
     assert tuple(manifest.defaults.given()["scales"]) == (0.25, 0.5, 1.0)
+
+
+def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_format(images, tmp_path):
+    """`nst stylize` is a one-pair job of the batch's pipeline: the same inputs and parameters give
+    the same image as a batch pair, and --metadata is the batch sidecar's format (without what
+    only a batch has: the fingerprint for skipping, the flow run, the Dask worker)."""
+    from nst_batch.core import StyleConfig
+    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.planning.plan import BatchSettings, PairJob, StyleRef
+
+    out, meta_path = tmp_path / "one" / "o.png", tmp_path / "one" / "o.json"
+    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--metadata", str(meta_path), *FAST, "--precision", "fp32"]) == 0
+    meta = json.loads(meta_path.read_text())
+    settings = BatchSettings(str(tmp_path / "batch"), "png", "caffe", None, "auto", 100_000_000, 95)
+    pair = PairJob("o", str(images[0]), (StyleRef("s", str(images[1])),), StyleConfig(size=32, scales=(1.0,), iterations=(2,), precision="fp32"))
+    assert run_pair(pair, settings)["status"] == "produced"
+    sidecar = json.loads((tmp_path / "batch" / "o.json").read_text())
+    assert set(sidecar) - {"fingerprint", "run_id", "worker"} == set(meta) - {"init_image", "runtime"}
+    assert meta["parameters"] == sidecar["parameters"] and meta["content"] == sidecar["content"]
+    assert meta["final_losses"] == pytest.approx(sidecar["final_losses"], rel=1e-5)
+    assert meta["output_sha256"] == sidecar["output_sha256"]  # the same image, byte for byte

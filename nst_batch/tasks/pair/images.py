@@ -17,6 +17,8 @@ import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from nst_batch.core.config import MIN_SIDE_PX, StyleConfig
+from nst_batch.core.image_ops import fit_size
 from nst_batch.tasks.errors import ImageInputError, StorageError
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
 
@@ -265,3 +267,20 @@ def thumbnail(image: Tensor, max_side: int = 256) -> bytes:
     buffer = io.BytesIO()
     pil.save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
+
+
+def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = False) -> None:
+    """Refuse images too small to carry any content, or so narrow that their short side falls
+    under VGG-19's minimum at some scale."""
+    width, height = image.original_size
+    if min(width, height) < MIN_SIDE_PX:
+        raise ImageInputError(f"{name}: {width}x{height} is too small to stylize (at least {MIN_SIDE_PX} px per side)")
+    _, _, h, w = image.rgb.shape
+    smallest = min(cfg.style_sides() if style else cfg.sides())
+    short = min(fit_size(h, w, smallest))
+    if short < MIN_SIDE_PX:
+        raise ImageInputError(
+            f"{name}: {w}x{h} is too narrow: at {smallest} px its short side would be {short} px, "
+            f"under the {MIN_SIDE_PX} px VGG-19 needs (crop it, or use a larger --size / fewer --scales)"
+        )
+

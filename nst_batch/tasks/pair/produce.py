@@ -9,9 +9,10 @@ import datetime
 import hashlib
 import io
 import json
+import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from nst_batch.core import (
     ProgressCallback,
     StyleConfig,
     StyleTargets,
+    StylizeResult,
     TargetSpec,
     VGGFeatures,
     compute_style_targets,
@@ -31,16 +33,16 @@ from nst_batch.core import (
     targets_from_bytes,
     targets_to_bytes,
 )
+from nst_batch.core.image_ops import fit_size
 from nst_batch.core.targets import target_spec
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
-from nst_batch.tasks.pair.images import HEADER_BYTES, decode_image, encode_image, probe_image_header, thumbnail
+from nst_batch.tasks.pair.images import HEADER_BYTES, LoadedImage, check_aspect, decode_image, encode_image, probe_image_header, thumbnail
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
-from nst_batch.tasks.pair.stylize_files import check_aspect
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
@@ -337,45 +339,79 @@ class _Timings(dict):  # type: ignore[type-arg]
             self[phase] = round(self.get(phase, 0.0) + time.perf_counter() - began, 4)
 
 
-def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
-             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
+REPORT_EVERY = 10  # iterations between the core's report points (losses read back, previews)
+
+
+@dataclass
+class Produced:
+    """One stylized image and what made it."""
+
+    image: Any  # (1, 3, H, W) on the CPU
+    content: LoadedImage
+    result: StylizeResult
+    cfg: StyleConfig  # settled for the device it ran on
+    device: Any
+    outcomes: list[TargetsOutcome]  # per style: its targets, from the cache or computed
+    timings: dict[str, float]
+
+
+def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, settings: BatchSettings,
+                  *, cache: bool = True, force: bool = False, init: tuple[str, bytes] | None = None, on_step: ProgressCallback | None = None,
+                  report_every: int = REPORT_EVERY, deterministic: bool = False, on_decoded: Callable[[LoadedImage], None] | None = None) -> Produced:
+    """The one path from a pair's bytes to its image, for ``nst stylize`` and every runner:
+    decode, the memory guard, a device, the style targets (through the cache under the output
+    root, or computed here with ``cache`` False), the optimisation."""
     timings = _Timings()
     with timings("decode"):
-        content = decode_image(content_bytes, pair.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
-        check_aspect(content, cfg, pair.content_uri)
+        content = decode_image(content_bytes, content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
+        check_aspect(content, cfg, content_uri)
+        decoded = [] if cache else [_decoded_style(uri, data, cfg, settings) for uri, data in styles]
+        start = decode_image(init[1], init[0], max_pixels=settings.max_pixels, max_side=cfg.size) if init is not None else None
+    if on_decoded is not None:
+        on_decoded(content)  # nst stylize's checkpoints encode with the content's alpha
+    # The guard counts the style images where they are decoded here; cached targets need none.
+    style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in decoded) if decoded else None
     with device_pool(settings.device).acquire_slot() as slot:
         device = slot.device
         with timings("setup"):
             cfg = for_device(cfg, device)
-            check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, pair.content_uri, sharing=slot.sharing)
+            check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_uri, style_pixels, sharing=slot.sharing)
             features = _features_for(cfg, settings, device)
             match = luminance_match_for(content.rgb, cfg)
-            outcomes = [get_or_compute_targets(s.uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
-                        for s, data in zip(pair.styles, style_bytes, strict=True)]
-            configure_backends(device)
+            if cache:
+                outcomes = [get_or_compute_targets(uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
+                            for uri, data in styles]
+            else:
+                outcomes = [TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False)
+                            for s in decoded]
+            configure_backends(device, deterministic)
         with timings("stylize"):
-            result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes], on_step=on_step)
+            result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes],
+                             init_image=start.rgb.to(device) if start is not None else None, on_step=on_step, report_every=report_every)
             image = result.image.cpu()  # waits for the GPU: the optimisation's time, not the encoder's
+    return Produced(image, content, result, cfg, device, outcomes, timings)
+
+
+def _decoded_style(uri: str, data: bytes, cfg: StyleConfig, settings: BatchSettings) -> LoadedImage:
+    style = decode_image(data, uri, max_pixels=settings.max_pixels, max_side=max(cfg.style_sides()))
+    check_aspect(style, cfg, uri, style=True)
+    return style
+
+
+def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
+             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
+    made = produce_image(pair.content_uri, content_bytes, [(s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)], cfg, settings,
+                         force=force, on_step=on_step)
+    timings, image, content, result, outcomes = made.timings, made.image, made.content, made.result, made.outcomes
     with timings("write"):
         written = _write_images(pair, settings, image, content)
+    styles = [(s.name, s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)]
     sidecar = {
-        "name": pair.name,
+        **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings, began),
         "fingerprint": fingerprint,
-        "output": settings.output_uri(pair.name),
-        "output_bytes": len(written),  # a re-run's skip checks the output against these
-        "output_sha256": sha256_bytes(written),
-        "content": {"uri": pair.content_uri, "sha256": sha256_bytes(content_bytes), "size": list(content.original_size)},
-        "styles": [{"name": s.name, "uri": s.uri, "sha256": sha256_bytes(b)} for s, b in zip(pair.styles, style_bytes, strict=True)],
-        "format": settings.format,
         **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
-        "style_cache": [{"style": s.uri, "key": o.key, "hit": o.hit, **({"rejected": o.rejected} if o.rejected else {})}
-                        for s, o in zip(pair.styles, outcomes, strict=True)],
-        **run_record(cfg, get_weights(settings.weights, settings.weights_preprocessing), result, device, began),
-        "pipeline_version": PIPELINE_VERSION,
         "run_id": settings.run_id,  # the flow run that wrote it
         "worker": worker_address(),  # the Dask worker that produced it (None outside a cluster)
-        "timings": dict(timings),  # seconds: decode, setup (guard, features, style targets), stylize, write
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # the gallery shows it for later skips
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
     uri = settings.sidecar_uri(pair.name)
@@ -385,6 +421,29 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.hit],
             "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
             "timings": dict(timings), "worker": sidecar["worker"]}
+
+
+def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_uri: str, content_bytes: bytes,
+                styles: Sequence[tuple[str, str, bytes]], made: Produced, settings: BatchSettings, began: float) -> dict[str, Any]:
+    """What a pair's sidecar records, and ``nst stylize --metadata`` in the same format: the
+    output and its hash (a re-run's skip checks the output against them), the inputs and theirs,
+    where the style targets came from, the run (parameters, weights, losses, device, versions),
+    where its time went and when it finished. ``styles``: (name, URI, bytes) of each."""
+    return {
+        "name": name,
+        "output": output_uri,
+        "output_bytes": len(written),
+        "output_sha256": sha256_bytes(written),
+        "content": {"uri": content_uri, "sha256": sha256_bytes(content_bytes), "size": list(made.content.original_size)},
+        "styles": [{"name": n, "uri": u, "sha256": sha256_bytes(b)} for n, u, b in styles],
+        "format": fmt,
+        "style_cache": [{"style": u, "key": o.key, "hit": o.hit, **({"rejected": o.rejected} if o.rejected else {})}
+                        for (_, u, _), o in zip(styles, made.outcomes, strict=True) if o.key],  # computed without the cache: none
+        **run_record(made.cfg, get_weights(settings.weights, settings.weights_preprocessing), made.result, made.device, began),
+        "pipeline_version": PIPELINE_VERSION,
+        "timings": dict(made.timings),  # seconds: decode, setup (guard, features, style targets), stylize, write
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # the gallery shows it for later skips
+    }
 
 
 def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: Any) -> bytes:

@@ -14,24 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nst_batch.core import (
-    ProgressCallback,
-    StepInfo,
-    StyleConfig,
-    configure_backends,
-    for_device,
-    resolve_device,
-    stylize,
-)
-from nst_batch.core.config import MIN_SIDE_PX
-from nst_batch.core.image_ops import fit_size
-from nst_batch.tasks.errors import ImageInputError, InputError
+from nst_batch.core import ProgressCallback, StepInfo, StyleConfig, resolve_device
+from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
 from nst_batch.tasks.output.storage import storage_for
-from nst_batch.tasks.pair.images import LoadedImage, decode_image, encode_image, output_format, read_file
-from nst_batch.tasks.pair.memory_guard import check_fits
-from nst_batch.tasks.pair.models import get_features, get_weights
-from nst_batch.tasks.pair.record import run_record, sha256_bytes
+from nst_batch.tasks.pair.images import LoadedImage, encode_image, output_format, read_file
+from nst_batch.tasks.pair.produce import REPORT_EVERY, pair_record, produce_image
+from nst_batch.tasks.pair.record import sha256_bytes
+from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 
@@ -73,48 +63,31 @@ def stylize_files(
     fmt = output_format(output_path)
     _check_request(cfg, style_paths, init_image_path, save_every)
     _check_outputs(output_path, metadata_path, content_path, style_paths, init_image_path)
-    device = resolve_device(runtime.device)
-    cfg = for_device(cfg, device)
-    inputs = _load_inputs(content_path, style_paths, init_image_path, cfg, runtime)
-    content, styles = inputs.content, inputs.styles
-    style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in styles)
-    check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, inputs.content_file.path, style_pixels)
-    features = get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
-    configure_backends(device, runtime.deterministic)
-    result = stylize(
-        content.rgb.to(device),
-        features,
-        cfg,
-        styles=[s.rgb.to(device) for s in styles],
-        init_image=inputs.init.rgb.to(device) if inputs.init is not None else None,
-        on_step=_with_checkpoints(on_step, output_path, fmt, content, runtime, save_every),
-        report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY,
-    )
-    _write(output_path, encode_image(result.image, fmt, alpha=content.alpha, quality=runtime.quality))
-    meta = {"output": str(output_path), **inputs.record(), "runtime": asdict(runtime),
-            **run_record(cfg, get_weights(runtime.weights, runtime.weights_preprocessing), result, device, began)}
+    resolve_device(runtime.device)  # a device this machine lacks: one line, before reading anything
+    content_file, style_files = read_input(content_path), [read_input(p) for p in style_paths]
+    init_file = read_input(init_image_path) if init_image_path is not None else None
+    # The batch's settings, for a pair outside any output root: the style targets are computed
+    # here, not cached (nst stylize writes only the files it is given).
+    settings = BatchSettings(str(Path(output_path).parent), _EXTENSIONS[fmt], runtime.weights, runtime.weights_preprocessing, runtime.device,
+                             runtime.max_pixels, runtime.quality)
+    checkpoints = _Checkpoints(on_step, output_path, fmt, runtime, save_every)
+    made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, settings, cache=False,
+                         init=(init_file.path, init_file.data) if init_file else None, on_step=checkpoints.callback(),
+                         report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY, deterministic=runtime.deterministic,
+                         on_decoded=checkpoints.decoded)
+    with made.timings("write"):
+        written = encode_image(made.image, fmt, alpha=made.content.alpha, quality=runtime.quality)
+        _write(output_path, written)
+    styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
+    meta = {**pair_record(Path(output_path).stem, str(output_path), _EXTENSIONS[fmt], written, content_file.path, content_file.data, styles,
+                          made, settings, began),
+            "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None, "runtime": asdict(runtime)}
     if metadata_path is not None:
         _write(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
     return meta
 
 
-@dataclass(frozen=True)
-class _Inputs:
-    content_file: InputFile
-    style_files: list[InputFile]
-    init_file: InputFile | None
-    content: LoadedImage
-    styles: list[LoadedImage]
-    init: LoadedImage | None
-
-    def record(self) -> dict[str, Any]:
-        """What the metadata says of the inputs: paths, sha256, the files' real sizes and modes."""
-        def one(f: InputFile, image: LoadedImage) -> dict[str, Any]:
-            return {"path": f.path, "sha256": f.sha256, "size": list(image.original_size), "mode": image.mode}
-
-        return {"content": one(self.content_file, self.content),
-                "styles": [one(f, s) for f, s in zip(self.style_files, self.styles, strict=True)],
-                "init_image": {"path": self.init_file.path, "sha256": self.init_file.sha256} if self.init_file else None}
+_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 
 
 def _check_request(cfg: StyleConfig, style_paths: list[str] | list[Path], init: str | os.PathLike[str] | None, save_every: int) -> None:
@@ -126,23 +99,7 @@ def _check_request(cfg: StyleConfig, style_paths: list[str] | list[Path], init: 
         raise InputError(f"save_every must be >= 0, got {save_every}", settings=["save_every"])
 
 
-def _load_inputs(content_path: str | os.PathLike[str], style_paths: list[str] | list[Path], init_path: str | os.PathLike[str] | None,
-                 cfg: StyleConfig, runtime: RuntimeOptions) -> _Inputs:
-    """Read and decode every input (downsized while decoding) and check that each can be stylized."""
-    content_file, style_files = read_input(content_path), [read_input(p) for p in style_paths]
-    init_file = read_input(init_path) if init_path is not None else None
-    content = decode_image(content_file.data, content_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size)
-    check_aspect(content, cfg, content_file.path)
-    styles = [decode_image(f.data, f.path, max_pixels=runtime.max_pixels, max_side=max(cfg.style_sides())) for f in style_files]
-    for image, f in zip(styles, style_files, strict=True):
-        check_aspect(image, cfg, f.path, style=True)
-    init = decode_image(init_file.data, init_file.path, max_pixels=runtime.max_pixels, max_side=cfg.size) if init_file else None
-    return _Inputs(content_file, style_files, init_file, content, styles, init)
-
-
-REPORT_EVERY = 10  # iterations between the core's report points (losses read back, previews)
-
-__all__ = ["RuntimeOptions", "check_aspect", "stylize_files"]
+__all__ = ["RuntimeOptions", "stylize_files"]
 
 
 def _check_outputs(output: str | os.PathLike[str], metadata: str | os.PathLike[str] | None, content: str | os.PathLike[str],
@@ -163,35 +120,27 @@ def _write(path: str | os.PathLike[str], data: bytes) -> None:
     storage_for(str(path)).write_bytes(str(path), data)
 
 
-def _with_checkpoints(on_step: ProgressCallback | None, output: str | os.PathLike[str], fmt: str, content: LoadedImage,
-                      runtime: RuntimeOptions, every: int) -> ProgressCallback | None:
+class _Checkpoints:
     """``on_step``, plus a write of the best image so far every ``every`` iterations (the core
-    hands it over at report points, which ``report_every`` aligns with ``every``)."""
-    if not every:
-        return on_step
+    hands it over at report points, which ``report_every`` aligns with ``every``), encoded with
+    the content's alpha once the content is decoded."""
 
-    def step(info: StepInfo) -> None:
-        if info.image is not None and not info.scale_done and info.iteration % every == 0:
-            _write(output, encode_image(info.image, fmt, alpha=content.alpha, quality=runtime.quality))
-        if on_step is not None:
-            on_step(info)
+    def __init__(self, on_step: ProgressCallback | None, output: str | os.PathLike[str], fmt: str, runtime: RuntimeOptions, every: int) -> None:
+        self.on_step, self.output, self.fmt, self.runtime, self.every = on_step, output, fmt, runtime, every
+        self.alpha: Any = None
 
-    step.wants_images = True  # type: ignore[attr-defined]
-    return step
+    def decoded(self, content: LoadedImage) -> None:
+        self.alpha = content.alpha
 
+    def callback(self) -> ProgressCallback | None:
+        if not self.every:
+            return self.on_step
 
-def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = False) -> None:
-    """Refuse images too small to carry any content, or so narrow that their short side falls
-    under VGG-19's minimum at some scale."""
-    width, height = image.original_size
-    if min(width, height) < MIN_SIDE_PX:
-        raise ImageInputError(f"{name}: {width}x{height} is too small to stylize (at least {MIN_SIDE_PX} px per side)")
-    _, _, h, w = image.rgb.shape
-    smallest = min(cfg.style_sides() if style else cfg.sides())
-    short = min(fit_size(h, w, smallest))
-    if short < MIN_SIDE_PX:
-        raise ImageInputError(
-            f"{name}: {w}x{h} is too narrow: at {smallest} px its short side would be {short} px, "
-            f"under the {MIN_SIDE_PX} px VGG-19 needs (crop it, or use a larger --size / fewer --scales)"
-        )
+        def step(info: StepInfo) -> None:
+            if info.image is not None and not info.scale_done and info.iteration % self.every == 0:
+                _write(self.output, encode_image(info.image, self.fmt, alpha=self.alpha, quality=self.runtime.quality))
+            if self.on_step is not None:
+                self.on_step(info)
 
+        step.wants_images = True  # type: ignore[attr-defined]
+        return step
