@@ -17,6 +17,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
 from nst_batch.tasks.pair.produce import failed_row, likely_done, reset_roots_down, written_by_this_run
+from nst_batch.tasks.pair.row import PairRow
 from nst_batch.tasks.planning.plan import PairJob, Plan
 from nst_batch.tasks.presenting.live import LiveGallery
 from nst_batch.tasks.presenting.progress import batch_planned, pair_finished, pairs_finished
@@ -57,7 +58,7 @@ def run_plan(plan: Plan, force: bool = False, began: float | None = None) -> Sta
         style_rows, style_failures = _style_targets(plan, force)
         rows = _pairs(plan, force, style_failures, progress, live, slots)
     summary = summarize(plan, rows, style_rows, began)
-    summary["live_view_s"] = round(live.seconds + sum(r.get("live_s", 0.0) for r in rows), 3)
+    summary["live_view_s"] = round(live.seconds + sum(r.live_s for r in rows), 3)
     # The summary first: it is what a failed gallery (a full disk, say) must not cost; and when it
     # cannot be written either, the run still returns it (nst run prints it).
     summary["summary_uri"] = _write_summary(plan, summary)
@@ -128,8 +129,8 @@ def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[
 
 
 def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[object, ...], str], progress: RunProgress, live: LiveGallery,
-           slots: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+           slots: int) -> list[PairRow]:
+    rows: list[PairRow] = []
     todo: list[PairJob] = []
     for pair in plan.pairs:
         reasons = [style_failures[g] for s in pair.styles if (g := target_group(pair, s.uri)) in style_failures]
@@ -139,7 +140,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[object, ...], str
         else:
             todo.append(pair)
     live.add(rows)
-    futures: dict[PrefectFuture[list[dict[str, Any]]], list[PairJob]] = {}
+    futures: dict[PrefectFuture[list[PairRow]], list[PairJob]] = {}
     for chunk in chunks(todo, slots):
         futures[stylize_pairs.with_options(task_run_name=chunk_name(chunk)).submit(chunk, plan.settings, force)] = chunk
     progress.finished(len(rows))
@@ -154,7 +155,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[object, ...], str
         pairs_finished(done)  # rows reported in this process already are not reported twice
         progress.finished(len(rows))
     order = {p.name: i for i, p in enumerate(plan.pairs)}
-    return sorted(rows, key=lambda r: order[r["name"]])
+    return sorted(rows, key=lambda r: order[r.name])
 
 
 if __name__ == "__main__":

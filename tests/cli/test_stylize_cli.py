@@ -263,7 +263,7 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     meta = json.loads(meta_path.read_text())
     settings = BatchSettings(str(tmp_path / "batch"), "png", "caffe", None, "auto", 100_000_000, 95)
     pair = PairJob("o", str(images[0]), (StyleRef("s", str(images[1])),), StyleConfig(size=32, scales=(1.0,), iterations=(2,), precision="fp32"))
-    assert run_pair(pair, settings)["status"] == "produced"
+    assert run_pair(pair, settings).status == "produced"
     sidecar = json.loads((tmp_path / "batch" / "o.json").read_text())
     assert set(sidecar) - {"fingerprint", "run_id", "worker"} == set(meta) - {"init_image", "runtime"}
     assert meta["parameters"] == sidecar["parameters"] and meta["content"] == sidecar["content"]

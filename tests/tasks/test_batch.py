@@ -75,21 +75,21 @@ def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
     row = run_pair(pair, plan.settings)
-    assert row["status"] == "produced" and len(row["computed_keys"]) == 1 == len(row["target_keys"])
-    out, sidecar = Path(row["output"]), json.loads(Path(row["sidecar"]).read_text())
+    assert row.status == "produced" and len(row.computed_keys) == 1 == len(row.target_keys)
+    out, sidecar = Path(row.output), json.loads(Path(row.sidecar).read_text())
     assert Image.open(out).size == (32, 24)
     assert sidecar["style_cache"][0]["hit"] is False and sidecar["parameters"]["size"] == 32
     assert sidecar["parameters"]["precision"] in ("fp32", "bf16")  # settled for the device, not "auto"
     assert sidecar["content"]["sha256"] and sidecar["weights"]["source"] == "caffe"
     assert set(sidecar["timings"]) == {"decode", "setup", "stylize", "write"} and all(t >= 0 for t in sidecar["timings"].values())
     assert (batch / "out" / "thumbs" / "a__paint.jpg").exists()
-    assert run_pair(pair, plan.settings)["status"] == "skipped"
-    assert run_pair(pair, plan.settings, force=True)["status"] == "produced"
+    assert run_pair(pair, plan.settings).status == "skipped"
+    assert run_pair(pair, plan.settings, force=True).status == "produced"
     save(photo_like(48, 64, seed=9), batch / "photos" / "a.png")  # same path, new bytes
-    assert run_pair(pair, plan.settings)["status"] == "produced"
+    assert run_pair(pair, plan.settings).status == "produced"
     changed_params = load_plan(str(batch / "m.yaml")).pairs[0]
     object.__setattr__(changed_params, "config", dataclasses.replace(changed_params.config, style_weight=50.0))
-    assert run_pair(changed_params, plan.settings)["status"] == "produced"
+    assert run_pair(changed_params, plan.settings).status == "produced"
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -103,7 +103,7 @@ def test_bad_content_fails_that_pair_with_a_reason_and_leaves_nothing(batch, dam
     with pytest.raises(PairFailed, match=reason):
         run_pair(plan.pairs[0], plan.settings)
     assert not (batch / "out" / "a__paint.png").exists() and not (batch / "out" / "a__paint.json").exists()
-    assert run_pair(plan.pairs[1], plan.settings)["status"] == "produced"
+    assert run_pair(plan.pairs[1], plan.settings).status == "produced"
 
 
 def test_nan_loss_fails_the_pair_clearly(batch):
@@ -118,7 +118,7 @@ def test_preserve_color_targets_are_made_per_content(batch):
     (batch / "m.yaml").write_text(TINY + "styles: {paint: {path: styles/paint.png, preserve_color: true}}\ncontents: [photos/*.png]\n")
     plan = load_plan(str(batch / "m.yaml"))
     rows = [run_pair(p, plan.settings) for p in plan.pairs]
-    assert [len(r["computed_keys"]) for r in rows] == [1, 1]
+    assert [len(r.computed_keys) for r in rows] == [1, 1]
     assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 2
     assert plan.pairs[0].config.preserve_color
 
@@ -131,7 +131,7 @@ def test_a_pair_too_large_for_the_memory_budget_fails_alone(batch, monkeypatch):
     with pytest.raises(PairFailed, match=r"4000x3000 px output needs about .* but 4.0 GiB is available \(NST_MAX_MEMORY=4G\); use size \d+"):
         run_pair(big, plan.settings)
     assert not (batch / "out" / f"{big.name}.png").exists()
-    assert run_pair(plan.pairs[1], plan.settings)["status"] == "produced"
+    assert run_pair(plan.pairs[1], plan.settings).status == "produced"
 
 
 @pytest.mark.parametrize("damage, why", [
@@ -144,16 +144,16 @@ def test_a_damaged_output_under_an_intact_sidecar_is_produced_again(batch, damag
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
     row = run_pair(pair, plan.settings)
-    out = Path(row["output"])
-    sidecar = json.loads(Path(row["sidecar"]).read_text())
+    out = Path(row.output)
+    sidecar = json.loads(Path(row.sidecar).read_text())
     assert sidecar["output_bytes"] == out.stat().st_size
     assert sidecar["output_sha256"] == __import__("hashlib").sha256(out.read_bytes()).hexdigest()
     damage(out)
     again = run_pair(pair, plan.settings)
-    assert again["status"] == "produced"
-    assert (why in again["redone"]) if why else "redone" not in again
+    assert again.status == "produced"
+    assert (why in again.redone) if why else not again.redone
     assert Image.open(out).size == (32, 24)
-    assert run_pair(pair, plan.settings)["status"] == "skipped"
+    assert run_pair(pair, plan.settings).status == "skipped"
 
 
 def test_same_size_damage_is_found_by_verify_only(batch):
@@ -161,13 +161,13 @@ def test_same_size_damage_is_found_by_verify_only(batch):
 
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
-    out = Path(run_pair(pair, plan.settings)["output"])
+    out = Path(run_pair(pair, plan.settings).output)
     data = bytearray(out.read_bytes())
     data[-20] ^= 0xFF  # a flipped bit inside the image data: same size, same header
     out.write_bytes(bytes(data))
-    assert run_pair(pair, plan.settings)["status"] == "skipped"  # the default check: size and header
+    assert run_pair(pair, plan.settings).status == "skipped"  # the default check: size and header
     verified = run_pair(pair, replace(plan.settings, verify=True))
-    assert verified["status"] == "produced" and "sha256" in verified["redone"]
+    assert verified.status == "produced" and "sha256" in verified.redone
 
 
 def test_swapped_cache_entries_are_refused_and_recomputed(batch):
@@ -186,6 +186,6 @@ def test_swapped_cache_entries_are_refused_and_recomputed(batch):
     again = ensure_style_targets(first.styles[0].uri, first.config, plan.settings)
     assert again["cached"] is False and "is for key" in again["rejected"]
     row = run_pair(second, plan.settings)
-    entry = json.loads(Path(row["sidecar"]).read_text())["style_cache"][0]
+    entry = json.loads(Path(row.sidecar).read_text())["style_cache"][0]
     assert entry["hit"] is False and "is for key" in entry["rejected"]
     assert ensure_style_targets(second.styles[0].uri, second.config, plan.settings)["cached"] is True  # rewritten right

@@ -33,25 +33,25 @@ def test_a_pair_this_run_wrote_counts_as_produced_again_not_skipped(planned):
     pair = plan.pairs[0]
     first = run_pair(pair, settings)
     written = Path(settings.output_uri(pair.name)).stat().st_mtime_ns
-    assert first["status"] == "produced" and _sidecar(settings, pair.name)["run_id"] == "run-1"
+    assert first.status == "produced" and _sidecar(settings, pair.name)["run_id"] == "run-1"
     # The chunk runs again (its worker died after this pair): the same run finds it done.
     again = run_pair(pair, settings)
-    assert again["status"] == "produced" and again["final_losses"] == first["final_losses"]
-    assert again["target_keys"] == first["target_keys"] and again["computed_keys"] == first["computed_keys"]
+    assert again.status == "produced" and again.final_losses == first.final_losses
+    assert again.target_keys == first.target_keys and again.computed_keys == first.computed_keys
     assert Path(settings.output_uri(pair.name)).stat().st_mtime_ns == written  # not written twice
     forced = run_pair(pair, settings, force=True)  # --force does not redo what this very run made
-    assert forced["status"] == "produced" and Path(settings.output_uri(pair.name)).stat().st_mtime_ns == written
+    assert forced.status == "produced" and Path(settings.output_uri(pair.name)).stat().st_mtime_ns == written
     # Another run: skipped, as ever; forced, produced again.
     other = replace(settings, run_id="run-2")
-    assert run_pair(pair, other)["status"] == "skipped"
-    assert run_pair(pair, other, force=True)["status"] == "produced" and _sidecar(settings, pair.name)["run_id"] == "run-2"
+    assert run_pair(pair, other).status == "skipped"
+    assert run_pair(pair, other, force=True).status == "produced" and _sidecar(settings, pair.name)["run_id"] == "run-2"
 
 
 def test_a_broken_off_chunk_keeps_the_pairs_it_wrote(planned):
     plan, settings = planned
     done, not_done = plan.pairs[0], plan.pairs[1]
     run_pair(done, settings)
-    assert written_by_this_run(done, settings)["status"] == "produced"
+    assert written_by_this_run(done, settings).status == "produced"
     assert written_by_this_run(not_done, settings) is None
     assert written_by_this_run(done, replace(settings, run_id="run-2")) is None  # written, but by another run
     Path(settings.output_uri(done.name)).unlink()

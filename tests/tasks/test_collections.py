@@ -114,7 +114,7 @@ def test_only_regular_files_are_read(folder):
     plan = _plan(folder, "contents: [photos/pipe.png, photos/a.png]\n")
     with pytest.raises(PairFailed, match="not a regular file"):  # and at once, not blocked on the pipe
         run_pair(plan.pairs[0], plan.settings)
-    assert run_pair(plan.pairs[1], plan.settings)["status"] == "produced"
+    assert run_pair(plan.pairs[1], plan.settings).status == "produced"
     assert [p.path for p in input_problems(plan)] == ["contents.0"]
 
 

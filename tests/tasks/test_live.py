@@ -9,6 +9,7 @@ import torch
 
 from nst_batch.core import StepInfo
 from nst_batch.tasks.output.layout import live_image, live_state
+from nst_batch.tasks.pair.produce import failed_row
 from nst_batch.tasks.planning.plan import load_plan
 from nst_batch.tasks.presenting.gallery import build_live_gallery
 from nst_batch.tasks.presenting.live import LiveGallery, LivePair
@@ -49,11 +50,11 @@ def test_a_view_that_cannot_be_written_never_fails_the_pair(tmp_path, caplog):
 
 
 def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pairs(tmp_path):
-    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.pair.produce import failed_row, run_pair
 
     plan = load_plan(str(make_batch(tmp_path)))
-    done = run_pair(plan.pairs[0], plan.settings)
-    failed = {**plan.pairs[1].row(plan.settings), "status": "failed", "reason": "not an image file"}
+    done = run_pair(plan.pairs[0], plan.settings).to_json()
+    failed = failed_row(plan.pairs[1], plan.settings, "not an image file").to_json()
     LivePair(plan.pairs[2].name, plan.settings)(_step(0.4))
     build_live_gallery(plan, {done["name"]: done, failed["name"]: failed}, reload_s=5)
     page = (tmp_path / "out" / "index.html").read_text()
@@ -69,7 +70,7 @@ def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pai
 def test_the_live_gallery_paces_itself_and_a_broken_one_never_stops_the_run(tmp_path, monkeypatch):
     plan = load_plan(str(make_batch(tmp_path)))
     with LiveGallery(plan, min_wait_s=0.01) as live:
-        live.add([{**plan.pairs[0].row(plan.settings), "status": "failed", "reason": "x"}])
+        live.add([failed_row(plan.pairs[0], plan.settings, "x")])
     assert live.renders >= 1 and "refresh" in (tmp_path / "out" / "index.html").read_text()
     broken = LiveGallery(replace(plan, settings=replace(plan.settings, output_root=str(tmp_path / "m.yaml" / "sub"))))
     broken.render_once()

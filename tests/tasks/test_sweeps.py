@@ -130,7 +130,7 @@ def test_a_sweep_point_records_its_values_in_its_sidecar_and_row(folder):
     plan = _plan(folder, "defaults: {size: 32, iterations: 2, sweep: {style_weight: [30, 100]}}\nstyles: {starry: styles/starry.jpg}\n"
                          "contents: [photos/lake.jpg]\noutput: out\n")
     row = run_pair(plan.pairs[1], plan.settings)
-    assert row["status"] == "produced" and row["sweep"] == {"style_weight": 100} and row["sweep_of"] == "lake__starry"
-    sidecar = json.loads(Path(row["sidecar"]).read_text())
+    assert row.status == "produced" and row.sweep == {"style_weight": 100} and row.sweep_of == "lake__starry"
+    sidecar = json.loads(Path(row.sidecar).read_text())
     assert sidecar["sweep"] == {"style_weight": 100} and sidecar["sweep_of"] == "lake__starry"
-    assert sidecar["parameters"]["style_weight"] == 100 and Path(row["output"]).name == "lake__starry__style_weight-100.png"
+    assert sidecar["parameters"]["style_weight"] == 100 and Path(row.output).name == "lake__starry__style_weight-100.png"

@@ -43,6 +43,7 @@ from nst_batch.tasks.pair.images import HEADER_BYTES, LoadedImage, check_aspect,
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
+from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
@@ -198,9 +199,9 @@ def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettin
     return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
-def failed_row(pair: PairJob, settings: BatchSettings, reason: str) -> dict[str, Any]:
+def failed_row(pair: PairJob, settings: BatchSettings, reason: str) -> PairRow:
     """The summary's row of a pair that was not produced, and why (one line)."""
-    return {**pair.row(settings), "status": "failed", "reason": reason, "target_keys": [], "computed_keys": []}
+    return PairRow(**pair.row(settings), status=Status.FAILED, reason=reason)
 
 
 def shares_targets(cfg: StyleConfig) -> bool:
@@ -272,26 +273,26 @@ def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
     return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
 
 
-def written_by_this_run(pair: PairJob, settings: BatchSettings) -> dict[str, Any] | None:
+def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | None:
     """The row of a pair whose task broke off (its worker died, the cluster went away) but which
     this run had already written, output and sidecar; None when it had not."""
     sidecar, _ = _sidecar_of_done(pair, settings)
     return _done_row(pair.row(settings), sidecar, settings) if sidecar is not None and _by_this_run(sidecar, settings) else None
 
 
-def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
+def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> PairRow:
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the
     figures of that attempt; produced by an earlier run: skipped."""
     if not _by_this_run(sidecar, settings):
-        return {**row, "status": "skipped", "target_keys": [], "computed_keys": []}
+        return PairRow(**row, status=Status.SKIPPED)
     cache = sidecar.get("style_cache", [])
-    return {**row, "status": "produced", "target_keys": [c["key"] for c in cache], "computed_keys": [c["key"] for c in cache if not c["hit"]],
-            "final_losses": sidecar.get("final_losses"), "iterations": sidecar.get("iterations"),
-            "wall_time_s": sidecar.get("wall_time_s"), "timings": sidecar.get("timings", {}), "worker": sidecar.get("worker")}
+    return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],
+                   final_losses=sidecar.get("final_losses"), iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
+                   timings=sidecar.get("timings", {}), worker=sidecar.get("worker"))
 
 
-def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> dict[str, Any]:
+def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> PairRow:
     """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
     down = root_down(settings.output_root)
     if down:
@@ -307,10 +308,10 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     done = done if done is not None and done.get("fingerprint") == fingerprint else None
     if done is not None and (not force or _by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
         return _done_row(row, done, settings)
-    if redo:
-        row["redone"] = redo  # an output that did not check out: produced again, and the summary says why
     try:
-        return {**row, **_produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)}
+        made = _produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)
+        # An output that did not check out is produced again, and the summary says why (redone).
+        return PairRow(**row, **made, redone=redo)
     except PairFailed:
         raise
     except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
@@ -418,7 +419,7 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return {"status": "produced", "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.hit],
+    return {"status": Status.PRODUCED, "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.hit],
             "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
             "timings": dict(timings), "worker": sidecar["worker"]}
 

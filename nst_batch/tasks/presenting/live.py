@@ -25,6 +25,7 @@ from typing import Any
 from nst_batch.core import StepInfo
 from nst_batch.tasks.output.layout import LIVE_RUN, live_image, live_state
 from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.pair.row import PairRow
 from nst_batch.tasks.planning.plan import BatchSettings, Plan
 from nst_batch.tasks.presenting.run_marker import clear_live, run_marker
 
@@ -122,9 +123,9 @@ class LiveGallery:
         except Exception as error:  # noqa: BLE001 - the run's own ending matters more
             LOG.warning("live gallery: %s", error)
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
+    def add(self, rows: list[PairRow]) -> None:
         with self._lock:
-            self.finished.update({r["name"]: r for r in rows})
+            self.finished.update({r.name: r.to_json() for r in rows})
 
     def render_once(self) -> None:
         from nst_batch.tasks.presenting.gallery import build_live_gallery

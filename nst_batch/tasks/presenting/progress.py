@@ -15,6 +15,7 @@ from typing import Any, Protocol, TextIO
 from tqdm import tqdm
 
 from nst_batch.core import StepInfo
+from nst_batch.tasks.pair.row import PairRow
 
 
 def format_losses(losses: dict[str, float] | None) -> str:
@@ -149,11 +150,12 @@ def pair_step(pair: str, info: StepInfo) -> None:
 _reported: set[str] = set()  # pairs of the current listener already reported
 
 
-def pair_finished(row: dict[str, Any], run_id: str = "") -> None:
-    """A pair's row, as soon as it is done. In the process that listens (``nst run``), to its
-    listener; on a Dask worker, as an event of the run's topic (see :func:`pair_topic`), which
-    the client hands back to this function as it arrives: a chunk's pairs report one by one, not
-    all at its end."""
+def pair_finished(row: PairRow | dict[str, Any], run_id: str = "") -> None:
+    """A pair's row (or its facts, as a Dask event brings them), as soon as it is done. In the
+    process that listens (``nst run``), to its listener; on a Dask worker, as an event of the
+    run's topic (see :func:`pair_topic`), which the client hands back to this function as it
+    arrives: a chunk's pairs report one by one, not all at its end."""
+    row = row.facts() if isinstance(row, PairRow) else row
     if _listener is not None:
         with _listener_lock:
             if row["name"] in _reported:
@@ -169,10 +171,6 @@ def pair_topic(run_id: str) -> str:
     return f"nst-pair-{run_id}"
 
 
-# What the progress display reads of a row: the event goes through the scheduler to the client.
-_EVENT_FIELDS = ("name", "status", "wall_time_s", "reason")
-
-
 def _to_dask_client(topic: str, row: dict[str, Any]) -> None:
     distributed = sys.modules.get("distributed")  # only a Dask worker has imported it
     if distributed is None:
@@ -182,7 +180,7 @@ def _to_dask_client(topic: str, row: dict[str, Any]) -> None:
     except ValueError:
         return  # not in a Dask worker (a thread runner in a process that imported Dask)
     try:
-        worker.log_event(topic, {k: row[k] for k in _EVENT_FIELDS if k in row})
+        worker.log_event(topic, row)  # a row's facts: they go through the scheduler to the client
     except Exception:  # noqa: BLE001 - the progress display must never fail a pair; the chunk's rows still report
         pass
 
@@ -194,7 +192,7 @@ def remote_pair_finished(event: tuple[float, Any]) -> None:
         pair_finished(row)
 
 
-def pairs_finished(rows: list[dict[str, Any]]) -> None:
+def pairs_finished(rows: list[PairRow]) -> None:
     """Rows of a finished chunk: those its task already reported (it ran in this process) are
     skipped; a chunk that ran elsewhere (a Dask worker) is reported here, as it ends."""
     for row in rows:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -22,6 +23,7 @@ from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
 from nst_batch.tasks.pair.produce import ensure_style_targets, failed_row, run_pair
+from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
 from nst_batch.tasks.presenting.live import LivePair
@@ -96,9 +98,9 @@ class _LogProgress:
 
 
 @task(name="stylize-pairs", cache_policy=NO_CACHE)
-def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[dict[str, Any]]:
+def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[PairRow]:
     """Produce (or skip) each pair in turn; one pair's failure is its row, never the others'."""
-    rows: list[dict[str, Any]] = []
+    rows: list[PairRow] = []
     artifacts = _ChunkArtifacts(pairs, settings.run_id)
     for pair in pairs:
         rows.append(_one_pair(pair, settings, force, artifacts, len(rows)))
@@ -107,10 +109,10 @@ def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) ->
     return rows
 
 
-def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> dict[str, Any]:
+def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> PairRow:
     log = _LogProgress(pair.name)
-    row = pair.row(settings)
-    live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(row["style_names"], row["blend"]))
+    names = pair.row(settings)
+    live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"]))
 
     def on_step(step: StepInfo) -> None:
         log(step)
@@ -125,12 +127,12 @@ def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _C
         # A failed pair is a row of the summary, not a task crash: one log line, no traceback
         # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
         get_run_logger().info("%s: failed: %s", pair.name, exc)
-        return {**failed_row(pair, settings, str(exc)), "live_s": _finish(live, artifacts)}
+        return replace(failed_row(pair, settings, str(exc)), live_s=_finish(live, artifacts))
     finally:
         live.finish()
-    if row["status"] != "skipped":
-        get_run_logger().info("%s: %s", pair.name, row["status"])
-    return {**row, "live_s": _finish(live, artifacts)}
+    if row.status != Status.SKIPPED:
+        get_run_logger().info("%s: %s", pair.name, row.status)
+    return replace(row, live_s=_finish(live, artifacts))
 
 
 def _finish(live: LivePair, artifacts: _ChunkArtifacts) -> float:

@@ -7,14 +7,13 @@ import time
 from typing import Any
 
 from nst_batch.tasks.pair.produce import NOT_RUN
+from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.planning.plan import Plan
 
-STATUSES = ("produced", "skipped", "failed")
 
-
-def summarize(plan: Plan, rows: list[dict[str, Any]], style_rows: list[dict[str, Any]], began: float) -> dict[str, Any]:
+def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]], began: float) -> dict[str, Any]:
     """The run's summary from its pairs' rows (in the plan's order) and its style tasks' rows."""
-    count = {status: sum(r["status"] == status for r in rows) for status in STATUSES}
+    count = {status.value: sum(r.status == status for r in rows) for status in Status}
     targets = _count_targets(rows, style_rows)
     summary = {
         "manifest": plan.source,
@@ -22,29 +21,28 @@ def summarize(plan: Plan, rows: list[dict[str, Any]], style_rows: list[dict[str,
         "counts": {"planned": len(plan.pairs), **count},
         "done_earlier": count["skipped"],  # skipped because an earlier run made them: their images are in the gallery
         "style_targets": targets,
-        "failures": [{"name": r["name"], "content": r["content"], "styles": r["styles"], "reason": r["reason"]} for r in rows if r["status"] == "failed"],
-        "pairs": rows,
+        "failures": [{"name": r.name, "content": r.content, "styles": r.styles, "reason": r.reason} for r in rows if r.status == Status.FAILED],
+        "pairs": [r.to_json() for r in rows],
         "wall_time_s": round(time.time() - began, 3),
     }
     _stopped_early(summary)
     return summary
 
 
-def _targets_made_here(rows: list[dict[str, Any]], style_rows: list[dict[str, Any]]) -> set[str]:
+def _targets_made_here(rows: list[PairRow], style_rows: list[dict[str, Any]]) -> set[str]:
     """Keys of the style targets this run computed (in a style task, or inside a pair)."""
-    return {r["key"] for r in style_rows if not r["cached"]} | {k for r in rows for k in r.pop("computed_keys", [])}
+    return {r["key"] for r in style_rows if not r["cached"]} | {k for r in rows for k in r.computed_keys}
 
 
-def _count_targets(rows: list[dict[str, Any]], style_rows: list[dict[str, Any]]) -> dict[str, int]:
+def _count_targets(rows: list[PairRow], style_rows: list[dict[str, Any]]) -> dict[str, int]:
     """Per pair and for the run, the same classification: a target this run computed counts as
     computed (also for the pairs that then read it from the cache), any other as from the cache."""
     made = _targets_made_here(rows, style_rows)
     used = {r["key"] for r in style_rows}
     for row in rows:
-        keys = row.pop("target_keys", [])
-        used.update(keys)
-        row["targets_computed"] = sum(k in made for k in keys)
-        row["targets_cached"] = sum(k not in made for k in keys)
+        used.update(row.target_keys)
+        row.targets_computed = sum(k in made for k in row.target_keys)
+        row.targets_cached = sum(k not in made for k in row.target_keys)
     return {"computed": len(made), "from_cache": len(used - made)}
 
 
@@ -63,8 +61,8 @@ def headline(summary: dict[str, Any]) -> str:
             f"style targets: {t['computed']} computed, {t['from_cache']} from cache")
 
 
-def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def table(rows: list[PairRow]) -> list[dict[str, Any]]:
     """The summary as the rows of a Prefect table artifact."""
-    return [{"pair": r["name"], "status": r["status"], "output": r["output"],
-             "loss": f"{r['final_losses']['total']:.4g}" if r.get("final_losses") else "",
-             "seconds": r.get("wall_time_s", ""), "reason": r.get("reason", "")} for r in rows] or [{"pair": "-", "status": "no pairs"}]
+    return [{"pair": r.name, "status": r.status.value, "output": r.output,
+             "loss": f"{r.final_losses['total']:.4g}" if r.final_losses else "",
+             "seconds": r.wall_time_s if r.wall_time_s is not None else "", "reason": r.reason} for r in rows] or [{"pair": "-", "status": "no pairs"}]
