@@ -25,14 +25,14 @@ from nst_batch.tasks.running.cluster import check_runner_sees, failure_reason, f
 from nst_batch.tasks.running.prefect_runs import tag_this_flow_run
 from nst_batch.tasks.running.prefect_tasks import RunProgress, gallery, plan_batch, style_targets, stylize_pairs, write_summary
 from nst_batch.tasks.running.preflight import handed_plan
-from nst_batch.tasks.running.runners import make_task_runner, runner_slots
+from nst_batch.tasks.running.runners import RunnerFromSettings, runner_slots
 from nst_batch.tasks.running.scheduling import chunk_name, chunks, target_group
 from nst_batch.tasks.running.summary import headline, summarize, table
 
 FLOW_NAME = "stylize-batch"
 
 
-@flow(name=FLOW_NAME, task_runner=make_task_runner(), log_prints=False, validate_parameters=True)
+@flow(name=FLOW_NAME, task_runner=RunnerFromSettings(), log_prints=False, validate_parameters=True)
 def stylize_batch(manifest: str, output: str | None = None, force: bool = False, verify: bool = False) -> State:
     """Stylize every pair of a manifest. Fails (after finishing every other pair and writing the
     summary and the gallery) when any pair failed. ``verify``: a finished pair is skipped only

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
+from prefect.task_runners import TaskRunner
 
 from nst_batch.tasks.errors import InputError
 
@@ -23,6 +23,8 @@ RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "N
 def concurrency() -> int:
     """Jobs that can usefully run at once here: ``pairs_per_gpu`` per GPU (see nst_batch.tasks.pair.devices); on
     a CPU one (a single job already keeps every core busy inside its convolutions)."""
+    import torch
+
     from nst_batch.tasks.pair.devices import pairs_per_gpu
 
     return max(1, torch.cuda.device_count()) * pairs_per_gpu() if torch.cuda.is_available() else 1
@@ -86,6 +88,8 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
         from nst_batch.tasks.running.cluster import check_address
 
         return ClusterTaskRunner(address=check_address(address))
+    import torch
+
     if torch.cuda.is_available():
         # One worker process per GPU, each seeing only its own device (CUDA_VISIBLE_DEVICES).
         require_extra("dask_cuda", "gpu", f"{RUNNER_ENV}=dask on a machine with GPUs (one Dask worker per GPU)")
@@ -95,3 +99,15 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
     threads = str(max(1, (os.cpu_count() or 1) // n))
     return ClusterTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
                                           "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})
+
+
+class RunnerFromSettings(TaskRunner):  # type: ignore[type-arg]
+    """The flow's default task runner, chosen when a flow run starts (Prefect enters a duplicate
+    of it) from the environment, so a deployment's job variables choose it, and importing the
+    flow reads no setting and imports no PyTorch. ``nst run`` passes its own runner instead."""
+
+    def duplicate(self) -> Any:
+        return make_task_runner()
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
+        raise RuntimeError("RunnerFromSettings only chooses the runner of a flow run; its duplicate() runs the tasks")
