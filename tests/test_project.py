@@ -204,3 +204,14 @@ def test_only_storage_knows_which_storage_a_uri_is_on():
     offenders = [f"{p.relative_to(ROOT)}:{n}" for p in sorted(PACKAGE.rglob("*.py")) if p != storage
                  for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def test_importing_the_flow_reads_no_setting_and_imports_no_pytorch():
+    """A Prefect worker, `prefect deploy` and a Dask scheduler import the flow; the stylizer (and
+    PyTorch, 1.7 s of a 3-s import) comes in where a pair runs."""
+    code = "import sys, nst_batch.flows.stylize_batch; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("NST_")}
+    env["NST_TASK_RUNNER"] = "no such runner"  # read at import, this would fail
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

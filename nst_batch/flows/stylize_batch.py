@@ -16,7 +16,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
-from nst_batch.tasks.pair.produce import failed_row, likely_done, reset_roots_down, written_by_this_run
+from nst_batch.tasks.pair.done import failed_row, likely_done, reset_roots_down, written_by_this_run
 from nst_batch.tasks.pair.row import PairRow
 from nst_batch.tasks.planning.plan import PairJob, Plan
 from nst_batch.tasks.presenting.live import LiveGallery

@@ -9,7 +9,7 @@ import torch
 
 from nst_batch.core import StepInfo
 from nst_batch.tasks.output.layout import live_image, live_state
-from nst_batch.tasks.pair.produce import failed_row
+from nst_batch.tasks.pair.done import failed_row
 from nst_batch.tasks.planning.plan import load_plan
 from nst_batch.tasks.presenting.gallery import build_live_gallery
 from nst_batch.tasks.presenting.live import LiveGallery, LivePair
@@ -50,7 +50,8 @@ def test_a_view_that_cannot_be_written_never_fails_the_pair(tmp_path, caplog):
 
 
 def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pairs(tmp_path):
-    from nst_batch.tasks.pair.produce import failed_row, run_pair
+    from nst_batch.tasks.pair.done import failed_row
+    from nst_batch.tasks.pair.produce import run_pair
 
     plan = load_plan(str(make_batch(tmp_path)))
     done = run_pair(plan.pairs[0], plan.settings).to_json()

@@ -100,7 +100,7 @@ def test_the_eta_leaves_out_the_pairs_a_rerun_will_skip():
 
 
 def test_likely_done_is_one_listing_of_the_output_root(tmp_path):
-    from nst_batch.tasks.pair.produce import likely_done
+    from nst_batch.tasks.pair.done import likely_done
     from nst_batch.tasks.planning.plan import load_plan
     from tests.flows.helpers import make_batch
 

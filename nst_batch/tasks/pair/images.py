@@ -11,16 +11,17 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
-from torch import Tensor
 
 from nst_batch.core.config import MIN_SIDE_PX, StyleConfig
-from nst_batch.core.image_ops import fit_size
 from nst_batch.tasks.errors import ImageInputError, StorageError
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:  # PyTorch is imported where tensors are made: probing a header needs none
+    from torch import Tensor
 
 # Our own limit (checked from the header, before decoding) replaces Pillow's global one, so a
 # user who raises ours is not stopped by Pillow's.
@@ -235,6 +236,8 @@ def _to_srgb(image: Image.Image) -> Image.Image:
 
 
 def _to_tensor(image: Image.Image) -> Tensor:
+    import torch
+
     array = np.asarray(image, dtype=np.float32) / 255.0
     if array.ndim == 2:
         array = array[:, :, None]
@@ -275,6 +278,8 @@ def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = 
     width, height = image.original_size
     if min(width, height) < MIN_SIDE_PX:
         raise ImageInputError(f"{name}: {width}x{height} is too small to stylize (at least {MIN_SIDE_PX} px per side)")
+    from nst_batch.core.image_ops import fit_size
+
     _, _, h, w = image.rgb.shape
     smallest = min(cfg.style_sides() if style else cfg.sides())
     short = min(fit_size(h, w, smallest))

@@ -7,16 +7,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import io
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from PIL import Image
 
 from nst_batch.core import (
     ProgressCallback,
@@ -39,6 +35,7 @@ from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
+from nst_batch.tasks.pair.done import NOT_RUN, _by_this_run, _done_row, _mark_root_down, _sidecar_of_done, root_down, shares_targets
 from nst_batch.tasks.pair.images import HEADER_BYTES, LoadedImage, check_aspect, decode_image, encode_image, probe_image_header, thumbnail
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
@@ -49,30 +46,6 @@ from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
 # of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
 PIPELINE_VERSION = "1"
-
-
-# Output roots that took no more files in this process, with why: a later pair for them is not
-# computed (its write would fail the same way after minutes of optimisation). Per process: with
-# threads that is the whole run; each Dask worker learns it from its own first failed write.
-_ROOTS_DOWN: dict[str, str] = {}
-_ROOTS_LOCK = threading.Lock()
-NOT_RUN = "not run: the output root takes no more files"
-
-
-def root_down(root: str) -> str | None:
-    with _ROOTS_LOCK:
-        return _ROOTS_DOWN.get(root)
-
-
-def _mark_root_down(root: str, exc: BaseException) -> None:
-    with _ROOTS_LOCK:
-        _ROOTS_DOWN.setdefault(root, " ".join(str(exc).split()))
-
-
-def reset_roots_down() -> None:
-    """Forget the roots found down (a new run may find the disk freed)."""
-    with _ROOTS_LOCK:
-        _ROOTS_DOWN.clear()
 
 
 @dataclass(frozen=True)
@@ -199,97 +172,10 @@ def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettin
     return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
-def failed_row(pair: PairJob, settings: BatchSettings, reason: str) -> PairRow:
-    """The summary's row of a pair that was not produced, and why (one line)."""
-    return PairRow(**pair.row(settings), status=Status.FAILED, reason=reason)
-
-
-def shares_targets(cfg: StyleConfig) -> bool:
-    """Whether a style's targets are independent of the content (not so for luminance matching)."""
-    return not (cfg.preserve_color and cfg.match_luminance)
-
-
 def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str) -> str:
     material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
                 "format": settings.format, "quality": settings.quality, "v": PIPELINE_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-
-
-def _sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, Any] | None, str]:
-    """The pair's sidecar when it exists and the output checks out against it, else None, with
-    the reason an existing output does not (it is then produced again)."""
-    sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
-    storage = storage_for(sidecar_uri)
-    try:
-        size = storage.size(output_uri)
-        if size is None:
-            return None, ""
-        sidecar = json.loads(storage.read_bytes(sidecar_uri))
-        if not isinstance(sidecar, dict):
-            return None, ""
-        problem = output_problem(storage, output_uri, size, sidecar, settings.verify)
-    except (ValueError, FileNotFoundError, TaskError):
-        return None, ""
-    return (None, problem) if problem else (sidecar, "")
-
-
-def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], verify: bool) -> str:
-    """Why the output at ``uri`` is not the one its sidecar describes ('' when it is). By default
-    its size and its header (a few kB: an image of the recorded size); ``verify``: its sha256 too.
-    Measured on 10,000 tiny pairs: see docs/manifest.md, "Collections of any size"."""
-    expected = sidecar.get("output_bytes")
-    if isinstance(expected, int) and size != expected:
-        return f"the output is {size:,} bytes, its sidecar says {expected:,}"
-    try:
-        head = storage.read_head(uri, HEADER_BYTES)
-        with Image.open(io.BytesIO(head)) as image:
-            shape = list(image.size)
-    except Exception:
-        return "the output does not decode as an image"
-    recorded = sidecar.get("output_size")
-    if isinstance(recorded, list) and recorded != shape:
-        return f"the output is {shape[0]}x{shape[1]}, its sidecar says {recorded[0]}x{recorded[1]}"
-    if verify:
-        digest = sidecar.get("output_sha256")
-        if not isinstance(digest, str) or sha256_bytes(storage.read_bytes(uri)) != digest:
-            return "the output's sha256 is not the one its sidecar records"
-    return ""
-
-
-def likely_done(pairs: Sequence[PairJob], settings: BatchSettings, force: bool) -> int:
-    """How many pairs already have an output and a sidecar (one listing of the output root): a
-    re-run most likely skips them, so the ETA leaves them out. Not a verdict: the skip itself is
-    decided per pair (its inputs' hashes, its output's check)."""
-    if force or not pairs:
-        return 0
-    try:
-        present = set(storage_for(settings.output_root).list(settings.output_root))
-    except TaskError:
-        return 0
-    return sum(settings.sidecar_uri(p.name) in present and settings.output_uri(p.name) in present for p in pairs)
-
-
-def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
-    return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
-
-
-def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | None:
-    """The row of a pair whose task broke off (its worker died, the cluster went away) but which
-    this run had already written, output and sidecar; None when it had not."""
-    sidecar, _ = _sidecar_of_done(pair, settings)
-    return _done_row(pair.row(settings), sidecar, settings) if sidecar is not None and _by_this_run(sidecar, settings) else None
-
-
-def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> PairRow:
-    """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
-    worker died finds the pairs its first attempt wrote): counted as produced, once, with the
-    figures of that attempt; produced by an earlier run: skipped."""
-    if not _by_this_run(sidecar, settings):
-        return PairRow(**row, status=Status.SKIPPED)
-    cache = sidecar.get("style_cache", [])
-    return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],
-                   final_losses=sidecar.get("final_losses"), iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
-                   timings=sidecar.get("timings", {}), worker=sidecar.get("worker"))
 
 
 def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> PairRow:

@@ -22,7 +22,7 @@ from nst_batch.core import StepInfo, StyleConfig
 from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
-from nst_batch.tasks.pair.produce import ensure_style_targets, failed_row, run_pair
+from nst_batch.tasks.pair.done import failed_row
 from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
@@ -67,6 +67,8 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
 def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, force: bool) -> dict[str, Any]:
     """The style's targets, cached; a style that cannot be used is a row with its reason (its
     pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
+    from nst_batch.tasks.pair.produce import ensure_style_targets  # the stylizer: PyTorch is imported where it runs
+
     logger = get_run_logger()
     try:
         outcome = ensure_style_targets(style_uri, config, settings, force)
@@ -110,6 +112,10 @@ def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) ->
 
 
 def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> PairRow:
+    # The stylizer, and PyTorch with it, is imported where a pair runs: importing the flow (a
+    # Prefect worker, `prefect deploy`, a Dask scheduler) does not pay for it.
+    from nst_batch.tasks.pair.produce import run_pair
+
     log = _LogProgress(pair.name)
     names = pair.row(settings)
     live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from nst_batch.tasks.pair.produce import shares_targets
+from nst_batch.tasks.pair.done import shares_targets
 from nst_batch.tasks.planning.plan import PairJob
 
 MAX_CHUNK = 64

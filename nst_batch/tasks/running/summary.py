@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nst_batch.tasks.pair.produce import NOT_RUN
+from nst_batch.tasks.pair.done import NOT_RUN
 from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.planning.plan import Plan
 

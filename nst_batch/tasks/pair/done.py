@@ -1,0 +1,135 @@
+"""What an earlier run finished, and what a run will not do: a pair is skipped only once its
+output checks out against its sidecar; a pair whose output root takes no more files is not run.
+Free of PyTorch, so the flow imports it without the stylizer."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from nst_batch.core import StyleConfig
+from nst_batch.tasks.errors import TaskError
+from nst_batch.tasks.output.storage import storage_for
+from nst_batch.tasks.pair.images import HEADER_BYTES
+from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+
+# Output roots that took no more files in this process, with why: a later pair for them is not
+# computed (its write would fail the same way after minutes of optimisation). Per process: with
+# threads that is the whole run; each Dask worker learns it from its own first failed write.
+_ROOTS_DOWN: dict[str, str] = {}
+_ROOTS_LOCK = threading.Lock()
+NOT_RUN = "not run: the output root takes no more files"
+
+
+def root_down(root: str) -> str | None:
+    with _ROOTS_LOCK:
+        return _ROOTS_DOWN.get(root)
+
+
+def _mark_root_down(root: str, exc: BaseException) -> None:
+    with _ROOTS_LOCK:
+        _ROOTS_DOWN.setdefault(root, " ".join(str(exc).split()))
+
+
+def reset_roots_down() -> None:
+    """Forget the roots found down (a new run may find the disk freed)."""
+    with _ROOTS_LOCK:
+        _ROOTS_DOWN.clear()
+
+
+def failed_row(pair: PairJob, settings: BatchSettings, reason: str) -> PairRow:
+    """The summary's row of a pair that was not produced, and why (one line)."""
+    return PairRow(**pair.row(settings), status=Status.FAILED, reason=reason)
+
+
+def shares_targets(cfg: StyleConfig) -> bool:
+    """Whether a style's targets are independent of the content (not so for luminance matching)."""
+    return not (cfg.preserve_color and cfg.match_luminance)
+
+
+def _sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, Any] | None, str]:
+    """The pair's sidecar when it exists and the output checks out against it, else None, with
+    the reason an existing output does not (it is then produced again)."""
+    sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
+    storage = storage_for(sidecar_uri)
+    try:
+        size = storage.size(output_uri)
+        if size is None:
+            return None, ""
+        sidecar = json.loads(storage.read_bytes(sidecar_uri))
+        if not isinstance(sidecar, dict):
+            return None, ""
+        problem = output_problem(storage, output_uri, size, sidecar, settings.verify)
+    except (ValueError, FileNotFoundError, TaskError):
+        return None, ""
+    return (None, problem) if problem else (sidecar, "")
+
+
+def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], verify: bool) -> str:
+    """Why the output at ``uri`` is not the one its sidecar describes ('' when it is). By default
+    its size and its header (a few kB: an image of the recorded size); ``verify``: its sha256 too.
+    Measured on 10,000 tiny pairs: see docs/manifest.md, "Collections of any size"."""
+    expected = sidecar.get("output_bytes")
+    if isinstance(expected, int) and size != expected:
+        return f"the output is {size:,} bytes, its sidecar says {expected:,}"
+    try:
+        head = storage.read_head(uri, HEADER_BYTES)
+        with Image.open(io.BytesIO(head)) as image:
+            shape = list(image.size)
+    except Exception:
+        return "the output does not decode as an image"
+    recorded = sidecar.get("output_size")
+    if isinstance(recorded, list) and recorded != shape:
+        return f"the output is {shape[0]}x{shape[1]}, its sidecar says {recorded[0]}x{recorded[1]}"
+    if verify:
+        digest = sidecar.get("output_sha256")
+        if not isinstance(digest, str) or _sha256(storage.read_bytes(uri)) != digest:
+            return "the output's sha256 is not the one its sidecar records"
+    return ""
+
+
+def likely_done(pairs: Sequence[PairJob], settings: BatchSettings, force: bool) -> int:
+    """How many pairs already have an output and a sidecar (one listing of the output root): a
+    re-run most likely skips them, so the ETA leaves them out. Not a verdict: the skip itself is
+    decided per pair (its inputs' hashes, its output's check)."""
+    if force or not pairs:
+        return 0
+    try:
+        present = set(storage_for(settings.output_root).list(settings.output_root))
+    except TaskError:
+        return 0
+    return sum(settings.sidecar_uri(p.name) in present and settings.output_uri(p.name) in present for p in pairs)
+
+
+def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
+    return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
+
+
+def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | None:
+    """The row of a pair whose task broke off (its worker died, the cluster went away) but which
+    this run had already written, output and sidecar; None when it had not."""
+    sidecar, _ = _sidecar_of_done(pair, settings)
+    return _done_row(pair.row(settings), sidecar, settings) if sidecar is not None and _by_this_run(sidecar, settings) else None
+
+
+def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> PairRow:
+    """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
+    worker died finds the pairs its first attempt wrote): counted as produced, once, with the
+    figures of that attempt; produced by an earlier run: skipped."""
+    if not _by_this_run(sidecar, settings):
+        return PairRow(**row, status=Status.SKIPPED)
+    cache = sidecar.get("style_cache", [])
+    return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],
+                   final_losses=sidecar.get("final_losses"), iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
+                   timings=sidecar.get("timings", {}), worker=sidecar.get("worker"))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
