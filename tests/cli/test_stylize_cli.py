@@ -269,3 +269,27 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     assert meta["parameters"] == sidecar["parameters"] and meta["content"] == sidecar["content"]
     assert meta["final_losses"] == pytest.approx(sidecar["final_losses"], rel=1e-5)
     assert meta["output_sha256"] == sidecar["output_sha256"]  # the same image, byte for byte
+
+
+def test_nst_stylize_reads_and_writes_s3(images, tmp_path, capsys):
+    """A one-pair job takes s3:// paths as the batch does: inputs read, output and metadata
+    written through the same storage (a real S3-protocol server on 127.0.0.1)."""
+    import boto3
+
+    from tests.s3_server import s3_server
+
+    with s3_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="pics")
+        s3.upload_file(str(images[0]), "pics", "in/photo.png")
+        s3.upload_file(str(images[1]), "pics", "in/paint.png")
+        assert main(["stylize", "s3://pics/in/photo.png", "s3://pics/in/paint.png", "-o", "s3://pics/out/o.jpg",
+                     "--metadata", "s3://pics/out/o.json", *FAST]) == 0
+        meta = json.loads(s3.get_object(Bucket="pics", Key="out/o.json")["Body"].read())
+        image = s3.get_object(Bucket="pics", Key="out/o.jpg")["Body"].read()
+        assert meta["content"]["uri"] == "s3://pics/in/photo.png" and meta["output_bytes"] == len(image)
+        assert Image.open(__import__("io").BytesIO(image)).format == "JPEG"
+        assert main(["stylize", "s3://pics/in/photo.png", "s3://pics/in/paint.png", "-o", "s3://pics/in/photo.png", *FAST]) == 2
+        assert "is the content" in capsys.readouterr().err  # an output that is an input, refused before any work
+        assert main(["stylize", "s3://pics/in/nothing.png", "s3://pics/in/paint.png", "-o", "s3://pics/out/x.png", *FAST]) == 2
+    assert not (tmp_path / "s3:").exists() and not Path("s3:").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nst_batch.tasks.errors import OutputError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
-from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.output.storage import join, parent, storage_for
 
 PROBE_NAME = ".nst-write-check"
 
@@ -27,6 +27,8 @@ def check_not_inputs(outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapp
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    if storage_for(str(a)).local_path(str(a)) is None or storage_for(str(b)).local_path(str(b)) is None:
+        return str(a) == str(b)  # objects (s3://): one key, one object
     if os.path.realpath(a) == os.path.realpath(b):
         return True
     try:
@@ -48,7 +50,11 @@ def check_replaceable(path: str | os.PathLike[str], role: str = "output") -> Non
 
 def check_writable_file(path: str | os.PathLike[str], role: str = "output") -> None:
     """The folder that will hold ``path`` exists or can be created and accepts a new file, and
-    ``path`` itself is not something a write would clobber (:func:`check_replaceable`)."""
+    ``path`` itself is not something a write would clobber (:func:`check_replaceable`). An
+    object (``s3://``): its prefix takes a probe object."""
+    if storage_for(str(path)).local_path(str(path)) is None:
+        check_writable_root(parent(str(path)), role)
+        return
     check_replaceable(path, role)
     check_writable_folder(Path(path).parent, role, shown=str(path))
 

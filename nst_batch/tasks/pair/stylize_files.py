@@ -17,7 +17,7 @@ from typing import Any
 from nst_batch.core import ProgressCallback, StepInfo, StyleConfig, resolve_device
 from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
-from nst_batch.tasks.output.storage import storage_for
+from nst_batch.tasks.output.storage import parent, storage_for
 from nst_batch.tasks.pair.images import LoadedImage, encode_image, output_format, read_file
 from nst_batch.tasks.pair.produce import REPORT_EVERY, pair_record, produce_image
 from nst_batch.tasks.pair.record import sha256_bytes
@@ -68,7 +68,7 @@ def stylize_files(
     init_file = read_input(init_image_path) if init_image_path is not None else None
     # The batch's settings, for a pair outside any output root: the style targets are computed
     # here, not cached (nst stylize writes only the files it is given).
-    settings = BatchSettings(str(Path(output_path).parent), _EXTENSIONS[fmt], runtime.weights, runtime.weights_preprocessing, runtime.device,
+    settings = BatchSettings(parent(str(output_path)), _EXTENSIONS[fmt], runtime.weights, runtime.weights_preprocessing, runtime.device,
                              runtime.max_pixels, runtime.quality)
     checkpoints = _Checkpoints(on_step, output_path, fmt, runtime, save_every)
     made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, settings, cache=False,
