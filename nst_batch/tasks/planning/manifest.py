@@ -19,7 +19,9 @@ from nst_batch.core import StyleConfig
 from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
 from nst_batch.tasks.errors import ManifestError
-from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
+from nst_batch.tasks.planning.runtime import RuntimeOptions
+
+_RUNTIME = RuntimeOptions()
 
 
 def _params_model() -> type[BaseModel]:
@@ -155,11 +157,12 @@ class Manifest(BaseModel):
     contents: list[str] = Field(default_factory=list)
     pairs: Literal["all"] | list[PairEntry] = "all"
     format: Literal["png", "jpg", "webp"] = "png"
-    weights: str = "caffe"  # caffe | torchvision | a state-dict file
+    # How and where to run: the defaults of RuntimeOptions, the one place `nst stylize` reads too.
+    weights: str = _RUNTIME.weights  # caffe | torchvision | a state-dict file
     weights_preprocessing: Literal["caffe", "torchvision"] | None = None
-    device: str = "auto"
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, strict=True)
-    quality: int = Field(95, ge=1, le=100, strict=True)
+    device: str = _RUNTIME.device
+    max_pixels: int = Field(_RUNTIME.max_pixels, ge=1, strict=True)
+    quality: int = Field(_RUNTIME.quality, ge=1, le=100, strict=True)
 
     @field_validator("styles")
     @classmethod
