@@ -215,3 +215,13 @@ def test_importing_the_flow_reads_no_setting_and_imports_no_pytorch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_every_name_under_the_output_root_comes_from_the_layout():
+    """One owner of the output layout (nst_batch/tasks/output/layout.py): no other module spells
+    the run's own file and folder names."""
+    spelled = re.compile(r"[\"'](index\.html|summary\.json|thumbs[/\"']|live/|\.cache|\.nst-[\w-]+)|\.pt[\"']")
+    layout = PACKAGE / "tasks" / "output" / "layout.py"
+    offenders = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sorted(PACKAGE.rglob("*.py")) if p != layout
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if spelled.search(line)]
+    assert offenders == []

@@ -16,6 +16,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
 
+from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.pair.done import failed_row, likely_done, reset_roots_down, written_by_this_run
 from nst_batch.tasks.pair.row import PairRow
 from nst_batch.tasks.planning.plan import PairJob, Plan
@@ -87,7 +88,7 @@ def _write_summary(plan: Plan, summary: dict[str, Any]) -> str | None:
     try:
         return write_summary(plan.settings, summary)
     except Exception as exc:  # the disk is full or read-only: the summary still goes back to the caller
-        summary.setdefault("warnings", []).append(f"summary.json was not written: {' '.join(str(exc).split())}")
+        summary.setdefault("warnings", []).append(f"{SUMMARY_NAME} was not written: {' '.join(str(exc).split())}")
         get_run_logger().warning(summary["warnings"][-1])
         return None
 

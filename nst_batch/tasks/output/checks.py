@@ -10,9 +10,8 @@ from pathlib import Path
 
 from nst_batch.tasks.errors import OutputError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
+from nst_batch.tasks.output.layout import WRITE_PROBE
 from nst_batch.tasks.output.storage import join, parent, storage_for
-
-PROBE_NAME = ".nst-write-check"
 
 
 def check_not_inputs(outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapping[str, str | os.PathLike[str]]) -> None:
@@ -68,7 +67,7 @@ def check_writable_folder(folder: str | os.PathLike[str], role: str = "output", 
     if not existing.is_dir():
         raise OutputError(f"{role} {shown}: cannot write there: {existing} is a file, not a folder", settings=[role])
     try:
-        fd, probe = tempfile.mkstemp(prefix=f"{PROBE_NAME}.", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=f"{WRITE_PROBE}.", dir=existing)
     except OSError as exc:
         raise OutputError(f"{role} {shown}: cannot write in {existing}: {exc.strerror or exc}", settings=[role]) from None
     os.close(fd)
@@ -83,7 +82,7 @@ def check_writable_root(root: str, role: str = "output") -> None:
     if local is not None:
         check_writable_folder(local, role)
         return
-    probe = join(root, PROBE_NAME)
+    probe = join(root, WRITE_PROBE)
     try:
         storage.write_bytes(probe, b"", "application/octet-stream")
     except StorageError as exc:

@@ -18,12 +18,14 @@ SUMMARY_NAME = "summary.json"
 # A pair may not be called so (case-insensitively, for case-insensitive file systems): its sidecar
 # would be overwritten by the summary, its output by the gallery.
 RESERVED_NAMES = frozenset({"summary", "index"})
-CACHE_DIR = ".cache/style-targets"
+CACHE_PARENT = ".cache"
+CACHE_DIR = f"{CACHE_PARENT}/style-targets"
 THUMBS_DIR = "thumbs"
 ORIGINALS_DIR = "thumbs/originals"
 LIVE_DIR = "live"
 LIVE_RUN = f"{LIVE_DIR}/run.json"  # the run in progress: who writes the live view, how far it got
 PROBE_PREFIX = ".nst-cluster-check-"  # a cluster check's probe file, written and removed by each worker
+WRITE_PROBE = ".nst-write-check"  # proves a root takes new files before any work; removed at once
 
 
 def sidecar_name(name: str) -> str:
@@ -32,6 +34,11 @@ def sidecar_name(name: str) -> str:
 
 def output_file(name: str, format: str) -> str:
     return f"{name}.{format}"
+
+
+def cache_entry_name(key: str) -> str:
+    """One style's targets in the cache, by their key."""
+    return f"{CACHE_DIR}/{key}.pt"
 
 
 def pair_thumb(name: str) -> str:

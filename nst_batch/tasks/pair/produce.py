@@ -32,7 +32,7 @@ from nst_batch.core import (
 from nst_batch.core.image_ops import fit_size
 from nst_batch.core.targets import target_spec
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
-from nst_batch.tasks.output.layout import original_thumb, pair_thumb
+from nst_batch.tasks.output.layout import cache_entry_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
 from nst_batch.tasks.pair.done import NOT_RUN, _by_this_run, _done_row, _mark_root_down, _sidecar_of_done, root_down, shares_targets
@@ -129,7 +129,7 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
     spec = target_spec(cfg, features, match)
     style_sha = sha256_bytes(style_bytes)
     key = targets_cache_key(style_sha, spec, sides)
-    uri = join(settings.cache_root, f"{key}.pt")
+    uri = join(settings.output_root, cache_entry_name(key))
     storage = storage_for(uri)
     rejected = ""
     if not force and storage.exists(uri):

@@ -18,7 +18,7 @@ STALE_AFTER_S = 120.0  # a run elsewhere whose live view was not touched for thi
 
 
 def run_marker(plan: Plan, finished: int, since: float) -> dict[str, Any]:
-    """live/run.json: the process writing the live view (to tell later whether it still runs),
+    """The live view's marker (LIVE_RUN): the process writing the live view (to tell later whether it still runs),
     when the run began (``since``) and how far it got."""
     pid = os.getpid()
     return {"pid": pid, "started": process_start_time(pid), "host": socket.gethostname(), "planned": len(plan.pairs),

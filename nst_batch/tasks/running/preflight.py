@@ -14,7 +14,7 @@ from pathlib import Path
 from nst_batch.tasks.errors import InputError, ManifestError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.checks import check_writable_root
-from nst_batch.tasks.output.layout import CACHE_DIR, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
+from nst_batch.tasks.output.layout import CACHE_DIR, CACHE_PARENT, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import probe_image_file
 from nst_batch.tasks.planning.manifest import ManifestProblem
@@ -75,7 +75,7 @@ def layout_problems(plan: Plan) -> list[ManifestProblem]:
     if local is None or not os.path.isdir(local):
         return []
     problems: list[ManifestProblem] = []
-    for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, ".cache", CACHE_DIR):
+    for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, CACHE_PARENT, CACHE_DIR):
         path = Path(root, folder)
         if os.path.lexists(path) and not path.is_dir():
             problems.append(ManifestProblem("output", f"{path} exists and is not a folder; the run writes its {folder} there (remove it)"))
