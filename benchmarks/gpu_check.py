@@ -238,7 +238,7 @@ class Check:
             with ThreadPoolExecutor(slots) as pool:
                 rows = list(pool.map(run_pair, plan.pairs, [plan.settings] * len(plan.pairs)))
             seconds = time.perf_counter() - began
-            produced = sum(r["status"] == "produced" for r in rows)
+            produced = sum(r.status == "produced" for r in rows)
             self.results.put(f"pairs_per_hour_k{k}", round(3600 * produced / seconds))
         devices._pools.clear()
 
