@@ -14,8 +14,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, fields
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import fields
 from typing import Any, NoReturn
 
 from nst_batch.cli.errors import BadInput, CliError
@@ -113,12 +113,12 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("style transfer")
     for f in fields(StyleConfig):
         default = getattr(_DEFAULTS, f.name)
-        text = _in_setting_flags(f.metadata["help"], flags)
+        text = _said_as_flags(f.metadata["help"], flags)
         shown = f.metadata.get("shown", _show(default))
         if hints[f.name] is bool:  # a switch away from the default
             flag = flags[f.name] if not default else f"--no-{f.name.replace('_', '-')}"
             g.add_argument(flag, dest=f.name, action="store_false" if default else "store_true",
-                           help=_in_setting_flags(f.metadata["off"], flags) if default else text)
+                           help=_said_as_flags(f.metadata["off"], flags) if default else text)
             continue
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
         if f.name == "init":  # --init-image implies --init image
@@ -129,13 +129,16 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
         g.add_argument(flags[f.name], type=None if choices else kind, choices=choices, default=default, help=f"{text} (default {shown})")
 
 
-def _in_setting_flags(text: str, flags: dict[str, str]) -> str:
-    """A help text in setting names (``coarse_size``, `` `size` ``), said as this command's flags."""
+def _said_as_flags(text: str, flags: dict[str, str], named: Iterable[str] = ()) -> str:
+    """A text in setting names, said as this command's flags: a name marked `` `size` ``, a name in
+    ``named`` (the settings an error lists), and any name with an underscore (it cannot be an
+    ordinary word; "size" can)."""
     import re
 
+    named = set(named)
     for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(f"`{name}`", flag)  # a one-word name is marked: "size" is also a word
-        if "_" in name:
+        text = text.replace(f"`{name}`", flag)
+        if name in named or "_" in name:
             text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
     return text
 
@@ -287,34 +290,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"output {plan.settings.output_root}{cluster}")
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
-    shown: dict[int, str] = {}  # pairs share their parameters' dict: each set is described once
+    shown: dict[int, str] = {}  # pairs with equal parameters share one config: each is described once
     for pair in plan.pairs:
         if id(pair.config) not in shown:
-            shown[id(pair.config)] = _differences(pair.config.to_json())
+            shown[id(pair.config)] = _differences(pair.config)
         print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
               f"({shown[id(pair.config)]})")
     return 0
 
 
-def _differences(params: dict[str, Any]) -> str:
+def _differences(cfg: StyleConfig) -> str:
     """The parameters that differ from the defaults (size and iterations always): what a style's or a pair's overrides did."""
     from nst_batch.core.config import show
 
-    defaults = asdict(_DEFAULTS)
-    parts = []
-    for key in ("size", "iterations"):
-        parts.append(f"{key} {show(params.get(key, defaults[key]))}")
-    for key, value in params.items():
-        if key not in ("size", "iterations") and key in defaults and _normal(value) != _normal(defaults[key]):
-            parts.append(f"{key} {show(value)}")
-    return ", ".join(parts)
-
-
-def _normal(value: Any) -> Any:
-    """Lists as tuples and ints as floats, so that ``style_weight: 5`` equals a default of 5.0."""
-    if isinstance(value, list | tuple):
-        return tuple(_normal(v) for v in value)
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    always = ("size", "iterations")
+    shown = [f.name for f in fields(cfg) if f.name in always or getattr(cfg, f.name) != getattr(_DEFAULTS, f.name)]
+    return ", ".join(f"{name} {show(getattr(cfg, name))}" for name in [*always, *(n for n in shown if n not in always)])
 
 
 def _swept(pairs: Any) -> str:
@@ -641,17 +632,8 @@ def _flags(parser: argparse.ArgumentParser, command: str | None) -> dict[str, st
 
 
 def _in_cli_words(exc: BaseException, flags: dict[str, str]) -> str:
-    """The message on one line, with the settings it names said as this command's flags. Settings
-    the error lists are replaced, and any other setting whose name has an underscore (it cannot be
-    an ordinary word)."""
-    import re
-
-    text = _one_line(exc)
-    named = set(getattr(exc, "settings", ()))
-    for setting, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
-        if setting in named or "_" in setting:
-            text = re.sub(rf"(?<![\w-]){re.escape(setting)}(?![\w-])", flag, text)
-    return text
+    """The message on one line, with the settings it names said as this command's flags."""
+    return _said_as_flags(_one_line(exc), flags, getattr(exc, "settings", ()))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ from nst_batch.core.tiles import Box, optimise_in_tiles, tile_boxes
 from nst_batch.core.vgg import VGGFeatures
 
 ProgressCallback = Callable[[StepInfo], None]
+REPORT_EVERY = 10  # iterations between report points (losses read back from the device, previews)
 
 
 def stylize(
@@ -39,7 +40,7 @@ def stylize(
     targets: Sequence[StyleTargets] = (),
     init_image: Tensor | None = None,
     on_step: ProgressCallback | None = None,
-    report_every: int = 10,
+    report_every: int = REPORT_EVERY,
 ) -> StylizeResult:
     """Repaint ``content`` in the style of ``styles`` (or of precomputed ``targets``).
 

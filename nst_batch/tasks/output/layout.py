@@ -76,15 +76,3 @@ class OutputLayout:
 
     def sidecar(self, name: str) -> str:
         return self.uri(sidecar_name(name))
-
-    @property
-    def cache_root(self) -> str:
-        return self.uri(CACHE_DIR)
-
-    @property
-    def summary(self) -> str:
-        return self.uri(SUMMARY_NAME)
-
-    @property
-    def gallery(self) -> str:
-        return self.uri(GALLERY_NAME)

@@ -33,7 +33,7 @@ def root_down(root: str) -> str | None:
         return _ROOTS_DOWN.get(root)
 
 
-def _mark_root_down(root: str, exc: BaseException) -> None:
+def mark_root_down(root: str, exc: BaseException) -> None:
     with _ROOTS_LOCK:
         _ROOTS_DOWN.setdefault(root, " ".join(str(exc).split()))
 
@@ -54,7 +54,7 @@ def shares_targets(cfg: StyleConfig) -> bool:
     return not (cfg.preserve_color and cfg.match_luminance)
 
 
-def _sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, Any] | None, str]:
+def sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, Any] | None, str]:
     """The pair's sidecar when it exists and the output checks out against it, else None, with
     the reason an existing output does not (it is then produced again)."""
     sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
@@ -108,22 +108,22 @@ def likely_done(pairs: Sequence[PairJob], settings: BatchSettings, force: bool) 
     return sum(settings.sidecar_uri(p.name) in present and settings.output_uri(p.name) in present for p in pairs)
 
 
-def _by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
+def by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
     return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
 
 
 def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | None:
     """The row of a pair whose task broke off (its worker died, the cluster went away) but which
     this run had already written, output and sidecar; None when it had not."""
-    sidecar, _ = _sidecar_of_done(pair, settings)
-    return _done_row(pair.row(settings), sidecar, settings) if sidecar is not None and _by_this_run(sidecar, settings) else None
+    sidecar, _ = sidecar_of_done(pair, settings)
+    return done_row(pair.row(settings), sidecar, settings) if sidecar is not None and by_this_run(sidecar, settings) else None
 
 
-def _done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> PairRow:
+def done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> PairRow:
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the
     figures of that attempt; produced by an earlier run: skipped."""
-    if not _by_this_run(sidecar, settings):
+    if not by_this_run(sidecar, settings):
         return PairRow(**row, status=Status.SKIPPED)
     cache = sidecar.get("style_cache", [])
     return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # PyTorch is imported where tensors are made: probing a heade
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
 
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # a batch's `format` -> Pillow's name
+FORMATS = {f".{ext}": name for ext, name in OUTPUT_FORMATS.items()} | {".jpeg": "JPEG"}
 _ALPHA_FORMATS = {"PNG", "WEBP"}
 _SRGB = ImageCms.createProfile("sRGB")
 

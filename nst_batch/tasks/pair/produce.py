@@ -1,5 +1,6 @@
-"""The work of one batch, as plain functions (the Prefect tasks in ``nst_batch.tasks.running.prefect_tasks`` wrap
-them): style targets through a cache, one pair from storage to storage, skip-if-unchanged.
+"""One pair from its bytes to its outputs, as plain functions (the Prefect tasks in
+``nst_batch.tasks.running.prefect_tasks`` wrap them, and ``nst stylize`` is a one-pair job of
+them): style targets through a cache, the optimisation, the output, its thumbnails and sidecar.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from nst_batch.core import (
     targets_to_bytes,
 )
 from nst_batch.core.image_ops import fit_size
+from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.core.targets import target_spec
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import cache_entry_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
-from nst_batch.tasks.pair.done import NOT_RUN, _by_this_run, _done_row, _mark_root_down, _sidecar_of_done, root_down, shares_targets
-from nst_batch.tasks.pair.images import HEADER_BYTES, LoadedImage, check_aspect, decode_image, encode_image, probe_image_header, thumbnail
+from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
+from nst_batch.tasks.pair.images import HEADER_BYTES, OUTPUT_FORMATS, LoadedImage, check_aspect, decode_image, encode_image, probe_image_header, thumbnail
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
@@ -190,19 +192,18 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     weights = _weights_identity(settings)
     fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights)
     row = pair.row(settings)
-    done, redo = _sidecar_of_done(pair, settings)
+    done, redo = sidecar_of_done(pair, settings)
     done = done if done is not None and done.get("fingerprint") == fingerprint else None
-    if done is not None and (not force or _by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
-        return _done_row(row, done, settings)
+    if done is not None and (not force or by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
+        return done_row(row, done, settings)
     try:
-        made = _produce(pair, cfg, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)
         # An output that did not check out is produced again, and the summary says why (redone).
-        return PairRow(**row, **made, redone=redo)
+        return _produce(pair, row, redo, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)
     except PairFailed:
         raise
     except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
         if isinstance(exc, OutputRootError):
-            _mark_root_down(settings.output_root, exc)
+            mark_root_down(settings.output_root, exc)
         raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
 
 
@@ -224,9 +225,6 @@ class _Timings(dict):  # type: ignore[type-arg]
             yield
         finally:
             self[phase] = round(self.get(phase, 0.0) + time.perf_counter() - began, 4)
-
-
-REPORT_EVERY = 10  # iterations between the core's report points (losses read back, previews)
 
 
 @dataclass
@@ -285,13 +283,12 @@ def _decoded_style(uri: str, data: bytes, cfg: StyleConfig, settings: BatchSetti
     return style
 
 
-def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
-             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> dict[str, Any]:
-    made = produce_image(pair.content_uri, content_bytes, [(s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)], cfg, settings,
-                         force=force, on_step=on_step)
-    timings, image, content, result, outcomes = made.timings, made.image, made.content, made.result, made.outcomes
-    with timings("write"):
-        written = _write_images(pair, settings, image, content)
+def _produce(pair: PairJob, row: dict[str, Any], redone: str, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
+             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> PairRow:
+    made = produce_image(pair.content_uri, content_bytes, [(s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)], pair.config,
+                         settings, force=force, on_step=on_step)
+    with made.timings("write"):
+        written = _write_images(pair, settings, made.image, made.content)
     styles = [(s.name, s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)]
     sidecar = {
         **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings, began),
@@ -305,9 +302,9 @@ def _produce(pair: PairJob, cfg: StyleConfig, settings: BatchSettings, content_b
     storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return {"status": Status.PRODUCED, "target_keys": [o.key for o in outcomes], "computed_keys": [o.key for o in outcomes if not o.hit],
-            "final_losses": result.final_losses, "iterations": result.total_iterations, "wall_time_s": sidecar["wall_time_s"],
-            "timings": dict(timings), "worker": sidecar["worker"]}
+    return PairRow(**row, status=Status.PRODUCED, redone=redone, target_keys=[o.key for o in made.outcomes],
+                   computed_keys=[o.key for o in made.outcomes if not o.hit], final_losses=made.result.final_losses,
+                   iterations=made.result.total_iterations, wall_time_s=sidecar["wall_time_s"], timings=dict(made.timings), worker=sidecar["worker"])
 
 
 def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_uri: str, content_bytes: bytes,
@@ -337,7 +334,7 @@ def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: A
     """The output, its thumbnail, and the photo's thumbnail (the gallery heads its rows with the
     photos, and its columns with the paintings, written where a style is decoded: small copies,
     rewritten by every pair that uses them)."""
-    fmt = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[settings.format]
+    fmt = OUTPUT_FORMATS[settings.format]
     output_uri = settings.output_uri(pair.name)
     storage = storage_for(output_uri)
     data = encode_image(image, fmt, alpha=content.alpha, quality=settings.quality)

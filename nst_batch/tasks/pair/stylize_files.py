@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from nst_batch.core import ProgressCallback, StepInfo, StyleConfig, resolve_device
+from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
 from nst_batch.tasks.output.storage import parent, storage_for
-from nst_batch.tasks.pair.images import LoadedImage, encode_image, output_format, read_file
-from nst_batch.tasks.pair.produce import REPORT_EVERY, pair_record, produce_image
+from nst_batch.tasks.pair.images import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
+from nst_batch.tasks.pair.produce import pair_record, produce_image
 from nst_batch.tasks.pair.record import sha256_bytes
 from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
@@ -68,7 +69,7 @@ def stylize_files(
     init_file = read_input(init_image_path) if init_image_path is not None else None
     # The batch's settings, for a pair outside any output root: the style targets are computed
     # here, not cached (nst stylize writes only the files it is given).
-    settings = BatchSettings(parent(str(output_path)), _EXTENSIONS[fmt], runtime.weights, runtime.weights_preprocessing, runtime.device,
+    settings = BatchSettings(parent(str(output_path)), _extension(fmt), runtime.weights, runtime.weights_preprocessing, runtime.device,
                              runtime.max_pixels, runtime.quality)
     checkpoints = _Checkpoints(on_step, output_path, fmt, runtime, save_every)
     made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, settings, cache=False,
@@ -79,7 +80,7 @@ def stylize_files(
         written = encode_image(made.image, fmt, alpha=made.content.alpha, quality=runtime.quality)
         _write(output_path, written)
     styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
-    meta = {**pair_record(Path(output_path).stem, str(output_path), _EXTENSIONS[fmt], written, content_file.path, content_file.data, styles,
+    meta = {**pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
                           made, settings, began),
             "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None, "runtime": asdict(runtime)}
     if metadata_path is not None:
@@ -87,7 +88,9 @@ def stylize_files(
     return meta
 
 
-_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+def _extension(fmt: str) -> str:
+    """A batch's name for Pillow's format (``JPEG`` -> ``jpg``)."""
+    return next(ext for ext, name in OUTPUT_FORMATS.items() if name == fmt)
 
 
 def _check_request(cfg: StyleConfig, style_paths: list[str] | list[Path], init: str | os.PathLike[str] | None, save_every: int) -> None:

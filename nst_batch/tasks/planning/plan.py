@@ -77,10 +77,6 @@ class BatchSettings:
     def layout(self) -> OutputLayout:
         return OutputLayout(self.output_root, self.format)
 
-    @property
-    def cache_root(self) -> str:
-        return self.layout.cache_root
-
     def output_uri(self, name: str) -> str:
         return self.layout.output(name)
 
@@ -128,8 +124,6 @@ def _read_manifest(manifest_uri: str) -> str:
         raise ManifestError(manifest_uri, [ManifestProblem("", "the manifest is not UTF-8 text")]) from None
     except StorageError as exc:  # a folder, a FIFO, an unreachable S3 server
         raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
-
-
 
 
 def expand(manifest: Manifest, source: str, output_override: str | None = None, collect: list[ManifestProblem] | None = None) -> Plan:

@@ -24,6 +24,7 @@ from typing import Any
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.pair.images import OUTPUT_FORMATS
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
@@ -80,7 +81,7 @@ def style_label(names: list[str], blend: list[float] | None = None) -> str:
     return " + ".join(f"{n} {w:.2g}" for n, w in zip(names, weights, strict=False))
 
 
-OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
+OUTPUT_EXTENSIONS = tuple(OUTPUT_FORMATS)
 # What the page may link to: a relative path of a file the run wrote, with no scheme, no "..", no
 # absolute path, no backslash or control character (a sidecar on a shared prefix is anyone's text).
 _SAFE_LINK = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._~@+=,-][A-Za-z0-9._~@+=, /-]*$")

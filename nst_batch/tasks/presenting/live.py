@@ -23,11 +23,11 @@ import time
 from typing import Any
 
 from nst_batch.core import StepInfo
-from nst_batch.tasks.output.layout import LIVE_RUN, live_image, live_state
+from nst_batch.tasks.output.layout import live_image, live_state
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.row import PairRow
 from nst_batch.tasks.planning.plan import BatchSettings, Plan
-from nst_batch.tasks.presenting.run_marker import clear_live, run_marker
+from nst_batch.tasks.presenting.run_marker import clear_live, write_marker
 
 LOG = logging.getLogger("nst.live")
 
@@ -117,8 +117,7 @@ class LiveGallery:
 
                 with self._lock:
                     finished = len(self.finished)
-                marker = {**run_marker(self.plan, finished, self.since), "interrupted": True}
-                storage_for(root).write_bytes(join(root, LIVE_RUN), json.dumps(marker).encode(), "application/json")
+                write_marker(self.plan, finished, self.since, interrupted=True)
                 build_gallery(root)
         except Exception as error:  # noqa: BLE001 - the run's own ending matters more
             LOG.warning("live gallery: %s", error)
@@ -134,8 +133,7 @@ class LiveGallery:
         with self._lock:
             finished = dict(self.finished)
         try:
-            root = self.plan.settings.output_root
-            storage_for(root).write_bytes(join(root, LIVE_RUN), json.dumps(run_marker(self.plan, len(finished), self.since)).encode(), "application/json")
+            write_marker(self.plan, len(finished), self.since)
             build_live_gallery(self.plan, finished, self.reload_s, sidecars=self._sidecars)
             self.renders += 1
         except Exception as exc:  # noqa: BLE001 - the run goes on; the final gallery is written anyway

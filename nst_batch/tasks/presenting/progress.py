@@ -234,6 +234,9 @@ class BatchProgress:
         rounds = math.ceil(left / max(1, self.slots))
         return per_pair * (rounds - (current.progress if current is not None else 0.0))
 
+    def start(self, total: int, likely_done: int, slots: int) -> None:
+        self.total, self.likely_done, self.slots, self.began = total, likely_done, max(1, slots), time.monotonic()
+
     def record(self, row: dict[str, Any]) -> None:
         self.done += 1
         if row.get("status") == "skipped" and self.likely_done > 0:
@@ -255,7 +258,7 @@ class BatchBar(BatchProgress):
 
     def planned(self, total: int, likely_done: int = 0, slots: int = 1) -> None:
         with self.lock:
-            self.total, self.likely_done, self.slots, self.began = total, likely_done, max(1, slots), time.monotonic()
+            self.start(total, likely_done, slots)
             self._bar = tqdm(total=total, file=self._stream, dynamic_ncols=True, leave=True, unit="pair",
                              bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {desc}")
             self._show()
@@ -297,7 +300,7 @@ class BatchLines(BatchProgress):
 
     def planned(self, total: int, likely_done: int = 0, slots: int = 1) -> None:
         with self.lock:
-            self.total, self.likely_done, self.slots, self.began = total, likely_done, max(1, slots), time.monotonic()
+            self.start(total, likely_done, slots)
 
     def step(self, pair: str, info: StepInfo) -> None:
         with self.lock:

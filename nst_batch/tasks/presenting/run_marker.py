@@ -17,12 +17,14 @@ from nst_batch.tasks.planning.plan import Plan
 STALE_AFTER_S = 120.0  # a run elsewhere whose live view was not touched for this long has ended
 
 
-def run_marker(plan: Plan, finished: int, since: float) -> dict[str, Any]:
-    """The live view's marker (LIVE_RUN): the process writing the live view (to tell later whether it still runs),
-    when the run began (``since``) and how far it got."""
+def write_marker(plan: Plan, finished: int, since: float, interrupted: bool = False) -> None:
+    """The live view's marker (LIVE_RUN): the process writing the live view (to tell later whether
+    it still runs), when the run began (``since``), how far it got, and whether it was interrupted."""
     pid = os.getpid()
-    return {"pid": pid, "started": process_start_time(pid), "host": socket.gethostname(), "planned": len(plan.pairs),
-            "finished": finished, "since": since, "updated": time.time()}
+    marker = {"pid": pid, "started": process_start_time(pid), "host": socket.gethostname(), "planned": len(plan.pairs),
+              "finished": finished, "since": since, "updated": time.time(), **({"interrupted": True} if interrupted else {})}
+    root = plan.settings.output_root
+    storage_for(root).write_bytes(join(root, LIVE_RUN), json.dumps(marker).encode(), "application/json")
 
 
 def ended_run(marker: Any) -> bool:

@@ -152,13 +152,6 @@ class ClusterTaskRunner(DaskTaskRunner):
     def slots(self) -> int:
         return slots(self.client)
 
-    def follow_pairs(self, run_id: str) -> None:
-        """Hand each pair the workers finish for this run to :func:`nst_batch.tasks.presenting.progress.pair_finished`
-        as it finishes (a chunk's result comes only at its end)."""
-        from nst_batch.tasks.presenting.progress import pair_topic, remote_pair_finished
-
-        self.client.subscribe_topic(pair_topic(run_id), remote_pair_finished)
-
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
         import dask
 
@@ -292,7 +285,9 @@ def check_runner_sees(runner: Any, plan: Plan, checked: str | None = None) -> No
 
 
 def follow_pairs(runner: Any, run_id: str) -> None:
-    """On a Dask runner, report each pair its workers finish as it finishes; other runners' pairs
-    finish in this process, which reports them itself."""
+    """On a Dask runner, report each pair its workers finish as it finishes (a chunk's result comes
+    only at its end); other runners' pairs finish in this process, which reports them itself."""
+    from nst_batch.tasks.presenting.progress import pair_topic, remote_pair_finished
+
     if isinstance(runner, ClusterTaskRunner) and run_id:
-        runner.follow_pairs(run_id)
+        runner.client.subscribe_topic(pair_topic(run_id), remote_pair_finished)
