@@ -155,6 +155,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-pixels", type=int, default=r.max_pixels, help=f"refuse input images with more pixels (default {r.max_pixels:,})")
     g.add_argument("--quality", type=int, default=r.quality, help=f"JPEG/WebP quality 1..100 (default {r.quality})")
     g.add_argument("--deterministic", action="store_true", help="deterministic cuDNN algorithms (slower on GPU)")
+    g.add_argument("--threads", type=_threads, default=r.threads, metavar="N",
+                   help="compute threads (default 0: the CPUs this process may use, by affinity and cgroup quota; "
+                        "or $NST_THREADS, $OMP_NUM_THREADS)")
     g.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="write the best image so far to --output every N iterations, so Ctrl-C or a crash keeps it (default 0: only at the end)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -223,6 +226,16 @@ def _init_mode(args: argparse.Namespace) -> str:
     return "image"
 
 
+def _threads(text: str) -> int:
+    from nst_batch.tasks.errors import InputError
+    from nst_batch.tasks.pair.threads import parse_threads
+
+    try:
+        return parse_threads(text, "--threads")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--threads ")) from None
+
+
 def _dask_workers(text: str) -> int:
     from nst_batch.tasks.errors import InputError
     from nst_batch.tasks.running.runners import dask_workers
@@ -238,7 +251,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from nst_batch.tasks.presenting.progress import make_progress
 
     cfg = config_from_args(args)
-    runtime = RuntimeOptions(args.device, args.weights, args.weights_preprocessing, args.max_pixels, args.quality, args.deterministic)
+    runtime = RuntimeOptions(args.device, args.weights, args.weights_preprocessing, args.max_pixels, args.quality, args.deterministic,
+                             args.threads)
     progress = None if args.quiet else make_progress(sys.stderr)
     try:
         meta = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,

@@ -34,7 +34,7 @@ def test_writes_the_format_of_the_extension(images, tmp_path, ext, fmt):
 def test_metadata_records_everything(images, tmp_path):
     out, meta_path = tmp_path / "o.png", tmp_path / "o.json"
     assert main(["stylize", str(images[0]), str(images[1]), str(images[1]), "-o", str(out), "--metadata", str(meta_path),
-                 "--style-blend", "3,1", "--seed", "4", *FAST]) == 0
+                 "--style-blend", "3,1", "--seed", "4", "--threads", "1", *FAST]) == 0
     meta = json.loads(meta_path.read_text())
     assert meta["content"]["sha256"] == __import__("hashlib").sha256(images[0].read_bytes()).hexdigest()
     assert len(meta["styles"]) == 2
@@ -46,6 +46,7 @@ def test_metadata_records_everything(images, tmp_path):
     assert set(meta["final_losses"]) == {"content", "style", "tv", "total"}
     assert meta["iterations"] == 2 and meta["wall_time_s"] > 0
     assert meta["device"]["type"] == "cpu"
+    assert (meta["device"]["threads"], meta["device"]["threads_from"]) == (1, "threads setting")
     assert {"torch", "torchvision", "pillow", "python"} <= set(meta["versions"])
     assert meta["runtime"]["weights"] == "caffe"
 
@@ -110,7 +111,7 @@ def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, r
     (["--content-weight", "-1"], "--content-weight must be"), (["--style-scale", "100"], "--style-scale must be"),
     (["--scales", "9"], "argument --scales: N (a count of scales) must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
     (["--pooling", "min"], "invalid choice"), (["--quality", "0"], "quality must be"),
-    (["--max-pixels", "0"], "--max-pixels must be"), (["--device", "tpu"], "device must be"),
+    (["--max-pixels", "0"], "--max-pixels must be"), (["--threads", "-1"], "argument --threads: must be 0 (auto) or a whole number 1..1024"), (["--device", "tpu"], "device must be"),
     (["--style-blend", "1,2,3"], "--style-blend has 3 weights for 1"), (["--init", "image"], "needs an init image (--init-image)"),
     (["--weights", "/nonexistent/vgg.pth"], "weights file not found"), (["--style-layers", "relu7_1"], "unknown VGG-19 layer"),
 ])

@@ -43,6 +43,7 @@ from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
 from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
@@ -258,6 +259,8 @@ def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple
     style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in decoded) if decoded else None
     with device_pool(settings.device).acquire_slot() as slot:
         device = slot.device
+        # Per pair, not per process: a Dask worker runs pairs of manifests with other settings.
+        use_threads(settings.threads)
         with timings("setup"):
             cfg = for_device(cfg, device)
             check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_uri, style_pixels, sharing=slot.sharing)

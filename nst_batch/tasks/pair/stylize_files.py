@@ -70,7 +70,7 @@ def stylize_files(
     # The batch's settings, for a pair outside any output root: the style targets are computed
     # here, not cached (nst stylize writes only the files it is given).
     settings = BatchSettings(parent(str(output_path)), _extension(fmt), runtime.weights, runtime.weights_preprocessing, runtime.device,
-                             runtime.max_pixels, runtime.quality)
+                             runtime.max_pixels, runtime.quality, threads=runtime.threads)
     checkpoints = _Checkpoints(on_step, output_path, fmt, runtime, save_every)
     made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, settings, cache=False,
                          init=(init_file.path, init_file.data) if init_file else None, on_step=checkpoints.callback(),

@@ -19,7 +19,7 @@ from nst_batch.core import StyleConfig
 from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
 from nst_batch.tasks.errors import ManifestError
-from nst_batch.tasks.planning.runtime import RuntimeOptions
+from nst_batch.tasks.planning.runtime import MAX_THREADS, RuntimeOptions
 
 _RUNTIME = RuntimeOptions()
 
@@ -163,6 +163,7 @@ class Manifest(BaseModel):
     device: str = _RUNTIME.device
     max_pixels: int = Field(_RUNTIME.max_pixels, ge=1, strict=True)
     quality: int = Field(_RUNTIME.quality, ge=1, le=100, strict=True)
+    threads: int = Field(_RUNTIME.threads, ge=0, le=MAX_THREADS, strict=True)  # 0 = auto
 
     @field_validator("styles")
     @classmethod

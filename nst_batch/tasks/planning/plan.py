@@ -72,6 +72,7 @@ class BatchSettings:
     quality: int
     run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
     verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
+    threads: int = 0  # compute threads per pair; 0 = auto (nst_batch.tasks.pair.threads)
 
     @property
     def layout(self) -> OutputLayout:
@@ -135,12 +136,13 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
         if collect is not None:
             collect += problems
             return Plan(source, BatchSettings(output_override or manifest.output, manifest.format, manifest.weights,
-                                              manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality), ())
+                                              manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality,
+                                              threads=manifest.threads), ())
         raise ManifestError(source, problems)
     output_root = resolve(base, output_override or manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
-                             manifest.max_pixels, manifest.quality)
+                             manifest.max_pixels, manifest.quality, threads=manifest.threads)
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     entries = _pair_entries(manifest, base, problems, output_root)
     pairs: list[PairJob] = []

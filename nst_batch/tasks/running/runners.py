@@ -95,10 +95,13 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
         require_extra("dask_cuda", "gpu", f"{RUNNER_ENV}=dask on a machine with GPUs (one Dask worker per GPU)")
         return ClusterTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={"threads_per_worker": 1})
     n = workers or 1
-    # Each worker process gets its share of the cores for PyTorch's intra-op threads.
-    threads = str(max(1, (os.cpu_count() or 1) // n))
+    # Each worker process gets its share of the CPUs this process may use (affinity and cgroup
+    # quota, not the host's cores) for PyTorch's intra-op threads.
+    from nst_batch.tasks.pair.threads import THREADS_ENV, plan_threads
+
+    threads = str(plan_threads(sharing=n).count)
     return ClusterTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                          "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})
+                                          "env": {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})
 
 
 class RunnerFromSettings(TaskRunner):  # type: ignore[type-arg]

@@ -1,0 +1,192 @@
+"""How many compute threads a pair gets on this machine: the CPUs this process may use, not the
+host's core count.
+
+PyTorch starts one OpenMP thread per core it sees (the affinity mask), whatever the container's
+CPU quota and whatever else runs. OpenMP threads spin at every barrier, so a thread that the
+kernel deschedules (a quota spent, a core taken by another process) stalls its whole team:
+measured on 2 cores at 128 px, a pair beside two busy processes took 5.6-33 s instead of 2.3 s.
+Two things fix it:
+
+- the thread count follows the CPU *budget*: the affinity mask, cut by the cgroup CPU quota
+  (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``, the tightest of the process's
+  cgroup and its ancestors), divided among the pairs that run at once on the machine
+  (:func:`plan_threads`; a local Dask cluster hands each worker process its share in
+  ``NST_THREADS``);
+- OpenMP spins briefly, then sleeps (``nst_batch.OPENMP_DEFAULTS``, set when ``nst_batch`` is
+  imported, before PyTorch loads its OpenMP runtime): GNU OpenMP's default spin is ~300,000 turns, which
+  holds a core that another thread needs; 30,000 cost nothing measurable on idle cores and took
+  the busy case to 2x (see docs/performance.md, "Threads").
+
+An explicit count wins: the ``threads`` setting (manifest, ``--threads``), then ``NST_THREADS``,
+then ``OMP_NUM_THREADS``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.planning.runtime import MAX_THREADS
+
+THREADS_ENV = "NST_THREADS"
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    count: int
+    source: str  # how it was chosen, for the sidecar: "threads setting", "NST_THREADS", "auto: ..."
+
+
+def parse_threads(text: str, setting: str) -> int:
+    """A thread count as written: 1..1024, or 0 for auto."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_THREADS:
+        raise InputError(f"{setting} must be 0 (auto) or a whole number 1..{MAX_THREADS}, got {str(text)[:40]!r}", settings=[setting])
+    return value
+
+
+def plan_threads(setting: int = 0, sharing: int = 1, environ: dict[str, str] | None = None, proc: str = "/proc") -> ThreadPlan:
+    """The compute threads of one pair: ``setting`` when > 0, else ``NST_THREADS``, else
+    ``OMP_NUM_THREADS``, else the CPU budget divided among ``sharing`` pairs running at once."""
+    env = os.environ if environ is None else environ
+    if setting > 0:
+        return ThreadPlan(setting, "threads setting")
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        if env.get(name, "").strip():
+            count = parse_threads(env[name], name)
+            if count > 0:
+                return ThreadPlan(count, name)
+    budget = cpu_budget(proc)
+    count = max(1, math.floor(budget.cpus / max(1, sharing) + 1e-9))
+    shared = f", shared by {sharing} pairs" if sharing > 1 else ""
+    return ThreadPlan(count, f"auto: {budget.describe()}{shared}")
+
+
+@dataclass(frozen=True)
+class CpuBudget:
+    affinity: int  # CPUs in the affinity mask
+    quota: float | None  # CPUs the cgroup quota allows, None when unlimited
+
+    @property
+    def cpus(self) -> float:
+        return min(float(self.affinity), self.quota) if self.quota is not None else float(self.affinity)
+
+    def describe(self) -> str:
+        quota = f"cgroup quota {self.quota:g} CPU" if self.quota is not None else "no cgroup quota"
+        return f"{self.affinity} CPUs in the affinity mask, {quota}"
+
+
+def cpu_budget(proc: str = "/proc") -> CpuBudget:
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        affinity = os.cpu_count() or 1
+    return CpuBudget(affinity, cgroup_cpu_quota(proc))
+
+
+def cgroup_cpu_quota(proc: str = "/proc") -> float | None:
+    """CPUs that the tightest CPU quota on this process's cgroups (and their ancestors) allows,
+    or None where none is set or the files cannot be read."""
+    try:
+        mounts = _cgroup_mounts(Path(proc) / "self" / "mountinfo")
+        memberships = _memberships(Path(proc) / "self" / "cgroup")
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for version, controllers, root, mountpoint in mounts:
+        for member_version, member_controllers, path in memberships:
+            if version != member_version or (version == 1 and "cpu" not in controllers & member_controllers):
+                continue
+            quotas += [q for q in (_quota_in(folder, version) for folder in _folders(mountpoint, root, path)) if q is not None]
+    return min(quotas) if quotas else None
+
+
+def _cgroup_mounts(mountinfo: Path) -> list[tuple[int, set[str], str, str]]:
+    """(version, controllers, the cgroup path at the mount's root, mount point) of each cgroup mount."""
+    out = []
+    for line in mountinfo.read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
+        if tail[0] == "cgroup2":
+            out.append((2, set(), root, mountpoint))
+        elif tail[0] == "cgroup":
+            out.append((1, set(tail[2].split(",")), root, mountpoint))
+    return out
+
+
+def _memberships(cgroup: Path) -> list[tuple[int, set[str], str]]:
+    """(version, controllers, path) of each line of /proc/self/cgroup."""
+    out = []
+    for line in cgroup.read_text().splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        number, controllers, path = parts
+        out.append((2, set(), path) if number == "0" and not controllers else (1, set(controllers.split(",")), path))
+    return out
+
+
+def _folders(mountpoint: str, root: str, path: str) -> list[Path]:
+    """The process's cgroup folder under a mount and its ancestors up to the mount. Inside a
+    container the mount's root is often the container's own cgroup, or the path is not under
+    it (a cgroup namespace): then the mount point itself is the process's cgroup."""
+    relative = path[len(root):] if root != "/" and path.startswith(root) else (path if root == "/" else "")
+    folder = Path(mountpoint) / relative.strip("/")
+    top = Path(mountpoint)
+    chain = [folder]
+    while chain[-1] != top and top in chain[-1].parents:
+        chain.append(chain[-1].parent)
+    return chain
+
+
+def _quota_in(folder: Path, version: int) -> float | None:
+    try:
+        if version == 2:
+            quota, _, period = (folder / "cpu.max").read_text().strip().partition(" ")
+            if quota == "max":
+                return None
+            return int(quota) / int(period or "100000")
+        quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+        period_us = int((folder / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes spaces, tabs, newlines and backslashes in paths as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+_applied: ThreadPlan | None = None
+_lock = threading.Lock()
+
+
+def use_threads(setting: int = 0, sharing: int = 1) -> ThreadPlan:
+    """Set PyTorch's intra-op threads for the pair about to run (process-wide; a CPU runs one pair
+    at a time per process) and remember the plan for the run's record."""
+    import torch
+
+    global _applied
+    plan = plan_threads(setting, sharing)
+    with _lock:
+        if torch.get_num_threads() != plan.count:
+            torch.set_num_threads(plan.count)
+        _applied = plan
+    return plan
+
+
+def applied() -> ThreadPlan | None:
+    """The plan :func:`use_threads` last applied in this process, if any."""
+    return _applied
