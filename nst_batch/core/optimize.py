@@ -73,6 +73,7 @@ def optimize_scale(
     where: str = "",
     device_resident: bool | None = None,
     graphs: bool | None = None,
+    to_image: Callable[[Tensor], Tensor] | None = None,
 ) -> ScaleOutcome:
     """Minimise ``objective`` over the pixels of ``start`` for up to ``max_iterations`` steps.
 
@@ -80,8 +81,11 @@ def optimize_scale(
     last step is not guaranteed to lower the loss, and the best one's losses are known exactly.
 
     ``device_resident`` (default: on CUDA) takes L-BFGS steps without host reads; ``graphs``
-    (default: on CUDA) replays each iteration from a CUDA graph once captured.
+    (default: on CUDA) replays each iteration from a CUDA graph once captured. ``to_image`` maps
+    the optimised variable to the image (a parameterisation, see nst_batch.core.precondition):
+    the images given to the hook and returned are images, not the variable.
     """
+    image_of = _image_map(to_image)
     began = time.perf_counter()
     on_device = start.device.type == "cuda" if device_resident is None else device_resident
     stepper = _make_stepper(start, objective, cfg, on_device, start.device.type == "cuda" if graphs is None else graphs)
@@ -97,16 +101,29 @@ def optimize_scale(
         done = stopped_early or iteration == max_iterations
         if on_iteration is not None:
             shown = report and not done
-            on_iteration(IterationEvent(iteration, _to_floats(terms, float(loss)) if shown else None, image=book.best_x if shown else None))
+            on_iteration(IterationEvent(iteration, _to_floats(terms, float(loss)) if shown else None,
+                                        image=image_of(book.best_x) if shown else None))
         if stopped_early:
             break
     if max_iterations == 0:
-        return ScaleOutcome(start.detach(), 0, False, {}, time.perf_counter() - began)
+        return ScaleOutcome(image_of(start.detach()), 0, False, {}, time.perf_counter() - began)
     losses = book.final_losses()
+    best = image_of(book.best_x)
     if on_iteration is not None:
-        on_iteration(IterationEvent(iteration, losses, True, stopped_early, book.best_x))
+        on_iteration(IterationEvent(iteration, losses, True, stopped_early, best))
     graphed, error = stepper.graphed()
-    return ScaleOutcome(book.best_x, iteration, stopped_early, losses, time.perf_counter() - began, graphed, error)
+    return ScaleOutcome(best, iteration, stopped_early, losses, time.perf_counter() - began, graphed, error)
+
+
+def _image_map(to_image: Callable[[Tensor], Tensor] | None) -> Callable[[Tensor], Tensor]:
+    if to_image is None:
+        return lambda x: x
+
+    def image_of(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return to_image(x.detach()).detach()
+
+    return image_of
 
 
 class _Book:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,6 +17,7 @@ from nst_batch.core.errors import ConfigError, ShapeError
 from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
 from nst_batch.core.losses import content_loss, gram_style_loss, total_variation
 from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
+from nst_batch.core.precondition import Pyramid
 from nst_batch.core.targets import (
     StyleTargets,
     blend_targets,
@@ -89,7 +91,7 @@ def stylize(
                                       where)
         else:
             objective = build_objective(features, cfg, scale_content, grams, coarser)
-            outcome = optimize_scale(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
+            outcome = _optimize(start, objective, cfg, iterations[index], on_iteration=hook, report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
         image = outcome.image.clamp(0, 1)
@@ -117,7 +119,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
                 hook(IterationEvent(offset + event.iteration, event.losses))
 
         objective = build_objective(features, cfg, content_patch, grams, coarser)
-        outcome = optimize_scale(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
+        outcome = _optimize(start_patch, objective, cfg, iterations, on_iteration=tile_hook, report_every=report_every,
                                  where=f"{where}tile {index + 1}/{len(boxes)}, ")
         outcomes.append(outcome)
         # Clamped per tile: the next tile's overlap starts from these pixels.
@@ -135,6 +137,15 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
     errors = [o.capture_error for o in outcomes if o.capture_error]
     return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began, all(graphed) if graphed else None,
                         errors[0] if errors else "")
+
+
+def _optimize(start: Tensor, objective: Objective, cfg: StyleConfig, iterations: int, **options: Any) -> ScaleOutcome:
+    """One scale's optimisation over the pixels, or over ``cfg.precondition`` levels of their
+    pyramid (see nst_batch.core.precondition)."""
+    if cfg.precondition <= 0:
+        return optimize_scale(start, objective, cfg, iterations, **options)
+    pyramid = Pyramid(start, cfg.precondition)
+    return optimize_scale(pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, **options)
 
 
 def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nst_batch.tasks.errors import InputError
-from nst_batch.tasks.pair.threads import cgroup_cpu_quota, parse_threads, plan_threads
+from nst_batch.tasks.pair.threads import CpuBudget, busy_elsewhere, cgroup_cpu_quota, parse_threads, plan_threads
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -67,30 +67,54 @@ def test_unreadable_cgroup_files_mean_no_limit(tmp_path):
 
 def test_the_thread_count_follows_the_quota_not_the_cores(tmp_path):
     proc = fake_proc(tmp_path, 2, "100000")
-    plan = plan_threads(environ={}, proc=proc)
+    plan = plan_threads(environ={}, proc=proc, sample_s=0)
     assert plan.count == 1
     assert "cgroup quota 1 CPU" in plan.source
 
 
 def test_without_a_quota_every_cpu_of_the_affinity_mask_is_used(tmp_path):
-    plan = plan_threads(environ={}, proc=fake_proc(tmp_path, 2, None))
+    plan = plan_threads(environ={}, proc=fake_proc(tmp_path, 2, None), sample_s=0)
     assert plan.count == AFFINITY
     assert plan.source.startswith("auto:")
 
 
 def test_pairs_running_at_once_share_the_budget(tmp_path):
     proc = fake_proc(tmp_path, 2, "800000")  # 8 CPUs
-    assert plan_threads(sharing=1, environ={}, proc=proc).count == min(8, AFFINITY)
-    assert plan_threads(sharing=2 * AFFINITY, environ={}, proc=proc).count == 1  # never 0
+    assert plan_threads(sharing=1, environ={}, proc=proc, sample_s=0).count == min(8, AFFINITY)
+    assert plan_threads(sharing=2 * AFFINITY, environ={}, proc=proc, sample_s=0).count == 1  # never 0
+
+
+def test_cpus_other_work_keeps_busy_are_left_to_it():
+    assert CpuBudget(2, None, busy=0.3).cpus == 2  # background noise costs no thread
+    assert CpuBudget(2, None, busy=1.0).cpus == 1
+    assert CpuBudget(2, None, busy=2.0).cpus == 1  # never fewer than one
+    assert CpuBudget(16, 4.0, busy=1.0).cpus == 4  # the quota still caps it
+    assert CpuBudget(16, 8.0, busy=12.0).cpus == 4
+
+
+def test_a_busy_process_is_seen_and_this_process_s_own_work_is_not():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert busy_elsewhere(set(os.sched_getaffinity(0)), sample_s=0.5) >= 0.5
+    finally:
+        busy.kill()
+        busy.wait()
+    began = __import__("time").process_time()
+    spin = __import__("threading").Thread(target=lambda: [None for _ in range(3_000_000)])
+    spin.start()
+    seen = busy_elsewhere(set(os.sched_getaffinity(0)), sample_s=0.3)
+    spin.join()
+    assert __import__("time").process_time() - began > 0.05
+    assert seen < 0.5
 
 
 def test_explicit_settings_win_in_order(tmp_path):
     proc = fake_proc(tmp_path, 2, "100000")
     env = {"NST_THREADS": "3", "OMP_NUM_THREADS": "5"}
-    assert (plan_threads(7, environ=env, proc=proc).count, plan_threads(7, environ=env, proc=proc).source) == (7, "threads setting")
-    assert plan_threads(0, environ=env, proc=proc).count == 3
-    assert plan_threads(0, environ={"OMP_NUM_THREADS": "5"}, proc=proc).count == 5
-    assert plan_threads(0, environ={"NST_THREADS": "0"}, proc=proc).count == 1  # 0: auto
+    assert (plan_threads(7, environ=env, proc=proc, sample_s=0).count, plan_threads(7, environ=env, proc=proc, sample_s=0).source) == (7, "threads setting")
+    assert plan_threads(0, environ=env, proc=proc, sample_s=0).count == 3
+    assert plan_threads(0, environ={"OMP_NUM_THREADS": "5"}, proc=proc, sample_s=0).count == 5
+    assert plan_threads(0, environ={"NST_THREADS": "0"}, proc=proc, sample_s=0).count == 1  # 0: auto
 
 
 def test_a_bad_count_is_one_line_naming_the_setting():

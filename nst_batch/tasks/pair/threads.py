@@ -7,11 +7,14 @@ kernel deschedules (a quota spent, a core taken by another process) stalls its w
 measured on 2 cores at 128 px, a pair beside two busy processes took 5.6-33 s instead of 2.3 s.
 Two things fix it:
 
-- the thread count follows the CPU *budget*: the affinity mask, cut by the cgroup CPU quota
-  (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``, the tightest of the process's
-  cgroup and its ancestors), divided among the pairs that run at once on the machine
-  (:func:`plan_threads`; a local Dask cluster hands each worker process its share in
-  ``NST_THREADS``);
+- the thread count follows the CPU *budget*, taken when a pair starts: the CPUs of the affinity
+  mask less what other processes keep busy on them (sampled over 0.2 s from /proc/stat, this
+  process's own use left out), cut by the cgroup CPU quota (v2 ``cpu.max``, v1
+  ``cpu.cfs_quota_us / cpu.cfs_period_us``, the tightest of the process's cgroup and its
+  ancestors), divided among the pairs that run at once on the machine (:func:`plan_threads`; a
+  local Dask cluster hands each worker process its share in ``NST_THREADS``). Fewer threads on
+  a busy machine matter more than the spin: beside one busy process on 2 cores a 128-px pair
+  took 8.6 s with 2 threads, 3.3 with 1 (idle: 2.2);
 - OpenMP spins briefly, then sleeps (``nst_batch.OPENMP_DEFAULTS``, set when ``nst_batch`` is
   imported, before PyTorch loads its OpenMP runtime): GNU OpenMP's default spin is ~300,000 turns, which
   holds a core that another thread needs; 30,000 cost nothing measurable on idle cores and took
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +55,11 @@ def parse_threads(text: str, setting: str) -> int:
     return value
 
 
-def plan_threads(setting: int = 0, sharing: int = 1, environ: dict[str, str] | None = None, proc: str = "/proc") -> ThreadPlan:
+def plan_threads(setting: int = 0, sharing: int = 1, environ: dict[str, str] | None = None, proc: str = "/proc",
+                 sample_s: float = 0.2) -> ThreadPlan:
     """The compute threads of one pair: ``setting`` when > 0, else ``NST_THREADS``, else
-    ``OMP_NUM_THREADS``, else the CPU budget divided among ``sharing`` pairs running at once."""
+    ``OMP_NUM_THREADS``, else the CPU budget (other work sampled for ``sample_s``; 0: not sampled)
+    divided among ``sharing`` pairs running at once."""
     env = os.environ if environ is None else environ
     if setting > 0:
         return ThreadPlan(setting, "threads setting")
@@ -62,7 +68,7 @@ def plan_threads(setting: int = 0, sharing: int = 1, environ: dict[str, str] | N
             count = parse_threads(env[name], name)
             if count > 0:
                 return ThreadPlan(count, name)
-    budget = cpu_budget(proc)
+    budget = cpu_budget(proc, sample_s=sample_s)
     count = max(1, math.floor(budget.cpus / max(1, sharing) + 1e-9))
     shared = f", shared by {sharing} pairs" if sharing > 1 else ""
     return ThreadPlan(count, f"auto: {budget.describe()}{shared}")
@@ -72,22 +78,57 @@ def plan_threads(setting: int = 0, sharing: int = 1, environ: dict[str, str] | N
 class CpuBudget:
     affinity: int  # CPUs in the affinity mask
     quota: float | None  # CPUs the cgroup quota allows, None when unlimited
+    busy: float = 0.0  # CPUs of the affinity mask that other processes kept busy while sampled
 
     @property
     def cpus(self) -> float:
-        return min(float(self.affinity), self.quota) if self.quota is not None else float(self.affinity)
+        # Rounded half up: background noise (0.3 of a CPU) does not cost a thread, a busy process does.
+        free = max(1.0, math.floor(self.affinity - self.busy + 0.5))
+        return min(free, self.quota) if self.quota is not None else free
 
     def describe(self) -> str:
         quota = f"cgroup quota {self.quota:g} CPU" if self.quota is not None else "no cgroup quota"
-        return f"{self.affinity} CPUs in the affinity mask, {quota}"
+        return f"{self.affinity} CPUs in the affinity mask, {self.busy:.1f} busy with other work, {quota}"
 
 
-def cpu_budget(proc: str = "/proc") -> CpuBudget:
+def cpu_budget(proc: str = "/proc", sample_s: float = 0.2) -> CpuBudget:
     try:
-        affinity = len(os.sched_getaffinity(0))
+        cpus = set(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
-        affinity = os.cpu_count() or 1
-    return CpuBudget(affinity, cgroup_cpu_quota(proc))
+        cpus = set(range(os.cpu_count() or 1))
+    return CpuBudget(len(cpus), cgroup_cpu_quota(proc), busy_elsewhere(cpus, proc, sample_s) if sample_s > 0 else 0.0)
+
+
+def busy_elsewhere(cpus: set[int], proc: str = "/proc", sample_s: float = 0.2) -> float:
+    """CPUs of ``cpus`` that other processes kept busy over ``sample_s`` seconds (/proc/stat's
+    per-CPU times less this process's own, /proc/self/stat); 0 where they cannot be read."""
+    try:
+        before, own_before, began = _cpu_ticks(proc, cpus), _own_ticks(proc), time.monotonic()
+        time.sleep(sample_s)
+        after, own_after, ended = _cpu_ticks(proc, cpus), _own_ticks(proc), time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    ticks = (ended - began) * os.sysconf("SC_CLK_TCK")
+    busy = (after[0] - before[0]) - (own_after - own_before)
+    return max(0.0, busy / ticks) if ticks > 0 else 0.0
+
+
+def _cpu_ticks(proc: str, cpus: set[int]) -> tuple[int, int]:
+    """(busy, all) ticks summed over ``cpus`` from /proc/stat (idle and iowait are not busy)."""
+    busy = total = 0
+    for line in (Path(proc) / "stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            numbers = [int(v) for v in values[:8]]
+            total += sum(numbers)
+            busy += sum(numbers) - numbers[3] - numbers[4]
+    return busy, total
+
+
+def _own_ticks(proc: str) -> int:
+    """This process's user and system ticks, all its threads (/proc/self/stat fields 14 and 15)."""
+    fields = (Path(proc) / "self" / "stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def cgroup_cpu_quota(proc: str = "/proc") -> float | None:
@@ -170,7 +211,11 @@ def _unescape(field: str) -> str:
 
 
 _applied: ThreadPlan | None = None
+_planned: tuple[float, int, int, ThreadPlan] | None = None  # (when, setting, sharing, plan)
 _lock = threading.Lock()
+# A plan is reused for pairs that start within this many seconds: sampling the load costs 0.2 s,
+# which a collection of small pairs would pay at every pair.
+REPLAN_AFTER_S = 10.0
 
 
 def use_threads(setting: int = 0, sharing: int = 1) -> ThreadPlan:
@@ -178,8 +223,13 @@ def use_threads(setting: int = 0, sharing: int = 1) -> ThreadPlan:
     at a time per process) and remember the plan for the run's record."""
     import torch
 
-    global _applied
-    plan = plan_threads(setting, sharing)
+    global _applied, _planned
+    now = time.monotonic()
+    if _planned is not None and _planned[1:3] == (setting, sharing) and now - _planned[0] < REPLAN_AFTER_S:
+        plan = _planned[3]
+    else:
+        plan = plan_threads(setting, sharing)
+        _planned = (now, setting, sharing, plan)
     with _lock:
         if torch.get_num_threads() != plan.count:
             torch.set_num_threads(plan.count)
