@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any, NoReturn
@@ -165,7 +166,7 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nst", description="Neural style transfer (Gatys et al.) for photo collections.")
-    parser.add_argument("--version", action="version", version=f"nst {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version (and the commit of a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("stylize", help="stylize one content image", description="Repaint CONTENT in the style of STYLE(s).")
     p.add_argument("content", help="content image (photo)")
@@ -175,13 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_style_options(p)
     _add_runtime_options(p)
 
-    v = sub.add_parser("validate", help="check a manifest and print the expanded plan")
+    v = sub.add_parser("validate", help="check a manifest and print the expanded plan",
+                       description="Check MANIFEST without running it: its schema, style names, globs, every input's header, the "
+                                   "output root's write access (and, with --dask-address, what the cluster's workers see); then "
+                                   "print the pairs it expands to, with the parameters that differ from the defaults. Exit 0 when "
+                                   "it would run, 2 with one line per problem.")
     v.add_argument("manifest", help="manifest path or s3:// URI")
     v.add_argument("--output", default=None, help="override the manifest's output root")
     v.add_argument("--json", action="store_true", help="print the plan as JSON")
+    v.add_argument("--decode", action="store_true",
+                   help="also decode every input image (one at a time, at the size its pairs use), so a corrupt or truncated photo "
+                        "is caught before a run starts; without it only headers are read")
     v.add_argument("--dask-address", default=None, help="also check that this Dask cluster's workers see every input and the output")
 
-    r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process")
+    r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process",
+                       description="Run the stylize-batch flow on MANIFEST in this process (with a temporary local Prefect "
+                                   "server unless PREFECT_API_URL is set): style targets once per style, every pair not already "
+                                   "done, outputs, sidecars, summary.json and index.html under the output root.")
     r.add_argument("manifest", help="manifest path or s3:// URI")
     r.add_argument("--output", default=None, help="override the manifest's output root (a folder or s3://bucket/prefix)")
     r.add_argument("--runner", choices=("threads", "dask"), default=None,
@@ -194,21 +205,58 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--summary-json", default=None, help="also write the run's summary JSON to this local path")
     r.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines (INFO), not only its warnings")
 
-    gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars")
+    gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars",
+                         description="Rebuild OUTPUT/index.html from the sidecars there (local folder or s3://bucket/prefix), "
+                                     "without running anything: for a root that several runs wrote, or after a crash.")
     gal.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
+
+    runs = sub.add_parser("runs", help="list the runs recorded at an output root",
+                          description="List every run recorded at OUTPUT (a folder or s3://bucket/prefix): when it started, how "
+                                      "long it took, its counts, its Prefect flow run and manifest, and the first reason of its "
+                                      "failures. Each run keeps its summary in OUTPUT/runs/; summary.json is the latest.")
+    runs.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
 
     # Listed for --help only: main() hands ``nst bench ...`` to the benchmark's own parser.
     sub.add_parser("bench", help="benchmark speed, quality and memory side by side with pastiche (nst bench --help)")
     return parser
 
 
+class _Version(argparse.Action):
+    """``--version``, worked out only when asked (it may run git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        print(f"nst {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
+    """The installed version, and the commit when it runs from a git checkout (an editable install)."""
     from importlib import metadata
 
     try:
-        return metadata.version("nst-batch")
+        version = metadata.version("nst-batch")
     except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+        version = "unknown (not installed)"
+    commit = _commit()
+    return f"{version} (commit {commit})" if commit else version
+
+
+def _commit() -> str:
+    """The checkout's commit (with ``+changes`` when the tree differs from it), or '' outside one."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return ""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if head.returncode != 0:
+        return ""
+    return head.stdout.strip() + ("+changes" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def config_from_args(args: argparse.Namespace) -> StyleConfig:
@@ -289,6 +337,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cluster = ""
     if plan is not None:
         problems += plan_problems(plan, on_cluster=bool(args.dask_address))  # what the run would trip on
+        if args.decode:
+            from nst_batch.tasks.running.preflight import decode_problems
+
+            problems += decode_problems(plan, _DecodeLines(sys.stderr))
         try:
             cluster = _check_cluster(args.dask_address, plan)
         except TaskError as exc:
@@ -311,6 +363,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
               f"({shown[id(pair.config)]})")
     return 0
+
+
+class _DecodeLines:
+    """``decoded 40/120 images`` on stderr every 2 s (and at the end) while --decode works."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.last = stream, time.monotonic()
+
+    def __call__(self, done: int, total: int, uri: str) -> None:
+        now = time.monotonic()
+        if done == total or now - self.last >= 2.0:
+            self.last = now
+            print(f"decoded {done}/{total} images" + (f" (now {uri})" if uri else ""), file=self.stream, flush=True)
 
 
 def _differences(cfg: StyleConfig) -> str:
@@ -532,10 +597,12 @@ def _report_crashed(names: list[str]) -> None:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    c, t = summary["counts"], summary["style_targets"]
+    from nst_batch.tasks.running.summary import targets_in_words
+
+    c = summary["counts"]
     wall = time.monotonic() - _STARTED
     print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
-          f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {t['computed']} computed, {t['from_cache']} from cache")
+          f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {targets_in_words(summary['style_targets'])}")
     if c["skipped"]:
         print(f"  {_count(c['skipped'], 'pair')} done by earlier runs (skipped): their images are in the gallery")
     for reason, names in _by_reason(summary["failures"]).items():
@@ -571,7 +638,15 @@ def _quiet_prefect_defaults() -> None:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
-COMMANDS = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery}
+def cmd_runs(args: argparse.Namespace) -> int:
+    from nst_batch.tasks.presenting.history import list_runs, runs_table
+
+    for line in runs_table(list_runs(args.output)):
+        print(line)
+    return 0
+
+
+COMMANDS = {"stylize": cmd_stylize, "validate": cmd_validate, "run": cmd_run, "gallery": cmd_gallery, "runs": cmd_runs}
 
 
 _STARTED = time.monotonic()  # reset by main(): wall times reported include start-up

@@ -85,7 +85,7 @@ class StyleConfig:
     # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
     # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
     # stops earlier once the loss stops improving (see early_stop_*).
-    iterations: tuple[int, ...] = field(default=(500, 100), metadata=_help(
+    iterations: tuple[int, ...] = field(default=(150, 30), metadata=_help(
         "max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for the finer scales"))
     # At a finer scale, this share of the content and style loss is the coarser scales' loss on
     # the image downscaled to their sizes (split equally between them). The refinement then adds
@@ -115,10 +115,12 @@ class StyleConfig:
     upsample: Upsample = field(default="image", metadata=_help(
         "how a scale starts from the coarser one: the upsampled result (image), or the content at the new size plus the "
         "upsampled change (residual)"))
-    # A departure from the paper: L-BFGS optimises a pyramid of the image rather than its pixels
-    # (nst_batch.core.precondition), so large strokes form in far fewer iterations. 0 = pixels.
-    precondition: int = field(default=0, metadata=_help(
-        "levels of the image pyramid L-BFGS optimises, which speeds up the large strokes; 0 = the pixels, as the paper"))
+    # A departure from the paper: at the first scale, L-BFGS optimises a pyramid of the image
+    # rather than its pixels (nst_batch.core.precondition), so large strokes form in far fewer
+    # iterations; finer scales refine the pixels. 0 = pixels everywhere.
+    precondition: int = field(default=3, metadata=_help(
+        "levels of the image pyramid L-BFGS optimises at the first scale, which speeds up the large strokes; 0 = the pixels, "
+        "as the paper"))
     seed: int = field(default=0, metadata=_help("seed for noise init"))
     optimizer: Optimizer = field(default="lbfgs", metadata=_help("lbfgs (the paper's) or adam"))
     # Memory is ~ 2 x history x image size; 50 keeps 2048 px under 1.3 GB.

@@ -24,7 +24,15 @@ from nst_batch.tasks.presenting.live import LiveGallery
 from nst_batch.tasks.presenting.progress import batch_planned, pair_finished, pairs_finished
 from nst_batch.tasks.running.cluster import check_runner_sees, failure_reason, follow_pairs
 from nst_batch.tasks.running.prefect_runs import tag_this_flow_run
-from nst_batch.tasks.running.prefect_tasks import RunProgress, gallery, plan_batch, style_targets, stylize_pairs, write_summary
+from nst_batch.tasks.running.prefect_tasks import (
+    RunProgress,
+    decode_inputs,
+    gallery,
+    plan_batch,
+    style_targets,
+    stylize_pairs,
+    write_summary,
+)
 from nst_batch.tasks.running.preflight import handed_plan
 from nst_batch.tasks.running.runners import RunnerFromSettings, runner_slots
 from nst_batch.tasks.running.scheduling import chunk_name, chunks, target_group
@@ -34,16 +42,20 @@ FLOW_NAME = "stylize-batch"
 
 
 @flow(name=FLOW_NAME, task_runner=RunnerFromSettings(), log_prints=False, validate_parameters=True)
-def stylize_batch(manifest: str, output: str | None = None, force: bool = False, verify: bool = False) -> State:
+def stylize_batch(manifest: str, output: str | None = None, force: bool = False, verify: bool = False, decode_check: bool = False) -> State:
     """Stylize every pair of a manifest. Fails (after finishing every other pair and writing the
     summary and the gallery) when any pair failed. ``verify``: a finished pair is skipped only
-    once its output hashes as its sidecar records (by default: its size and header)."""
+    once its output hashes as its sidecar records (by default: its size and header).
+    ``decode_check``: before any work, decode every input (``nst validate --decode``) and fail
+    the run, naming each image that does not decode (a nightly job turns it on)."""
     began = time.time()
     reset_roots_down()  # a disk found full by an earlier run in this process may have room now
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
     checked = handed_plan(manifest, output)  # nst run planned and checked it before Prefect started
     plan = _this_run(plan_batch(manifest, output, checked.plan if checked else None), verify)
     check_runner_sees(_runner(), plan, checked.cluster if checked else None)  # a remote cluster's workers see every path
+    if decode_check:
+        decode_inputs(plan)
     return run_plan(plan, force, began)
 
 

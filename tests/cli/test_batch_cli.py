@@ -36,7 +36,25 @@ def test_run_success_failure_and_summary_json(prefect_server, tmp_path, capsys):
     assert summary["counts"]["failed"] == 2 and summary["failures"][0]["reason"]
     (tmp_path / "photos" / "broken.png").unlink()
     assert main(["run", str(manifest)]) == 0
-    assert "4 pairs planned: 0 produced, 4 skipped, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 pairs planned: 0 produced, 4 skipped, 0 failed" in out
+    assert "style targets: 2 read from the cache (made by earlier runs)" in out  # not "0 computed, 2 from cache"
+    # Both runs are kept (summary.json is the latest) and nst runs lists them, oldest first.
+    kept = sorted((tmp_path / "out" / "runs").glob("*.json"))
+    assert len(kept) == 2 and json.loads((tmp_path / "out" / "summary.json").read_text()) == json.loads(kept[1].read_text())
+    assert main(["runs", str(tmp_path / "out")]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    first, second = json.loads(kept[0].read_text()), json.loads(kept[1].read_text())
+    assert listed[0].startswith("started (UTC)") and len(listed) == 4  # header, run 1, its failure, run 2
+    assert first["run_id"] in listed[1] and "      6     4       0      2" in listed[1] and str(manifest) in listed[1]
+    assert listed[2].strip().startswith("failed: broken__stripes:") and "(and 1 more)" in listed[2]
+    assert second["run_id"] in listed[3] and "      4     0       4      0" in listed[3]
+    assert first["started_at"] <= second["started_at"] and first["finished_at"]
+
+
+def test_runs_of_a_folder_without_runs_is_one_line(tmp_path, capsys):
+    assert main(["runs", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith("run nst run with this output first")
 
 
 def test_run_refuses_a_bad_manifest_before_starting(tmp_path, capsys):
@@ -188,6 +206,28 @@ def test_validate_catches_what_the_run_would_trip_on(tmp_path, capsys):
     manifest.write_text(manifest.read_text().replace("style: stripes", "style: []").replace("device: cuda:7\n", "").replace("weights: weights-dir\n", ""))
     assert main(["validate", str(manifest)]) == 2
     assert "pairs.0.style" in capsys.readouterr().err
+
+
+def test_validate_decode_catches_a_truncated_photo_that_headers_pass(tmp_path, capsys):
+    manifest = make_batch(tmp_path)
+    photo = tmp_path / "photos" / "a.png"
+    photo.write_bytes(photo.read_bytes()[: len(photo.read_bytes()) // 2])  # the header intact, the pixels cut off
+    assert main(["validate", str(manifest)]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(manifest), "--decode"]) == 2
+    captured = capsys.readouterr()
+    assert "a.png: truncated or corrupt image data" in captured.err and "decoded 4/4 images" in captured.err
+
+
+def test_a_deployment_s_decode_check_fails_the_run_before_any_work(prefect_server, tmp_path):
+    from nst_batch.flows.stylize_batch import stylize_batch
+
+    manifest = make_batch(tmp_path)
+    photo = tmp_path / "photos" / "b.png"
+    photo.write_bytes(photo.read_bytes()[: len(photo.read_bytes()) // 2])
+    state = stylize_batch(manifest=str(manifest), decode_check=True, return_state=True)
+    assert state.is_failed() and "b.png: truncated or corrupt image data" in str(state.message)
+    assert not list((tmp_path / "out").glob("*.png"))  # nothing was produced
 
 
 def test_validate_refuses_an_empty_s3_object(tmp_path, capsys):

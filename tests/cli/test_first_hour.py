@@ -138,9 +138,12 @@ def test_save_every_keeps_the_best_image_when_the_run_is_interrupted(images, tmp
     cfg = StyleConfig(size=32, scales=(1.0,), iterations=(10,))
     with pytest.raises(KeyboardInterrupt):
         stylize_files(images[0], [images[1]], out, cfg, on_step=stop_after, save_every=2)
-    with Image.open(out) as saved:  # written at iteration 2, atomically
+    assert not out.exists()  # the final name holds only a finished image
+    with Image.open(tmp_path / "o.checkpoint.png") as saved:  # written at iteration 2, atomically
         assert saved.size == (32, 24)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    stylize_files(images[0], [images[1]], out, cfg, save_every=2)  # a finished run leaves no checkpoint
+    assert out.exists() and not (tmp_path / "o.checkpoint.png").exists()
 
 
 def test_version_and_a_help_that_does_not_load_pytorch():

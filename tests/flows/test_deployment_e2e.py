@@ -138,7 +138,7 @@ def _nightly_due_at(due: datetime.datetime, manifest: Path, output: Path, path: 
     nightly = next(d for d in config["deployments"] if d["name"] == "nightly-gallery")
     assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
     nightly["schedules"] = [{"interval": 3600, "anchor_date": due.isoformat(), "timezone": "UTC"}]
-    nightly["parameters"] = {"manifest": str(manifest), "output": str(output)}
+    nightly["parameters"] = {**nightly["parameters"], "manifest": str(manifest), "output": str(output)}  # decode_check kept
     path.write_text(yaml.safe_dump(config))
     return path
 

@@ -179,15 +179,26 @@ def test_hostile_sidecars_run_no_script_and_the_page_renders(tmp_path):
     assert names["types1"] == "unreadable" and names["types2"] == "unreadable"
 
 
-def test_the_grid_fills_the_window_and_a_rerun_shows_the_earlier_images(prefect_server, tmp_path):
-    """At 1400 px the grid spans the window and its thumbnails grow; at 800 px they stay usable.
-    After a re-run that skipped everything, every cell still shows its image, 'made earlier'."""
-    manifest = make_batch(tmp_path)
-    assert stylize_batch(manifest=str(manifest), return_state=True).is_completed()
+def test_the_grid_never_upscales_keeps_rows_short_and_heads_with_the_run(prefect_server, tmp_path):
+    """At 1400 and 800 px: a thumbnail is never drawn wider than the pixels of what it shows (a
+    32-px output stays 32 px; a 320-px one grows to its full output through srcset, no further), a
+    portrait cell is at most 45 % of the window tall, and the page opens with the last run: when,
+    which manifest, its counts and its failed pairs with their reasons. After a re-run that
+    skipped everything, every cell still shows its image, 'made earlier'."""
+    manifest = make_batch(tmp_path, corrupt=True)
+    text = manifest.read_text()
+    manifest.write_text(text + "pairs:\n  - {content: photos/a.png, style: stripes}\n  - {content: photos/b.png, style: waves, size: 320}\n"
+                        "  - {content: photos/broken.png, style: waves}\n  - {content: photos/tall.png, style: stripes, size: 320}\n")
+    from tests.flows.helpers import save
+    from tests.synthetic import photo_like
+
+    save(photo_like(96, 40), tmp_path / "photos" / "tall.png")  # a portrait photo
+    assert stylize_batch(manifest=str(manifest), return_state=True).is_failed()
     again = stylize_batch(manifest=str(manifest), return_state=True)
-    assert again.is_completed() and again.result()["done_earlier"] == 4
+    assert again.result()["done_earlier"] == 3
     browser = _browser()
     figures = {}
+    shots = Path(os.environ.get("NST_SCREENSHOTS", tmp_path))
     try:
         for width in (1400, 800):
             browser.set_window_size(width, 1000)
@@ -195,15 +206,24 @@ def test_the_grid_fills_the_window_and_a_rerun_shows_the_earlier_images(prefect_
             loaded = _load_every_image(browser)
             figures[width] = browser.execute_script(
                 "const imgs = [...document.querySelectorAll('table.grid td img')];"
-                "return {inner: window.innerWidth, grid: document.querySelector('table.grid').getBoundingClientRect().width,"
-                " thumbs: imgs.map(i => i.getBoundingClientRect().width),"
+                "return {inner: window.innerWidth, height: window.innerHeight,"
+                " thumbs: imgs.map(i => [i.closest('td').dataset.pair, i.getBoundingClientRect().width, i.getBoundingClientRect().height]),"
+                " run: document.querySelector('div.run') && document.querySelector('div.run').innerText,"
+                " first: document.body.children[1].className,"
                 " labels: [...document.querySelectorAll('table.grid td summary')].map(s => s.innerText)};")
             assert all(w > 0 for _, w in loaded), loaded
-            browser.save_screenshot(str(tmp_path / f"gallery-{width}.png"))
+            shots.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(shots / f"gallery-{width}.png"))
     finally:
         browser.quit()
-    wide, narrow = figures[1400], figures[800]
-    assert wide["grid"] >= 0.9 * wide["inner"]  # it used a third of a wide window before
-    assert len(wide["thumbs"]) == 4 and min(wide["thumbs"]) >= 400
-    assert min(narrow["thumbs"]) >= 140 and narrow["grid"] <= narrow["inner"]
-    assert all(label.startswith("made earlier, ") and label.endswith("UTC · details") for label in wide["labels"]), wide["labels"]
+    for width, f in figures.items():
+        drawn = {name: (w, h) for name, w, h in f["thumbs"]}
+        assert set(drawn) == {"a__stripes", "b__waves", "tall__stripes"}, drawn
+        assert drawn["a__stripes"][0] <= 32.5, (width, drawn)  # a 32x24 output: never upscaled
+        assert drawn["b__waves"][0] <= 320.5 and drawn["b__waves"][0] > 32  # grows to its output's 320 px, no further
+        assert drawn["tall__stripes"][1] <= 0.45 * f["height"] + 1, (width, drawn)  # several rows fit a screen
+        assert f["first"] == "run", f["first"]  # the run header comes first
+        assert "4 planned, 0 produced, 3 done earlier, 1 failed" in f["run"] and str(manifest) in f["run"]
+        assert "broken__waves: " in f["run"] and "not an image file" in f["run"]
+        assert all(label.startswith("made earlier, ") and label.endswith("UTC · details") for label in f["labels"]), f["labels"]
+    assert figures[1400]["thumbs"] and figures[800]["inner"] <= 800

@@ -189,3 +189,28 @@ def test_swapped_cache_entries_are_refused_and_recomputed(batch):
     entry = json.loads(Path(row.sidecar).read_text())["style_cache"][0]
     assert entry["hit"] is False and "is for key" in entry["rejected"]
     assert ensure_style_targets(second.styles[0].uri, second.config, plan.settings)["cached"] is True  # rewritten right
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_parameter_change_keeps_the_earlier_image_only_when_asked(batch, keep):
+    manifest = batch / "m.yaml"
+    manifest.write_text(manifest.read_text() + ("keep_earlier: true\n" if keep else ""))
+    plan = load_plan(str(manifest))
+    first = run_pair(plan.pairs[0], plan.settings)
+    out = batch / "out"
+    before = (out / f"{first.name}.png").read_bytes()
+    made_at = json.loads((out / f"{first.name}.json").read_text())["finished_at"]
+    manifest.write_text(manifest.read_text().replace("iterations: 2", "iterations: 3"))
+    plan = load_plan(str(manifest))
+    assert run_pair(plan.pairs[0], plan.settings).status == "produced"
+    assert (out / f"{first.name}.png").read_bytes() != before  # the latest is under the pair's name
+    kept = sorted(p.name for p in (out / "earlier").iterdir()) if (out / "earlier").exists() else []
+    if not keep:
+        assert kept == []
+        return
+    stamp = made_at.replace("-", "").replace(":", "").replace("+00:00", "Z")
+    assert kept == [f"{first.name}.{stamp}.json", f"{first.name}.{stamp}.png"]
+    assert (out / "earlier" / f"{first.name}.{stamp}.png").read_bytes() == before
+    assert json.loads((out / "earlier" / f"{first.name}.{stamp}.json").read_text())["parameters"]["iterations"] == [2]
+    assert run_pair(plan.pairs[0], plan.settings).status == "skipped"  # unchanged: nothing more is kept
+    assert len(list((out / "earlier").iterdir())) == 2

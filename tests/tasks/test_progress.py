@@ -95,8 +95,25 @@ def test_the_eta_leaves_out_the_pairs_a_rerun_will_skip():
     assert "ETA 10s" in stream.getvalue().splitlines()[-1]  # was 50s: every pair left counted
     lines.finished({"name": "b", "status": "skipped"})
     assert "ETA 10s" in stream.getvalue().splitlines()[-1]
-    lines.finished({"name": "c", "status": "produced", "wall_time_s": 10.0})  # b's and c's places: one of the
-    assert "ETA 0s" in stream.getvalue().splitlines()[-1]  # likely skips ran, so the rest are skips
+    lines.finished({"name": "c", "status": "produced", "wall_time_s": 10.0})
+    assert "ETA ?" in stream.getvalue().splitlines()[-1]  # only likely skips left: not known to be skips yet
+    lines.finished({"name": "d", "status": "produced", "wall_time_s": 10.0})  # a likely skip ran
+    assert "ETA 20s" in stream.getvalue().splitlines()[-1]  # so the two left are no longer assumed skips
+    lines.finished({"name": "e", "status": "skipped"})
+    lines.finished({"name": "f", "status": "skipped"})
+    assert "ETA 0s" in stream.getvalue().splitlines()[-1]
+
+
+def test_after_a_parameter_change_the_eta_never_says_0s_with_pairs_to_produce():
+    """The issue's case: 8 pairs whose outputs all exist but 2, and 3 of the 6 whose parameters changed."""
+    stream = io.StringIO()
+    lines = BatchLines(stream)
+    lines.planned(8, likely_done=6)
+    lines.finished({"name": "new1", "status": "produced", "wall_time_s": 3.6})
+    lines.finished({"name": "new2", "status": "produced", "wall_time_s": 3.6})
+    assert "ETA 0s" not in stream.getvalue().splitlines()[-1] and "ETA ?" in stream.getvalue().splitlines()[-1]
+    lines.finished({"name": "changed1", "status": "produced", "wall_time_s": 3.6})
+    assert "ETA 18s" in stream.getvalue().splitlines()[-1]  # 5 left, none assumed a skip any more
 
 
 def test_likely_done_is_one_listing_of_the_output_root(tmp_path):
@@ -127,3 +144,11 @@ def test_the_eta_shares_the_pairs_left_among_the_runners_slots_and_drops_warm_up
     assert "ETA 40s" in stream.getvalue().splitlines()[-1]  # 7 left: 4 rounds
     lines.finished({"name": "c", "status": "produced", "wall_time_s": 4.0})  # warm now: 4 s a pair
     assert "ETA 12s" in stream.getvalue().splitlines()[-1]  # 6 left: 3 rounds of 4 s
+
+
+def test_the_style_targets_are_said_in_words():
+    from nst_batch.tasks.running.summary import targets_in_words
+
+    assert targets_in_words({"computed": 0, "from_cache": 0}) == "none needed (every pair was done earlier or failed first)"
+    assert targets_in_words({"computed": 2, "from_cache": 0}) == "2 computed"
+    assert targets_in_words({"computed": 1, "from_cache": 2}) == "1 computed, 2 read from the cache (made by earlier runs)"

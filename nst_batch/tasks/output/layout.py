@@ -15,6 +15,8 @@ from nst_batch.tasks.output.storage import join
 
 GALLERY_NAME = "index.html"
 SUMMARY_NAME = "summary.json"
+RUNS_DIR = "runs"  # every run's summary, kept: runs/<started, UTC>-<flow run id>.json
+EARLIER_DIR = "earlier"  # with keep_earlier: a redone pair's previous output and sidecar
 # A pair may not be called so (case-insensitively, for case-insensitive file systems): its sidecar
 # would be overwritten by the summary, its output by the gallery.
 RESERVED_NAMES = frozenset({"summary", "index"})
@@ -26,6 +28,18 @@ LIVE_DIR = "live"
 LIVE_RUN = f"{LIVE_DIR}/run.json"  # the run in progress: who writes the live view, how far it got
 PROBE_PREFIX = ".nst-cluster-check-"  # a cluster check's probe file, written and removed by each worker
 WRITE_PROBE = ".nst-write-check"  # proves a root takes new files before any work; removed at once
+
+
+def run_summary_name(started_at: str, run_id: str) -> str:
+    """One run's summary in the history: sorted by name is sorted by start."""
+    stamp = started_at.replace("-", "").replace(":", "").replace("+00:00", "Z")
+    return f"{RUNS_DIR}/{stamp}-{(run_id or 'local')[:8]}.json"
+
+
+def earlier_name(name: str, finished_at: str, extension: str) -> str:
+    """A redone pair's previous file, named by when it was made: ``earlier/NAME.20261205T020312Z.png``."""
+    stamp = finished_at.replace("-", "").replace(":", "").replace("+00:00", "Z") or "unknown"
+    return f"{EARLIER_DIR}/{name}.{stamp}.{extension}"
 
 
 def sidecar_name(name: str) -> str:

@@ -34,7 +34,7 @@ from nst_batch.core.image_ops import fit_size
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.core.targets import target_spec
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
-from nst_batch.tasks.output.layout import cache_entry_name, original_thumb, pair_thumb
+from nst_batch.tasks.output.layout import cache_entry_name, earlier_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
 from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
@@ -193,10 +193,12 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     weights = _weights_identity(settings)
     fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights)
     row = pair.row(settings)
-    done, redo = sidecar_of_done(pair, settings)
-    done = done if done is not None and done.get("fingerprint") == fingerprint else None
+    previous, redo = sidecar_of_done(pair, settings)
+    done = previous if previous is not None and previous.get("fingerprint") == fingerprint else None
     if done is not None and (not force or by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
         return done_row(row, done, settings)
+    if previous is not None and done is None and settings.keep_earlier:
+        keep_earlier(pair, settings, previous)
     try:
         # An output that did not check out is produced again, and the summary says why (redone).
         return _produce(pair, row, redo, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)
@@ -206,6 +208,21 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
         if isinstance(exc, OutputRootError):
             mark_root_down(settings.output_root, exc)
         raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
+def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: dict[str, Any]) -> None:
+    """Copy a pair's finished output and sidecar under ``earlier/`` before it is produced again
+    with other parameters or inputs (copies, not moves: until the new ones are written, the pair
+    still shows its last image). A copy that fails fails the pair, before any work: nothing is lost."""
+    when = str(sidecar.get("finished_at") or "")
+    for uri, extension in ((settings.output_uri(pair.name), settings.format), (settings.sidecar_uri(pair.name), "json")):
+        kept = join(settings.output_root, earlier_name(pair.name, when, extension))
+        try:
+            storage_for(kept).write_bytes(kept, storage_for(uri).read_bytes(uri))
+        except FileNotFoundError:
+            continue
+        except Exception as exc:
+            raise PairFailed(f"keep_earlier: could not keep {uri} as {kept}: {' '.join(str(exc).split())}") from None
 
 
 def _weights_identity(settings: BatchSettings) -> str:

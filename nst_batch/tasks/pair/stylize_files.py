@@ -79,6 +79,7 @@ def stylize_files(
     with made.timings("write"):
         written = encode_image(made.image, fmt, alpha=made.content.alpha, quality=runtime.quality)
         _write(output_path, written)
+        checkpoints.finished()
     styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
     meta = {**pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
                           made, settings, began),
@@ -123,14 +124,29 @@ def _write(path: str | os.PathLike[str], data: bytes) -> None:
     storage_for(str(path)).write_bytes(str(path), data)
 
 
+def checkpoint_path(output: str | os.PathLike[str]) -> str:
+    """Where ``--save-every`` writes: ``NAME.checkpoint.EXT`` beside the output, never the output's
+    own name (a run stopped at a coarse scale would leave a small image that looks finished)."""
+    text = str(output)
+    stem, dot, ext = text.rpartition(".")
+    return f"{stem}.checkpoint.{ext}" if dot and "/" not in ext else f"{text}.checkpoint"
+
+
 class _Checkpoints:
-    """``on_step``, plus a write of the best image so far every ``every`` iterations (the core
-    hands it over at report points, which ``report_every`` aligns with ``every``), encoded with
-    the content's alpha once the content is decoded."""
+    """``on_step``, plus a write of the best image so far to :func:`checkpoint_path` every
+    ``every`` iterations (the core hands it over at report points, which ``report_every`` aligns
+    with ``every``), encoded with the content's alpha once the content is decoded; removed when the
+    output is written."""
 
     def __init__(self, on_step: ProgressCallback | None, output: str | os.PathLike[str], fmt: str, runtime: RuntimeOptions, every: int) -> None:
-        self.on_step, self.output, self.fmt, self.runtime, self.every = on_step, output, fmt, runtime, every
+        self.on_step, self.fmt, self.runtime, self.every = on_step, fmt, runtime, every
+        self.output = checkpoint_path(output)
+        self.written = False
         self.alpha: Any = None
+
+    def finished(self) -> None:
+        if self.written:
+            storage_for(self.output).delete(self.output)
 
     def decoded(self, content: LoadedImage) -> None:
         self.alpha = content.alpha
@@ -142,6 +158,7 @@ class _Checkpoints:
         def step(info: StepInfo) -> None:
             if info.image is not None and not info.scale_done and info.iteration % self.every == 0:
                 _write(self.output, encode_image(info.image, self.fmt, alpha=self.alpha, quality=self.runtime.quality))
+                self.written = True
             if self.on_step is not None:
                 self.on_step(info)
 

@@ -164,6 +164,9 @@ class Manifest(BaseModel):
     max_pixels: int = Field(_RUNTIME.max_pixels, ge=1, strict=True)
     quality: int = Field(_RUNTIME.quality, ge=1, le=100, strict=True)
     threads: int = Field(_RUNTIME.threads, ge=0, le=MAX_THREADS, strict=True)  # 0 = auto
+    # A pair redone because its parameters or inputs changed keeps its previous output and sidecar
+    # under earlier/ (named by when they were made); the gallery shows the latest.
+    keep_earlier: bool = False
 
     @field_validator("styles")
     @classmethod

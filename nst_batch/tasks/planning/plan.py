@@ -73,6 +73,7 @@ class BatchSettings:
     run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
     verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
     threads: int = 0  # compute threads per pair; 0 = auto (nst_batch.tasks.pair.threads)
+    keep_earlier: bool = False  # a pair redone with other parameters or inputs keeps its previous files under earlier/
 
     @property
     def layout(self) -> OutputLayout:
@@ -142,7 +143,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
     output_root = resolve(base, output_override or manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
-                             manifest.max_pixels, manifest.quality, threads=manifest.threads)
+                             manifest.max_pixels, manifest.quality, threads=manifest.threads, keep_earlier=manifest.keep_earlier)
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     entries = _pair_entries(manifest, base, problems, output_root)
     pairs: list[PairJob] = []

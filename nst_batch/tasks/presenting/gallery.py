@@ -52,6 +52,7 @@ class Page:
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # the grid: a swept pair's first point
     sweeps: dict[tuple[str, str], list[Cell]] = field(default_factory=dict)  # (content, style) -> its points, in order
     interrupted: dict[str, Any] | None = None  # a run that ended without its summary: when, how far it got
+    run: dict[str, Any] = field(default_factory=dict)  # the last run's summary (its header): when, manifest, counts, failures
 
     def add(self, cell: Cell, style_uris: list[str]) -> None:
         if cell.content not in self.contents:
@@ -163,6 +164,7 @@ def collect(root: str) -> tuple[Page, set[str]]:
     page = Page()
     page.interrupted = _interrupted_run(root, storage, files, sidecars)
     summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
+    page.run = summary or {}
     rows = (summary or {}).get("pairs")
     for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict):  # a summary of another shape: its rows are skipped, the sidecars stay
@@ -321,7 +323,8 @@ def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None 
                 f'{e(reason or "no reason given")}</div>{extra}</td>')
     thumb = safe_link(pair_thumb(cell.name), files)
     output, sidecar = safe_link(cell.output, files), safe_link(cell.sidecar, files)
-    image = f'<img src="{e(thumb)}"{_srcset(thumb, output, cell.meta)} alt="{e(cell.name)}" loading="lazy">' if thumb else f"<span>{e(cell.name)}</span>"
+    image = (f'<img src="{e(thumb)}"{_srcset(thumb, output, cell.meta)} alt="{e(cell.name)}" loading="lazy"{_natural_width(cell.meta, output)}>'
+             if thumb else f"<span>{e(cell.name)}</span>")
     dl, hover = _details(cell)
     missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
     shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
@@ -347,6 +350,18 @@ def _srcset(thumb: str, output: str | None, meta: dict[str, Any]) -> str:
         return ""
     e = html.escape
     return f' srcset="{e(thumb)} {THUMB_PX}w, {e(output)} {size[0]}w" sizes="{_CELL_VW}"'
+
+
+def _natural_width(meta: dict[str, Any], output: str | None) -> str:
+    """A ``max-width`` of the most pixels the cell's sources have (the full output when srcset offers
+    it, else the thumbnail's), so a small output is never drawn larger than it is."""
+    size = meta.get("output_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return ""
+    width, height = size
+    thumb_width = round(width * min(1.0, THUMB_PX / max(width, height)))
+    most = width if output and width > THUMB_PX else thumb_width
+    return f' style="max-width: min(100%, {most}px)"'
 
 
 def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
@@ -409,7 +424,13 @@ img { box-shadow: 0 1px 3px #0003; }
 div.grid { overflow-x: auto; }
 table.grid { width: 100%; table-layout: fixed; }
 table.grid col.content { width: 12rem; }
-table.grid td img { width: 100%; height: auto; }
+/* As wide as the cell but never past the image's own pixels (an inline max-width), and never
+   taller than 45 % of the window: a portrait row leaves room for the next ones. */
+table.grid td img { width: 100%; height: auto; max-height: 45vh; object-fit: contain; }
+section.sweep td img { max-height: 45vh; }
+div.run { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem .9rem; margin-bottom: 1rem; }
+div.run p { margin: .2rem 0; }
+div.run ul.failures { margin: .3rem 0 0; padding-left: 1.2rem; color: #8a1c12; font-size: .9rem; }
 img.original { max-width: 160px; max-height: 160px; }
 td { min-width: 140px; }
 p.interrupted { background: #fff4e5; padding: .5rem; }
@@ -454,7 +475,7 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="referrer" content="no-referrer"><title>{e(title)}</title>
 <style>{_STYLE}</style>{live}</head>
-<body><h1>{e(title)}</h1>{note}
+<body><h1>{e(title)}</h1>{note}{_run_header(page.run) if not reload_s else ""}
 <p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
 <div class="grid"><table class="grid" style="min-width: {150 * len(page.styles) + 200}px"><col class="content">{"<col>" * len(page.styles)}
 <tr><th></th>{head}</tr>
@@ -462,6 +483,27 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 </table></div>
 {sweeps}</body></html>
 """
+
+
+def _run_header(run: dict[str, Any]) -> str:
+    """The last run, from its summary: when and for how long, which manifest, its counts, and its
+    failed pairs first, each with its reason (at most 20 listed)."""
+    if not run:
+        return ""
+    e = html.escape
+    counts = run.get("counts") if isinstance(run.get("counts"), dict) else {}
+    started, took = _text(run.get("started_at")), _number(run.get("wall_time_s"))
+    when = started.replace("T", " ").replace("+00:00", " UTC")[:23] if started else "at an unknown time"
+    facts = ", ".join(f"{_number(counts.get(k)) or 0:g} {word}" for k, word in
+                      (("planned", "planned"), ("produced", "produced"), ("skipped", "done earlier"), ("failed", "failed")))
+    failures = [f for f in run.get("failures", []) if isinstance(f, dict)] if isinstance(run.get("failures"), list) else []
+    listed = "".join(f"<li><strong>{e(_text(f.get('name'), '?'))}</strong>: {e(_text(f.get('reason'), 'no reason given'))}</li>"
+                     for f in failures[:20])
+    more = f"<li>and {len(failures) - 20} more (summary.json lists them all)</li>" if len(failures) > 20 else ""
+    failed = f'<ul class="failures">{listed}{more}</ul>' if failures else ""
+    took_text = f", took {took:.0f} s" if took is not None else ""
+    return (f'<div class="run"><p><strong>Last run</strong> {e(when)}{e(took_text)} of <code>{e(_text(run.get("manifest"), "?"))}</code>: '
+            f'{e(facts)}.</p>{failed}</div>')
 
 
 def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s: int, title: str = "Stylized gallery",

@@ -208,6 +208,8 @@ class BatchProgress:
         self.total = 0
         self.slots = 1  # pairs the runner works on at once
         self.likely_done = 0  # pairs expected to be skipped and not yet found so
+        self.expected_to_run = 0  # pairs not among the likely skips
+        self.ran = 0  # pairs produced or failed so far
         self.done = 0
         self.failed = 0
         self.began = time.monotonic()
@@ -218,7 +220,9 @@ class BatchProgress:
     def eta_s(self) -> float | None:
         left = self.total - self.done - self.likely_done  # only the pairs that will run
         if left <= 0:
-            return 0.0
+            # Only likely skips are left: whether they are skips is known when each is reached
+            # (its fingerprint), so until then the ETA is unknown, not 0.
+            return None if self.likely_done > 0 else 0.0
         # The median of the recent pairs, a collection's pairs being alike (a mean would promise
         # minutes for a run of seconds); each slot's first pair pays for warming up (measured: 4.0 s
         # against 2.5 s for the pairs after it), so it counts only until there is nothing else.
@@ -236,11 +240,18 @@ class BatchProgress:
 
     def start(self, total: int, likely_done: int, slots: int) -> None:
         self.total, self.likely_done, self.slots, self.began = total, likely_done, max(1, slots), time.monotonic()
+        self.expected_to_run, self.ran = total - likely_done, 0
 
     def record(self, row: dict[str, Any]) -> None:
         self.done += 1
         if row.get("status") == "skipped" and self.likely_done > 0:
             self.likely_done -= 1  # an expected skip, found
+        elif row.get("status") != "skipped":
+            self.ran += 1
+            if self.ran > self.expected_to_run:
+                # A likely skip ran (its parameters or inputs changed): such a change usually
+                # touches the other likely skips too, so none is assumed a skip any more.
+                self.likely_done = 0
         self.failed += row.get("status") == "failed"
         if row.get("status") == "produced" and row.get("wall_time_s"):
             self.produced_seconds.append(float(row["wall_time_s"]))

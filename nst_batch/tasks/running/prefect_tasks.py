@@ -19,8 +19,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from nst_batch.core import StepInfo, StyleConfig
-from nst_batch.tasks.errors import OutputRootError, PairFailed
-from nst_batch.tasks.output.layout import SUMMARY_NAME
+from nst_batch.tasks.errors import ManifestError, OutputRootError, PairFailed
+from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
 from nst_batch.tasks.pair.done import failed_row
 from nst_batch.tasks.pair.row import PairRow, Status
@@ -30,7 +30,7 @@ from nst_batch.tasks.presenting.live import LivePair
 from nst_batch.tasks.presenting.progress import format_losses, pair_finished, pair_step
 from nst_batch.tasks.presenting.run_marker import clear_ended_live_view
 from nst_batch.tasks.running.cluster import failure_reason
-from nst_batch.tasks.running.preflight import check_outputs
+from nst_batch.tasks.running.preflight import check_outputs, decode_problems
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -44,6 +44,21 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+@task(name="decode-inputs", cache_policy=NO_CACHE)
+def decode_inputs(plan: Plan) -> None:
+    """Decode every input before any work (``decode_check``); a :class:`ManifestError` naming each
+    one that does not decode fails the run there."""
+    logger = get_run_logger()
+
+    def progress(done: int, total: int, uri: str) -> None:
+        if done == total or done % 50 == 0:
+            logger.info("decoded %d/%d input images", done, total)
+
+    problems = decode_problems(plan, progress)
+    if problems:
+        raise ManifestError(plan.source, problems)
 
 
 @task(name="plan-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
@@ -230,8 +245,14 @@ class _ChunkArtifacts:
 
 @task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def write_summary(settings: BatchSettings, summary: dict[str, Any]) -> str:
+    """``summary.json`` (the latest run) and the run's own copy in the history (``runs/``, listed
+    by ``nst runs``); the history first, so a run always leaves its record."""
+    data = (json.dumps(summary, indent=2) + "\n").encode()
+    if summary.get("started_at"):
+        kept = join(settings.output_root, run_summary_name(summary["started_at"], summary.get("run_id", "")))
+        storage_for(kept).write_bytes(kept, data, "application/json")
     uri = join(settings.output_root, SUMMARY_NAME)
-    storage_for(uri).write_bytes(uri, (json.dumps(summary, indent=2) + "\n").encode(), "application/json")
+    storage_for(uri).write_bytes(uri, data, "application/json")
     return uri
 
 

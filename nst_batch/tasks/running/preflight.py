@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ from pathlib import Path
 from nst_batch.tasks.errors import InputError, ManifestError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.checks import check_writable_root
-from nst_batch.tasks.output.layout import CACHE_DIR, CACHE_PARENT, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
+from nst_batch.tasks.output.layout import CACHE_DIR, CACHE_PARENT, EARLIER_DIR, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, RUNS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import probe_image_file
 from nst_batch.tasks.planning.manifest import ManifestProblem
@@ -35,6 +35,37 @@ def input_problems(plan: Plan) -> list[ManifestProblem]:
         reason = _input_problem(uri, plan.settings.max_pixels)
         if reason:
             problems.append(ManifestProblem(field, reason))
+    return problems
+
+
+DecodeProgress = Callable[[int, int, str], None]  # (inputs decoded, of all, the one now)
+
+
+def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> list[ManifestProblem]:
+    """One problem per input whose pixels do not decode (a truncated JPEG passes a header check
+    and fails at run time): every distinct input read and decoded, one at a time, at no more than
+    the largest size its pairs use (so memory stays that of one pair's decode)."""
+    from nst_batch.tasks.errors import TaskError
+    from nst_batch.tasks.pair.images import decode_image
+    from nst_batch.tasks.pair.produce import read
+
+    sides: dict[str, tuple[str, int]] = {}  # uri -> (where it is named, the largest side it is decoded to)
+    for pair in plan.pairs:
+        uri = pair.content_uri
+        sides[uri] = (sides.get(uri, (pair.origin or "contents", 0))[0], max(sides.get(uri, ("", 0))[1], pair.config.size))
+        for style in pair.styles:
+            side = max(pair.config.style_sides())
+            sides[style.uri] = (sides.get(style.uri, (f"styles.{style.name}", 0))[0], max(sides.get(style.uri, ("", 0))[1], side))
+    problems: list[ManifestProblem] = []
+    for index, (uri, (field, side)) in enumerate(sides.items()):
+        if on_progress is not None:
+            on_progress(index, len(sides), uri)
+        try:
+            decode_image(read(uri, plan.settings.max_pixels), uri, max_pixels=plan.settings.max_pixels, max_side=side)
+        except TaskError as exc:
+            problems.append(ManifestProblem(field, str(exc)))
+    if on_progress is not None:
+        on_progress(len(sides), len(sides), "")
     return problems
 
 
@@ -75,7 +106,7 @@ def layout_problems(plan: Plan) -> list[ManifestProblem]:
     if local is None or not os.path.isdir(local):
         return []
     problems: list[ManifestProblem] = []
-    for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, CACHE_PARENT, CACHE_DIR):
+    for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, CACHE_PARENT, CACHE_DIR, RUNS_DIR, EARLIER_DIR):
         path = Path(root, folder)
         if os.path.lexists(path) and not path.is_dir():
             problems.append(ManifestProblem("output", f"{path} exists and is not a folder; the run writes its {folder} there (remove it)"))

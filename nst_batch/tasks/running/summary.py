@@ -3,6 +3,7 @@ failures, and the one line and the table that say it (the flow writes it; nst ru
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Any
 
@@ -18,6 +19,9 @@ def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]],
     summary = {
         "manifest": plan.source,
         "output": plan.settings.output_root,
+        "run_id": plan.settings.run_id,  # the Prefect flow run's id
+        "started_at": _iso(began),
+        "finished_at": _iso(time.time()),
         "counts": {"planned": len(plan.pairs), **count},
         "done_earlier": count["skipped"],  # skipped because an earlier run made them: their images are in the gallery
         "style_targets": targets,
@@ -27,6 +31,10 @@ def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]],
     }
     _stopped_early(summary)
     return summary
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _targets_made_here(rows: list[PairRow], style_rows: list[dict[str, Any]]) -> set[str]:
@@ -56,9 +64,21 @@ def _stopped_early(summary: dict[str, Any]) -> None:
 
 
 def headline(summary: dict[str, Any]) -> str:
-    c, t = summary["counts"], summary["style_targets"]
+    c = summary["counts"]
     return (f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed; "
-            f"style targets: {t['computed']} computed, {t['from_cache']} from cache")
+            f"style targets: {targets_in_words(summary['style_targets'])}")
+
+
+def targets_in_words(targets: dict[str, int]) -> str:
+    """What happened to the style targets, said plainly: ``2 computed``, ``2 read from the cache
+    (made by earlier runs)``, ``none needed (every pair was done earlier)``."""
+    computed, cached = targets["computed"], targets["from_cache"]
+    if not computed and not cached:
+        return "none needed (every pair was done earlier or failed first)"
+    parts = [f"{computed} computed"] if computed else []
+    if cached:
+        parts.append(f"{cached} read from the cache (made by earlier runs)")
+    return ", ".join(parts)
 
 
 def table(rows: list[PairRow]) -> list[dict[str, Any]]:
