@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, NoReturn
 
 from nst_batch.cli.errors import BadInput, CliError

@@ -111,7 +111,8 @@ def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, r
     (["--content-weight", "-1"], "--content-weight must be"), (["--style-scale", "100"], "--style-scale must be"),
     (["--scales", "9"], "argument --scales: N (a count of scales) must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
     (["--pooling", "min"], "invalid choice"), (["--quality", "0"], "quality must be"),
-    (["--max-pixels", "0"], "--max-pixels must be"), (["--threads", "-1"], "argument --threads: must be 0 (auto) or a whole number 1..1024"), (["--device", "tpu"], "device must be"),
+    (["--max-pixels", "0"], "--max-pixels must be"),
+    (["--threads", "-1"], "argument --threads: must be 0 (auto) or a whole number 1..1024"), (["--device", "tpu"], "device must be"),
     (["--style-blend", "1,2,3"], "--style-blend has 3 weights for 1"), (["--init", "image"], "needs an init image (--init-image)"),
     (["--weights", "/nonexistent/vgg.pth"], "weights file not found"), (["--style-layers", "relu7_1"], "unknown VGG-19 layer"),
 ])

@@ -14,7 +14,18 @@ from pathlib import Path
 from nst_batch.tasks.errors import InputError, ManifestError, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.checks import check_writable_root
-from nst_batch.tasks.output.layout import CACHE_DIR, CACHE_PARENT, EARLIER_DIR, GALLERY_NAME, LIVE_DIR, ORIGINALS_DIR, RUNS_DIR, SUMMARY_NAME, THUMBS_DIR, pair_thumb
+from nst_batch.tasks.output.layout import (
+    CACHE_DIR,
+    CACHE_PARENT,
+    EARLIER_DIR,
+    GALLERY_NAME,
+    LIVE_DIR,
+    ORIGINALS_DIR,
+    RUNS_DIR,
+    SUMMARY_NAME,
+    THUMBS_DIR,
+    pair_thumb,
+)
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import probe_image_file
 from nst_batch.tasks.planning.manifest import ManifestProblem
