@@ -155,13 +155,16 @@ def test_under_a_real_one_cpu_quota_pytorch_runs_one_thread():
     try:
         (group / "cpu.cfs_period_us").write_text("100000")
         (group / "cpu.cfs_quota_us").write_text("100000")  # 1 CPU
-        code = ("import torch; from nst_batch.tasks.pair.threads import use_threads; "
-                "before = torch.get_num_threads(); plan = use_threads(); print(before, torch.get_num_threads(), plan.source)")
-        env = {k: v for k, v in os.environ.items() if k not in ("NST_THREADS", "OMP_NUM_THREADS")}
+        code = ("import os, torch; from nst_batch.tasks.pair.threads import use_threads; "
+                "before = torch.get_num_threads(); plan = use_threads(); "
+                "print(len(os.sched_getaffinity(0)), before, torch.get_num_threads(), plan.source)")
+        # Without any thread count of its own (Dask's nanny sets *_NUM_THREADS=1 for its workers,
+        # and an earlier test may have left them here).
+        env = {k: v for k, v in os.environ.items() if k != "NST_THREADS" and not k.endswith("_NUM_THREADS")}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120,
                              preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())))  # noqa: PLW1509
-        before, after, source = out.stdout.split(maxsplit=2)
-        assert int(before) == AFFINITY  # what PyTorch starts on its own: every core it sees
+        cpus, before, after, source = out.stdout.split(maxsplit=3)
+        assert int(before) == int(cpus) >= 2, out.stdout  # what PyTorch starts on its own: every core it sees
         assert int(after) == 1, out.stdout
         assert "cgroup quota 1 CPU" in source
     finally:

@@ -245,14 +245,17 @@ class _ChunkArtifacts:
 
 @task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def write_summary(settings: BatchSettings, summary: dict[str, Any]) -> str:
-    """``summary.json`` (the latest run) and the run's own copy in the history (``runs/``, listed
-    by ``nst runs``); the history first, so a run always leaves its record."""
+    """``summary.json`` (the latest run), then the run's own copy in the history (``runs/``, listed
+    by ``nst runs``). A history copy that cannot be written is a warning: the summary is there."""
     data = (json.dumps(summary, indent=2) + "\n").encode()
-    if summary.get("started_at"):
-        kept = join(settings.output_root, run_summary_name(summary["started_at"], summary.get("run_id", "")))
-        storage_for(kept).write_bytes(kept, data, "application/json")
     uri = join(settings.output_root, SUMMARY_NAME)
     storage_for(uri).write_bytes(uri, data, "application/json")
+    if summary.get("started_at"):
+        kept = join(settings.output_root, run_summary_name(summary["started_at"], summary.get("run_id", "")))
+        try:
+            storage_for(kept).write_bytes(kept, data, "application/json")
+        except StorageError as exc:
+            get_run_logger().warning("the run's copy in the history was not written (nst runs will not list it): %s", exc)
     return uri
 
 
