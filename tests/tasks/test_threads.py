@@ -99,12 +99,19 @@ def test_a_busy_process_is_seen_and_this_process_s_own_work_is_not():
     finally:
         busy.kill()
         busy.wait()
-    began = __import__("time").process_time()
-    spin = __import__("threading").Thread(target=lambda: [None for _ in range(3_000_000)])
-    spin.start()
+    import threading
+    import time
+
+    def spin(until: float) -> None:
+        while time.monotonic() < until:  # busy in this process for the whole sample
+            pass
+
+    began = time.process_time()
+    worker = threading.Thread(target=spin, args=(time.monotonic() + 0.6,))
+    worker.start()
     seen = busy_elsewhere(set(os.sched_getaffinity(0)), sample_s=0.3)
-    spin.join()
-    assert __import__("time").process_time() - began > 0.05
+    worker.join()
+    assert time.process_time() - began > 0.3  # this process was busy while it sampled
     assert seen < 0.5
 
 
