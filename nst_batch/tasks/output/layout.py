@@ -32,14 +32,17 @@ WRITE_PROBE = ".nst-write-check"  # proves a root takes new files before any wor
 
 def run_summary_name(started_at: str, run_id: str) -> str:
     """One run's summary in the history: sorted by name is sorted by start."""
-    stamp = started_at.replace("-", "").replace(":", "").replace("+00:00", "Z")
-    return f"{RUNS_DIR}/{stamp}-{(run_id or 'local')[:8]}.json"
+    return f"{RUNS_DIR}/{_stamp(started_at)}-{(run_id or 'local')[:8]}.json"
 
 
 def earlier_name(name: str, finished_at: str, extension: str) -> str:
     """A redone pair's previous file, named by when it was made: ``earlier/NAME.20261205T020312Z.png``."""
-    stamp = finished_at.replace("-", "").replace(":", "").replace("+00:00", "Z") or "unknown"
-    return f"{EARLIER_DIR}/{name}.{stamp}.{extension}"
+    return f"{EARLIER_DIR}/{name}.{_stamp(finished_at) or 'unknown'}.{extension}"
+
+
+def _stamp(iso: str) -> str:
+    """An ISO 8601 UTC time as a file name's part: ``2026-12-05T02:03:12+00:00`` -> ``20261205T020312Z``."""
+    return iso.replace("-", "").replace(":", "").replace("+00:00", "Z")
 
 
 def sidecar_name(name: str) -> str:

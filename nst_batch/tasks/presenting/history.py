@@ -10,6 +10,7 @@ from typing import Any
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import RUNS_DIR, SUMMARY_NAME
 from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.presenting.progress import format_duration
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def runs_table(entries: list[RunEntry]) -> list[str]:
     for e in entries:
         c = e.counts
         when = e.started_at.replace("T", " ").replace("+00:00", "")[:19] or "(before history)"
-        lines.append(f"{when:<20} {_took(e.wall_time_s):>8} {c.get('planned', 0):>7} {c.get('produced', 0):>5} {c.get('skipped', 0):>7} "
+        lines.append(f"{when:<20} {format_duration(e.wall_time_s):>8} {c.get('planned', 0):>7} {c.get('produced', 0):>5} {c.get('skipped', 0):>7} "
                      f"{c.get('failed', 0):>6}  {e.run_id or '-':<36}  {e.manifest}")
         if e.failures:
             first = e.failures[0]
@@ -69,7 +70,3 @@ def runs_table(entries: list[RunEntry]) -> list[str]:
             lines.append(f"{'':<20} failed: {first.get('name', '?')}: {first.get('reason', '')[:120]}{more}")
     return lines
 
-
-def _took(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

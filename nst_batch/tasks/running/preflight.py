@@ -60,15 +60,17 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
     from nst_batch.tasks.pair.images import decode_image
     from nst_batch.tasks.pair.produce import read
 
-    sides: dict[str, tuple[str, int]] = {}  # uri -> (where it is named, the largest side it is decoded to)
+    named: dict[str, str] = {}  # uri -> the manifest field that names it (the first)
+    sides: dict[str, int] = {}  # uri -> the largest side it is decoded to
     for pair in plan.pairs:
-        uri = pair.content_uri
-        sides[uri] = (sides.get(uri, (pair.origin or "contents", 0))[0], max(sides.get(uri, ("", 0))[1], pair.config.size))
-        for style in pair.styles:
-            side = max(pair.config.style_sides())
-            sides[style.uri] = (sides.get(style.uri, (f"styles.{style.name}", 0))[0], max(sides.get(style.uri, ("", 0))[1], side))
+        wanted = [(pair.content_uri, pair.origin or "contents", pair.config.size)]
+        wanted += [(s.uri, f"styles.{s.name}", max(pair.config.style_sides())) for s in pair.styles]
+        for uri, field, side in wanted:
+            named.setdefault(uri, field)
+            sides[uri] = max(sides.get(uri, 0), side)
     problems: list[ManifestProblem] = []
-    for index, (uri, (field, side)) in enumerate(sides.items()):
+    for index, (uri, side) in enumerate(sides.items()):
+        field = named[uri]
         if on_progress is not None:
             on_progress(index, len(sides), uri)
         try:
