@@ -330,13 +330,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     root, the settings and the cluster of what is left; all printed at once, in file order."""
     from nst_batch.tasks.errors import ManifestError, TaskError
     from nst_batch.tasks.planning.manifest import ManifestProblem
-    from nst_batch.tasks.planning.plan import plan_with_problems
+    from nst_batch.tasks.planning.plan import plan_with_problems, shown_name
     from nst_batch.tasks.running.preflight import plan_problems
 
     plan, problems = plan_with_problems(args.manifest, args.output)
     cluster = ""
     if plan is not None:
-        problems += plan_problems(plan, on_cluster=bool(args.dask_address))  # what the run would trip on
+        plan, found = plan_problems(plan, on_cluster=bool(args.dask_address))  # what the run would trip on
+        problems += found
+        _print_notes(plan)
         if args.decode:
             from nst_batch.tasks.running.preflight import decode_problems
 
@@ -360,9 +362,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for pair in plan.pairs:
         if id(pair.config) not in shown:
             shown[id(pair.config)] = _differences(pair.config)
-        print(f"  {plan.settings.output_uri(pair.name)}  <- {pair.content_uri} x {'+'.join(s.name for s in pair.styles)} "
+        print(f"  {shown_name(plan.settings.output_uri(pair.name))}  <- {shown_name(pair.content_uri)} x {'+'.join(s.name for s in pair.styles)} "
               f"({shown[id(pair.config)]})")
     return 0
+
+
+def _print_notes(plan: Any) -> None:
+    """What the plan left out or changed without it being a problem (files skipped in a listed
+    folder, a name another manifest's result holds): one line each, on stderr."""
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 class _DecodeLines:
@@ -410,12 +419,14 @@ def _quiet_libraries() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         _quiet_libraries()
-    from nst_batch.tasks.planning.plan import load_plan
+    from nst_batch.tasks.planning.plan import command_line_path, load_plan
     from nst_batch.tasks.running.preflight import check_outputs
 
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
+    args.output = command_line_path(args.output) if args.output else None  # against this shell's folder, also in the flow run's parameters
     plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
-    check_outputs(plan)  # and on an output root that takes no files, or special files where outputs go
+    plan = check_outputs(plan)  # and on an output root that takes no files, or special files where outputs go; names settled
+    _print_notes(plan)
     if args.summary_json:
         from nst_batch.tasks.output.checks import check_writable_file
 

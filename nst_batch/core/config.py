@@ -85,7 +85,7 @@ class StyleConfig:
     # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
     # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
     # stops earlier once the loss stops improving (see early_stop_*).
-    iterations: tuple[int, ...] = field(default=(150, 30), metadata=_help(
+    iterations: tuple[int, ...] = field(default=(120, 30), metadata=_help(
         "max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for the finer scales"))
     # At a finer scale, this share of the content and style loss is the coarser scales' loss on
     # the image downscaled to their sizes (split equally between them). The refinement then adds

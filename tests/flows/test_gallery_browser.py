@@ -229,3 +229,39 @@ def test_the_grid_never_upscales_keeps_rows_short_and_heads_with_the_run(prefect
         assert "broken__waves: " in f["run"] and "not an image file" in f["run"]
         assert all(label.startswith("made earlier, ") and label.endswith("UTC · details") for label in f["labels"]), f["labels"]
     assert figures[1400]["thumbs"] and figures[800]["inner"] <= 800
+
+
+def test_names_in_any_script_are_shown_and_a_second_manifest_keeps_the_first_ones_results(prefect_server, tmp_path):
+    """café and 東京 are produced, linked and shown; a name that is not UTF-8 is skipped with a
+    note, not a failure after writing; a second manifest whose photo has the same stem (another
+    camera's card) writes beside the first one's result, which stays, and both are shown."""
+    manifest = make_batch(tmp_path)
+    (tmp_path / "photos" / "a.png").rename(tmp_path / "photos" / "café.png")
+    (tmp_path / "photos" / "b.png").rename(tmp_path / "photos" / "東京.png")
+    shutil.copy(tmp_path / "photos" / "café.png", os.path.join(tmp_path / "photos", os.fsdecode(b"caf\xe9 zip.png")))
+    manifest.write_text(manifest.read_text().replace("styles: {stripes: styles/stripes.png, waves: styles/waves.png}", "styles: {stripes: styles/stripes.png}"))
+    first = stylize_batch(manifest=str(manifest), return_state=True)
+    assert first.is_completed(), first.message
+    made = (tmp_path / "out" / "café__stripes.png").read_bytes()
+    other = tmp_path / "card2"
+    (other / "photos").mkdir(parents=True)
+    shutil.copy(tmp_path / "photos" / "東京.png", other / "photos" / "café.png")  # another photo, the same stem
+    (other / "m.yaml").write_text(TINY + f"output: {tmp_path / 'out'}\nstyles: {{stripes: {tmp_path / 'styles' / 'stripes.png'}}}\n"
+                                  "contents: [photos/café.png]\n")
+    second = stylize_batch(manifest=str(other / "m.yaml"), return_state=True)
+    assert second.is_completed(), second.message
+    assert (tmp_path / "out" / "café__stripes.png").read_bytes() == made  # the first run's result stays
+    (moved,) = [p.name for p in (tmp_path / "out").glob("café__stripes-*.png")]
+    browser = _browser()
+    try:
+        browser.get((tmp_path / "out" / "index.html").as_uri())
+        loaded = _load_every_image(browser)
+        cells = browser.execute_script("return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className, td.innerText]);")
+        links = browser.execute_script("return [...document.querySelectorAll('td.produced a')].map(a => a.href);")
+    finally:
+        browser.quit()
+    names = {name: (cls, text) for name, cls, text in cells}
+    assert set(names) == {"café__stripes", "東京__stripes", moved[:-4]}, names
+    assert all(cls == "produced" and "no output file" not in text for cls, text in names.values()), names
+    assert len(loaded) >= 3 and all(width > 0 for _, width in loaded), loaded
+    assert any(link.endswith("caf%C3%A9__stripes.png") for link in links), links

@@ -214,3 +214,33 @@ def test_a_parameter_change_keeps_the_earlier_image_only_when_asked(batch, keep)
     assert json.loads((out / "earlier" / f"{first.name}.{stamp}.json").read_text())["parameters"]["iterations"] == [2]
     assert run_pair(plan.pairs[0], plan.settings).status == "skipped"  # unchanged: nothing more is kept
     assert len(list((out / "earlier").iterdir())) == 2
+
+
+def test_quality_redoes_lossy_outputs_only(batch):
+    """PNG is lossless: a new `quality` redoes no PNG output; a JPEG output it does redo."""
+    from nst_batch.tasks.pair.row import Status
+
+    plan = load_plan(str(batch / "m.yaml"))
+    pair = plan.pairs[0]
+    assert run_pair(pair, plan.settings).status == Status.PRODUCED
+    assert run_pair(pair, dataclasses.replace(plan.settings, quality=60)).status == Status.SKIPPED
+    jpeg = dataclasses.replace(plan.settings, format="jpg")
+    assert run_pair(pair, jpeg).status == Status.PRODUCED
+    assert run_pair(pair, dataclasses.replace(jpeg, quality=60)).status == Status.PRODUCED
+
+
+def test_what_an_input_loses_is_a_note_in_the_sidecar_and_the_row(batch):
+    """A transparent photo into JPEG outputs, an animated GIF: said, not done in silence."""
+    image = Image.open(batch / "photos" / "a.png").convert("RGBA")
+    image.putalpha(128)
+    image.save(batch / "photos" / "a.png")
+    frames = [Image.open(batch / "photos" / "b.png").convert("RGB"), Image.new("RGB", (64, 48), (0, 0, 0))]
+    frames[0].save(batch / "photos" / "c.gif", save_all=True, append_images=frames[1:])
+    (batch / "m.yaml").write_text(TINY + "format: jpg\nstyles: {paint: styles/paint.png}\ncontents: [photos/]\n")
+    plan = load_plan(str(batch / "m.yaml"))
+    rows = {p.name: run_pair(p, plan.settings) for p in plan.pairs}
+    assert rows["a__paint"].notes == ["its transparency is flattened onto white: jpg holds no alpha (format png or webp keeps it)"]
+    assert rows["c__paint"].notes == ["2 frames: the first is used"] and rows["b__paint"].notes == []
+    sidecar = json.loads((batch / "out" / "c__paint.json").read_text())
+    assert sidecar["notes"] == ["2 frames: the first is used"] and sidecar["manifest"] == str(batch / "m.yaml")
+    assert rows["c__paint"].to_json()["notes"] == ["2 frames: the first is used"] and "notes" not in rows["b__paint"].to_json()

@@ -84,6 +84,11 @@ def _is_key(uri: str) -> bool:
     return uri.startswith(("s3://", "mem://"))
 
 
+def has_scheme(uri: str) -> bool:
+    """Whether ``uri`` says a scheme (``s3://``, ``mem://``; also a malformed one): not a local path."""
+    return _SCHEME.match(uri) is not None
+
+
 def uri_problem(uri: str) -> str | None:
     """Why ``uri`` is not usable, or None. A string with a scheme must be a well-formed
     ``s3://bucket/key``: ``s3:/b``, ``S3://b``, ``s3://`` or ``https://...`` are never taken for
@@ -149,7 +154,9 @@ def resolve(base: str, path: str) -> str:
     if is_s3(base):
         bucket, key = split_s3(base + "/")
         return f"s3://{bucket}/{posixpath.normpath(posixpath.join(key, path))}"
-    return str(Path(base, path).resolve())
+    # realpath, not Path.resolve(): a symlink loop there raises RuntimeError (Python 3.11); here the
+    # path stays as it is and reading it says "Too many levels of symbolic links", one line.
+    return os.path.realpath(os.path.join(base, path))
 
 
 def climbs_out(base: str, path: str) -> str | None:

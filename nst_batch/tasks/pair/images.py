@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst_batch.core.config import MIN_SIDE_PX, StyleConfig
 from nst_batch.tasks.errors import ImageInputError, StorageError
@@ -30,8 +30,26 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a
 
 OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # a batch's `format` -> Pillow's name
 FORMATS = {f".{ext}": name for ext, name in OUTPUT_FORMATS.items()} | {".jpeg": "JPEG"}
-_ALPHA_FORMATS = {"PNG", "WEBP"}
+ALPHA_FORMATS = {"PNG", "WEBP"}
 _SRGB = ImageCms.createProfile("sRGB")
+
+
+def heif_supported() -> bool:
+    """Whether HEIC/HEIF photos (iPhones' default) are read: with the optional pillow-heif
+    (``pip install 'nst-batch[heic]'``), registered with Pillow on the first call."""
+    global _HEIF
+    if _HEIF is None:
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            _HEIF = False
+        else:
+            register_heif_opener()
+            _HEIF = True
+    return _HEIF
+
+
+_HEIF: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,9 @@ class LoadedImage:
     alpha: Tensor | None  # (1, 1, H, W) in [0, 1] when the image had transparency
     original_size: tuple[int, int]  # (width, height) of the file, after EXIF rotation
     mode: str  # Pillow mode of the file
+    # What the decode left out or what the decoder warned of, one line each (the first frame of
+    # an animation taken, a broken EXIF block): the sidecar records them, the run says them.
+    notes: tuple[str, ...] = ()
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
@@ -132,6 +153,27 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
     """
     if not data:
         raise ImageInputError(f"{name}: empty file (0 bytes)")
+    heif_supported()
+    # Pillow's warnings (a broken EXIF block, "Palette images with Transparency ...") become the
+    # image's notes: one line in the run's report, never raw text on the terminal.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image, original, declared, frames = _decoded(data, name, max_pixels, max_side)
+        mode = image.mode
+        rgb, alpha = _to_rgb_and_alpha(image, declared)
+    if max_side is not None and max(rgb.size) > max_side:
+        size = _fit(rgb.size, max_side)
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+        alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
+    notes = [f"{frames} frames: the first is used"] if frames > 1 else []
+    notes += list(dict.fromkeys(f"the decoder warned: {' '.join(str(w.message).split())[:200]}" for w in caught
+                                if "Transparency expressed in bytes" not in str(w.message)))  # that one is handled: alpha is kept
+    return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, original, mode, tuple(notes))
+
+
+def _decoded(data: bytes, name: str, max_pixels: int, max_side: int | None) -> tuple[Image.Image, tuple[int, int], float | None, int]:
+    """The decoded image (upright), its upright size in the file, an integer TIFF's white and
+    how many frames (pages) the file has."""
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -142,24 +184,49 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
     _check_pixels(name, width, height, max_pixels)
     if width < 1 or height < 1:
         raise ImageInputError(f"{name}: image has no pixels ({width}x{height})")
+    _check_decode_memory(image, name, max_side)
     original = _upright_size(image)  # before draft(), which shrinks JPEGs while decoding
     try:
         if max_side is not None and image.format == "JPEG":
             image.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced DCT scale
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency ... should be converted"
-            image.load()
-            declared = _declared_top(image)  # before exif_transpose, whose copy has no TIFF tags
-            image = ImageOps.exif_transpose(image)
+        image.load()
+        frames = getattr(image, "n_frames", 1)
+        declared = _declared_top(image)  # before exif_transpose, whose copy has no TIFF tags
+        image = ImageOps.exif_transpose(image)
     except Exception as exc:  # OSError("image file is truncated"), SyntaxError, ValueError, ...
         raise ImageInputError(f"{name}: truncated or corrupt image data ({exc})") from None
-    mode = image.mode
-    rgb, alpha = _to_rgb_and_alpha(image, declared)
-    if max_side is not None and max(rgb.size) > max_side:
-        size = _fit(rgb.size, max_side)
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
-        alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
-    return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, original, mode)
+    return image, original, declared, frames if isinstance(frames, int) else 1
+
+
+# Bytes per pixel Pillow holds for a decoded image of each mode (RGB is stored in 4 bytes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "LA": 4, "La": 4, "PA": 4}
+
+
+def _check_decode_memory(image: Image.Image, name: str, max_side: int | None) -> None:
+    """Refuse, from the header, an image whose decode would not fit in the RAM this process may
+    use (``NST_MAX_MEMORY`` or what is available): the decoded pixels, an RGB copy and the float
+    tensor (made at ``max_side`` when that is smaller). A JPEG decoded at a reduced scale is
+    counted at that scale."""
+    from nst_batch.core.memory import format_bytes
+    from nst_batch.tasks.errors import TooLargeError
+    from nst_batch.tasks.pair.memory_guard import memory_budget
+
+    width, height = image.size
+    if max_side is not None and image.format == "JPEG":
+        scale = max(1, min(8, max(width, height) // max_side))
+        width, height = -(-width // scale), -(-height // scale)
+    pixels = width * height
+    tensor = pixels if max_side is None else min(pixels, max_side * max_side)
+    need = pixels * (_MODE_BYTES.get(image.mode, 4) + 4 + (1 if image.mode.startswith(("I", "F")) else 0)) + tensor * 12
+    if need < 256 << 20:
+        return
+    import torch
+
+    budget, source = memory_budget(torch.device("cpu"))
+    if need > budget:
+        raise TooLargeError(f"{name}: decoding its {image.size[0]}x{image.size[1]} pixels ({image.mode}) needs about "
+                            f"{format_bytes(need)}, over the {format_bytes(budget)} of {source} (downscale the image first)",
+                            settings=["max_pixels"])
 
 
 def _upright_size(image: Image.Image) -> tuple[int, int]:
@@ -194,15 +261,22 @@ def _to_rgb_and_alpha(image: Image.Image, declared_top: float | None = None) -> 
 
 def _high_bit_depth_to_l(image: Image.Image, declared_top: float | None = None) -> Image.Image:
     """16-bit (and 32-bit int/float) grayscale -> 8-bit L by scaling, not by clipping at 255
-    as ``convert("L")`` does."""
-    array = np.asarray(image).astype(np.float64)
+    as ``convert("L")`` does. Converted a band of rows at a time in float32: a float64 copy of a
+    whole 10000x9999 16-bit PNG (194 kB on disk) peaked at 3 GB; now the decode's own 400 MB and
+    the 100 MB result, plus a band of ~16 MB."""
+    array = np.asarray(image)
     if image.mode == "F":
         top = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
     elif image.mode.startswith("I;16"):
         top = 65535.0
     else:  # 32-bit integers: the range the file declares, else 16 bits (16-bit PNGs open as I) or 32
         top = declared_top or (65535.0 if array.max(initial=0.0) <= 65535 else float(2**32 - 1))
-    return Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+    out = np.empty(array.shape, dtype=np.uint8)
+    band = max(1, (1 << 22) // max(1, array.shape[1]))
+    for row in range(0, array.shape[0], band):
+        part = array[row:row + band].astype(np.float64 if top > 2**24 else np.float32)  # float32 is exact below 2**24
+        out[row:row + band] = np.clip(np.rint(part * (255.0 / top)), 0, 255)
+    return Image.fromarray(out, mode="L")
 
 
 def _declared_top(image: Image.Image) -> float | None:
@@ -250,17 +324,32 @@ def encode_image(image: Tensor, fmt: str, *, alpha: Tensor | None = None, qualit
     is resized to the image and kept where the format can hold it."""
     array = (image.detach().float().cpu()[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
     pil = Image.fromarray(array, mode="RGB")
-    if alpha is not None and fmt in _ALPHA_FORMATS:
+    if alpha is not None and fmt in ALPHA_FORMATS:
         a = Image.fromarray((alpha.float().cpu()[0, 0].clamp(0, 1).numpy() * 255).round().astype(np.uint8), mode="L")
         pil.putalpha(a.resize(pil.size, Image.Resampling.LANCZOS))
     buffer = io.BytesIO()
+    # Signed (EXIF or PNG text "Software: nst-batch", in the first bytes): an output whose sidecar
+    # is missing (a run killed between the two writes) is known for the tool's own, and replaced;
+    # any other file under an output's name is not (nst_batch.tasks.running.ownership).
+    exif = Image.Exif()
+    exif[0x0131] = SOFTWARE
     if fmt == "JPEG":
-        pil.save(buffer, "JPEG", quality=quality, subsampling=0, optimize=True)  # 4:4:4 keeps brush strokes crisp
+        pil.save(buffer, "JPEG", quality=quality, subsampling=0, optimize=True, exif=exif.tobytes())  # 4:4:4 keeps brush strokes crisp
     elif fmt == "WEBP":
-        pil.save(buffer, "WEBP", quality=quality, method=4)
+        pil.save(buffer, "WEBP", quality=quality, method=4, exif=exif.tobytes())
     else:
-        pil.save(buffer, "PNG", optimize=False, compress_level=6)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", SOFTWARE)
+        pil.save(buffer, "PNG", optimize=False, compress_level=6, pnginfo=info)
     return buffer.getvalue()
+
+
+SOFTWARE = "nst-batch"
+
+
+def signed_by_us(head: bytes) -> bool:
+    """Whether an image's first bytes carry :func:`encode_image`'s signature."""
+    return f"Software\x00{SOFTWARE}".encode() in head or (b"Exif" in head and SOFTWARE.encode() in head)
 
 
 def thumbnail(image: Tensor, max_side: int = 256) -> bytes:

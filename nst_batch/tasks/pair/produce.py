@@ -38,13 +38,24 @@ from nst_batch.tasks.output.layout import cache_entry_name, earlier_name, origin
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.devices import device_pool
 from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
-from nst_batch.tasks.pair.images import HEADER_BYTES, OUTPUT_FORMATS, LoadedImage, check_aspect, decode_image, encode_image, probe_image_header, thumbnail
+from nst_batch.tasks.pair.images import (
+    ALPHA_FORMATS,
+    HEADER_BYTES,
+    OUTPUT_FORMATS,
+    LoadedImage,
+    check_aspect,
+    decode_image,
+    encode_image,
+    probe_image_header,
+    thumbnail,
+)
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
 from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
 # of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
@@ -176,8 +187,11 @@ def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettin
 
 
 def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str) -> str:
+    # PNG is lossless: its bytes do not depend on `quality`, so changing it redoes no PNG output
+    # (the default stands in, which keeps the fingerprints of outputs made before this rule).
+    quality = settings.quality if settings.format != "png" else RuntimeOptions().quality
     material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
-                "format": settings.format, "quality": settings.quality, "v": PIPELINE_VERSION}
+                "format": settings.format, "quality": quality, "v": PIPELINE_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -313,8 +327,10 @@ def _produce(pair: PairJob, row: dict[str, Any], redone: str, settings: BatchSet
     sidecar = {
         **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings, began),
         "fingerprint": fingerprint,
+        **({"notes": notes} if (notes := input_notes(made.content, settings.format)) else {}),
         **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
         "run_id": settings.run_id,  # the flow run that wrote it
+        "manifest": settings.manifest or None,  # and from which manifest: a name another manifest's result holds is not replaced
         "worker": worker_address(),  # the Dask worker that produced it (None outside a cluster)
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
@@ -322,9 +338,18 @@ def _produce(pair: PairJob, row: dict[str, Any], redone: str, settings: BatchSet
     storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return PairRow(**row, status=Status.PRODUCED, redone=redone, target_keys=[o.key for o in made.outcomes],
+    return PairRow(**row, status=Status.PRODUCED, redone=redone, notes=notes, target_keys=[o.key for o in made.outcomes],
                    computed_keys=[o.key for o in made.outcomes if not o.hit], final_losses=made.result.final_losses,
                    iterations=made.result.total_iterations, wall_time_s=sidecar["wall_time_s"], timings=dict(made.timings), worker=sidecar["worker"])
+
+
+def input_notes(content: LoadedImage, fmt: str) -> list[str]:
+    """What the photo lost on its way to the output, one line each: its decode's notes (the first
+    frame of several taken, the decoder's warnings) and its transparency where the format has none."""
+    notes = list(content.notes)
+    if content.alpha is not None and OUTPUT_FORMATS[fmt] not in ALPHA_FORMATS:
+        notes.append(f"its transparency is flattened onto white: {fmt} holds no alpha (format png or webp keeps it)")
+    return notes
 
 
 def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_uri: str, content_bytes: bytes,

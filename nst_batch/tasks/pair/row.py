@@ -40,6 +40,7 @@ class PairRow:
     sweep_of: str = ""
     reason: str = ""  # a failed pair's one line
     redone: str = ""  # why an earlier output did not check out, when the pair was produced again
+    notes: list[str] = field(default_factory=list)  # what its inputs lost on the way (frames, alpha), one line each
     final_losses: dict[str, float] | None = None
     iterations: int | None = None
     wall_time_s: float | None = None
@@ -56,11 +57,11 @@ class PairRow:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("target_keys", "computed_keys") or value is None or value == "":
+            if f.name in ("target_keys", "computed_keys") or value is None or value == "" or (f.name == "notes" and not value):
                 continue
             out[f.name] = value.value if isinstance(value, Status) else value
         return out
 
     def facts(self) -> dict[str, Any]:
         """What a progress display reads of it (sent as a Dask event from a worker)."""
-        return {"name": self.name, "status": self.status.value, "wall_time_s": self.wall_time_s, "reason": self.reason}
+        return {"name": self.name, "status": self.status.value, "wall_time_s": self.wall_time_s, "reason": self.reason, "notes": self.notes}

@@ -8,6 +8,7 @@ core's defaults.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -118,6 +119,8 @@ class Params(_Params):  # type: ignore[misc, valid-type]
     def _scalar_to_list(cls, value: Any, info: ValidationInfo) -> Any:
         if info.field_name == "scales" and isinstance(value, str | int) and not isinstance(value, bool):
             return list(scales_from(value))  # the CLI's grammar: auto, a count, or fractions
+        if isinstance(value, str) and "," in value:
+            return [part.strip() for part in value.split(",") if part.strip()]  # "150,30": the CLI's form of a list
         return [value] if isinstance(value, int | float | str) else value
 
     @field_validator(*sorted(_CONFIG_FIELDS - _CROSS_FIELD), mode="after")
@@ -191,6 +194,12 @@ class Manifest(BaseModel):
         return {} if isinstance(entry, str) else dict(entry.sweep or {})
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (an ANSI escape) and undecodable bytes (lone surrogates)
+    written as Python escapes: safe on a terminal, in a log and in UTF-8."""
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 @dataclass(frozen=True)
 class ManifestProblem:
     path: str  # e.g. "styles.scream.style_weight"
@@ -198,6 +207,8 @@ class ManifestProblem:
     line: int | None = None
 
     def __post_init__(self) -> None:
+        # A file name may hold an ANSI escape or bytes that are not UTF-8: shown escaped, never raw.
+        object.__setattr__(self, "message", printable(self.message))
         if len(self.message) > 4 * MAX_QUOTED:  # whatever a validator quoted, a message stays a line
             object.__setattr__(self, "message", self.message[: 4 * MAX_QUOTED] + " ...")
         if len(self.path) > MAX_QUOTED:
@@ -208,10 +219,30 @@ class ManifestProblem:
         return f"{self.path or '(top)'}{where}: {self.message}"
 
 
+_BOOL, _INT, _STR = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:str"
+# Fields whose values are names or paths: read as the characters written, whatever they look like
+# (a style called `1889` or `no`, a photo called `0040.jpg`).
+_NAME_FIELDS = frozenset({"style", "name", "content", "contents", "path", "output", "weights", "device"})
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+    """SafeLoader that reads values the way a person wrote them and refuses a key given twice in
+    one mapping (YAML would keep the last silently).
+
+    PyYAML implements YAML 1.1, where ``no``/``yes``/``on``/``off`` are booleans and ``0040`` is
+    octal 32. Here, as in YAML 1.2's core schema, only ``true``/``false`` are booleans and an
+    integer is decimal unless it says ``0o`` or ``0x``; mapping keys (parameter and style names)
+    and the values of name fields (:data:`_NAME_FIELDS`) are strings as written."""
+
+    yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT)]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.style is None:
+                key_node.tag = _STR
+                if key_node.value in _NAME_FIELDS:
+                    _as_written(value_node)
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
@@ -221,6 +252,26 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, str | int | float | bool):
                 seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
+
+
+def _as_written(node: yaml.Node) -> None:
+    """A plain scalar (or a list of them) as the string it was written as."""
+    children = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    for child in children:
+        if isinstance(child, yaml.ScalarNode) and child.style is None and child.tag != "tag:yaml.org,2002:null":
+            child.tag = _STR
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = node.value
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+    base = 8 if digits.startswith("0o") else 16 if digits.startswith("0x") else 10
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+_StrictLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_StrictLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_StrictLoader.add_constructor(_INT, _yaml12_int)
 
 
 def _expanded_nodes(node: yaml.Node | None, limit: int) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
+import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -17,7 +19,7 @@ from nst_batch.core import StyleConfig
 from nst_batch.core.config import show
 from nst_batch.tasks.errors import StorageError
 from nst_batch.tasks.output.layout import RESERVED_NAMES, OutputLayout
-from nst_batch.tasks.output.storage import basename, climbs_out, has_glob, parent, resolve, storage_for, uri_problem
+from nst_batch.tasks.output.storage import basename, climbs_out, has_glob, has_scheme, parent, resolve, storage_for, uri_problem
 from nst_batch.tasks.planning.manifest import (
     MAX_MANIFEST_BYTES,
     MAX_SWEEP_POINTS,
@@ -25,11 +27,32 @@ from nst_batch.tasks.planning.manifest import (
     ManifestError,
     ManifestProblem,
     PairEntry,
+    excerpt,
     parse_manifest,
     parse_manifest_leniently,
+    printable,
 )
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # iPhones' default: read with the `heic` extra (pillow-heif)
+# Why a listed folder's file of a kind is not taken (every other kind: "not an image").
+_NOT_TAKEN = {
+    **dict.fromkeys(HEIF_EXTENSIONS, "HEIC/HEIF needs the optional pillow-heif: pip install 'nst-batch[heic]' (or convert them to JPEG)"),
+    **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".raw"),
+                    "camera RAW files are not read: develop them to JPEG, PNG or TIFF first"),
+    "": "no extension: name them with their format's extension (.jpg, .png, ...) to include them",
+}
+# An output's name (without its extension) in UTF-8 bytes at most: file systems count a name's
+# bytes (255 on ext4, APFS, NTFS counts UTF-16 units), and the longest file a pair writes is
+# ``.<name>.<ext>.<pid>-<start>.<random>.part`` (about 35 more) or earlier/<name>.<stamp>.<ext> (21).
+MAX_NAME_BYTES = 180
+
+
+def image_extensions() -> tuple[str, ...]:
+    """The extensions a listing takes: HEIC/HEIF too where pillow-heif is installed."""
+    from nst_batch.tasks.pair.images import heif_supported
+
+    return IMAGE_EXTENSIONS + (HEIF_EXTENSIONS if heif_supported() else ())
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,7 @@ class PairJob:
     # the pair would have without the sweep, which every point of it shares. Empty: no sweep.
     sweep: dict[str, Any] = field(default_factory=dict)
     sweep_of: str = ""
+    named: bool = False  # its manifest gave the name (`name:`): the user's, never changed by the tool
 
     def row(self, settings: BatchSettings) -> dict[str, Any]:
         """What the summary and the gallery say of this pair, whatever became of it."""
@@ -74,6 +98,7 @@ class BatchSettings:
     verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
     threads: int = 0  # compute threads per pair; 0 = auto (nst_batch.tasks.pair.threads)
     keep_earlier: bool = False  # a pair redone with other parameters or inputs keeps its previous files under earlier/
+    manifest: str = ""  # the manifest planned: each sidecar records it (who owns a name, nst_batch.tasks.running.ownership)
 
     @property
     def layout(self) -> OutputLayout:
@@ -92,6 +117,9 @@ class Plan:
     settings: BatchSettings
     pairs: tuple[PairJob, ...]
     styles: dict[str, str] = field(default_factory=dict)  # name -> URI
+    # What the plan left out or merged without it being a problem, one line each: a listed
+    # folder's files that are not images it can read, a photo listed twice. Every command says them.
+    notes: tuple[ManifestProblem, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """The plan as JSON: each pair with every parameter it runs with (the defaults included)."""
@@ -140,12 +168,14 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
                                               manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality,
                                               threads=manifest.threads), ())
         raise ManifestError(source, problems)
-    output_root = resolve(base, output_override or manifest.output)
+    output_root = command_line_path(output_override) if output_override else resolve(base, manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
-                             manifest.max_pixels, manifest.quality, threads=manifest.threads, keep_earlier=manifest.keep_earlier)
+                             manifest.max_pixels, manifest.quality, threads=manifest.threads, keep_earlier=manifest.keep_earlier,
+                             manifest=source)
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
-    entries = _pair_entries(manifest, base, problems, output_root)
+    notes: list[ManifestProblem] = []
+    entries = _once(_pair_entries(manifest, base, problems, output_root, notes), notes)
     pairs: list[PairJob] = []
     shared: dict[Any, Any] = {}  # one object for equal parameters and style lists: 100,000 pairs share a few
     # The manifest's levels of parameters, read once: a million pairs share them.
@@ -173,14 +203,22 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
             except (ValueError, TypeError) as exc:
                 problems.append(ManifestProblem(path, f"{str(exc)}{_at(point)}"))
                 continue
-            pairs.append(PairJob(sweep_name(job_name, point), content_uri, refs, checked, path, _jsonable(point), job_name if point else ""))
-    pairs = _distinct_names(pairs, {p.name for p in pairs if p.origin.startswith("pairs.") and _explicit(manifest, p)})
+            pairs.append(PairJob(sweep_name(job_name, point), content_uri, refs, checked, path, _jsonable(point), job_name if point else "",
+                                 named=name is not None))
+    pairs = _distinct_names(pairs, {p.name for p in pairs if p.named})
     problems += _duplicate_names(pairs) + _reserved_names(pairs)
     if problems and collect is None:
         raise ManifestError(source, problems)
     if collect is not None:
         collect += problems
-    return Plan(source, settings, tuple(pairs), styles)
+    return Plan(source, settings, tuple(pairs), styles, tuple(notes))
+
+
+def command_line_path(path: str) -> str:
+    """A path given on the command line (or as a flow run's parameter): a URI as it is, a local
+    path against the working directory, as a shell user expects (not against the manifest's
+    folder: ``nst run s3://b/m.yaml --output /data/out`` writes to the local /data/out)."""
+    return path if has_scheme(path) else os.path.abspath(os.path.expanduser(path))
 
 
 def plan_with_problems(manifest_uri: str, output_override: str | None = None) -> tuple[Plan | None, list[ManifestProblem]]:
@@ -228,7 +266,7 @@ def sweep_name(name: str, point: dict[str, Any]) -> str:
     ``photo__monet__style_weight-30__style_scale-0.5``; the pair's own name without a sweep."""
     if not point:
         return name
-    return safe_name("__".join([name, *(f"{k}-{_label(k, v)}" for k, v in point.items())]), limit=200)
+    return safe_name("__".join([name, *(f"{k}-{_label(k, v)}" for k, v in point.items())]))
 
 
 def _label(key: str, value: Any) -> str:
@@ -254,39 +292,56 @@ def _uri_problems(manifest: Manifest, output_override: str | None, base: str = "
     return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or climbs_out(base, uri))]
 
 
-def _explicit(manifest: Manifest, pair: PairJob) -> bool:
-    """Whether the pair's name was given in the manifest (then a clash is the user's to fix)."""
-    index = int(pair.origin.split(".")[1])
-    return manifest.pairs != "all" and manifest.pairs[index].name is not None  # type: ignore[index]
+_Entry = tuple[str, str, list[str], dict[str, Any], str | None]
 
 
-def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem],
-                  output_root: str) -> list[tuple[str, str, list[str], dict[str, Any], str | None]]:
+def _once(entries: list[_Entry], notes: list[ManifestProblem]) -> list[_Entry]:
+    """The entries without repeats: a photo listed on its own and matched by a glob too (with the
+    same styles and parameters) is one pair, and a note says so."""
+    seen: dict[str, str] = {}
+    out = []
+    for entry in entries:
+        path, uri, styles, overrides, name = entry
+        key = repr((uri, styles, sorted(overrides.items()), name))
+        if key in seen:
+            notes.append(ManifestProblem(path, f"{uri} with {'+'.join(styles)} is listed by {seen[key]} too: one pair"))
+            continue
+        seen[key] = path
+        out.append(entry)
+    return out
+
+
+def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem], output_root: str,
+                  notes: list[ManifestProblem]) -> list[_Entry]:
     """(field path, content URI, style names, per-pair parameters, output name) for every pair."""
     if manifest.pairs == "all":
         if not manifest.contents:
             problems.append(ManifestProblem("contents", "no contents: list images, globs or prefixes, or give explicit pairs"))
         out = []
         for i, entry in enumerate(manifest.contents):
-            for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems, output_root):
+            for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems, output_root, notes):
                 out += [(f"contents.{i}", uri, [style], {}, None) for style in manifest.styles]
         return out
-    entries: list[tuple[str, str, list[str], dict[str, Any], str | None]] = []
+    entries: list[_Entry] = []
     for i, pair in enumerate(manifest.pairs):
         assert isinstance(pair, PairEntry)
         names = [pair.style] if isinstance(pair.style, str) else list(pair.style)
         overrides = {k: v for k, v in pair.given().items() if k not in ("content", "style", "name")}
         if pair.sweep:
             overrides["sweep"] = pair.sweep
+        if pair.name is not None and len(pair.name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+            problems.append(ManifestProblem(f"pairs.{i}.name", f"{excerpt(pair.name)} is {len(pair.name.encode('utf-8', 'replace'))} "
+                                                               f"bytes in UTF-8, over the {MAX_NAME_BYTES} a name may take"))
+            continue
         if pair.name is not None and safe_name(pair.name) != pair.name:
             problems.append(ManifestProblem(f"pairs.{i}.name", f"{pair.name!r} is not a safe file name (letters, digits, . _ + - only)"))
             continue
-        for uri in _expand_contents(resolve(base, pair.content), f"pairs.{i}.content", problems, output_root):
+        for uri in _expand_contents(resolve(base, pair.content), f"pairs.{i}.content", problems, output_root, notes):
             entries.append((f"pairs.{i}", uri, names, overrides, pair.name))
     return entries
 
 
-def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], output_root: str) -> list[str]:
+def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], output_root: str, notes: list[ManifestProblem]) -> list[str]:
     """A file, a glob, a folder, an s3:// object or an s3:// prefix -> image URIs.
 
     An entry names a file when such a file exists (``photo[1].png`` is then that file, not a
@@ -299,38 +354,84 @@ def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], outpu
         if _under(uri, output_root):
             problems.append(ManifestProblem(path, f"{uri} is inside the output root {output_root}: outputs cannot be inputs"))
             return []
-        kind = storage.entry_kind(uri, uri.lower().endswith(IMAGE_EXTENSIONS))
+        if not_utf8(uri):
+            problems.append(ManifestProblem(path, f"{shown_name(uri)}: {NOT_UTF8}"))
+            return []
+        kind = storage.entry_kind(uri, uri.lower().endswith(image_extensions()))
         if kind == "file":
             return [uri]
         if has_glob(uri):
-            return _listed(storage.glob(uri), output_root, path, f"{uri} matches no images", problems)
+            return _listed(storage.glob(uri), output_root, path, f"{uri} matches no images", problems, notes)
         if kind == "folder":
-            return _listed(storage.list(uri), output_root, path, f"no images {'in folder' if storage.local_path(uri) else 'under'} {uri}", problems)
-    except Exception as exc:  # storage faults while listing
-        problems.append(ManifestProblem(path, f"cannot list {uri}: {exc}"))
+            where = f"{'in folder' if storage.local_path(uri) else 'under'} {uri}"
+            return _listed(storage.list(uri), output_root, path, f"no images {where}", problems, notes)
+    except Exception as exc:  # storage faults while listing; a symlink loop
+        problems.append(ManifestProblem(path, f"cannot list {uri}: {' '.join(str(exc).split())}"))
         return []
     return [uri]  # a single file: if it is missing or bad, that pair fails on its own (nst validate says so first)
+
+
+NOT_UTF8 = "the file name is not valid UTF-8 (copied from another system?): rename it, e.g. convmv -f latin1 -t utf8 --notest"
+
+
+def not_utf8(uri: str) -> bool:
+    """A local name that is not UTF-8 reaches Python as lone surrogates (PEP 383): it opens, but
+    no sidecar, summary or web page can hold it."""
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def shown_name(uri: str) -> str:
+    """A name for a message: undecodable bytes as ``\\xe9``, control characters (an ANSI escape
+    in a file name) escaped, never sent raw to a terminal."""
+    return printable(os.fsencode(uri).decode("utf-8", "backslashreplace") if not_utf8(uri) else uri)
 
 
 def _under(uri: str, root: str) -> bool:
     return uri.startswith(root.rstrip("/") + "/")
 
 
-def _listed(found: list[str], output_root: str, path: str, none: str, problems: list[ManifestProblem]) -> list[str]:
-    images = [u for u in found if u.lower().endswith(IMAGE_EXTENSIONS) and not _under(u, output_root)]
+def _listed(found: list[str], output_root: str, path: str, none: str, problems: list[ManifestProblem],
+            notes: list[ManifestProblem]) -> list[str]:
+    """The images of a listing (not those under the output root); every other file is counted,
+    one note per kind with why it is not taken and the first few names: nothing left out in silence."""
+    extensions = image_extensions()
+    images, skipped = [], {}
+    for uri in found:
+        if _under(uri, output_root):
+            continue
+        name = basename(uri)
+        if not_utf8(uri):
+            skipped.setdefault(("name", NOT_UTF8), []).append(uri)
+        elif name.lower().endswith(extensions):
+            images.append(uri)
+        elif not name.startswith("."):  # hidden files (.DS_Store, ._photo.jpg) are the system's, not photos
+            ext = posixpath.splitext(name)[1].lower()
+            skipped.setdefault((ext, _NOT_TAKEN.get(ext, "not an image file")), []).append(uri)
+    for (ext, why), uris in skipped.items():
+        kind = "with a name that is not UTF-8" if ext == "name" else f"{ext} file" if ext else "file without an extension"
+        plural = "s" if len(uris) > 1 and ext not in ("name", "") else ""
+        names = ", ".join(shown_name(basename(u)) for u in uris[:3]) + (", ..." if len(uris) > 3 else "")
+        count = f"{len(uris)} {kind}{plural}" if ext != "name" else f"{len(uris)} file{'s' if len(uris) > 1 else ''} {kind}"
+        notes.append(ManifestProblem(path, f"{count} skipped ({names}): {why}"))
     if not images:
         problems.append(ManifestProblem(path, none))
     return images
 
 
-def safe_name(text: str, limit: int = 120) -> str:
+def safe_name(text: str, limit: int = MAX_NAME_BYTES) -> str:
     """A file name that cannot escape the output root: letters and digits of any script, ``._+-``,
-    no leading dot, bounded (S3 keys and today's file systems take UTF-8 names). NFC, so the same
-    name typed on macOS (NFD) and Linux is one name."""
+    no leading dot, at most ``limit`` bytes in UTF-8 (S3 keys and today's file systems take UTF-8
+    names and count bytes: 60 CJK characters are 180). NFC, so the same name typed on macOS (NFD)
+    and Linux is one name. A longer name is cut and ends with a hash of the whole."""
     cleaned = re.sub(r"[^\w.+-]+", "_", unicodedata.normalize("NFC", text)).strip("._") or "image"
-    if len(cleaned) > limit:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-        cleaned = f"{cleaned[: limit - 9]}-{digest}"
+    if len(cleaned.encode()) > limit:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        cut = cleaned.encode()[: limit - 9].decode("utf-8", "ignore")  # never half a character
+        cleaned = f"{cut}-{digest}"
     return cleaned
 
 

@@ -20,9 +20,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from nst_batch.tasks.errors import InputError, StorageError
-from nst_batch.tasks.output.layout import GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
+from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
@@ -85,17 +86,23 @@ def style_label(names: list[str], blend: list[float] | None = None) -> str:
 OUTPUT_EXTENSIONS = tuple(OUTPUT_FORMATS)
 # What the page may link to: a relative path of a file the run wrote, with no scheme, no "..", no
 # absolute path, no backslash or control character (a sidecar on a shared prefix is anyone's text).
-_SAFE_LINK = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._~@+=,-][A-Za-z0-9._~@+=, /-]*$")
+# Letters of any script are fine (café, 東京): the link is percent-encoded (safe_link).
+_SAFE_LINK = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[^\x00-\x20\x7f/\\:][^\x00-\x1f\x7f\\:]*$")
 UNREADABLE = "unreadable sidecar"
 CSP = "default-src 'none'; img-src 'self' file:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 def safe_link(rel: str, files: set[str]) -> str | None:
-    """``rel`` if the page may link to it: a file under the output root that exists, named in plain
-    characters (relative, no scheme, no ``..``); else None. Every href and src goes through here."""
-    if not isinstance(rel, str) or rel not in files or ":" in rel or not _SAFE_LINK.match(rel):
+    """``rel`` percent-encoded (UTF-8) if the page may link to it: a file under the output root
+    that exists, relative, with no scheme and no ``..``; else None. Every href and src goes
+    through here. Encoded, a name in any script works from disk and from S3's web endpoint
+    alike (``café__x.png`` -> ``caf%C3%A9__x.png``), and a comma cannot split a srcset."""
+    if not isinstance(rel, str) or rel not in files or ":" in rel or not _SAFE_LINK.match(rel) or not rel.isprintable():
         return None
-    return rel
+    try:
+        return quote(rel, safe="/~@+=-._", encoding="utf-8", errors="strict")
+    except UnicodeEncodeError:  # a name that is not UTF-8 (lone surrogates): not linked
+        return None
 
 
 def _relative(root: str, uri: str) -> str:
@@ -380,7 +387,7 @@ def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
 
 
 def _sweep_id(cell: Cell) -> str:
-    return "sweep-" + hashlib.sha256(f"{cell.content}\n{cell.style}\n{cell.sweep_of}".encode()).hexdigest()[:12]
+    return "sweep-" + hashlib.sha256(f"{cell.content}\n{cell.style}\n{cell.sweep_of}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def _value(value: Any) -> str:
@@ -473,7 +480,7 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="referrer" content="no-referrer"><title>{e(title)}</title>
+<meta name="referrer" content="no-referrer">{GALLERY_MARK}<title>{e(title)}</title>
 <style>{_STYLE}</style>{live}</head>
 <body><h1>{e(title)}</h1>{note}{_run_header(page.run) if not reload_s else ""}
 <p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
@@ -532,7 +539,7 @@ def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s:
         page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", meta=state or {}, sweep=dict(pair.sweep),
                       sweep_of=pair.sweep_of), row["styles"])
     uri = join(root, GALLERY_NAME)
-    storage.write_bytes(uri, render(page, files, title, reload_s).encode(), "text/html; charset=utf-8")
+    storage.write_bytes(uri, render(page, files, title, reload_s).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8")
     return uri
 
 
@@ -548,7 +555,7 @@ def build_gallery(root: str, title: str = "Stylized gallery") -> str:
     are removed."""
     page, files = collect(root)
     uri = join(root, GALLERY_NAME)
-    storage_for(uri).write_bytes(uri, render(page, files, title).encode(), "text/html; charset=utf-8")
+    storage_for(uri).write_bytes(uri, render(page, files, title).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8")
     if page.interrupted is not None:
         clear_live(root)
     return uri

@@ -284,6 +284,9 @@ class BatchBar(BatchProgress):
             self.record(row)
             if row.get("status") == "failed" and self._bar is not None:
                 self._bar.write(f"FAILED {row['name']}: {row.get('reason', '')}", file=self._stream)
+            for note in row.get("notes") or []:
+                if self._bar is not None:
+                    self._bar.write(f"note {row['name']}: {note}", file=self._stream)
             self._show()
 
     def _show(self) -> None:
@@ -325,6 +328,8 @@ class BatchLines(BatchProgress):
             print(f"pair {self.done}/{self.total} {row['name']}: {row.get('status')} {detail}".rstrip()
                   + f" [{format_duration(time.monotonic() - self.began)} elapsed, ETA {format_duration(self.eta_s())}]",
                   file=self._stream, flush=True)
+            for note in row.get("notes") or []:
+                print(f"  note {row['name']}: {note}", file=self._stream, flush=True)
 
     def close(self) -> None:
         return None

@@ -68,10 +68,11 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
     an interrupted run and the parts its writes left go."""
     plan = planned
     if plan is None:
-        plan = load_plan(manifest, output)
-        check_outputs(plan)  # no special file where an output goes
+        plan = check_outputs(load_plan(manifest, output))  # names settled; no special file where an output goes
     clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
     logger = get_run_logger()
+    for note in plan.notes:
+        logger.warning("%s", note)
     for stale in storage_for(plan.settings.output_root).remove_stale_parts(plan.settings.output_root):
         logger.warning("removed %s, left by an interrupted run", stale)
     logger.info("planned %d pairs over %d styles into %s", len(plan.pairs), len(plan.styles), plan.settings.output_root)

@@ -102,7 +102,8 @@ def _object_problem(uri: str, size: int | None) -> str | None:
 
 def output_problems(plan: Plan) -> list[ManifestProblem]:
     """Where the run would write, checked before any work: the root takes new files, and its
-    layout has no special file where an output goes (:func:`layout_problems`)."""
+    layout has no special file where an output goes (:func:`layout_problems`). ``plan`` is the
+    one :func:`nst_batch.tasks.running.ownership.owned` gave, with its names settled."""
     try:
         check_writable_root(plan.settings.output_root)
     except InputError as exc:
@@ -178,27 +179,36 @@ def check_settings(plan: Plan) -> None:
         raise ManifestError(plan.source, problems)
 
 
-def check_outputs(plan: Plan) -> None:
-    """Raise the output root's own error (one line) when it takes no files, else
-    :class:`ManifestError` with every problem of where the run writes (``nst run`` and the flow)."""
+def check_outputs(plan: Plan) -> Plan:
+    """The plan with its names settled in the output root (another manifest's results keep
+    theirs: :mod:`nst_batch.tasks.running.ownership`). Raises the output root's own error (one
+    line) when it takes no files, else :class:`ManifestError` with every problem of where the run
+    writes (``nst run`` and the flow)."""
+    from nst_batch.tasks.running.ownership import owned
+
     check_writable_root(plan.settings.output_root)
-    problems = layout_problems(plan)
+    plan, problems = owned(plan)
+    problems += layout_problems(plan)
     if problems:
         raise ManifestError(plan.source, problems)
+    return plan
 
 
-def plan_problems(plan: Plan, on_cluster: bool = False) -> list[ManifestProblem]:
-    """Every problem of the inputs, the outputs and the settings (the device is not checked
-    ``on_cluster``: it is the workers')."""
+def plan_problems(plan: Plan, on_cluster: bool = False) -> tuple[Plan, list[ManifestProblem]]:
+    """The plan with its names settled in the output root, and every problem of the inputs, the
+    outputs and the settings (the device is not checked ``on_cluster``: it is the workers')."""
+    from nst_batch.tasks.running.ownership import owned
+
     settings = settings_problems(plan)
     if on_cluster:
         settings = [p for p in settings if p.path != "device"]
-    return input_problems(plan) + output_problems(plan) + settings
+    plan, owning = owned(plan)
+    return plan, input_problems(plan) + owning + output_problems(plan) + settings
 
 
 def check_plan(plan: Plan, on_cluster: bool = False) -> None:
     """Raise :class:`ManifestError` with every problem of :func:`plan_problems`."""
-    problems = plan_problems(plan, on_cluster)
+    _, problems = plan_problems(plan, on_cluster)
     if problems:
         raise ManifestError(plan.source, problems)
 
