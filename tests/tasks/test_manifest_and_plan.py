@@ -148,7 +148,9 @@ def test_safe_names():
     assert safe_name("../../etc/passwd") == "etc_passwd"
     assert safe_name("ünïcode name!.jpg") == "ünïcode_name_.jpg"  # letters of any script are kept
     long = safe_name("x" * 500)
-    assert len(long) == 120 and long.startswith("x" * 100)
+    assert len(long) == 180 and long.startswith("x" * 170)  # bytes: 180 in UTF-8 (see MAX_NAME_BYTES)
+    cjk = safe_name("東" * 100)
+    assert len(cjk.encode()) <= 180 and cjk.startswith("東" * 57) and cjk != safe_name("東" * 99)
     assert output_name("s3://b/photos/My Photo.JPG", ["starry", "scream"]) == "My_Photo__starry+scream"
 
 
@@ -177,7 +179,7 @@ def test_odd_content_names_stay_inside_the_output_root(folder):
     plan = load_plan(str(_write(folder / "m.yaml", f"styles: {{starry: styles/starry.jpg}}\ncontents: ['{odd}']\n")))
     (pair,) = plan.pairs
     out = Path(plan.settings.output_uri(pair.name))
-    assert out.parent == folder / "out" and len(out.name) <= 124
+    assert out.parent == folder / "out" and len(out.name.encode()) <= 184  # MAX_NAME_BYTES and the extension
     assert all(c.isalnum() or c in "._+-" for c in pair.name)
 
 

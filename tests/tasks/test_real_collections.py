@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from nst_batch.tasks.errors import ManifestError, TooLargeError
-from nst_batch.tasks.pair import images as images_module
+from nst_batch.tasks.planning import formats as images_module
 from nst_batch.tasks.pair.images import decode_image
 from nst_batch.tasks.planning.manifest import ManifestProblem, parse_manifest
 from nst_batch.tasks.planning.plan import MAX_NAME_BYTES, command_line_path, load_plan, plan_with_problems
@@ -293,3 +293,29 @@ def test_owned_plans_are_unchanged_without_earlier_results(folder):
     plan = load_plan(_manifest(folder, "output: out\ncontents: [photos/a.png]\n"))
     same, problems = owned(plan)
     assert same == plan and problems == []
+
+
+def test_the_gallery_shows_pairs_a_stopped_run_finished_after_the_last_summary(folder):
+    """The last summary failed a pair; a later run finished it and was stopped (Ctrl-C) before
+    writing its own summary: the gallery shows the finished pair, not the old failure."""
+    import datetime
+
+    import torch
+
+    from nst_batch.tasks.pair.images import encode_image
+    from nst_batch.tasks.presenting.gallery import build_gallery
+
+    out = folder / "out"
+    out.mkdir()
+    then = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+    (out / "summary.json").write_text(json.dumps({"manifest": "m.yaml", "counts": {}, "finished_at": then.isoformat(), "pairs": [
+        {"name": "a__starry", "content": str(folder / "photos" / "a.png"), "styles": ["s.png"], "style_names": ["starry"], "status": "failed",
+         "reason": "the disk was full"}]}))
+    (out / "a__starry.png").write_bytes(encode_image(torch.rand(1, 3, 24, 32), "PNG"))
+    later = (then + datetime.timedelta(hours=1)).isoformat()
+    (out / "a__starry.json").write_text(json.dumps({"name": "a__starry", "content": {"uri": str(folder / "photos" / "a.png")},
+                                                    "styles": [{"name": "starry", "uri": "s.png"}], "finished_at": later,
+                                                    "output_size": [32, 24]}))
+    build_gallery(str(out))
+    page = (out / "index.html").read_text()
+    assert 'class="produced"' in page and "the disk was full" not in page

@@ -18,6 +18,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps, PngImagePlugin, Unidentifi
 
 from nst_batch.core.config import MIN_SIDE_PX, StyleConfig
 from nst_batch.tasks.errors import ImageInputError, StorageError
+from nst_batch.tasks.planning.formats import heif_supported
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # PyTorch is imported where tensors are made: probing a header needs none
@@ -33,23 +34,6 @@ FORMATS = {f".{ext}": name for ext, name in OUTPUT_FORMATS.items()} | {".jpeg": 
 ALPHA_FORMATS = {"PNG", "WEBP"}
 _SRGB = ImageCms.createProfile("sRGB")
 
-
-def heif_supported() -> bool:
-    """Whether HEIC/HEIF photos (iPhones' default) are read: with the optional pillow-heif
-    (``pip install 'nst-batch[heic]'``), registered with Pillow on the first call."""
-    global _HEIF
-    if _HEIF is None:
-        try:
-            from pillow_heif import register_heif_opener
-        except ImportError:
-            _HEIF = False
-        else:
-            register_heif_opener()
-            _HEIF = True
-    return _HEIF
-
-
-_HEIF: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from nst_batch.core.config import show
 from nst_batch.tasks.errors import StorageError
 from nst_batch.tasks.output.layout import RESERVED_NAMES, OutputLayout
 from nst_batch.tasks.output.storage import basename, climbs_out, has_glob, has_scheme, parent, resolve, storage_for, uri_problem
+from nst_batch.tasks.planning.formats import NOT_TAKEN, image_extensions
 from nst_batch.tasks.planning.manifest import (
     MAX_MANIFEST_BYTES,
     MAX_SWEEP_POINTS,
@@ -33,26 +34,10 @@ from nst_batch.tasks.planning.manifest import (
     printable,
 )
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
-HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # iPhones' default: read with the `heic` extra (pillow-heif)
-# Why a listed folder's file of a kind is not taken (every other kind: "not an image").
-_NOT_TAKEN = {
-    **dict.fromkeys(HEIF_EXTENSIONS, "HEIC/HEIF needs the optional pillow-heif: pip install 'nst-batch[heic]' (or convert them to JPEG)"),
-    **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".raw"),
-                    "camera RAW files are not read: develop them to JPEG, PNG or TIFF first"),
-    "": "no extension: name them with their format's extension (.jpg, .png, ...) to include them",
-}
 # An output's name (without its extension) in UTF-8 bytes at most: file systems count a name's
 # bytes (255 on ext4, APFS, NTFS counts UTF-16 units), and the longest file a pair writes is
 # ``.<name>.<ext>.<pid>-<start>.<random>.part`` (about 35 more) or earlier/<name>.<stamp>.<ext> (21).
 MAX_NAME_BYTES = 180
-
-
-def image_extensions() -> tuple[str, ...]:
-    """The extensions a listing takes: HEIC/HEIF too where pillow-heif is installed."""
-    from nst_batch.tasks.pair.images import heif_supported
-
-    return IMAGE_EXTENSIONS + (HEIF_EXTENSIONS if heif_supported() else ())
 
 
 @dataclass(frozen=True)
@@ -410,7 +395,7 @@ def _listed(found: list[str], output_root: str, path: str, none: str, problems: 
             images.append(uri)
         elif not name.startswith("."):  # hidden files (.DS_Store, ._photo.jpg) are the system's, not photos
             ext = posixpath.splitext(name)[1].lower()
-            skipped.setdefault((ext, _NOT_TAKEN.get(ext, "not an image file")), []).append(uri)
+            skipped.setdefault((ext, NOT_TAKEN.get(ext, "not an image file")), []).append(uri)
     for (ext, why), uris in skipped.items():
         kind = "with a name that is not UTF-8" if ext == "name" else f"{ext} file" if ext else "file without an extension"
         plural = "s" if len(uris) > 1 and ext not in ("name", "") else ""

@@ -173,9 +173,10 @@ def collect(root: str) -> tuple[Page, set[str]]:
     summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
     page.run = summary or {}
     rows = (summary or {}).get("pairs")
+    ended = _seconds(page.run.get("finished_at"))
     for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict):  # a summary of another shape: its rows are skipped, the sidecars stay
-            _add_row(page, row, sidecars)
+            _add_row(page, row, sidecars, ended)
     for cell, uris in sidecars.values():  # outputs of earlier runs, not in the last summary
         if (cell.content, cell.style) not in page.cells or (cell.sweep and (cell.content, cell.style) in page.sweeps):
             page.add(cell, uris)
@@ -213,22 +214,29 @@ def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[st
 
 
 def _finished_since(meta: dict[str, Any], since: float) -> bool:
-    when = meta.get("finished_at")
+    when = _seconds(meta.get("finished_at"))
+    return when is not None and when >= since - 1
+
+
+def _seconds(iso: Any) -> float | None:
     try:
-        return isinstance(when, str) and datetime.datetime.fromisoformat(when).timestamp() >= since - 1
+        return datetime.datetime.fromisoformat(iso).timestamp() if isinstance(iso, str) else None
     except ValueError:
-        return False
+        return None
 
 
-def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]]) -> None:
-    """A summary row's cell: its sidecar's when it has one, else what the row says (typed values only)."""
+def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]], ended: float | None = None) -> None:
+    """A summary row's cell: its sidecar's when it has one, else what the row says (typed values
+    only). A pair the summary's run failed but a later run finished (a run stopped by Ctrl-C
+    before its summary) shows that later result."""
     name = _text(row.get("name"), "?")
     status = row.get("status") if row.get("status") in _STATUSES else "failed"
     found = sidecars.pop(name, None)
-    if found is not None and status != "failed":
+    later = found is not None and ended is not None and _finished_since(found[0].meta, ended + 2)
+    if found is not None and (status != "failed" or later):
         cell, uris = found
         if cell.status != "unreadable":
-            cell.status = status
+            cell.status = "produced" if later and status == "failed" else status
         page.add(cell, uris)
         return
     styles = [u for u in row.get("styles", []) if isinstance(u, str)] if isinstance(row.get("styles"), list) else []
