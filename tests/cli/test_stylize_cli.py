@@ -255,7 +255,7 @@ def test_scales_has_one_grammar_in_the_cli_and_in_manifests(tmp_path):
 def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_format(images, tmp_path):
     """`nst stylize` is a one-pair job of the batch's pipeline: the same inputs and parameters give
     the same image as a batch pair, and --metadata is the batch sidecar's format (without what
-    only a batch has: the fingerprint for skipping, the flow run, the Dask worker)."""
+    only a batch has: the fingerprint for skipping, the flow run, the manifest, the Dask worker)."""
     from nst_batch.core import StyleConfig
     from nst_batch.tasks.pair.produce import run_pair
     from nst_batch.tasks.planning.plan import BatchSettings, PairJob, StyleRef
@@ -267,7 +267,7 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     pair = PairJob("o", str(images[0]), (StyleRef("s", str(images[1])),), StyleConfig(size=32, scales=(1.0,), iterations=(2,), precision="fp32"))
     assert run_pair(pair, settings).status == "produced"
     sidecar = json.loads((tmp_path / "batch" / "o.json").read_text())
-    assert set(sidecar) - {"fingerprint", "run_id", "worker"} == set(meta) - {"init_image", "runtime"}
+    assert set(sidecar) - {"fingerprint", "run_id", "worker", "manifest"} == set(meta) - {"init_image", "runtime"}
     assert meta["parameters"] == sidecar["parameters"] and meta["content"] == sidecar["content"]
     assert meta["final_losses"] == pytest.approx(sidecar["final_losses"], rel=1e-5)
     assert meta["output_sha256"] == sidecar["output_sha256"]  # the same image, byte for byte
