@@ -71,7 +71,7 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
         plan = check_outputs(load_plan(manifest, output))  # names settled; no special file where an output goes
     clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
     logger = get_run_logger()
-    for note in plan.notes:
+    for note in plan.notes if planned is None else ():  # nst run printed its plan's notes before the flow
         logger.warning("%s", note)
     for stale in storage_for(plan.settings.output_root).remove_stale_parts(plan.settings.output_root):
         logger.warning("removed %s, left by an interrupted run", stale)

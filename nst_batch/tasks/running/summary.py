@@ -29,6 +29,8 @@ def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]],
         "pairs": [r.to_json() for r in rows],
         "wall_time_s": round(time.time() - began, 3),
     }
+    if plan.notes:  # what the plan left out (files a listing skipped, a name moved aside), kept with the run
+        summary["notes"] = [str(note) for note in plan.notes]
     _stopped_early(summary)
     return summary
 
