@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from nst_batch.tasks.errors import ManifestError, TooLargeError
-from nst_batch.tasks.planning import formats as images_module
 from nst_batch.tasks.pair.images import decode_image
+from nst_batch.tasks.planning import formats as images_module
 from nst_batch.tasks.planning.manifest import ManifestProblem, parse_manifest
 from nst_batch.tasks.planning.plan import MAX_NAME_BYTES, command_line_path, load_plan, plan_with_problems
 from nst_batch.tasks.running.ownership import owned
