@@ -35,6 +35,7 @@ from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
 from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, for_device, resolve_device, stylize
 from nst_batch.core.image_ops import fit_size, resize, resize_max_side
+from nst_batch.core.quality import judge
 from nst_batch.core.stylizer import scale_objective
 from nst_batch.core.vgg import VGGFeatures
 from nst_batch.core.weights import load_caffe_weights
@@ -50,19 +51,6 @@ def _image(folder: Path, stem: str) -> Path:
     if not found:
         raise FileNotFoundError(f"no image named {stem}.* in {folder}")
     return found[0]
-
-
-def judge(evaluator: Evaluator, image: torch.Tensor, content: torch.Tensor, sides: list[int]) -> dict[str, Any]:
-    """Content distance and style gain of ``image`` at its own size and downscaled to each of
-    ``sides`` below it (the sizes a gallery shows it at)."""
-    own = max(image.shape[-2:])
-    out: dict[str, Any] = {}
-    for side in sorted({own, *(s for s in sides if s < own)}, reverse=True):
-        shown = resize_max_side(image, side) if side != own else image
-        photo = resize(content, tuple(shown.shape[-2:]))
-        d, baseline = evaluator(shown), evaluator(photo)
-        out[str(side)] = {"content": round(d.content, 4), "style_gain": round(d.style / baseline.style, 4)}
-    return out
 
 
 def fp32_loss(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, image: torch.Tensor) -> float:

@@ -123,11 +123,12 @@ def done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettin
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the
     figures of that attempt; produced by an earlier run: skipped."""
+    quality = sidecar.get("quality") if isinstance(sidecar.get("quality"), dict) else None
     if not by_this_run(sidecar, settings):
-        return PairRow(**row, status=Status.SKIPPED)
+        return PairRow(**row, status=Status.SKIPPED, quality=quality)
     cache = sidecar.get("style_cache", [])
     return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],
-                   final_losses=sidecar.get("final_losses"), iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
+                   final_losses=sidecar.get("final_losses"), quality=quality, iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
                    timings=sidecar.get("timings", {}), worker=sidecar.get("worker"))
 
 

