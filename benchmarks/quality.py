@@ -76,7 +76,7 @@ def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, 
     return {"sides": list(cfg.sides()), "iterations": [s.iterations for s in result.scales],
             "stopped_early": [s.stopped_early for s in result.scales], "seconds": round(seconds, 1),
             "precision": for_device(cfg, device).precision, "loss": fp32_loss(features, scaled, style, cfg, result.image),
-            "judged": judge(evaluator, result.image, content, sides), "image": result.image}
+            "judged": judge(evaluator, result.image, sides), "image": result.image}
 
 
 def evaluation_seconds(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, repeats: int = 3) -> float:

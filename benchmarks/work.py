@@ -65,7 +65,7 @@ def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, 
     iterations = [s.iterations for s in result.scales]
     return {"seconds": round(seconds, 1), "sides": list(cfg.sides()), "iterations": iterations,
             "evaluations_512": evaluations_512(cfg, *content.shape[-2:], iterations),
-            "precision": for_device(cfg, scaled.device).precision, "judged": judge(evaluator, result.image, content, [VIEW]),
+            "precision": for_device(cfg, scaled.device).precision, "judged": judge(evaluator, result.image, [VIEW]),
             "image": result.image.cpu()}
 
 

@@ -56,39 +56,49 @@ class Evaluator:
         self.content = content
         self.styles = [style] if isinstance(style, Tensor) else list(style)
         self.weights = list(weights) or [1 / len(self.styles)] * len(self.styles)
-        self._cache: dict[tuple[int, int], tuple[Tensor, dict[str, Tensor]]] = {}
+        self._cache: dict[tuple[int, int], tuple[Tensor, dict[str, Tensor], float]] = {}
 
     @torch.no_grad()
-    def _references(self, size: tuple[int, int]) -> tuple[Tensor, dict[str, Tensor]]:
+    def _references(self, size: tuple[int, int]) -> tuple[Tensor, dict[str, Tensor], float]:
+        """At ``size``: the photo's content features, the paintings' Gram matrices, and the photo's
+        own style distance (one pass over the photo gives both)."""
         if size not in self._cache:
-            content_feat = self.features(resize(self.content, size), [CONTENT_LAYER])[CONTENT_LAYER]
             grams: dict[str, Tensor] = {}
             for style, weight in zip(self.styles, self.weights, strict=True):
                 feats = self.features(resize_max_side(style, max(size)).float(), STYLE_LAYERS)
                 for k, v in feats.items():
                     grams[k] = grams.get(k, 0) + weight * gram_hw(v.float())
-            self._cache[size] = (content_feat.float(), grams)
+            photo = self.features(resize(self.content, size).float(), (CONTENT_LAYER, *STYLE_LAYERS))
+            self._cache[size] = (photo[CONTENT_LAYER].float(), grams, _style_distance(photo, grams))
         return self._cache[size]
+
+    def baseline(self, size: tuple[int, int]) -> Distances:
+        """The photo's own distances at ``size``: content 0, and the style distance a style gain divides by."""
+        return Distances(0.0, self._references(size)[2])
 
     @torch.no_grad()
     def __call__(self, image: Tensor) -> Distances:
         """``image``: (1, 3, H, W) RGB in [0, 1], the output to judge."""
         size = (image.shape[-2], image.shape[-1])
-        content_feat, style_grams = self._references(size)
+        content_feat, style_grams, _ = self._references(size)
         feats = self.features(image.float().clamp(0, 1), (CONTENT_LAYER, *STYLE_LAYERS))
         content = float(torch.linalg.norm(feats[CONTENT_LAYER].float() - content_feat) / torch.linalg.norm(content_feat))
-        style = [float(torch.linalg.norm(gram_hw(feats[k].float()) - style_grams[k]) / torch.linalg.norm(style_grams[k])) for k in STYLE_LAYERS]
-        return Distances(content, sum(style) / len(style))
+        return Distances(content, _style_distance(feats, style_grams))
 
 
-def judge(evaluator: Evaluator, image: Tensor, content: Tensor, sides: Sequence[int] = (GALLERY_SIDE,)) -> dict[str, dict[str, float]]:
-    """Content distance and style gain of ``image`` at its own size and downscaled to each of
-    ``sides`` below it (the sizes a gallery shows it at), keyed by the longer side."""
+def _style_distance(feats: dict[str, Tensor], grams: dict[str, Tensor]) -> float:
+    distances = [float(torch.linalg.norm(gram_hw(feats[k].float()) - grams[k]) / torch.linalg.norm(grams[k])) for k in STYLE_LAYERS]
+    return sum(distances) / len(distances)
+
+
+def judge(evaluator: Evaluator, image: Tensor, sides: Sequence[int] = (GALLERY_SIDE,)) -> dict[str, dict[str, float]]:
+    """Content distance and style gain of ``image`` (against the evaluator's photo) at its own
+    size and downscaled to each of ``sides`` below it (the sizes a gallery shows it at), keyed by
+    the longer side. Three VGG passes per size: the painting, the photo, the image."""
     own = max(image.shape[-2:])
     out: dict[str, dict[str, float]] = {}
     for side in sorted({own, *(s for s in sides if s < own)}, reverse=True):
         shown = resize_max_side(image, side) if side != own else image
-        photo = resize(content, tuple(shown.shape[-2:]))
-        d, baseline = evaluator(shown), evaluator(photo)
+        d, baseline = evaluator(shown), evaluator.baseline((shown.shape[-2], shown.shape[-1]))
         out[str(side)] = {"content": round(d.content, 4), "style_gain": round(d.style / baseline.style, 4)}
     return out

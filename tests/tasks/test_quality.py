@@ -26,8 +26,8 @@ def features():
 def test_the_judge_gives_the_photo_a_style_gain_of_one_and_the_painting_less(features):
     photo, painting = photo_like(48, 64), painting_like(48, 64)
     evaluator = Evaluator(features, photo, painting)
-    assert judge(evaluator, photo, photo) == {"64": {"content": 0.0, "style_gain": 1.0}}
-    figures = judge(evaluator, painting, photo)["64"]
+    assert judge(evaluator, photo) == {"64": {"content": 0.0, "style_gain": 1.0}}
+    figures = judge(evaluator, painting)["64"]
     assert figures["content"] > 0.3 and figures["style_gain"] < 0.5
     # A blend's target is its weighted Gram matrices: all of one painting is that painting's.
     assert Evaluator(features, photo, [painting, photo], [1.0, 0.0])(painting).style == pytest.approx(evaluator(painting).style, abs=1e-6)
@@ -57,6 +57,6 @@ def test_each_output_records_its_quality_and_the_summary_spreads_it(tmp_path):
 
 def test_a_larger_output_is_also_judged_at_gallery_scale(features):
     photo, painting = photo_like(300, 400), painting_like(200, 200)
-    figures = judge(Evaluator(features, photo, painting), photo.flip(-1), photo)
+    figures = judge(Evaluator(features, photo, painting), photo.flip(-1))
     assert set(figures) == {"400", "256"} and figures["256"]["style_gain"] > 0
     assert torch.equal(photo, photo_like(300, 400))  # the judge does not touch its inputs

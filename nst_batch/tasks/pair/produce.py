@@ -329,7 +329,7 @@ def measure_quality(image: Any, content: LoadedImage, styles: Sequence[tuple[str
         paintings = [decode_image(data, uri, max_pixels=settings.max_pixels, max_side=side).rgb.to(device) for uri, data in styles]
         features = get_features(settings.weights, settings.weights_preprocessing, LAST_LAYER, "max", device)
         evaluator = Evaluator(features, content.rgb.to(device), paintings, cfg.blend_weights(len(paintings)))
-        return judge(evaluator, image.to(device), content.rgb.to(device))
+        return judge(evaluator, image.to(device))
     except Exception:  # noqa: BLE001 - a measure, not the product: the output stands without it
         return {}
 
