@@ -1,5 +1,6 @@
 """The gallery as a person sees it: a real batch (one pair failing), opened in headless Chromium."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -82,6 +83,13 @@ def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_serve
         links = browser.execute_script("return [...document.querySelectorAll('td.produced a.compare')].map(a => [a.closest('td').dataset.pair,"
                                        " a.getAttribute('href'), a.innerText]);")
         counts = browser.execute_script("return document.querySelector('p.counts').innerText;")
+        # Each point's measured quality, and the section's two orders of them.
+        measured = browser.execute_script(
+            "return [...document.querySelectorAll('section.sweep')].map(s => ({"
+            " gains: [...s.querySelectorAll('td[data-values]')].map(td => [td.dataset.values, parseFloat(td.dataset.styleGain),"
+            " parseFloat(td.dataset.content), td.querySelector('div.quality').innerText]),"
+            " by_style: [...s.querySelectorAll('ol.by-style li')].map(li => li.dataset.values),"
+            " by_content: [...s.querySelectorAll('ol.by-content li')].map(li => li.dataset.values)}));")
         browser.save_screenshot(str(tmp_path / "sweep.png"))
     finally:
         browser.quit()
@@ -98,6 +106,12 @@ def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_serve
                                                          ("b__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓")]
     assert [href for _, href, _ in links] == [f"#{s['id']}" for s in sections]
     assert counts.startswith("10 images: 2 photos × 2 styles")
+    for section in measured:
+        assert len(section["gains"]) == 4 and all(text.startswith("content ") and " · style " in text for *_, text in section["gains"])
+        assert section["by_style"] == [v for v, *_ in sorted(section["gains"], key=lambda g: g[1])]
+        assert section["by_content"] == [v for v, *_ in sorted(section["gains"], key=lambda g: g[2])]
+        gain = {json.loads(v)["style_weight"]: g for v, g, *_ in section["gains"] if json.loads(v)["style_scale"] == 1.0}
+        assert gain[1000] < gain[10]  # a hundred times the style weight: measurably more style
 
 
 PWN = "window.__pwned = (window.__pwned || 0) + 1"

@@ -438,7 +438,30 @@ def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> s
     cells = "".join(_point_html(p, files) for p in points)
     return (f'<section class="sweep" id="{e(_sweep_id(first))}" data-sweep="{e(first.sweep_of)}">'
             f'<h2>{e(first.sweep_of)}: <mark class="varies">{e(varies)}</mark> varies, {len(points)} settings</h2>'
-            f'<table><tr>{_original_html(first.content, _short(first.content), files, "content")}{style}{cells}</tr></table></section>')
+            f'<table><tr>{_original_html(first.content, _short(first.content), files, "content")}{style}{cells}</tr></table>'
+            f'{_ranking(points)}</section>')
+
+
+def _ranking(points: list[Cell]) -> str:
+    """The sweep's settings sorted by their measured style gain (most style first) and by content
+    distance (closest to the photo first): the page has no script, so it says the two orders."""
+    measured = []
+    for cell in points:
+        line, _ = _quality(cell.meta)
+        if line:
+            side = min(cell.meta["quality"], key=int)
+            measured.append((cell, float(cell.meta["quality"][side]["style_gain"]), float(cell.meta["quality"][side]["content"])))
+    if len(measured) < 2:
+        return ""
+    e = html.escape
+
+    def said(cell: Cell, value: float) -> str:
+        return f'<li data-values="{e(json.dumps(cell.sweep))}">{e(", ".join(f"{k} {_value(v)}" for k, v in cell.sweep.items()))}: {value:.2f}</li>'
+
+    by_style = "".join(said(c, g) for c, g, _ in sorted(measured, key=lambda m: m[1]))
+    by_content = "".join(said(c, d) for c, _, d in sorted(measured, key=lambda m: m[2]))
+    return (f'<div class="ranking"><div><strong>most style first</strong> (style gain)<ol class="by-style">{by_style}</ol></div>'
+            f'<div><strong>closest to the photo first</strong> (content distance)<ol class="by-content">{by_content}</ol></div></div>')
 
 
 def _original_html(uri: str, label: str, files: set[str], css: str) -> str:
@@ -479,6 +502,8 @@ mark { background: #fff2a8; border-radius: 3px; padding: 0 .25rem; }
 div.values { font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center; }
 details { font-size: .75rem; color: #555; text-align: left; }
 div.quality { font-size: .75rem; color: #555; margin-top: .2rem; }
+div.ranking { display: flex; gap: 2rem; font-size: .8rem; color: #444; margin: .4rem 0 0 .4rem; }
+div.ranking ol { margin: .2rem 0; padding-left: 1.4rem; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6rem; margin: .3rem 0; }
 dt { color: #888; } dd { margin: 0; overflow-wrap: anywhere; }
 """
