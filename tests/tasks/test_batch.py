@@ -81,7 +81,7 @@ def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
     assert sidecar["style_cache"][0]["hit"] is False and sidecar["parameters"]["size"] == 32
     assert sidecar["parameters"]["precision"] in ("fp32", "bf16")  # settled for the device, not "auto"
     assert sidecar["content"]["sha256"] and sidecar["weights"]["source"] == "caffe"
-    assert set(sidecar["timings"]) == {"decode", "setup", "stylize", "write"} and all(t >= 0 for t in sidecar["timings"].values())
+    assert set(sidecar["timings"]) == {"decode", "setup", "stylize", "quality", "write"} and all(t >= 0 for t in sidecar["timings"].values())
     assert (batch / "out" / "thumbs" / "a__paint.jpg").exists()
     assert run_pair(pair, plan.settings).status == "skipped"
     assert run_pair(pair, plan.settings, force=True).status == "produced"

@@ -60,7 +60,7 @@ def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pai
     build_live_gallery(plan, {done["name"]: done, failed["name"]: failed}, reload_s=5)
     page = (tmp_path / "out" / "index.html").read_text()
     assert '<meta http-equiv="refresh" content="5">' in page and "This run is in progress" in page
-    assert f'<td class="produced" data-pair="{plan.pairs[0].name}">' in page
+    assert f'<td class="produced" data-pair="{plan.pairs[0].name}" data-content="' in page  # with its measured quality
     assert f'<td class="failed" data-pair="{plan.pairs[1].name}">' in page
     assert f'<td class="running" data-pair="{plan.pairs[2].name}" data-progress="0.4">' in page and "running · 40 %" in page
     assert f'src="{live_image(plan.pairs[2].name)}?v=' in page
