@@ -319,3 +319,16 @@ def test_the_gallery_shows_pairs_a_stopped_run_finished_after_the_last_summary(f
     build_gallery(str(out))
     page = (out / "index.html").read_text()
     assert 'class="produced"' in page and "the disk was full" not in page
+
+
+def test_one_manifest_named_two_ways_owns_its_names(folder, monkeypatch):
+    """`nst run m.yaml` in its folder and `nst run /abs/m.yaml` elsewhere are one manifest: its
+    photo moved, its pair is redone in place, not moved aside as another manifest's would be."""
+    manifest = _manifest(folder, "output: out\ncontents: [cardA/IMG_0001.jpg]\n")
+    monkeypatch.chdir(folder)
+    plan = check_outputs(load_plan("m.yaml"))
+    assert plan.settings.manifest == manifest
+    (folder / "out").mkdir()
+    _result(plan, "IMG_0001__starry", str(folder / "old" / "IMG_0001.jpg"), plan.settings.manifest)
+    monkeypatch.chdir(folder / "photos")
+    assert check_outputs(load_plan(manifest)).pairs[0].name == "IMG_0001__starry"

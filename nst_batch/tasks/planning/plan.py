@@ -157,7 +157,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
                              manifest.max_pixels, manifest.quality, threads=manifest.threads, keep_earlier=manifest.keep_earlier,
-                             manifest=source)
+                             manifest=command_line_path(source))  # absolute: `m.yaml` and `./team/m.yaml` are one manifest
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     notes: list[ManifestProblem] = []
     entries = _once(_pair_entries(manifest, base, problems, output_root, notes), notes)

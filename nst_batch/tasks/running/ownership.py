@@ -40,7 +40,7 @@ class Holder:
 
     def foreign_to(self, pair: PairJob, plan: Plan) -> bool:
         """Another photo from another manifest: not this pair's result to replace."""
-        return self.content != pair.content_uri and self.manifest != plan.source
+        return self.content != pair.content_uri and self.manifest != plan.settings.manifest
 
     def said(self) -> str:
         run = f"run {self.run_id[:8]}" if self.run_id else "an earlier run"
