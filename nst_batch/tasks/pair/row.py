@@ -66,3 +66,16 @@ class PairRow:
     def facts(self) -> dict[str, Any]:
         """What a progress display reads of it (sent as a Dask event from a worker)."""
         return {"name": self.name, "status": self.status.value, "wall_time_s": self.wall_time_s, "reason": self.reason, "notes": self.notes}
+
+
+def shown_quality(quality: Any) -> tuple[int, float, float] | None:
+    """(side, content distance, style gain) of a pair's measured quality (its sidecar's or row's
+    ``quality``) at gallery scale: its smallest measured side, 256 px for larger outputs. None
+    when there is none or it is malformed (a sidecar is anyone's text)."""
+    if not isinstance(quality, dict) or not quality:
+        return None
+    try:
+        side = min(quality, key=int)
+        return int(side), float(quality[side]["content"]), float(quality[side]["style_gain"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -26,6 +26,7 @@ from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS
+from nst_batch.tasks.pair.row import shown_quality
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
@@ -352,14 +353,10 @@ def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None 
 def _quality(meta: dict[str, Any]) -> tuple[str, str]:
     """The output's measured quality at gallery scale (nst_batch.core.quality): a line under the
     image, and ``data-content`` / ``data-style-gain`` attributes that a sweep's row sorts by."""
-    quality = meta.get("quality")
-    if not isinstance(quality, dict) or not quality:
+    shown = shown_quality(meta.get("quality"))
+    if shown is None:
         return "", ""
-    try:
-        side = min(quality, key=int)
-        content, gain = float(quality[side]["content"]), float(quality[side]["style_gain"])
-    except (KeyError, TypeError, ValueError):
-        return "", ""
+    side, content, gain = shown
     title = (f"at {side} px: content distance {content:.3f} (0 = the photo's features), style gain {gain:.3f} "
              "(the painting's Gram distance over the photo's own: 1 = none of the style, lower = more)")
     line = f'<div class="quality" title="{html.escape(title)}">content {content:.2f} · style {gain:.2f}</div>'
@@ -445,12 +442,7 @@ def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> s
 def _ranking(points: list[Cell]) -> str:
     """The sweep's settings sorted by their measured style gain (most style first) and by content
     distance (closest to the photo first): the page has no script, so it says the two orders."""
-    measured = []
-    for cell in points:
-        line, _ = _quality(cell.meta)
-        if line:
-            side = min(cell.meta["quality"], key=int)
-            measured.append((cell, float(cell.meta["quality"][side]["style_gain"]), float(cell.meta["quality"][side]["content"])))
+    measured = [(cell, shown[2], shown[1]) for cell in points if (shown := shown_quality(cell.meta.get("quality"))) is not None]
     if len(measured) < 2:
         return ""
     e = html.escape

@@ -206,13 +206,6 @@ def plan_problems(plan: Plan, on_cluster: bool = False) -> tuple[Plan, list[Mani
     return plan, input_problems(plan) + owning + output_problems(plan) + settings
 
 
-def check_plan(plan: Plan, on_cluster: bool = False) -> None:
-    """Raise :class:`ManifestError` with every problem of :func:`plan_problems`."""
-    _, problems = plan_problems(plan, on_cluster)
-    if problems:
-        raise ManifestError(plan.source, problems)
-
-
 @dataclass(frozen=True)
 class CheckedPlan:
     """A plan its caller made and checked in this process before starting the flow (``nst run``

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from nst_batch.tasks.pair.done import NOT_RUN
-from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.pair.row import PairRow, Status, shown_quality
 from nst_batch.tasks.planning.plan import Plan
 
 
@@ -99,17 +99,15 @@ def quality_spread(rows: list[PairRow]) -> dict[str, dict[str, Any]]:
     the content distance and the style gain at gallery scale (each pair's smallest measured side,
     256 px for larger outputs), as min / median / max. Where a style's spread is wide, its
     parameters suit some photos and not others."""
-    by_style: dict[str, list[dict[str, float]]] = {}
+    by_style: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        if row.status == Status.FAILED or not row.quality:
-            continue
-        shown = row.quality[min(row.quality, key=int)]
-        by_style.setdefault("+".join(row.style_names), []).append(shown)
+        shown = shown_quality(row.quality) if row.status != Status.FAILED else None
+        if shown is not None:
+            by_style.setdefault("+".join(row.style_names), []).append(shown[1:])
     out: dict[str, dict[str, Any]] = {}
     for style, figures in by_style.items():
         out[style] = {"pairs": len(figures)}
-        for measure in ("content", "style_gain"):
-            values = sorted(f[measure] for f in figures if isinstance(f.get(measure), int | float))
-            if values:
-                out[style][measure] = {"min": values[0], "median": round(statistics.median(values), 4), "max": values[-1]}
+        for index, measure in enumerate(("content", "style_gain")):
+            values = sorted(f[index] for f in figures)
+            out[style][measure] = {"min": values[0], "median": round(statistics.median(values), 4), "max": values[-1]}
     return out
