@@ -15,7 +15,7 @@ from nst_batch.core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfi
 from nst_batch.core.device import autocast, for_device
 from nst_batch.core.errors import ConfigError, ShapeError
 from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
-from nst_batch.core.losses import content_loss, gram_style_loss, total_variation
+from nst_batch.core.losses import content_loss, gram_style_loss, sliced_wasserstein_loss, swd_directions, total_variation
 from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
 from nst_batch.core.precondition import Pyramid
 from nst_batch.core.targets import (
@@ -280,14 +280,28 @@ def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor,
     with torch.no_grad(), autocast(content.device, cfg.precision):
         content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
 
+    style_term = _style_term(cfg, content.device)
+
     def loss(x: Tensor) -> tuple[Tensor, Tensor]:
         with autocast(x.device, cfg.precision):
             feats = features(_rgb(x, cfg), layers)
         c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
-        s = sum(layer_weights[k] * gram_style_loss(feats[k], style_grams[k]) for k in cfg.style_layers)
+        s = sum(layer_weights[k] * style_term(feats[k], style_grams[k], k) for k in cfg.style_layers)
         return c, s  # type: ignore[return-value]
 
     return loss
+
+
+def _style_term(cfg: StyleConfig, device: torch.device) -> Callable[[Tensor, Tensor, str], Tensor]:
+    """One style layer's loss, unweighted: features against that layer's target (a Gram matrix, or
+    quantiles along the run's fixed directions)."""
+    if cfg.style_loss == "gram":
+        return lambda feats, target, layer: gram_style_loss(feats, target)
+
+    def swd(feats: Tensor, table: Tensor, layer: str) -> Tensor:
+        return sliced_wasserstein_loss(feats, swd_directions(feats.shape[1], cfg.seed, layer, device), table)
+
+    return swd
 
 
 def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:

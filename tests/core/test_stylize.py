@@ -285,7 +285,7 @@ def test_bf16_autocast_evaluates_the_objective_close_to_fp32(features, content, 
     bf16 = stylize(content, features, replace(cfg, precision="bf16", iterations=(10,)), styles=[style])
     assert bf16.image.dtype == torch.float32 and math.isfinite(bf16.final_losses["total"]) and bf16.total_iterations == 10
     targets = compute_style_targets(style, features, replace(cfg, precision="bf16"))
-    assert all(g.dtype == torch.float32 for g in targets.grams[32].values())
+    assert all(g.dtype == torch.float32 for g in targets.tables[32].values())
 
 
 def test_avg_pooling_config_needs_avg_features(features, avg_features, content, style):
@@ -349,7 +349,7 @@ def test_the_coarse_loss_sees_the_image_at_exactly_the_coarse_scales_size():
 
     cfg = StyleConfig(size=512, scales=(0.5, 1.0), iterations=(2, 2))
     assert cfg.sides() == (256, 512)
-    no_layers = SimpleNamespace(spec=SimpleNamespace(layers=()), grams={side: {} for side in cfg.style_sides()})
+    no_layers = SimpleNamespace(spec=SimpleNamespace(layers=()), tables={side: {} for side in cfg.style_sides()})
     ((factor, _, exact),) = _coarser_levels(cfg, 1, 512, [no_layers], [1.0], (104, 1000))
     image = torch.rand(1, 3, *fit_size(104, 1000, 512))
     assert tuple(_downscale(image, factor, exact).shape[-2:]) == fit_size(104, 1000, 256) == (27, 256)

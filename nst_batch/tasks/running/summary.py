@@ -96,18 +96,24 @@ def table(rows: list[PairRow]) -> list[dict[str, Any]]:
 
 def quality_spread(rows: list[PairRow]) -> dict[str, dict[str, Any]]:
     """Per style (or blend), over its pairs with an output (produced or skipped): the spread of
-    the content distance and the style gain at gallery scale (each pair's smallest measured side,
+    the content distance, the style gain and the distribution gain at gallery scale (each pair's smallest measured side,
     256 px for larger outputs), as min / median / max. Where a style's spread is wide, its
     parameters suit some photos and not others."""
-    by_style: dict[str, list[tuple[float, float]]] = {}
+    by_style: dict[str, list[dict[str, float]]] = {}
     for row in rows:
         shown = shown_quality(row.quality) if row.status != Status.FAILED else None
         if shown is not None:
-            by_style.setdefault("+".join(row.style_names), []).append(shown[1:])
+            side, content, style_gain = shown
+            figures = {"content": content, "style_gain": style_gain}
+            swd_gain = row.quality[str(side)].get("swd_gain")  # sidecars from before it was measured lack it
+            if isinstance(swd_gain, int | float):
+                figures["swd_gain"] = float(swd_gain)
+            by_style.setdefault("+".join(row.style_names), []).append(figures)
     out: dict[str, dict[str, Any]] = {}
-    for style, figures in by_style.items():
-        out[style] = {"pairs": len(figures)}
-        for index, measure in enumerate(("content", "style_gain")):
-            values = sorted(f[index] for f in figures)
-            out[style][measure] = {"min": values[0], "median": round(statistics.median(values), 4), "max": values[-1]}
+    for style, pairs in by_style.items():
+        out[style] = {"pairs": len(pairs)}
+        for measure in ("content", "style_gain", "swd_gain"):
+            values = sorted(f[measure] for f in pairs if measure in f)
+            if values:
+                out[style][measure] = {"min": values[0], "median": round(statistics.median(values), 4), "max": values[-1]}
     return out
