@@ -69,8 +69,8 @@ def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, 
             "image": result.image.cpu()}
 
 
-def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: int = 384) -> None:
-    """One row per pair: before | now, each at ``side`` px, labelled."""
+def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: int = 384, names: tuple[str, ...] = ("before", "now")) -> None:
+    """One row per pair: ``names`` side by side (before | now), each at ``side`` px, labelled."""
     import io
 
     from PIL import Image, ImageDraw
@@ -79,11 +79,11 @@ def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: 
 
     rows = []
     for pair, runs in images.items():
-        tiles = [Image.open(io.BytesIO(encode_image(resize_max_side(runs[name], side), "PNG"))).convert("RGB") for name in ("before", "now")]
+        tiles = [Image.open(io.BytesIO(encode_image(resize_max_side(runs[name], side), "PNG"))).convert("RGB") for name in names]
         h = max(t.height for t in tiles) + 22
         row = Image.new("RGB", (sum(t.width for t in tiles) + 10, h), "white")
         x = 0
-        for name, tile in zip(("before", "now"), tiles, strict=True):
+        for name, tile in zip(names, tiles, strict=True):
             row.paste(tile, (x, 22))
             ImageDraw.Draw(row).text((x + 4, 4), f"{pair}: {name}", fill="black")
             x += tile.width + 10

@@ -42,3 +42,22 @@ def test_the_threads_benchmark_knows_its_settings():
     quota = Quota()  # made where the machine allows, else not; either way it cleans up
     quota.close()
     assert quota.procs is None and (quota.folder is None or not Path(quota.folder).exists())
+
+
+def test_the_losses_benchmark_table_and_sheet(tmp_path):
+    import torch
+
+    from benchmarks import losses
+    from benchmarks.work import contact_sheet
+
+    judged = {"512": {"content": 0.9, "style_gain": 0.3, "swd_gain": 0.4}, "256": {"content": 0.8, "style_gain": 0.25, "swd_gain": 0.35}}
+    run = {"seconds": 40.0, "iterations": [120, 30], "judged": judged}
+    results = {"pairs": {"a:b": {"512": {"gram": [run], "swd": [dict(run, seconds=44.0)]}}},
+               "evaluation_s": {"512": {"gram": 1.0, "swd": 1.12}},
+               "target_bytes": {"gram": {"512": 2**21, "2048": 2**22}, "swd": {"512": 3 * 2**21, "2048": 3 * 2**22}}}
+    text = losses.table(results)
+    assert "| a:b | 512 | swd | 44.0 | [120, 30] | 0.9 / 0.8 | 0.3 / 0.25 | 0.4 / 0.35 |" in text
+    assert "gram 1.0 s, swd 1.12 s (1.12x)" in text and "swd: 512 px 6.0 MiB, 2048 px 12.0 MiB" in text
+    contact_sheet({"a:b": {"gram": torch.rand(1, 3, 30, 40), "swd": torch.zeros(1, 3, 30, 40)}}, tmp_path / "s.png", names=losses.LOSSES)
+    with Image.open(tmp_path / "s.png") as image:
+        assert image.width > 2 * 384

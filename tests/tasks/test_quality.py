@@ -26,9 +26,10 @@ def features():
 def test_the_judge_gives_the_photo_a_style_gain_of_one_and_the_painting_less(features):
     photo, painting = photo_like(48, 64), painting_like(48, 64)
     evaluator = Evaluator(features, photo, painting)
-    assert judge(evaluator, photo) == {"64": {"content": 0.0, "style_gain": 1.0}}
+    assert judge(evaluator, photo) == {"64": {"content": 0.0, "style_gain": 1.0, "swd_gain": 1.0}}
     figures = judge(evaluator, painting)["64"]
     assert figures["content"] > 0.3 and figures["style_gain"] < 0.5
+    assert figures["swd_gain"] < 0.05  # the painting's own distribution, but for sampling: its quantiles are its own
     # A blend's target is its weighted Gram matrices: all of one painting is that painting's.
     assert Evaluator(features, photo, [painting, photo], [1.0, 0.0])(painting).style == pytest.approx(evaluator(painting).style, abs=1e-6)
 
@@ -46,6 +47,7 @@ def test_each_output_records_its_quality_and_the_summary_spreads_it(tmp_path):
     assert "quality" in sidecar["timings"] and rows[0].quality == sidecar["quality"]
     spread = quality_spread(rows)
     assert spread["paint"]["pairs"] == 2 and spread["paint"]["style_gain"]["min"] <= spread["paint"]["style_gain"]["max"]
+    assert 0 < sidecar["quality"]["32"]["swd_gain"] < 1 and set(spread["paint"]["swd_gain"]) == {"min", "median", "max"}
     again = [run_pair(p, plan.settings) for p in plan.pairs]  # skipped: their quality comes from the sidecars
     assert [r.status for r in again] == [Status.SKIPPED] * 2 and quality_spread(again) == spread
     build_gallery(str(tmp_path / "out"))

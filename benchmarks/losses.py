@@ -1,0 +1,151 @@
+"""The two style losses side by side: Gram matrices (the paper's) against the sliced-Wasserstein
+loss (``style_loss: swd``), with the same defaults and iteration budget, interleaved in one run.
+
+    python -m benchmarks.losses [--sizes 256,512] [--pairs tubingen:starry_night,...] [--reps 1]
+                                [--eval-reps 5] [--sheet docs/losses-contact-sheet.png] [--device auto] [--json PATH]
+
+For each pair and size, gram then swd (then gram, swd, ... with ``--reps``) on the same images;
+per run: the wall time (style targets included), the iterations, and the judge's figures at the
+output size and at 256 px: the content distance, the style gain (Gram distances) and the
+distribution gain (sliced-Wasserstein distances along the judge's own directions, which neither
+loss uses), all lower-is-more. Then one evaluation's time at the largest size for each loss
+(objective and gradient, ``--eval-reps`` interleaved, medians) and the target's size in bytes at
+512 and 2048 px. Writes a contact sheet, gram | swd for each pair at the largest size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import DEFAULT_IMAGES, int_list, report
+from benchmarks.quality import DEFAULT_PAIRS, _image
+from benchmarks.work import VIEW, contact_sheet, run_once
+from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, resolve_device
+from nst_batch.core.image_ops import fit_size, resize, resize_max_side
+from nst_batch.core.quality import Evaluator
+from nst_batch.core.stylizer import scale_objective
+from nst_batch.core.vgg import VGGFeatures
+from nst_batch.core.weights import load_caffe_weights
+
+LOSSES = ("gram", "swd")
+EXTRA_PAIR = "golden_gate:seated-nude"  # a fourth pair: a cubist painting of flat planes, far from the photo's
+
+
+def evaluation_times(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, size: int, reps: int) -> dict[str, float]:
+    """One evaluation (objective and gradient, coarser levels included) at ``size`` for each loss:
+    medians of ``reps``, the losses interleaved, after one warm-up each."""
+    scaled, style_scaled = resize(content, fit_size(*content.shape[-2:], size)), resize_max_side(style, size)
+    points = {}
+    for loss in LOSSES:
+        cfg = StyleConfig(size=size, style_loss=loss)
+        start, objective = scale_objective(scaled, features, cfg, [compute_style_targets(style_scaled, features, cfg)])
+        points[loss] = (start.clone().requires_grad_(True), objective)
+    times: dict[str, list[float]] = {loss: [] for loss in LOSSES}
+    for rep in range(reps + 1):
+        for loss, (x, objective) in points.items():
+            began = time.perf_counter()
+            total, _ = objective(x)
+            total.backward()
+            x.grad = None
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            if rep:
+                times[loss].append(time.perf_counter() - began)
+    return {loss: round(statistics.median(t), 3) for loss, t in times.items()}
+
+
+def target_bytes(features: VGGFeatures, style: torch.Tensor) -> dict[str, dict[str, int]]:
+    """A cache entry's tensors for each loss, by output size (every scale's side is in it)."""
+    out: dict[str, dict[str, int]] = {}
+    for loss in LOSSES:
+        out[loss] = {}
+        for size in (512, 2048):
+            cfg = StyleConfig(size=size, style_loss=loss)
+            # The tensors' size depends on the number of scales, not on the image: measure at 64 px
+            # per side and count the sides (a 2048-px style image is not worth its minutes here).
+            per_side = compute_style_targets(resize_max_side(style, 64), features, cfg, sides=[64]).nbytes
+            out[loss][str(size)] = per_side * len(set(cfg.style_sides()))
+    return out
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    device = resolve_device(args.device)
+    configure_backends(device)
+    features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
+    from nst_batch.tasks.pair.images import load_image
+
+    results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                               "threads": torch.get_num_threads(), "defaults": StyleConfig().to_json(), "pairs": {}}
+    sheet: dict[str, dict[str, torch.Tensor]] = {}
+    images = Path(args.images)
+    for pair in args.pairs.split(","):
+        content_stem, style_stem = pair.split(":")
+        content = load_image(_image(images / "content", content_stem)).rgb.to(device)
+        style = load_image(_image(images / "style", style_stem)).rgb.to(device)
+        evaluator = Evaluator(features, content, style)
+        results["pairs"][pair] = {}
+        for size in args.sizes:
+            runs: dict[str, list[dict[str, Any]]] = {loss: [] for loss in LOSSES}
+            for _ in range(args.reps):
+                for loss in LOSSES:  # interleaved
+                    run = run_once(features, content, style, StyleConfig(size=size, style_loss=loss), evaluator)
+                    print(f"[losses] {pair} {size} px {loss}: {run['seconds']} s, iterations {run['iterations']}, {run['judged']}",
+                          file=sys.stderr, flush=True)
+                    runs[loss].append(run)
+            if size == max(args.sizes):
+                sheet[pair] = {loss: runs[loss][-1]["image"] for loss in LOSSES}
+            for loss in runs:
+                for run in runs[loss]:
+                    run.pop("image")
+            results["pairs"][pair][str(size)] = runs
+        if pair == args.pairs.split(",")[0]:
+            results["evaluation_s"] = {str(max(args.sizes)): evaluation_times(features, content, style, max(args.sizes), args.eval_reps)}
+            results["target_bytes"] = target_bytes(features, style)
+            print(f"[losses] evaluation at {max(args.sizes)} px: {results['evaluation_s']}; targets: {results['target_bytes']}",
+                  file=sys.stderr, flush=True)
+    return results, sheet
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = ["| pair | size | loss | s | iterations | content (own / at 256) | style gain (own / at 256) | distribution gain (own / at 256) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for pair, sizes in r["pairs"].items():
+        for size, runs in sizes.items():
+            for loss, reps in runs.items():
+                last = reps[-1]
+                own, at = last["judged"][size], last["judged"].get(str(VIEW), last["judged"][size])
+                lines.append(f"| {pair} | {size} | {loss} | {statistics.median(x['seconds'] for x in reps)} | {last['iterations']} | "
+                             f"{own['content']} / {at['content']} | {own['style_gain']} / {at['style_gain']} | "
+                             f"{own['swd_gain']} / {at['swd_gain']} |")
+    for size, t in r.get("evaluation_s", {}).items():
+        lines.append(f"\none evaluation at {size} px: gram {t['gram']} s, swd {t['swd']} s ({t['swd'] / t['gram']:.2f}x)")
+    for loss, sizes in r.get("target_bytes", {}).items():
+        lines.append(f"targets of one style, {loss}: " + ", ".join(f"{s} px {b / 2**20:.1f} MiB" for s, b in sizes.items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.losses", description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", default=str(DEFAULT_IMAGES))
+    p.add_argument("--sizes", type=int_list, default=[256, 512])
+    p.add_argument("--pairs", default=f"{DEFAULT_PAIRS},{EXTRA_PAIR}")
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--eval-reps", type=int, default=5)
+    p.add_argument("--sheet", type=Path, default=Path("docs/losses-contact-sheet.png"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    results, sheet = measure(args)
+    contact_sheet(sheet, args.sheet, names=LOSSES)
+    return report(table(results), results, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
