@@ -2,7 +2,8 @@
 loss (``style_loss: swd``), with the same defaults and iteration budget, interleaved in one run.
 
     python -m benchmarks.losses [--sizes 256,512] [--pairs tubingen:starry_night,...] [--reps 1]
-                                [--eval-reps 5] [--sheet docs/losses-contact-sheet.png] [--device auto] [--json PATH]
+                                [--eval-reps 5] [--swd-iterations N1,N2] [--sheet docs/losses-contact-sheet.png]
+                                [--device auto] [--json PATH]
 
 For each pair and size, gram then swd (then gram, swd, ... with ``--reps``) on the same images;
 per run: the wall time (style targets included), the iterations, and the judge's figures at the
@@ -11,6 +12,8 @@ distribution gain (sliced-Wasserstein distances along the judge's own directions
 loss uses), all lower-is-more. Then one evaluation's time at the largest size for each loss
 (objective and gradient, ``--eval-reps`` interleaved, medians) and the target's size in bytes at
 512 and 2048 px. Writes a contact sheet, gram | swd for each pair at the largest size.
+``--swd-iterations`` gives swd another budget (say the one that takes Gram's time), the
+comparison at equal time rather than equal iterations.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +86,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
     from nst_batch.tasks.pair.images import load_image
 
     results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                               "threads": torch.get_num_threads(), "defaults": StyleConfig().to_json(), "pairs": {}}
+                               "threads": torch.get_num_threads(), "defaults": StyleConfig().to_json(),
+                               "swd_iterations": args.swd_iterations, "pairs": {}}
     sheet: dict[str, dict[str, torch.Tensor]] = {}
     images = Path(args.images)
     for pair in args.pairs.split(","):
@@ -95,7 +100,10 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
             runs: dict[str, list[dict[str, Any]]] = {loss: [] for loss in LOSSES}
             for _ in range(args.reps):
                 for loss in LOSSES:  # interleaved
-                    run = run_once(features, content, style, StyleConfig(size=size, style_loss=loss), evaluator)
+                    cfg = StyleConfig(size=size, style_loss=loss)
+                    if loss == "swd" and args.swd_iterations:
+                        cfg = replace(cfg, iterations=tuple(args.swd_iterations))
+                    run = run_once(features, content, style, cfg, evaluator)
                     print(f"[losses] {pair} {size} px {loss}: {run['seconds']} s, iterations {run['iterations']}, {run['judged']}",
                           file=sys.stderr, flush=True)
                     runs[loss].append(run)
@@ -105,7 +113,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
                 for run in runs[loss]:
                     run.pop("image")
             results["pairs"][pair][str(size)] = runs
-        if pair == args.pairs.split(",")[0]:
+        if pair == args.pairs.split(",")[0] and args.eval_reps > 0:
             results["evaluation_s"] = {str(max(args.sizes)): evaluation_times(features, content, style, max(args.sizes), args.eval_reps)}
             results["target_bytes"] = target_bytes(features, style)
             print(f"[losses] evaluation at {max(args.sizes)} px: {results['evaluation_s']}; targets: {results['target_bytes']}",
@@ -137,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int_list, default=[256, 512])
     p.add_argument("--pairs", default=f"{DEFAULT_PAIRS},{EXTRA_PAIR}")
     p.add_argument("--reps", type=int, default=1)
-    p.add_argument("--eval-reps", type=int, default=5)
+    p.add_argument("--eval-reps", type=int, default=5, help="0: no evaluation timing")
+    p.add_argument("--swd-iterations", type=int_list, default=None, help="swd's iteration budget (default: the same as gram's)")
     p.add_argument("--sheet", type=Path, default=Path("docs/losses-contact-sheet.png"))
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)

@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (paintings)")
     p.add_argument("-o", "--output", required=True, help="output image: .png, .jpg/.jpeg or .webp")
     p.add_argument("--metadata", default=None, help="write the run's metadata as JSON here")
+    p.add_argument("--mask", default=None, metavar="FILE",
+                   help="styles by region: an image of the photo's aspect ratio whose colours --mask-styles maps to styles or keep")
+    p.add_argument("--mask-styles", type=_mask_styles, default=None, metavar="COLOUR=STYLE,...",
+                   help="what each colour of --mask takes: a style's file name without extension (or its position 1, 2, ...) or keep "
+                        "(the photo stays itself), e.g. '#ff0000=starry_night,#000000=keep'")
     _add_style_options(p)
     _add_runtime_options(p)
 
@@ -294,6 +299,15 @@ def _dask_workers(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--dask-workers ")) from None
 
 
+def _mask_styles(text: str) -> dict[str, str]:
+    from nst_batch.tasks.planning.masks import mask_styles_from_text
+
+    try:
+        return mask_styles_from_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_stylize(args: argparse.Namespace) -> int:
     from nst_batch.tasks.pair.stylize_files import RuntimeOptions, stylize_files
     from nst_batch.tasks.presenting.progress import make_progress
@@ -304,7 +318,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     progress = None if args.quiet else make_progress(sys.stderr)
     try:
         meta = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
-                             metadata_path=args.metadata, on_step=progress, save_every=args.save_every)
+                             metadata_path=args.metadata, on_step=progress, save_every=args.save_every, mask_path=args.mask,
+                             mask_styles=args.mask_styles)
     finally:
         if progress is not None:
             progress.close()

@@ -4,7 +4,7 @@ control and the coarse-to-fine scheme)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
 from nst_batch.core.losses import content_loss, gram_style_loss, sliced_wasserstein_loss, swd_directions, total_variation
 from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
 from nst_batch.core.precondition import Pyramid
+from nst_batch.core.regions import Region, at_positions, check_regions, keep_mask, masks_at
 from nst_batch.core.targets import (
     StyleTargets,
     blend_targets,
@@ -41,6 +42,7 @@ def stylize(
     styles: Sequence[Tensor] = (),
     targets: Sequence[StyleTargets] = (),
     init_image: Tensor | None = None,
+    regions: Sequence[Region] = (),
     on_step: ProgressCallback | None = None,
     report_every: int = REPORT_EVERY,
 ) -> StylizeResult:
@@ -54,6 +56,9 @@ def stylize(
         targets: precomputed :class:`StyleTargets`, one per style, from
             :func:`~nst_batch.core.targets.compute_style_targets` with the same ``cfg``.
         init_image: (1, 3, H, W) in [0, 1], required when ``cfg.init == "image"``.
+        regions: styles by region (see :mod:`nst_batch.core.regions`): masks that partition the
+            photo, each taking one of the styles, or keeping the photo. Empty: the whole image
+            takes the styles (blended by ``cfg.style_blend``).
         on_step: receives a :class:`StepInfo` every iteration.
         report_every: read the loss terms back from the device every this many iterations.
 
@@ -61,11 +66,12 @@ def stylize(
         The image (1, 3, H', W') in [0, 1] with max(H', W') == cfg.size, and a report per scale.
     """
     _check_inputs(content, features, cfg, styles, targets, init_image)
+    check_regions(regions, len(styles) or len(targets), (content.shape[-2], content.shape[-1]), cfg)
     cfg = for_device(cfg, content.device, strict=False)
     began = time.perf_counter()
     match = luminance_match_for(content, cfg)
     style_targets = _targets(content, features, cfg, styles, targets, match)
-    blend = cfg.blend_weights(len(style_targets))
+    blend = cfg.blend_weights(len(style_targets)) if not regions else ()
     height, width = content.shape[-2:]
     reports: list[ScaleReport] = []
     image: Tensor | None = None
@@ -77,14 +83,16 @@ def stylize(
         size = fit_size(height, width, side)
         scale_rgb = resize(content, size)
         scale_content = _variable_space(scale_rgb, cfg)
-        start = _start_image(index, image, scale_content, size, cfg, init_image, previous_content)
+        masks = masks_at(regions, size, content.device) if regions else None
+        finish = _compositor(keep_mask(regions, masks) if masks is not None else None, scale_content)
+        start = finish(_start_image(index, image, scale_content, size, cfg, init_image, previous_content))
         previous_content = scale_content
-        grams = blend_targets(style_targets, blend, style_side)
-        coarser = _coarser_levels(cfg, index, side, style_targets, blend, (height, width))
+        grams = _scale_targets(style_targets, blend, style_side, regions, masks)
+        coarser = _coarser_levels(cfg, index, side, style_targets, blend, (height, width), regions, masks)
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
         hook = _progress_hook(on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
-                              lambda best, c=scale_rgb: _preview(best, c, cfg), done_work, work[index], sum(work[index + 1:]))
+                              lambda best, c=scale_rgb, f=finish: _preview(f(best), c, cfg), done_work, work[index], sum(work[index + 1:]))
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
             outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, coarser, iterations[index], _levels(cfg, index), hook,
@@ -92,11 +100,11 @@ def stylize(
                                       where)
         else:
             objective = build_objective(features, cfg, scale_content, grams, coarser)
-            outcome = _optimize(start, objective, cfg, iterations[index], _levels(cfg, index), on_iteration=hook, report_every=report_every,
-                                where=where)
+            outcome = _optimize(start, lambda x, o=objective, f=finish: o(f(x)), cfg, iterations[index], _levels(cfg, index),
+                                on_iteration=hook, report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
-        image = outcome.image.clamp(0, 1)
+        image = finish(outcome.image).clamp(0, 1)
         done_work += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
         reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles,
                                    outcome.stopped_early, outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
@@ -106,7 +114,7 @@ def stylize(
     return StylizeResult(image=image.detach(), scales=tuple(reports))
 
 
-def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: dict[str, Tensor],
+def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: RegionTargets,
                     coarser: Sequence[Level], iterations: int, levels: int, hook: IterationHook | None, report_every: int,
                     where: str) -> ScaleOutcome:
     """One scale in tiles (see :mod:`nst_batch.core.tiles`); reported as one scale whose iterations are
@@ -206,13 +214,31 @@ def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tup
     return _variable_space(resize(init_image.to(content.device), size), cfg)
 
 
-# (the downscale factor, the Gram targets at that size, and the coarser scale's exact (h, w) for
-# an image of this scale's full size, or None)
-Level = tuple[float, dict[str, Tensor], tuple[tuple[int, int], tuple[int, int]] | None]
+# The style terms of one size: (a region's mask at the scale's size, (1, 1, h, w), or None for the
+# whole image; its targets by layer), one per styled region.
+RegionTargets = list[tuple[Tensor | None, dict[str, Tensor]]]
+# (the downscale factor, the targets at that size, and the coarser scale's exact (h, w) for an
+# image of this scale's full size, or None)
+Level = tuple[float, RegionTargets, tuple[tuple[int, int], tuple[int, int]] | None]
+
+
+def _scale_targets(targets: Sequence[StyleTargets], blend: Sequence[float], style_side: int, regions: Sequence[Region] = (),
+                   masks: Tensor | None = None) -> RegionTargets:
+    """The whole image against the blend of the styles, or each styled region against its own style."""
+    if not regions or masks is None:
+        return [(None, blend_targets(targets, blend, style_side))]
+    return [(masks[i:i + 1], dict(targets[r.style].tables[style_side])) for i, r in enumerate(regions) if r.style is not None]
+
+
+def _compositor(keep: Tensor | None, content: Tensor) -> Callable[[Tensor], Tensor]:
+    """x -> the photo where it is kept (see nst_batch.core.regions), x elsewhere."""
+    if keep is None:
+        return lambda x: x
+    return lambda x: torch.lerp(x, content, keep)
 
 
 def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float],
-                    content_hw: tuple[int, int] | None = None) -> list[Level]:
+                    content_hw: tuple[int, int] | None = None, regions: Sequence[Region] = (), masks: Tensor | None = None) -> list[Level]:
     """The coarser scales' Gram targets, each with the factor that downscales this scale to it. With
     the content's size, the whole image is downscaled to exactly the size that scale ran at: the
     factor alone can round 1 px off it, and on a GPU each new shape costs cuDNN another tuning."""
@@ -220,16 +246,19 @@ def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[S
         return []
     sides, style_sides = cfg.sides(), cfg.style_sides()
     here = fit_size(*content_hw, side) if content_hw else None
-    return [(sides[j] / side, blend_targets(targets, blend, style_sides[j]),
+    return [(sides[j] / side, _scale_targets(targets, blend, style_sides[j], regions, masks),
              (here, fit_size(*content_hw, sides[j])) if content_hw and here else None) for j in range(index)]
 
 
-def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: dict[str, Tensor],
+def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: Mapping[str, Tensor] | RegionTargets,
                     coarser: Sequence[Level] = ()) -> Objective:
-    """The loss of Gatys et al.: content at ``cfg.content_layers``, Gram matrices at the style
-    layers, total variation. With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
+    """The loss of Gatys et al.: content at ``cfg.content_layers``, Gram matrices (or quantiles) at
+    the style layers, total variation. ``style_grams``: the whole image's targets by layer, or
+    :data:`RegionTargets` (a style term per region). With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
     and style terms is the same loss on the image downscaled to each of them, against the content
     and the Gram targets at that size (see ``StyleConfig.coarse_style_share``)."""
+    if isinstance(style_grams, Mapping):
+        style_grams = [(None, dict(style_grams))]
     levels = [(f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
     own = 1.0 - cfg.coarse_style_share if levels else 1.0
     terms_at = [(own, 1.0, None, _level_loss(features, cfg, content, style_grams))]
@@ -274,22 +303,55 @@ def _downscale(x: Tensor, factor: float, exact: tuple[tuple[int, int], tuple[int
 
 
 def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor,
-                style_grams: dict[str, Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+                style_targets: RegionTargets) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     """(content loss, style loss), unweighted, of an image the size of ``content``."""
     layers, layer_weights = cfg.layers, cfg.layer_weights()
     with torch.no_grad(), autocast(content.device, cfg.precision):
         content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
-
     style_term = _style_term(cfg, content.device)
+    terms = [(None if mask is None else at_positions(mask, *content.shape[-2:]), tables) for mask, tables in style_targets]
+    masked = _MaskedTerms(cfg, style_term)
 
     def loss(x: Tensor) -> tuple[Tensor, Tensor]:
         with autocast(x.device, cfg.precision):
             feats = features(_rgb(x, cfg), layers)
         c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
-        s = sum(layer_weights[k] * style_term(feats[k], style_grams[k], k) for k in cfg.style_layers)
+        s = sum(layer_weights[k] * (style_term(feats[k], tables[k], k) if mask is None else masked(i, mask, feats[k], tables[k], k))
+                for i, (mask, tables) in enumerate(terms) for k in cfg.style_layers)
         return c, s  # type: ignore[return-value]
 
     return loss
+
+
+class _MaskedTerms:
+    """One region's style term at one layer (see nst_batch.core.regions); what depends only on the
+    mask and the layer's shape (the mask at its positions, the region's share) is worked out at
+    the first evaluation and kept."""
+
+    def __init__(self, cfg: StyleConfig, style_term: Callable[[Tensor, Tensor, str], Tensor]) -> None:
+        self.swd = cfg.style_loss == "swd"
+        self.style_term = style_term
+        self._prepared: dict[tuple[int, str], tuple[Tensor, float, float]] = {}
+
+    def __call__(self, region: int, mask: Tensor, feats: Tensor, table: Tensor, layer: str) -> Tensor:
+        key = (region, layer)
+        if key not in self._prepared:
+            m = at_positions(mask, *feats.shape[-2:])
+            if self.swd:
+                self._prepared[key] = ((m.flatten() >= 0.5).nonzero().flatten(), 0.0, 0.0)
+            else:
+                self._prepared[key] = (m, float(m.mean()), float(m.square().mean()))
+        prepared, share, energy = self._prepared[key]
+        if self.swd:
+            count = prepared.numel()
+            if count == 0:  # a small region has no whole position at a deep layer
+                return feats.new_zeros((), dtype=torch.float32)
+            inside = feats.flatten(2)[:, :, prepared][:, :, None, :]
+            return self.style_term(inside, table, layer) * (count / (feats.shape[-2] * feats.shape[-1]))
+        if share <= 0:
+            return feats.new_zeros((), dtype=torch.float32)
+        # F m / sqrt(mean m^2): its Gram, F F^T / (C H W), is the masked Gram (F m)(F m)^T / (C sum m^2).
+        return self.style_term(feats * (prepared * energy ** -0.5), table, layer) * share
 
 
 def _style_term(cfg: StyleConfig, device: torch.device) -> Callable[[Tensor, Tensor, str], Tensor]:

@@ -121,6 +121,17 @@ def probe_image_header(head: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_
     _check_pixels(name, width, height, max_pixels)
 
 
+def upright_size_from_header(head: bytes) -> tuple[int, int] | None:
+    """(width, height) as the image is shown (after its EXIF rotation), from its first bytes; None
+    when they do not say."""
+    try:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(head)) as image:
+            warnings.simplefilter("ignore")
+            return _upright_size(image)
+    except Exception:
+        return None
+
+
 def _check_pixels(name: str | os.PathLike[str], width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageInputError(

@@ -31,6 +31,7 @@ from nst_batch.core import (
     targets_to_bytes,
 )
 from nst_batch.core.image_ops import fit_size
+from nst_batch.core.regions import check_regions
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.core.targets import target_spec
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
@@ -49,6 +50,7 @@ from nst_batch.tasks.pair.images import (
     probe_image_header,
     thumbnail,
 )
+from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
@@ -186,12 +188,15 @@ def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettin
     return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
-def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str) -> str:
+def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str,
+                     mask: MaskInput | None = None) -> str:
     # PNG is lossless: its bytes do not depend on `quality`, so changing it redoes no PNG output
     # (the default stands in, which keeps the fingerprints of outputs made before this rule).
     quality = settings.quality if settings.format != "png" else RuntimeOptions().quality
     material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
                 "format": settings.format, "quality": quality, "v": PIPELINE_VERSION}
+    if mask is not None:  # only then: the fingerprints of pairs without one stay what they were
+        material["mask"] = {"sha256": sha256_bytes(mask.data), "styles": sorted(mask.styles.items())}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -204,8 +209,10 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     cfg = pair.config
     content_bytes = read(pair.content_uri, settings.max_pixels)
     style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
+    mask = _read_mask(pair)
     weights = _weights_identity(settings)
-    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights)
+    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights,
+                                   mask)
     row = pair.row(settings)
     previous, redo = sidecar_of_done(pair, settings)
     done = previous if previous is not None and previous.get("fingerprint") == fingerprint else None
@@ -215,13 +222,26 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
         keep_earlier(pair, settings, previous)
     try:
         # An output that did not check out is produced again, and the summary says why (redone).
-        return _produce(pair, row, redo, settings, content_bytes, style_bytes, fingerprint, force, on_step, began)
+        return _produce(pair, row, redo, settings, content_bytes, style_bytes, fingerprint, force, on_step, began, mask)
     except PairFailed:
         raise
     except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
         if isinstance(exc, OutputRootError):
             mark_root_down(settings.output_root, exc)
         raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
+def _read_mask(pair: PairJob) -> MaskInput | None:
+    if pair.mask is None:
+        return None
+    storage = storage_for(pair.mask.uri)
+    try:
+        data = storage.read_bytes(pair.mask.uri)
+    except FileNotFoundError:
+        raise PairFailed(f"{pair.mask.uri}: no such mask") from None
+    except Exception as exc:
+        raise PairFailed(f"{pair.mask.uri}: {' '.join(str(exc).split())}") from None
+    return MaskInput(pair.mask.uri, data, pair.mask.mapping(), tuple(s.name for s in pair.styles))
 
 
 def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: dict[str, Any]) -> None:
@@ -277,7 +297,8 @@ class Produced:
 
 def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, settings: BatchSettings,
                   *, cache: bool = True, force: bool = False, init: tuple[str, bytes] | None = None, on_step: ProgressCallback | None = None,
-                  report_every: int = REPORT_EVERY, deterministic: bool = False, on_decoded: Callable[[LoadedImage], None] | None = None) -> Produced:
+                  report_every: int = REPORT_EVERY, deterministic: bool = False, on_decoded: Callable[[LoadedImage], None] | None = None,
+                  mask: MaskInput | None = None) -> Produced:
     """The one path from a pair's bytes to its image, for ``nst stylize`` and every runner:
     decode, the memory guard, a device, the style targets (through the cache under the output
     root, or computed here with ``cache`` False), the optimisation."""
@@ -289,6 +310,9 @@ def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple
         start = decode_image(init[1], init[0], max_pixels=settings.max_pixels, max_side=cfg.size) if init is not None else None
     if on_decoded is not None:
         on_decoded(content)  # nst stylize's checkpoints encode with the content's alpha
+    regions = mask.regions() if mask is not None else []
+    if regions:  # a mask that cannot be run fails here, before the guard, a device and the style targets
+        check_regions(regions, len(styles), (content.rgb.shape[-2], content.rgb.shape[-1]), cfg)
     # The guard counts the style images where they are decoded here; cached targets need none.
     style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in decoded) if decoded else None
     with device_pool(settings.device).acquire_slot() as slot:
@@ -309,10 +333,13 @@ def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple
             configure_backends(device, deterministic)
         with timings("stylize"):
             result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes],
-                             init_image=start.rgb.to(device) if start is not None else None, on_step=on_step, report_every=report_every)
+                             init_image=start.rgb.to(device) if start is not None else None, regions=regions, on_step=on_step,
+                             report_every=report_every)
             image = result.image.cpu()  # waits for the GPU: the optimisation's time, not the encoder's
         with timings("quality"):
-            quality = measure_quality(result.image, content, styles, cfg, settings, device)
+            # The judge compares the whole output with the whole painting (or blend): with regions
+            # of several styles or kept, that says nothing true, so it is not said.
+            quality = measure_quality(result.image, content, styles, cfg, settings, device) if not regions else {}
     return Produced(image, content, result, cfg, device, outcomes, timings, quality)
 
 
@@ -341,15 +368,16 @@ def _decoded_style(uri: str, data: bytes, cfg: StyleConfig, settings: BatchSetti
 
 
 def _produce(pair: PairJob, row: dict[str, Any], redone: str, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
-             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float) -> PairRow:
+             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float, mask: MaskInput | None = None) -> PairRow:
     made = produce_image(pair.content_uri, content_bytes, [(s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)], pair.config,
-                         settings, force=force, on_step=on_step)
+                         settings, force=force, on_step=on_step, mask=mask)
     with made.timings("write"):
         written = _write_images(pair, settings, made.image, made.content)
     styles = [(s.name, s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)]
     sidecar = {
         **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings, began),
         "fingerprint": fingerprint,
+        **({"mask": mask.record()} if mask is not None else {}),
         **({"notes": notes} if (notes := input_notes(made.content, settings.format)) else {}),
         **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
         "run_id": settings.run_id,  # the flow run that wrote it

@@ -38,6 +38,7 @@ class PairRow:
     status: Status
     sweep: dict[str, Any] | None = None
     sweep_of: str = ""
+    mask: str = ""  # the mask's URI, for a pair styled by region
     reason: str = ""  # a failed pair's one line
     redone: str = ""  # why an earlier output did not check out, when the pair was produced again
     notes: list[str] = field(default_factory=list)  # what its inputs lost on the way (frames, alpha), one line each

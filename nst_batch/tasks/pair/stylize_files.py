@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
 from nst_batch.tasks.output.storage import parent, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
+from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.produce import pair_record, produce_image
 from nst_batch.tasks.pair.record import sha256_bytes
+from nst_batch.tasks.planning.masks import mask_styles_problems
 from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
@@ -54,19 +57,27 @@ def stylize_files(
     metadata_path: str | os.PathLike[str] | None = None,
     on_step: ProgressCallback | None = None,
     save_every: int = 0,
+    mask_path: str | os.PathLike[str] | None = None,
+    mask_styles: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one stylization end to end and return its metadata (also written to ``metadata_path``).
 
     ``save_every`` N > 0 writes the best image so far to ``output_path`` (atomically) every N
     iterations, so a long run stopped by Ctrl-C or a crash keeps its latest state.
+
+    ``mask_path`` and ``mask_styles`` (colour -> a style's file name without extension, its
+    position 1, 2, ..., or ``keep``) give each part of the photo its own style, or none.
     """
     began = time.perf_counter()
     fmt = output_format(output_path)
     _check_request(cfg, style_paths, init_image_path, save_every)
-    _check_outputs(output_path, metadata_path, content_path, style_paths, init_image_path)
+    if (mask_path is None) != (mask_styles is None):
+        raise InputError("mask and mask_styles go together: the image, and what its colours take", settings=["mask"])
+    _check_outputs(output_path, metadata_path, content_path, style_paths, init_image_path, mask_path)
     resolve_device(runtime.device)  # a device this machine lacks: one line, before reading anything
     content_file, style_files = read_input(content_path), [read_input(p) for p in style_paths]
     init_file = read_input(init_image_path) if init_image_path is not None else None
+    mask = _mask_input(mask_path, mask_styles, style_paths) if mask_path is not None and mask_styles is not None else None
     # The batch's settings, for a pair outside any output root: the style targets are computed
     # here, not cached (nst stylize writes only the files it is given).
     settings = BatchSettings(parent(str(output_path)), _extension(fmt), runtime.weights, runtime.weights_preprocessing, runtime.device,
@@ -75,7 +86,7 @@ def stylize_files(
     made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, settings, cache=False,
                          init=(init_file.path, init_file.data) if init_file else None, on_step=checkpoints.callback(),
                          report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY, deterministic=runtime.deterministic,
-                         on_decoded=checkpoints.decoded)
+                         on_decoded=checkpoints.decoded, mask=mask)
     with made.timings("write"):
         written = encode_image(made.image, fmt, alpha=made.content.alpha, quality=runtime.quality)
         _write(output_path, written)
@@ -83,10 +94,24 @@ def stylize_files(
     styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
     meta = {**pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
                           made, settings, began),
-            "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None, "runtime": asdict(runtime)}
+            "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None, "runtime": asdict(runtime),
+            **({"mask": mask.record()} if mask is not None else {})}
     if metadata_path is not None:
         _write(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
     return meta
+
+
+def _mask_input(path: str | os.PathLike[str], mapping: Mapping[str, str], style_paths: list[str] | list[Path]) -> MaskInput:
+    """The mask, its colours' styles named by the style files' names (a position 1, 2, ... names one too)."""
+    names = tuple(Path(p).stem for p in style_paths)
+    if len(set(names)) != len(names):
+        names = tuple(str(i + 1) for i in range(len(names)))  # two files of one name: their positions name them
+    by_position = {str(i + 1): n for i, n in enumerate(names)}
+    styles = {colour: by_position.get(label, label) for colour, label in mapping.items()}
+    problems = mask_styles_problems(styles, names)
+    if problems:
+        raise InputError(f"mask_styles: {problems[0]}", settings=["mask_styles"])
+    return MaskInput(str(path), read_input(path).data, styles, names)
 
 
 def _extension(fmt: str) -> str:
@@ -107,13 +132,15 @@ __all__ = ["RuntimeOptions", "stylize_files"]
 
 
 def _check_outputs(output: str | os.PathLike[str], metadata: str | os.PathLike[str] | None, content: str | os.PathLike[str],
-                   styles: list[str] | list[Path], init: str | os.PathLike[str] | None) -> None:
+                   styles: list[str] | list[Path], init: str | os.PathLike[str] | None, mask: str | os.PathLike[str] | None = None) -> None:
     """Before any work: no output is an input (or the other output), and every output's folder takes a new file."""
     outputs = {"output": output, **({"metadata": metadata} if metadata is not None else {})}
     inputs: dict[str, str | os.PathLike[str]] = {"content": content}
     inputs.update({f"style #{i + 1}" if len(styles) > 1 else "style": p for i, p in enumerate(styles)})
     if init is not None:
         inputs["init_image"] = init
+    if mask is not None:
+        inputs["mask"] = mask
     check_not_inputs(outputs, inputs)
     for role, path in outputs.items():
         check_writable_file(path, role)

@@ -20,6 +20,7 @@ from nst_batch.core import StyleConfig
 from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
 from nst_batch.tasks.errors import ManifestError
+from nst_batch.tasks.planning.masks import parse_colour
 from nst_batch.tasks.planning.runtime import MAX_THREADS, RuntimeOptions
 
 _RUNTIME = RuntimeOptions()
@@ -149,6 +150,20 @@ class PairEntry(Params):
     content: str  # a path, glob or s3:// URI, relative to the manifest
     style: str | list[str] = Field(min_length=1)  # style name(s) from `styles`; an empty list is refused
     name: str | None = None  # output name (without extension); default content-stem__style
+    # Styles by region: an image (path or URI relative to the manifest; `{stem}` is each photo's
+    # file name without extension) whose colours `mask_styles` maps to the pair's styles or `keep`.
+    mask: str | None = None
+    mask_styles: dict[str, str] | None = None
+
+    @field_validator("mask_styles", mode="after")
+    @classmethod
+    def _colours(cls, mapping: dict[str, str] | None) -> dict[str, str] | None:
+        if mapping is not None:
+            if not mapping:
+                raise ValueError("mask_styles maps no colour")
+            for colour in mapping:
+                parse_colour(colour)
+        return mapping
 
 
 class Manifest(BaseModel):

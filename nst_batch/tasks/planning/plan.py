@@ -33,6 +33,7 @@ from nst_batch.tasks.planning.manifest import (
     parse_manifest_leniently,
     printable,
 )
+from nst_batch.tasks.planning.masks import mask_styles_problems
 
 # An output's name (without its extension) in UTF-8 bytes at most: file systems count a name's
 # bytes (255 on ext4, APFS, NTFS counts UTF-16 units), and the longest file a pair writes is
@@ -47,6 +48,18 @@ class StyleRef:
 
 
 @dataclass(frozen=True)
+class MaskRef:
+    """A pair's mask: the image's URI and what its colours take, ``((colour, style name or "keep"), ...)``
+    in the manifest's order (see nst_batch.tasks.planning.masks)."""
+
+    uri: str
+    styles: tuple[tuple[str, str], ...]
+
+    def mapping(self) -> dict[str, str]:
+        return dict(self.styles)
+
+
+@dataclass(frozen=True)
 class PairJob:
     name: str  # output name without extension, unique in the batch
     content_uri: str
@@ -58,6 +71,7 @@ class PairJob:
     sweep: dict[str, Any] = field(default_factory=dict)
     sweep_of: str = ""
     named: bool = False  # its manifest gave the name (`name:`): the user's, never changed by the tool
+    mask: MaskRef | None = None  # styles by region; None: the whole photo takes the styles
 
     def row(self, settings: BatchSettings) -> dict[str, Any]:
         """What the summary and the gallery say of this pair, whatever became of it."""
@@ -67,6 +81,8 @@ class PairJob:
                "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
         if self.sweep:
             row.update({"sweep": self.sweep, "sweep_of": self.sweep_of})
+        if self.mask is not None:
+            row["mask"] = self.mask.uri
         return row
 
 
@@ -166,7 +182,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
     # The manifest's levels of parameters, read once: a million pairs share them.
     defaults = (manifest.defaults.given(), manifest.defaults.sweep or {})
     style_levels = {style: (manifest.style_params(style), manifest.style_sweep(style)) for style in manifest.styles}
-    for path, content_uri, style_names, overrides, name in entries:
+    for path, content_uri, style_names, overrides, name, mask in entries:
         unknown = [s for s in style_names if s not in styles]
         if unknown:
             problems.append(ManifestProblem(path + ".style", f"unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}"))
@@ -189,7 +205,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
                 problems.append(ManifestProblem(path, f"{str(exc)}{_at(point)}"))
                 continue
             pairs.append(PairJob(sweep_name(job_name, point), content_uri, refs, checked, path, _jsonable(point), job_name if point else "",
-                                 named=name is not None))
+                                 named=name is not None, mask=mask))
     pairs = _distinct_names(pairs, {p.name for p in pairs if p.named})
     problems += _duplicate_names(pairs) + _reserved_names(pairs)
     if problems and collect is None:
@@ -277,7 +293,7 @@ def _uri_problems(manifest: Manifest, output_override: str | None, base: str = "
     return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or climbs_out(base, uri))]
 
 
-_Entry = tuple[str, str, list[str], dict[str, Any], str | None]
+_Entry = tuple[str, str, list[str], dict[str, Any], str | None, MaskRef | None]
 
 
 def _once(entries: list[_Entry], notes: list[ManifestProblem]) -> list[_Entry]:
@@ -286,8 +302,8 @@ def _once(entries: list[_Entry], notes: list[ManifestProblem]) -> list[_Entry]:
     seen: dict[str, str] = {}
     out = []
     for entry in entries:
-        path, uri, styles, overrides, name = entry
-        key = repr((uri, styles, sorted(overrides.items()), name))
+        path, uri, styles, overrides, name, mask = entry
+        key = repr((uri, styles, sorted(overrides.items()), name, mask))
         if key in seen:
             notes.append(ManifestProblem(path, f"{uri} with {'+'.join(styles)} is listed by {seen[key]} too: one pair"))
             continue
@@ -305,13 +321,20 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
         out = []
         for i, entry in enumerate(manifest.contents):
             for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems, output_root, notes):
-                out += [(f"contents.{i}", uri, [style], {}, None) for style in manifest.styles]
+                out += [(f"contents.{i}", uri, [style], {}, None, None) for style in manifest.styles]
         return out
     entries: list[_Entry] = []
     for i, pair in enumerate(manifest.pairs):
         assert isinstance(pair, PairEntry)
         names = [pair.style] if isinstance(pair.style, str) else list(pair.style)
-        overrides = {k: v for k, v in pair.given().items() if k not in ("content", "style", "name")}
+        overrides = {k: v for k, v in pair.given().items() if k not in ("content", "style", "name", "mask", "mask_styles")}
+        if (pair.mask is None) != (pair.mask_styles is None):
+            problems.append(ManifestProblem(f"pairs.{i}", "mask and mask_styles go together: the image, and what its colours take"))
+            continue
+        mask_problems = mask_styles_problems(pair.mask_styles, names) if pair.mask_styles is not None else []
+        if mask_problems:
+            problems += [ManifestProblem(f"pairs.{i}.mask_styles", m) for m in mask_problems]
+            continue
         if pair.sweep:
             overrides["sweep"] = pair.sweep
         if pair.name is not None and len(pair.name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
@@ -322,7 +345,10 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
             problems.append(ManifestProblem(f"pairs.{i}.name", f"{pair.name!r} is not a safe file name (letters, digits, . _ + - only)"))
             continue
         for uri in _expand_contents(resolve(base, pair.content), f"pairs.{i}.content", problems, output_root, notes):
-            entries.append((f"pairs.{i}", uri, names, overrides, pair.name))
+            mask = None
+            if pair.mask is not None and pair.mask_styles is not None:
+                mask = MaskRef(resolve(base, pair.mask.replace("{stem}", stem(uri))), tuple(pair.mask_styles.items()))
+            entries.append((f"pairs.{i}", uri, names, overrides, pair.name, mask))
     return entries
 
 
@@ -420,10 +446,14 @@ def safe_name(text: str, limit: int = MAX_NAME_BYTES) -> str:
     return cleaned
 
 
+def stem(uri: str) -> str:
+    """A file's name without its extension: ``photos/a.b.jpg`` -> ``a.b``."""
+    name = basename(uri)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
 def output_name(content_uri: str, style_names: list[str]) -> str:
-    stem = basename(content_uri)
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    return safe_name(f"{stem}__{'+'.join(style_names)}")
+    return safe_name(f"{stem(content_uri)}__{'+'.join(style_names)}")
 
 
 def _distinct_names(pairs: list[PairJob], explicit: set[str]) -> list[PairJob]:

@@ -82,6 +82,52 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
     return problems
 
 
+def mask_problems(plan: Plan) -> list[ManifestProblem]:
+    """Each pair's mask: it is there and an image, of its photo's aspect ratio, with only the
+    colours its ``mask_styles`` lists, and no region too small for its style (one problem per
+    mask and photo; a photo that is not there is reported by :func:`input_problems`)."""
+    from nst_batch.core.errors import CoreError
+    from nst_batch.core.regions import check_regions
+    from nst_batch.tasks.errors import TaskError
+    from nst_batch.tasks.pair.images import HEADER_BYTES, upright_size_from_header
+    from nst_batch.tasks.pair.masks import MaskInput
+
+    problems: list[ManifestProblem] = []
+    masks: dict[str, bytes | str] = {}  # uri -> its bytes, or why they cannot be read
+    said: set[tuple[str, str]] = set()
+    for pair in plan.pairs:
+        if pair.mask is None:
+            continue
+        uri = pair.mask.uri
+        if uri not in masks:
+            try:
+                masks[uri] = storage_for(uri).read_bytes(uri)
+            except FileNotFoundError:
+                masks[uri] = f"{uri}: no such mask"
+            except Exception as exc:
+                masks[uri] = f"{uri}: cannot read: {' '.join(str(exc).split())}"
+        data = masks[uri]
+        try:
+            if isinstance(data, str):
+                raise InputError(data)
+            regions = MaskInput(uri, data, pair.mask.mapping(), tuple(s.name for s in pair.styles)).regions()
+            size = upright_size_from_header(storage_for(pair.content_uri).read_head(pair.content_uri, HEADER_BYTES))
+            if size is not None:
+                check_regions(regions, len(pair.styles), (size[1], size[0]), pair.config)
+        except FileNotFoundError:
+            continue  # the photo: input_problems says so
+        except (TaskError, CoreError) as exc:
+            message = " ".join(str(exc).split())
+            if message.startswith(uri):
+                problem = message
+            else:
+                problem = f"{uri} for {pair.content_uri}: {message}"
+            if (pair.origin, problem) not in said:
+                said.add((pair.origin, problem))
+                problems.append(ManifestProblem(f"{pair.origin}.mask", problem))
+    return problems
+
+
 def _input_problem(uri: str, max_pixels: int) -> str | None:
     """A file's header is read in place (nothing decoded); an object is asked for its size only
     (one request each, not a download)."""
@@ -203,7 +249,7 @@ def plan_problems(plan: Plan, on_cluster: bool = False) -> tuple[Plan, list[Mani
     if on_cluster:
         settings = [p for p in settings if p.path != "device"]
     plan, owning = owned(plan)
-    return plan, input_problems(plan) + owning + output_problems(plan) + settings
+    return plan, input_problems(plan) + mask_problems(plan) + owning + output_problems(plan) + settings
 
 
 @dataclass(frozen=True)
