@@ -38,7 +38,7 @@ VIEW = 256
 # iterations, then 100 at the output size with half of each evaluation's loss taken at 256 px,
 # plateau stop 0.25 % over 50 iterations, pixels optimised as they are, from the content.
 BEFORE: dict[str, Any] = {"iterations": (500, 100), "early_stop_rtol": 2.5e-3, "early_stop_window": 50, "coarse_style_share": 0.5,
-                          "init": "content", "upsample": "image", "coarse_size": 256, "precondition": 0}
+                          "init": "content", "upsample": "image", "coarse_size": 256, "precondition": 0, "style_loss": "gram"}
 
 
 def evaluations_512(cfg: StyleConfig, height: int, width: int, iterations: list[int]) -> list[float]:

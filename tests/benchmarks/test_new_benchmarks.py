@@ -21,7 +21,7 @@ def test_evaluations_are_counted_at_512_px_with_the_coarse_pass():
 
 def test_main_s_defaults_are_recorded_apart_from_today_s():
     before = StyleConfig(**BEFORE)
-    assert before.iterations == (500, 100) and before.precondition == 0
+    assert before.iterations == (500, 100) and before.precondition == 0 and before.style_loss == "gram"
     assert StyleConfig().iterations != before.iterations  # the benchmark compares two different settings
 
 
