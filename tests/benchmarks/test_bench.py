@@ -208,3 +208,21 @@ def test_side_by_side_timings_interleave_the_sides_rep_by_rep():
     timed = interleaved_times({"ours": lambda: order.append("a"), "theirs": lambda: order.append("b")}, reps=3)
     assert order == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then turn by turn
     assert set(timed) == {"ours", "theirs"} and all(t["min"] <= t["median"] for t in timed.values())
+
+
+def test_the_gpu_check_fits_the_device_command_limit_and_brings_its_figures_back():
+    """The device tool's command runs at most 600 s and brings back only what is under $OUT: the
+    script's time limits (tests first, then the benchmark) add to 8 minutes at most, and the GPU
+    run's JSON goes under $OUT; pydantic's typing-extensions is carried."""
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "gpu-check.sh").read_text()
+    body = script[script.index("status=0"):]
+    limits = [int(n) for n in re.findall(r"timeout (\d+) ", body)]
+    gpu_limits = [limits[0], limits[-1]]  # pytest, then the GPU benchmark (the other one is --cpu's)
+    assert sum(gpu_limits) <= 8 * 60 - 20, gpu_limits  # 20 s for the imports before them
+    assert body.index("pytest -m cuda") < body.index("benchmarks.gpu_check")
+    assert '"$OUT/gpu-$(date +%F).json"' in body
+    assert "typing-extensions==" in script
+    assert '|| grep -q " skipped"' not in script  # a skipped line no longer hides a failure

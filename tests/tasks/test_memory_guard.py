@@ -74,3 +74,43 @@ def test_a_gpus_budget_counts_this_processs_own_allocator_cache(monkeypatch):
     budget, source = memory_budget(torch.device("cuda:0"))
     assert budget == 28 * gib and source == "free memory of Fake GPU"
     assert memory_budget(torch.device("cuda:0"), sharing=4)[0] == 20 * gib  # a quarter of the card at most
+
+
+def test_a_thread_gets_a_stream_on_each_gpu_it_works_on(monkeypatch):
+    """A stream belongs to one GPU: a thread whose next slot is on another GPU gets a stream there,
+    not the first GPU's (its work would run on the new GPU's legacy stream)."""
+    from nst_batch.tasks.pair.devices import DevicePool, Slot
+
+    made = []
+
+    class FakeStream:
+        def __init__(self, device):
+            self.device = device
+            made.append(self)
+
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    pool = DevicePool([torch.device("cuda:0"), torch.device("cuda:1")], pairs_per_gpu=2)
+    first = pool._stream(Slot(torch.device("cuda:0"), 2))
+    other = pool._stream(Slot(torch.device("cuda:1"), 2))
+    again = pool._stream(Slot(torch.device("cuda:0"), 2))
+    assert first is again and other is not first
+    assert [str(s.device) for s in made] == ["cuda:0", "cuda:1"]
+
+
+def test_a_dask_worker_s_threads_are_its_pairs_per_gpu(monkeypatch):
+    """`dask cuda worker --nthreads 1` runs one task at a time: its pool has one slot per GPU and
+    the guard gives that pair the whole GPU, not half of it for a pair that never comes."""
+    import types
+
+    import distributed
+
+    from nst_batch.tasks.pair.devices import DEFAULT_PAIRS_PER_GPU, pairs_per_gpu
+
+    monkeypatch.delenv("NST_PAIRS_PER_GPU", raising=False)
+    assert pairs_per_gpu() == DEFAULT_PAIRS_PER_GPU  # not in a worker
+    monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(state=types.SimpleNamespace(nthreads=1)))
+    assert pairs_per_gpu() == 1
+    monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(state=types.SimpleNamespace(nthreads=3)))
+    assert pairs_per_gpu() == 3
+    monkeypatch.setenv("NST_PAIRS_PER_GPU", "2")  # said explicitly: it wins
+    assert pairs_per_gpu() == 2

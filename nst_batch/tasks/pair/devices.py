@@ -3,7 +3,8 @@
 At 512 px one pair uses ~0.5 GB of a 80-140 GB GPU and, its loop being launch-bound, leaves the
 GPU idle between launches: two pairs at once, each on its own CUDA stream, measured 1,100 pairs
 per hour on an H200 against 686 for one at a time (four: 782, the Python threads then contend
-for the GIL). So the default is 2 per GPU; ``NST_PAIRS_PER_GPU`` changes it. A CPU runs one job
+for the GIL). So the default is 2 per GPU; ``NST_PAIRS_PER_GPU`` changes it, and on a Dask worker
+the worker's ``--nthreads`` is the setting (see :func:`pairs_per_gpu`). A CPU runs one job
 at a time: PyTorch already uses every core for one convolution.
 """
 
@@ -43,7 +44,7 @@ class DevicePool:
                 if d.type == "cuda" or round_ == 0:  # a CPU takes one job at a time whatever k is
                     self._free.put(Slot(d, pairs_per_gpu if d.type == "cuda" else 1))
         self.size = self._free.qsize()
-        self._streams: dict[int, torch.cuda.Stream] = {}
+        self._streams: dict[tuple[int, str], torch.cuda.Stream] = {}
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[torch.device]:
@@ -63,16 +64,25 @@ class DevicePool:
             self._free.put(slot)
 
     def _stream(self, slot: Slot) -> torch.cuda.Stream:
-        # One stream per thread: a thread holds one slot at a time, and its kernels never wait
-        # behind another pair's on the device's default stream.
-        key = threading.get_ident()
+        # One stream per thread and GPU: a thread holds one slot at a time, and its kernels never
+        # wait behind another pair's on the device's default stream. Keyed by the GPU too: a
+        # thread whose next slot is on another GPU gets a stream there (a stream belongs to one
+        # device; another device's would leave the work on the new device's legacy stream).
+        key = (threading.get_ident(), str(slot.device))
         if key not in self._streams:
             self._streams[key] = torch.cuda.Stream(device=slot.device)
         return self._streams[key]
 
 
 def pairs_per_gpu() -> int:
-    text = os.environ.get(PAIRS_PER_GPU_ENV, str(DEFAULT_PAIRS_PER_GPU))
+    """Pairs run at once on each GPU: ``NST_PAIRS_PER_GPU``; unset, a Dask worker's own thread
+    count (``dask cuda worker --nthreads N``: the worker runs N tasks at once, so its pool has N
+    slots, each given 1/N of the GPU's memory by the guard, not a share for pairs that never
+    come); elsewhere 2."""
+    text = os.environ.get(PAIRS_PER_GPU_ENV)
+    if text is None:
+        threads = _dask_worker_threads()
+        return threads if threads is not None and 1 <= threads <= 64 else DEFAULT_PAIRS_PER_GPU
     try:
         value = int(text)
     except ValueError:
@@ -80,6 +90,19 @@ def pairs_per_gpu() -> int:
     if not 1 <= value <= 64:
         raise InputError(f"{PAIRS_PER_GPU_ENV} must be 1..64, got {text!r}")
     return value
+
+
+def _dask_worker_threads() -> int | None:
+    """The thread count of the Dask worker this runs in, None outside one."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return None
+    try:
+        worker = get_worker()
+    except ValueError:  # not in a worker
+        return None
+    return int(getattr(getattr(worker, "state", worker), "nthreads", 0)) or None
 
 
 def devices_for(setting: str) -> list[torch.device]:
