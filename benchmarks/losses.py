@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,40 +28,15 @@ from typing import Any
 import torch
 
 from benchmarks.common import DEFAULT_IMAGES, int_list, report
-from benchmarks.quality import DEFAULT_PAIRS, _image
-from benchmarks.work import VIEW, contact_sheet, run_once
-from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, resolve_device
-from nst_batch.core.image_ops import fit_size, resize, resize_max_side
+from benchmarks.quality import DEFAULT_PAIRS, evaluation_times
+from benchmarks.work import VIEW, contact_sheet, network, run_once, shared_pairs
+from nst_batch.core import StyleConfig, compute_style_targets
+from nst_batch.core.image_ops import resize_max_side
 from nst_batch.core.quality import Evaluator
-from nst_batch.core.stylizer import scale_objective
 from nst_batch.core.vgg import VGGFeatures
-from nst_batch.core.weights import load_caffe_weights
 
 LOSSES = ("gram", "swd")
 EXTRA_PAIR = "golden_gate:seated-nude"  # a fourth pair: a cubist painting of flat planes, far from the photo's
-
-
-def evaluation_times(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, size: int, reps: int) -> dict[str, float]:
-    """One evaluation (objective and gradient, coarser levels included) at ``size`` for each loss:
-    medians of ``reps``, the losses interleaved, after one warm-up each."""
-    scaled, style_scaled = resize(content, fit_size(*content.shape[-2:], size)), resize_max_side(style, size)
-    points = {}
-    for loss in LOSSES:
-        cfg = StyleConfig(size=size, style_loss=loss)
-        start, objective = scale_objective(scaled, features, cfg, [compute_style_targets(style_scaled, features, cfg)])
-        points[loss] = (start.clone().requires_grad_(True), objective)
-    times: dict[str, list[float]] = {loss: [] for loss in LOSSES}
-    for rep in range(reps + 1):
-        for loss, (x, objective) in points.items():
-            began = time.perf_counter()
-            total, _ = objective(x)
-            total.backward()
-            x.grad = None
-            if x.device.type == "cuda":
-                torch.cuda.synchronize(x.device)
-            if rep:
-                times[loss].append(time.perf_counter() - began)
-    return {loss: round(statistics.median(t), 3) for loss, t in times.items()}
 
 
 def target_bytes(features: VGGFeatures, style: torch.Tensor) -> dict[str, dict[str, int]]:
@@ -80,20 +54,10 @@ def target_bytes(features: VGGFeatures, style: torch.Tensor) -> dict[str, dict[s
 
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
-    device = resolve_device(args.device)
-    configure_backends(device)
-    features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
-    from nst_batch.tasks.pair.images import load_image
-
-    results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                               "threads": torch.get_num_threads(), "defaults": StyleConfig().to_json(),
-                               "swd_iterations": args.swd_iterations, "pairs": {}}
+    device, features, machine = network(args.device)
+    results: dict[str, Any] = {**machine, "defaults": StyleConfig().to_json(), "swd_iterations": args.swd_iterations, "pairs": {}}
     sheet: dict[str, dict[str, torch.Tensor]] = {}
-    images = Path(args.images)
-    for pair in args.pairs.split(","):
-        content_stem, style_stem = pair.split(":")
-        content = load_image(_image(images / "content", content_stem)).rgb.to(device)
-        style = load_image(_image(images / "style", style_stem)).rgb.to(device)
+    for pair, content, style in shared_pairs(args.images, args.pairs, device):
         evaluator = Evaluator(features, content, style)
         results["pairs"][pair] = {}
         for size in args.sizes:
@@ -114,7 +78,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
                     run.pop("image")
             results["pairs"][pair][str(size)] = runs
         if pair == args.pairs.split(",")[0] and args.eval_reps > 0:
-            results["evaluation_s"] = {str(max(args.sizes)): evaluation_times(features, content, style, max(args.sizes), args.eval_reps)}
+            configs = {loss: StyleConfig(size=max(args.sizes), style_loss=loss) for loss in LOSSES}
+            results["evaluation_s"] = {str(max(args.sizes)): evaluation_times(features, content, style, configs, args.eval_reps)}
             results["target_bytes"] = target_bytes(features, style)
             print(f"[losses] evaluation at {max(args.sizes)} px: {results['evaluation_s']}; targets: {results['target_bytes']}",
                   file=sys.stderr, flush=True)

@@ -82,19 +82,29 @@ def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, 
 def evaluation_seconds(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, repeats: int = 3) -> float:
     """One evaluation at the output size (the objective, coarser levels included, and its
     backward) in ``cfg``'s precision: the median of ``repeats`` after one warm-up."""
-    scaled, style = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
-    scale_content, objective = scale_objective(scaled, features, cfg, [compute_style_targets(style, features, cfg)])
-    x = scale_content.clone().requires_grad_(True)
-    times = []
+    return evaluation_times(features, content, style, {"cfg": cfg}, repeats)["cfg"]
+
+
+def evaluation_times(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, configs: dict[str, StyleConfig],
+                     repeats: int = 3) -> dict[str, float]:
+    """:func:`evaluation_seconds` of each config, interleaved (one of each per round, the same
+    machine state for all): medians of ``repeats`` after one warm-up each."""
+    points = {}
+    for name, cfg in configs.items():
+        scaled, style_scaled = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
+        start, objective = scale_objective(scaled, features, cfg, [compute_style_targets(style_scaled, features, cfg)])
+        points[name] = (start.clone().requires_grad_(True), objective)
+    times: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(repeats + 1):
-        began = time.perf_counter()
-        total, _ = objective(x)
-        total.backward()
-        x.grad = None
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        times.append(time.perf_counter() - began)
-    return round(statistics.median(times[1:]), 3)
+        for name, (x, objective) in points.items():
+            began = time.perf_counter()
+            total, _ = objective(x)
+            total.backward()
+            x.grad = None
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            times[name].append(time.perf_counter() - began)
+    return {name: round(statistics.median(t[1:]), 3) for name, t in times.items()}
 
 
 def precision_table(r: dict[str, Any]) -> str:

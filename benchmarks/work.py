@@ -19,6 +19,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,21 +98,32 @@ def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: 
     sheet.save(path)
 
 
-def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
-    device = resolve_device(args.device)
+def network(device_name: str) -> tuple[torch.device, VGGFeatures, dict[str, Any]]:
+    """The device, VGG-19 on it, and what a result says of the machine."""
+    device = resolve_device(device_name)
     configure_backends(device)
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
+    return device, features, {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                              "threads": torch.get_num_threads()}
+
+
+def shared_pairs(images: str | Path, pairs: str, device: torch.device) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(``photo:painting``, the photo, the painting) on ``device`` for each of ``pairs`` (stems
+    under ``images``/content and ``images``/style)."""
     from nst_batch.tasks.pair.images import load_image
 
-    results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                               "threads": torch.get_num_threads(), "before": {k: list(v) if isinstance(v, tuple) else v for k, v in BEFORE.items()},
+    for pair in pairs.split(","):
+        content_stem, style_stem = pair.split(":")
+        yield (pair, load_image(_image(Path(images) / "content", content_stem)).rgb.to(device),
+               load_image(_image(Path(images) / "style", style_stem)).rgb.to(device))
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    device, features, machine = network(args.device)
+    results: dict[str, Any] = {**machine, "before": {k: list(v) if isinstance(v, tuple) else v for k, v in BEFORE.items()},
                                "now": StyleConfig().to_json(), "pairs": {}}
     sheet: dict[str, dict[str, torch.Tensor]] = {}
-    images = Path(args.images)
-    for pair in args.pairs.split(","):
-        content_stem, style_stem = pair.split(":")
-        content = load_image(_image(images / "content", content_stem)).rgb.to(device)
-        style = load_image(_image(images / "style", style_stem)).rgb.to(device)
+    for pair, content, style in shared_pairs(args.images, args.pairs, device):
         evaluator = Evaluator(features, content, style)
         results["pairs"][pair] = {}
         for size in args.sizes:

@@ -197,12 +197,12 @@ def _values_at(ordered: Tensor, ranks: Tensor) -> Tensor:
     return torch.lerp(ordered.gather(1, low_index), ordered.gather(1, high_index), weight)
 
 
-def style_projections(features: Tensor, directions: Tensor) -> Tensor:
-    """(D, N') projections of (1, C, H, W) features on (C, D) directions, from at most ``SWD_SAMPLE``
+def style_projections(features: Tensor, directions: Tensor, sample: int = SWD_SAMPLE) -> Tensor:
+    """(D, N') projections of (1, C, H, W) features on (C, D) directions, from at most ``sample``
     positions (a regular stride): what a style target's quantiles are taken from."""
     c = features.shape[1]
     flat = features.reshape(c, -1)
-    stride = -(-flat.shape[1] // SWD_SAMPLE)
+    stride = -(-flat.shape[1] // sample)
     part = _at_least_fp32(flat[:, ::stride])
     return directions.to(part.dtype).T @ part
 

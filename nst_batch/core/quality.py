@@ -30,7 +30,7 @@ from torch import Tensor
 
 from nst_batch.core.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from nst_batch.core.image_ops import resize, resize_max_side
-from nst_batch.core.losses import gram_matrix, quantile_table, swd_directions
+from nst_batch.core.losses import gram_matrix, quantile_table, style_projections, swd_directions
 from nst_batch.core.vgg import VGGFeatures
 
 CONTENT_LAYER = DEFAULT_CONTENT_LAYERS[0]  # relu4_2
@@ -114,11 +114,8 @@ def _style_distance(feats: dict[str, Tensor], grams: dict[str, Tensor]) -> float
 
 def _quantiles(features: Tensor, layer: str) -> Tensor:
     """(JUDGE_DIRECTIONS, JUDGE_QUANTILES) quantiles of (1, C, H, W) features along the judge's directions."""
-    c = features.shape[1]
-    flat = features.reshape(c, -1).float()
-    flat = flat[:, ::-(-flat.shape[1] // JUDGE_SAMPLE)]
-    directions = swd_directions(c, JUDGE_SEED, layer, features.device)[:, :JUDGE_DIRECTIONS]
-    return quantile_table(directions.T @ flat, JUDGE_QUANTILES)
+    directions = swd_directions(features.shape[1], JUDGE_SEED, layer, features.device)[:, :JUDGE_DIRECTIONS]
+    return quantile_table(style_projections(features, directions, JUDGE_SAMPLE), JUDGE_QUANTILES)
 
 
 def _distribution_distance(feats: dict[str, Tensor], quantiles: dict[str, Tensor]) -> float:

@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 
 from nst_batch.core.regions import Region
 from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.pair.record import sha256_bytes
 from nst_batch.tasks.planning.masks import KEEP, colour_name, mask_styles_problems, parse_colour
 
 MAX_MASK_PIXELS = 64_000_000  # a mask is a drawing: 64 MP is far beyond any photo it maps
@@ -22,10 +23,8 @@ MAX_MASK_PIXELS = 64_000_000  # a mask is a drawing: 64 MP is far beyond any pho
 
 def mask_regions(data: bytes, name: str, mask_styles: Mapping[str, str], style_names: Sequence[str]) -> list[Region]:
     """The regions of a mask image's bytes: one per listed colour that it holds, with its style's
-    index in ``style_names`` (None for keep). Raises :class:`InputError` (one line)."""
-    problems = mask_styles_problems(mask_styles, style_names)
-    if problems:
-        raise InputError(f"{name}: {problems[0]}", settings=["mask_styles"])
+    index in ``style_names`` (None for keep); ``mask_styles`` checked against them already (see
+    :class:`MaskInput`). Raises :class:`InputError` (one line)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -67,11 +66,14 @@ class MaskInput:
     styles: Mapping[str, str]  # colour -> a style's name or "keep"
     style_names: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        problems = mask_styles_problems(self.styles, self.style_names)
+        if problems:
+            raise InputError(f"mask_styles: {problems[0]}", settings=["mask_styles"])
+
     def regions(self) -> list[Region]:
         return mask_regions(self.data, self.uri, self.styles, self.style_names)
 
     def record(self) -> dict[str, object]:
         """What a sidecar says of it."""
-        import hashlib
-
-        return {"uri": self.uri, "sha256": hashlib.sha256(self.data).hexdigest(), "styles": dict(self.styles)}
+        return {"uri": self.uri, "sha256": sha256_bytes(self.data), "styles": dict(self.styles)}

@@ -50,7 +50,7 @@ from nst_batch.tasks.pair.images import (
     probe_image_header,
     thumbnail,
 )
-from nst_batch.tasks.pair.masks import MaskInput
+from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
@@ -234,14 +234,7 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
 def _read_mask(pair: PairJob) -> MaskInput | None:
     if pair.mask is None:
         return None
-    storage = storage_for(pair.mask.uri)
-    try:
-        data = storage.read_bytes(pair.mask.uri)
-    except FileNotFoundError:
-        raise PairFailed(f"{pair.mask.uri}: no such mask") from None
-    except Exception as exc:
-        raise PairFailed(f"{pair.mask.uri}: {' '.join(str(exc).split())}") from None
-    return MaskInput(pair.mask.uri, data, pair.mask.mapping(), tuple(s.name for s in pair.styles))
+    return MaskInput(pair.mask.uri, read(pair.mask.uri, MAX_MASK_PIXELS), pair.mask.mapping(), tuple(s.name for s in pair.styles))
 
 
 def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: dict[str, Any]) -> None:

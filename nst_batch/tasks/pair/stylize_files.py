@@ -24,7 +24,6 @@ from nst_batch.tasks.pair.images import OUTPUT_FORMATS, LoadedImage, encode_imag
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.produce import pair_record, produce_image
 from nst_batch.tasks.pair.record import sha256_bytes
-from nst_batch.tasks.planning.masks import mask_styles_problems
 from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
@@ -108,9 +107,6 @@ def _mask_input(path: str | os.PathLike[str], mapping: Mapping[str, str], style_
         names = tuple(str(i + 1) for i in range(len(names)))  # two files of one name: their positions name them
     by_position = {str(i + 1): n for i, n in enumerate(names)}
     styles = {colour: by_position.get(label, label) for colour, label in mapping.items()}
-    problems = mask_styles_problems(styles, names)
-    if problems:
-        raise InputError(f"mask_styles: {problems[0]}", settings=["mask_styles"])
     return MaskInput(str(path), read_input(path).data, styles, names)
 
 

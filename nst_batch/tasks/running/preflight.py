@@ -85,43 +85,56 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
 def mask_problems(plan: Plan) -> list[ManifestProblem]:
     """Each pair's mask: it is there and an image, of its photo's aspect ratio, with only the
     colours its ``mask_styles`` lists, and no region too small for its style (one problem per
-    mask and photo; a photo that is not there is reported by :func:`input_problems`)."""
+    mask and photo; a photo that is not there is reported by :func:`input_problems`). Each mask
+    is read and decoded once, and each photo's header read once, however many pairs (a sweep's
+    points) share them."""
     from nst_batch.core.errors import CoreError
-    from nst_batch.core.regions import check_regions
+    from nst_batch.core.regions import Region, check_regions
     from nst_batch.tasks.errors import TaskError
     from nst_batch.tasks.pair.images import HEADER_BYTES, upright_size_from_header
     from nst_batch.tasks.pair.masks import MaskInput
 
+    regions: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], list[Region] | Exception] = {}
+    sizes: dict[str, tuple[int, int] | None] = {}  # a photo's (width, height), None where its header does not say or it is not there
+
+    def regions_of(uri: str, mapping: tuple[tuple[str, str], ...], names: tuple[str, ...]) -> list[Region]:
+        key = (uri, mapping, names)
+        if key not in regions:
+            try:
+                regions[key] = MaskInput(uri, storage_for(uri).read_bytes(uri), dict(mapping), names).regions()
+            except FileNotFoundError:
+                regions[key] = InputError(f"{uri}: no such mask")
+            except (TaskError, CoreError) as exc:
+                regions[key] = exc
+            except Exception as exc:
+                regions[key] = InputError(f"{uri}: cannot read: {' '.join(str(exc).split())}")
+        found = regions[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def size_of(uri: str) -> tuple[int, int] | None:
+        if uri not in sizes:
+            try:
+                sizes[uri] = upright_size_from_header(storage_for(uri).read_head(uri, HEADER_BYTES))
+            except Exception:  # not there or unreadable: input_problems says so
+                sizes[uri] = None
+        return sizes[uri]
+
     problems: list[ManifestProblem] = []
-    masks: dict[str, bytes | str] = {}  # uri -> its bytes, or why they cannot be read
     said: set[tuple[str, str]] = set()
     for pair in plan.pairs:
         if pair.mask is None:
             continue
         uri = pair.mask.uri
-        if uri not in masks:
-            try:
-                masks[uri] = storage_for(uri).read_bytes(uri)
-            except FileNotFoundError:
-                masks[uri] = f"{uri}: no such mask"
-            except Exception as exc:
-                masks[uri] = f"{uri}: cannot read: {' '.join(str(exc).split())}"
-        data = masks[uri]
         try:
-            if isinstance(data, str):
-                raise InputError(data)
-            regions = MaskInput(uri, data, pair.mask.mapping(), tuple(s.name for s in pair.styles)).regions()
-            size = upright_size_from_header(storage_for(pair.content_uri).read_head(pair.content_uri, HEADER_BYTES))
+            found = regions_of(uri, pair.mask.styles, tuple(s.name for s in pair.styles))
+            size = size_of(pair.content_uri)
             if size is not None:
-                check_regions(regions, len(pair.styles), (size[1], size[0]), pair.config)
-        except FileNotFoundError:
-            continue  # the photo: input_problems says so
+                check_regions(found, len(pair.styles), (size[1], size[0]), pair.config)
         except (TaskError, CoreError) as exc:
             message = " ".join(str(exc).split())
-            if message.startswith(uri):
-                problem = message
-            else:
-                problem = f"{uri} for {pair.content_uri}: {message}"
+            problem = message if message.startswith(uri) else f"{uri} for {pair.content_uri}: {message}"
             if (pair.origin, problem) not in said:
                 said.add((pair.origin, problem))
                 problems.append(ManifestProblem(f"{pair.origin}.mask", problem))
