@@ -19,7 +19,7 @@ _WHERE = {
     "CaptureError": "errors", "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
     "NonFiniteLossError": "errors", "ShapeError": "errors", "StylizeError": "errors", "TargetsMismatchError": "errors",
     "WeightsError": "errors",
-    "ProgressCallback": "stylizer", "stylize": "stylizer",
+    "ProgressCallback": "stylizer", "stylize": "stylizer", "stylize_batch": "stylizer",
     "StyleTargets": "targets", "TargetSpec": "targets", "compute_style_targets": "targets", "luminance_match_for": "targets",
     "targets_from_bytes": "targets", "targets_to_bytes": "targets",
     "LAYER_NAMES": "layers",
@@ -59,6 +59,7 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "stylize",
+    "stylize_batch",
     "targets_from_bytes",
     "targets_to_bytes",
 ]
@@ -89,7 +90,7 @@ if TYPE_CHECKING:
         WeightsError,
     )
     from nst_batch.core.layers import LAYER_NAMES
-    from nst_batch.core.stylizer import ProgressCallback, stylize
+    from nst_batch.core.stylizer import ProgressCallback, stylize, stylize_batch
     from nst_batch.core.targets import (
         StyleTargets,
         TargetSpec,

@@ -8,6 +8,15 @@ What differs between devices is only how one iteration is taken (a :class:`_Step
   first iterations have run, the whole iteration (evaluation, backward, direction, step)
   captured in one CUDA graph and replayed: one launch instead of hundreds.
 
+The loop optimises a batch: B images of one shape go through the network as one tensor, each
+with its own loss (the objective returns one per image), its own L-BFGS history and its own stop.
+The images never meet: the gradient of the summed losses with respect to one image is its own
+loss's gradient (nothing in VGG-19 or the losses mixes images), so each image's iterates are those
+of its run alone, up to the floating-point order of a batched convolution. An image that stops
+(early stopping) is frozen: it stays in the batch, which keeps every shape (and a CUDA graph)
+fixed, its best iterate and losses no longer change, and the batch ends when every image has
+stopped. B = 1 is the loop of a single image.
+
 The loop keeps the best evaluated iterate with device-side selects and reads losses back only
 where it checks them: every iteration on the CPU (a read costs nothing there), at report points
 on CUDA (so a NaN is reported, and an early stop happens, up to ``report_every - 1`` iterations
@@ -32,7 +41,8 @@ from nst_batch.core.config import StyleConfig
 from nst_batch.core.errors import CaptureError, NonFiniteLossError
 from nst_batch.core.lbfgs import DeviceLBFGS
 
-# objective(x) -> (total loss, weighted terms); both scalars on x's device.
+# objective(x) -> (total loss, weighted terms) of a batch x (B, C, H, W): each a (B,) tensor on
+# x's device, one value per image (a loss that depended on another image would couple their runs).
 Objective = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
 
 
@@ -45,7 +55,8 @@ class IterationEvent:
     losses: dict[str, float] | None = None
     scale_done: bool = False
     stopped_early: bool = False
-    image: Tensor | None = None
+    image: Tensor | None = None  # (1, C, H, W)
+    index: int = 0  # the image's place in the batch
 
 
 IterationHook = Callable[[IterationEvent], None]
@@ -62,7 +73,12 @@ class ScaleOutcome:
     capture_error: str = ""
 
 
-def optimize_scale(
+def optimize_scale(start: Tensor, objective: Objective, cfg: StyleConfig, max_iterations: int, **options: Any) -> ScaleOutcome:
+    """:func:`optimize_batch` of one image (``start`` is (1, C, H, W))."""
+    return optimize_batch(start, objective, cfg, max_iterations, **options)[0]
+
+
+def optimize_batch(
     start: Tensor,
     objective: Objective,
     cfg: StyleConfig,
@@ -74,45 +90,67 @@ def optimize_scale(
     device_resident: bool | None = None,
     graphs: bool | None = None,
     to_image: Callable[[Tensor], Tensor] | None = None,
-) -> ScaleOutcome:
-    """Minimise ``objective`` over the pixels of ``start`` for up to ``max_iterations`` steps.
+) -> list[ScaleOutcome]:
+    """Minimise ``objective`` over the pixels of each image of ``start`` (B, C, H, W) for up to
+    ``max_iterations`` steps; one outcome per image.
 
-    Returns the best evaluated iterate rather than the last one: without a line search, L-BFGS's
-    last step is not guaranteed to lower the loss, and the best one's losses are known exactly.
+    Returns each image's best evaluated iterate rather than its last one: without a line search,
+    L-BFGS's last step is not guaranteed to lower the loss, and the best one's losses are known
+    exactly.
 
     ``device_resident`` (default: on CUDA) takes L-BFGS steps without host reads; ``graphs``
     (default: on CUDA) replays each iteration from a CUDA graph once captured. ``to_image`` maps
     the optimised variable to the image (a parameterisation, see nst_batch.core.precondition):
-    the images given to the hook and returned are images, not the variable.
+    the images given to the hook and returned are images, not the variable. The hook hears of
+    each image (``IterationEvent.index``) at every iteration until it stops, then once more with
+    ``scale_done``.
     """
     image_of = _image_map(to_image)
     began = time.perf_counter()
+    batch = start.shape[0]
+    if max_iterations == 0:
+        return [ScaleOutcome(image_of(start.detach())[i:i + 1], 0, False, {}, time.perf_counter() - began) for i in range(batch)]
     on_device = start.device.type == "cuda" if device_resident is None else device_resident
     stepper = _make_stepper(start, objective, cfg, on_device, start.device.type == "cuda" if graphs is None else graphs)
-    book = _Book(stepper.x, check_every=report_every if on_device else 1)
-    iteration, stopped_early = 0, False
+    book = _Book(stepper.current(), check_every=report_every if on_device else 1)
+    last = [0] * batch  # the iteration each image stopped at
+    iteration = 0
     for iteration in range(1, max_iterations + 1):
         loss, terms = stepper.step(book.evaluated)
         book.record(loss, terms)
         report = iteration % report_every == 0 or iteration == max_iterations
         if report or iteration % book.check_every == 0:
             book.check(iteration, where)
-            stopped_early = _converged(book.best_history, cfg)
-        done = stopped_early or iteration == max_iterations
+            stopping = [i for i in book.running() if _converged(book.best_history[i], cfg)]
+            for i in stopping:
+                last[i] = iteration
+            book.stop(stopping)
+            stepper.stop(stopping)
         if on_iteration is not None:
-            shown = report and not done
-            on_iteration(IterationEvent(iteration, _to_floats(terms, float(loss)) if shown else None,
-                                        image=image_of(book.best_x) if shown else None))
-        if stopped_early:
+            _tell(on_iteration, book, iteration, terms, loss, image_of, report and iteration < max_iterations)
+        if not book.running():
             break
-    if max_iterations == 0:
-        return ScaleOutcome(image_of(start.detach()), 0, False, {}, time.perf_counter() - began)
     losses = book.final_losses()
     best = image_of(book.best_x)
-    if on_iteration is not None:
-        on_iteration(IterationEvent(iteration, losses, True, stopped_early, best))
     graphed, error = stepper.graphed()
-    return ScaleOutcome(best, iteration, stopped_early, losses, time.perf_counter() - began, graphed, error)
+    seconds = time.perf_counter() - began
+    outcomes = []
+    for i in range(batch):
+        outcome = ScaleOutcome(best[i:i + 1], last[i] if book.stopped[i] else iteration, book.stopped[i], losses[i], seconds, graphed, error)
+        if on_iteration is not None:
+            on_iteration(IterationEvent(outcome.iterations, outcome.losses, True, outcome.stopped_early, outcome.image, i))
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _tell(hook: IterationHook, book: _Book, iteration: int, terms: dict[str, Tensor], loss: Tensor,
+          image_of: Callable[[Tensor], Tensor], report: bool) -> None:
+    """Each running image's event at this iteration; losses and the best iterate at report points."""
+    running = book.running()
+    values = _per_image(terms, loss) if report else None
+    images = image_of(book.best_x) if report and running else None
+    for i in running:
+        hook(IterationEvent(iteration, values[i] if values else None, image=images[i:i + 1] if images is not None else None, index=i))
 
 
 def _image_map(to_image: Callable[[Tensor], Tensor] | None) -> Callable[[Tensor], Tensor]:
@@ -127,54 +165,79 @@ def _image_map(to_image: Callable[[Tensor], Tensor] | None) -> Callable[[Tensor]
 
 
 class _Book:
-    """The best evaluated iterate, its loss and terms (kept on the device), and the losses read
-    back at check points."""
+    """Per image of the batch: the best evaluated iterate, its loss and terms (kept on the device),
+    the losses read back at check points, and whether it has stopped (from then on nothing of it
+    changes: its later evaluations, of a point it never stepped to alone, are not recorded)."""
 
     def __init__(self, x: Tensor, check_every: int) -> None:
+        batch = x.shape[0]
         self.check_every = check_every
-        self.evaluated = x.detach().clone()  # the point the next step evaluates (the stepper fills it)
+        self.evaluated = x.detach().clone()  # the points the next step evaluates (the stepper fills them)
         self.best_x = x.detach().clone()
-        self.best_loss = torch.full((), math.inf, device=x.device)
+        self.best_loss = torch.full((batch,), math.inf, device=x.device)
         self.best_terms: dict[str, Tensor] = {}
-        self.best_history: list[float] = []  # the best loss after each iteration, as read back
-        self._pending: list[Tensor] = []  # every evaluated loss since the last check
+        self.best_history: list[list[float]] = [[] for _ in range(batch)]  # each image's best loss after each iteration, as read back
+        self.stopped = [False] * batch
+        self._recording = torch.ones(batch, dtype=torch.bool, device=x.device)  # on the device: the loop never waits to select
+        self._pending: list[Tensor] = []  # every evaluated loss since the last check, (B,) each
         self._pending_best: list[Tensor] = []
 
+    def running(self) -> list[int]:
+        return [i for i, stopped in enumerate(self.stopped) if not stopped]
+
+    def stop(self, images: list[int]) -> None:
+        for i in images:
+            self.stopped[i] = True
+            self._recording[i] = False
+
     def record(self, loss: Tensor, terms: dict[str, Tensor]) -> None:
-        loss = loss.detach().float().clone()  # a graph's output is overwritten by the next replay
-        better = loss < self.best_loss
+        loss = loss.detach().float().reshape(-1).clone()  # a graph's output is overwritten by the next replay
+        better = (loss < self.best_loss) & self._recording
         self.best_loss = torch.where(better, loss, self.best_loss)
-        self.best_x.copy_(torch.where(better, self.evaluated, self.best_x))
-        self.best_terms = {k: torch.where(better, v.float(), self.best_terms[k]) if self.best_terms else v.float().clone()
-                           for k, v in terms.items()}
+        self.best_x.copy_(torch.where(better.view(-1, *[1] * (self.best_x.dim() - 1)), self.evaluated, self.best_x))
+        self.best_terms = {k: torch.where(better, v.float().reshape(-1), self.best_terms[k]) if self.best_terms
+                           else v.float().reshape(-1).clone() for k, v in terms.items()}
         self._pending.append(loss)
         self._pending_best.append(self.best_loss)
 
     def check(self, iteration: int, where: str) -> None:
-        """Read the losses since the last check: a NaN stops the run, naming its iteration."""
-        values = torch.stack(self._pending).tolist()
+        """Read the losses since the last check: a NaN of a running image stops the run, naming its
+        iteration (and the image, in a batch)."""
+        values = torch.stack(self._pending).tolist()  # (iterations, B)
         first = iteration - len(values) + 1
-        for offset, value in enumerate(values):
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"the loss became {value} at {where}iteration {first + offset}: lower the content/style/tv weights "
-                    "or check the input images"
-                )
-        self.best_history += torch.stack(self._pending_best).tolist()
+        running = self.running()
+        for offset, row in enumerate(values):
+            for i in running:
+                if not math.isfinite(row[i]):
+                    image = f"image {i + 1} of {len(row)}, " if len(row) > 1 else ""
+                    raise NonFiniteLossError(
+                        f"the loss became {row[i]} at {where}{image}iteration {first + offset}: lower the content/style/tv weights "
+                        "or check the input images"
+                    )
+        for row in torch.stack(self._pending_best).tolist():
+            for i in running:
+                self.best_history[i].append(row[i])
         self._pending.clear()
         self._pending_best.clear()
 
-    def final_losses(self) -> dict[str, float]:
-        return _to_floats(self.best_terms, float(self.best_loss)) if self.best_terms else {}
+    def final_losses(self) -> list[dict[str, float]]:
+        return _per_image(self.best_terms, self.best_loss) if self.best_terms else [{} for _ in self.stopped]
 
 
 class _Stepper:
-    """Takes one iteration: evaluates the objective at ``x`` (writing that point to ``evaluated``),
-    moves ``x``, and returns the loss and terms at the evaluated point."""
-
-    x: Tensor
+    """Takes one iteration of every image of the batch: evaluates the objective at the current
+    points (writing them to ``evaluated``), moves each running image, and returns the losses and
+    terms at the evaluated points, (B,) each."""
 
     def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def current(self) -> Tensor:
+        """The batch's current points, (B, C, H, W)."""
+        raise NotImplementedError
+
+    def stop(self, images: list[int]) -> None:
+        """From now on, leave these images where they are."""
         raise NotImplementedError
 
     def graphed(self) -> tuple[bool | None, str]:
@@ -190,56 +253,80 @@ def _make_stepper(start: Tensor, objective: Objective, cfg: StyleConfig, on_devi
 
 
 class _TorchStepper(_Stepper):
-    """torch.optim's L-BFGS or Adam through a closure (the CPU path)."""
+    """torch.optim's L-BFGS (or Adam), one optimiser per image (the CPU path). Each image is a leaf
+    of its own, so each optimiser sees only its image's gradient; the batch is their concatenation,
+    evaluated once, and the summed losses differentiated once: each optimiser's closure then
+    returns its image's loss, already evaluated (with ``max_iter=1`` torch calls it exactly once,
+    at the start of the step, as it would call its own)."""
 
     def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
-        self.x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        self.xs = [x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True) for x in start.split(1)]
         self.objective, self.cfg = objective, cfg
-        self.optimizer = _make_optimizer(self.x, cfg)
+        self.optimizers = [_make_optimizer(x, cfg) for x in self.xs]
+        self.running = [True] * len(self.xs)
         self.scale: Tensor | None = None
-        self.terms: dict[str, Tensor] = {}
-        self.total = torch.zeros(())
 
-    def _closure(self) -> Tensor:
-        self.optimizer.zero_grad(set_to_none=False)
-        total, self.terms = self.objective(self.x)
+    def current(self) -> Tensor:
+        return self.xs[0] if len(self.xs) == 1 else torch.cat(self.xs)
+
+    def stop(self, images: list[int]) -> None:
+        for i in images:
+            self.running[i] = False
+
+    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=False)
+        x = self.current()
+        evaluated.copy_(x.detach())
+        total, terms = self.objective(x)
         if self.scale is None:
             self.scale = _loss_scale(total)
         normalised = total / self.scale
-        normalised.backward()
-        self.total = total.detach()
-        return normalised.detach()
-
-    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        evaluated.copy_(self.x.detach())
-        if self.cfg.optimizer == "adam":
-            self._closure()
-            self.optimizer.step()
-            with torch.no_grad():
-                self.x.clamp_(0, 1)  # Adam keeps the box constraint at every step; L-BFGS is clamped per scale
-        else:
-            self.optimizer.step(self._closure)  # type: ignore[arg-type]
-        return self.total, self.terms
+        normalised.sum().backward()
+        values = normalised.detach()
+        for i, optimizer in enumerate(self.optimizers):
+            if not self.running[i]:
+                continue
+            if self.cfg.optimizer == "adam":
+                optimizer.step()
+                with torch.no_grad():
+                    self.xs[i].clamp_(0, 1)  # Adam keeps the box constraint at every step; L-BFGS is clamped per scale
+            else:
+                optimizer.step(lambda v=values[i]: v)  # type: ignore[arg-type, misc]
+        return total.detach(), terms
 
 
 class _DeviceStepper(_Stepper):
-    """:class:`DeviceLBFGS`: the same algorithm as torch's L-BFGS with no host reads."""
+    """:class:`DeviceLBFGS`, one per image: the same algorithm as torch's L-BFGS with no host reads."""
 
     def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
         self.x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         self.objective = objective
-        self.lbfgs = DeviceLBFGS(self.x.numel(), cfg.lbfgs_history, self.x.device, self.x.dtype)
+        numel = self.x[0].numel()
+        self.lbfgs = [DeviceLBFGS(numel, cfg.lbfgs_history, self.x.device, self.x.dtype) for _ in range(self.x.shape[0])]
+        # On the device, read by every step (and by a captured graph): stopping an image writes it.
+        self.running = torch.ones(self.x.shape[0], dtype=torch.bool, device=self.x.device)
         self.scale: Tensor | None = None
+
+    def current(self) -> Tensor:
+        return self.x
+
+    def stop(self, images: list[int]) -> None:
+        for i in images:
+            self.running[i] = False
 
     def _iterate(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         total, terms = self.objective(self.x)
         if self.scale is None:  # the first iteration only: never inside a captured graph
             self.scale = _loss_scale(total)
-        (total / self.scale).backward()
+        (total / self.scale).sum().backward()
         assert self.x.grad is not None
         with torch.no_grad():
             evaluated.copy_(self.x)
-            self.x.add_(self.lbfgs.direction(self.x.grad.reshape(-1)).view_as(self.x))
+            flat, grads = self.x.view(len(self.lbfgs), -1), self.x.grad.reshape(len(self.lbfgs), -1)
+            for i, lbfgs in enumerate(self.lbfgs):
+                # A select, not a product: a stopped image's direction may be anything, NaN included.
+                flat[i].add_(torch.where(self.running[i], lbfgs.direction(grads[i]), 0.0))
         return total.detach(), {k: v.detach() for k, v in terms.items()}
 
     def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -408,5 +495,8 @@ def _converged(best_history: list[float], cfg: StyleConfig) -> bool:
     return (before - now) <= cfg.early_stop_rtol * abs(now)
 
 
-def _to_floats(terms: dict[str, Tensor], total: float) -> dict[str, float]:
-    return {**{k: float(v) for k, v in terms.items()}, "total": total}
+def _per_image(terms: dict[str, Tensor], total: Tensor) -> list[dict[str, float]]:
+    """Each image's terms and total as numbers (one read per term)."""
+    columns = {k: v.detach().float().reshape(-1).tolist() for k, v in terms.items()}
+    totals = total.detach().float().reshape(-1).tolist()
+    return [{**{k: values[i] for k, values in columns.items()}, "total": totals[i]} for i in range(len(totals))]

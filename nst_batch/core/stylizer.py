@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from nst_batch.core.device import autocast, for_device
 from nst_batch.core.errors import ConfigError, ShapeError
 from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
 from nst_batch.core.losses import content_loss, gram_style_loss, sliced_wasserstein_loss, swd_directions, total_variation
-from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_scale
+from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_batch
 from nst_batch.core.precondition import Pyramid
 from nst_batch.core.regions import Region, at_positions, check_regions, keep_mask, masks_at
 from nst_batch.core.targets import (
@@ -70,48 +71,126 @@ def stylize(
     cfg = for_device(cfg, content.device, strict=False)
     began = time.perf_counter()
     match = luminance_match_for(content, cfg)
-    style_targets = _targets(content, features, cfg, styles, targets, match)
-    blend = cfg.blend_weights(len(style_targets)) if not regions else ()
+    photo = _Photo(content, _targets(content, features, cfg, styles, targets, match), init_image, on_step)
+    return _stylize([photo], features, cfg, regions, report_every, began)[0]
+
+
+def stylize_batch(
+    contents: Sequence[Tensor],
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    targets: Sequence[Sequence[StyleTargets]],
+    *,
+    init_images: Sequence[Tensor] = (),
+    on_steps: Sequence[ProgressCallback | None] = (),
+    report_every: int = REPORT_EVERY,
+) -> list[StylizeResult]:
+    """Several photos of one shape, each with its own styles, optimised as one batch: one pass of
+    the network for all of them per evaluation, each photo with its own targets, L-BFGS history
+    and early stop (see :mod:`nst_batch.core.optimize`). Each result is the photo's result alone,
+    up to the floating-point order of a batched convolution.
+
+    Args:
+        contents: (1, 3, H, W) each, all of one H x W.
+        targets: per photo, its styles' precomputed :class:`StyleTargets` (made with ``cfg`` and the
+            photo's own luminance match, as :func:`stylize` takes them).
+        init_images: per photo, when ``cfg.init == "image"``.
+        on_steps: per photo, a progress callback or None.
+
+    Not batched (:class:`ConfigError`): tiles (a batch's tiles would not share boxes) and, in
+    :func:`stylize` only, regions.
+    """
+    if len(targets) != len(contents) or (on_steps and len(on_steps) != len(contents)) or (init_images and len(init_images) != len(contents)):
+        raise ShapeError(f"{len(contents)} photos, {len(targets)} sets of targets, {len(on_steps)} callbacks and {len(init_images)} "
+                         "init images: give one of each per photo")
+    if not contents:
+        return []
+    shapes = {tuple(c.shape) for c in contents}
+    if len(shapes) > 1:
+        raise ShapeError(f"a batch's photos share one shape, got {sorted(shapes)}")
+    for i, content in enumerate(contents):
+        _check_inputs(content, features, cfg, (), targets[i], init_images[i] if init_images else None)
+    height, width = contents[0].shape[-2:]
+    if any(cfg.tiled(*fit_size(height, width, side)) for side in cfg.sides()):
+        raise ConfigError(f"tile_size: a run in tiles ({cfg.tile_size} px) is not batched; stylize its photos one at a time",
+                          settings=["tile_size"])
+    cfg = for_device(cfg, contents[0].device, strict=False)
+    began = time.perf_counter()
+    photos = [_Photo(content, _targets(content, features, cfg, (), targets[i], luminance_match_for(content, cfg)),
+                     init_images[i] if init_images else None, on_steps[i] if on_steps else None) for i, content in enumerate(contents)]
+    return _stylize(photos, features, cfg, (), report_every, began)
+
+
+@dataclass(frozen=True)
+class _Photo:
+    """One photo of a batch and what is its own: its styles' targets, its start, its progress."""
+
+    content: Tensor  # (1, 3, H, W)
+    targets: list[StyleTargets]
+    init_image: Tensor | None
+    on_step: ProgressCallback | None
+
+
+def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, regions: Sequence[Region], report_every: int,
+             began: float) -> list[StylizeResult]:
+    """The coarse-to-fine scales of a batch of photos of one shape (regions and tiles: one photo)."""
+    content = torch.cat([p.content for p in photos])
+    blends = [cfg.blend_weights(len(p.targets)) if not regions else () for p in photos]
+    init = torch.cat([p.init_image for p in photos]) if all(p.init_image is not None for p in photos) else None
     height, width = content.shape[-2:]
-    reports: list[ScaleReport] = []
+    reports: list[list[ScaleReport]] = [[] for _ in photos]
     image: Tensor | None = None
     previous_content: Tensor | None = None
     iterations = cfg.iterations_per_scale()
     work = _work_per_scale(cfg, height, width)
-    done_work = 0.0  # pixel-iterations run in the scales before this one
+    done_work = [0.0] * len(photos)  # pixel-iterations run in the scales before this one
     for index, (side, style_side) in enumerate(zip(cfg.sides(), cfg.style_sides(), strict=True)):
         size = fit_size(height, width, side)
         scale_rgb = resize(content, size)
         scale_content = _variable_space(scale_rgb, cfg)
         masks = masks_at(regions, size, content.device) if regions else None
         finish = _compositor(keep_mask(regions, masks) if masks is not None else None, scale_content)
-        start = finish(_start_image(index, image, scale_content, size, cfg, init_image, previous_content))
+        start = finish(_start_image(index, image, scale_content, size, cfg, init, previous_content))
         previous_content = scale_content
-        grams = _scale_targets(style_targets, blend, style_side, regions, masks)
-        coarser = _coarser_levels(cfg, index, side, style_targets, blend, (height, width), regions, masks)
+        grams = [_scale_targets(p.targets, blend, style_side, regions, masks) for p, blend in zip(photos, blends, strict=True)]
+        coarser = _batch_levels(cfg, index, side, photos, blends, (height, width), regions, masks)
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
-        hook = _progress_hook(on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
-                              lambda best, c=scale_rgb, f=finish: _preview(f(best), c, cfg), done_work, work[index], sum(work[index + 1:]))
+        hooks = [_progress_hook(p.on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
+                                lambda best, c=scale_rgb[i:i + 1], f=finish: _preview(f(best), c, cfg), done_work[i], work[index],
+                                sum(work[index + 1:])) for i, p in enumerate(photos)]
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
-            outcome = _optimize_tiled(start, scale_content, boxes, features, cfg, grams, coarser, iterations[index], _levels(cfg, index), hook,
-                                      report_every,
-                                      where)
+            outcomes = [_optimize_tiled(start, scale_content, boxes, features, cfg, grams[0], [(f, g[0], e) for f, g, e in coarser],
+                                        iterations[index], _levels(cfg, index), hooks[0], report_every, where)]
         else:
-            objective = build_objective(features, cfg, scale_content, grams, coarser)
-            outcome = _optimize(start, lambda x, o=objective, f=finish: o(f(x)), cfg, iterations[index], _levels(cfg, index),
-                                on_iteration=hook, report_every=report_every, where=where)
+            objective = batch_objective(features, cfg, scale_content, grams, coarser)
+            outcomes = _optimize(start, lambda x, o=objective, f=finish: o(f(x)), cfg, iterations[index], _levels(cfg, index),
+                                 on_iteration=_by_image(hooks), report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
-        image = finish(outcome.image).clamp(0, 1)
-        done_work += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
-        reports.append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles,
-                                   outcome.stopped_early, outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
+        image = finish(torch.cat([o.image for o in outcomes])).clamp(0, 1)
+        for i, outcome in enumerate(outcomes):
+            done_work[i] += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
+            reports[i].append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles, outcome.stopped_early,
+                                          outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
     assert image is not None
     if cfg.preserve_color:
         image = recombine(image, resize(content, tuple(image.shape[-2:])))
-    return StylizeResult(image=image.detach(), scales=tuple(reports))
+    return [StylizeResult(image=image[i:i + 1].detach(), scales=tuple(reports[i])) for i in range(len(photos))]
+
+
+def _by_image(hooks: Sequence[IterationHook | None]) -> IterationHook | None:
+    """One hook for the loop that passes each image's events to that image's hook."""
+    if all(h is None for h in hooks):
+        return None
+
+    def hook(event: IterationEvent) -> None:
+        own = hooks[event.index]
+        if own is not None:
+            own(event)
+
+    return hook
 
 
 def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: RegionTargets,
@@ -131,7 +210,7 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
 
         objective = build_objective(features, cfg, content_patch, grams, coarser)
         outcome = _optimize(start_patch, objective, cfg, iterations, levels, on_iteration=tile_hook, report_every=report_every,
-                                 where=f"{where}tile {index + 1}/{len(boxes)}, ")
+                            where=f"{where}tile {index + 1}/{len(boxes)}, ")[0]
         outcomes.append(outcome)
         # Clamped per tile: the next tile's overlap starts from these pixels.
         return outcome.image.clamp(0, 1)
@@ -159,13 +238,13 @@ def _levels(cfg: StyleConfig, index: int) -> int:
     return cfg.precondition if index == 0 else 0
 
 
-def _optimize(start: Tensor, objective: Objective, cfg: StyleConfig, iterations: int, levels: int, **options: Any) -> ScaleOutcome:
-    """One scale's optimisation over the pixels, or over ``levels`` levels of their pyramid (see
-    nst_batch.core.precondition)."""
+def _optimize(start: Tensor, objective: Objective, cfg: StyleConfig, iterations: int, levels: int, **options: Any) -> list[ScaleOutcome]:
+    """One scale's optimisation of a batch over the pixels, or over ``levels`` levels of their
+    pyramid (see nst_batch.core.precondition)."""
     if levels <= 0:
-        return optimize_scale(start, objective, cfg, iterations, **options)
+        return optimize_batch(start, objective, cfg, iterations, **options)
     pyramid = Pyramid(start, levels)
-    return optimize_scale(pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, **options)
+    return optimize_batch(pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, **options)
 
 
 def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
@@ -208,8 +287,10 @@ def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tup
         return content.clone()
     if cfg.init == "noise":
         # Drawn on the CPU from a seeded generator, then moved: the same noise on every device.
+        # Each photo of a batch gets the noise it would get alone.
         generator = torch.Generator().manual_seed(cfg.seed)
-        return torch.rand(content.shape, generator=generator, dtype=torch.float32).to(content.device)
+        noise = torch.rand((1, *content.shape[1:]), generator=generator, dtype=torch.float32)
+        return noise.expand(content.shape[0], -1, -1, -1).contiguous().to(content.device)
     assert init_image is not None
     return _variable_space(resize(init_image.to(content.device), size), cfg)
 
@@ -220,6 +301,8 @@ RegionTargets = list[tuple[Tensor | None, dict[str, Tensor]]]
 # (the downscale factor, the targets at that size, and the coarser scale's exact (h, w) for an
 # image of this scale's full size, or None)
 Level = tuple[float, RegionTargets, tuple[tuple[int, int], tuple[int, int]] | None]
+# The same for a batch: the targets at that size per photo.
+BatchLevel = tuple[float, list[RegionTargets], tuple[tuple[int, int], tuple[int, int]] | None]
 
 
 def _scale_targets(targets: Sequence[StyleTargets], blend: Sequence[float], style_side: int, regions: Sequence[Region] = (),
@@ -237,6 +320,13 @@ def _compositor(keep: Tensor | None, content: Tensor) -> Callable[[Tensor], Tens
     return lambda x: torch.lerp(x, content, keep)
 
 
+def _batch_levels(cfg: StyleConfig, index: int, side: int, photos: Sequence[_Photo], blends: Sequence[Sequence[float]],
+                  content_hw: tuple[int, int], regions: Sequence[Region] = (), masks: Tensor | None = None) -> list[BatchLevel]:
+    """:func:`_coarser_levels` of each photo of a batch, the targets gathered per level."""
+    each = [_coarser_levels(cfg, index, side, p.targets, blend, content_hw, regions, masks) for p, blend in zip(photos, blends, strict=True)]
+    return [(f, [levels[j][1] for levels in each], exact) for j, (f, _, exact) in enumerate(each[0])]
+
+
 def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float],
                     content_hw: tuple[int, int] | None = None, regions: Sequence[Region] = (), masks: Tensor | None = None) -> list[Level]:
     """The coarser scales' Gram targets, each with the factor that downscales this scale to it. With
@@ -252,16 +342,24 @@ def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[S
 
 def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: Mapping[str, Tensor] | RegionTargets,
                     coarser: Sequence[Level] = ()) -> Objective:
-    """The loss of Gatys et al.: content at ``cfg.content_layers``, Gram matrices (or quantiles) at
-    the style layers, total variation. ``style_grams``: the whole image's targets by layer, or
-    :data:`RegionTargets` (a style term per region). With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
-    and style terms is the same loss on the image downscaled to each of them, against the content
-    and the Gram targets at that size (see ``StyleConfig.coarse_style_share``)."""
+    """:func:`batch_objective` of one photo (``content`` (1, C, H, W)). ``style_grams``: the whole
+    image's targets by layer, or :data:`RegionTargets` (a style term per region)."""
     if isinstance(style_grams, Mapping):
         style_grams = [(None, dict(style_grams))]
+    return batch_objective(features, cfg, content, [style_grams], [(f, [g], exact) for f, g, exact in coarser])
+
+
+def batch_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_targets: Sequence[RegionTargets],
+                    coarser: Sequence[BatchLevel] = ()) -> Objective:
+    """The loss of Gatys et al. of each photo of a batch (``content`` (B, C, H, W), ``style_targets``
+    one per photo): content at ``cfg.content_layers``, Gram matrices (or quantiles) at the style
+    layers, total variation. With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
+    and style terms is the same loss on the image downscaled to each of them, against the content
+    and the Gram targets at that size (see ``StyleConfig.coarse_style_share``). The objective
+    returns each photo's total and terms, (B,) each."""
     levels = [(f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
     own = 1.0 - cfg.coarse_style_share if levels else 1.0
-    terms_at = [(own, 1.0, None, _level_loss(features, cfg, content, style_grams))]
+    terms_at = [(own, 1.0, None, _level_loss(features, cfg, content, style_targets))]
     terms_at += [((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g)) for f, g, exact in levels]
 
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -272,7 +370,7 @@ def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
             c, s = c + weight * lc, s + weight * ls
         terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
         if cfg.tv_weight > 0:
-            terms["tv"] = cfg.tv_weight * total_variation(x)
+            terms["tv"] = cfg.tv_weight * torch.stack([total_variation(x[i:i + 1]) for i in range(x.shape[0])])
         total = sum(terms.values())
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
 
@@ -303,22 +401,28 @@ def _downscale(x: Tensor, factor: float, exact: tuple[tuple[int, int], tuple[int
 
 
 def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor,
-                style_targets: RegionTargets) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """(content loss, style loss), unweighted, of an image the size of ``content``."""
+                style_targets: Sequence[RegionTargets]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """(content loss, style loss), unweighted, (B,) each, of a batch the size of ``content``: the
+    network sees the whole batch at once, each photo's losses are taken on its own features."""
     layers, layer_weights = cfg.layers, cfg.layer_weights()
     with torch.no_grad(), autocast(content.device, cfg.precision):
         content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
     style_term = _style_term(cfg, content.device)
-    terms = [(None if mask is None else at_positions(mask, *content.shape[-2:]), tables) for mask, tables in style_targets]
-    masked = _MaskedTerms(cfg, style_term)
+    photos = [[(None if mask is None else at_positions(mask, *content.shape[-2:]), tables) for mask, tables in targets]
+              for targets in style_targets]
+    masked = [_MaskedTerms(cfg, style_term) for _ in photos]
 
     def loss(x: Tensor) -> tuple[Tensor, Tensor]:
         with autocast(x.device, cfg.precision):
             feats = features(_rgb(x, cfg), layers)
-        c = sum(content_loss(feats[k], content_targets[k]) for k in cfg.content_layers) / len(cfg.content_layers)
-        s = sum(layer_weights[k] * (style_term(feats[k], tables[k], k) if mask is None else masked(i, mask, feats[k], tables[k], k))
-                for i, (mask, tables) in enumerate(terms) for k in cfg.style_layers)
-        return c, s  # type: ignore[return-value]
+        zero = x.new_zeros((), dtype=torch.float32)
+        c, s = [], []
+        for p, terms in enumerate(photos):
+            own = {k: v[p:p + 1] for k, v in feats.items()}
+            c.append(sum((content_loss(own[k], content_targets[k][p:p + 1]) for k in cfg.content_layers), zero) / len(cfg.content_layers))
+            s.append(sum((layer_weights[k] * (style_term(own[k], tables[k], k) if mask is None else masked[p](i, mask, own[k], tables[k], k))
+                          for i, (mask, tables) in enumerate(terms) for k in cfg.style_layers), zero))
+        return torch.stack(c), torch.stack(s)
 
     return loss
 
