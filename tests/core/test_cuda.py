@@ -2,6 +2,7 @@
 without a GPU (the conftest skips every test marked `cuda`)."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,12 +10,13 @@ import torch
 from nst_batch.core import StyleConfig, compute_style_targets, configure_backends, stylize
 from nst_batch.core.lbfgs import DeviceLBFGS
 from nst_batch.core.memory import estimate_memory
-from nst_batch.core.optimize import optimize_scale
-from nst_batch.core.stylizer import build_objective
+from nst_batch.core.optimize import optimize_batch, optimize_scale
+from nst_batch.core.stylizer import batch_objective, build_objective
 from nst_batch.core.targets import blend_targets
 
 pytestmark = pytest.mark.cuda
 CFG = StyleConfig(size=128, scales=(1.0,), iterations=(30,), early_stop_rtol=0.0)
+CFG64 = replace(CFG, precision="fp32")  # no autocast: the float64 runs stay float64
 
 
 @pytest.fixture
@@ -28,15 +30,43 @@ def cuda_problem(features, content, style):
     configure_backends(device)
 
 
-def test_a_graph_replay_gives_the_eager_result(cuda_problem):
-    objective, content, _ = cuda_problem
-    eager = optimize_scale(content, objective, CFG, 30, graphs=False)
-    graphed = optimize_scale(content, objective, CFG, 30, graphs=True)
+def _float64(features, content, style, photos=1):
+    """The problem in float64, ``photos`` copies of it as a batch (each with its own start): over 30
+    iterations a float32 run is chaotic (the same run on 1 and on 2 CPU cores ends 0.4 apart at
+    some pixel; tests/core/test_batch.py), so two ways of computing one run are compared in
+    float64, where rounding (1e-16) amplified by the same chaos stays under 1e-7."""
+    device = torch.device("cuda")
+    feats = copy.deepcopy(features).to(device).double()
+    content = torch.nn.functional.interpolate(content, size=(96, 128), mode="bilinear").to(device).double()
+    cfg = CFG64
+    targets = compute_style_targets(style.to(device).double(), feats, cfg)
+    grams = blend_targets([targets], (1.0,), cfg.style_sides()[0])
+    contents = torch.cat([content.roll(8 * i, dims=-1) for i in range(photos)])
+    return batch_objective(feats, cfg, contents, [[(None, grams)]] * photos), contents
+
+
+def test_a_graph_replay_gives_the_eager_result(cuda_problem, features, content, style):
+    objective, start = _float64(features, content, style)
+    eager = optimize_scale(start, objective, CFG64, 30, graphs=False)
+    graphed = optimize_scale(start, objective, CFG64, 30, graphs=True)
     # The graph replayed: a capture that fell back to eager would pass the comparison below too.
     assert (graphed.graphed, graphed.capture_error) == (True, "") and eager.graphed is None
     assert graphed.iterations == eager.iterations == 30
-    assert (graphed.image - eager.image).abs().max() < 1e-4
-    assert graphed.losses["total"] == pytest.approx(eager.losses["total"], rel=1e-4)
+    assert (graphed.image - eager.image).abs().max() < 1e-7
+    assert graphed.losses["total"] == pytest.approx(eager.losses["total"], rel=1e-7)
+
+
+def test_a_graphed_batch_gives_each_photo_its_eager_run_alone(cuda_problem, features, content, style):
+    objective, start = _float64(features, content, style, photos=3)
+    batch = optimize_batch(start, objective, CFG64, 30, graphs=True)
+    assert all(o.graphed for o in batch)
+    for i, outcome in enumerate(batch):
+        def own(x, i=i):
+            total, terms = objective(torch.cat([x if j == i else start[j:j + 1] for j in range(3)]))
+            return total[i:i + 1], {k: v[i:i + 1] for k, v in terms.items()}
+
+        alone = optimize_scale(start[i:i + 1], own, CFG64, 30, graphs=False)
+        assert (outcome.image - alone.image).abs().max() < 1e-7
 
 
 def test_the_device_lbfgs_on_cuda_matches_the_cpu(cuda_problem):
@@ -54,9 +84,16 @@ def test_the_device_lbfgs_on_cuda_matches_the_cpu(cuda_problem):
     assert torch.allclose(xs["cpu"], xs["cuda"], rtol=1e-9, atol=1e-12)
 
 
-def test_bf16_on_the_gpu_stays_close_to_fp32(cuda_problem):
+def test_bf16_on_the_gpu_stays_close_to_fp32(cuda_problem, style):
+    """bf16 keeps 8 significant bits: each convolution's output is rounded by up to 2^-9 (0.2 %)
+    relative, and the loss, a mean of squared differences, carries about twice its features'
+    relative error where they are far from their targets, less where errors average out. The
+    targets are a painting's: against the photo's own (flipped; its Gram is nearly the photo's)
+    the difference is near zero and any rounding a large part of it (2.9 % measured). Measured
+    with the painting on a CPU with native bf16 (2026-12-06, Xeon with AMX): 0.02 % (Gram),
+    0.005 % (swd), gradients' cosine 0.990; 1 % and 0.95 leave the GPU's kernels a wide margin."""
     _, content, feats = cuda_problem
-    targets = compute_style_targets(content.flip(-1), feats, CFG)
+    targets = compute_style_targets(style.to(content.device), feats, CFG)
     grams = blend_targets([targets], (1.0,), CFG.style_sides()[0])
     point = (0.9 * content + 0.1 * content.flip(-1)).requires_grad_(True)
     out = {}
@@ -66,7 +103,7 @@ def test_bf16_on_the_gpu_stays_close_to_fp32(cuda_problem):
         total, _ = build_objective(feats, cfg, content, grams)(point)
         total.backward()
         out[precision] = (float(total.detach()), point.grad.flatten().clone())
-    assert out["bf16"][0] == pytest.approx(out["fp32"][0], rel=0.05)
+    assert out["bf16"][0] == pytest.approx(out["fp32"][0], rel=0.01)
     assert float(torch.nn.functional.cosine_similarity(out["bf16"][1], out["fp32"][1], dim=0)) > 0.95
 
 
