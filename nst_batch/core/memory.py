@@ -94,15 +94,18 @@ def style_bytes(cfg: StyleConfig, style_pixels: int | None = None) -> int:
 
 
 def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, device_type: str = "cpu",
-                    style_pixels: int | None = None) -> MemoryEstimate:
+                    style_pixels: int | None = None, batch: int = 1) -> MemoryEstimate:
     """Peak memory of stylizing a ``content_height`` x ``content_width`` image with ``cfg``, the
-    computation of its style targets included (see :func:`style_bytes`)."""
+    computation of its style targets included (see :func:`style_bytes`); with ``batch``, that many
+    photos of that shape at once (nst_batch.core.stylizer.stylize_batch): every per-pixel term is
+    the batch's, since each photo keeps its own activations and L-BFGS history; the targets are
+    made one style at a time, before the optimisation, and the base is the process's."""
     height, width = fit_size(content_height, content_width, cfg.size)
     kept, transient, optimizer = bytes_per_pixel(cfg)
     kept *= 1 + coarser_pixels(cfg)
     base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
     style = style_bytes(cfg, style_pixels)
-    pixels, held = height * width, 0
+    pixels, held = height * width * batch, 0
     if cfg.tiled(height, width):
         # The network and the optimiser see one tile at a time; the whole image is only held.
         pixels = min(height, cfg.tile_size) * min(width, cfg.tile_size)
@@ -110,6 +113,12 @@ def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, d
     dynamic = max((kept + transient + optimizer) * pixels, style)
     reserve = int(CUDA_RESERVE_RATIO * dynamic) if device_type == "cuda" else 0
     return MemoryEstimate(height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base + held, style, reserve)
+
+
+def largest_batch(cfg: StyleConfig, height: int, width: int, budget_bytes: int, device_type: str = "cpu", limit: int = 64) -> int:
+    """The most photos of ``height`` x ``width`` (0 if not even one) a batch may hold within ``budget_bytes``."""
+    fits = [b for b in range(1, limit + 1) if estimate_memory(cfg, height, width, device_type, batch=b).total <= budget_bytes]
+    return max(fits, default=0)
 
 
 def largest_size(cfg: StyleConfig, budget_bytes: int, aspect: float = 4 / 3, device_type: str = "cpu",

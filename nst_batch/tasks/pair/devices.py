@@ -44,7 +44,12 @@ class DevicePool:
                 if d.type == "cuda" or round_ == 0:  # a CPU takes one job at a time whatever k is
                     self._free.put(Slot(d, pairs_per_gpu if d.type == "cuda" else 1))
         self.size = self._free.qsize()
+        self._sharing = pairs_per_gpu
         self._streams: dict[tuple[int, str], torch.cuda.Stream] = {}
+
+    def sharing(self, device: torch.device) -> int:
+        """How many slots share ``device``: the memory guard gives each its share."""
+        return self._sharing if device.type == "cuda" else 1
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[torch.device]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from nst_batch.core import StyleConfig
-from nst_batch.core.memory import estimate_memory, format_bytes, largest_size
+from nst_batch.core.memory import estimate_memory, format_bytes, largest_batch, largest_size
 from nst_batch.tasks.errors import InputError, TooLargeError
 
 ENV_VAR = "NST_MAX_MEMORY"
@@ -79,11 +79,19 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
+def batch_limit(cfg: StyleConfig, height: int, width: int, device: torch.device, sharing: int = 1) -> int:
+    """The most photos of ``height`` x ``width`` one batch may hold within this device's budget (at
+    least 1: a photo that does not fit alone is refused by :func:`check_fits`, with its hints)."""
+    budget, _ = memory_budget(device, sharing)
+    return max(1, largest_batch(cfg, height, width, budget, device.type))
+
+
 def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device: torch.device, name: str,
-               style_pixels: int | None = None, sharing: int = 1) -> None:
+               style_pixels: int | None = None, sharing: int = 1, batch: int = 1) -> None:
     """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget.
-    ``style_pixels``: the largest style image's pixels at its largest size (None: assume square)."""
-    estimate = estimate_memory(cfg, content_height, content_width, device.type, style_pixels)
+    ``style_pixels``: the largest style image's pixels at its largest size (None: assume square).
+    ``batch``: photos of this shape optimised at once (the batch is what must fit)."""
+    estimate = estimate_memory(cfg, content_height, content_width, device.type, style_pixels, batch)
     budget, source = memory_budget(device, sharing)
     # The estimate includes the process's base (libraries, weights), which a running process has
     # already paid out of "RAM available": that errs by ~1 GiB on the side of refusing.
@@ -99,6 +107,10 @@ def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device
         hints.append(f"a smaller lbfgs_history (now {cfg.lbfgs_history})")
     if not cfg.tile_size:
         hints.append(f"tiles (tile_size {_tile_hint(cfg, budget, device.type)})")
+    if batch > 1:
+        raise TooLargeError(f"{name}: a batch of {batch} photos of {estimate.width}x{estimate.height} px needs about "
+                            f"{format_bytes(estimate.total)}, but {format_bytes(budget)} is available ({source}): set batch to "
+                            f"{batch_limit(cfg, content_height, content_width, device, sharing)} or less", settings=["batch"])
     raise TooLargeError(
         f"{name}: a {estimate.width}x{estimate.height} px output needs about {format_bytes(estimate.total)} "
         f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser, "

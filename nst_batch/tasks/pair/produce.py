@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nst_batch.core import (
@@ -27,10 +27,11 @@ from nst_batch.core import (
     for_device,
     luminance_match_for,
     stylize,
+    stylize_batch,
     targets_from_bytes,
     targets_to_bytes,
 )
-from nst_batch.core.image_ops import fit_size
+from nst_batch.core.image_ops import fit_size, resize
 from nst_batch.core.regions import check_regions
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.core.targets import target_spec
@@ -49,13 +50,15 @@ from nst_batch.tasks.pair.images import (
     encode_image,
     probe_image_header,
     thumbnail,
+    upright_size_from_header,
 )
 from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
-from nst_batch.tasks.pair.memory_guard import check_fits
+from nst_batch.tasks.pair.memory_guard import batch_limit, check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
 from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.pair.threads import use_threads
+from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
@@ -202,33 +205,177 @@ def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, 
 
 def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> PairRow:
     """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
+    outcome = run_pairs([pair], settings, force, [on_step])[0]
+    if isinstance(outcome, PairFailed):
+        raise outcome
+    return outcome
+
+
+def run_pairs(pairs: Sequence[PairJob], settings: BatchSettings, force: bool = False, on_steps: Sequence[ProgressCallback | None] = (),
+              on_done: Callable[[int, PairRow | PairFailed], None] | None = None) -> list[PairRow | PairFailed]:
+    """Produce (or skip) each pair; a row or the :class:`PairFailed` of each, in order, each also
+    given to ``on_done`` (with its index) as it is known. Pairs that will run and can share a
+    batch (see :func:`batches`) are optimised together; when a batch fails, its pairs run again
+    one at a time, so that a failure is its own pair's and costs the others nothing but time."""
+    outcomes: list[PairRow | PairFailed | _Ready] = []
+    index: dict[int, int] = {}
+    for i, (pair, on_step) in enumerate(zip(pairs, on_steps or [None] * len(pairs), strict=True)):
+        try:
+            outcome: PairRow | PairFailed | _Ready = _prepare(pair, settings, force, on_step)
+        except PairFailed as exc:
+            outcome = exc
+        outcomes.append(outcome)
+        index[id(outcome)] = i
+        if on_done is not None and not isinstance(outcome, _Ready):
+            on_done(i, outcome)
+    done: dict[int, PairRow | PairFailed] = {}
+    for group in batches([o for o in outcomes if isinstance(o, _Ready)], settings):
+        for key, result in _run_batch(group, settings, force).items():
+            done[key] = result
+            if on_done is not None:
+                on_done(index[key], result)
+    return [done[id(o)] if isinstance(o, _Ready) else o for o in outcomes]
+
+
+@dataclass
+class _Ready:
+    """A pair that will run: its inputs read, its fingerprint made, what its summary row will say."""
+
+    pair: PairJob
+    row: dict[str, Any]
+    redo: str
+    content_bytes: bytes
+    style_bytes: list[bytes]
+    fingerprint: str
+    mask: MaskInput | None
+    on_step: ProgressCallback | None
+    began: float
+    prepared_s: float  # reading its inputs, its fingerprint, the done check
+    upright: tuple[int, int] | None  # (width, height) as shown, from the photo's header; None: unknown
+
+    def job(self) -> ImageJob:
+        return ImageJob(self.pair.content_uri, self.content_bytes, [(s.uri, b) for s, b in zip(self.pair.styles, self.style_bytes, strict=True)],
+                        on_step=self.on_step, mask=self.mask)
+
+
+def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: ProgressCallback | None) -> PairRow | _Ready:
+    """A pair's row when it is done already, else what it needs to run. Raises :class:`PairFailed`."""
     down = root_down(settings.output_root)
     if down:
         raise PairFailed(f"{NOT_RUN} ({down})")
     began = time.perf_counter()
-    cfg = pair.config
-    content_bytes = read(pair.content_uri, settings.max_pixels)
-    style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
-    mask = _read_mask(pair)
-    weights = _weights_identity(settings)
-    fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights,
-                                   mask)
-    row = pair.row(settings)
-    previous, redo = sidecar_of_done(pair, settings)
-    done = previous if previous is not None and previous.get("fingerprint") == fingerprint else None
-    if done is not None and (not force or by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
-        return done_row(row, done, settings)
-    if previous is not None and done is None and settings.keep_earlier:
-        keep_earlier(pair, settings, previous)
     try:
-        # An output that did not check out is produced again, and the summary says why (redone).
-        return _produce(pair, row, redo, settings, content_bytes, style_bytes, fingerprint, force, on_step, began, mask)
-    except PairFailed:
-        raise
-    except Exception as exc:  # bad image, NaN loss, storage fault: one line for the summary
-        if isinstance(exc, OutputRootError):
-            mark_root_down(settings.output_root, exc)
-        raise PairFailed(" ".join(str(exc).split()) or type(exc).__name__) from exc
+        cfg = pair.config
+        content_bytes = read(pair.content_uri, settings.max_pixels)
+        style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
+        mask = _read_mask(pair)
+        weights = _weights_identity(settings)
+        fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights,
+                                       mask)
+        row = pair.row(settings)
+        previous, redo = sidecar_of_done(pair, settings)
+        done = previous if previous is not None and previous.get("fingerprint") == fingerprint else None
+        if done is not None and (not force or by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
+            return done_row(row, done, settings)
+        if previous is not None and done is None and settings.keep_earlier:
+            keep_earlier(pair, settings, previous)
+    except Exception as exc:
+        raise _failed(exc, settings) from exc
+    # An output that did not check out is produced again, and the summary says why (redone).
+    return _Ready(pair, row, redo, content_bytes, style_bytes, fingerprint, mask, on_step, began, time.perf_counter() - began,
+                  upright_size_from_header(content_bytes[:HEADER_BYTES]))
+
+
+def _failed(exc: Exception, settings: BatchSettings) -> PairFailed:
+    """A pair's failure as one line for the summary (bad image, NaN loss, storage fault)."""
+    if isinstance(exc, PairFailed):
+        return exc
+    if isinstance(exc, OutputRootError):
+        mark_root_down(settings.output_root, exc)
+    failed = PairFailed(" ".join(str(exc).split()) or type(exc).__name__)
+    failed.__cause__ = exc
+    return failed
+
+
+def batches(ready: Sequence[_Ready], settings: BatchSettings) -> list[list[_Ready]]:
+    """The pairs in groups optimised as one batch: pairs of one parameter set whose photos share a
+    bucket (nst_batch.tasks.planning.buckets), at most :func:`batch_size` of them; a pair with a
+    mask, in tiles, or whose photo's size its header does not say, runs alone. In the pairs'
+    order otherwise (a bucket's batch starts where its first pair stands)."""
+    groups: dict[Any, list[list[_Ready]]] = {}
+    order: list[list[_Ready]] = []
+    for r in ready:
+        key = _bucket_key(r)
+        if key is None:
+            order.append([r])
+            continue
+        limit = batch_size(settings, r.pair.config, key[1])
+        open_ = groups.setdefault(key, [])
+        if open_ and len(open_[-1]) < limit:
+            open_[-1].append(r)
+        else:
+            open_.append([r])
+            order.append(open_[-1])
+    return order
+
+
+# batch: auto. On a GPU, 8 photos a batch (fewer where the memory guard says so): one 512-px
+# photo does not fill an H100/H200, and 16 went through VGG-19 at 2.2 ms each against 3.8 ms
+# alone (H200, fp32; measured before this code, which no GPU has run yet: see docs/performance.md).
+# On a CPU only where batches measured faster (benchmarks/batching.py, 2-core Xeon, 2026-12-06):
+# outputs of at most 128 px, 1.28x the photos per second with 4 a batch; at 256 px, 0.96-1.00x.
+AUTO_BATCH_GPU = 8
+AUTO_BATCH_CPU = 4
+CPU_BATCH_MAX_SIDE = 128
+
+
+def batch_size(settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int]) -> int:
+    """How many photos of ``shape`` one batch holds: the run's ``batch`` setting (0: auto, above),
+    never more than the device's memory holds."""
+    pool = device_pool(settings.device)
+    device = pool.devices[0]
+    wanted = settings.batch
+    if wanted == 0:
+        wanted = AUTO_BATCH_GPU if device.type == "cuda" else AUTO_BATCH_CPU if cfg.size <= CPU_BATCH_MAX_SIDE else 1
+    if wanted <= 1:
+        return 1
+    return min(wanted, batch_limit(for_device(cfg, device), *shape, device, pool.sharing(device)))
+
+
+def _bucket_key(r: _Ready) -> tuple[str, tuple[int, int]] | None:
+    cfg = r.pair.config
+    if r.mask is not None or r.upright is None:
+        return None
+    width, height = r.upright
+    shape = bucket_shape(height, width, cfg.size)
+    if any(cfg.tiled(*working_shape(*shape, side)) for side in cfg.sides()):
+        return None
+    return json.dumps(cfg.to_json(), sort_keys=True), shape
+
+
+def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dict[int, PairRow | PairFailed]:
+    """Each pair of ``group``'s row (or failure), from one batch; a failed batch's pairs run again alone."""
+    if len(group) > 1:
+        try:
+            made = produce_images([r.job() for r in group], group[0].pair.config, settings, force=force)
+        except Exception:  # noqa: BLE001 - each pair runs again alone below, and fails (or not) on its own
+            made = None
+        if made is not None:
+            return {id(r): _finish_or_fail(r, m, settings) for r, m in zip(group, made, strict=True)}
+    out: dict[int, PairRow | PairFailed] = {}
+    for r in group:
+        try:
+            out[id(r)] = _finish_or_fail(r, produce_images([r.job()], r.pair.config, settings, force=force)[0], settings)
+        except Exception as exc:  # noqa: BLE001 - one line for the summary
+            out[id(r)] = _failed(exc, settings)
+    return out
+
+
+def _finish_or_fail(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow | PairFailed:
+    try:
+        return _finish(r, made, settings)
+    except Exception as exc:  # noqa: BLE001 - one line for the summary
+        return _failed(exc, settings)
 
 
 def _read_mask(pair: PairJob) -> MaskInput | None:
@@ -286,54 +433,125 @@ class Produced:
     # The judge's figures (nst_batch.core.quality) at the output's size and at gallery scale:
     # {"512": {"content": .., "style_gain": ..}, "256": {...}}; empty if they could not be measured.
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    batch: int = 1  # the photos optimised with it as one batch, itself included
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image for :func:`produce_images`: its photo, its styles, and what is its own."""
+
+    content_uri: str
+    content_bytes: bytes
+    styles: Sequence[tuple[str, bytes]]  # (URI, bytes) of each
+    init: tuple[str, bytes] | None = None  # (URI, bytes) of the image to start from (init: image)
+    on_step: ProgressCallback | None = None
+    on_decoded: Callable[[LoadedImage], None] | None = None
+    mask: MaskInput | None = None
 
 
 def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, settings: BatchSettings,
                   *, cache: bool = True, force: bool = False, init: tuple[str, bytes] | None = None, on_step: ProgressCallback | None = None,
                   report_every: int = REPORT_EVERY, deterministic: bool = False, on_decoded: Callable[[LoadedImage], None] | None = None,
                   mask: MaskInput | None = None) -> Produced:
-    """The one path from a pair's bytes to its image, for ``nst stylize`` and every runner:
-    decode, the memory guard, a device, the style targets (through the cache under the output
-    root, or computed here with ``cache`` False), the optimisation."""
-    timings = _Timings()
-    with timings("decode"):
-        content = decode_image(content_bytes, content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
-        check_aspect(content, cfg, content_uri)
-        decoded = [] if cache else [_decoded_style(uri, data, cfg, settings) for uri, data in styles]
-        start = decode_image(init[1], init[0], max_pixels=settings.max_pixels, max_side=cfg.size) if init is not None else None
-    if on_decoded is not None:
-        on_decoded(content)  # nst stylize's checkpoints encode with the content's alpha
-    regions = mask.regions() if mask is not None else []
-    if regions:  # a mask that cannot be run fails here, before the guard, a device and the style targets
-        check_regions(regions, len(styles), (content.rgb.shape[-2], content.rgb.shape[-1]), cfg)
+    """:func:`produce_images` of one image."""
+    job = ImageJob(content_uri, content_bytes, styles, init, on_step, on_decoded, mask)
+    return produce_images([job], cfg, settings, cache=cache, force=force, report_every=report_every, deterministic=deterministic)[0]
+
+
+@dataclass
+class _Decoded:
+    content: LoadedImage
+    styles: list[LoadedImage]  # decoded here only without the cache
+    start: LoadedImage | None
+    regions: list[Any]
+
+
+def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, settings: BatchSettings, *, cache: bool = True, force: bool = False,
+                   report_every: int = REPORT_EVERY, deterministic: bool = False) -> list[Produced]:
+    """The one path from pairs' bytes to their images, for ``nst stylize`` and every runner: decode,
+    the memory guard, a device, the style targets (through the cache under the output root, or
+    computed here with ``cache`` False), the optimisation; several jobs are one batch (their
+    photos brought to their common bucket's shape, and their outputs back to their own), and
+    the time of what they share (the device's set-up, the optimisation) is split among them."""
+    timings = [_Timings() for _ in jobs]
+    decoded = [_decode(job, cfg, settings, cache, t) for job, t in zip(jobs, timings, strict=True)]
+    shape = _batch_shape(decoded, cfg) if len(jobs) > 1 else None
     # The guard counts the style images where they are decoded here; cached targets need none.
-    style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in decoded) if decoded else None
+    styles = [s for d in decoded for s in d.styles]
+    style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in styles) if styles else None
+    shared = _Timings()
     with device_pool(settings.device).acquire_slot() as slot:
         device = slot.device
         # Per pair, not per process: a Dask worker runs pairs of manifests with other settings.
         use_threads(settings.threads)
-        with timings("setup"):
+        with shared("setup"):
             cfg = for_device(cfg, device)
-            check_fits(cfg, content.rgb.shape[-2], content.rgb.shape[-1], device, content_uri, style_pixels, sharing=slot.sharing)
+            height, width = shape or decoded[0].content.rgb.shape[-2:]
+            check_fits(cfg, height, width, device, jobs[0].content_uri, style_pixels, sharing=slot.sharing, batch=len(jobs))
             features = _features_for(cfg, settings, device)
-            match = luminance_match_for(content.rgb, cfg)
-            if cache:
-                outcomes = [get_or_compute_targets(uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
-                            for uri, data in styles]
-            else:
-                outcomes = [TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False)
-                            for s in decoded]
             configure_backends(device, deterministic)
-        with timings("stylize"):
-            result = stylize(content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes],
-                             init_image=start.rgb.to(device) if start is not None else None, regions=regions, on_step=on_step,
-                             report_every=report_every)
-            image = result.image.cpu()  # waits for the GPU: the optimisation's time, not the encoder's
-        with timings("quality"):
-            # The judge compares the whole output with the whole painting (or blend): with regions
-            # of several styles or kept, that says nothing true, so it is not said.
-            quality = measure_quality(result.image, content, styles, cfg, settings, device) if not regions else {}
-    return Produced(image, content, result, cfg, device, outcomes, timings, quality)
+        outcomes = []
+        for job, d, t in zip(jobs, decoded, timings, strict=True):
+            with t("setup"):
+                outcomes.append(_style_targets(job, d, features, cfg, settings, cache, force, device))
+        with shared("stylize"):
+            results = _optimise(jobs, decoded, outcomes, features, cfg, shape, device, report_every)
+            images = [r.image.cpu() for r in results]  # waits for the GPU: the optimisation's time, not the encoder's
+        made = []
+        for job, d, t, o, r, image in zip(jobs, decoded, timings, outcomes, results, images, strict=True):
+            for phase, seconds in shared.items():
+                t[phase] = round(t.get(phase, 0.0) + seconds / len(jobs), 4)
+            with t("quality"):
+                # The judge compares the whole output with the whole painting (or blend): with regions
+                # of several styles or kept, that says nothing true, so it is not said.
+                quality = measure_quality(r.image, d.content, job.styles, cfg, settings, device) if not d.regions else {}
+            made.append(Produced(image, d.content, r, cfg, device, o, t, quality, batch=len(jobs)))
+    return made
+
+
+def _decode(job: ImageJob, cfg: StyleConfig, settings: BatchSettings, cache: bool, timings: _Timings) -> _Decoded:
+    with timings("decode"):
+        content = decode_image(job.content_bytes, job.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
+        check_aspect(content, cfg, job.content_uri)
+        styles = [] if cache else [_decoded_style(uri, data, cfg, settings) for uri, data in job.styles]
+        start = decode_image(job.init[1], job.init[0], max_pixels=settings.max_pixels, max_side=cfg.size) if job.init is not None else None
+    if job.on_decoded is not None:
+        job.on_decoded(content)  # nst stylize's checkpoints encode with the content's alpha
+    regions = job.mask.regions() if job.mask is not None else []
+    if regions:  # a mask that cannot be run fails here, before the guard, a device and the style targets
+        check_regions(regions, len(job.styles), (content.rgb.shape[-2], content.rgb.shape[-1]), cfg)
+    return _Decoded(content, styles, start, regions)
+
+
+def _batch_shape(decoded: Sequence[_Decoded], cfg: StyleConfig) -> tuple[int, int]:
+    """The bucket shape of a batch's photos (the caller groups them: see :func:`batches`)."""
+    shapes = {bucket_shape(*d.content.rgb.shape[-2:], cfg.size) for d in decoded}
+    if len(shapes) != 1 or any(d.regions or d.start is not None for d in decoded):
+        raise TaskError(f"a batch holds photos of one bucket, without masks or start images; got buckets {sorted(shapes)}")
+    return shapes.pop()
+
+
+def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings, cache: bool, force: bool,
+                   device: Any) -> list[TargetsOutcome]:
+    match = luminance_match_for(d.content.rgb, cfg)
+    if cache:
+        return [get_or_compute_targets(uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
+                for uri, data in job.styles]
+    return [TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False) for s in d.styles]
+
+
+def _optimise(jobs: Sequence[ImageJob], decoded: Sequence[_Decoded], outcomes: Sequence[list[TargetsOutcome]], features: VGGFeatures,
+              cfg: StyleConfig, shape: tuple[int, int] | None, device: Any, report_every: int) -> list[StylizeResult]:
+    if shape is None:
+        job, d = jobs[0], decoded[0]
+        return [stylize(d.content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes[0]],
+                        init_image=d.start.rgb.to(device) if d.start is not None else None, regions=d.regions, on_step=job.on_step,
+                        report_every=report_every)]
+    # The batch runs at the bucket's shape; each output goes back to the shape its photo has alone.
+    results = stylize_batch([resize(d.content.rgb.to(device), shape) for d in decoded], features, cfg,
+                            [[o.targets for o in own] for own in outcomes], on_steps=[j.on_step for j in jobs], report_every=report_every)
+    own = [fit_size(*d.content.rgb.shape[-2:], cfg.size) for d in decoded]
+    return [r if tuple(r.image.shape[-2:]) == size else replace(r, image=resize(r.image, size)) for r, size in zip(results, own, strict=True)]
 
 
 def measure_quality(image: Any, content: LoadedImage, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, settings: BatchSettings,
@@ -360,17 +578,21 @@ def _decoded_style(uri: str, data: bytes, cfg: StyleConfig, settings: BatchSetti
     return style
 
 
-def _produce(pair: PairJob, row: dict[str, Any], redone: str, settings: BatchSettings, content_bytes: bytes, style_bytes: list[bytes],
-             fingerprint: str, force: bool, on_step: ProgressCallback | None, began: float, mask: MaskInput | None = None) -> PairRow:
-    made = produce_image(pair.content_uri, content_bytes, [(s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)], pair.config,
-                         settings, force=force, on_step=on_step, mask=mask)
+def _finish(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow:
+    """A produced pair's output, thumbnails and sidecar; its summary row."""
+    pair, content_bytes, style_bytes, mask = r.pair, r.content_bytes, r.style_bytes, r.mask
     with made.timings("write"):
         written = _write_images(pair, settings, made.image, made.content)
     styles = [(s.name, s.uri, b) for s, b in zip(pair.styles, style_bytes, strict=True)]
+    # A batch's pair counts its own phases and its share of the batch's: its wall time is what the
+    # run spent on it (the ETA and the summary add these up), not the whole batch's.
+    began = r.began if made.batch == 1 else time.perf_counter() - r.prepared_s - sum(made.timings.values())
     sidecar = {
-        **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings, began),
-        "fingerprint": fingerprint,
+        **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings,
+                      began),
+        "fingerprint": r.fingerprint,
         **({"mask": mask.record()} if mask is not None else {}),
+        **({"batch": made.batch} if made.batch > 1 else {}),  # optimised with batch - 1 other photos (nst_batch.core.stylizer.stylize_batch)
         **({"notes": notes} if (notes := input_notes(made.content, settings.format)) else {}),
         **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
         "run_id": settings.run_id,  # the flow run that wrote it
@@ -382,7 +604,7 @@ def _produce(pair: PairJob, row: dict[str, Any], redone: str, settings: BatchSet
     storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return PairRow(**row, status=Status.PRODUCED, redone=redone, notes=notes, quality=made.quality or None, target_keys=[o.key for o in made.outcomes],
+    return PairRow(**r.row, status=Status.PRODUCED, redone=r.redo, notes=notes, quality=made.quality or None, target_keys=[o.key for o in made.outcomes],
                    computed_keys=[o.key for o in made.outcomes if not o.hit], final_losses=made.result.final_losses,
                    iterations=made.result.total_iterations, wall_time_s=sidecar["wall_time_s"], timings=dict(made.timings), worker=sidecar["worker"])
 

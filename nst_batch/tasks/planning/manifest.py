@@ -21,7 +21,7 @@ from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
 from nst_batch.tasks.errors import ManifestError
 from nst_batch.tasks.planning.masks import parse_colour
-from nst_batch.tasks.planning.runtime import MAX_THREADS, RuntimeOptions
+from nst_batch.tasks.planning.runtime import MAX_BATCH, MAX_THREADS, RuntimeOptions
 
 _RUNTIME = RuntimeOptions()
 
@@ -182,6 +182,7 @@ class Manifest(BaseModel):
     max_pixels: int = Field(_RUNTIME.max_pixels, ge=1, strict=True)
     quality: int = Field(_RUNTIME.quality, ge=1, le=100, strict=True)
     threads: int = Field(_RUNTIME.threads, ge=0, le=MAX_THREADS, strict=True)  # 0 = auto
+    batch: int = Field(_RUNTIME.batch, ge=0, le=MAX_BATCH, strict=True)  # photos a batch; 0 = auto
     # A pair redone because its parameters or inputs changed keeps its previous output and sidecar
     # under earlier/ (named by when they were made); the gallery shows the latest.
     keep_earlier: bool = False

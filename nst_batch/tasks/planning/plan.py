@@ -98,6 +98,7 @@ class BatchSettings:
     run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
     verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
     threads: int = 0  # compute threads per pair; 0 = auto (nst_batch.tasks.pair.threads)
+    batch: int = 0  # photos optimised as one batch; 0 = auto (nst_batch.tasks.pair.produce.batch_size)
     keep_earlier: bool = False  # a pair redone with other parameters or inputs keeps its previous files under earlier/
     manifest: str = ""  # the manifest planned: each sidecar records it (who owns a name, nst_batch.tasks.running.ownership)
 
@@ -172,7 +173,7 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
     output_root = command_line_path(output_override) if output_override else resolve(base, manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
-                             manifest.max_pixels, manifest.quality, threads=manifest.threads, keep_earlier=manifest.keep_earlier,
+                             manifest.max_pixels, manifest.quality, threads=manifest.threads, batch=manifest.batch, keep_earlier=manifest.keep_earlier,
                              manifest=command_line_path(source))  # absolute: `m.yaml` and `./team/m.yaml` are one manifest
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     notes: list[ManifestProblem] = []

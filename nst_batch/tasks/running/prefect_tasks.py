@@ -117,44 +117,55 @@ class _LogProgress:
 
 @task(name="stylize-pairs", cache_policy=NO_CACHE)
 def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[PairRow]:
-    """Produce (or skip) each pair in turn; one pair's failure is its row, never the others'."""
-    rows: list[PairRow] = []
-    artifacts = _ChunkArtifacts(pairs, settings.run_id)
-    for pair in pairs:
-        rows.append(_one_pair(pair, settings, force, artifacts, len(rows)))
-        pair_finished(rows[-1], settings.run_id)
-    artifacts.done(len(rows))
-    return rows
-
-
-def _one_pair(pair: PairJob, settings: BatchSettings, force: bool, artifacts: _ChunkArtifacts, index: int) -> PairRow:
+    """Produce (or skip) the chunk's pairs, those of one shape bucket and parameter set in batches
+    (nst_batch.tasks.pair.produce.run_pairs); one pair's failure is its row, never the others'.
+    Each pair's row is reported as it finishes."""
     # The stylizer, and PyTorch with it, is imported where a pair runs: importing the flow (a
     # Prefect worker, `prefect deploy`, a Dask scheduler) does not pay for it.
-    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.pair.produce import run_pairs
 
-    log = _LogProgress(pair.name)
-    names = pair.row(settings)
-    live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"]))
+    artifacts = _ChunkArtifacts(pairs, settings.run_id)
+    watches = [_PairWatch(pair, settings, artifacts, i) for i, pair in enumerate(pairs)]
+    rows: list[PairRow | None] = [None] * len(pairs)
 
-    def on_step(step: StepInfo) -> None:
-        log(step)
-        pair_step(pair.name, step)
-        live(step)
-        artifacts.step(pair.name, index, step, live)
+    def finished(index: int, outcome: PairRow | PairFailed) -> None:
+        rows[index] = watches[index].finished(outcome, artifacts)
+        pair_finished(rows[index], settings.run_id)
 
-    on_step.wants_images = True  # type: ignore[attr-defined]  # the live view shows the best image so far
-    try:
-        row = run_pair(pair, settings, force, on_step=on_step)
-    except PairFailed as exc:
-        # A failed pair is a row of the summary, not a task crash: one log line, no traceback
-        # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
-        get_run_logger().info("%s: failed: %s", pair.name, exc)
-        return replace(failed_row(pair, settings, str(exc)), live_s=_finish(live, artifacts))
-    finally:
-        live.finish()
-    if row.status != Status.SKIPPED:
-        get_run_logger().info("%s: %s", pair.name, row.status)
-    return replace(row, live_s=_finish(live, artifacts))
+    run_pairs(pairs, settings, force, [w.on_step for w in watches], on_done=finished)
+    artifacts.done(len(pairs))
+    return [row for row in rows if row is not None]
+
+
+class _PairWatch:
+    """What watches one pair while it runs: its log lines, the CLI's progress, its live view, the
+    chunk's artifacts."""
+
+    def __init__(self, pair: PairJob, settings: BatchSettings, artifacts: _ChunkArtifacts, index: int) -> None:
+        self.pair, self.settings = pair, settings
+        self.log = _LogProgress(pair.name)
+        names = pair.row(settings)
+        self.live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"]))
+
+        def on_step(step: StepInfo) -> None:
+            self.log(step)
+            pair_step(pair.name, step)
+            self.live(step)
+            artifacts.step(pair.name, index, step, self.live)
+
+        on_step.wants_images = True  # type: ignore[attr-defined]  # the live view shows the best image so far
+        self.on_step = on_step
+
+    def finished(self, outcome: PairRow | PairFailed, artifacts: _ChunkArtifacts) -> PairRow:
+        self.live.finish()
+        if isinstance(outcome, PairFailed):
+            # A failed pair is a row of the summary, not a task crash: one log line, no traceback
+            # (2,000 bad files once made 4.8 MB of tracebacks). The flow run still ends Failed.
+            get_run_logger().info("%s: failed: %s", self.pair.name, outcome)
+            return replace(failed_row(self.pair, self.settings, str(outcome)), live_s=_finish(self.live, artifacts))
+        if outcome.status != Status.SKIPPED:
+            get_run_logger().info("%s: %s", self.pair.name, outcome.status)
+        return replace(outcome, live_s=_finish(self.live, artifacts))
 
 
 def _finish(live: LivePair, artifacts: _ChunkArtifacts) -> float:
