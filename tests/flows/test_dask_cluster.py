@@ -260,7 +260,8 @@ def test_a_local_cluster_reports_each_pair_as_it_finishes_and_keeps_dask_quiet(p
 
     monkeypatch.setattr(progress, "remote_pair_finished", recorded)
     manifest = make_batch(tmp_path)
-    manifest.write_text(manifest.read_text().replace("iterations: 2", "iterations: 40"))  # pairs long enough to tell apart
+    # Pairs long enough to tell apart, one at a time (a batch's pairs finish together).
+    manifest.write_text(manifest.read_text().replace("iterations: 2", "iterations: 40") + "batch: 1\n")
     assert main(["run", str(manifest), "--runner", "dask", "--dask-workers", "1"]) == 0
     out = capfd.readouterr()
     assert_no_traceback(out.err, "nst run and its Dask workers")

@@ -356,6 +356,7 @@ def _bucket_key(r: _Ready) -> tuple[str, tuple[int, int]] | None:
 def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dict[int, PairRow | PairFailed]:
     """Each pair of ``group``'s row (or failure), from one batch; a failed batch's pairs run again alone."""
     if len(group) > 1:
+        _started(group)
         try:
             made = produce_images([r.job() for r in group], group[0].pair.config, settings, force=force)
         except Exception:  # noqa: BLE001 - each pair runs again alone below, and fails (or not) on its own
@@ -364,11 +365,20 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
             return {id(r): _finish_or_fail(r, m, settings) for r, m in zip(group, made, strict=True)}
     out: dict[int, PairRow | PairFailed] = {}
     for r in group:
+        _started([r])
         try:
             out[id(r)] = _finish_or_fail(r, produce_images([r.job()], r.pair.config, settings, force=force)[0], settings)
         except Exception as exc:  # noqa: BLE001 - one line for the summary
             out[id(r)] = _failed(exc, settings)
     return out
+
+
+def _started(group: Sequence[_Ready]) -> None:
+    """The pairs' production starts now: their wall time counts their preparation and what follows,
+    not the time they waited for the pairs prepared with them."""
+    now = time.perf_counter()
+    for r in group:
+        r.began = now - r.prepared_s
 
 
 def _finish_or_fail(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow | PairFailed:

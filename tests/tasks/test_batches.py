@@ -1,0 +1,122 @@
+"""Batches through the tasks ring: which pairs share one (the shape buckets, the parameter set,
+the setting and the memory guard), what a batched pair writes (its own output size, its share of
+the time, the sidecar's ``batch``), and a batch that fails runs its pairs one at a time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from nst_batch.tasks.pair import produce
+from nst_batch.tasks.pair.produce import batch_size, batches, run_pairs
+from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.planning.buckets import MAX_STRETCH, SNAP_PX, bucket_shape, distinct_shapes, working_shape
+from nst_batch.tasks.planning.plan import load_plan
+from tests.flows.helpers import save
+from tests.synthetic import painting_like, photo_like
+
+# 128 px: the size where a CPU batches (auto); 96 x 128 and 95 x 128 share the bucket 96 x 128.
+TINY = "defaults: {size: 128, scales: [1.0], iterations: 3}\n"
+
+
+def test_camera_photos_fall_into_a_handful_of_buckets():
+    assert working_shape(3024, 4032, 512) == (384, 512) and working_shape(4000, 6000, 512) == (341, 512)
+    assert bucket_shape(4000, 6000, 512) == (344, 512)  # 0.9 % stretch
+    assert bucket_shape(2992, 4000, 512) == bucket_shape(3024, 4032, 512) == (384, 512)
+    assert bucket_shape(6000, 4000, 512) == (512, 344)  # portrait
+    assert bucket_shape(100, 4000, 512) == (13, 512)  # 16 would stretch 13 px by 23 %: its own bucket
+    for h, w in [(3024, 4032), (4000, 6000), (1080, 1920), (1080, 1350), (2268, 4032), (3648, 5472)]:
+        own, bucket = working_shape(h, w, 512), bucket_shape(h, w, 512)
+        assert max(bucket) == 512 and abs(min(bucket) - min(own)) <= MAX_STRETCH * min(own)
+        assert min(bucket) % SNAP_PX == 0 or bucket == own
+    cameras = [(3024, 4032), (3000, 4000), (2992, 4000), (4000, 6000), (3648, 5472), (1080, 1920), (2160, 3840), (2268, 4032)]
+    assert distinct_shapes(cameras + [(w, h) for h, w in cameras], 512) == (8, 6)  # 384, 383, 341, 288 px; buckets 384, 344, 288
+
+
+@pytest.fixture
+def collection(tmp_path):
+    save(photo_like(96, 128, seed=0), tmp_path / "photos" / "a.png")
+    save(photo_like(95, 128, seed=1), tmp_path / "photos" / "b.png")  # the same bucket, a pixel shorter
+    save(photo_like(96, 128, seed=2), tmp_path / "photos" / "c.png")
+    save(photo_like(128, 96, seed=3), tmp_path / "photos" / "d.png")  # portrait: another bucket
+    save(painting_like(64, 64), tmp_path / "styles" / "paint.png")
+    return tmp_path
+
+
+def _plan(root, extra: str = ""):
+    (root / "m.yaml").write_text(TINY + extra + "styles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n")
+    return load_plan(str(root / "m.yaml"))
+
+
+def _ready(plan):
+    return [produce._prepare(p, plan.settings, False, None) for p in plan.pairs]
+
+
+def test_pairs_of_one_bucket_and_parameter_set_share_batches_up_to_the_setting(collection):
+    plan = _plan(collection, "batch: 2\n")
+    groups = batches(_ready(plan), plan.settings)
+    names = [[r.pair.name for r in g] for g in groups]
+    a, b, c, d = (p.name for p in plan.pairs)
+    assert names == [[a, b], [c], [d]]  # in order; at most 2; the portrait alone
+    (collection / "m.yaml").write_text(TINY + "batch: 1\nstyles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n")
+    one = load_plan(str(collection / "m.yaml"))
+    assert all(len(g) == 1 for g in batches(_ready(one), one.settings))
+
+
+def test_auto_batches_on_a_cpu_only_where_that_measured_faster(collection):
+    plan = _plan(collection)
+    cfg = plan.pairs[0].config
+    assert batch_size(plan.settings, cfg, (96, 128)) == produce.AUTO_BATCH_CPU
+    assert batch_size(plan.settings, replace(cfg, size=256), (192, 256)) == 1
+    assert batch_size(replace(plan.settings, batch=3), replace(cfg, size=256), (192, 256)) == 3
+
+
+def test_the_memory_guard_shrinks_a_batch(collection, monkeypatch):
+    from nst_batch.core.memory import estimate_memory
+
+    plan = _plan(collection, "batch: 8\n")
+    cfg = plan.pairs[0].config
+    two = estimate_memory(cfg, 96, 128, "cpu", batch=2).total
+    monkeypatch.setenv("NST_MAX_MEMORY", str(two + 1))  # two fit, three do not
+    assert batch_size(plan.settings, cfg, (96, 128)) == 2
+    assert estimate_memory(cfg, 96, 128, "cpu", batch=3).total > two > estimate_memory(cfg, 96, 128, "cpu").total
+
+
+def test_a_batch_writes_each_pair_as_its_own(collection):
+    plan = _plan(collection, "batch: 4\n")
+    done: list[tuple[int, str]] = []
+    rows = run_pairs(plan.pairs, plan.settings, on_done=lambda i, row: done.append((i, row.status)))
+    assert all(isinstance(r, PairRow) and r.status == Status.PRODUCED for r in rows)
+    assert sorted(done) == [(0, Status.PRODUCED), (1, Status.PRODUCED), (2, Status.PRODUCED), (3, Status.PRODUCED)]
+    sidecars = [json.loads((collection / "out" / f"{p.name}.json").read_text()) for p in plan.pairs]
+    assert [s.get("batch") for s in sidecars] == [3, 3, 3, None]
+    # each output has the size its photo has alone: b's 95 rows came back from the bucket's 96
+    sizes = [Image.open(collection / "out" / f"{p.name}.png").size for p in plan.pairs]
+    assert sizes == [(128, 96), (128, 95), (128, 96), (96, 128)]
+    # a batched pair's wall time is its share, not the whole batch's
+    batch_s = sidecars[0]["timings"]["stylize"] * 3
+    assert sidecars[0]["wall_time_s"] < batch_s + sum(v for k, v in sidecars[0]["timings"].items() if k != "stylize") + 1.0
+    again = run_pairs(plan.pairs, plan.settings)
+    assert [r.status for r in again] == [Status.SKIPPED] * 4
+
+
+def test_a_batch_that_fails_runs_its_pairs_alone(collection, monkeypatch):
+    plan = _plan(collection, "batch: 4\n")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (a stand-in)")
+
+    monkeypatch.setattr(produce, "stylize_batch", broken)
+    rows = run_pairs(plan.pairs, plan.settings)
+    assert [r.status for r in rows] == [Status.PRODUCED] * 4
+    assert all("batch" not in json.loads((collection / "out" / f"{p.name}.json").read_text()) for p in plan.pairs)
+
+
+def test_a_pair_that_fails_alone_fails_alone(collection):
+    (collection / "photos" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # a broken PNG in the batch
+    plan = _plan(collection, "batch: 4\n")
+    rows = run_pairs(plan.pairs, plan.settings)
+    assert [type(r).__name__ for r in rows] == ["PairRow", "PairFailed", "PairRow", "PairRow"]
