@@ -35,7 +35,7 @@ from nst_batch.tasks.running.prefect_tasks import (
 )
 from nst_batch.tasks.running.preflight import handed_plan
 from nst_batch.tasks.running.runners import RunnerFromSettings, runner_slots
-from nst_batch.tasks.running.scheduling import chunk_name, chunks, target_group
+from nst_batch.tasks.running.scheduling import bucket_keys, chunk_name, chunks, target_group
 from nst_batch.tasks.running.summary import headline, summarize, table
 
 FLOW_NAME = "stylize-batch"
@@ -154,7 +154,7 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[object, ...], str
             todo.append(pair)
     live.add(rows)
     futures: dict[PrefectFuture[list[PairRow]], list[PairJob]] = {}
-    for chunk in chunks(todo, slots):
+    for chunk in chunks(todo, slots, bucket_keys(todo, plan.settings)):  # a bucket's pairs side by side: they batch
         futures[stylize_pairs.with_options(task_run_name=chunk_name(chunk)).submit(chunk, plan.settings, force)] = chunk
     progress.finished(len(rows))
     for future in as_completed(list(futures)):

@@ -186,7 +186,37 @@ def test_the_gpu_check_dry_runs_on_a_cpu_and_writes_every_figure(tmp_path):
     assert {f"{name}_seconds" for name in BUDGETS} <= set(figures)
     assert not [k for k in figures if k.endswith("_error") and k != "capture_error"], figures
     assert figures["replay_ms_512"] is None and figures["graphed"] is None  # no graph on a CPU, said so
-    assert all(figures[f"pairs_per_hour_k{k}"] > 0 for k in (1, 2, 3))
+    assert all(figures[f"pairs_per_hour_k{k}"]["pairs_per_hour"] > 0 and figures[f"pairs_per_hour_k{k}"]["k"] == k for k in (1, 2, 3))
+    batched, alone = figures["collection_batched"], figures["collection_one_at_a_time"]
+    assert batched["pairs"] > 0 and alone["pairs"] > 0 and batched["batch"] == "auto" and alone["largest_batch"] == 1
+    assert batched["largest_batch"] > 1  # 32-px pairs on a CPU batch (auto), so the batched path ran
+    assert batched["setup_s_per_pair"] is not None and figures["memory_2048"]["estimate_mib"] > 0
+
+
+def test_a_section_over_its_budget_is_interrupted_and_the_next_one_runs(tmp_path, monkeypatch):
+    import json
+    import time
+
+    from benchmarks import gpu_check
+
+    class Slow:
+        def __init__(self, *args):
+            pass
+
+        def fast(self, deadline):
+            gpu_check_results.put("fast_figure", 1)
+
+        def slow(self, deadline):
+            time.sleep(30)  # ignores its deadline
+
+    gpu_check_results = gpu_check.Results(tmp_path / "gpu.json")
+    monkeypatch.setattr(gpu_check, "Check", Slow)
+    monkeypatch.setattr(gpu_check, "BUDGETS", {"slow": 1, "fast": 1})
+    began = time.monotonic()
+    failed = gpu_check.run(__import__("torch").device("cpu"), gpu_check.CPU, gpu_check_results)
+    figures = json.loads((tmp_path / "gpu.json").read_text())
+    assert failed == 1 and time.monotonic() - began < 10
+    assert figures["slow_error"] == "OverBudget: over its budget of 1 s" and figures["fast_figure"] == 1
 
 
 def test_each_gpu_figure_is_on_disk_as_soon_as_it_is_measured(tmp_path):
@@ -222,6 +252,9 @@ def test_the_gpu_check_fits_the_device_command_limit_and_brings_its_figures_back
     limits = [int(n) for n in re.findall(r"timeout (\d+) ", body)]
     gpu_limits = [limits[0], limits[-1]]  # pytest, then the GPU benchmark (the other one is --cpu's)
     assert sum(gpu_limits) <= 8 * 60 - 20, gpu_limits  # 20 s for the imports before them
+    from benchmarks.gpu_check import BUDGETS, STARTUP_S
+
+    assert sum(BUDGETS.values()) + STARTUP_S <= gpu_limits[1], (BUDGETS, gpu_limits)  # every section's budget inside the limit
     assert body.index("pytest -m cuda") < body.index("benchmarks.gpu_check")
     assert '"$OUT/gpu-$(date +%F).json"' in body
     assert "typing-extensions==" in script

@@ -120,3 +120,17 @@ def test_a_pair_that_fails_alone_fails_alone(collection):
     plan = _plan(collection, "batch: 4\n")
     rows = run_pairs(plan.pairs, plan.settings)
     assert [type(r).__name__ for r in rows] == ["PairRow", "PairFailed", "PairRow", "PairRow"]
+
+
+def test_the_flow_chunks_a_buckets_pairs_side_by_side(collection):
+    from nst_batch.tasks.running.scheduling import BATCH_CHUNK, bucket_keys, chunks
+
+    save(photo_like(128, 96, seed=4), collection / "photos" / "0.png")  # a portrait first: the buckets interleave
+    plan = _plan(collection)
+    keys = bucket_keys(plan.pairs, plan.settings)
+    names = [p.name.split("__")[0] for p in plan.pairs]
+    assert names == ["0", "a", "b", "c", "d"] and len(set(keys)) == 2
+    (chunk,) = chunks(list(plan.pairs), workers=4, buckets=keys)  # 5 pairs: one chunk of at least BATCH_CHUNK
+    assert [p.name.split("__")[0] for p in chunk] == ["0", "d", "a", "b", "c"] and BATCH_CHUNK >= 5
+    assert [len(c) for c in chunks(list(plan.pairs), workers=4)] == [1] * 5  # without buckets: as before
+    assert bucket_keys(plan.pairs, replace(plan.settings, batch=1)) is None

@@ -3,10 +3,18 @@ targets, and the pairs in chunks sized for the runner."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from nst_batch.tasks.pair.done import shares_targets
-from nst_batch.tasks.planning.plan import PairJob
+from nst_batch.tasks.planning.buckets import bucket_shape
+from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+
+# Pairs per chunk at least, where pairs may batch: a chunk's pairs are what a batch is made from
+# (nst_batch.tasks.pair.produce.run_pairs), and 8 is what a GPU batches (AUTO_BATCH_GPU).
+BATCH_CHUNK = 8
 
 MAX_CHUNK = 64
 
@@ -32,9 +40,42 @@ def chunk_size(pairs: int, workers: int) -> int:
     return max(1, min(MAX_CHUNK, math.ceil(pairs / (max(1, workers) * 8))))
 
 
-def chunks(pairs: list[PairJob], workers: int) -> list[list[PairJob]]:
+def chunks(pairs: list[PairJob], workers: int, buckets: Sequence[Hashable] | None = None) -> list[list[PairJob]]:
+    """The pairs in chunks; with each pair's bucket (:func:`bucket_keys`), the pairs of one bucket
+    side by side (in the order their buckets first appear) and at least ``BATCH_CHUNK`` a chunk,
+    so that a chunk's pairs can form batches."""
     size = chunk_size(len(pairs), workers)
+    if buckets is not None:
+        first: dict[Hashable, int] = {}
+        for key in buckets:
+            first.setdefault(key, len(first))
+        order = sorted(range(len(pairs)), key=lambda i: first[buckets[i]])  # stable: each bucket keeps its pairs' order
+        pairs = [pairs[i] for i in order]
+        size = max(size, min(MAX_CHUNK, BATCH_CHUNK))
     return [pairs[start:start + size] for start in range(0, len(pairs), size)]
+
+
+def bucket_keys(pairs: Sequence[PairJob], settings: BatchSettings, threads: int = 16) -> list[Hashable] | None:
+    """Each pair's batch bucket (its parameters and the shape bucket of its photo, from the photo's
+    header: a few kB read per photo, 16 at a time), or None when the run does not batch (``batch:
+    1``). A photo whose header does not say its size is a bucket of its own."""
+    if settings.batch == 1:
+        return None
+    from nst_batch.tasks.output.storage import storage_for
+    from nst_batch.tasks.pair.images import HEADER_BYTES, upright_size_from_header
+
+    def key(pair: PairJob) -> Hashable:
+        try:
+            upright = upright_size_from_header(storage_for(pair.content_uri).read_head(pair.content_uri, HEADER_BYTES))
+        except Exception:  # noqa: BLE001 - unreadable here: the pair says why when it runs
+            upright = None
+        if upright is None or pair.mask is not None:
+            return ("alone", pair.name)
+        width, height = upright
+        return json.dumps(pair.config.to_json(), sort_keys=True), bucket_shape(height, width, pair.config.size)
+
+    with ThreadPoolExecutor(max(1, min(threads, len(pairs)))) as pool:
+        return list(pool.map(key, pairs))
 
 
 def chunk_name(chunk: list[PairJob]) -> str:
