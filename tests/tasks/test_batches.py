@@ -134,3 +134,11 @@ def test_the_flow_chunks_a_buckets_pairs_side_by_side(collection):
     assert [p.name.split("__")[0] for p in chunk] == ["0", "d", "a", "b", "c"] and BATCH_CHUNK >= 5
     assert [len(c) for c in chunks(list(plan.pairs), workers=4)] == [1] * 5  # without buckets: as before
     assert bucket_keys(plan.pairs, replace(plan.settings, batch=1)) is None
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "two"])
+def test_a_batch_setting_out_of_range_is_a_manifest_problem(collection, value):
+    from nst_batch.tasks.errors import ManifestError
+
+    with pytest.raises(ManifestError, match="batch"):
+        _plan(collection, f"batch: {value}\n")

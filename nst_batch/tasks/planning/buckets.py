@@ -9,9 +9,12 @@ Camera photos differ by a few pixels in that shape (4:3 from 4032 x 3024 is 384 
 side is brought to a multiple of ``SNAP_PX`` when that stretches it by at most ``MAX_STRETCH``: the
 photo is resampled to the bucket's shape, optimised there, and its output resampled back to its
 own working shape, so an output has the size it has alone. What that costs, measured
-(benchmarks/buckets.py on the shared photos, 2026-12-06): the round trip of a photo through its
-bucket's shape and back is 43-47 dB PSNR, under what a JPEG at quality 95 changes (38-42 dB), and
-the stretch is at most 2 % (a 341-px side is painted as 344 px: a stroke 0.9 % wider one way).
+(benchmarks/buckets.py, 2026-12-06, the shared photos cropped to 3:2 and 4:5): the round trip of
+a photo through its bucket's shape and back changes it by 40.9-53.1 dB PSNR, less than the JPEG
+at quality 95 every output may go through changes the same photo (36.4-43.7 dB; each photo's
+round trip is 3.9-9.5 dB above its JPEG's), and the stretch was at most 0.9 % (a 341-px side
+painted as 344 px: strokes 0.9 % wider one way). 42 camera sizes (4:3, 3:2, 16:9, 1:1, 4:5,
+landscape and portrait) make 11 working shapes at 512 px and 9 buckets (13 and 9 at 256 and 1024).
 A photo whose snap would stretch it more (a side under 200 px) keeps its own shape: it is its
 own bucket. Pure Python: the planner and the flow use it without PyTorch.
 """
