@@ -250,7 +250,7 @@ def test_a_local_cluster_reports_each_pair_as_it_finishes_and_keeps_dask_quiet(p
     import nst_batch.flows.stylize_batch as flow_module
     import nst_batch.tasks.presenting.progress as progress
 
-    monkeypatch.setattr(flow_module, "chunks", lambda pairs, workers: [pairs])  # one chunk of all 4 pairs
+    monkeypatch.setattr(flow_module, "chunks", lambda pairs, workers, buckets=None: [pairs])  # one chunk of all 4 pairs
     arrived: list[tuple[str, float]] = []
     handler = progress.remote_pair_finished
 

@@ -216,25 +216,42 @@ def run_pairs(pairs: Sequence[PairJob], settings: BatchSettings, force: bool = F
     """Produce (or skip) each pair; a row or the :class:`PairFailed` of each, in order, each also
     given to ``on_done`` (with its index) as it is known. Pairs that will run and can share a
     batch (see :func:`batches`) are optimised together; when a batch fails, its pairs run again
-    one at a time, so that a failure is its own pair's and costs the others nothing but time."""
-    outcomes: list[PairRow | PairFailed | _Ready] = []
-    index: dict[int, int] = {}
-    for i, (pair, on_step) in enumerate(zip(pairs, on_steps or [None] * len(pairs), strict=True)):
-        try:
-            outcome: PairRow | PairFailed | _Ready = _prepare(pair, settings, force, on_step)
-        except PairFailed as exc:
-            outcome = exc
-        outcomes.append(outcome)
-        index[id(outcome)] = i
-        if on_done is not None and not isinstance(outcome, _Ready):
-            on_done(i, outcome)
-    done: dict[int, PairRow | PairFailed] = {}
-    for group in batches([o for o in outcomes if isinstance(o, _Ready)], settings):
-        for key, result in _run_batch(group, settings, force).items():
-            done[key] = result
-            if on_done is not None:
-                on_done(index[key], result)
-    return [done[id(o)] if isinstance(o, _Ready) else o for o in outcomes]
+    one at a time, so that a failure is its own pair's and costs the others nothing but time.
+    The pairs are read a window at a time (as many as a batch may hold), not all at once: a chunk
+    of 64 large photos is not held in memory."""
+    results: list[PairRow | PairFailed | None] = [None] * len(pairs)
+    steps = list(on_steps) or [None] * len(pairs)
+
+    def done(i: int, result: PairRow | PairFailed) -> None:
+        results[i] = result
+        if on_done is not None:
+            on_done(i, result)
+
+    window = _window(settings)
+    for start in range(0, len(pairs), window):
+        ready: list[_Ready] = []
+        index: dict[int, int] = {}
+        for i in range(start, min(start + window, len(pairs))):
+            try:
+                outcome = _prepare(pairs[i], settings, force, steps[i])
+            except PairFailed as exc:
+                outcome = exc
+            if isinstance(outcome, _Ready):
+                ready.append(outcome)
+                index[id(outcome)] = i
+            else:
+                done(i, outcome)
+        for group in batches(ready, settings):
+            for key, result in _run_batch(group, settings, force).items():
+                done(index[key], result)
+    return [r for r in results if r is not None]
+
+
+def _window(settings: BatchSettings) -> int:
+    """Pairs read ahead: the most a batch may hold with this setting on this run's devices."""
+    if settings.batch:
+        return settings.batch
+    return AUTO_BATCH_GPU if device_pool(settings.device).devices[0].type == "cuda" else AUTO_BATCH_CPU
 
 
 @dataclass
