@@ -13,11 +13,13 @@ from tests.synthetic import painting_like, photo_like
 
 
 def _batch(root, photos=6):
+    """Pairs one at a time (batch: 1): the disk fills between two of them."""
     for i in range(photos):
         save(photo_like(32, 32, seed=i), root / "photos" / f"p{i}.png")
     save(painting_like(32, 32), root / "styles" / "s.png")
     manifest = root / "m.yaml"
-    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 2}\noutput: out\nstyles: {s: styles/s.png}\ncontents: [photos/*.png]\n")
+    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 2}\nbatch: 1\noutput: out\nstyles: {s: styles/s.png}\n"
+                        "contents: [photos/*.png]\n")
     return manifest
 
 

@@ -142,3 +142,28 @@ def test_a_batch_setting_out_of_range_is_a_manifest_problem(collection, value):
 
     with pytest.raises(ManifestError, match="batch"):
         _plan(collection, f"batch: {value}\n")
+
+
+def test_a_full_disk_under_a_batch_fails_its_pairs_and_runs_no_more(collection, monkeypatch):
+    import errno
+
+    from nst_batch.tasks.output import storage
+    from nst_batch.tasks.pair.done import reset_roots_down
+
+    plan = _plan(collection, "batch: 2\n")
+    out, real = str(collection / "out"), storage.write_atomic
+
+    def full(path, data):
+        if str(path).startswith(out) and str(path).endswith(".png"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(storage, "write_atomic", full)
+    try:
+        rows = run_pairs(plan.pairs, plan.settings)
+    finally:
+        reset_roots_down()
+    reasons = [str(r) for r in rows]
+    assert all(type(r).__name__ == "PairFailed" for r in rows)
+    assert "No space left" in reasons[0] and "No space left" in reasons[1]  # the batch's own pairs: the write's error
+    assert all("not run" in r for r in reasons[2:])  # the next window was not computed
