@@ -167,3 +167,28 @@ def test_a_full_disk_under_a_batch_fails_its_pairs_and_runs_no_more(collection, 
     assert all(type(r).__name__ == "PairFailed" for r in rows)
     assert "No space left" in reasons[0] and "No space left" in reasons[1]  # the batch's own pairs: the write's error
     assert all("not run" in r for r in reasons[2:])  # the next window was not computed
+
+
+def test_a_styles_targets_stay_on_their_device_for_the_rest_of_the_run(collection, monkeypatch):
+    plan = _plan(collection, "batch: 1\n")
+    run1 = replace(plan.settings, run_id="run-1")
+    reads: list[str] = []
+    real = produce.get_or_compute_targets
+
+    def counted(uri, *args, **kwargs):
+        reads.append(uri)
+        return real(uri, *args, **kwargs)
+
+    monkeypatch.setattr(produce, "get_or_compute_targets", counted)
+    produce.RESIDENT.clear()
+    assert [r.status for r in run_pairs(plan.pairs, run1)] == [Status.PRODUCED] * 4
+    assert len(reads) == 1  # the first pair made them; the other three used them where they were
+    reads.clear()
+    assert [r.status for r in run_pairs(plan.pairs, replace(plan.settings, run_id="run-2"), force=True)] == [Status.PRODUCED] * 4
+    assert len(reads) == 1  # another run reads the cache once more, and every pair counts it a hit
+    hits = [json.loads((collection / "out" / f"{p.name}.json").read_text())["style_cache"][0]["hit"] for p in plan.pairs]
+    assert hits == [True] * 4
+    reads.clear()
+    run_pairs(plan.pairs, plan.settings, force=True)  # outside a flow run nothing is kept
+    assert len(reads) == 4
+    produce.RESIDENT.clear()

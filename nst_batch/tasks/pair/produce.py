@@ -5,11 +5,13 @@ them): style targets through a cache, the optimisation, the output, its thumbnai
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import hashlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -170,6 +172,50 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
     targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
     storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), settings.run_id), "application/octet-stream")
     return TargetsOutcome(targets, key, cached=False, rejected=rejected)
+
+
+class ResidentTargets:
+    """Style targets kept on their device across pairs: a style's targets are read from the cache
+    (and validated, and uploaded) once per process and device, not once per pair. Keyed by the
+    cache key, which hashes the style's bytes and everything that shapes its targets, so an entry
+    can never be another style's or stale; the most recent ``capacity`` are kept (a few MB each).
+    Within one flow run only (the key holds its id; outside a flow run nothing is kept): the
+    first pair's outcome stands for the run's later ones, and the summary counts a cache hit only
+    for targets an earlier run made, which every pair of this run sees the same way. ``force`` and
+    targets made for one photo alone (luminance-matched: their key differs per photo) pass through."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        self.capacity = capacity
+        self._entries: collections.OrderedDict[tuple[str, str, str, str], TargetsOutcome] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings,
+                       match: tuple[float, float] | None, force: bool, device: Any) -> TargetsOutcome:
+        key = (targets_cache_key(sha256_bytes(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
+               settings.output_root, settings.run_id)
+        keep = bool(settings.run_id) and match is None and not force
+        if keep:
+            with self._lock:
+                found = self._entries.get(key)
+                if found is not None:
+                    self._entries.move_to_end(key)
+                    return found
+        outcome = get_or_compute_targets(uri, data, features, cfg, settings, match=match, force=force)
+        if not keep:
+            return outcome
+        resident = replace(outcome, targets=outcome.targets.to(device))
+        with self._lock:
+            self._entries[key] = resident
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return resident
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+RESIDENT = ResidentTargets()
 
 
 def _cpu() -> Any:
@@ -562,7 +608,7 @@ def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: Style
                    device: Any) -> list[TargetsOutcome]:
     match = luminance_match_for(d.content.rgb, cfg)
     if cache:
-        return [get_or_compute_targets(uri, data, features, cfg, settings, match=match, force=force and not shares_targets(cfg))
+        return [RESIDENT.get_or_compute(uri, data, features, cfg, settings, match, force and not shares_targets(cfg), device)
                 for uri, data in job.styles]
     return [TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False) for s in d.styles]
 
