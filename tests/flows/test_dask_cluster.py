@@ -94,13 +94,16 @@ def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths
 
 
 def _many_pairs(root: Path, photos: int = 6, styles: int = 3, iterations: int = 25) -> Path:
-    """``photos`` x ``styles`` pairs of about half a second each on one core."""
+    """``photos`` x ``styles`` pairs of about half a second each on one core, one at a time (batch:
+    1): a worker killed when a pair is done is then killed in the next pair's optimisation. In a
+    batch it would be writing the batch's other pairs, and a kill mid-write leaves a ``.part``
+    that only the next run's plan step removes (the parts of writers no longer running)."""
     for i in range(photos):
         save(photo_like(40, 48, seed=i), root / "photos" / f"p{i}.png")
     for j in range(styles):
         save(painting_like(32, 32).roll(5 * j, -1), root / "styles" / f"s{j}.png")
     manifest = root / "m.yaml"
-    manifest.write_text(f"defaults: {{size: 40, scales: [1.0], iterations: {iterations}}}\noutput: out\n"
+    manifest.write_text(f"defaults: {{size: 40, scales: [1.0], iterations: {iterations}}}\noutput: out\nbatch: 1\n"
                         f"styles: {{{', '.join(f's{j}: styles/s{j}.png' for j in range(styles))}}}\ncontents: [photos/*.png]\n")
     return manifest
 
