@@ -13,6 +13,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   fi
 fi
 .venv/bin/ruff check . || exit 1
+.venv/bin/mypy || exit 1  # the package, 0 errors ([tool.mypy] in pyproject.toml)
 .venv/bin/python -m pytest "$@"
 code=$?
 if [ "$code" -eq 5 ]; then

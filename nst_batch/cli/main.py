@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from nst_batch.cli.errors import BadInput, CliError
 from nst_batch.core.config import StyleConfig
 from nst_batch.core.errors import ConfigError, CoreError, WeightsError, did_you_mean
-from nst_batch.tasks.errors import InputError, TaskError
+from nst_batch.tasks.errors import InputError, ManifestError, TaskError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -126,8 +126,8 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
             g.add_argument("--init", choices=choices, default=None, help=f"{text} (default {default}; image when --init-image is given)")
             g.add_argument("--init-image", default=None, help="image to start from (implies --init image)")
             continue
-        kind = _PARSERS.get(f.name, hints[f.name] if hints[f.name] in (int, float) else str)
-        g.add_argument(flags[f.name], type=None if choices else kind, choices=choices, default=default, help=f"{text} (default {shown})")
+        kind: Callable[[str], Any] = _PARSERS.get(f.name, hints[f.name] if hints[f.name] in (int, float) else str)
+        g.add_argument(flags[f.name], type=str if choices else kind, choices=choices, default=default, help=f"{text} (default {shown})")
 
 
 def _said_as_flags(text: str, flags: dict[str, str], named: Iterable[str] = ()) -> str:
@@ -691,7 +691,7 @@ def _bench(argv: list[str]) -> int:
         print("nst: error: nst bench runs the benchmarks of a checkout of nst-batch (benchmarks/ is not installed); "
               "install it with pip install -e . from the checkout", file=sys.stderr)
         return 2
-    from benchmarks.run import main as bench_main
+    bench_main = importlib.import_module("benchmarks.run").main
 
     return bench_main(argv)
 
@@ -713,13 +713,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report("error", exc, EXIT_BAD_INPUT)
     except CliError as exc:
         return _report("failed", exc, EXIT_FAILED)
+    except ManifestError as exc:  # every problem, one per line
+        print(f"nst: error: {exc.source}: {_count(len(exc.problems), 'problem')} in the manifest:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (CoreError, TaskError) as exc:
-        problems = getattr(exc, "problems", None)
-        if problems is not None:  # a manifest: every problem, one per line
-            print(f"nst: error: {exc.source}: {_count(len(problems), 'problem')} in the manifest:", file=sys.stderr)  # type: ignore[attr-defined]
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            return EXIT_BAD_INPUT
         bad_input = isinstance(exc, ConfigError | WeightsError | InputError)
         code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
         return _report("error" if bad_input else "failed", exc, code, _flags(parser, command))

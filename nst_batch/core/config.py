@@ -207,7 +207,8 @@ class StyleConfig:
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> StyleConfig:
         """The config of :meth:`to_json`'s form (lists for tuples; fields left out keep their defaults)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**settings)
 
     def blend_weights(self, num_styles: int) -> tuple[float, ...]:
         """Blend weights for ``num_styles`` styles, normalised to sum 1 (as jcjohnson/neural-style)."""

@@ -92,7 +92,7 @@ def configure_backends(device: torch.device, deterministic: bool = False, autotu
         # L-BFGS history products (S^T Y, Y^T Y from one GEMM) feed a small triangular system, and
         # with small s.y a TF32-rounded diagonal can come out near zero or negative and the solve
         # blows up; the Gram products cost little next to the convolutions. No-ops on CPUs.
-        torch.backends.cudnn.conv.fp32_precision = "ieee" if deterministic else "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "ieee" if deterministic else "tf32"  # type: ignore[attr-defined]  # not in torch's stubs
         torch.backends.cuda.matmul.fp32_precision = "ieee"
 
 

@@ -8,6 +8,11 @@ from torch import Tensor
 from nst_batch.core.errors import ShapeError
 
 
+def image_hw(image: Tensor) -> tuple[int, int]:
+    """(height, width) of an image (..., H, W): a pair of ints, which ``shape[-2:]`` is not to a type checker."""
+    return image.shape[-2], image.shape[-1]
+
+
 def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     """(height, width) scaled so the longer side is ``max_side``, keeping the aspect ratio."""
     if height <= 0 or width <= 0:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -106,7 +107,7 @@ class _GramStyleLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, features: Tensor, target: Tensor) -> Tensor:
         b, c, h, w = features.shape
         flat = _at_least_fp32(features.reshape(b, c, h * w))
         n = c * h * w
@@ -116,7 +117,7 @@ class _GramStyleLoss(torch.autograd.Function):
         return diff.square().mean()
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
         flat, diff = ctx.saved_tensors
         # d mean((G - A)^2) / dG = 2 (G - A) / numel; then dG/dF contributes 2 sym(.) F / n.
         scale = grad_output * (4.0 / (diff.numel() * ctx.n))
@@ -231,7 +232,7 @@ class _SlicedWasserstein(torch.autograd.Function):
     """The layer's sliced-Wasserstein loss and its gradient, ``2 (p - T(p)) / n`` along the directions."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, directions: Tensor, table: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, features: Tensor, directions: Tensor, table: Tensor) -> Tensor:
         b, c, h, w = features.shape
         flat = _at_least_fp32(features.reshape(c, h * w))
         directions, table = directions.to(flat.dtype), table.to(flat.dtype)
@@ -248,7 +249,7 @@ class _SlicedWasserstein(torch.autograd.Function):
         return residual.square().mean()
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:
         directions, residual = ctx.saved_tensors
         grad = directions @ (residual * (grad_output * 2.0 / residual.numel()))
         return grad.reshape(ctx.shape).to(ctx.in_dtype), None, None

@@ -292,7 +292,7 @@ class _TorchStepper(_Stepper):
                 with torch.no_grad():
                     self.xs[i].clamp_(0, 1)  # Adam keeps the box constraint at every step; L-BFGS is clamped per scale
             else:
-                optimizer.step(lambda v=values[i]: v)  # type: ignore[arg-type, misc]
+                optimizer.step(lambda v=values[i]: v)  # type: ignore[misc]
         return total.detach(), terms
 
 

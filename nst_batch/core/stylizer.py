@@ -136,7 +136,8 @@ def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, 
     """The coarse-to-fine scales of a batch of photos of one shape (regions and tiles: one photo)."""
     content = torch.cat([p.content for p in photos])
     blends = [cfg.blend_weights(len(p.targets)) if not regions else () for p in photos]
-    init = torch.cat([p.init_image for p in photos]) if all(p.init_image is not None for p in photos) else None
+    inits = [p.init_image for p in photos if p.init_image is not None]
+    init = torch.cat(inits) if len(inits) == len(photos) else None
     height, width = content.shape[-2:]
     reports: list[list[ScaleReport]] = [[] for _ in photos]
     image: Tensor | None = None
@@ -157,7 +158,7 @@ def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, 
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
         hooks = [_progress_hook(p.on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
-                                lambda best, c=scale_rgb[i:i + 1], f=finish: _preview(f(best), c, cfg), done_work[i], work[index],
+                                _previewer(finish, scale_rgb[i:i + 1], cfg), done_work[i], work[index],
                                 sum(work[index + 1:])) for i, p in enumerate(photos)]
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
@@ -165,7 +166,7 @@ def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, 
                                         iterations[index], _levels(cfg, index), hooks[0], report_every, where)]
         else:
             objective = batch_objective(features, cfg, scale_content, grams, coarser)
-            outcomes = _optimize(start, lambda x, o=objective, f=finish: o(f(x)), cfg, iterations[index], _levels(cfg, index),
+            outcomes = _optimize(start, _composed(objective, finish), cfg, iterations[index], _levels(cfg, index),
                                  on_iteration=_by_image(hooks), report_every=report_every, where=where)
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
@@ -176,7 +177,7 @@ def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, 
                                           outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
     assert image is not None
     if cfg.preserve_color:
-        image = recombine(image, resize(content, tuple(image.shape[-2:])))
+        image = recombine(image, resize(content, (image.shape[-2], image.shape[-1])))
     return [StylizeResult(image=image[i:i + 1].detach(), scales=tuple(reports[i])) for i in range(len(photos))]
 
 
@@ -298,11 +299,15 @@ def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tup
 # The style terms of one size: (a region's mask at the scale's size, (1, 1, h, w), or None for the
 # whole image; its targets by layer), one per styled region.
 RegionTargets = list[tuple[Tensor | None, dict[str, Tensor]]]
-# (the downscale factor, the targets at that size, and the coarser scale's exact (h, w) for an
-# image of this scale's full size, or None)
-Level = tuple[float, RegionTargets, tuple[tuple[int, int], tuple[int, int]] | None]
+# (this scale's full (h, w), the coarser scale's exact (h, w)): an image of the first size is
+# downscaled to the second, not by the rounded factor.
+Exact = tuple[tuple[int, int], tuple[int, int]]
+# (the downscale factor, the targets at that size, and the Exact sizes, or None)
+Level = tuple[float, RegionTargets, Exact | None]
 # The same for a batch: the targets at that size per photo.
-BatchLevel = tuple[float, list[RegionTargets], tuple[tuple[int, int], tuple[int, int]] | None]
+BatchLevel = tuple[float, list[RegionTargets], Exact | None]
+# A batch of images -> (content loss, style loss), unweighted, (B,) each, at one level.
+LevelLoss = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def _scale_targets(targets: Sequence[StyleTargets], blend: Sequence[float], style_side: int, regions: Sequence[Region] = (),
@@ -359,7 +364,7 @@ def batch_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
     returns each photo's total and terms, (B,) each."""
     levels = [(f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
     own = 1.0 - cfg.coarse_style_share if levels else 1.0
-    terms_at = [(own, 1.0, None, _level_loss(features, cfg, content, style_targets))]
+    terms_at: list[tuple[float, float, Exact | None, LevelLoss]] = [(own, 1.0, None, _level_loss(features, cfg, content, style_targets))]
     terms_at += [((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g)) for f, g, exact in levels]
 
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -374,7 +379,7 @@ def batch_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
         total = sum(terms.values())
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
 
-    return objective  # type: ignore[return-value]
+    return objective
 
 
 def scale_objective(content: Tensor, features: VGGFeatures, cfg: StyleConfig, targets: Sequence[StyleTargets],
@@ -386,13 +391,14 @@ def scale_objective(content: Tensor, features: VGGFeatures, cfg: StyleConfig, ta
     sides = cfg.sides()
     index = index % len(sides)
     blend = cfg.blend_weights(len(targets))
-    scale_content = _variable_space(resize(content, fit_size(*content.shape[-2:], sides[index])), cfg)
+    height, width = content.shape[-2], content.shape[-1]
+    scale_content = _variable_space(resize(content, fit_size(height, width, sides[index])), cfg)
     grams = blend_targets(targets, blend, cfg.style_sides()[index])
-    coarser = _coarser_levels(cfg, index, sides[index], targets, blend, tuple(content.shape[-2:]))
+    coarser = _coarser_levels(cfg, index, sides[index], targets, blend, (height, width))
     return scale_content, build_objective(features, cfg, scale_content, grams, coarser)
 
 
-def _downscale(x: Tensor, factor: float, exact: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Tensor:
+def _downscale(x: Tensor, factor: float, exact: Exact | None = None) -> Tensor:
     """``x`` downscaled by ``factor``; to the coarser scale's own size when ``x`` is the whole image
     (a tile has no such size: it scales by the factor)."""
     if exact is not None and tuple(x.shape[-2:]) == exact[0]:
@@ -400,8 +406,7 @@ def _downscale(x: Tensor, factor: float, exact: tuple[tuple[int, int], tuple[int
     return resize_unclamped(x, (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor))))
 
 
-def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor,
-                style_targets: Sequence[RegionTargets]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_targets: Sequence[RegionTargets]) -> LevelLoss:
     """(content loss, style loss), unweighted, (B,) each, of a batch the size of ``content``: the
     network sees the whole batch at once, each photo's losses are taken on its own features."""
     layers, layer_weights = cfg.layers, cfg.layer_weights()
@@ -474,11 +479,17 @@ def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:
     return gray_to_rgb(x) if cfg.preserve_color else x
 
 
-def _preview(best: Tensor, content_rgb: Tensor, cfg: StyleConfig) -> Tensor:
-    """The best iterate as an RGB image in [0, 1] (a copy: the optimiser keeps its buffer)."""
-    if cfg.preserve_color:
-        return recombine(best.clamp(0, 1), content_rgb)
-    return best.clamp(0, 1)
+def _previewer(finish: Callable[[Tensor], Tensor], content_rgb: Tensor, cfg: StyleConfig) -> Callable[[Tensor], Tensor]:
+    """best iterate -> the picture it makes, RGB in [0, 1] (a copy: the optimiser keeps its buffer)."""
+    def preview(best: Tensor) -> Tensor:
+        image = finish(best).clamp(0, 1)
+        return recombine(image, content_rgb) if cfg.preserve_color else image
+    return preview
+
+
+def _composed(objective: Objective, finish: Callable[[Tensor], Tensor]) -> Objective:
+    """The objective of the picture an iterate makes (the photo put back where a region keeps it)."""
+    return lambda x: objective(finish(x))
 
 
 def _work_per_scale(cfg: StyleConfig, height: int, width: int) -> list[float]:

@@ -63,6 +63,9 @@ class VGGFeatures(nn.Module):
     Parameters are frozen: only the image is optimised, so no weight gradients are computed.
     """
 
+    _pre_mul: Tensor  # buffers (registered in __init__): (1, 3, 1, 1) each
+    _pre_add: Tensor
+
     def __init__(self, weights: VGGWeights, last_layer: str = "relu5_1", pooling: str = "max") -> None:
         super().__init__()
         if last_layer not in LAYER_NAMES:
@@ -149,5 +152,5 @@ def _make_conv(name: str, shape: tuple[int, int], convs: Mapping[str, tuple[Tens
     conv = nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1)
     with torch.no_grad():
         conv.weight.copy_(weight.float())
-        conv.bias.copy_(bias.float())
+        conv.bias.copy_(bias.float())  # type: ignore[union-attr]  # bias=True: never None
     return conv

@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -146,7 +147,8 @@ def convs_from_state_dict(state: Mapping[str, Tensor]) -> dict[str, tuple[Tensor
     return convs
 
 
-def _torch_load(file: Path) -> Mapping[str, Tensor]:
+def _torch_load(file: Path) -> Any:
+    """What the file holds (weights_only: tensors in containers), for the caller to check."""
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, truncated files

@@ -20,6 +20,7 @@ lists them so the CLI can add its flags.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 
 class TaskError(Exception):
@@ -34,10 +35,21 @@ class InputError(TaskError, ValueError):
     """Bad input, found before any work: a file, a manifest, an output location, a size."""
 
 
+class Problem(Protocol):
+    """One problem of a manifest: what planning.manifest.ManifestProblem holds."""
+
+    @property
+    def path(self) -> str: ...  # the setting, e.g. "styles.scream.style_weight"
+    @property
+    def message(self) -> str: ...
+    @property
+    def line(self) -> int | None: ...  # in the YAML, where known
+
+
 class ManifestError(InputError):
     """Every problem of a manifest (``ManifestProblem``s: field, YAML line, message), reported together."""
 
-    def __init__(self, source: str, problems: Sequence[object]) -> None:
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
         self.source = source
         self.problems = list(problems)
         super().__init__(f"{source}: {len(self.problems)} problem(s): " + "; ".join(map(str, self.problems)))

@@ -25,6 +25,10 @@ from nst_batch.tasks.output.atomic import remove_stale_parts, write_atomic
 _ROOT_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 _ROOT_WIDE_S3 = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "QuotaExceeded"}
 
+# URIs, sorted. A name of its own because the storages' method ``list`` shadows the builtin in
+# their class bodies.
+Uris = list[str]
+
 
 class Storage(Protocol):
     """What the rest of the code asks of a place where bytes live (see :func:`storage_for`)."""
@@ -43,10 +47,10 @@ class Storage(Protocol):
     def size(self, uri: str) -> int | None:
         """The object's size in bytes, or None when it does not exist (one stat or HEAD, as exists)."""
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Uris:
         """Every object under ``prefix`` (a folder or key prefix), as URIs, sorted."""
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str) -> Uris:
         """Objects matching a shell pattern (``*``, ``?``, ``[..]``; ``**`` spans folders), sorted."""
 
     def delete(self, uri: str) -> None: ...
@@ -65,7 +69,7 @@ class Storage(Protocol):
     def remove_folder(self, uri: str) -> None:
         """Remove an empty folder, where there are folders; nothing otherwise."""
 
-    def remove_stale_parts(self, root: str) -> list[str]:
+    def remove_stale_parts(self, root: str) -> Uris:
         """Remove the partial writes that writers no longer running left under ``root``."""
 
 
@@ -190,7 +194,7 @@ class LocalStorage:
         with contextlib.suppress(OSError):
             os.rmdir(uri)
 
-    def remove_stale_parts(self, root: str) -> list[str]:
+    def remove_stale_parts(self, root: str) -> Uris:
         return [str(p) for p in remove_stale_parts(root)]
 
     def read_head(self, uri: str, size: int) -> bytes:
@@ -230,7 +234,7 @@ class LocalStorage:
             return None
         return info.st_size if stat.S_ISREG(info.st_mode) else None
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Uris:
         if not os.path.isdir(prefix):
             return []
         return sorted(_walk_files(prefix))
@@ -238,7 +242,7 @@ class LocalStorage:
     def delete(self, uri: str) -> None:
         Path(uri).unlink(missing_ok=True)
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str) -> Uris:
         """Regular files matching ``pattern``; ``**`` spans folders, never through a symlinked
         folder (a link back to a parent would loop for ever)."""
         base = _fixed_prefix(pattern)
@@ -248,7 +252,7 @@ class LocalStorage:
         return sorted(p for p in _walk_files(base) if regex.match(os.path.normpath(p)))
 
 
-def _walk_files(root: str) -> list[str]:
+def _walk_files(root: str) -> Uris:
     """Regular files under ``root`` (symlinks to files included, symlinked folders not followed)."""
     found = []
     for folder, _, files in os.walk(root, followlinks=False):
@@ -317,7 +321,7 @@ class S3Storage:
     def remove_folder(self, uri: str) -> None:
         return None  # a prefix is no object: it goes with its last key
 
-    def remove_stale_parts(self, root: str) -> list[str]:
+    def remove_stale_parts(self, root: str) -> Uris:
         return []  # a put is atomic: S3 keeps no partial objects
 
     @property
@@ -381,7 +385,7 @@ class S3Storage:
                 return None
             raise StorageError(f"{uri}: cannot check: {_describe(exc)}") from None
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Uris:
         bucket, key = split_s3(prefix)
         if key and not key.endswith("/"):
             key += "/"
@@ -400,7 +404,7 @@ class S3Storage:
         except Exception as exc:
             raise StorageError(f"{uri}: cannot delete: {_describe(exc)}") from None
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str) -> Uris:
         """``s3://bucket/photos/*.jpg``: list the fixed part, then match the rest."""
         bucket, key = split_s3(pattern)
         fixed = key.split("*")[0].split("?")[0].split("[")[0]
@@ -446,11 +450,11 @@ class MemoryStorage:
     def size(self, uri: str) -> int | None:
         return len(self.objects[uri]) if uri in self.objects else None
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Uris:
         under = prefix.rstrip("/") + "/"
         return sorted(u for u in self.objects if u.startswith(under))
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str) -> Uris:
         regex = _glob_regex(pattern)
         return sorted(u for u in self.objects if regex.match(u))
 
@@ -468,7 +472,7 @@ class MemoryStorage:
     def remove_folder(self, uri: str) -> None:
         return None
 
-    def remove_stale_parts(self, root: str) -> list[str]:
+    def remove_stale_parts(self, root: str) -> Uris:
         return []
 
 

@@ -171,7 +171,7 @@ def _decoded(data: bytes, name: str, max_pixels: int, max_side: int | None) -> t
     """The decoded image (upright), its upright size in the file, an integer TIFF's white and
     how many frames (pages) the file has."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image file Pillow can read") from None
     except Exception as exc:  # malformed headers raise a variety of errors
@@ -271,7 +271,7 @@ def _high_bit_depth_to_l(image: Image.Image, declared_top: float | None = None) 
     band = max(1, (1 << 22) // max(1, array.shape[1]))
     for row in range(0, array.shape[0], band):
         part = array[row:row + band].astype(np.float64 if top > 2**24 else np.float32)  # float32 is exact below 2**24
-        out[row:row + band] = np.clip(np.rint(part * (255.0 / top)), 0, 255)
+        out[row:row + band] = np.clip(np.rint(np.multiply(part, 255.0 / top)), 0, 255)
     return Image.fromarray(out, mode="L")
 
 

@@ -33,7 +33,7 @@ from nst_batch.core import (
     targets_from_bytes,
     targets_to_bytes,
 )
-from nst_batch.core.image_ops import fit_size, resize
+from nst_batch.core.image_ops import fit_size, image_hw, resize
 from nst_batch.core.regions import check_regions
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.core.targets import target_spec
@@ -278,6 +278,7 @@ def run_pairs(pairs: Sequence[PairJob], settings: BatchSettings, force: bool = F
         ready: list[_Ready] = []
         index: dict[int, int] = {}
         for i in range(start, min(start + window, len(pairs))):
+            outcome: PairRow | _Ready | PairFailed
             try:
                 outcome = _prepare(pairs[i], settings, force, steps[i])
             except PairFailed as exc:
@@ -479,7 +480,7 @@ def _weights_identity(settings: BatchSettings) -> str:
         raise PairFailed(f"weights {settings.weights}: {exc}") from None
 
 
-class _Timings(dict):  # type: ignore[type-arg]
+class Timings(dict[str, float]):
     """Seconds per phase of a pair: where its time goes besides the optimisation (decoding, the
     memory guard and style targets, encoding and writing), recorded in its sidecar."""
 
@@ -502,7 +503,7 @@ class Produced:
     cfg: StyleConfig  # settled for the device it ran on
     device: Any
     outcomes: list[TargetsOutcome]  # per style: its targets, from the cache or computed
-    timings: dict[str, float]
+    timings: Timings
     # The judge's figures (nst_batch.core.quality) at the output's size and at gallery scale:
     # {"512": {"content": .., "style_gain": ..}, "256": {...}}; empty if they could not be measured.
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -546,13 +547,13 @@ def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, settings: BatchSe
     computed here with ``cache`` False), the optimisation; several jobs are one batch (their
     photos brought to their common bucket's shape, and their outputs back to their own), and
     the time of what they share (the device's set-up, the optimisation) is split among them."""
-    timings = [_Timings() for _ in jobs]
+    timings = [Timings() for _ in jobs]
     decoded = [_decode(job, cfg, settings, cache, t) for job, t in zip(jobs, timings, strict=True)]
     shape = _batch_shape(decoded, cfg) if len(jobs) > 1 else None
     # The guard counts the style images where they are decoded here; cached targets need none.
     styles = [s for d in decoded for s in d.styles]
-    style_pixels = max(math.prod(fit_size(*s.rgb.shape[-2:], max(cfg.style_sides()))) for s in styles) if styles else None
-    shared = _Timings()
+    style_pixels = max(math.prod(fit_size(*image_hw(s.rgb), max(cfg.style_sides()))) for s in styles) if styles else None
+    shared = Timings()
     with device_pool(settings.device).acquire_slot() as slot:
         device = slot.device
         # Per pair, not per process: a Dask worker runs pairs of manifests with other settings.
@@ -582,7 +583,7 @@ def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, settings: BatchSe
     return made
 
 
-def _decode(job: ImageJob, cfg: StyleConfig, settings: BatchSettings, cache: bool, timings: _Timings) -> _Decoded:
+def _decode(job: ImageJob, cfg: StyleConfig, settings: BatchSettings, cache: bool, timings: Timings) -> _Decoded:
     with timings("decode"):
         content = decode_image(job.content_bytes, job.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
         check_aspect(content, cfg, job.content_uri)
@@ -598,7 +599,7 @@ def _decode(job: ImageJob, cfg: StyleConfig, settings: BatchSettings, cache: boo
 
 def _batch_shape(decoded: Sequence[_Decoded], cfg: StyleConfig) -> tuple[int, int]:
     """The bucket shape of a batch's photos (the caller groups them: see :func:`batches`)."""
-    shapes = {bucket_shape(*d.content.rgb.shape[-2:], cfg.size) for d in decoded}
+    shapes = {bucket_shape(*image_hw(d.content.rgb), cfg.size) for d in decoded}
     if len(shapes) != 1 or any(d.regions or d.start is not None for d in decoded):
         raise TaskError(f"a batch holds photos of one bucket, without masks or start images; got buckets {sorted(shapes)}")
     return shapes.pop()
@@ -623,7 +624,7 @@ def _optimise(jobs: Sequence[ImageJob], decoded: Sequence[_Decoded], outcomes: S
     # The batch runs at the bucket's shape; each output goes back to the shape its photo has alone.
     results = stylize_batch([resize(d.content.rgb.to(device), shape) for d in decoded], features, cfg,
                             [[o.targets for o in own] for own in outcomes], on_steps=[j.on_step for j in jobs], report_every=report_every)
-    own = [fit_size(*d.content.rgb.shape[-2:], cfg.size) for d in decoded]
+    own = [fit_size(*image_hw(d.content.rgb), cfg.size) for d in decoded]
     return [r if tuple(r.image.shape[-2:]) == size else replace(r, image=resize(r.image, size)) for r, size in zip(results, own, strict=True)]
 
 

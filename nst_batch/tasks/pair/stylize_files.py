@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ __all__ = ["RuntimeOptions", "stylize_files"]
 
 
 def _check_outputs(output: str | os.PathLike[str], metadata: str | os.PathLike[str] | None, content: str | os.PathLike[str],
-                   styles: list[str] | list[Path], init: str | os.PathLike[str] | None, mask: str | os.PathLike[str] | None = None) -> None:
+                   styles: Sequence[str | os.PathLike[str]], init: str | os.PathLike[str] | None, mask: str | os.PathLike[str] | None = None) -> None:
     """Before any work: no output is an input (or the other output), and every output's folder takes a new file."""
     outputs = {"output": output, **({"metadata": metadata} if metadata is not None else {})}
     inputs: dict[str, str | os.PathLike[str]] = {"content": content}

@@ -150,7 +150,7 @@ def cgroup_cpu_quota(proc: str = "/proc") -> float | None:
 
 def _cgroup_mounts(mountinfo: Path) -> list[tuple[int, set[str], str, str]]:
     """(version, controllers, the cgroup path at the mount's root, mount point) of each cgroup mount."""
-    out = []
+    out: list[tuple[int, set[str], str, str]] = []
     for line in mountinfo.read_text().splitlines():
         left, _, right = line.partition(" - ")
         fields, tail = left.split(), right.split()

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
+from pydantic_core import ErrorDetails
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
-from nst_batch.tasks.errors import ManifestError
+from nst_batch.tasks.errors import ManifestError, Problem
 from nst_batch.tasks.planning.masks import parse_colour
 from nst_batch.tasks.planning.runtime import MAX_BATCH, MAX_THREADS, RuntimeOptions
 
@@ -132,7 +133,7 @@ class Params(_Params):  # type: ignore[misc, valid-type]
         pairs are expanded."""
         if value is None:
             return value
-        StyleConfig(**{info.field_name: value})
+        StyleConfig(**{str(info.field_name): value})
         return value
 
     def given(self) -> dict[str, Any]:
@@ -246,7 +247,7 @@ _NAME_FIELDS = frozenset({"style", "name", "content", "contents", "path", "outpu
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _StrictLoader(_BaseLoader):
     """SafeLoader that reads values the way a person wrote them and refuses a key given twice in
     one mapping (YAML would keep the last silently).
 
@@ -266,7 +267,7 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                     _as_written(value_node)
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if isinstance(key, str | int | float | bool) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
@@ -327,7 +328,7 @@ def _expanded_nodes(node: yaml.Node | None, limit: int) -> int:
     return size(node) if node is not None else 0
 
 
-def parse_manifest_leniently(text: str, source: str) -> tuple[Manifest | None, list[ManifestProblem]]:
+def parse_manifest_leniently(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
     """Every problem of the manifest's text and schema, and the manifest without the values that
     have them (so that ``nst validate`` can go on to its globs and files in the same pass); None
     when nothing usable is left (a syntax error, no styles)."""
@@ -442,7 +443,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and (p in labels or "[" in p or "(" in p)))
 
 
-def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+def _message(err: ErrorDetails, loc: tuple[Any, ...]) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown key{did_you_mean(str(loc[-1]), _known_keys())}" if loc else "unknown key"
     if err["type"] == "missing":

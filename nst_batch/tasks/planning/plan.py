@@ -17,7 +17,7 @@ from typing import Any
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.config import show
-from nst_batch.tasks.errors import StorageError
+from nst_batch.tasks.errors import Problem, StorageError
 from nst_batch.tasks.output.layout import RESERVED_NAMES, OutputLayout
 from nst_batch.tasks.output.storage import basename, climbs_out, has_glob, has_scheme, parent, resolve, storage_for, uri_problem
 from nst_batch.tasks.planning.formats import NOT_TAKEN, image_extensions
@@ -76,7 +76,7 @@ class PairJob:
     def row(self, settings: BatchSettings) -> dict[str, Any]:
         """What the summary and the gallery say of this pair, whatever became of it."""
         blend = self.config.blend_weights(len(self.styles))
-        row = {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
+        row: dict[str, Any] = {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
                "style_names": [s.name for s in self.styles], "blend": [round(w, 4) for w in blend],
                "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
         if self.sweep:
@@ -223,7 +223,7 @@ def command_line_path(path: str) -> str:
     return path if has_scheme(path) else os.path.abspath(os.path.expanduser(path))
 
 
-def plan_with_problems(manifest_uri: str, output_override: str | None = None) -> tuple[Plan | None, list[ManifestProblem]]:
+def plan_with_problems(manifest_uri: str, output_override: str | None = None) -> tuple[Plan | None, list[Problem]]:
     """``nst validate``'s one pass: every problem of the text, the schema, the names and the globs,
     and the plan of what is left (for its files to be checked too)."""
     problem = uri_problem(manifest_uri)
@@ -290,7 +290,7 @@ def _uri_problems(manifest: Manifest, output_override: str | None, base: str = "
     where += [(f"styles.{name}", manifest.style_path(name)) for name in manifest.styles]
     where += [(f"contents.{i}", entry) for i, entry in enumerate(manifest.contents)]
     if manifest.pairs != "all":
-        where += [(f"pairs.{i}.content", pair.content) for i, pair in enumerate(manifest.pairs)]  # type: ignore[union-attr]
+        where += [(f"pairs.{i}.content", pair.content) for i, pair in enumerate(manifest.pairs)]
     return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or climbs_out(base, uri))]
 
 
@@ -319,7 +319,7 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
     if manifest.pairs == "all":
         if not manifest.contents:
             problems.append(ManifestProblem("contents", "no contents: list images, globs or prefixes, or give explicit pairs"))
-        out = []
+        out: list[_Entry] = []
         for i, entry in enumerate(manifest.contents):
             for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems, output_root, notes):
                 out += [(f"contents.{i}", uri, [style], {}, None, None) for style in manifest.styles]
@@ -411,7 +411,8 @@ def _listed(found: list[str], output_root: str, path: str, none: str, problems: 
     """The images of a listing (not those under the output root); every other file is counted,
     one note per kind with why it is not taken and the first few names: nothing left out in silence."""
     extensions = image_extensions()
-    images, skipped = [], {}
+    images: list[str] = []
+    skipped: dict[tuple[str, str], list[str]] = {}  # (extension, or "name"; why) -> URIs
     for uri in found:
         if _under(uri, output_root):
             continue

@@ -135,8 +135,8 @@ def _cell_from_sidecar(root: str, rel: str, meta: Any, files: set[str] | None = 
     stem = rel[: -len(".json")]
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or "styles" not in meta:
         return None
-    styles = meta.get("styles")
-    content = meta.get("content")
+    styles: Any = meta.get("styles")  # JSON: any shape; a wrong one raises below
+    content: Any = meta.get("content")
     try:
         names = [_text(s["name"], "?") for s in styles]
         uris = [_text(s["uri"]) for s in styles]
@@ -144,7 +144,7 @@ def _cell_from_sidecar(root: str, rel: str, meta: Any, files: set[str] | None = 
         numbers = [float(w) for w in blend] if isinstance(blend, list) and len(blend) == len(names) else None
         total = sum(numbers) if numbers else 0.0
         weights = [w / total for w in numbers] if numbers and total > 0 else None
-        sweep = meta.get("sweep") or {}
+        sweep: Any = meta.get("sweep") or {}
         cell = Cell(stem, _text(content.get("uri"), "?"), style_label(names, weights), "produced",
                     output=_output_of(stem, files or set()), sidecar=rel, meta=meta,
                     sweep=dict(sweep) if isinstance(sweep, dict) else {}, sweep_of=_text(meta.get("sweep_of")))
@@ -231,7 +231,7 @@ def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, li
     only). A pair the summary's run failed but a later run finished (a run stopped by Ctrl-C
     before its summary) shows that later result."""
     name = _text(row.get("name"), "?")
-    status = row.get("status") if row.get("status") in _STATUSES else "failed"
+    status = str(row["status"]) if row.get("status") in _STATUSES else "failed"
     found = sidecars.pop(name, None)
     later = found is not None and ended is not None and _finished_since(found[0].meta, ended + 2)
     if found is not None and (status != "failed" or later):
@@ -241,10 +241,10 @@ def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, li
         page.add(cell, uris)
         return
     styles = [u for u in row.get("styles", []) if isinstance(u, str)] if isinstance(row.get("styles"), list) else []
-    names = row.get("style_names") if isinstance(row.get("style_names"), list) else None
-    names = [_text(n, "?") for n in names] if names else [u.rsplit("/", 1)[-1] for u in styles]
+    given = row.get("style_names")
+    names = [_text(n, "?") for n in given] if isinstance(given, list) and given else [u.rsplit("/", 1)[-1] for u in styles]
     blend = row.get("blend") if isinstance(row.get("blend"), list) and all(isinstance(w, int | float) for w in row["blend"]) else None
-    sweep = row.get("sweep") if isinstance(row.get("sweep"), dict) else {}
+    sweep: dict[str, Any] = row["sweep"] if isinstance(row.get("sweep"), dict) else {}
     page.add(Cell(name, _text(row.get("content"), "?"), style_label(names, blend), status,
                   reason=_text(row.get("reason")), sweep=dict(sweep), sweep_of=_text(row.get("sweep_of"))), styles)
 
@@ -297,7 +297,7 @@ def _details(cell: Cell) -> tuple[str, str]:
     losses = meta.get("final_losses")
     for key, value in (losses.items() if isinstance(losses, dict) else []):
         facts.append((f"loss {key}", _fmt(value)))
-    parameters = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
+    parameters: dict[str, Any] = meta["parameters"] if isinstance(meta.get("parameters"), dict) else {}
     facts += [(k, _fmt(parameters[k])) for k in _SHOWN_PARAMETERS if k in parameters]
     device = meta.get("device")
     if isinstance(device, dict):
@@ -542,7 +542,7 @@ def _run_header(run: dict[str, Any]) -> str:
     if not run:
         return ""
     e = html.escape
-    counts = run.get("counts") if isinstance(run.get("counts"), dict) else {}
+    counts: dict[str, Any] = run["counts"] if isinstance(run.get("counts"), dict) else {}
     started, took = _text(run.get("started_at")), _number(run.get("wall_time_s"))
     when = started.replace("T", " ").replace("+00:00", " UTC")[:23] if started else "at an unknown time"
     facts = ", ".join(f"{_number(counts.get(k)) or 0:g} {word}" for k, word in

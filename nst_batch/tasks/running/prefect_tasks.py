@@ -12,7 +12,8 @@ import hashlib
 import json
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -129,8 +130,8 @@ def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) ->
     rows: list[PairRow | None] = [None] * len(pairs)
 
     def finished(index: int, outcome: PairRow | PairFailed) -> None:
-        rows[index] = watches[index].finished(outcome, artifacts)
-        pair_finished(rows[index], settings.run_id)
+        row = rows[index] = watches[index].finished(outcome, artifacts)
+        pair_finished(row, settings.run_id)
 
     run_pairs(pairs, settings, force, [w.on_step for w in watches], on_done=finished)
     artifacts.done(len(pairs))
@@ -179,7 +180,8 @@ class RunProgress:
 
     def __init__(self, total: int, every_s: float = 10.0) -> None:
         self.total, self.every_s, self.last = total, every_s, time.monotonic()
-        self.id = create_progress_artifact(progress=0.0, description=f"pairs finished of {total}")
+        # sync_compatible: called outside an event loop it returns the UUID, not a coroutine
+        self.id = cast(UUID, create_progress_artifact(progress=0.0, description=f"pairs finished of {total}"))
 
     def finished(self, done: int) -> None:
         now = time.monotonic()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 
 from nst_batch.tasks.errors import InputError
@@ -104,7 +105,7 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
                                           "env": {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})
 
 
-class RunnerFromSettings(TaskRunner):  # type: ignore[type-arg]
+class RunnerFromSettings(TaskRunner[PrefectFuture[Any]]):
     """The flow's default task runner, chosen when a flow run starts (Prefect enters a duplicate
     of it) from the environment, so a deployment's job variables choose it, and importing the
     flow reads no setting and imports no PyTorch. ``nst run`` passes its own runner instead."""

@@ -105,7 +105,7 @@ def quality_spread(rows: list[PairRow]) -> dict[str, dict[str, Any]]:
         if shown is not None:
             side, content, style_gain = shown
             figures = {"content": content, "style_gain": style_gain}
-            swd_gain = row.quality[str(side)].get("swd_gain")  # sidecars from before it was measured lack it
+            swd_gain = (row.quality or {})[str(side)].get("swd_gain")  # sidecars from before it was measured lack it
             if isinstance(swd_gain, int | float):
                 figures["swd_gain"] = float(swd_gain)
             by_style.setdefault("+".join(row.style_names), []).append(figures)
