@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 from nst_batch.cli.errors import BadInput, CliError
 from nst_batch.core.config import StyleConfig
 from nst_batch.core.errors import ConfigError, CoreError, WeightsError, did_you_mean
+from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import InputError, ManifestError, TaskError
+from nst_batch.tasks.pair.row import Failure, RunSummary
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -369,7 +371,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0
-    print(f"manifest {plan.source}: {_count(len(plan.pairs), 'pair')}{_swept(plan.pairs)}, {_count(len(plan.styles), 'style')}, "
+    print(f"manifest {plan.source}: {plural(len(plan.pairs), 'pair')}{_swept(plan.pairs)}, {plural(len(plan.styles), 'style')}, "
           f"output {plan.settings.output_root}{cluster}")
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
@@ -414,11 +416,7 @@ def _differences(cfg: StyleConfig) -> str:
 def _swept(pairs: Any) -> str:
     """`` (6 of them sweep points of 1 pair)``, or nothing without a sweep."""
     points = [p for p in pairs if p.sweep]
-    return f" ({len(points)} of them sweep points of {_count(len({(p.sweep_of, p.content_uri) for p in points}), 'pair')})" if points else ""
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return f" ({len(points)} of them sweep points of {plural(len({(p.sweep_of, p.content_uri) for p in points}), 'pair')})" if points else ""
 
 
 def _quiet_libraries() -> None:
@@ -459,7 +457,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from nst_batch.tasks.running.preflight import check_settings
 
         check_settings(plan)  # a device this machine lacks, an unreadable weights file: one line, before any pair
-    print(f"{_count(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
+    print(f"{plural(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = _start_temporary_server()
     from nst_batch.flows.stylize_batch import stylize_batch
     from nst_batch.tasks.pair.models import get_weights
@@ -483,9 +481,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.summary_json:
         from nst_batch.tasks.output.atomic import write_atomic
 
-        write_atomic(args.summary_json, (json.dumps(summary, indent=2) + "\n").encode())
+        write_atomic(args.summary_json, json_bytes(summary.to_json()))
     _print_summary(summary)
-    return 0 if state.is_completed() and not summary["counts"]["failed"] else EXIT_FAILED
+    return 0 if state.is_completed() and not summary.failed else EXIT_FAILED
 
 
 def _check_cluster(address: str | None, plan: Any) -> str:
@@ -495,7 +493,7 @@ def _check_cluster(address: str | None, plan: Any) -> str:
     from nst_batch.tasks.running.cluster import check_cluster
 
     workers = check_cluster(plan, address)
-    return f" on the Dask cluster at {address} ({_count(workers, 'worker')} now)"
+    return f" on the Dask cluster at {address} ({plural(workers, 'worker')} now)"
 
 
 def _drain_prefect() -> None:
@@ -507,14 +505,13 @@ def _drain_prefect() -> None:
             worker.drain_all(timeout=5)
 
 
-def _own_summary(state: Any) -> dict[str, Any] | None:
+def _own_summary(state: Any) -> RunSummary | None:
     """This run's summary, from its own flow's final state (never ``OUTPUT/summary.json``, which a
     concurrent run on the same root may have written)."""
     try:
-        data = state.result(raise_on_failure=False)
-    except Exception:
+        return RunSummary.from_json(state.result(raise_on_failure=False))
+    except Exception:  # no result, or not a summary (the flow failed before it)
         return None
-    return data if isinstance(data, dict) and "counts" in data else None
 
 
 INTERRUPT_GRACE_S = 5.0
@@ -619,31 +616,31 @@ def _api(server: Any) -> Iterator[None]:
 
 def _report_crashed(names: list[str]) -> None:
     if names:
-        print(f"marked {_count(len(names), 'flow run')} of killed nst runs as Crashed: {', '.join(names)}", file=sys.stderr)
+        print(f"marked {plural(len(names), 'flow run')} of killed nst runs as Crashed: {', '.join(names)}", file=sys.stderr)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: RunSummary) -> None:
     from nst_batch.tasks.running.summary import targets_in_words
 
-    c = summary["counts"]
+    c = summary.counts
     wall = time.monotonic() - _STARTED
     print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
-          f"in {wall:.1f}s ({summary['wall_time_s']:.1f}s in the flow); style targets: {targets_in_words(summary['style_targets'])}")
+          f"in {wall:.1f}s ({summary.wall_time_s:.1f}s in the flow); style targets: {targets_in_words(summary.style_targets)}")
     if c["skipped"]:
-        print(f"  {_count(c['skipped'], 'pair')} done by earlier runs (skipped): their images are in the gallery")
-    for reason, names in _by_reason(summary["failures"]).items():
+        print(f"  {plural(c['skipped'], 'pair')} done by earlier runs (skipped): their images are in the gallery")
+    for reason, names in _by_reason(summary.failures).items():
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         print(f"  FAILED {names[0]}: {reason}" if len(names) == 1 else f"  FAILED {len(names)} pairs ({shown}): {reason}")
-    for warning in summary.get("warnings", []):
+    for warning in summary.warnings:
         print(f"  warning: {warning}")
-    print(f"output: {summary['output']}  gallery: {summary.get('gallery') or 'not built'}")
+    print(f"output: {summary.output}  gallery: {summary.gallery or 'not built'}")
 
 
-def _by_reason(failures: list[dict[str, Any]]) -> dict[str, list[str]]:
+def _by_reason(failures: list[Failure]) -> dict[str, list[str]]:
     """Failed pairs grouped by their reason: a cluster lost mid-run is one line, not 10,000."""
     groups: dict[str, list[str]] = {}
     for failure in failures:
-        groups.setdefault(failure["reason"], []).append(failure["name"])
+        groups.setdefault(failure.reason, []).append(failure.name)
     return groups
 
 
@@ -714,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         return _report("failed", exc, EXIT_FAILED)
     except ManifestError as exc:  # every problem, one per line
-        print(f"nst: error: {exc.source}: {_count(len(exc.problems), 'problem')} in the manifest:", file=sys.stderr)
+        print(f"nst: error: {exc.source}: {plural(len(exc.problems), 'problem')} in the manifest:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -36,7 +36,7 @@ from nst_batch.tasks.running.prefect_tasks import (
 from nst_batch.tasks.running.preflight import handed_plan
 from nst_batch.tasks.running.runners import RunnerFromSettings, runner_slots
 from nst_batch.tasks.running.scheduling import bucket_keys, chunk_name, chunks, target_group
-from nst_batch.tasks.running.summary import headline, summarize, table
+from nst_batch.tasks.running.summary import RunSummary, headline, summarize, table
 
 FLOW_NAME = "stylize-batch"
 
@@ -71,16 +71,18 @@ def run_plan(plan: Plan, force: bool = False, began: float | None = None) -> Sta
         style_rows, style_failures = _style_targets(plan, force)
         rows = _pairs(plan, force, style_failures, progress, live, slots)
     summary = summarize(plan, rows, style_rows, began)
-    summary["live_view_s"] = round(live.seconds + sum(r.live_s for r in rows), 3)
+    summary.live_view_s = round(live.seconds + sum(r.live_s for r in rows), 3)
     # The summary first: it is what a failed gallery (a full disk, say) must not cost; and when it
     # cannot be written either, the run still returns it (nst run prints it).
-    summary["summary_uri"] = _write_summary(plan, summary)
-    summary["gallery"] = _gallery(plan, summary) if summary["summary_uri"] else None
+    summary.summary_uri = _write_summary(plan, summary)
+    summary.gallery = _gallery(plan, summary) if summary.summary_uri else None
     create_table_artifact(key="stylize-batch-summary", table=table(rows), description=headline(summary))
     get_run_logger().info(headline(summary))
-    if summary["counts"]["failed"]:
-        return Failed(message=headline(summary), data=summary)
-    return Completed(message=headline(summary), data=summary)
+    # The flow's result is the summary's JSON form, as summary.json holds it: what a caller of the
+    # flow (nst run, a script, the Prefect UI) reads without importing this package's types.
+    if summary.failed:
+        return Failed(message=headline(summary), data=summary.to_json())
+    return Completed(message=headline(summary), data=summary.to_json())
 
 
 def _runner() -> Any:
@@ -96,22 +98,20 @@ def _this_run(plan: Plan, verify: bool = False) -> Plan:
     return replace(plan, settings=replace(plan.settings, run_id=run_id, verify=verify))
 
 
-def _write_summary(plan: Plan, summary: dict[str, Any]) -> str | None:
+def _write_summary(plan: Plan, summary: RunSummary) -> str | None:
     try:
         return write_summary(plan.settings, summary)
     except Exception as exc:  # the disk is full or read-only: the summary still goes back to the caller
-        summary.setdefault("warnings", []).append(f"{SUMMARY_NAME} was not written: {' '.join(str(exc).split())}")
-        get_run_logger().warning(summary["warnings"][-1])
+        get_run_logger().warning(summary.warn(f"{SUMMARY_NAME} was not written: {' '.join(str(exc).split())}"))
         return None
 
 
-def _gallery(plan: Plan, summary: dict[str, Any]) -> str | None:
+def _gallery(plan: Plan, summary: RunSummary) -> str | None:
     """Build the gallery; if that fails, say so in the summary (rewritten) rather than fail the run."""
     try:
         return gallery(plan.settings.output_root)
     except Exception as exc:
-        summary.setdefault("warnings", []).append(f"the gallery was not built: {' '.join(str(exc).split())}")
-        get_run_logger().warning(summary["warnings"][-1])
+        get_run_logger().warning(summary.warn(f"the gallery was not built: {' '.join(str(exc).split())}"))
         try:
             write_summary(plan.settings, summary)
         except Exception:

@@ -4,7 +4,6 @@ Free of PyTorch, so the flow imports it without the stylizer."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import threading
@@ -14,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from nst_batch.core import StyleConfig
+from nst_batch.tasks.basics import sha256_hex
 from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import HEADER_BYTES
@@ -90,7 +90,7 @@ def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], v
         return f"the output is {shape[0]}x{shape[1]}, its sidecar says {recorded[0]}x{recorded[1]}"
     if verify:
         digest = sidecar.get("output_sha256")
-        if not isinstance(digest, str) or _sha256(storage.read_bytes(uri)) != digest:
+        if not isinstance(digest, str) or sha256_hex(storage.read_bytes(uri)) != digest:
             return "the output's sha256 is not the one its sidecar records"
     return ""
 
@@ -130,7 +130,3 @@ def done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettin
     return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],
                    final_losses=sidecar.get("final_losses"), quality=quality, iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
                    timings=sidecar.get("timings", {}), worker=sidecar.get("worker"))
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

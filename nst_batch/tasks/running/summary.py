@@ -9,32 +9,18 @@ import time
 from typing import Any
 
 from nst_batch.tasks.pair.done import NOT_RUN
-from nst_batch.tasks.pair.row import PairRow, Status, shown_quality
+from nst_batch.tasks.pair.row import Failure, PairRow, RunSummary, Status, shown_quality
 from nst_batch.tasks.planning.plan import Plan
 
 
-def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]], began: float) -> dict[str, Any]:
+def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]], began: float) -> RunSummary:
     """The run's summary from its pairs' rows (in the plan's order) and its style tasks' rows."""
     count = {status.value: sum(r.status == status for r in rows) for status in Status}
-    targets = _count_targets(rows, style_rows)
-    summary = {
-        "manifest": plan.source,
-        "output": plan.settings.output_root,
-        "run_id": plan.settings.run_id,  # the Prefect flow run's id
-        "started_at": _iso(began),
-        "finished_at": _iso(time.time()),
-        "counts": {"planned": len(plan.pairs), **count},
-        "done_earlier": count["skipped"],  # skipped because an earlier run made them: their images are in the gallery
-        "style_targets": targets,
-        "failures": [{"name": r.name, "content": r.content, "styles": r.styles, "reason": r.reason} for r in rows if r.status == Status.FAILED],
-        "pairs": [r.to_json() for r in rows],
-        "wall_time_s": round(time.time() - began, 3),
-    }
-    spread = quality_spread(rows)
-    if spread:
-        summary["quality"] = spread
-    if plan.notes:  # what the plan left out (files a listing skipped, a name moved aside), kept with the run
-        summary["notes"] = [str(note) for note in plan.notes]
+    summary = RunSummary(
+        manifest=plan.source, output=plan.settings.output_root, run_id=plan.settings.run_id, started_at=_iso(began),
+        finished_at=_iso(time.time()), counts={"planned": len(plan.pairs), **count}, style_targets=_count_targets(rows, style_rows),
+        failures=[Failure(r.name, r.content, r.styles, r.reason) for r in rows if r.status == Status.FAILED], pairs=rows,
+        wall_time_s=round(time.time() - began, 3), quality=quality_spread(rows), notes=[str(note) for note in plan.notes])
     _stopped_early(summary)
     return summary
 
@@ -60,19 +46,18 @@ def _count_targets(rows: list[PairRow], style_rows: list[dict[str, Any]]) -> dic
     return {"computed": len(made), "from_cache": len(used - made)}
 
 
-def _stopped_early(summary: dict[str, Any]) -> None:
+def _stopped_early(summary: RunSummary) -> None:
     """One warning when the output root stopped taking files and the pairs after it were not run."""
-    not_run = [f for f in summary["failures"] if f["reason"].startswith(NOT_RUN)]
+    not_run = [f for f in summary.failures if f.reason.startswith(NOT_RUN)]
     if not_run:
-        why = not_run[0]["reason"][len(NOT_RUN):].strip(" ()")
-        summary.setdefault("warnings", []).append(f"stopped early: the output root takes no more files ({why}); "
-                                                  f"{len(not_run)} pairs were not run")
+        why = not_run[0].reason[len(NOT_RUN):].strip(" ()")
+        summary.warn(f"stopped early: the output root takes no more files ({why}); {len(not_run)} pairs were not run")
 
 
-def headline(summary: dict[str, Any]) -> str:
-    c = summary["counts"]
+def headline(summary: RunSummary) -> str:
+    c = summary.counts
     return (f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed; "
-            f"style targets: {targets_in_words(summary['style_targets'])}")
+            f"style targets: {targets_in_words(summary.style_targets)}")
 
 
 def targets_in_words(targets: dict[str, int]) -> str:

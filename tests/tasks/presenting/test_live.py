@@ -54,10 +54,10 @@ def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pai
     from nst_batch.tasks.pair.produce import run_pair
 
     plan = load_plan(str(make_batch(tmp_path)))
-    done = run_pair(plan.pairs[0], plan.settings).to_json()
-    failed = failed_row(plan.pairs[1], plan.settings, "not an image file").to_json()
+    done = run_pair(plan.pairs[0], plan.settings)
+    failed = failed_row(plan.pairs[1], plan.settings, "not an image file")
     LivePair(plan.pairs[2].name, plan.settings)(_step(0.4))
-    build_live_gallery(plan, {done["name"]: done, failed["name"]: failed}, reload_s=5)
+    build_live_gallery(plan, {done.name: done, failed.name: failed}, reload_s=5)
     page = (tmp_path / "out" / "index.html").read_text()
     assert '<meta http-equiv="refresh" content="5">' in page and "This run is in progress" in page
     assert f'<td class="produced" data-pair="{plan.pairs[0].name}" data-content="' in page  # with its measured quality

@@ -155,7 +155,7 @@ def test_safe_names():
 
 
 def test_example_manifests_are_valid():
-    root = Path(__file__).resolve().parents[2] / "manifests"
+    root = Path(__file__).resolve().parents[3] / "manifests"
     for manifest in root.glob("*.yaml"):
         assert load_plan(str(manifest)).pairs, manifest
 
