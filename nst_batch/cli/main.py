@@ -24,7 +24,7 @@ from nst_batch.core.config import StyleConfig
 from nst_batch.core.errors import ConfigError, CoreError, WeightsError, did_you_mean
 from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import InputError, ManifestError, TaskError
-from nst_batch.tasks.pair.row import Failure, RunSummary
+from nst_batch.tasks.pair.records import Failure, RunSummary
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -319,22 +319,22 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                              args.threads)
     progress = None if args.quiet else make_progress(sys.stderr)
     try:
-        meta = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
+        record = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
                              metadata_path=args.metadata, on_step=progress, save_every=args.save_every, mask_path=args.mask,
                              mask_styles=args.mask_styles)
     finally:
         if progress is not None:
             progress.close()
     if not args.quiet:
-        losses = meta["final_losses"]
-        print(f"wrote {args.output} ({meta['output_size'][0]}x{meta['output_size'][1]}) in {meta['wall_time_s']:.1f}s, "
-              f"{meta['iterations']} iterations, loss {losses.get('total', float('nan')):.4g}{_graphs(meta)}", file=sys.stderr)
+        width, height = record.output_size
+        print(f"wrote {args.output} ({width}x{height}) in {record.wall_time_s or 0.0:.1f}s, "
+              f"{record.iterations} iterations, loss {record.final_losses.get('total', float('nan')):.4g}{_graphs(record.scales)}", file=sys.stderr)
     return 0
 
 
-def _graphs(meta: dict[str, Any]) -> str:
+def _graphs(reports: list[dict[str, Any]]) -> str:
     """``, CUDA graphs: 2 of 2 scales replayed`` (and the capture's error), or nothing off CUDA."""
-    scales = [r for r in meta.get("scales", []) if r.get("graphed") is not None]
+    scales = [r for r in reports if r.get("graphed") is not None]
     if not scales:
         return ""
     errors = [r["capture_error"] for r in scales if r.get("capture_error")]

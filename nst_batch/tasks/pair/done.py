@@ -17,7 +17,7 @@ from nst_batch.tasks.basics import sha256_hex
 from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.images import HEADER_BYTES
-from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.pair.records import PairRecord, PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 
 # Output roots that took no more files in this process, with why: a later pair for them is not
@@ -54,7 +54,7 @@ def shares_targets(cfg: StyleConfig) -> bool:
     return not (cfg.preserve_color and cfg.match_luminance)
 
 
-def sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, Any] | None, str]:
+def sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[PairRecord | None, str]:
     """The pair's sidecar when it exists and the output checks out against it, else None, with
     the reason an existing output does not (it is then produced again)."""
     sidecar_uri, output_uri = settings.sidecar_uri(pair.name), settings.output_uri(pair.name)
@@ -63,8 +63,8 @@ def sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, A
         size = storage.size(output_uri)
         if size is None:
             return None, ""
-        sidecar = json.loads(storage.read_bytes(sidecar_uri))
-        if not isinstance(sidecar, dict):
+        sidecar = PairRecord.from_json(json.loads(storage.read_bytes(sidecar_uri)))
+        if sidecar is None:
             return None, ""
         problem = output_problem(storage, output_uri, size, sidecar, settings.verify)
     except (ValueError, FileNotFoundError, TaskError):
@@ -72,12 +72,12 @@ def sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[dict[str, A
     return (None, problem) if problem else (sidecar, "")
 
 
-def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], verify: bool) -> str:
+def output_problem(storage: Any, uri: str, size: int, sidecar: PairRecord, verify: bool) -> str:
     """Why the output at ``uri`` is not the one its sidecar describes ('' when it is). By default
     its size and its header (a few kB: an image of the recorded size); ``verify``: its sha256 too.
     Measured on 10,000 tiny pairs: see docs/manifest.md, "Collections of any size"."""
-    expected = sidecar.get("output_bytes")
-    if isinstance(expected, int) and size != expected:
+    expected = sidecar.output_bytes
+    if expected >= 0 and size != expected:
         return f"the output is {size:,} bytes, its sidecar says {expected:,}"
     try:
         head = storage.read_head(uri, HEADER_BYTES)
@@ -85,12 +85,11 @@ def output_problem(storage: Any, uri: str, size: int, sidecar: dict[str, Any], v
             shape = list(image.size)
     except Exception:
         return "the output does not decode as an image"
-    recorded = sidecar.get("output_size")
-    if isinstance(recorded, list) and recorded != shape:
+    recorded = sidecar.output_size
+    if recorded and recorded != shape:
         return f"the output is {shape[0]}x{shape[1]}, its sidecar says {recorded[0]}x{recorded[1]}"
     if verify:
-        digest = sidecar.get("output_sha256")
-        if not isinstance(digest, str) or sha256_hex(storage.read_bytes(uri)) != digest:
+        if not sidecar.output_sha256 or sha256_hex(storage.read_bytes(uri)) != sidecar.output_sha256:
             return "the output's sha256 is not the one its sidecar records"
     return ""
 
@@ -108,8 +107,8 @@ def likely_done(pairs: Sequence[PairJob], settings: BatchSettings, force: bool) 
     return sum(settings.sidecar_uri(p.name) in present and settings.output_uri(p.name) in present for p in pairs)
 
 
-def by_this_run(sidecar: dict[str, Any], settings: BatchSettings) -> bool:
-    return bool(settings.run_id) and sidecar.get("run_id") == settings.run_id
+def by_this_run(sidecar: PairRecord, settings: BatchSettings) -> bool:
+    return bool(settings.run_id) and sidecar.run_id == settings.run_id
 
 
 def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | None:
@@ -119,14 +118,14 @@ def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | Non
     return done_row(pair.row(settings), sidecar, settings) if sidecar is not None and by_this_run(sidecar, settings) else None
 
 
-def done_row(row: dict[str, Any], sidecar: dict[str, Any], settings: BatchSettings) -> PairRow:
+def done_row(row: dict[str, Any], sidecar: PairRecord, settings: BatchSettings) -> PairRow:
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the
     figures of that attempt; produced by an earlier run: skipped."""
-    quality = sidecar.get("quality") if isinstance(sidecar.get("quality"), dict) else None
+    quality = sidecar.quality or None
     if not by_this_run(sidecar, settings):
         return PairRow(**row, status=Status.SKIPPED, quality=quality)
-    cache = sidecar.get("style_cache", [])
-    return PairRow(**row, status=Status.PRODUCED, target_keys=[c["key"] for c in cache], computed_keys=[c["key"] for c in cache if not c["hit"]],
-                   final_losses=sidecar.get("final_losses"), quality=quality, iterations=sidecar.get("iterations"), wall_time_s=sidecar.get("wall_time_s"),
-                   timings=sidecar.get("timings", {}), worker=sidecar.get("worker"))
+    cache = sidecar.style_cache
+    return PairRow(**row, status=Status.PRODUCED, target_keys=[c.key for c in cache], computed_keys=[c.key for c in cache if not c.hit],
+                   final_losses=sidecar.final_losses or None, quality=quality, iterations=sidecar.iterations, wall_time_s=sidecar.wall_time_s,
+                   timings=sidecar.timings, worker=sidecar.worker)

@@ -59,7 +59,7 @@ from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import batch_limit, check_fits
 from nst_batch.tasks.pair.models import get_features, get_weights
 from nst_batch.tasks.pair.record import run_record, worker_address
-from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.pair.records import CacheUse, InputRecord, PairRecord, PairRow, Status
 from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
@@ -339,7 +339,7 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
                                        mask)
         row = pair.row(settings)
         previous, redo = sidecar_of_done(pair, settings)
-        done = previous if previous is not None and previous.get("fingerprint") == fingerprint else None
+        done = previous if previous is not None and previous.fingerprint == fingerprint else None
         if done is not None and (not force or by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
             return done_row(row, done, settings)
         if previous is not None and done is None and settings.keep_earlier:
@@ -459,11 +459,11 @@ def _read_mask(pair: PairJob) -> MaskInput | None:
     return MaskInput(pair.mask.uri, read(pair.mask.uri, MAX_MASK_PIXELS), pair.mask.mapping(), tuple(s.name for s in pair.styles))
 
 
-def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: dict[str, Any]) -> None:
+def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: PairRecord) -> None:
     """Copy a pair's finished output and sidecar under ``earlier/`` before it is produced again
     with other parameters or inputs (copies, not moves: until the new ones are written, the pair
     still shows its last image). A copy that fails fails the pair, before any work: nothing is lost."""
-    when = str(sidecar.get("finished_at") or "")
+    when = sidecar.finished_at
     for uri, extension in ((settings.output_uri(pair.name), settings.format), (settings.sidecar_uri(pair.name), "json")):
         kept = join(settings.output_root, earlier_name(pair.name, when, extension))
         try:
@@ -662,26 +662,20 @@ def _finish(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow:
     # A batch's pair counts its own phases and its share of the batch's: its wall time is what the
     # run spent on it (the ETA and the summary add these up), not the whole batch's.
     began = r.began if made.batch == 1 else time.perf_counter() - r.prepared_s - sum(made.timings.values())
-    sidecar = {
-        **pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made, settings,
-                      began),
-        "fingerprint": r.fingerprint,
-        **({"mask": mask.record()} if mask is not None else {}),
-        **({"batch": made.batch} if made.batch > 1 else {}),  # optimised with batch - 1 other photos (nst_batch.core.stylizer.stylize_batch)
-        **({"notes": notes} if (notes := input_notes(made.content, settings.format)) else {}),
-        **({"sweep": pair.sweep, "sweep_of": pair.sweep_of} if pair.sweep else {}),
-        "run_id": settings.run_id,  # the flow run that wrote it
-        "manifest": settings.manifest or None,  # and from which manifest: a name another manifest's result holds is not replaced
-        "worker": worker_address(),  # the Dask worker that produced it (None outside a cluster)
-    }
+    notes = input_notes(made.content, settings.format)
+    sidecar = replace(pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made,
+                                  settings, began),
+                      fingerprint=r.fingerprint, mask=mask.record() if mask is not None else None, batch=made.batch, notes=notes,
+                      sweep=dict(pair.sweep), sweep_of=pair.sweep_of if pair.sweep else "", run_id=settings.run_id, manifest=settings.manifest,
+                      worker=worker_address())
     # The sidecar goes last: it is what marks the pair as done for a re-run.
     uri = settings.sidecar_uri(pair.name)
-    storage_for(uri).write_bytes(uri, json_bytes(sidecar), "application/json")
+    storage_for(uri).write_bytes(uri, json_bytes(sidecar.to_json()), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
     return PairRow(**r.row, status=Status.PRODUCED, redone=r.redo, notes=notes, quality=made.quality or None, target_keys=[o.key for o in made.outcomes],
                    computed_keys=[o.key for o in made.outcomes if not o.hit], final_losses=made.result.final_losses,
-                   iterations=made.result.total_iterations, wall_time_s=sidecar["wall_time_s"], timings=dict(made.timings), worker=sidecar["worker"])
+                   iterations=made.result.total_iterations, wall_time_s=sidecar.wall_time_s, timings=dict(made.timings), worker=sidecar.worker)
 
 
 def input_notes(content: LoadedImage, fmt: str) -> list[str]:
@@ -694,27 +688,19 @@ def input_notes(content: LoadedImage, fmt: str) -> list[str]:
 
 
 def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_uri: str, content_bytes: bytes,
-                styles: Sequence[tuple[str, str, bytes]], made: Produced, settings: BatchSettings, began: float) -> dict[str, Any]:
+                styles: Sequence[tuple[str, str, bytes]], made: Produced, settings: BatchSettings, began: float) -> PairRecord:
     """What a pair's sidecar records, and ``nst stylize --metadata`` in the same format: the
     output and its hash (a re-run's skip checks the output against them), the inputs and theirs,
     where the style targets came from, the run (parameters, weights, losses, device, versions),
     where its time went and when it finished. ``styles``: (name, URI, bytes) of each."""
-    return {
-        "name": name,
-        "output": output_uri,
-        "output_bytes": len(written),
-        "output_sha256": sha256_hex(written),
-        "content": {"uri": content_uri, "sha256": sha256_hex(content_bytes), "size": list(made.content.original_size)},
-        "styles": [{"name": n, "uri": u, "sha256": sha256_hex(b)} for n, u, b in styles],
-        "format": fmt,
-        "style_cache": [{"style": u, "key": o.key, "hit": o.hit, **({"rejected": o.rejected} if o.rejected else {})}
-                        for (_, u, _), o in zip(styles, made.outcomes, strict=True) if o.key],  # computed without the cache: none
-        **run_record(made.cfg, get_weights(settings.weights, settings.weights_preprocessing), made.result, made.device, began),
-        "pipeline_version": PIPELINE_VERSION,
-        **({"quality": made.quality} if made.quality else {}),  # content distance and style gain, at the output's size and at 256 px
-        "timings": dict(made.timings),  # seconds: decode, setup (guard, features, style targets), stylize, quality, write
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # the gallery shows it for later skips
-    }
+    run = run_record(made.cfg, get_weights(settings.weights, settings.weights_preprocessing), made.result, made.device, began)
+    return PairRecord(
+        name=name, output=output_uri, output_bytes=len(written), output_sha256=sha256_hex(written),
+        content=InputRecord(content_uri, sha256_hex(content_bytes), list(made.content.original_size)),
+        styles=[InputRecord(u, sha256_hex(b), name=n) for n, u, b in styles], format=fmt,
+        style_cache=[CacheUse(u, o.key, o.hit, o.rejected or "") for (_, u, _), o in zip(styles, made.outcomes, strict=True) if o.key],
+        **run, pipeline_version=PIPELINE_VERSION, quality=made.quality, timings=dict(made.timings),
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
 def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: Any) -> bytes:

@@ -10,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from nst_batch.tasks.output.storage import parent, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.produce import pair_record, produce_image
+from nst_batch.tasks.pair.records import PairRecord
 from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
@@ -57,8 +58,8 @@ def stylize_files(
     save_every: int = 0,
     mask_path: str | os.PathLike[str] | None = None,
     mask_styles: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run one stylization end to end and return its metadata (also written to ``metadata_path``).
+) -> PairRecord:
+    """Run one stylization end to end and return its record (also written to ``metadata_path``: the sidecar's form).
 
     ``save_every`` N > 0 writes the best image so far to ``output_path`` (atomically) every N
     iterations, so a long run stopped by Ctrl-C or a crash keeps its latest state.
@@ -90,13 +91,13 @@ def stylize_files(
         _write(output_path, written)
         checkpoints.finished()
     styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
-    meta = {**pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
-                          made, settings, began),
-            "init_image": {"path": init_file.path, "sha256": init_file.sha256} if init_file else None, "runtime": asdict(runtime),
-            **({"mask": mask.record()} if mask is not None else {})}
+    record = replace(pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
+                                 made, settings, began),
+                     init_image={"path": init_file.path, "sha256": init_file.sha256} if init_file else None, runtime=asdict(runtime),
+                     mask=mask.record() if mask is not None else None)
     if metadata_path is not None:
-        _write(metadata_path, json_bytes(meta))
-    return meta
+        _write(metadata_path, json_bytes(record.to_json()))
+    return record
 
 
 def _mask_input(path: str | os.PathLike[str], mapping: Mapping[str, str], style_paths: list[str] | list[Path]) -> MaskInput:

@@ -27,7 +27,7 @@ from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.images import OUTPUT_FORMATS
-from nst_batch.tasks.pair.row import PairRow, RunSummary, Status, shown_quality
+from nst_batch.tasks.pair.records import PairRecord, PairRow, RunSummary, Status, shown_quality
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
@@ -43,7 +43,8 @@ class Cell:
     reason: str = ""
     output: str = ""  # relative to the root
     sidecar: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
+    record: PairRecord | None = None  # its sidecar, read back
+    live: dict[str, Any] = field(default_factory=dict)  # a running pair's live state (nst_batch.tasks.presenting.live)
     sweep: dict[str, Any] = field(default_factory=dict)  # a sweep point's values; empty: not swept
     sweep_of: str = ""  # the swept pair's name without the values
 
@@ -130,28 +131,19 @@ def _output_of(stem: str, files: set[str]) -> str:
 
 
 def _cell_from_sidecar(root: str, rel: str, meta: Any, files: set[str] | None = None) -> tuple[Cell, list[str]] | None:
-    """A produced pair's cell from its sidecar at ``rel``. The cell's name and links come from the
-    sidecar's own file name; of its text only well-typed values are kept. A file that is no sidecar
-    of ours (no name, no styles) gives None; one of ours of the wrong shape an unreadable cell."""
+    """A produced pair's cell from its sidecar at ``rel`` (JSON). The cell's name and links come
+    from the sidecar's own file name; of its text only well-typed values are kept (PairRecord.from_json).
+    A file that is no sidecar of ours gives None; one of ours of the wrong shape an unreadable cell."""
     stem = rel[: -len(".json")]
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or "styles" not in meta:
-        return None
-    styles: Any = meta.get("styles")  # JSON: any shape; a wrong one raises below
-    content: Any = meta.get("content")
     try:
-        names = [_text(s["name"], "?") for s in styles]
-        uris = [_text(s["uri"]) for s in styles]
-        blend = (meta.get("parameters") or {}).get("style_blend") or None
-        numbers = [float(w) for w in blend] if isinstance(blend, list) and len(blend) == len(names) else None
-        total = sum(numbers) if numbers else 0.0
-        weights = [w / total for w in numbers] if numbers and total > 0 else None
-        sweep: Any = meta.get("sweep") or {}
-        cell = Cell(stem, _text(content.get("uri"), "?"), style_label(names, weights), "produced",
-                    output=_output_of(stem, files or set()), sidecar=rel, meta=meta,
-                    sweep=dict(sweep) if isinstance(sweep, dict) else {}, sweep_of=_text(meta.get("sweep_of")))
-    except (KeyError, TypeError, AttributeError, ValueError):
+        record = PairRecord.from_json(meta)
+    except ValueError:
         return Cell(stem, f"(unreadable: {rel})", UNREADABLE, "unreadable", reason=f"{UNREADABLE}: {rel}", sidecar=rel), []
-    return cell, uris
+    if record is None:
+        return None
+    cell = Cell(stem, record.content.uri or "?", style_label([s.name for s in record.styles], record.blend()), "produced",
+                output=_output_of(stem, files or set()), sidecar=rel, record=record, sweep=dict(record.sweep), sweep_of=record.sweep_of)
+    return cell, [s.uri for s in record.styles]
 
 
 def collect(root: str) -> tuple[Page, set[str]]:
@@ -210,14 +202,14 @@ def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[st
     updated, since = marker.get("updated"), marker.get("since")
     finished = marker.get("finished") if isinstance(marker.get("finished"), int) else None
     if isinstance(since, int | float):  # the live view's count lags its last rendering: the sidecars since it began say more
-        written = sum(_finished_since(cell.meta, since) for cell, _ in sidecars.values())
+        written = sum(_finished_since(cell.record, since) for cell, _ in sidecars.values())
         finished = max(finished or 0, written)
     return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if isinstance(updated, int | float) else "at an unknown time",
             "finished": finished, "planned": marker.get("planned") if isinstance(marker.get("planned"), int) else None}
 
 
-def _finished_since(meta: dict[str, Any], since: float) -> bool:
-    when = _seconds(meta.get("finished_at"))
+def _finished_since(record: PairRecord | None, since: float) -> bool:
+    when = _seconds(record.finished_at) if record is not None else None
     return when is not None and when >= since - 1
 
 
@@ -234,7 +226,7 @@ def _add_row(page: Page, row: PairRow, sidecars: dict[str, tuple[Cell, list[str]
     shows that later result."""
     status = row.status.value
     found = sidecars.pop(row.name, None)
-    later = found is not None and ended is not None and _finished_since(found[0].meta, ended + 2)
+    later = found is not None and ended is not None and _finished_since(found[0].record, ended + 2)
     if found is not None and (status != "failed" or later):
         cell, uris = found
         if cell.status != "unreadable":
@@ -279,24 +271,23 @@ def _number(value: Any) -> float | None:
 
 def _details(cell: Cell) -> tuple[str, str]:
     """(the <details> list, the hover text) of a cell; values of the wrong type are left out."""
-    meta = cell.meta
+    record = cell.record
     facts: list[tuple[str, str]] = []
-    size = meta.get("output_size")
-    if isinstance(size, list) and size and all(_number(v) is not None for v in size):
+    if record is None:
+        return "<dl></dl>", ""
+    size = record.output_size
+    if size and all(_number(v) is not None for v in size):
         facts.append(("output", "x".join(f"{v:g}" for v in size) + " px"))
-    if _number(meta.get("wall_time_s")) is not None:
-        iterations = meta.get("iterations") if _number(meta.get("iterations")) is not None else "?"
-        facts.append(("time", f"{meta['wall_time_s']:.1f} s, {iterations} iterations"))
-    if isinstance(meta.get("scales"), list) and all(isinstance(r, dict) for r in meta["scales"]):
-        facts.append(("scales", _scales(meta["scales"])))
-    losses = meta.get("final_losses")
-    for key, value in (losses.items() if isinstance(losses, dict) else []):
+    if _number(record.wall_time_s) is not None:
+        iterations = record.iterations if _number(record.iterations) is not None else "?"
+        facts.append(("time", f"{record.wall_time_s:.1f} s, {iterations} iterations"))
+    if all(isinstance(r, dict) for r in record.scales) and record.scales:
+        facts.append(("scales", _scales(record.scales)))
+    for key, value in record.final_losses.items():
         facts.append((f"loss {key}", _fmt(value)))
-    parameters: dict[str, Any] = meta["parameters"] if isinstance(meta.get("parameters"), dict) else {}
-    facts += [(k, _fmt(parameters[k])) for k in _SHOWN_PARAMETERS if k in parameters]
-    device = meta.get("device")
-    if isinstance(device, dict):
-        facts.append(("device", str(device.get("name") or device.get("type"))))
+    facts += [(k, _fmt(record.parameters[k])) for k in _SHOWN_PARAMETERS if k in record.parameters]
+    if record.device:
+        facts.append(("device", str(record.device.get("name") or record.device.get("type"))))
     e = html.escape
     items = "".join(f"<dt>{e(str(k))}</dt><dd>{e(v)}</dd>" for k, v in facts)
     return f"<dl>{items}</dl>", "; ".join(f"{k} {v}" for k, v in facts[:6])
@@ -334,21 +325,22 @@ def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None 
                 f'{e(reason or "no reason given")}</div>{extra}</td>')
     thumb = safe_link(pair_thumb(cell.name), files)
     output, sidecar = safe_link(cell.output, files), safe_link(cell.sidecar, files)
-    image = (f'<img src="{e(thumb)}"{_srcset(thumb, output, cell.meta)} alt="{e(cell.name)}" loading="lazy"{_natural_width(cell.meta, output)}>'
+    size = cell.record.output_size if cell.record is not None else []
+    image = (f'<img src="{e(thumb)}"{_srcset(thumb, output, size)} alt="{e(cell.name)}" loading="lazy"{_natural_width(size, output)}>'
              if thumb else f"<span>{e(cell.name)}</span>")
     dl, hover = _details(cell)
     missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
     shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
     metadata = f'<a href="{e(sidecar)}">metadata (JSON)</a>' if sidecar else ""
-    measured, quality_attrs = _quality(cell.meta)
+    measured, quality_attrs = _quality(cell.record)
     return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{quality_attrs}{attrs}>{shown}{measured}'
             f'<details><summary>{e(_status_words(cell))} · details</summary>{dl}{metadata}</details>{extra}</td>')
 
 
-def _quality(meta: dict[str, Any]) -> tuple[str, str]:
+def _quality(record: PairRecord | None) -> tuple[str, str]:
     """The output's measured quality at gallery scale (nst_batch.core.quality): a line under the
     image, and ``data-content`` / ``data-style-gain`` attributes that a sweep's row sorts by."""
-    shown = shown_quality(meta.get("quality"))
+    shown = shown_quality(record.quality) if record is not None else None
     if shown is None:
         return "", ""
     side, content, gain = shown
@@ -362,14 +354,13 @@ def _status_words(cell: Cell) -> str:
     """``produced``, or for a pair an earlier run made (skipped by this one): ``made earlier, 2026-12-03 04:12 UTC``."""
     if cell.status != "skipped":
         return cell.status
-    when = cell.meta.get("finished_at")
-    return f"made earlier, {when[:16].replace('T', ' ')} UTC" if isinstance(when, str) and len(when) >= 16 else "made earlier"
+    when = cell.record.finished_at if cell.record is not None else ""
+    return f"made earlier, {when[:16].replace('T', ' ')} UTC" if len(when) >= 16 else "made earlier"
 
 
-def _srcset(thumb: str, output: str | None, meta: dict[str, Any]) -> str:
+def _srcset(thumb: str, output: str | None, size: list[int]) -> str:
     """The thumbnail, and the full output for cells wider than it (wide windows): the browser picks."""
-    size = meta.get("output_size")
-    if not output or not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+    if not output or not (len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         return ""
     if size[0] <= THUMB_PX:
         return ""
@@ -377,11 +368,10 @@ def _srcset(thumb: str, output: str | None, meta: dict[str, Any]) -> str:
     return f' srcset="{e(thumb)} {THUMB_PX}w, {e(output)} {size[0]}w" sizes="{_CELL_VW}"'
 
 
-def _natural_width(meta: dict[str, Any], output: str | None) -> str:
+def _natural_width(size: list[int], output: str | None) -> str:
     """A ``max-width`` of the most pixels the cell's sources have (the full output when srcset offers
     it, else the thumbnail's), so a small output is never drawn larger than it is."""
-    size = meta.get("output_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+    if not (len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         return ""
     width, height = size
     thumb_width = round(width * min(1.0, THUMB_PX / max(width, height)))
@@ -395,7 +385,7 @@ def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
     if cell.status == "pending":
         return f'<td class="pending" data-pair="{e(cell.name)}"{attrs}><div class="state">pending</div>{extra}</td>'
 
-    state = cell.meta
+    state = cell.live
     image = safe_link(live_image(cell.name), files)
     updated, progress = _number(state.get("updated")) or 0.0, min(max(_number(state.get("progress")) or 0.0, 0.0), 1.0)
     shown = f'<img src="{e(image)}?v={updated:.0f}" alt="{e(cell.name)} (running)">' if image else ""
@@ -437,7 +427,8 @@ def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> s
 def _ranking(points: list[Cell]) -> str:
     """The sweep's settings sorted by their measured style gain (most style first) and by content
     distance (closest to the photo first): the page has no script, so it says the two orders."""
-    measured = [(cell, shown[2], shown[1]) for cell in points if (shown := shown_quality(cell.meta.get("quality"))) is not None]
+    measured = [(cell, shown[2], shown[1]) for cell in points
+                if cell.record is not None and (shown := shown_quality(cell.record.quality)) is not None]
     if len(measured) < 2:
         return ""
     e = html.escape
@@ -573,7 +564,7 @@ def build_live_gallery(plan: Any, finished: dict[str, PairRow], reload_s: int, t
         running = state is not None
         planned = pair.row(plan.settings)
         label = style_label(planned["style_names"], planned["blend"])
-        page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", meta=state or {}, sweep=dict(pair.sweep),
+        page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", live=state or {}, sweep=dict(pair.sweep),
                       sweep_of=pair.sweep_of), planned["styles"])
     uri = join(root, GALLERY_NAME)
     storage.write_bytes(uri, render(page, files, title, reload_s).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8")

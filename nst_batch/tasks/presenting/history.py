@@ -10,7 +10,7 @@ from typing import Any
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import RUNS_DIR, SUMMARY_NAME
 from nst_batch.tasks.output.storage import join, storage_for
-from nst_batch.tasks.pair.row import RunSummary
+from nst_batch.tasks.pair.records import RunSummary
 from nst_batch.tasks.presenting.progress import format_duration
 
 

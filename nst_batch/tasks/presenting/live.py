@@ -25,7 +25,7 @@ from typing import Any
 from nst_batch.core import StepInfo
 from nst_batch.tasks.output.layout import live_image, live_state
 from nst_batch.tasks.output.storage import join, storage_for
-from nst_batch.tasks.pair.row import PairRow
+from nst_batch.tasks.pair.records import PairRow
 from nst_batch.tasks.planning.plan import BatchSettings, Plan
 from nst_batch.tasks.presenting.run_marker import clear_live, write_marker
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TextIO
 from tqdm import tqdm
 
 from nst_batch.core import StepInfo
-from nst_batch.tasks.pair.row import PairRow
+from nst_batch.tasks.pair.records import PairRow
 
 
 def format_losses(losses: dict[str, float] | None) -> str:

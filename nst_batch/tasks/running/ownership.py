@@ -18,12 +18,12 @@ import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
 
 from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.output.checks import same_file
 from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, SUMMARY_NAME, pair_thumb
 from nst_batch.tasks.output.storage import basename, join, storage_for
+from nst_batch.tasks.pair.records import PairRecord
 from nst_batch.tasks.planning.manifest import ManifestProblem
 from nst_batch.tasks.planning.plan import PairJob, Plan, safe_name, sweep_name
 
@@ -106,14 +106,12 @@ def _holders(plan: Plan, present: set[str]) -> dict[str, Holder]:
 
 def _holder(uri: str) -> Holder | None:
     try:
-        data: Any = json.loads(storage_for(uri).read_bytes(uri))
+        record = PairRecord.from_json(json.loads(storage_for(uri).read_bytes(uri)))
     except (ValueError, FileNotFoundError, TaskError):
         return None  # unreadable: the pair's own check redoes it, as before
-    content = data.get("content") if isinstance(data, dict) else None
-    if not isinstance(content, dict) or not isinstance(content.get("uri"), str):
+    if record is None or not record.content.uri:
         return None
-    manifest = data.get("manifest")
-    return Holder(content["uri"], manifest if isinstance(manifest, str) else None, str(data.get("run_id") or ""))
+    return Holder(record.content.uri, record.manifest or None, record.run_id)
 
 
 def _unsigned_outputs(plan: Plan, present: set[str]) -> list[ManifestProblem]:

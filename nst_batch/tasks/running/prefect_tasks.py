@@ -24,7 +24,7 @@ from nst_batch.tasks.errors import ManifestError, OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
 from nst_batch.tasks.pair.done import failed_row
-from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.pair.records import PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
 from nst_batch.tasks.presenting.live import LivePair

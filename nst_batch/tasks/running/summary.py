@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from nst_batch.tasks.pair.done import NOT_RUN
-from nst_batch.tasks.pair.row import Failure, PairRow, RunSummary, Status, shown_quality
+from nst_batch.tasks.pair.records import Failure, PairRow, RunSummary, Status, shown_quality
 from nst_batch.tasks.planning.plan import Plan
 
 

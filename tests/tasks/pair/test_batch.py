@@ -218,7 +218,7 @@ def test_a_parameter_change_keeps_the_earlier_image_only_when_asked(batch, keep)
 
 def test_quality_redoes_lossy_outputs_only(batch):
     """PNG is lossless: a new `quality` redoes no PNG output; a JPEG output it does redo."""
-    from nst_batch.tasks.pair.row import Status
+    from nst_batch.tasks.pair.records import Status
 
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]

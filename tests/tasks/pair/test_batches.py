@@ -12,7 +12,7 @@ from PIL import Image
 
 from nst_batch.tasks.pair import produce
 from nst_batch.tasks.pair.produce import batch_size, batches, run_pairs
-from nst_batch.tasks.pair.row import PairRow, Status
+from nst_batch.tasks.pair.records import PairRow, Status
 from nst_batch.tasks.planning.buckets import MAX_STRETCH, SNAP_PX, bucket_shape, distinct_shapes, working_shape
 from nst_batch.tasks.planning.plan import load_plan
 from tests.flows.helpers import save

@@ -6,7 +6,7 @@ import json
 import boto3
 
 from nst_batch.tasks.pair.produce import ensure_style_targets, run_pair
-from nst_batch.tasks.pair.row import Status
+from nst_batch.tasks.pair.records import Status
 from nst_batch.tasks.planning.plan import load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery
 from tests.flows.helpers import save

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nst_batch.cli.main import main
 from nst_batch.tasks.pair.produce import run_pair
-from nst_batch.tasks.pair.row import Status
+from nst_batch.tasks.pair.records import Status
 from nst_batch.tasks.planning.masks import mask_styles_from_text, parse_colour
 from nst_batch.tasks.planning.plan import load_plan, plan_with_problems
 from nst_batch.tasks.running.preflight import plan_problems

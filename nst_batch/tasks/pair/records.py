@@ -202,3 +202,136 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """An input of a pair: where it was read and its hash; ``size`` (width, height): the photo's."""
+
+    uri: str
+    sha256: str
+    size: list[int] | None = None
+    name: str = ""  # a style's name (the manifest's, or the file's stem)
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """Where one style's targets came from: the cache entry ``key``, read (``hit``) or computed;
+    ``rejected``: why an entry that was there could not be used."""
+
+    style: str
+    key: str
+    hit: bool
+    rejected: str = ""
+
+
+@dataclass
+class PairRecord:
+    """A pair's sidecar (``<name>.json`` beside its output), and ``nst stylize --metadata`` in the
+    same form: the output and its hash (a re-run's skip checks the output against them), the inputs
+    and theirs, where the style targets came from, the run (parameters, weights, losses, device,
+    versions), where its time went and when it finished. Written by nst_batch.tasks.pair.produce;
+    read by the skip check (done.py) and the gallery through :meth:`from_json`."""
+
+    name: str
+    output: str
+    output_bytes: int
+    output_sha256: str
+    content: InputRecord
+    styles: list[InputRecord]
+    format: str
+    style_cache: list[CacheUse] = field(default_factory=list)  # styles computed without the cache have none
+    parameters: dict[str, Any] = field(default_factory=dict)  # StyleConfig.to_json()
+    weights: dict[str, Any] = field(default_factory=dict)  # source, preprocessing, sha256
+    output_size: list[int] = field(default_factory=list)  # [width, height]
+    final_losses: dict[str, float] = field(default_factory=dict)
+    iterations: int | None = None
+    scales: list[dict[str, Any]] = field(default_factory=list)  # nst_batch.core.ScaleReport of each scale
+    wall_time_s: float | None = None
+    device: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    pipeline_version: str = ""  # produce.PIPELINE_VERSION: a sidecar of another version is produced again
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)  # by side: content distance, style gain (core.quality)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, setup, stylize, quality, write
+    finished_at: str = ""  # ISO 8601, UTC: the gallery shows it for later skips
+    # A batch's pair (nst run) only:
+    fingerprint: str = ""  # what its inputs and parameters hash to: a re-run skips it while this matches
+    mask: dict[str, Any] | None = None  # the mask's URI, hash and colours' styles
+    batch: int = 1  # the photos optimised with it as one batch, itself included (core.stylize_batch)
+    notes: list[str] = field(default_factory=list)  # what its inputs lost on the way
+    sweep: dict[str, Any] = field(default_factory=dict)
+    sweep_of: str = ""
+    run_id: str = ""  # the flow run that wrote it
+    manifest: str = ""  # and from which manifest: a name another manifest's result holds is not replaced
+    worker: str | None = None  # the Dask worker that produced it (None outside a cluster)
+    # nst stylize only:
+    init_image: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The sidecar's JSON: a field that says nothing (empty, None, a batch of 1) is left out."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "content":
+                value = _input_json(value, with_size=True)
+            elif f.name == "styles":
+                value = [{"name": s.name, "uri": s.uri, "sha256": s.sha256} for s in value]
+            elif f.name == "style_cache":
+                value = [{k: v for k, v in vars(c).items() if k != "rejected" or v} for c in value]
+            if value is None or value == "" or (f.name not in _ALWAYS and value in ([], {})) or (f.name == "batch" and value == 1):
+                continue
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> PairRecord | None:
+        """A sidecar read back. None when the file is no sidecar of ours (no name, no styles);
+        ValueError when it is one but its inputs cannot be read (the gallery says "unreadable").
+        Any other value of the wrong type (a sidecar is anyone's text) reads as its default."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or "styles" not in data:
+            return None
+        content: Any = data.get("content")
+        styles: Any = data.get("styles")
+        if not isinstance(content, dict) or not isinstance(styles, list) or not all(isinstance(s, dict) and "name" in s and "uri" in s for s in styles):
+            raise ValueError(f"{data['name']}: the sidecar's content or styles are not readable")
+        kept: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data and f.name not in _NESTED and _fits(data[f.name], f.type):
+                kept[f.name] = data[f.name]
+        given: Any = data.get("style_cache")
+        cache = [CacheUse(str(c["style"]), str(c["key"]), bool(c["hit"]), _as_text(c.get("rejected")))
+                 for c in (given if isinstance(given, list) else []) if isinstance(c, dict) and {"style", "key", "hit"} <= c.keys()]
+        size = content.get("size")
+        return cls(**{"output": "", "output_bytes": -1, "output_sha256": "", "format": "", **kept},
+                   content=InputRecord(_as_text(content.get("uri")), _as_text(content.get("sha256")),
+                                       size if isinstance(size, list) else None),
+                   styles=[InputRecord(_as_text(s["uri"]), _as_text(s.get("sha256")), name=_as_text(s["name"], "?")) for s in styles],
+                   style_cache=cache)
+
+    def blend(self) -> list[float] | None:
+        """The styles' blend weights, normalised, when the parameters give one weight a style."""
+        given = self.parameters.get("style_blend")
+        if not isinstance(given, list) or len(given) != len(self.styles) or not all(_number(w) for w in given):
+            return None
+        total = sum(float(w) for w in given)
+        return [float(w) / total for w in given] if total > 0 else None
+
+
+_NESTED = ("content", "styles", "style_cache")
+_ALWAYS = ("styles",)  # written even when empty
+
+
+def _input_json(record: InputRecord, with_size: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"uri": record.uri, "sha256": record.sha256}
+    if with_size and record.size is not None:
+        out["size"] = record.size
+    return out
+
+
+def _as_text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
