@@ -24,7 +24,7 @@ def _batch(root, photos=6):
 
 
 def test_a_full_output_root_stops_the_run_and_the_summary_is_still_printed(prefect_server, tmp_path, monkeypatch, capsys):
-    from nst_batch.tasks.output import storage
+    from nst_batch.tasks.output.storage import local as storage
     from nst_batch.tasks.pair import produce as batch
 
     manifest = _batch(tmp_path)

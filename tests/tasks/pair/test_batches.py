@@ -147,7 +147,7 @@ def test_a_batch_setting_out_of_range_is_a_manifest_problem(collection, value):
 def test_a_full_disk_under_a_batch_fails_its_pairs_and_runs_no_more(collection, monkeypatch):
     import errno
 
-    from nst_batch.tasks.output import storage
+    from nst_batch.tasks.output.storage import local as storage
     from nst_batch.tasks.pair.done import reset_roots_down
 
     plan = _plan(collection, "batch: 2\n")
