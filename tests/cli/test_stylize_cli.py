@@ -209,8 +209,8 @@ def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images,
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--metadata", str(meta_path), *FAST]) == 0
     scales = json.loads(meta_path.read_text())["scales"]
     assert scales and all(s["graphed"] is None and s["capture_error"] == "" for s in scales)
-    assert _graphs({"scales": scales}) == ""
-    assert _graphs({"scales": [{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]}) == \
+    assert _graphs(scales) == ""
+    assert _graphs([{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]) == \
         ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
 
 

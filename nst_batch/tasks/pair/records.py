@@ -319,7 +319,7 @@ class PairRecord:
 
 
 _NESTED = ("content", "styles", "style_cache")
-_ALWAYS = ("styles",)  # written even when empty
+_ALWAYS = ("styles", "style_cache")  # written even when empty: nst stylize's metadata has the sidecar's keys
 
 
 def _input_json(record: InputRecord, with_size: bool) -> dict[str, Any]:

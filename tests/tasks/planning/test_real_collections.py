@@ -46,8 +46,9 @@ def _problems(manifest: str) -> str:
 def _result(plan, name: str, content: str, manifest: str, run_id: str = "run-a") -> None:
     """A finished pair's files as a run writes them (a sidecar that names its photo and manifest)."""
     Image.new("RGB", (32, 24)).save(plan.settings.output_uri(name))
-    Path(plan.settings.sidecar_uri(name)).write_text(json.dumps({"name": name, "content": {"uri": content}, "manifest": manifest,
-                                                                   "run_id": run_id}))
+    style = {"name": "starry", "uri": plan.pairs[0].styles[0].uri}
+    Path(plan.settings.sidecar_uri(name)).write_text(json.dumps({"name": name, "content": {"uri": content}, "styles": [style],
+                                                                   "manifest": manifest, "run_id": run_id}))
 
 
 # --- one output root, many manifests ---------------------------------------------------------
