@@ -177,7 +177,7 @@ def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(im
     ],
 )
 def test_the_scale_flags_make_the_schedule(flags, sides):
-    from nst_batch.cli.main import build_parser, config_from_args
+    from nst_batch.cli.parser import build_parser, config_from_args
 
     args = build_parser().parse_args(["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--size", "1024", *flags])
     assert config_from_args(args).sides() == sides
@@ -203,14 +203,14 @@ def test_metadata_or_output_on_a_device_fifo_or_symlink_is_refused_before_any_wo
 
 def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images, tmp_path):
     """On the CPU no graph applies: every scale says so (null), and the summary line is quiet about graphs."""
-    from nst_batch.cli.main import _graphs
+    from nst_batch.cli.reporting import graphs_line
 
     meta_path = tmp_path / "o.json"
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--metadata", str(meta_path), *FAST]) == 0
     scales = json.loads(meta_path.read_text())["scales"]
     assert scales and all(s["graphed"] is None and s["capture_error"] == "" for s in scales)
-    assert _graphs(scales) == ""
-    assert _graphs([{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]) == \
+    assert graphs_line(scales) == ""
+    assert graphs_line([{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]) == \
         ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
 
 
@@ -219,7 +219,7 @@ def test_every_style_setting_is_an_option_whose_help_and_default_come_from_the_c
     read it there (a field added to StyleConfig becomes an option with its help and default)."""
     import dataclasses
 
-    from nst_batch.cli.main import build_parser
+    from nst_batch.cli.parser import build_parser
     from nst_batch.core import StyleConfig
     from nst_batch.tasks.planning.manifest import Params
 
@@ -242,7 +242,7 @@ def test_every_style_setting_is_an_option_whose_help_and_default_come_from_the_c
 
 def test_scales_has_one_grammar_in_the_cli_and_in_manifests(tmp_path):
     """``--scales 3`` and ``scales: 3`` are the same three sizes (a manifest refused the count)."""
-    from nst_batch.cli.main import parse_scales
+    from nst_batch.cli.parser import parse_scales
     from nst_batch.tasks.planning.manifest import parse_manifest
 
     for text in ("3", "auto", "0.5,1"):
