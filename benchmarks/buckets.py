@@ -58,7 +58,7 @@ def jpeg(image: torch.Tensor, quality: int = 95) -> torch.Tensor:
 
 
 def round_trips(images: Path, size: int) -> list[dict[str, Any]]:
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     rows = []
     for path in sorted((images / "content").iterdir()):

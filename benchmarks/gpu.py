@@ -53,7 +53,7 @@ def _median_ms(fn: Callable[[], object], device: torch.device, reps: int, warmup
 
 
 def _load(path: Path, device: torch.device) -> torch.Tensor:
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     return load_image(path).rgb.to(device)
 

@@ -260,7 +260,7 @@ class Check:
 
     def pairs_per_hour(self, deadline: float) -> None:
         """6 photos of mixed shapes x 1 painting through run_pair, one at a time, k pairs per GPU at once."""
-        from nst_batch.tasks.pair import devices
+        from nst_batch.tasks.pair import device_pool as devices
         from nst_batch.tasks.pair.produce import run_pair
 
         work = Path(tempfile.mkdtemp(prefix="nst-gpu-check-"))
@@ -288,7 +288,7 @@ class Check:
     def collection(self, deadline: float) -> None:
         """48 pairs of mixed shapes, batched against one at a time (each gets half the budget: the
         chunks not started by then are left out, and the figure is over the pairs done)."""
-        from nst_batch.tasks.pair import devices
+        from nst_batch.tasks.pair import device_pool as devices
         from nst_batch.tasks.pair.produce import run_pairs
         from nst_batch.tasks.running.scheduling import bucket_keys, chunks
 

@@ -54,7 +54,7 @@ def ours(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, size
 
 def theirs(content_path: Path, style_path: Path, size: int, factor: float, workdir: Path) -> tuple[torch.Tensor, float]:
     from benchmarks import pastiche_runs
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     original = pastiche_runs.pastiche_command
 
@@ -75,7 +75,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device("cpu")
     configure_backends(device)
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").eval()
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     images = Path(args.images)
     results: dict[str, Any] = {"size": args.size, "factors": args.factors, "cpu_capability": torch.backends.cpu.get_cpu_capability(),

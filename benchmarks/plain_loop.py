@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from nst_batch.core import stylize
-from nst_batch.tasks.pair.images import encode_image, load_image
-from nst_batch.tasks.pair.models import get_features
+from nst_batch.tasks.pair.image_files import encode_image, load_image
+from nst_batch.tasks.pair.networks import get_features
 from nst_batch.tasks.planning.plan import load_plan
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for pair in plan.pairs:
         cfg = pair.config
-        features = get_features(plan.settings.weights, plan.settings.weights_preprocessing, cfg.layers[-1], cfg.pooling, torch.device("cpu"))
+        features = get_features(plan.settings.runtime.weights, plan.settings.runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, torch.device("cpu"))
         content = load_image(pair.content_uri).rgb
         styles = [load_image(s.uri).rgb for s in pair.styles]
         result = stylize(content, features, cfg, styles=styles)  # style targets computed for every pair

@@ -131,7 +131,7 @@ def _save(run: dict[str, Any], folder: Path | None, name: str) -> dict[str, Any]
     """The run without its image, which goes to ``folder/name.png`` (for looking at)."""
     image = run.pop("image")
     if folder is not None:
-        from nst_batch.tasks.pair.images import encode_image
+        from nst_batch.tasks.pair.image_files import encode_image
 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.png").write_bytes(encode_image(image, "PNG"))
@@ -146,7 +146,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "sizes": args.sizes,
                                "coarse_size": args.coarse_size, "reference_iterations": args.reference_iterations,
                                "precisions": args.precisions, "pairs": {}}
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     for pair in args.pairs.split(","):
         content_stem, style_stem = pair.split(":")

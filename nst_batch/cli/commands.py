@@ -23,8 +23,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from nst_batch.tasks.presenting.progress import make_progress
 
     cfg = config_from_args(args)
-    runtime = RuntimeOptions(args.device, args.weights, args.weights_preprocessing, args.max_pixels, args.quality, args.deterministic,
-                             args.threads)
+    runtime = RuntimeOptions.from_values(args)
     progress = None if args.quiet else make_progress(sys.stderr)
     try:
         record = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
@@ -112,10 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{plural(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = start_temporary_server()
     from nst_batch.flows.stylize_batch import stylize_batch
-    from nst_batch.tasks.pair.models import get_weights
+    from nst_batch.tasks.pair.networks import get_weights
     from nst_batch.tasks.presenting.progress import listening, make_batch_progress
 
-    get_weights(plan.settings.weights, plan.settings.weights_preprocessing)  # loaded once, shared by the pairs
+    get_weights(plan.settings.runtime.weights, plan.settings.runtime.weights_preprocessing)  # loaded once, shared by the pairs
     progress = make_batch_progress(sys.stderr)
     try:
         with stop_soon_after_ctrl_c(), prefect_api(server), listening(progress), handing_over(checked):

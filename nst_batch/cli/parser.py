@@ -134,20 +134,26 @@ def said_as_flags(text: str, flags: dict[str, str], named: Iterable[str] = ()) -
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """One flag per runtime setting of one image (RuntimeOptions: its help, default and range are
+    written there once), then nst stylize's own."""
+    import typing
+
     from nst_batch.tasks.planning.runtime import RuntimeOptions
 
-    r = RuntimeOptions()
+    hints = typing.get_type_hints(RuntimeOptions)
     g = p.add_argument_group("runtime")
-    g.add_argument("--device", default=r.device, help=f"auto, cpu, cuda or cuda:N (default {r.device})")
-    g.add_argument("--weights", default=r.weights, help=f"caffe (original VGG-19, offline), torchvision, or a state-dict file (default {r.weights})")
-    g.add_argument("--weights-preprocessing", choices=("caffe", "torchvision"), default=r.weights_preprocessing,
-                   help="input convention of a state-dict file (default caffe)")
-    g.add_argument("--max-pixels", type=int, default=r.max_pixels, help=f"refuse input images with more pixels (default {r.max_pixels:,})")
-    g.add_argument("--quality", type=int, default=r.quality, help=f"JPEG/WebP quality 1..100 (default {r.quality})")
-    g.add_argument("--deterministic", action="store_true", help="deterministic cuDNN algorithms (slower on GPU)")
-    g.add_argument("--threads", type=_threads, default=r.threads, metavar="N",
-                   help="compute threads (default 0: the CPUs this process may use, by affinity and cgroup quota; "
-                        "or $NST_THREADS, $OMP_NUM_THREADS)")
+    for f in fields(RuntimeOptions):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        if not meta["one_image"]:
+            continue
+        if hints[f.name] is bool:
+            g.add_argument(flag, action="store_true", help=meta["help"])
+            continue
+        span = f", {meta['low']}..{meta['high']}" if meta["low"] is not None and meta["high"] is not None and not meta["auto"] else ""
+        shown = meta["shown"] or (f"{f.default:,}" if isinstance(f.default, int) else f.default)
+        kind = _RUNTIME_PARSERS.get(f.name, int if hints[f.name] is int else str)
+        g.add_argument(flag, type=kind, default=f.default, choices=meta["choices"] or None, metavar="N" if kind is not str else None,
+                       help=f"{meta['help']}{span} (default {shown})")
     g.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="write the best image so far to --output every N iterations, so Ctrl-C or a crash keeps it (default 0: only at the end)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -275,6 +281,10 @@ def _threads(text: str) -> int:
         return parse_threads(text, "--threads")
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--threads ")) from None
+
+
+# Runtime settings read by a parser of their own (the range check stays RuntimeOptions').
+_RUNTIME_PARSERS: dict[str, Callable[[str], Any]] = {"threads": _threads}
 
 
 def _dask_workers(text: str) -> int:

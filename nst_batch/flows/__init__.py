@@ -1,1 +1,1 @@
-"""Prefect flows: they only compose tasks."""
+"""Prefect flows: they compose tasks (and keep the run's book: see stylize_batch)."""

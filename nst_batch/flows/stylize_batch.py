@@ -1,7 +1,10 @@
 """The `stylize-batch` flow: manifest -> style targets (once per style) -> pairs -> summary and gallery.
 
-It only composes tasks. :func:`stylize_batch` is the deployment's entry (it plans and checks, or
-takes the plan ``nst run`` made and checked in this process); :func:`run_plan` runs a plan.
+It composes tasks, and keeps the run's own book: which pairs a lost task or a failed style took
+with it (their rows say why), the summary's last words (a summary or a gallery that could not be
+written is a warning in it, the summary rewritten), the flow run's final state.
+:func:`stylize_batch` is the deployment's entry (it plans and checks, or takes the plan ``nst run``
+made and checked in this process); :func:`run_plan` runs a plan.
 """
 
 from __future__ import annotations

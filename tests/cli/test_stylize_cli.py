@@ -263,7 +263,7 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     out, meta_path = tmp_path / "one" / "o.png", tmp_path / "one" / "o.json"
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--metadata", str(meta_path), *FAST, "--precision", "fp32"]) == 0
     meta = json.loads(meta_path.read_text())
-    settings = BatchSettings(str(tmp_path / "batch"), "png", "caffe", None, "auto", 100_000_000, 95)
+    settings = BatchSettings(str(tmp_path / "batch"), "png")
     pair = PairJob("o", str(images[0]), (StyleRef("s", str(images[1])),), StyleConfig(size=32, scales=(1.0,), iterations=(2,), precision="fp32"))
     assert run_pair(pair, settings).status == "produced"
     sidecar = json.loads((tmp_path / "batch" / "o.json").read_text())

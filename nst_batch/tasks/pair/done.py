@@ -16,7 +16,7 @@ from nst_batch.core import StyleConfig
 from nst_batch.tasks.basics import sha256_hex
 from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.output.storage import storage_for
-from nst_batch.tasks.pair.images import HEADER_BYTES
+from nst_batch.tasks.pair.image_files import HEADER_BYTES
 from nst_batch.tasks.pair.records import PairRecord, PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 

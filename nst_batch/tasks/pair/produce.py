@@ -41,9 +41,9 @@ from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import cache_entry_name, earlier_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
-from nst_batch.tasks.pair.devices import device_pool
+from nst_batch.tasks.pair.device_pool import device_pool
 from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
-from nst_batch.tasks.pair.images import (
+from nst_batch.tasks.pair.image_files import (
     ALPHA_FORMATS,
     HEADER_BYTES,
     OUTPUT_FORMATS,
@@ -57,8 +57,8 @@ from nst_batch.tasks.pair.images import (
 )
 from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import batch_limit, check_fits
-from nst_batch.tasks.pair.models import get_features, get_weights
-from nst_batch.tasks.pair.record import run_record, worker_address
+from nst_batch.tasks.pair.networks import get_features, get_weights
+from nst_batch.tasks.pair.provenance import run_record, worker_address
 from nst_batch.tasks.pair.records import CacheUse, InputRecord, PairRecord, PairRow, Status
 from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
@@ -143,15 +143,28 @@ def targets_cache_key(style_sha256: str, spec: TargetSpec, sides: tuple[int, ...
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings,
-                           *, match: tuple[float, float] | None = None, force: bool = False) -> TargetsOutcome:
+@dataclass(frozen=True)
+class TargetCache:
+    """Where style targets are cached (``.cache/`` under an output root) and the run that writes
+    there (an entry it wrote counts as computed by it, not read from an earlier run)."""
+
+    root: str
+    run_id: str = ""
+
+    @classmethod
+    def of(cls, settings: BatchSettings) -> TargetCache:
+        return cls(settings.output_root, settings.run_id)
+
+
+def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions,
+                           cache: TargetCache, *, match: tuple[float, float] | None = None, force: bool = False) -> TargetsOutcome:
     """Targets from the cache beside the outputs, or computed and stored there. A cache entry that
     fails validation is recomputed, never trusted."""
     sides = cfg.style_sides()
     spec = target_spec(cfg, features, match)
     style_sha = sha256_hex(style_bytes)
     key = targets_cache_key(style_sha, spec, sides)
-    uri = join(settings.output_root, cache_entry_name(key))
+    uri = join(cache.root, cache_entry_name(key))
     storage = storage_for(uri)
     rejected = ""
     if not force and storage.exists(uri):
@@ -159,19 +172,19 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
             data = storage.read_bytes(uri)
             cached = targets_from_bytes(read_cache_entry(data, key, style_sha))
             if cached.spec == spec and set(sides) <= set(cached.sides):
-                mine = bool(settings.run_id) and entry_run_id(data) == settings.run_id
+                mine = bool(cache.run_id) and entry_run_id(data) == cache.run_id
                 return TargetsOutcome(cached, key, cached=True, by_this_run=mine)
             rejected = "the entry holds targets for other settings"
         except FileNotFoundError:
             pass  # vanished since exists(): recompute below
         except (ValueError, TaskError) as exc:  # corrupt, swapped, unreadable: recomputed, never trusted
             rejected = " ".join(str(exc).split())[:200]
-    style = decode_image(style_bytes, style_uri, max_pixels=settings.max_pixels, max_side=max(sides))
+    style = decode_image(style_bytes, style_uri, max_pixels=runtime.max_pixels, max_side=max(sides))
     check_aspect(style, cfg, style_uri, style=True)
-    storage.write_bytes(join(settings.output_root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
+    storage.write_bytes(join(cache.root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
     device = next(iter(features.parameters())).device
     targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
-    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), settings.run_id), "application/octet-stream")
+    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), cache.run_id), "application/octet-stream")
     return TargetsOutcome(targets, key, cached=False, rejected=rejected)
 
 
@@ -190,18 +203,18 @@ class ResidentTargets:
         self._entries: collections.OrderedDict[tuple[str, str, str, str], TargetsOutcome] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings,
+    def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache,
                        match: tuple[float, float] | None, force: bool, device: Any) -> TargetsOutcome:
         key = (targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
-               settings.output_root, settings.run_id)
-        keep = bool(settings.run_id) and match is None and not force
+               cache.root, cache.run_id)
+        keep = bool(cache.run_id) and match is None and not force
         if keep:
             with self._lock:
                 found = self._entries.get(key)
                 if found is not None:
                     self._entries.move_to_end(key)
                     return found
-        outcome = get_or_compute_targets(uri, data, features, cfg, settings, match=match, force=force)
+        outcome = get_or_compute_targets(uri, data, features, cfg, runtime, cache, match=match, force=force)
         if not keep:
             return outcome
         resident = replace(outcome, targets=outcome.targets.to(device))
@@ -225,16 +238,17 @@ def _cpu() -> Any:
     return torch.device("cpu")
 
 
-def _features_for(cfg: StyleConfig, settings: BatchSettings, device: Any) -> VGGFeatures:
-    return get_features(settings.weights, settings.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
+def _features_for(cfg: StyleConfig, runtime: RuntimeOptions, device: Any) -> VGGFeatures:
+    return get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
 
 
 def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False) -> dict[str, Any]:
     """The flow's style task: make sure this style's targets for these parameters are cached."""
-    data = read(style_uri, settings.max_pixels)
-    with device_pool(settings.device).acquire() as device:
+    data = read(style_uri, settings.runtime.max_pixels)
+    with device_pool(settings.runtime.device).acquire() as device:
         cfg = for_device(cfg, device)
-        outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings, device), cfg, settings, force=force)
+        outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings.runtime, device), cfg, settings.runtime,
+                                         TargetCache.of(settings), force=force)
     return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
@@ -242,7 +256,7 @@ def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, 
                      mask: MaskInput | None = None) -> str:
     # PNG is lossless: its bytes do not depend on `quality`, so changing it redoes no PNG output
     # (the default stands in, which keeps the fingerprints of outputs made before this rule).
-    quality = settings.quality if settings.format != "png" else RuntimeOptions().quality
+    quality = settings.runtime.quality if settings.format != "png" else RuntimeOptions().quality
     material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
                 "format": settings.format, "quality": quality, "v": PIPELINE_VERSION}
     if mask is not None:  # only then: the fingerprints of pairs without one stay what they were
@@ -297,9 +311,9 @@ def run_pairs(pairs: Sequence[PairJob], settings: BatchSettings, force: bool = F
 
 def _window(settings: BatchSettings) -> int:
     """Pairs read ahead: the most a batch may hold with this setting on this run's devices."""
-    if settings.batch:
-        return settings.batch
-    return AUTO_BATCH_GPU if device_pool(settings.device).devices[0].type == "cuda" else AUTO_BATCH_CPU
+    if settings.runtime.batch:
+        return settings.runtime.batch
+    return AUTO_BATCH_GPU if device_pool(settings.runtime.device).devices[0].type == "cuda" else AUTO_BATCH_CPU
 
 
 @dataclass
@@ -331,8 +345,8 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
     began = time.perf_counter()
     try:
         cfg = pair.config
-        content_bytes = read(pair.content_uri, settings.max_pixels)
-        style_bytes = [read(s.uri, settings.max_pixels) for s in pair.styles]
+        content_bytes = read(pair.content_uri, settings.runtime.max_pixels)
+        style_bytes = [read(s.uri, settings.runtime.max_pixels) for s in pair.styles]
         mask = _read_mask(pair)
         weights = _weights_identity(settings)
         fingerprint = pair_fingerprint(sha256_hex(content_bytes), [sha256_hex(b) for b in style_bytes], cfg.to_json(), settings, weights,
@@ -397,9 +411,9 @@ CPU_BATCH_MAX_SIDE = 128
 def batch_size(settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int]) -> int:
     """How many photos of ``shape`` one batch holds: the run's ``batch`` setting (0: auto, above),
     never more than the device's memory holds."""
-    pool = device_pool(settings.device)
+    pool = device_pool(settings.runtime.device)
     device = pool.devices[0]
-    wanted = settings.batch
+    wanted = settings.runtime.batch
     if wanted == 0:
         wanted = AUTO_BATCH_GPU if device.type == "cuda" else AUTO_BATCH_CPU if cfg.size <= CPU_BATCH_MAX_SIDE else 1
     if wanted <= 1:
@@ -423,7 +437,7 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
     if len(group) > 1:
         _started(group)
         try:
-            made = produce_images([r.job() for r in group], group[0].pair.config, settings, force=force)
+            made = produce_images([r.job() for r in group], group[0].pair.config, settings.runtime, targets=TargetCache.of(settings), force=force)
         except Exception:  # noqa: BLE001 - each pair runs again alone below, and fails (or not) on its own
             made = None
         if made is not None:
@@ -432,7 +446,8 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
     for r in group:
         _started([r])
         try:
-            out[id(r)] = _finish_or_fail(r, produce_images([r.job()], r.pair.config, settings, force=force)[0], settings)
+            out[id(r)] = _finish_or_fail(r, produce_images([r.job()], r.pair.config, settings.runtime, targets=TargetCache.of(settings), force=force)[0],
+                                         settings)
         except Exception as exc:  # noqa: BLE001 - one line for the summary
             out[id(r)] = _failed(exc, settings)
     return out
@@ -476,9 +491,9 @@ def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: PairRecord) ->
 
 def _weights_identity(settings: BatchSettings) -> str:
     try:
-        return get_weights(settings.weights, settings.weights_preprocessing).identity
+        return get_weights(settings.runtime.weights, settings.runtime.weights_preprocessing).identity
     except Exception as exc:
-        raise PairFailed(f"weights {settings.weights}: {exc}") from None
+        raise PairFailed(f"weights {settings.runtime.weights}: {exc}") from None
 
 
 class Timings(dict[str, float]):
@@ -524,13 +539,13 @@ class ImageJob:
     mask: MaskInput | None = None
 
 
-def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, settings: BatchSettings,
-                  *, cache: bool = True, force: bool = False, init: tuple[str, bytes] | None = None, on_step: ProgressCallback | None = None,
-                  report_every: int = REPORT_EVERY, deterministic: bool = False, on_decoded: Callable[[LoadedImage], None] | None = None,
+def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, runtime: RuntimeOptions,
+                  *, targets: TargetCache | None = None, force: bool = False, init: tuple[str, bytes] | None = None,
+                  on_step: ProgressCallback | None = None, report_every: int = REPORT_EVERY, on_decoded: Callable[[LoadedImage], None] | None = None,
                   mask: MaskInput | None = None) -> Produced:
     """:func:`produce_images` of one image."""
     job = ImageJob(content_uri, content_bytes, styles, init, on_step, on_decoded, mask)
-    return produce_images([job], cfg, settings, cache=cache, force=force, report_every=report_every, deterministic=deterministic)[0]
+    return produce_images([job], cfg, runtime, targets=targets, force=force, report_every=report_every)[0]
 
 
 @dataclass
@@ -541,34 +556,34 @@ class _Decoded:
     regions: list[Any]
 
 
-def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, settings: BatchSettings, *, cache: bool = True, force: bool = False,
-                   report_every: int = REPORT_EVERY, deterministic: bool = False) -> list[Produced]:
+def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, runtime: RuntimeOptions, *, targets: TargetCache | None = None,
+                   force: bool = False, report_every: int = REPORT_EVERY) -> list[Produced]:
     """The one path from pairs' bytes to their images, for ``nst stylize`` and every runner: decode,
-    the memory guard, a device, the style targets (through the cache under the output root, or
-    computed here with ``cache`` False), the optimisation; several jobs are one batch (their
+    the memory guard, a device, the style targets (through ``targets``, the cache under an output
+    root, or computed here without one), the optimisation; several jobs are one batch (their
     photos brought to their common bucket's shape, and their outputs back to their own), and
     the time of what they share (the device's set-up, the optimisation) is split among them."""
     timings = [Timings() for _ in jobs]
-    decoded = [_decode(job, cfg, settings, cache, t) for job, t in zip(jobs, timings, strict=True)]
+    decoded = [_decode(job, cfg, runtime, targets is not None, t) for job, t in zip(jobs, timings, strict=True)]
     shape = _batch_shape(decoded, cfg) if len(jobs) > 1 else None
     # The guard counts the style images where they are decoded here; cached targets need none.
     styles = [s for d in decoded for s in d.styles]
     style_pixels = max(math.prod(fit_size(*image_hw(s.rgb), max(cfg.style_sides()))) for s in styles) if styles else None
     shared = Timings()
-    with device_pool(settings.device).acquire_slot() as slot:
+    with device_pool(runtime.device).acquire_slot() as slot:
         device = slot.device
         # Per pair, not per process: a Dask worker runs pairs of manifests with other settings.
-        use_threads(settings.threads)
+        use_threads(runtime.threads)
         with shared("setup"):
             cfg = for_device(cfg, device)
             height, width = shape or decoded[0].content.rgb.shape[-2:]
             check_fits(cfg, height, width, device, jobs[0].content_uri, style_pixels, sharing=slot.sharing, batch=len(jobs))
-            features = _features_for(cfg, settings, device)
-            configure_backends(device, deterministic)
+            features = _features_for(cfg, runtime, device)
+            configure_backends(device, runtime.deterministic)
         outcomes = []
         for job, d, t in zip(jobs, decoded, timings, strict=True):
             with t("setup"):
-                outcomes.append(_style_targets(job, d, features, cfg, settings, cache, force, device))
+                outcomes.append(_style_targets(job, d, features, cfg, runtime, targets, force, device))
         with shared("stylize"):
             results = _optimise(jobs, decoded, outcomes, features, cfg, shape, device, report_every)
             images = [r.image.cpu() for r in results]  # waits for the GPU: the optimisation's time, not the encoder's
@@ -579,17 +594,17 @@ def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, settings: BatchSe
             with t("quality"):
                 # The judge compares the whole output with the whole painting (or blend): with regions
                 # of several styles or kept, that says nothing true, so it is not said.
-                quality = measure_quality(r.image, d.content, job.styles, cfg, settings, device) if not d.regions else {}
+                quality = measure_quality(r.image, d.content, job.styles, cfg, runtime, device) if not d.regions else {}
             made.append(Produced(image, d.content, r, cfg, device, o, t, quality, batch=len(jobs)))
     return made
 
 
-def _decode(job: ImageJob, cfg: StyleConfig, settings: BatchSettings, cache: bool, timings: Timings) -> _Decoded:
+def _decode(job: ImageJob, cfg: StyleConfig, runtime: RuntimeOptions, cached: bool, timings: Timings) -> _Decoded:
     with timings("decode"):
-        content = decode_image(job.content_bytes, job.content_uri, max_pixels=settings.max_pixels, max_side=cfg.size)
+        content = decode_image(job.content_bytes, job.content_uri, max_pixels=runtime.max_pixels, max_side=cfg.size)
         check_aspect(content, cfg, job.content_uri)
-        styles = [] if cache else [_decoded_style(uri, data, cfg, settings) for uri, data in job.styles]
-        start = decode_image(job.init[1], job.init[0], max_pixels=settings.max_pixels, max_side=cfg.size) if job.init is not None else None
+        styles = [] if cached else [_decoded_style(uri, data, cfg, runtime) for uri, data in job.styles]
+        start = decode_image(job.init[1], job.init[0], max_pixels=runtime.max_pixels, max_side=cfg.size) if job.init is not None else None
     if job.on_decoded is not None:
         job.on_decoded(content)  # nst stylize's checkpoints encode with the content's alpha
     regions = job.mask.regions() if job.mask is not None else []
@@ -606,11 +621,11 @@ def _batch_shape(decoded: Sequence[_Decoded], cfg: StyleConfig) -> tuple[int, in
     return shapes.pop()
 
 
-def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: StyleConfig, settings: BatchSettings, cache: bool, force: bool,
-                   device: Any) -> list[TargetsOutcome]:
+def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache | None,
+                   force: bool, device: Any) -> list[TargetsOutcome]:
     match = luminance_match_for(d.content.rgb, cfg)
-    if cache:
-        return [RESIDENT.get_or_compute(uri, data, features, cfg, settings, match, force and not shares_targets(cfg), device)
+    if cache is not None:
+        return [RESIDENT.get_or_compute(uri, data, features, cfg, runtime, cache, match, force and not shares_targets(cfg), device)
                 for uri, data in job.styles]
     return [TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False) for s in d.styles]
 
@@ -629,7 +644,7 @@ def _optimise(jobs: Sequence[ImageJob], decoded: Sequence[_Decoded], outcomes: S
     return [r if tuple(r.image.shape[-2:]) == size else replace(r, image=resize(r.image, size)) for r, size in zip(results, own, strict=True)]
 
 
-def measure_quality(image: Any, content: LoadedImage, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, settings: BatchSettings,
+def measure_quality(image: Any, content: LoadedImage, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, runtime: RuntimeOptions,
                     device: Any) -> dict[str, dict[str, float]]:
     """Content distance and style gain of the output (nst_batch.core.quality), at its size and at
     gallery scale, against the paintings decoded at the output's size (JPEGs at a reduced DCT
@@ -639,16 +654,16 @@ def measure_quality(image: Any, content: LoadedImage, styles: Sequence[tuple[str
 
     try:
         side = max(image.shape[-2:])
-        paintings = [decode_image(data, uri, max_pixels=settings.max_pixels, max_side=side).rgb.to(device) for uri, data in styles]
-        features = get_features(settings.weights, settings.weights_preprocessing, LAST_LAYER, "max", device)
+        paintings = [decode_image(data, uri, max_pixels=runtime.max_pixels, max_side=side).rgb.to(device) for uri, data in styles]
+        features = get_features(runtime.weights, runtime.weights_preprocessing, LAST_LAYER, "max", device)
         evaluator = Evaluator(features, content.rgb.to(device), paintings, cfg.blend_weights(len(paintings)))
         return judge(evaluator, image.to(device))
     except Exception:  # noqa: BLE001 - a measure, not the product: the output stands without it
         return {}
 
 
-def _decoded_style(uri: str, data: bytes, cfg: StyleConfig, settings: BatchSettings) -> LoadedImage:
-    style = decode_image(data, uri, max_pixels=settings.max_pixels, max_side=max(cfg.style_sides()))
+def _decoded_style(uri: str, data: bytes, cfg: StyleConfig, runtime: RuntimeOptions) -> LoadedImage:
+    style = decode_image(data, uri, max_pixels=runtime.max_pixels, max_side=max(cfg.style_sides()))
     check_aspect(style, cfg, uri, style=True)
     return style
 
@@ -664,7 +679,7 @@ def _finish(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow:
     began = r.began if made.batch == 1 else time.perf_counter() - r.prepared_s - sum(made.timings.values())
     notes = input_notes(made.content, settings.format)
     sidecar = replace(pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made,
-                                  settings, began),
+                                  settings.runtime, began),
                       fingerprint=r.fingerprint, mask=mask.record() if mask is not None else None, batch=made.batch, notes=notes,
                       sweep=dict(pair.sweep), sweep_of=pair.sweep_of if pair.sweep else "", run_id=settings.run_id, manifest=settings.manifest,
                       worker=worker_address())
@@ -688,12 +703,12 @@ def input_notes(content: LoadedImage, fmt: str) -> list[str]:
 
 
 def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_uri: str, content_bytes: bytes,
-                styles: Sequence[tuple[str, str, bytes]], made: Produced, settings: BatchSettings, began: float) -> PairRecord:
+                styles: Sequence[tuple[str, str, bytes]], made: Produced, runtime: RuntimeOptions, began: float) -> PairRecord:
     """What a pair's sidecar records, and ``nst stylize --metadata`` in the same format: the
     output and its hash (a re-run's skip checks the output against them), the inputs and theirs,
     where the style targets came from, the run (parameters, weights, losses, device, versions),
     where its time went and when it finished. ``styles``: (name, URI, bytes) of each."""
-    run = run_record(made.cfg, get_weights(settings.weights, settings.weights_preprocessing), made.result, made.device, began)
+    run = run_record(made.cfg, get_weights(runtime.weights, runtime.weights_preprocessing), made.result, made.device, began)
     return PairRecord(
         name=name, output=output_uri, output_bytes=len(written), output_sha256=sha256_hex(written),
         content=InputRecord(content_uri, sha256_hex(content_bytes), list(made.content.original_size)),
@@ -710,7 +725,7 @@ def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: A
     fmt = OUTPUT_FORMATS[settings.format]
     output_uri = settings.output_uri(pair.name)
     storage = storage_for(output_uri)
-    data = encode_image(image, fmt, alpha=content.alpha, quality=settings.quality)
+    data = encode_image(image, fmt, alpha=content.alpha, quality=settings.runtime.quality)
     storage.write_bytes(output_uri, data, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
     storage.write_bytes(join(settings.output_root, pair_thumb(pair.name)), thumbnail(image), "image/jpeg")
     storage.write_bytes(join(settings.output_root, original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")

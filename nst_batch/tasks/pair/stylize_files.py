@@ -1,7 +1,9 @@
 """Stylize one content image with one or more style images, from files to a file.
 
 Everything that can be checked is checked before the optimisation starts, and the output and its
-metadata are written atomically at the end, so a failed run leaves nothing behind.
+metadata are written atomically at the end: a failed run leaves no partial file. With
+``save_every`` it leaves the best image so far at the output path (a checkpoint, also written
+atomically), which is what that option is for.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
-from nst_batch.tasks.output.storage import parent, storage_for
-from nst_batch.tasks.pair.images import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
+from nst_batch.tasks.output.storage import storage_for
+from nst_batch.tasks.pair.image_files import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.produce import pair_record, produce_image
 from nst_batch.tasks.pair.records import PairRecord
-from nst_batch.tasks.planning.plan import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 
@@ -77,14 +78,11 @@ def stylize_files(
     content_file, style_files = read_input(content_path), [read_input(p) for p in style_paths]
     init_file = read_input(init_image_path) if init_image_path is not None else None
     mask = _mask_input(mask_path, mask_styles, style_paths) if mask_path is not None and mask_styles is not None else None
-    # The batch's settings, for a pair outside any output root: the style targets are computed
-    # here, not cached (nst stylize writes only the files it is given).
-    settings = BatchSettings(parent(str(output_path)), _extension(fmt), runtime.weights, runtime.weights_preprocessing, runtime.device,
-                             runtime.max_pixels, runtime.quality, threads=runtime.threads)
     checkpoints = _Checkpoints(on_step, output_path, fmt, runtime, save_every)
-    made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, settings, cache=False,
+    # No target cache: nst stylize writes only the files it is given, the style targets are computed here.
+    made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, runtime,
                          init=(init_file.path, init_file.data) if init_file else None, on_step=checkpoints.callback(),
-                         report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY, deterministic=runtime.deterministic,
+                         report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY,
                          on_decoded=checkpoints.decoded, mask=mask)
     with made.timings("write"):
         written = encode_image(made.image, fmt, alpha=made.content.alpha, quality=runtime.quality)
@@ -92,7 +90,7 @@ def stylize_files(
         checkpoints.finished()
     styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
     record = replace(pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
-                                 made, settings, began),
+                                 made, runtime, began),
                      init_image={"path": init_file.path, "sha256": init_file.sha256} if init_file else None, runtime=asdict(runtime),
                      mask=mask.record() if mask is not None else None)
     if metadata_path is not None:

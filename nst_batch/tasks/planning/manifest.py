@@ -22,9 +22,7 @@ from nst_batch.core.config import scales_from
 from nst_batch.core.errors import did_you_mean
 from nst_batch.tasks.errors import ManifestError, Problem
 from nst_batch.tasks.planning.masks import parse_colour
-from nst_batch.tasks.planning.runtime import MAX_BATCH, MAX_THREADS, RuntimeOptions
-
-_RUNTIME = RuntimeOptions()
+from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 
 def _params_model() -> type[BaseModel]:
@@ -36,7 +34,23 @@ def _params_model() -> type[BaseModel]:
     return model
 
 
+def _runtime_model() -> type[BaseModel]:
+    """The manifest's runtime keys, one per :class:`RuntimeOptions` field, with its default, help
+    and range: a setting added there is a manifest key (and a CLI flag) at once."""
+    hints = typing.get_type_hints(RuntimeOptions)
+    keys: dict[str, Any] = {}
+    for f in dataclasses.fields(RuntimeOptions):
+        meta, kind = f.metadata, hints[f.name]
+        if meta["choices"]:
+            kind = Literal[meta["choices"]] | None if f.default is None else Literal[meta["choices"]]
+        bounds = {k: v for k, v in (("ge", meta["low"]), ("le", meta["high"])) if v is not None}
+        keys[f.name] = (kind, Field(f.default, description=meta["help"], strict=kind in (int, bool) or None, **bounds))
+    model: type[BaseModel] = create_model("RuntimeKeys", __config__=ConfigDict(extra="forbid"), **keys)
+    return model
+
+
 _Params = _params_model()
+_RuntimeKeys = _runtime_model()
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(StyleConfig)}
 # Valid or not only together with other fields (and their defaults): checked at expansion.
 _CROSS_FIELD = {"style_layer_weights", "style_blend"}
@@ -167,7 +181,7 @@ class PairEntry(Params):
         return mapping
 
 
-class Manifest(BaseModel):
+class Manifest(_RuntimeKeys):  # type: ignore[misc, valid-type]  # a generated base: how and where to run (RuntimeOptions)
     model_config = ConfigDict(extra="forbid")
 
     output: str = "./out"
@@ -176,14 +190,6 @@ class Manifest(BaseModel):
     contents: list[str] = Field(default_factory=list)
     pairs: Literal["all"] | list[PairEntry] = "all"
     format: Literal["png", "jpg", "webp"] = "png"
-    # How and where to run: the defaults of RuntimeOptions, the one place `nst stylize` reads too.
-    weights: str = _RUNTIME.weights  # caffe | torchvision | a state-dict file
-    weights_preprocessing: Literal["caffe", "torchvision"] | None = None
-    device: str = _RUNTIME.device
-    max_pixels: int = Field(_RUNTIME.max_pixels, ge=1, strict=True)
-    quality: int = Field(_RUNTIME.quality, ge=1, le=100, strict=True)
-    threads: int = Field(_RUNTIME.threads, ge=0, le=MAX_THREADS, strict=True)  # 0 = auto
-    batch: int = Field(_RUNTIME.batch, ge=0, le=MAX_BATCH, strict=True)  # photos a batch; 0 = auto
     # A pair redone because its parameters or inputs changed keeps its previous output and sidecar
     # under earlier/ (named by when they were made); the gallery shows the latest.
     keep_earlier: bool = False
@@ -197,6 +203,9 @@ class Manifest(BaseModel):
             if not name or "/" in name or name.startswith(".") or len(name) > 64:
                 raise ValueError(f"style name {name!r} must be 1-64 characters, without '/' or a leading '.'")
         return styles
+
+    def runtime(self) -> RuntimeOptions:
+        return RuntimeOptions.from_values(self)
 
     def style_path(self, name: str) -> str:
         entry = self.styles[name]

@@ -34,6 +34,7 @@ from nst_batch.tasks.planning.manifest import (
     printable,
 )
 from nst_batch.tasks.planning.masks import mask_styles_problems
+from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 # An output's name (without its extension) in UTF-8 bytes at most: file systems count a name's
 # bytes (255 on ext4, APFS, NTFS counts UTF-16 units), and the longest file a pair writes is
@@ -88,17 +89,14 @@ class PairJob:
 
 @dataclass(frozen=True)
 class BatchSettings:
+    """What every pair of a run shares besides its parameters: where it writes, and how and where
+    it runs (:class:`RuntimeOptions`, the manifest's runtime keys)."""
+
     output_root: str
     format: str
-    weights: str
-    weights_preprocessing: str | None
-    device: str
-    max_pixels: int
-    quality: int
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
     verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
-    threads: int = 0  # compute threads per pair; 0 = auto (nst_batch.tasks.pair.threads)
-    batch: int = 0  # photos optimised as one batch; 0 = auto (nst_batch.tasks.pair.produce.batch_size)
     keep_earlier: bool = False  # a pair redone with other parameters or inputs keeps its previous files under earlier/
     manifest: str = ""  # the manifest planned: each sidecar records it (who owns a name, nst_batch.tasks.running.ownership)
 
@@ -166,14 +164,11 @@ def expand(manifest: Manifest, source: str, output_override: str | None = None, 
     if problems:  # nothing below can be trusted with a mis-parsed URI (it would become a local path)
         if collect is not None:
             collect += problems
-            return Plan(source, BatchSettings(output_override or manifest.output, manifest.format, manifest.weights,
-                                              manifest.weights_preprocessing, manifest.device, manifest.max_pixels, manifest.quality,
-                                              threads=manifest.threads), ())
+            return Plan(source, BatchSettings(output_override or manifest.output, manifest.format, manifest.runtime()), ())
         raise ManifestError(source, problems)
     output_root = command_line_path(output_override) if output_override else resolve(base, manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
-    settings = BatchSettings(output_root, manifest.format, weights, manifest.weights_preprocessing, manifest.device,
-                             manifest.max_pixels, manifest.quality, threads=manifest.threads, batch=manifest.batch, keep_earlier=manifest.keep_earlier,
+    settings = BatchSettings(output_root, manifest.format, replace(manifest.runtime(), weights=weights), keep_earlier=manifest.keep_earlier,
                              manifest=command_line_path(source))  # absolute: `m.yaml` and `./team/m.yaml` are one manifest
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     notes: list[ManifestProblem] = []

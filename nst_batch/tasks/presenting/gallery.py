@@ -26,11 +26,11 @@ from nst_batch.tasks.basics import plural
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
-from nst_batch.tasks.pair.images import OUTPUT_FORMATS
+from nst_batch.tasks.pair.image_files import OUTPUT_FORMATS
 from nst_batch.tasks.pair.records import PairRecord, PairRow, RunSummary, Status, shown_quality
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
-THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.images.thumbnail)
+THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.image_files.thumbnail)
 _CELL_VW = "(max-width: 900px) 45vw, 30vw"  # how wide a grid cell is drawn, for srcset
 
 

@@ -55,7 +55,7 @@ class LivePair:
         self.seconds += time.monotonic() - now
 
     def _publish(self, step: StepInfo) -> None:
-        from nst_batch.tasks.pair.images import thumbnail
+        from nst_batch.tasks.pair.image_files import thumbnail
 
         assert step.image is not None
         self.latest = thumbnail(step.image)

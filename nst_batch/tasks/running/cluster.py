@@ -211,7 +211,7 @@ def _check_workers_see(client: Any, plan: Plan) -> int:
 def _local_inputs(plan: Plan) -> list[str]:
     styles = [u for u in plan.styles.values() if not storage_for(u).shared]
     contents = list(dict.fromkeys(p.content_uri for p in plan.pairs if not storage_for(p.content_uri).shared))
-    weights = [plan.settings.weights] if os.path.isfile(plan.settings.weights) else []
+    weights = [plan.settings.runtime.weights] if os.path.isfile(plan.settings.runtime.weights) else []
     return list(dict.fromkeys(styles + weights + contents))[:_SAMPLED_INPUTS]
 
 

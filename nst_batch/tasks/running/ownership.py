@@ -118,7 +118,7 @@ def _unsigned_outputs(plan: Plan, present: set[str]) -> list[ManifestProblem]:
     """A file under a pair's output name without a sidecar, that the tool did not write (its
     outputs carry a signature): someone's image, not replaced. One the tool wrote (a run killed
     between the output and its sidecar) is produced again, as before."""
-    from nst_batch.tasks.pair.images import signed_by_us
+    from nst_batch.tasks.pair.image_files import signed_by_us
 
     problems = []
     for pair in plan.pairs:

@@ -1,4 +1,6 @@
-"""Thin Prefect tasks over ``nst_batch.tasks.pair.produce``: one side effect each, small values in and out.
+"""Thin Prefect tasks over the tasks ring, small values in and out: planning (and readying the
+output root: an interrupted run's live files and partial writes go), inputs decoded before any
+work, style targets, a chunk of pairs (with their live progress artifacts), the summary, the gallery.
 
 Prefect's own result caching is off (``NO_CACHE``): skipping finished work is decided by our
 hash of the input bytes and parameters (see ``nst_batch.tasks.pair.produce``), which also holds across runs and

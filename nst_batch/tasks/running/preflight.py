@@ -27,7 +27,7 @@ from nst_batch.tasks.output.layout import (
     pair_thumb,
 )
 from nst_batch.tasks.output.storage import storage_for
-from nst_batch.tasks.pair.images import probe_image_file
+from nst_batch.tasks.pair.image_files import probe_image_file
 from nst_batch.tasks.planning.manifest import ManifestProblem
 from nst_batch.tasks.planning.plan import Plan
 
@@ -43,7 +43,7 @@ def input_problems(plan: Plan) -> list[ManifestProblem]:
         if uri in checked:
             continue
         checked.add(uri)
-        reason = _input_problem(uri, plan.settings.max_pixels)
+        reason = _input_problem(uri, plan.settings.runtime.max_pixels)
         if reason:
             problems.append(ManifestProblem(field, reason))
     return problems
@@ -57,7 +57,7 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
     and fails at run time): every distinct input read and decoded, one at a time, at no more than
     the largest size its pairs use (so memory stays that of one pair's decode)."""
     from nst_batch.tasks.errors import TaskError
-    from nst_batch.tasks.pair.images import decode_image
+    from nst_batch.tasks.pair.image_files import decode_image
     from nst_batch.tasks.pair.produce import read
 
     named: dict[str, str] = {}  # uri -> the manifest field that names it (the first)
@@ -74,7 +74,7 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
         if on_progress is not None:
             on_progress(index, len(sides), uri)
         try:
-            decode_image(read(uri, plan.settings.max_pixels), uri, max_pixels=plan.settings.max_pixels, max_side=side)
+            decode_image(read(uri, plan.settings.runtime.max_pixels), uri, max_pixels=plan.settings.runtime.max_pixels, max_side=side)
         except TaskError as exc:
             problems.append(ManifestProblem(field, str(exc)))
     if on_progress is not None:
@@ -91,7 +91,7 @@ def mask_problems(plan: Plan) -> list[ManifestProblem]:
     from nst_batch.core.errors import CoreError
     from nst_batch.core.regions import Region, check_regions
     from nst_batch.tasks.errors import TaskError
-    from nst_batch.tasks.pair.images import HEADER_BYTES, upright_size_from_header
+    from nst_batch.tasks.pair.image_files import HEADER_BYTES, upright_size_from_header
     from nst_batch.tasks.pair.masks import MaskInput
 
     regions: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], list[Region] | Exception] = {}
@@ -200,14 +200,14 @@ def settings_problems(plan: Plan) -> list[ManifestProblem]:
     """The run's settings that this machine can check: the device exists here, and a weights
     file is a readable regular file. (On a Dask cluster the device is the workers': not checked.)"""
     from nst_batch.core import CoreError
-    from nst_batch.tasks.pair.devices import devices_for
+    from nst_batch.tasks.pair.device_pool import devices_for
 
     problems = []
     try:
-        devices_for(plan.settings.device)
+        devices_for(plan.settings.runtime.device)
     except CoreError as exc:
         problems.append(ManifestProblem("device", str(exc)))
-    weights = plan.settings.weights
+    weights = plan.settings.runtime.weights
     if weights not in ("caffe", "torchvision"):
         problems += [ManifestProblem("weights", reason)] if (reason := _weights_problem(weights)) else []
     return problems

@@ -22,11 +22,11 @@ RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "N
 
 
 def concurrency() -> int:
-    """Jobs that can usefully run at once here: ``pairs_per_gpu`` per GPU (see nst_batch.tasks.pair.devices); on
+    """Jobs that can usefully run at once here: ``pairs_per_gpu`` per GPU (see nst_batch.tasks.pair.device_pool); on
     a CPU one (a single job already keeps every core busy inside its convolutions)."""
     import torch
 
-    from nst_batch.tasks.pair.devices import pairs_per_gpu
+    from nst_batch.tasks.pair.device_pool import pairs_per_gpu
 
     return max(1, torch.cuda.device_count()) * pairs_per_gpu() if torch.cuda.is_available() else 1
 

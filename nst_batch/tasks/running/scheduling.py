@@ -59,10 +59,10 @@ def bucket_keys(pairs: Sequence[PairJob], settings: BatchSettings, threads: int 
     """Each pair's batch bucket (its parameters and the shape bucket of its photo, from the photo's
     header: a few kB read per photo, 16 at a time), or None when the run does not batch (``batch:
     1``). A photo whose header does not say its size is a bucket of its own."""
-    if settings.batch == 1:
+    if settings.runtime.batch == 1:
         return None
     from nst_batch.tasks.output.storage import storage_for
-    from nst_batch.tasks.pair.images import HEADER_BYTES, upright_size_from_header
+    from nst_batch.tasks.pair.image_files import HEADER_BYTES, upright_size_from_header
 
     def key(pair: PairJob) -> Hashable:
         try:

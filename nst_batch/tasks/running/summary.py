@@ -1,5 +1,6 @@
-"""A batch run's summary: its counts, the style targets it computed or read from the cache, its
-failures, and the one line and the table that say it (the flow writes it; nst run prints it)."""
+"""A run's summary made from its pairs' rows (the record itself, :class:`RunSummary`, is in
+nst_batch.tasks.pair.records): its counts, the style targets it computed or read from the cache, its
+failures, the spread of its quality per style, and the one line and the table that say it."""
 
 from __future__ import annotations
 

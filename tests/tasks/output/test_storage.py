@@ -65,6 +65,7 @@ def test_a_pair_is_produced_skipped_and_shown_on_a_storage_in_memory():
     from nst_batch.tasks.output.storage import MemoryStorage, mounted
     from nst_batch.tasks.pair.produce import run_pair
     from nst_batch.tasks.planning.plan import BatchSettings, PairJob, StyleRef
+    from nst_batch.tasks.planning.runtime import RuntimeOptions
     from nst_batch.tasks.presenting.gallery import build_gallery
     from tests.synthetic import painting_like, photo_like
 
@@ -76,7 +77,7 @@ def test_a_pair_is_produced_skipped_and_shown_on_a_storage_in_memory():
     with mounted("mem://", MemoryStorage()) as mem:
         mem.write_bytes("mem://b/in/a.png", png(photo_like(48, 64)))
         mem.write_bytes("mem://b/in/s.png", png(painting_like(40, 40)))
-        settings = BatchSettings("mem://b/out", "png", "caffe", None, "cpu", 100_000_000, 95)
+        settings = BatchSettings("mem://b/out", "png", RuntimeOptions(device="cpu"))
         pair = PairJob("a__s", "mem://b/in/a.png", (StyleRef("s", "mem://b/in/s.png"),), StyleConfig(size=32, scales=(1.0,), iterations=(2,)))
         assert run_pair(pair, settings).status == "produced"
         written = set(mem.objects)

@@ -223,7 +223,7 @@ def test_quality_redoes_lossy_outputs_only(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
     assert run_pair(pair, plan.settings).status == Status.PRODUCED
-    assert run_pair(pair, dataclasses.replace(plan.settings, quality=60)).status == Status.SKIPPED
+    assert run_pair(pair, dataclasses.replace(plan.settings, runtime=dataclasses.replace(plan.settings.runtime, quality=60))).status == Status.SKIPPED
     jpeg = dataclasses.replace(plan.settings, format="jpg")
     assert run_pair(pair, jpeg).status == Status.PRODUCED
     assert run_pair(pair, dataclasses.replace(jpeg, quality=60)).status == Status.PRODUCED

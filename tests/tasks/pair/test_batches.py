@@ -71,7 +71,7 @@ def test_auto_batches_on_a_cpu_only_where_that_measured_faster(collection):
     cfg = plan.pairs[0].config
     assert batch_size(plan.settings, cfg, (96, 128)) == produce.AUTO_BATCH_CPU
     assert batch_size(plan.settings, replace(cfg, size=256), (192, 256)) == 1
-    assert batch_size(replace(plan.settings, batch=3), replace(cfg, size=256), (192, 256)) == 3
+    assert batch_size(replace(plan.settings, runtime=replace(plan.settings.runtime, batch=3)), replace(cfg, size=256), (192, 256)) == 3
 
 
 def test_the_memory_guard_shrinks_a_batch(collection, monkeypatch):
@@ -133,7 +133,7 @@ def test_the_flow_chunks_a_buckets_pairs_side_by_side(collection):
     (chunk,) = chunks(list(plan.pairs), workers=4, buckets=keys)  # 5 pairs: one chunk of at least BATCH_CHUNK
     assert [p.name.split("__")[0] for p in chunk] == ["0", "d", "a", "b", "c"] and BATCH_CHUNK >= 5
     assert [len(c) for c in chunks(list(plan.pairs), workers=4)] == [1] * 5  # without buckets: as before
-    assert bucket_keys(plan.pairs, replace(plan.settings, batch=1)) is None
+    assert bucket_keys(plan.pairs, replace(plan.settings, runtime=replace(plan.settings.runtime, batch=1))) is None
 
 
 @pytest.mark.parametrize("value", ["-1", "65", "two"])

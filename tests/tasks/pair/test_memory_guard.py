@@ -37,7 +37,7 @@ def test_pairs_sharing_a_gpu_share_its_budget(monkeypatch):
 
 
 def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
-    from nst_batch.tasks.pair.devices import DevicePool, pairs_per_gpu
+    from nst_batch.tasks.pair.device_pool import DevicePool, pairs_per_gpu
 
     gpus = DevicePool([torch.device("cuda:0"), torch.device("cuda:1")], pairs_per_gpu=2)
     assert gpus.size == 4
@@ -79,7 +79,7 @@ def test_a_gpus_budget_counts_this_processs_own_allocator_cache(monkeypatch):
 def test_a_thread_gets_a_stream_on_each_gpu_it_works_on(monkeypatch):
     """A stream belongs to one GPU: a thread whose next slot is on another GPU gets a stream there,
     not the first GPU's (its work would run on the new GPU's legacy stream)."""
-    from nst_batch.tasks.pair.devices import DevicePool, Slot
+    from nst_batch.tasks.pair.device_pool import DevicePool, Slot
 
     made = []
 
@@ -104,7 +104,7 @@ def test_a_dask_worker_s_threads_are_its_pairs_per_gpu(monkeypatch):
 
     import distributed
 
-    from nst_batch.tasks.pair.devices import DEFAULT_PAIRS_PER_GPU, pairs_per_gpu
+    from nst_batch.tasks.pair.device_pool import DEFAULT_PAIRS_PER_GPU, pairs_per_gpu
 
     monkeypatch.delenv("NST_PAIRS_PER_GPU", raising=False)
     assert pairs_per_gpu() == DEFAULT_PAIRS_PER_GPU  # not in a worker

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from nst_batch.tasks.errors import ManifestError, TooLargeError
-from nst_batch.tasks.pair.images import decode_image
+from nst_batch.tasks.pair.image_files import decode_image
 from nst_batch.tasks.planning import formats as images_module
 from nst_batch.tasks.planning.manifest import ManifestProblem, parse_manifest
 from nst_batch.tasks.planning.plan import MAX_NAME_BYTES, command_line_path, load_plan, plan_with_problems
@@ -95,7 +95,7 @@ def test_an_output_the_tool_wrote_without_its_sidecar_is_produced_again(folder):
     """A run killed between an output and its sidecar: the output is signed, so it is the tool's."""
     import torch
 
-    from nst_batch.tasks.pair.images import encode_image
+    from nst_batch.tasks.pair.image_files import encode_image
 
     manifest = _manifest(folder, "output: out\ncontents: [photos/a.png]\n")
     (folder / "out").mkdir()
@@ -303,7 +303,7 @@ def test_the_gallery_shows_pairs_a_stopped_run_finished_after_the_last_summary(f
 
     import torch
 
-    from nst_batch.tasks.pair.images import encode_image
+    from nst_batch.tasks.pair.image_files import encode_image
     from nst_batch.tasks.presenting.gallery import build_gallery
 
     out = folder / "out"

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageCms
 
 from nst_batch.tasks.errors import ImageInputError
-from nst_batch.tasks.pair.images import decode_image, encode_image, load_image, output_format
+from nst_batch.tasks.pair.image_files import decode_image, encode_image, load_image, output_format
 
 
 def _bytes(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -156,7 +156,7 @@ def test_integer_tiffs_of_any_width_are_scaled_by_their_real_range(dtype, white)
     import numpy as np
     from PIL import Image
 
-    from nst_batch.tasks.pair.images import decode_image
+    from nst_batch.tasks.pair.image_files import decode_image
 
     ramp = (np.linspace(0, 1, 64).reshape(8, 8) * white).astype(dtype)
     data = io.BytesIO()
