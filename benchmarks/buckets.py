@@ -14,15 +14,12 @@ bucket's shape and back costs.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from nst_batch.core.image_ops import resize
@@ -50,11 +47,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def jpeg(image: torch.Tensor, quality: int = 95) -> torch.Tensor:
-    array = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=quality)
-    back = torch.from_numpy(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")).copy())
-    return back.permute(2, 0, 1)[None].float() / 255
+    """The image after a round trip through the encoder and decoder every output goes through."""
+    from nst_batch.tasks.pair.image_files import decode_image, encode_image
+
+    return decode_image(encode_image(image, "JPEG", quality=quality), "round-trip.jpg").rgb
 
 
 def round_trips(images: Path, size: int) -> list[dict[str, Any]]:

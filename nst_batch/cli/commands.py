@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,27 +44,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Every problem in one pass: the text and schema, names and globs, then the files, the output
     root, the settings and the cluster of what is left; all printed at once, in file order."""
     from nst_batch.tasks.planning.manifest import ManifestProblem
-    from nst_batch.tasks.planning.plan import plan_with_problems, shown_name
-    from nst_batch.tasks.running.preflight import plan_problems
+    from nst_batch.tasks.planning.plan import shown_name
+    from nst_batch.tasks.running.preflight import decode_problems, prepare_run
 
-    plan, problems = plan_with_problems(args.manifest, args.output)
+    # What the run would trip on, all of it: the inputs too, and the device unless a cluster runs it.
+    checked = prepare_run(args.manifest, args.output, every_problem=True, inputs=True, settings=True, on_cluster=bool(args.dask_address))
+    plan, problems = checked.plan, list(checked.problems)
+    print_notes(plan)
+    if args.decode:
+        problems += decode_problems(plan, DecodeLines(sys.stderr))
     cluster = ""
-    if plan is not None:
-        plan, found = plan_problems(plan, on_cluster=bool(args.dask_address))  # what the run would trip on
-        problems += found
-        print_notes(plan)
-        if args.decode:
-            from nst_batch.tasks.running.preflight import decode_problems
-
-            problems += decode_problems(plan, DecodeLines(sys.stderr))
-        try:
-            cluster = _check_cluster(args.dask_address, plan)
-        except TaskError as exc:
-            problems.append(ManifestProblem("dask_address", str(exc)))
+    try:
+        cluster = _check_cluster(args.dask_address, plan)
+    except TaskError as exc:
+        problems.append(ManifestProblem("dask_address", str(exc)))
     if problems:
         unique = list(dict.fromkeys(problems))
         raise ManifestError(args.manifest, sorted(unique, key=lambda p: (p.line is None, p.line or 0)))
-    assert plan is not None
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0
@@ -83,31 +80,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_libraries()
-    from nst_batch.tasks.planning.plan import command_line_path, load_plan
-    from nst_batch.tasks.running.preflight import check_outputs
+    from nst_batch.tasks.planning.plan import command_line_path
+    from nst_batch.tasks.running.preflight import prepare_run
+    from nst_batch.tasks.running.runners import existing_cluster
 
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
     args.output = command_line_path(args.output) if args.output else None  # against this shell's folder, also in the flow run's parameters
-    plan = load_plan(args.manifest, args.output)  # fail fast, before Prefect starts, on a bad manifest
-    plan = check_outputs(plan)  # and on an output root that takes no files, or special files where outputs go; names settled
+    # Fail fast, before Prefect starts: a bad manifest, an output root that takes no files or has
+    # special files where outputs go, a device this machine lacks or an unreadable weights file
+    # (not on a cluster started elsewhere: its workers run the pairs). Names settled.
+    on_cluster = existing_cluster(args.runner, args.dask_address) is not None
+    checked = prepare_run(args.manifest, args.output, settings=not on_cluster)
+    plan = checked.plan
     print_notes(plan)
     if args.summary_json:
         from nst_batch.tasks.output.checks import check_writable_file
 
         check_writable_file(args.summary_json, "summary_json")
-    from nst_batch.tasks.running.runners import existing_cluster
-
     cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths
-    from nst_batch.tasks.running.preflight import CheckedPlan, handing_over
+    from nst_batch.tasks.running.preflight import handing_over
     from nst_batch.tasks.running.runners import make_task_runner
 
     runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)  # a bad runner setting: one line, before Prefect
     # The flow run takes this plan instead of planning and checking again.
-    checked = CheckedPlan(args.manifest, args.output, plan, getattr(runner, "address", None) if cluster else None)
-    if not existing_cluster(args.runner, args.dask_address):
-        from nst_batch.tasks.running.preflight import check_settings
-
-        check_settings(plan)  # a device this machine lacks, an unreadable weights file: one line, before any pair
+    checked = replace(checked, cluster=getattr(runner, "address", None) if cluster else None)
     print(f"{plural(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
     server = start_temporary_server()
     from nst_batch.flows.stylize_batch import stylize_batch

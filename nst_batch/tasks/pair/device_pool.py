@@ -38,18 +38,19 @@ class DevicePool:
 
     def __init__(self, devices: list[torch.device], pairs_per_gpu: int = 1) -> None:
         self.devices = devices
+        self._pairs_per_gpu = pairs_per_gpu
         self._free: queue.Queue[Slot] = queue.Queue()
         for round_ in range(pairs_per_gpu):  # round-robin: the first jobs spread over the GPUs
             for d in devices:
-                if d.type == "cuda" or round_ == 0:  # a CPU takes one job at a time whatever k is
-                    self._free.put(Slot(d, pairs_per_gpu if d.type == "cuda" else 1))
+                if round_ < self.sharing(d):
+                    self._free.put(Slot(d, self.sharing(d)))
         self.size = self._free.qsize()
-        self._sharing = pairs_per_gpu
         self._streams: dict[tuple[int, str], torch.cuda.Stream] = {}
 
     def sharing(self, device: torch.device) -> int:
-        """How many slots share ``device``: the memory guard gives each its share."""
-        return self._sharing if device.type == "cuda" else 1
+        """How many slots share ``device`` (the memory guard gives each its share): ``pairs_per_gpu``
+        on a GPU; a CPU takes one job at a time whatever that is."""
+        return self._pairs_per_gpu if device.type == "cuda" else 1
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[torch.device]:

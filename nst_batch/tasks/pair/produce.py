@@ -382,13 +382,16 @@ def batches(ready: Sequence[_Ready], settings: BatchSettings) -> list[list[_Read
     mask, in tiles, or whose photo's size its header does not say, runs alone. In the pairs'
     order otherwise (a bucket's batch starts where its first pair stands)."""
     groups: dict[Any, list[list[_Ready]]] = {}
+    limits: dict[Any, int] = {}  # one memory estimate per bucket, not per pair
     order: list[list[_Ready]] = []
     for r in ready:
         key = _bucket_key(r)
         if key is None:
             order.append([r])
             continue
-        limit = batch_size(settings, r.pair.config, key[1])
+        if key not in limits:
+            limits[key] = batch_size(settings, r.pair.config, key[1])
+        limit = limits[key]
         open_ = groups.setdefault(key, [])
         if open_ and len(open_[-1]) < limit:
             open_[-1].append(r)

@@ -27,13 +27,13 @@ from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
 from nst_batch.tasks.output.storage import StorageError, join, storage_for
 from nst_batch.tasks.pair.done import failed_row
 from nst_batch.tasks.pair.records import PairRow, Status
-from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan, load_plan
+from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan
 from nst_batch.tasks.presenting.gallery import build_gallery, style_label
 from nst_batch.tasks.presenting.live import LivePair
 from nst_batch.tasks.presenting.progress import format_losses, pair_finished, pair_step
 from nst_batch.tasks.presenting.run_marker import clear_ended_live_view
 from nst_batch.tasks.running.cluster import failure_reason
-from nst_batch.tasks.running.preflight import check_outputs, decode_problems
+from nst_batch.tasks.running.preflight import decode_problems, prepare_run
 from nst_batch.tasks.running.summary import RunSummary
 
 
@@ -72,7 +72,7 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
     an interrupted run and the parts its writes left go."""
     plan = planned
     if plan is None:
-        plan = check_outputs(load_plan(manifest, output))  # names settled; no special file where an output goes
+        plan = prepare_run(manifest, output).plan  # names settled; no special file where an output goes
     clear_ended_live_view(plan.settings.output_root)  # an interrupted run's live files would show its pairs as running
     logger = get_run_logger()
     for note in plan.notes if planned is None else ():  # nst run printed its plan's notes before the flow

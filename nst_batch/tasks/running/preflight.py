@@ -1,6 +1,8 @@
-"""Checks of a whole plan before any work: every input is there and is an image, and the output
-root takes new files. ``nst validate`` reports them all at once; ``nst run`` refuses a root it
-cannot write."""
+"""Checks of a whole plan before any work, assembled in one place, :func:`prepare_run`: the manifest
+planned, the names settled in the output root (another manifest's results keep theirs), the root
+takes new files and has no special file where an output goes; on request every input is there and
+is an image (headers only), the device and the weights can be used here. ``nst validate`` gathers
+every problem and reports them at once; ``nst run`` and the flow refuse the first set."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from nst_batch.tasks.errors import InputError, ManifestError, StorageError
+from nst_batch.tasks.errors import InputError, ManifestError, Problem, StorageError
 from nst_batch.tasks.output.atomic import not_regular
 from nst_batch.tasks.output.checks import check_writable_root
 from nst_batch.tasks.output.layout import (
@@ -231,51 +233,51 @@ def _weights_problem(uri: str) -> str | None:
     return None
 
 
-def check_settings(plan: Plan) -> None:
-    """Raise :class:`ManifestError` when the device or the weights cannot be used here (``nst run``)."""
-    problems = settings_problems(plan)
-    if problems:
-        raise ManifestError(plan.source, problems)
-
-
-def check_outputs(plan: Plan) -> Plan:
-    """The plan with its names settled in the output root (another manifest's results keep
-    theirs: :mod:`nst_batch.tasks.running.ownership`). Raises the output root's own error (one
-    line) when it takes no files, else :class:`ManifestError` with every problem of where the run
-    writes (``nst run`` and the flow)."""
-    from nst_batch.tasks.running.ownership import owned
-
-    check_writable_root(plan.settings.output_root)
-    plan, problems = owned(plan)
-    problems += layout_problems(plan)
-    if problems:
-        raise ManifestError(plan.source, problems)
-    return plan
-
-
-def plan_problems(plan: Plan, on_cluster: bool = False) -> tuple[Plan, list[ManifestProblem]]:
-    """The plan with its names settled in the output root, and every problem of the inputs, the
-    outputs and the settings (the device is not checked ``on_cluster``: it is the workers')."""
-    from nst_batch.tasks.running.ownership import owned
-
-    settings = settings_problems(plan)
-    if on_cluster:
-        settings = [p for p in settings if p.path != "device"]
-    plan, owning = owned(plan)
-    return plan, input_problems(plan) + mask_problems(plan) + owning + output_problems(plan) + settings
-
-
 @dataclass(frozen=True)
 class CheckedPlan:
-    """A plan its caller made and checked in this process before starting the flow (``nst run``
-    does, to refuse a bad manifest or an unusable cluster in a second, before Prefect starts): the
-    flow run uses it instead of planning and checking again. A deployment's flow run is handed
-    nothing and does both itself."""
+    """A plan made and checked by :func:`prepare_run`. ``problems``: what ``every_problem`` found
+    (the plan then holds what could be planned). ``nst run`` hands it to the flow run in this
+    process (see :func:`handing_over`), which then neither plans nor checks again; a deployment's
+    flow run prepares its own."""
 
     manifest: str
     output: str | None
     plan: Plan
+    problems: tuple[Problem, ...] = ()
     cluster: str | None = None  # the Dask scheduler whose workers were checked against the plan
+
+
+def prepare_run(manifest: str, output: str | None = None, *, every_problem: bool = False, inputs: bool = False, settings: bool = False,
+                on_cluster: bool = False) -> CheckedPlan:
+    """The one preflight of a run (``nst validate``, ``nst run`` and the flow's own planning).
+    Plans the manifest and settles the names in the output root; checks that the root takes new
+    files and holds no special file where an output goes; with ``inputs`` every input's header
+    and each mask; with ``settings`` the device (not ``on_cluster``: it is the workers') and the
+    weights file. ``every_problem``: gather every problem into the result (a manifest with nothing
+    left to plan still raises); otherwise raise :class:`ManifestError` with them (or the root's
+    own one-line error when it takes no files at all)."""
+    from nst_batch.tasks.planning.plan import load_plan, plan_with_problems
+    from nst_batch.tasks.running.ownership import owned
+
+    problems: list[Problem] = []
+    if every_problem:
+        planned, problems = plan_with_problems(manifest, output)
+        if planned is None:
+            raise ManifestError(manifest, problems)
+        plan = planned
+    else:
+        plan = load_plan(manifest, output)
+        check_writable_root(plan.settings.output_root)
+    plan, owning = owned(plan)
+    if inputs:
+        problems += input_problems(plan) + mask_problems(plan)
+    problems += owning
+    problems += output_problems(plan) if every_problem else layout_problems(plan)
+    if settings:
+        problems += [p for p in settings_problems(plan) if not (on_cluster and p.path == "device")]
+    if problems and not every_problem:
+        raise ManifestError(plan.source, problems)
+    return CheckedPlan(manifest, output, plan, tuple(problems))
 
 
 # Scoped by handing_over(), not a cache: nothing outlives the call that made the plan.

@@ -1,9 +1,9 @@
 """Batches through the tasks ring: which pairs share one (the shape buckets, the parameter set,
 the setting and the memory guard), what a batched pair writes (its own output size, its share of
 the time, the sidecar's ``batch``), and a batch that fails runs its pairs one at a time."""
-
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 
@@ -53,6 +53,16 @@ def _plan(root, extra: str = ""):
 
 def _ready(plan):
     return [produce._prepare(p, plan.settings, False, None) for p in plan.pairs]
+
+
+def test_the_working_shape_is_the_stylizers_own_output_shape():
+    """buckets.py (pure Python, for the planner) rounds as the core's fit_size does: a bucket of the
+    wrong shape would resample every output of a batch for nothing."""
+    from nst_batch.core.image_ops import fit_size
+
+    sizes = [(3024, 4032), (2992, 4000), (4000, 2992), (1080, 1920), (1, 5000), (333, 333), (7, 3), (4001, 2999), (513, 1025)]
+    for (h, w), size in itertools.product(sizes, (16, 64, 255, 256, 511, 512, 1023)):
+        assert working_shape(h, w, size) == fit_size(h, w, size), (h, w, size)
 
 
 def test_pairs_of_one_bucket_and_parameter_set_share_batches_up_to_the_setting(collection):

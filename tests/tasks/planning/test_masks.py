@@ -14,7 +14,7 @@ from nst_batch.tasks.pair.produce import run_pair
 from nst_batch.tasks.pair.records import Status
 from nst_batch.tasks.planning.masks import mask_styles_from_text, parse_colour
 from nst_batch.tasks.planning.plan import load_plan, plan_with_problems
-from nst_batch.tasks.running.preflight import plan_problems
+from nst_batch.tasks.running.preflight import prepare_run
 from tests.flows.helpers import save
 from tests.s3_server import s3_server
 from tests.synthetic import painting_like, photo_like
@@ -57,7 +57,7 @@ def test_a_masked_pair_keeps_its_kept_half_and_records_its_mask(masked):
     plan = load_plan(str(masked / "m.yaml"))
     (pair,) = plan.pairs
     assert pair.mask is not None and pair.mask.uri == str(masked / "masks" / "a.png")
-    assert plan_problems(plan)[1] == []
+    assert prepare_run(plan.source, every_problem=True, inputs=True, settings=True).problems == ()
     assert run_pair(pair, plan.settings).status == Status.PRODUCED
     sidecar = json.loads((masked / "out" / f"{pair.name}.json").read_text())
     assert sidecar["mask"]["uri"] == pair.mask.uri and sidecar["mask"]["styles"] == {"#ff0000": "paint", "#000": "keep"}
@@ -91,7 +91,7 @@ def test_validate_refuses_bad_masks_in_one_line_each(masked, mask, mapping, mess
     elif mask == "none":
         (masked / "masks" / "a.png").unlink()
     plan = load_plan(str(masked / "m.yaml"))
-    problems = plan_problems(plan)[1]
+    problems = prepare_run(plan.source, every_problem=True, inputs=True, settings=True).problems
     assert len(problems) == 1 and problems[0].path == "pairs.0.mask" and message in problems[0].message, problems
     row_reason = None
     try:
@@ -147,7 +147,7 @@ def test_a_mask_on_s3(tmp_path):
         s3.put_object(Bucket="mask-art", Key="in/m.yaml", Body=manifest.encode())
         plan = load_plan("s3://mask-art/in/m.yaml")
         assert plan.pairs[0].mask.uri == "s3://mask-art/in/a-mask.png"
-        assert plan_problems(plan)[1] == []
+        assert prepare_run(plan.source, every_problem=True, inputs=True, settings=True).problems == ()
         assert run_pair(plan.pairs[0], plan.settings).status == Status.PRODUCED
         sidecar = json.loads(s3.get_object(Bucket="mask-art", Key=f"out/{plan.pairs[0].name}.json")["Body"].read())
         assert sidecar["mask"]["uri"] == "s3://mask-art/in/a-mask.png"

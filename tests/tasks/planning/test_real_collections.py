@@ -16,7 +16,7 @@ from nst_batch.tasks.planning import formats as images_module
 from nst_batch.tasks.planning.manifest import ManifestProblem, parse_manifest
 from nst_batch.tasks.planning.plan import MAX_NAME_BYTES, command_line_path, load_plan, plan_with_problems
 from nst_batch.tasks.running.ownership import owned
-from nst_batch.tasks.running.preflight import check_outputs
+from nst_batch.tasks.running.preflight import prepare_run
 
 HEAD = "defaults: {size: 32, scales: [1.0], iterations: 1}\nstyles: {starry: styles/starry.png}\n"
 
@@ -39,7 +39,7 @@ def _manifest(folder: Path, text: str, name: str = "m.yaml") -> str:
 
 def _problems(manifest: str) -> str:
     with pytest.raises(ManifestError) as info:
-        check_outputs(load_plan(manifest))
+        prepare_run(manifest)
     return " | ".join(map(str, info.value.problems))
 
 
@@ -57,32 +57,32 @@ def _result(plan, name: str, content: str, manifest: str, run_id: str = "run-a")
 def test_a_second_manifest_with_the_same_photo_stem_takes_a_hashed_name_and_keeps_it(folder):
     first = _manifest(folder, "output: out\ncontents: [cardA/IMG_0001.jpg]\n", "a.yaml")
     second = _manifest(folder, "output: out\ncontents: [cardB/IMG_0001.jpg]\n", "b.yaml")
-    plan_a = check_outputs(load_plan(first))
+    plan_a = prepare_run(first).plan
     (folder / "out").mkdir()
     _result(plan_a, "IMG_0001__starry", plan_a.pairs[0].content_uri, first)
-    plan_b = check_outputs(load_plan(second))
+    plan_b = prepare_run(second).plan
     moved = plan_b.pairs[0].name
     assert moved.startswith("IMG_0001__starry-") and len(moved) == len("IMG_0001__starry-") + 8
     assert any("IMG_0001__starry is taken by the result of run run-a of " in str(n) and moved in str(n) for n in plan_b.notes)
     # The same name on every run of the second manifest (its result is found again), and the
     # first manifest keeps its own name.
     _result(plan_b, moved, plan_b.pairs[0].content_uri, second, "run-b")
-    assert check_outputs(load_plan(second)).pairs[0].name == moved
-    assert check_outputs(load_plan(first)).pairs[0].name == "IMG_0001__starry"
+    assert prepare_run(second).plan.pairs[0].name == moved
+    assert prepare_run(first).plan.pairs[0].name == "IMG_0001__starry"
 
 
 def test_the_same_manifest_with_another_photo_under_a_name_is_its_own_result(folder):
     """A manifest whose photo moved redoes its pair in place, as before: its own result."""
     manifest = _manifest(folder, "output: out\ncontents: [cardA/IMG_0001.jpg]\n")
-    plan = check_outputs(load_plan(manifest))
+    plan = prepare_run(manifest).plan
     (folder / "out").mkdir()
     _result(plan, "IMG_0001__starry", str(folder / "old" / "IMG_0001.jpg"), manifest)
-    assert check_outputs(load_plan(manifest)).pairs[0].name == "IMG_0001__starry"
+    assert prepare_run(manifest).plan.pairs[0].name == "IMG_0001__starry"
 
 
 def test_an_explicit_name_another_manifest_holds_is_refused_before_any_work(folder):
     first = _manifest(folder, "output: out\ncontents: [cardA/IMG_0001.jpg]\n", "a.yaml")
-    plan_a = check_outputs(load_plan(first))
+    plan_a = prepare_run(first).plan
     (folder / "out").mkdir()
     _result(plan_a, "IMG_0001__starry", plan_a.pairs[0].content_uri, first)
     second = _manifest(folder, "output: out\npairs: [{content: cardB/IMG_0001.jpg, style: starry, name: IMG_0001__starry}]\n", "b.yaml")
@@ -100,7 +100,7 @@ def test_an_output_the_tool_wrote_without_its_sidecar_is_produced_again(folder):
     manifest = _manifest(folder, "output: out\ncontents: [photos/a.png]\n")
     (folder / "out").mkdir()
     (folder / "out" / "a__starry.png").write_bytes(encode_image(torch.rand(1, 3, 24, 32), "PNG"))
-    assert check_outputs(load_plan(manifest)).pairs[0].name == "a__starry"
+    assert prepare_run(manifest).plan.pairs[0].name == "a__starry"
     Image.new("RGB", (32, 24)).save(folder / "out" / "a__starry.png")  # someone's image under that name
     assert "a__starry.png exists and was not written by nst-batch" in _problems(manifest)
 
@@ -117,7 +117,7 @@ def test_a_gallery_or_summary_the_tool_did_not_write_is_never_replaced(folder):
 
     (folder / "out" / "index.html").write_text(f"<html><head>{GALLERY_MARK}</head></html>")
     (folder / "out" / "summary.json").write_text(json.dumps({"manifest": manifest, "counts": {}, "pairs": []}))
-    check_outputs(load_plan(manifest))
+    prepare_run(manifest)
 
 
 def test_an_output_root_holding_the_paintings_never_writes_over_one(folder):
@@ -130,7 +130,7 @@ def test_an_output_root_holding_the_paintings_never_writes_over_one(folder):
                                    + "output: styles\npairs: [{content: photos/a.png, style: starry, name: dusk}]\n")
     assert "is an input (styles.dusk)" in _problems(str(folder / "m.yaml"))
     # Generated names next to the paintings are fine.
-    check_outputs(load_plan(_manifest(folder, "output: styles\ncontents: [photos/a.png]\n")))
+    prepare_run(_manifest(folder, "output: styles\ncontents: [photos/a.png]\n"))
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_an_output_root_holding_the_paintings_never_writes_over_one(folder):
 def test_names_outside_ascii_are_kept_and_long_ones_fit_the_file_system_in_bytes(folder):
     for name in ("café.png", "東京.png", "東" * 72 + ".png"):
         Image.new("RGB", (40, 30)).save(folder / "photos" / name)
-    plan = check_outputs(load_plan(_manifest(folder, "output: out\ncontents: [photos/]\n")))
+    plan = prepare_run(_manifest(folder, "output: out\ncontents: [photos/]\n")).plan
     names = sorted(p.name for p in plan.pairs)
     assert "café__starry" in names and "東京__starry" in names
     longest = max(names, key=lambda n: len(n.encode()))
@@ -327,9 +327,9 @@ def test_one_manifest_named_two_ways_owns_its_names(folder, monkeypatch):
     photo moved, its pair is redone in place, not moved aside as another manifest's would be."""
     manifest = _manifest(folder, "output: out\ncontents: [cardA/IMG_0001.jpg]\n")
     monkeypatch.chdir(folder)
-    plan = check_outputs(load_plan("m.yaml"))
+    plan = prepare_run("m.yaml").plan
     assert plan.settings.manifest == manifest
     (folder / "out").mkdir()
     _result(plan, "IMG_0001__starry", str(folder / "old" / "IMG_0001.jpg"), plan.settings.manifest)
     monkeypatch.chdir(folder / "photos")
-    assert check_outputs(load_plan(manifest)).pairs[0].name == "IMG_0001__starry"
+    assert prepare_run(manifest).plan.pairs[0].name == "IMG_0001__starry"
