@@ -81,8 +81,10 @@ def test_every_profiles_tiled_memory_run_has_a_valid_config(profile, tmp_path):
     _save(painting_like(40, 40), tmp_path / "style" / "b.png")
     size = max(Settings.make(profile, tmp_path, tmp_path / "work", False).memory_sizes)
     tiles = tiled_settings(size)
-    if tiles is not None:
-        StyleConfig(size=size, tile_size=tiles[0], tile_overlap=tiles[1])
+    assert (tiles is None) == (size // 2 < 128), (profile, size)  # the tiny sizes have no tiled run; the others do
+    for tile, overlap in [tiles] if tiles is not None else []:
+        cfg = StyleConfig(size=size, tile_size=tile, tile_overlap=overlap)  # an invalid pair raises ConfigError
+        assert cfg.tiled(size, size) and overlap < tile / 2
 
 
 def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):

@@ -136,12 +136,12 @@ class Plan:
         }
 
 
-def load_plan(manifest_uri: str, output_override: str | None = None) -> Plan:
+def load_plan(manifest_uri: str, output: str | None = None) -> Plan:
     """Read, validate and expand a manifest (a path or an s3:// URI)."""
     problem = uri_problem(manifest_uri)
     if problem:
         raise ManifestError(manifest_uri, [ManifestProblem("", problem)])
-    return expand(parse_manifest(_read_manifest(manifest_uri), manifest_uri), manifest_uri, output_override)
+    return expand(parse_manifest(_read_manifest(manifest_uri), manifest_uri), manifest_uri, output)
 
 
 def _read_manifest(manifest_uri: str) -> str:
@@ -156,17 +156,17 @@ def _read_manifest(manifest_uri: str) -> str:
         raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
 
 
-def expand(manifest: Manifest, source: str, output_override: str | None = None, collect: list[ManifestProblem] | None = None) -> Plan:
+def expand(manifest: Manifest, source: str, output: str | None = None, collect: list[ManifestProblem] | None = None) -> Plan:
     """The plan of ``manifest``; raises :class:`ManifestError` with every problem found, or with
     ``collect`` appends them there and returns the plan of the pairs that did expand."""
     base = parent(source)
-    problems = _uri_problems(manifest, output_override, base)
+    problems = _uri_problems(manifest, output, base)
     if problems:  # nothing below can be trusted with a mis-parsed URI (it would become a local path)
         if collect is not None:
             collect += problems
-            return Plan(source, BatchSettings(output_override or manifest.output, manifest.format, manifest.runtime()), ())
+            return Plan(source, BatchSettings(output or manifest.output, manifest.format, manifest.runtime()), ())
         raise ManifestError(source, problems)
-    output_root = command_line_path(output_override) if output_override else resolve(base, manifest.output)
+    output_root = command_line_path(output) if output else resolve(base, manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
     settings = BatchSettings(output_root, manifest.format, replace(manifest.runtime(), weights=weights), keep_earlier=manifest.keep_earlier,
                              manifest=command_line_path(source))  # absolute: `m.yaml` and `./team/m.yaml` are one manifest
@@ -218,7 +218,7 @@ def command_line_path(path: str) -> str:
     return path if has_scheme(path) else os.path.abspath(os.path.expanduser(path))
 
 
-def plan_with_problems(manifest_uri: str, output_override: str | None = None) -> tuple[Plan | None, list[Problem]]:
+def plan_with_problems(manifest_uri: str, output: str | None = None) -> tuple[Plan | None, list[Problem]]:
     """``nst validate``'s one pass: every problem of the text, the schema, the names and the globs,
     and the plan of what is left (for its files to be checked too)."""
     problem = uri_problem(manifest_uri)
@@ -232,7 +232,7 @@ def plan_with_problems(manifest_uri: str, output_override: str | None = None) ->
     if manifest is None:
         return None, problems
     found: list[ManifestProblem] = []
-    plan = expand(manifest, manifest_uri, output_override, collect=found)
+    plan = expand(manifest, manifest_uri, output, collect=found)
     named = {p.path for p in problems}  # an unknown style was named by the parse already, with its line
     return plan, problems + [p for p in found if not (p.path.endswith(".style") and p.path in named)]
 
@@ -276,10 +276,10 @@ def _at(point: dict[str, Any]) -> str:
     return f" (at {', '.join(f'{k}={_label(k, v)}' for k, v in point.items())})" if point else ""
 
 
-def _uri_problems(manifest: Manifest, output_override: str | None, base: str = "") -> list[ManifestProblem]:
+def _uri_problems(manifest: Manifest, output: str | None, base: str = "") -> list[ManifestProblem]:
     """Every URI of the manifest that is malformed (``s3:/b``, ``S3://``, a NUL byte, ...), and
     every relative path of a manifest on S3 that climbs out of its bucket with ``..``."""
-    where = [("output", output_override or manifest.output)]
+    where = [("output", output or manifest.output)]
     if manifest.weights not in ("caffe", "torchvision"):
         where.append(("weights", manifest.weights))
     where += [(f"styles.{name}", manifest.style_path(name)) for name in manifest.styles]

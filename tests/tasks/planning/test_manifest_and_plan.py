@@ -58,7 +58,7 @@ pairs:
   - {content: photos/a.jpg, style: [starry, scream], style_blend: [0.7, 0.3], name: blend-a}
   - {content: photos/b.png, style: starry, size: 32, preserve_color: true, tile_size: 256, upsample: residual}
 """
-    plan = load_plan(str(_write(folder / "m.yaml", text)), output_override=str(folder / "elsewhere"))
+    plan = load_plan(str(_write(folder / "m.yaml", text)), output=str(folder / "elsewhere"))
     assert plan.settings.output_root == str(folder / "elsewhere")
     blend, single = plan.pairs
     assert blend.name == "blend-a" and [s.name for s in blend.styles] == ["starry", "scream"]
