@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nst_batch.core import (
     ProgressCallback,
@@ -64,6 +64,10 @@ from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
 from nst_batch.tasks.planning.runtime import RuntimeOptions
+
+if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)
+    import torch
+    from torch import Tensor
 
 # Bump when a change to the code changes outputs for the same inputs and parameters: it is part
 # of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
@@ -204,7 +208,7 @@ class ResidentTargets:
         self._lock = threading.Lock()
 
     def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache,
-                       match: tuple[float, float] | None, force: bool, device: Any) -> TargetsOutcome:
+                       match: tuple[float, float] | None, force: bool, device: torch.device) -> TargetsOutcome:
         key = (targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
                cache.root, cache.run_id)
         keep = bool(cache.run_id) and match is None and not force
@@ -232,13 +236,13 @@ class ResidentTargets:
 RESIDENT = ResidentTargets()
 
 
-def _cpu() -> Any:
+def _cpu() -> torch.device:
     import torch
 
     return torch.device("cpu")
 
 
-def _features_for(cfg: StyleConfig, runtime: RuntimeOptions, device: Any) -> VGGFeatures:
+def _features_for(cfg: StyleConfig, runtime: RuntimeOptions, device: torch.device) -> VGGFeatures:
     return get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
 
 
@@ -516,11 +520,11 @@ class Timings(dict[str, float]):
 class Produced:
     """One stylized image and what made it."""
 
-    image: Any  # (1, 3, H, W) on the CPU
+    image: Tensor  # (1, 3, H, W) on the CPU
     content: LoadedImage
     result: StylizeResult
     cfg: StyleConfig  # settled for the device it ran on
-    device: Any
+    device: torch.device
     outcomes: list[TargetsOutcome]  # per style: its targets, from the cache or computed
     timings: Timings
     # The judge's figures (nst_batch.core.quality) at the output's size and at gallery scale:
@@ -625,7 +629,7 @@ def _batch_shape(decoded: Sequence[_Decoded], cfg: StyleConfig) -> tuple[int, in
 
 
 def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache | None,
-                   force: bool, device: Any) -> list[TargetsOutcome]:
+                   force: bool, device: torch.device) -> list[TargetsOutcome]:
     match = luminance_match_for(d.content.rgb, cfg)
     if cache is not None:
         return [RESIDENT.get_or_compute(uri, data, features, cfg, runtime, cache, match, force and not shares_targets(cfg), device)
@@ -634,7 +638,7 @@ def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: Style
 
 
 def _optimise(jobs: Sequence[ImageJob], decoded: Sequence[_Decoded], outcomes: Sequence[list[TargetsOutcome]], features: VGGFeatures,
-              cfg: StyleConfig, shape: tuple[int, int] | None, device: Any, report_every: int) -> list[StylizeResult]:
+              cfg: StyleConfig, shape: tuple[int, int] | None, device: torch.device, report_every: int) -> list[StylizeResult]:
     if shape is None:
         job, d = jobs[0], decoded[0]
         return [stylize(d.content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes[0]],
@@ -647,8 +651,8 @@ def _optimise(jobs: Sequence[ImageJob], decoded: Sequence[_Decoded], outcomes: S
     return [r if tuple(r.image.shape[-2:]) == size else replace(r, image=resize(r.image, size)) for r, size in zip(results, own, strict=True)]
 
 
-def measure_quality(image: Any, content: LoadedImage, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, runtime: RuntimeOptions,
-                    device: Any) -> dict[str, dict[str, float]]:
+def measure_quality(image: Tensor, content: LoadedImage, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, runtime: RuntimeOptions,
+                    device: torch.device) -> dict[str, dict[str, float]]:
     """Content distance and style gain of the output (nst_batch.core.quality), at its size and at
     gallery scale, against the paintings decoded at the output's size (JPEGs at a reduced DCT
     scale): three VGG forwards per size, about 1 % of a pair at the defaults. Never fails a pair:
@@ -721,7 +725,7 @@ def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_ur
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _write_images(pair: PairJob, settings: BatchSettings, image: Any, content: Any) -> bytes:
+def _write_images(pair: PairJob, settings: BatchSettings, image: Tensor, content: LoadedImage) -> bytes:
     """The output, its thumbnail, and the photo's thumbnail (the gallery heads its rows with the
     photos, and its columns with the paintings, written where a style is decoded: small copies,
     rewritten by every pair that uses them)."""
