@@ -141,6 +141,18 @@ def test_test_script_refuses_an_empty_test_run():
     assert '"$code" -eq 5' in (ROOT / "scripts" / "test.sh").read_text()
 
 
+def test_the_type_check_runs_before_the_tests_and_refuses_an_untyped_function(tmp_path):
+    """scripts/test.sh (CI) runs mypy over the package before pytest, at a strictness that refuses
+    a function without annotations: the check can fail."""
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    assert ".venv/bin/mypy || exit 1" in script and script.index(".venv/bin/mypy") < script.index("-m pytest")
+    bad = tmp_path / "untyped.py"
+    bad.write_text("def twice(x):\n    return 2 * x\n")
+    done = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--no-incremental", str(bad)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and "no-untyped-def" in done.stdout, done.stdout + done.stderr
+
+
 # A measured duration (``2 min 25 s``, ``17 ms``, ``3m05s``); settings and bounds ("every 5 s",
 # "within 10 s", "<= 60 s", "20 s ahead") are not measurements.
 _DURATION = re.compile(r"(?<![\w.])\d[\d,]*(\.\d+)? ?(ms|s|min|minutes|seconds|hours?)\b|\b\d+m\d\ds\b")
