@@ -33,7 +33,7 @@ def test_two_runs_at_once(prefect_server, tmp_path):
             image.load()  # a complete, decodable file
         assert json.loads((out / f"{name}.json").read_text())["name"] == name
     entries = list((out / ".cache" / "style-targets").iterdir())
-    # An entry is a header line naming its key and style, then the targets (nst_batch.tasks.pair.produce.cache_entry).
+    # An entry is a header line naming its key and style, then the targets (nst_batch.tasks.pair.target_cache.cache_entry).
     assert len(entries) == 2 and all(targets_from_bytes(e.read_bytes().partition(b"\n")[2]) for e in entries)
     assert list(out.rglob("*.part")) == []
     json.loads((out / "summary.json").read_text())  # whole, whichever run wrote it last

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst_batch.core.config import MIN_SIDE_PX, StyleConfig
-from nst_batch.tasks.errors import ImageInputError, StorageError
+from nst_batch.tasks.errors import ImageInputError, PairFailed, StorageError
+from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.planning.formats import heif_supported
 from nst_batch.tasks.planning.runtime import DEFAULT_MAX_PIXELS
 
@@ -375,3 +376,15 @@ def check_aspect(image: LoadedImage, cfg: StyleConfig, name: str, style: bool = 
             f"under the {MIN_SIDE_PX} px VGG-19 needs (crop it, or use a larger --size / fewer --scales)"
         )
 
+
+def read_image_bytes(uri: str, max_pixels: int) -> bytes:
+    """An input's bytes, once its header says it is an image within ``max_pixels``: a 2 GB file
+    that is not one is refused after reading a few kB, not the whole of it."""
+    storage = storage_for(uri)
+    try:
+        probe_image_header(storage.read_head(uri, HEADER_BYTES), uri, max_pixels=max_pixels)
+        return storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise PairFailed(f"{uri}: no such file") from None
+    except Exception as exc:
+        raise PairFailed(str(exc)) from None

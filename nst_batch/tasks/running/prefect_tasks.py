@@ -87,7 +87,7 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
 def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, force: bool) -> dict[str, Any]:
     """The style's targets, cached; a style that cannot be used is a row with its reason (its
     pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
-    from nst_batch.tasks.pair.produce import ensure_style_targets  # the stylizer: PyTorch is imported where it runs
+    from nst_batch.tasks.pair.target_cache import ensure_style_targets  # the stylizer: PyTorch is imported where it runs
 
     logger = get_run_logger()
     try:

@@ -59,8 +59,7 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
     and fails at run time): every distinct input read and decoded, one at a time, at no more than
     the largest size its pairs use (so memory stays that of one pair's decode)."""
     from nst_batch.tasks.errors import TaskError
-    from nst_batch.tasks.pair.image_files import decode_image
-    from nst_batch.tasks.pair.produce import read
+    from nst_batch.tasks.pair.image_files import decode_image, read_image_bytes
 
     named: dict[str, str] = {}  # uri -> the manifest field that names it (the first)
     sides: dict[str, int] = {}  # uri -> the largest side it is decoded to
@@ -76,7 +75,7 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
         if on_progress is not None:
             on_progress(index, len(sides), uri)
         try:
-            decode_image(read(uri, plan.settings.runtime.max_pixels), uri, max_pixels=plan.settings.runtime.max_pixels, max_side=side)
+            decode_image(read_image_bytes(uri, plan.settings.runtime.max_pixels), uri, max_pixels=plan.settings.runtime.max_pixels, max_side=side)
         except TaskError as exc:
             problems.append(ManifestProblem(field, str(exc)))
     if on_progress is not None:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from nst_batch.tasks.pair import produce
+from nst_batch.tasks.pair import produce, target_cache
 from nst_batch.tasks.pair.produce import batch_size, batches, run_pairs
 from nst_batch.tasks.pair.records import PairRow, Status
 from nst_batch.tasks.planning.buckets import MAX_STRETCH, SNAP_PX, bucket_shape, distinct_shapes, working_shape
@@ -183,14 +183,14 @@ def test_a_styles_targets_stay_on_their_device_for_the_rest_of_the_run(collectio
     plan = _plan(collection, "batch: 1\n")
     run1 = replace(plan.settings, run_id="run-1")
     reads: list[str] = []
-    real = produce.get_or_compute_targets
+    real = target_cache.get_or_compute_targets
 
     def counted(uri, *args, **kwargs):
         reads.append(uri)
         return real(uri, *args, **kwargs)
 
-    monkeypatch.setattr(produce, "get_or_compute_targets", counted)
-    produce.RESIDENT.clear()
+    monkeypatch.setattr(target_cache, "get_or_compute_targets", counted)
+    target_cache.RESIDENT.clear()
     assert [r.status for r in run_pairs(plan.pairs, run1)] == [Status.PRODUCED] * 4
     assert len(reads) == 1  # the first pair made them; the other three used them where they were
     reads.clear()
@@ -201,4 +201,4 @@ def test_a_styles_targets_stay_on_their_device_for_the_rest_of_the_run(collectio
     reads.clear()
     run_pairs(plan.pairs, plan.settings, force=True)  # outside a flow run nothing is kept
     assert len(reads) == 4
-    produce.RESIDENT.clear()
+    target_cache.RESIDENT.clear()

@@ -5,8 +5,9 @@ import json
 
 import boto3
 
-from nst_batch.tasks.pair.produce import ensure_style_targets, run_pair
+from nst_batch.tasks.pair.produce import run_pair
 from nst_batch.tasks.pair.records import Status
+from nst_batch.tasks.pair.target_cache import ensure_style_targets
 from nst_batch.tasks.planning.plan import load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery
 from tests.flows.helpers import save
