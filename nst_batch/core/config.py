@@ -7,7 +7,7 @@ Every outer ring (the CLI, the manifest schema, the flow) reads its defaults fro
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -313,7 +313,7 @@ class StepInfo:
     scale_done: bool = False  # the last event of this scale
     stopped_early: bool = False
     # The best iterate so far, (1, 3, h, w) RGB in [0, 1], at the same report points as ``losses``,
-    # for callbacks that set ``wants_images = True`` (previews, quality tracking); else None.
+    # for callbacks that want it (:class:`WantsImages`: previews, quality tracking); else None.
     image: Tensor | None = None
     # Work in pixel-iterations (an iteration costs about the same per pixel at every size, so a
     # 512-px iteration weighs ~4x a 256-px one): run so far, and still planned (the rest of this
@@ -332,6 +332,28 @@ class StepInfo:
         if self.work_done <= 0:
             return None
         return self.elapsed_s * self.work_left / self.work_done
+
+
+class WantsImages:
+    """Base of a progress callback that is given each step's best image (``StepInfo.image``):
+    previews, live views, quality tracking. Any other callback gets None there: an image is a copy
+    made for whoever asks. Subclass it, or wrap a function with :func:`with_images`."""
+
+    def __call__(self, info: StepInfo) -> None:
+        raise NotImplementedError
+
+
+class _WithImages(WantsImages):
+    def __init__(self, callback: Callable[[StepInfo], None]) -> None:
+        self.callback = callback
+
+    def __call__(self, info: StepInfo) -> None:
+        self.callback(info)
+
+
+def with_images(callback: Callable[[StepInfo], None]) -> WantsImages:
+    """``callback``, given each step's best image too."""
+    return _WithImages(callback)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from nst_batch.core.color import gray_to_rgb, luminance, recombine
-from nst_batch.core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfig, StylizeResult
+from nst_batch.core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfig, StylizeResult, WantsImages
 from nst_batch.core.device import autocast, for_device
 from nst_batch.core.errors import ConfigError, ShapeError
 from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
@@ -522,5 +522,5 @@ def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int
 
 
 def _wants_images(on_step: ProgressCallback) -> bool:
-    """Previews cost a copy of the image; callbacks opt in with a ``wants_images = True`` attribute."""
-    return bool(getattr(on_step, "wants_images", False))
+    """Previews cost a copy of the image: given to the callbacks that ask (WantsImages)."""
+    return isinstance(on_step, WantsImages)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import torch
 
-from nst_batch.core import StepInfo, StyleConfig, stylize
+from nst_batch.core import StepInfo, StyleConfig, stylize, with_images
 from nst_batch.core.precondition import Pyramid
 from tests.synthetic import photo_like
 
@@ -65,9 +65,8 @@ def test_the_output_is_an_image_in_range_and_the_previews_are_images(features, c
         if info.image is not None:
             images.append(info.image)
 
-    on_step.wants_images = True  # type: ignore[attr-defined]
     images: list[torch.Tensor] = []
-    result = stylize(content, features, cfg, styles=[style], on_step=on_step, report_every=2)
+    result = stylize(content, features, cfg, styles=[style], on_step=with_images(on_step), report_every=2)
     assert result.image.min() >= 0 and result.image.max() <= 1
     assert images and all(i.shape == result.image.shape for i in images)
     assert (images[-1] - result.image).abs().max() < 1e-6  # the last preview is the output

@@ -11,6 +11,7 @@ from nst_batch.core import (
     StepInfo,
     StyleConfig,
     TargetsMismatchError,
+    WantsImages,
     compute_style_targets,
     luminance_match_for,
     stylize,
@@ -79,8 +80,7 @@ def test_a_scale_that_stops_early_leaves_no_work_behind(features, content, style
     assert end_of_first.stopped_early and end_of_first.work_left == 48 * 64  # only the last scale's one iteration
 
 
-class _Recorder(list):
-    wants_images = True
+class _Recorder(list, WantsImages):
 
     def __call__(self, info: StepInfo) -> None:
         self.append(info)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nst_batch.core import ProgressCallback, StepInfo, StyleConfig, resolve_device
+from nst_batch.core import ProgressCallback, StepInfo, StyleConfig, resolve_device, with_images
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import InputError
@@ -183,5 +183,4 @@ class _Checkpoints:
             if self.on_step is not None:
                 self.on_step(info)
 
-        step.wants_images = True  # type: ignore[attr-defined]
-        return step
+        return with_images(step)

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from nst_batch.core import StepInfo
+from nst_batch.core import StepInfo, WantsImages
 from nst_batch.tasks.output.layout import live_image, live_state
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.records import PairRow
@@ -32,10 +32,8 @@ from nst_batch.tasks.presenting.run_marker import clear_live, write_marker
 LOG = logging.getLogger("nst.live")
 
 
-class LivePair:
+class LivePair(WantsImages):
     """An ``on_step`` callback publishing one pair's current image and progress."""
-
-    wants_images = True
 
     def __init__(self, name: str, settings: BatchSettings, every_s: float = 5.0, content: str = "", style: str = "") -> None:
         self.name, self.root, self.every_s = name, settings.output_root, every_s

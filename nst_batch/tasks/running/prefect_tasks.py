@@ -20,7 +20,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from nst_batch.core import StepInfo, StyleConfig
+from nst_batch.core import StepInfo, StyleConfig, with_images
 from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import ManifestError, OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
@@ -157,8 +157,7 @@ class _PairWatch:
             self.live(step)
             artifacts.step(pair.name, index, step, self.live)
 
-        on_step.wants_images = True  # type: ignore[attr-defined]  # the live view shows the best image so far
-        self.on_step = on_step
+        self.on_step = with_images(on_step)  # the live view shows the best image so far
 
     def finished(self, outcome: PairRow | PairFailed, artifacts: _ChunkArtifacts) -> PairRow:
         self.live.finish()
