@@ -35,7 +35,7 @@ from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
-from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.device_pool import device_pool
 from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
 from nst_batch.tasks.pair.image_files import (
@@ -297,7 +297,7 @@ def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: PairRecord) ->
     still shows its last image). A copy that fails fails the pair, before any work: nothing is lost."""
     when = sidecar.finished_at
     for uri, extension in ((settings.output_uri(pair.name), settings.format), (settings.sidecar_uri(pair.name), "json")):
-        kept = join(settings.output_root, earlier_name(pair.name, when, extension))
+        kept = settings.layout.uri(earlier_name(pair.name, when, extension))
         try:
             storage_for(kept).write_bytes(kept, storage_for(uri).read_bytes(uri))
         except FileNotFoundError:
@@ -544,6 +544,6 @@ def _write_images(pair: PairJob, settings: BatchSettings, image: Tensor, content
     storage = storage_for(output_uri)
     data = encode_image(image, fmt, alpha=content.alpha, quality=settings.runtime.quality)
     storage.write_bytes(output_uri, data, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
-    storage.write_bytes(join(settings.output_root, pair_thumb(pair.name)), thumbnail(image), "image/jpeg")
-    storage.write_bytes(join(settings.output_root, original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
+    storage.write_bytes(settings.layout.uri(pair_thumb(pair.name)), thumbnail(image), "image/jpeg")
+    storage.write_bytes(settings.layout.uri(original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
     return data

@@ -24,7 +24,7 @@ from nst_batch.core import StepInfo, StyleConfig, with_images
 from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import ManifestError, OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
-from nst_batch.tasks.output.storage import StorageError, join, storage_for
+from nst_batch.tasks.output.storage import StorageError, storage_for
 from nst_batch.tasks.pair.done import failed_row
 from nst_batch.tasks.pair.records import PairRow, Status
 from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan
@@ -264,10 +264,10 @@ def write_summary(settings: BatchSettings, summary: RunSummary) -> str:
     """``summary.json`` (the latest run), then the run's own copy in the history (``runs/``, listed
     by ``nst runs``). A history copy that cannot be written is a warning: the summary is there."""
     data = json_bytes(summary.to_json())
-    uri = join(settings.output_root, SUMMARY_NAME)
+    uri = settings.layout.uri(SUMMARY_NAME)
     storage_for(uri).write_bytes(uri, data, "application/json")
     if summary.started_at:
-        kept = join(settings.output_root, run_summary_name(summary.started_at, summary.run_id))
+        kept = settings.layout.uri(run_summary_name(summary.started_at, summary.run_id))
         try:
             storage_for(kept).write_bytes(kept, data, "application/json")
         except StorageError as exc:
