@@ -316,7 +316,6 @@ def test_nst_run_plans_once_and_its_flow_run_takes_that_plan(prefect_server, tmp
     """nst run plans and checks before Prefect starts; the flow run it starts uses that plan (a
     5.5 MB manifest took a minute to expand), handed over for that call only: no cache outlives it."""
     import nst_batch.tasks.planning.plan as plan_module
-    import nst_batch.tasks.running.prefect_tasks as prefect_tasks
     from nst_batch.tasks.running.preflight import handed_plan
 
     calls = []
@@ -326,8 +325,7 @@ def test_nst_run_plans_once_and_its_flow_run_takes_that_plan(prefect_server, tmp
         calls.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(plan_module, "load_plan", counted)
-    monkeypatch.setattr(prefect_tasks, "load_plan", counted)
+    monkeypatch.setattr(plan_module, "load_plan", counted)  # prepare_run, the one preflight, looks it up there
     manifest = make_batch(tmp_path)
     assert main(["run", str(manifest)]) == 0
     assert calls == [str(manifest)]
