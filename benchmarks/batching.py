@@ -36,8 +36,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cfg = for_device(StyleConfig(size=size), device)
         shape = (size * 3 // 4, size)  # one bucket: every photo brought to 4:3 at this size
         photos = [resize(content, shape) for _, content, _ in loaded]
-        targets = [[compute_style_targets(style, features, cfg, luminance_match=luminance_match_for(photo, cfg))]
-                   for photo, (_, _, style) in zip(photos, loaded, strict=True)]
+        targets = [
+            [compute_style_targets(style, features, cfg, luminance_match=luminance_match_for(photo, cfg))]
+            for photo, (_, _, style) in zip(photos, loaded, strict=True)
+        ]
         modes: dict[str, list[float]] = {"alone": [], **{f"B={b}": [] for b in args.batches}}
         for _ in range(args.reps):
             for mode in modes:  # interleaved
@@ -48,14 +50,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     b = int(mode[2:])
                     for start in range(0, len(photos), b):
-                        stylize_batch(photos[start:start + b], features, cfg, targets[start:start + b])
+                        stylize_batch(photos[start : start + b], features, cfg, targets[start : start + b])
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 seconds = time.perf_counter() - began
                 modes[mode].append(round(seconds, 3))
-                print(f"[batching] {size} px {mode}: {seconds:.1f} s for {len(photos)} photos", file=sys.stderr, flush=True)
-        results["sizes"][str(size)] = {"shape": list(shape), "iterations": list(cfg.iterations_per_scale()), "seconds": modes,
-                                       "photos_per_s": {m: round(len(photos) / statistics.median(s), 4) for m, s in modes.items()}}
+                print(
+                    f"[batching] {size} px {mode}: {seconds:.1f} s for {len(photos)} photos",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        results["sizes"][str(size)] = {
+            "shape": list(shape),
+            "iterations": list(cfg.iterations_per_scale()),
+            "seconds": modes,
+            "photos_per_s": {m: round(len(photos) / statistics.median(s), 4) for m, s in modes.items()},
+        }
     return results
 
 
@@ -64,7 +74,10 @@ def table(r: dict[str, Any]) -> str:
     for size, row in r["sizes"].items():
         alone = row["photos_per_s"]["alone"]
         for mode, rate in row["photos_per_s"].items():
-            lines.append(f"| {size} | {row['shape'][1]}x{row['shape'][0]} | {mode} | {row['seconds'][mode]} | {rate} | {rate / alone:.2f}x |")
+            lines.append(
+                f"| {size} | {row['shape'][1]}x{row['shape'][0]} | {mode} | {row['seconds'][mode]} | {rate} | "
+                f"{rate / alone:.2f}x |"
+            )
     return "\n".join(lines)
 
 

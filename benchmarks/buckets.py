@@ -62,30 +62,58 @@ def round_trips(images: Path, size: int) -> list[dict[str, Any]]:
         for name, aspect in ASPECTS.items():
             h, w = photo.shape[-2:]
             ch, cw = (h, round(h * aspect)) if w / h > aspect else (round(w / aspect), w)
-            crop = photo[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+            crop = photo[..., (h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
             own = resize(crop, working_shape(ch, cw, size))
             bucket = bucket_shape(ch, cw, size)
             back = resize(resize(own, bucket), tuple(own.shape[-2:]))
-            rows.append({"photo": path.stem, "aspect": name, "shape": list(own.shape[-2:]), "bucket": list(bucket),
-                         "stretch_pct": round(100 * abs(min(bucket) / min(own.shape[-2:]) - 1), 2),
-                         "round_trip_db": round(psnr(own, back), 2), "jpeg95_db": round(psnr(own, jpeg(own)), 2)})
+            rows.append(
+                {
+                    "photo": path.stem,
+                    "aspect": name,
+                    "shape": list(own.shape[-2:]),
+                    "bucket": list(bucket),
+                    "stretch_pct": round(100 * abs(min(bucket) / min(own.shape[-2:]) - 1), 2),
+                    "round_trip_db": round(psnr(own, back), 2),
+                    "jpeg95_db": round(psnr(own, jpeg(own)), 2),
+                }
+            )
     return rows
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     sizes = collection()
-    counts = {str(size): dict(zip(("working_shapes", "buckets"), distinct_shapes(sizes, size), strict=True)) for size in args.sizes}
+    counts = {
+        str(size): dict(zip(("working_shapes", "buckets"), distinct_shapes(sizes, size), strict=True))
+        for size in args.sizes
+    }
     buckets = sorted({bucket_shape(h, w, 512) for h, w in sizes})
-    return {"photos": len(sizes), "counts": counts, "buckets_512": [list(b) for b in buckets],
-            "round_trips": round_trips(Path(args.images), 512)}
+    return {
+        "photos": len(sizes),
+        "counts": counts,
+        "buckets_512": [list(b) for b in buckets],
+        "round_trips": round_trips(Path(args.images), 512),
+    }
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = [f"{r['photos']} camera sizes (landscape and portrait)", "", "| size | working shapes | buckets |", "|---|---|---|"]
+    lines = [
+        f"{r['photos']} camera sizes (landscape and portrait)",
+        "",
+        "| size | working shapes | buckets |",
+        "|---|---|---|",
+    ]
     lines += [f"| {size} | {c['working_shapes']} | {c['buckets']} |" for size, c in r["counts"].items()]
-    lines += ["", "| photo | aspect | shape at 512 | bucket | stretch % | round trip dB | JPEG q95 dB |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {x['photo']} | {x['aspect']} | {x['shape'][1]}x{x['shape'][0]} | {x['bucket'][1]}x{x['bucket'][0]} | {x['stretch_pct']} | "
-              f"{x['round_trip_db']} | {x['jpeg95_db']} |" for x in r["round_trips"]]
+    lines += [
+        "",
+        "| photo | aspect | shape at 512 | bucket | stretch % | round trip dB | JPEG q95 dB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {x['photo']} | {x['aspect']} | {x['shape'][1]}x{x['shape'][0]} | {x['bucket'][1]}x{x['bucket'][0]} | "
+        f"{x['stretch_pct']} | "
+        f"{x['round_trip_db']} | {x['jpeg95_db']} |"
+        for x in r["round_trips"]
+    ]
     return "\n".join(lines)
 
 

@@ -45,8 +45,11 @@ def small_manifest(root: Path, pairs: int, size: int, iterations: int, name: str
     styles = 4
     make_images(root, max(1, pairs // styles), styles, side=size)
     manifest = write_manifest(root, name, styles, output=f"out-{name}")
-    manifest.write_text(manifest.read_text().replace("{size: 16, scales: [1.0], iterations: 1}",
-                                                     f"{{size: {size}, scales: [1.0], iterations: {iterations}}}"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            "{size: 16, scales: [1.0], iterations: 1}", f"{{size: {size}, scales: [1.0], iterations: {iterations}}}"
+        )
+    )
     return manifest
 
 
@@ -58,13 +61,31 @@ class PrefectServer:
         home.mkdir(parents=True)
         self.home, self.log = home, home / "server.log"
         self.url = f"http://127.0.0.1:{port}/api"
-        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.url, "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": self.url,
+            "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
         self.env.pop("PREFECT_PROFILES_PATH", None)
         with self.log.open("w") as log:
-            self.process = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                             "--port", str(port)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -82,7 +103,9 @@ class PrefectServer:
         return counts
 
     def task_runs(self) -> int:
-        request = urllib.request.Request(f"{self.url}/task_runs/count", data=b"{}", headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/task_runs/count", data=b"{}", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as answer:
             return int(json.loads(answer.read()))
 
@@ -99,18 +122,32 @@ def run_on_cluster(manifest: Path, workers: int, workdir: Path, env: dict[str, s
     """``nst run --dask-address`` on a fresh cluster of ``workers`` one-thread workers."""
     summary_path = workdir / f"summary-{manifest.stem}-{workers}.json"
     shutil.rmtree(manifest.parent / f"out-{manifest.stem}", ignore_errors=True)
-    with dask_cluster(workdir / f"cluster-{manifest.stem}-{workers}", workers=workers, env={"PREFECT_API_URL": env["PREFECT_API_URL"]}) as cluster:
-        measured = _check(f"nst run on {workers} workers", run_measured(nst("run", str(manifest), "--dask-address", cluster.address,
-                                                                              "--summary-json", str(summary_path)), env=env))
+    with dask_cluster(
+        workdir / f"cluster-{manifest.stem}-{workers}", workers=workers, env={"PREFECT_API_URL": env["PREFECT_API_URL"]}
+    ) as cluster:
+        measured = _check(
+            f"nst run on {workers} workers",
+            run_measured(
+                nst("run", str(manifest), "--dask-address", cluster.address, "--summary-json", str(summary_path)),
+                env=env,
+            ),
+        )
     summary = json.loads(summary_path.read_text())
     produced = summary["counts"]["produced"]
     pairs_s = sum(r.get("wall_time_s") or 0 for r in summary["pairs"])
     flow_s = summary["wall_time_s"]
-    return {"workers": workers, "pairs": summary["counts"]["planned"], "produced": produced, "failed": summary["counts"]["failed"],
-            "flow_s": flow_s, "command_s": round(measured.wall_s, 1), "pairs_own_s": round(pairs_s, 2),
-            "pairs_per_s": round(produced / max(flow_s, 1e-9), 3),
-            "orchestration_worker_ms_per_pair": round(1000 * (flow_s * workers - pairs_s) / max(1, produced), 1),
-            "client_peak_rss_mb": round(measured.peak_rss_mb)}
+    return {
+        "workers": workers,
+        "pairs": summary["counts"]["planned"],
+        "produced": produced,
+        "failed": summary["counts"]["failed"],
+        "flow_s": flow_s,
+        "command_s": round(measured.wall_s, 1),
+        "pairs_own_s": round(pairs_s, 2),
+        "pairs_per_s": round(produced / max(flow_s, 1e-9), 3),
+        "orchestration_worker_ms_per_pair": round(1000 * (flow_s * workers - pairs_s) / max(1, produced), 1),
+        "client_peak_rss_mb": round(measured.peak_rss_mb),
+    }
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,42 +166,72 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         server.stop()
     scale = 10_000 / max(1, orchestration["pairs"])
-    load = {"task_runs_per_10k_pairs": round((after[0] - before[0]) * scale),
-            "http_requests_per_10k_pairs": round((sum(after[1].values()) - before[1]) * scale),
-            "db_growth_mb_per_10k_pairs": round((after[2] - before[2]) * scale / 2**20, 1),
-            "http_requests_by_endpoint_total": dict(sorted(after[1].items(), key=lambda kv: -kv[1])[:12])}
+    load = {
+        "task_runs_per_10k_pairs": round((after[0] - before[0]) * scale),
+        "http_requests_per_10k_pairs": round((sum(after[1].values()) - before[1]) * scale),
+        "db_growth_mb_per_10k_pairs": round((after[2] - before[2]) * scale / 2**20, 1),
+        "http_requests_by_endpoint_total": dict(sorted(after[1].items(), key=lambda kv: -kv[1])[:12]),
+    }
     by_workers = {t["workers"]: t for t in throughput}
-    speedup = by_workers[max(by_workers)]["pairs_per_s"] / by_workers[min(by_workers)]["pairs_per_s"] if len(by_workers) > 1 else None
-    return {"machine_cpus": os.cpu_count(), "throughput": throughput, "speedup_2_workers": round(speedup, 2) if speedup else None,
-            "orchestration": orchestration, "prefect_load": load, "plan": plan_many(workdir / "plan", args.plan_pairs)}
+    speedup = (
+        by_workers[max(by_workers)]["pairs_per_s"] / by_workers[min(by_workers)]["pairs_per_s"]
+        if len(by_workers) > 1
+        else None
+    )
+    return {
+        "machine_cpus": os.cpu_count(),
+        "throughput": throughput,
+        "speedup_2_workers": round(speedup, 2) if speedup else None,
+        "orchestration": orchestration,
+        "prefect_load": load,
+        "plan": plan_many(workdir / "plan", args.plan_pairs),
+    }
 
 
 def plan_many(root: Path, pairs: int) -> dict[str, Any]:
     styles = 100
     make_images(root, max(1, pairs // styles), styles)
     manifest = write_manifest(root, "m.yaml", styles)
-    measured = _check("plan", run_measured(python(f"""
+    measured = _check(
+        "plan",
+        run_measured(
+            python(f"""
         import time; t = time.perf_counter()
         from nst_batch.tasks.planning.plan import load_plan
-        plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)""")))
+        plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)""")
+        ),
+    )
     planned, seconds = measured.stdout.split()
     return {"pairs": int(planned), "plan_s": round(float(seconds), 1), "plan_peak_rss_mb": round(measured.peak_rss_mb)}
 
 
 def table(r: dict[str, Any]) -> str:
     lines = ["| workers | pairs | flow s | pairs/s | orchestration (worker-ms per pair) |", "|---|---|---|---|---|"]
-    lines += [f"| {t['workers']} | {t['produced']} | {t['flow_s']} | {t['pairs_per_s']} | {t['orchestration_worker_ms_per_pair']} |"
-              for t in r["throughput"]]
+    lines += [
+        f"| {t['workers']} | {t['produced']} | {t['flow_s']} | {t['pairs_per_s']} | "
+        f"{t['orchestration_worker_ms_per_pair']} |"
+        for t in r["throughput"]
+    ]
     o, load, plan = r["orchestration"], r["prefect_load"], r["plan"]
     speedup = r["speedup_2_workers"]
-    verdict = "" if speedup is None else f"{'met' if speedup >= TARGETS['speedup_2_workers'] else 'missed'} (>= {TARGETS['speedup_2_workers']})"
-    lines += ["", f"speed-up, most workers over one: {speedup} {verdict}",
-              f"tiny pairs ({o['produced']} on {o['workers']} workers): {o['pairs_per_s']} pairs/s, orchestration "
-              f"{o['orchestration_worker_ms_per_pair']} worker-ms per pair, client peak RSS {o['client_peak_rss_mb']} MB",
-              f"Prefect per 10,000 pairs: {load['task_runs_per_10k_pairs']} task runs, {load['http_requests_per_10k_pairs']} HTTP "
-              f"requests, database +{load['db_growth_mb_per_10k_pairs']} MB",
-              f"plan {plan['pairs']} pairs: {plan['plan_s']} s ({'met' if plan['plan_s'] <= TARGETS['plan_s'] else 'missed'} <= 60), "
-              f"peak RSS {plan['plan_peak_rss_mb']} MB ({'met' if plan['plan_peak_rss_mb'] <= TARGETS['plan_peak_rss_mb'] else 'missed'} <= 1536)"]
+    verdict = (
+        ""
+        if speedup is None
+        else f"{'met' if speedup >= TARGETS['speedup_2_workers'] else 'missed'} (>= {TARGETS['speedup_2_workers']})"
+    )
+    lines += [
+        "",
+        f"speed-up, most workers over one: {speedup} {verdict}",
+        f"tiny pairs ({o['produced']} on {o['workers']} workers): {o['pairs_per_s']} pairs/s, orchestration "
+        f"{o['orchestration_worker_ms_per_pair']} worker-ms per pair, client peak RSS {o['client_peak_rss_mb']} MB",
+        f"Prefect per 10,000 pairs: {load['task_runs_per_10k_pairs']} task runs, "
+        f"{load['http_requests_per_10k_pairs']} HTTP "
+        f"requests, database +{load['db_growth_mb_per_10k_pairs']} MB",
+        f"plan {plan['pairs']} pairs: {plan['plan_s']} s "
+        f"({'met' if plan['plan_s'] <= TARGETS['plan_s'] else 'missed'} <= 60), "
+        f"peak RSS {plan['plan_peak_rss_mb']} MB "
+        f"({'met' if plan['plan_peak_rss_mb'] <= TARGETS['plan_peak_rss_mb'] else 'missed'} <= 1536)",
+    ]
     return "\n".join(lines)
 
 

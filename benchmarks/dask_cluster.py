@@ -1,8 +1,9 @@
 """A real Dask cluster on 127.0.0.1, for the tests and the cluster benchmark, started the way an
-operator starts one: ``dask scheduler`` and ``dask worker`` processes (the ``distributed`` command lines), each worker with its own
-working directory and temp folder. A worker can be started with some folders hidden from it (a
-tmpfs mounted over them in a mount namespace of its own), which makes it a worker on another
-machine as far as files go: it shares nothing with the client but the network.
+operator starts one: ``dask scheduler`` and ``dask worker`` processes (the ``distributed`` command
+lines), each worker with its own working directory and temp folder. A worker can be started with
+some folders hidden from it (a tmpfs mounted over them in a mount namespace of its own), which
+makes it a worker on another machine as far as files go: it shares nothing with the client but
+the network.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def _unshare_flags() -> tuple[str, ...] | None:
     if not shutil.which("unshare"):
         return None
     for flags in (("--mount",), ("--user", "--map-root-user", "--mount")):
-        if subprocess.run(["unshare", *flags, "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode == 0:
+        if (
+            subprocess.run(["unshare", *flags, "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode
+            == 0
+        ):
             return flags
     return None
 
@@ -48,7 +52,13 @@ def _hiding(folders: list[Path]) -> list[str]:
 class DaskCluster:
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
-        self.env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.address = ""
@@ -57,19 +67,42 @@ class DaskCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         file = self.root / "scheduler.json"
         file.unlink(missing_ok=True)  # a file left by an earlier cluster would name its address
-        self.scheduler = self._spawn("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                                   "--scheduler-file", str(file)], cwd=self.root)
-        self._wait(lambda: file.exists() and json.loads(file.read_text() or "{}").get("address"), "the scheduler", "scheduler")
+        self.scheduler = self._spawn(
+            "scheduler",
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(file)],
+            cwd=self.root,
+        )
+        self._wait(
+            lambda: file.exists() and json.loads(file.read_text() or "{}").get("address"), "the scheduler", "scheduler"
+        )
         self.address = json.loads(file.read_text())["address"]
         return self.address
 
-    def add_worker(self, name: str, *, resources: str | None = None, hide: list[Path] = (), nanny: bool = False,  # type: ignore[assignment]
-                   wait: bool = True) -> subprocess.Popen[bytes]:
+    def add_worker(
+        self,
+        name: str,
+        *,
+        resources: str | None = None,
+        hide: list[Path] = (),
+        nanny: bool = False,  # type: ignore[assignment]
+        wait: bool = True,
+    ) -> subprocess.Popen[bytes]:
         """A worker (one thread) in a folder of its own, its temp folder in there too."""
         home = self.root / name
         (home / "tmp").mkdir(parents=True, exist_ok=True)
-        command = [DASK, "worker", self.address, "--nthreads", "1", "--no-dashboard", "--name", name,
-                   "--local-directory", str(home), "--nanny" if nanny else "--no-nanny"]
+        command = [
+            DASK,
+            "worker",
+            self.address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--name",
+            name,
+            "--local-directory",
+            str(home),
+            "--nanny" if nanny else "--no-nanny",
+        ]
         if resources:
             command += ["--resources", resources]
         before = self.worker_count()
@@ -110,10 +143,18 @@ class DaskCluster:
             os.killpg(self.scheduler.pid, signal.SIGKILL)
             self.scheduler.wait(timeout=10)
 
-    def _spawn(self, name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with (self.root / f"{name}.log").open("wb") as log:
-            return subprocess.Popen(command, cwd=cwd, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            return subprocess.Popen(
+                command,
+                cwd=cwd,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _wait(self, ready: object, what: str, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -126,7 +167,9 @@ class DaskCluster:
 
 
 @contextlib.contextmanager
-def dask_cluster(root: Path, workers: int = 2, env: dict[str, str] | None = None, **worker_options: object) -> Iterator[DaskCluster]:
+def dask_cluster(
+    root: Path, workers: int = 2, env: dict[str, str] | None = None, **worker_options: object
+) -> Iterator[DaskCluster]:
     cluster = DaskCluster(root, env)
     try:
         cluster.start_scheduler()

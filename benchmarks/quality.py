@@ -42,8 +42,12 @@ from nst_batch.core.weights import load_caffe_weights
 
 DEFAULT_PAIRS = "tubingen:starry_night,golden_gate:the_scream,brad_pitt:picasso_selfport1907"
 # main's defaults before the CPU speed issue (2026-12-02): --baseline runs them beside today's.
-BASELINE: dict[str, Any] = {"iterations": (500, 150), "early_stop_rtol": 2.5e-3, "early_stop_window": 50,
-                            "precision": "fp32"}
+BASELINE: dict[str, Any] = {
+    "iterations": (500, 150),
+    "early_stop_rtol": 2.5e-3,
+    "early_stop_window": 50,
+    "precision": "fp32",
+}
 
 
 def _image(folder: Path, stem: str) -> Path:
@@ -53,7 +57,9 @@ def _image(folder: Path, stem: str) -> Path:
     return found[0]
 
 
-def fp32_loss(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, image: torch.Tensor) -> float:
+def fp32_loss(
+    features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, image: torch.Tensor
+) -> float:
     """``image``'s loss under ``cfg``'s objective at the output size, computed in fp32: the same
     yardstick for runs made in fp32 and bf16."""
     cfg = replace(cfg, precision="fp32")
@@ -64,8 +70,14 @@ def fp32_loss(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor,
     return float(total)
 
 
-def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, evaluator: Evaluator,
-             sides: list[int]) -> dict[str, Any]:
+def run_once(
+    features: VGGFeatures,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    cfg: StyleConfig,
+    evaluator: Evaluator,
+    sides: list[int],
+) -> dict[str, Any]:
     device = content.device
     scaled, style = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
     began = time.perf_counter()
@@ -73,25 +85,37 @@ def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began
-    return {"sides": list(cfg.sides()), "iterations": [s.iterations for s in result.scales],
-            "stopped_early": [s.stopped_early for s in result.scales], "seconds": round(seconds, 1),
-            "precision": for_device(cfg, device).precision, "loss": fp32_loss(features, scaled, style, cfg, result.image),
-            "judged": judge(evaluator, result.image, sides), "image": result.image}
+    return {
+        "sides": list(cfg.sides()),
+        "iterations": [s.iterations for s in result.scales],
+        "stopped_early": [s.stopped_early for s in result.scales],
+        "seconds": round(seconds, 1),
+        "precision": for_device(cfg, device).precision,
+        "loss": fp32_loss(features, scaled, style, cfg, result.image),
+        "judged": judge(evaluator, result.image, sides),
+        "image": result.image,
+    }
 
 
-def evaluation_seconds(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, repeats: int = 3) -> float:
+def evaluation_seconds(
+    features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, repeats: int = 3
+) -> float:
     """One evaluation at the output size (the objective, coarser levels included, and its
     backward) in ``cfg``'s precision: the median of ``repeats`` after one warm-up."""
     return evaluation_times(features, content, style, {"cfg": cfg}, repeats)["cfg"]
 
 
-def evaluation_times(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, configs: dict[str, StyleConfig],
-                     repeats: int = 3) -> dict[str, float]:
+def evaluation_times(
+    features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, configs: dict[str, StyleConfig], repeats: int = 3
+) -> dict[str, float]:
     """:func:`evaluation_seconds` of each config, interleaved (one of each per round, the same
     machine state for all): medians of ``repeats`` after one warm-up each."""
     points = {}
     for name, cfg in configs.items():
-        scaled, style_scaled = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
+        scaled, style_scaled = (
+            resize(content, fit_size(*content.shape[-2:], cfg.size)),
+            resize_max_side(style, cfg.size),
+        )
         start, objective = scale_objective(scaled, features, cfg, [compute_style_targets(style_scaled, features, cfg)])
         points[name] = (start.clone().requires_grad_(True), objective)
     times: dict[str, list[float]] = {name: [] for name in configs}
@@ -113,17 +137,23 @@ def precision_table(r: dict[str, Any]) -> str:
         return ""
     a, b = r["precisions"]
     small = str(min(r["sizes"]))
-    lines = [f"| pair | size | evaluation s ({a} / {b}) | ratio | content ({a} / {b}) | style gain ({a} / {b}) | "
-             f"at {small} px: content, style gain ({b} vs {a}) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| pair | size | evaluation s ({a} / {b}) | ratio | content ({a} / {b}) | style gain ({a} / {b}) | "
+        f"at {small} px: content, style gain ({b} vs {a}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for pair, sizes in r["pairs"].items():
         for size, runs in sizes.items():
             x, y = runs[a], runs[b]
             jx, jy = x["judged"][size], y["judged"][size]
             sx, sy = x["judged"][small], y["judged"][small]
-            lines.append(f"| {pair} | {size} | {x['evaluation_s']} / {y['evaluation_s']} | {y['evaluation_s'] / x['evaluation_s']:.2f} | "
-                         f"{jx['content']} / {jy['content']} ({jy['content'] / jx['content'] - 1:+.1%}) | {jx['style_gain']} / "
-                         f"{jy['style_gain']} ({jy['style_gain'] / jx['style_gain'] - 1:+.1%}) | "
-                         f"{sy['content'] / sx['content'] - 1:+.1%}, {sy['style_gain'] / sx['style_gain'] - 1:+.1%} |")
+            lines.append(
+                f"| {pair} | {size} | {x['evaluation_s']} / {y['evaluation_s']} | "
+                f"{y['evaluation_s'] / x['evaluation_s']:.2f} | "
+                f"{jx['content']} / {jy['content']} ({jy['content'] / jx['content'] - 1:+.1%}) | {jx['style_gain']} / "
+                f"{jy['style_gain']} ({jy['style_gain'] / jx['style_gain'] - 1:+.1%}) | "
+                f"{sy['content'] / sx['content'] - 1:+.1%}, {sy['style_gain'] / sx['style_gain'] - 1:+.1%} |"
+            )
     return "\n".join(lines)
 
 
@@ -143,9 +173,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     configure_backends(device)
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
     images = Path(args.images)
-    results: dict[str, Any] = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "sizes": args.sizes,
-                               "coarse_size": args.coarse_size, "reference_iterations": args.reference_iterations,
-                               "precisions": args.precisions, "pairs": {}}
+    results: dict[str, Any] = {
+        "device": str(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "sizes": args.sizes,
+        "coarse_size": args.coarse_size,
+        "reference_iterations": args.reference_iterations,
+        "precisions": args.precisions,
+        "pairs": {},
+    }
     from nst_batch.tasks.pair.image_files import load_image
 
     for pair in args.pairs.split(","):
@@ -163,8 +199,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             runs.update({p: replace(defaults, precision=p) for p in args.precisions} or {"defaults": defaults})
             if args.reference_iterations:
                 runs["reference"] = replace(defaults, iterations=(args.reference_iterations,), early_stop_rtol=0.0)
-            rows[str(size)] = {name: _save(run_once(features, content, style, cfg, evaluator, args.sizes), args.images_out,
-                                           f"{content_stem}__{style_stem}_{size}_{name}") for name, cfg in runs.items()}
+            rows[str(size)] = {
+                name: _save(
+                    run_once(features, content, style, cfg, evaluator, args.sizes),
+                    args.images_out,
+                    f"{content_stem}__{style_stem}_{size}_{name}",
+                )
+                for name, cfg in runs.items()
+            }
             for p in args.precisions:
                 rows[str(size)][p]["evaluation_s"] = evaluation_seconds(features, content, style, runs[p])
             print(f"[quality] {pair} {size} px done", file=sys.stderr, flush=True)
@@ -175,14 +217,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def table(r: dict[str, Any]) -> str:
     """One row per pair, size and run; the distances at the output size / downscaled to the smallest size."""
     small = min(r["sizes"])
-    lines = [f"| pair | size | run | scales, px | iterations | s | content (own / at {small} px) | "
-             f"style gain (own / at {small} px) | loss |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| pair | size | run | scales, px | iterations | s | content (own / at {small} px) | "
+        f"style gain (own / at {small} px) | loss |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for pair, sizes in r["pairs"].items():
         for size, runs in sizes.items():
             for name, x in runs.items():
                 own, at = x["judged"][size], x["judged"][str(small)]
-                lines.append(f"| {pair} | {size} | {name} | {x['sides']} | {x['iterations']} | {x['seconds']} | "
-                             f"{own['content']} / {at['content']} | {own['style_gain']} / {at['style_gain']} | {x['loss']:.4g} |")
+                lines.append(
+                    f"| {pair} | {size} | {name} | {x['sides']} | {x['iterations']} | {x['seconds']} | "
+                    f"{own['content']} / {at['content']} | {own['style_gain']} / {at['style_gain']} | {x['loss']:.4g} |"
+                )
     return "\n".join(lines)
 
 
@@ -197,48 +244,81 @@ def targets(r: dict[str, Any]) -> str:
                 small = sizes[str(size)]["defaults"]["judged"][str(size)]
                 at = big["judged"][str(size)]
                 for key in ("style_gain", "content"):
-                    lines.append(f"| {pair} | {2 * size} px at {size} px vs {size} px: {key} | {at[key] / small[key] - 1:+.1%} | within 10 % |")
+                    lines.append(
+                        f"| {pair} | {2 * size} px at {size} px vs {size} px: {key} | "
+                        f"{at[key] / small[key] - 1:+.1%} | within 10 % |"
+                    )
         for size, runs in sizes.items():
             if "reference" in runs and "defaults" in runs:
                 d, ref = runs["defaults"], runs["reference"]
-                lines.append(f"| {pair} | {size} px loss vs reference ({sum(ref['iterations'])} its) | {d['loss'] / ref['loss'] - 1:+.2%} "
-                             f"in {sum(d['iterations'])} iterations | within 2 % |")
+                lines.append(
+                    f"| {pair} | {size} px loss vs reference ({sum(ref['iterations'])} its) | "
+                    f"{d['loss'] / ref['loss'] - 1:+.2%} "
+                    f"in {sum(d['iterations'])} iterations | within 2 % |"
+                )
     return "\n".join(lines)
 
 
 def versus_baseline(r: dict[str, Any]) -> str:
     """Today's defaults against the baseline's, run side by side: time and distances as ratios."""
     small = str(min(r["sizes"]))
-    lines = ["| pair | size | iterations (baseline → defaults) | precision | wall time ratio | content ratio (own / at "
-             f"{small} px) | style gain ratio (own / at {small} px) | fp32 loss ratio |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pair | size | iterations (baseline → defaults) | precision | wall time ratio | content ratio (own / at "
+        f"{small} px) | style gain ratio (own / at {small} px) | fp32 loss ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for pair, sizes in r["pairs"].items():
         for size, runs in sizes.items():
             if "baseline" not in runs:
                 continue
             b = runs["baseline"]
             for d in (run for name, run in runs.items() if name not in ("baseline", "reference")):
-                ratio = {k: (d["judged"][size][k] / b["judged"][size][k], d["judged"][small][k] / b["judged"][small][k])
-                         for k in ("content", "style_gain")}
-                lines.append(f"| {pair} | {size} | {b['iterations']} → {d['iterations']} | {b['precision']} → {d['precision']} | "
-                             f"{d['seconds'] / b['seconds']:.2f} | {ratio['content'][0]:.3f} / {ratio['content'][1]:.3f} | "
-                             f"{ratio['style_gain'][0]:.3f} / {ratio['style_gain'][1]:.3f} | {d['loss'] / b['loss']:.3f} |")
+                ratio = {
+                    k: (d["judged"][size][k] / b["judged"][size][k], d["judged"][small][k] / b["judged"][small][k])
+                    for k in ("content", "style_gain")
+                }
+                lines.append(
+                    f"| {pair} | {size} | {b['iterations']} → {d['iterations']} | {b['precision']} → "
+                    f"{d['precision']} | "
+                    f"{d['seconds'] / b['seconds']:.2f} | {ratio['content'][0]:.3f} / {ratio['content'][1]:.3f} | "
+                    f"{ratio['style_gain'][0]:.3f} / {ratio['style_gain'][1]:.3f} | {d['loss'] / b['loss']:.3f} |"
+                )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)")
+    p.add_argument(
+        "--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)"
+    )
     p.add_argument("--sizes", type=int_list, default=[256, 512])
     p.add_argument("--coarse-size", type=int, default=StyleConfig().coarse_size, help="the defaults' first scale, px")
-    p.add_argument("--reference-iterations", type=int, default=2000, help="per scale, no early stop; 0 skips the reference")
-    p.add_argument("--iterations", type=int_list, default=None, help="override the defaults' iterations per scale, N1,N2,... (for quick tries)")
+    p.add_argument(
+        "--reference-iterations", type=int, default=2000, help="per scale, no early stop; 0 skips the reference"
+    )
+    p.add_argument(
+        "--iterations",
+        type=int_list,
+        default=None,
+        help="override the defaults' iterations per scale, N1,N2,... (for quick tries)",
+    )
     p.add_argument("--images-out", type=Path, default=None, help="write every output here as PNG, to look at")
-    p.add_argument("--baseline", action="store_true",
-                   help="also run main's defaults before the CPU speed issue (fp32, 500,150 iterations, loss plateau stop only) "
-                        "and print time and distance ratios")
-    p.add_argument("--precisions", type=lambda t: [x for x in t.split(",") if x], default=[],
-                   help="also run the defaults in each of these precisions (fp32,bf16) and compare them: time per evaluation, distances")
-    p.add_argument("--pairs", default=DEFAULT_PAIRS, help=f"content:style stems, comma-separated (default {DEFAULT_PAIRS})")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run main's defaults before the CPU speed issue (fp32, 500,150 iterations, loss plateau stop only) "
+        "and print time and distance ratios",
+    )
+    p.add_argument(
+        "--precisions",
+        type=lambda t: [x for x in t.split(",") if x],
+        default=[],
+        help="also run the defaults in each of these precisions (fp32,bf16) and compare them: time per evaluation, "
+        "distances",
+    )
+    p.add_argument(
+        "--pairs", default=DEFAULT_PAIRS, help=f"content:style stems, comma-separated (default {DEFAULT_PAIRS})"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

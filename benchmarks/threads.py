@@ -27,7 +27,10 @@ from typing import Any
 
 from benchmarks.common import DEFAULT_IMAGES, report
 
-CASES = {"128 px x 30 it": ["--size", "128", "--iterations", "30"], "256 px x 10 it": ["--size", "256", "--iterations", "10"]}
+CASES = {
+    "128 px x 30 it": ["--size", "128", "--iterations", "30"],
+    "256 px x 10 it": ["--size", "256", "--iterations", "10"],
+}
 AFFINITY = len(os.sched_getaffinity(0))
 SETTINGS = {
     # What main did: PyTorch's own count (every core in the affinity mask) and libgomp's default spin.
@@ -79,12 +82,30 @@ class Quota:
         self.procs = None
 
 
-def run_one(content: Path, style: Path, flags: list[str], settings: dict[str, str], quota: Quota | None, workdir: Path) -> float:
+def run_one(
+    content: Path, style: Path, flags: list[str], settings: dict[str, str], quota: Quota | None, workdir: Path
+) -> float:
     meta = workdir / f"{uuid.uuid4().hex}.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("NST_THREADS", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NST_THREADS", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    }
     env.update(settings)
-    command = [sys.executable, "-m", "nst_batch.cli.main", "stylize", str(content), str(style), "-o", str(workdir / "out.png"),
-               "--quiet", "--metadata", str(meta), *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "nst_batch.cli.main",
+        "stylize",
+        str(content),
+        str(style),
+        "-o",
+        str(workdir / "out.png"),
+        "--quiet",
+        "--metadata",
+        str(meta),
+        *flags,
+    ]
     subprocess.run(command, env=env, check=True, preexec_fn=quota.join if quota else None)  # noqa: PLW1509
     return float(json.loads(meta.read_text())["wall_time_s"])
 
@@ -108,16 +129,34 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     for case, flags in CASES.items():
                         for name, settings in SETTINGS.items():  # interleaved: before, now, before, now, ...
-                            seconds = run_one(content, style, flags, settings, quota if condition == "1-CPU quota" else None, Path(tmp))
+                            seconds = run_one(
+                                content,
+                                style,
+                                flags,
+                                settings,
+                                quota if condition == "1-CPU quota" else None,
+                                Path(tmp),
+                            )
                             times.setdefault((case, condition, name), []).append(seconds)
-                            print(f"rep {rep + 1}: {case}, {condition}, {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+                            print(
+                                f"rep {rep + 1}: {case}, {condition}, {name}: {seconds:.2f} s",
+                                file=sys.stderr,
+                                flush=True,
+                            )
                 finally:
                     for b in busy:
                         b.kill()
                         b.wait()
     quota.close()
-    results: dict[str, Any] = {"machine": {"affinity_cpus": AFFINITY, "load_before": os.getloadavg()}, "reps": args.reps, "rows": []}
-    lines = [f"| case | condition | {' | '.join(f'{n}: s (slow-down)' for n in SETTINGS)} |", "|---|---|" + "---|" * len(SETTINGS)]
+    results: dict[str, Any] = {
+        "machine": {"affinity_cpus": AFFINITY, "load_before": os.getloadavg()},
+        "reps": args.reps,
+        "rows": [],
+    }
+    lines = [
+        f"| case | condition | {' | '.join(f'{n}: s (slow-down)' for n in SETTINGS)} |",
+        "|---|---|" + "---|" * len(SETTINGS),
+    ]
     for case in CASES:
         idle = {name: statistics.median(times[(case, "idle", name)]) for name in SETTINGS}
         for condition in conditions:
@@ -126,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             for name in SETTINGS:
                 values = times[(case, condition, name)]
                 med = statistics.median(values)
-                row[name] = {"median_s": round(med, 3), "all_s": [round(v, 3) for v in values], "slowdown": round(med / idle[name], 2),
-                             "worst_slowdown": round(max(values) / idle[name], 2)}
+                row[name] = {
+                    "median_s": round(med, 3),
+                    "all_s": [round(v, 3) for v in values],
+                    "slowdown": round(med / idle[name], 2),
+                    "worst_slowdown": round(max(values) / idle[name], 2),
+                }
                 cells.append(f"{med:.2f} ({med / idle[name]:.1f}x, worst {max(values) / idle[name]:.1f}x)")
             results["rows"].append(row)
             lines.append(f"| {case} | {condition} | {' | '.join(cells)} |")

@@ -54,8 +54,13 @@ class Recorder(WantsImages):
         entered = time.perf_counter()
         own = (info.image * 255).round()
         view = (resize_max_side(info.image, self.view_side) * 255).round()
-        point: dict[str, Any] = {"scale": info.scale_index, "side": max(info.height, info.width), "iteration": info.iteration,
-                                 "loss": info.losses["total"], "seconds": round(entered - self.began - self.paused, 2)}
+        point: dict[str, Any] = {
+            "scale": info.scale_index,
+            "side": max(info.height, info.width),
+            "iteration": info.iteration,
+            "loss": info.losses["total"],
+            "seconds": round(entered - self.began - self.paused, 2),
+        }
         last = self._last.get(info.scale_index)
         if last is not None and info.iteration > last[0]:
             steps = info.iteration - last[0]
@@ -81,6 +86,7 @@ def rtol_rule(rtol: float, window: int = 50) -> Any:
         now = points[i]
         before = [p for p in points[: i + 1] if now["iteration"] - p["iteration"] >= window]
         return bool(before) and before[-1]["loss"] - now["loss"] <= rtol * abs(now["loss"])
+
     return fires
 
 
@@ -89,6 +95,7 @@ def change_rule(level: float, window: int = 20) -> Any:
         now = points[i]
         recent = [p for p in points[: i + 1] if now["iteration"] - p["iteration"] < window and "change_view" in p]
         return now["iteration"] >= window and bool(recent) and max(p["change_view"] for p in recent) <= level
+
     return fires
 
 
@@ -108,8 +115,14 @@ def summary(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
             hit = first(mine, fires)
             row = {"scale": scale, "side": end["side"], "rule": name, "end": end["iteration"]}
             if hit is not None:
-                row.update({"fires_at": hit["iteration"], "loss_gap": hit["loss"] / end["loss"] - 1,
-                            "content_gap": hit["content"] / end["content"] - 1, "style_gap": hit["style_gain"] / end["style_gain"] - 1})
+                row.update(
+                    {
+                        "fires_at": hit["iteration"],
+                        "loss_gap": hit["loss"] / end["loss"] - 1,
+                        "content_gap": hit["content"] / end["content"] - 1,
+                        "style_gap": hit["style_gain"] / end["style_gain"] - 1,
+                    }
+                )
             rows.append(row)
     return rows
 
@@ -122,26 +135,45 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     images = Path(args.images)
     from nst_batch.tasks.pair.image_files import load_image
 
-    out: dict[str, Any] = {"device": str(device), "size": args.size, "iterations": args.iterations, "precision": args.precision, "pairs": {}}
+    out: dict[str, Any] = {
+        "device": str(device),
+        "size": args.size,
+        "iterations": args.iterations,
+        "precision": args.precision,
+        "pairs": {},
+    }
     for pair in args.pairs.split(","):
         content_stem, style_stem = pair.split(":")
         content = load_image(_image(images / "content", content_stem)).rgb.to(device)
         style = load_image(_image(images / "style", style_stem)).rgb.to(device)
         recorder = Recorder(Evaluator(features, content, style), content, cfg.coarse_size)
         scaled = resize(content, fit_size(*content.shape[-2:], cfg.size))
-        stylize(scaled, features, replace(cfg), styles=[resize_max_side(style, cfg.size)], on_step=recorder, report_every=args.every)
+        stylize(
+            scaled,
+            features,
+            replace(cfg),
+            styles=[resize_max_side(style, cfg.size)],
+            on_step=recorder,
+            report_every=args.every,
+        )
         out["pairs"][pair] = {"points": recorder.points, "summary": summary(recorder.points)}
         print(f"[trajectory] {pair} done", file=sys.stderr, flush=True)
     return out
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = ["| pair | scale px | rule | fires at / of | loss gap | content gap | style gain gap |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pair | scale px | rule | fires at / of | loss gap | content gap | style gain gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for pair, data in r["pairs"].items():
         for row in data["summary"]:
             if "fires_at" in row:
-                lines.append(f"| {pair} | {row['side']} | {row['rule']} | {row['fires_at']} / {row['end']} | {row['loss_gap']:+.2%} | "
-                             f"{row['content_gap']:+.2%} | {row['style_gap']:+.2%} |")
+                lines.append(
+                    f"| {pair} | {row['side']} | {row['rule']} | {row['fires_at']} / {row['end']} | "
+                    f"{row['loss_gap']:+.2%} | "
+                    f"{row['content_gap']:+.2%} | {row['style_gap']:+.2%} |"
+                )
             else:
                 lines.append(f"| {pair} | {row['side']} | {row['rule']} | never / {row['end']} | | | |")
     return "\n".join(lines)
@@ -149,9 +181,13 @@ def table(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.trajectory", description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)")
+    p.add_argument(
+        "--images", default=str(DEFAULT_IMAGES), help="folder with content/ and style/ (default ../shared/images)"
+    )
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--iterations", type=int_list, default=[600, 300], help="per scale, from the coarsest; no early stop")
+    p.add_argument(
+        "--iterations", type=int_list, default=[600, 300], help="per scale, from the coarsest; no early stop"
+    )
     p.add_argument("--every", type=int, default=10, help="record a point every N iterations")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--pairs", default=",".join(DEFAULT_PAIRS.split(",")[:2]))

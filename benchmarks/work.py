@@ -38,8 +38,17 @@ VIEW = 256
 # main's defaults until 2026-12-05 (what the work issue measured): a 256-px scale of up to 500
 # iterations, then 100 at the output size with half of each evaluation's loss taken at 256 px,
 # plateau stop 0.25 % over 50 iterations, pixels optimised as they are, from the content.
-BEFORE: dict[str, Any] = {"iterations": (500, 100), "early_stop_rtol": 2.5e-3, "early_stop_window": 50, "coarse_style_share": 0.5,
-                          "init": "content", "upsample": "image", "coarse_size": 256, "precondition": 0, "style_loss": "gram"}
+BEFORE: dict[str, Any] = {
+    "iterations": (500, 100),
+    "early_stop_rtol": 2.5e-3,
+    "early_stop_window": 50,
+    "coarse_style_share": 0.5,
+    "init": "content",
+    "upsample": "image",
+    "coarse_size": 256,
+    "precondition": 0,
+    "style_loss": "gram",
+}
 
 
 def evaluations_512(cfg: StyleConfig, height: int, width: int, iterations: list[int]) -> list[float]:
@@ -56,7 +65,9 @@ def evaluations_512(cfg: StyleConfig, height: int, width: int, iterations: list[
     return out
 
 
-def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, evaluator: Evaluator) -> dict[str, Any]:
+def run_once(
+    features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, evaluator: Evaluator
+) -> dict[str, Any]:
     scaled, style_scaled = resize(content, fit_size(*content.shape[-2:], cfg.size)), resize_max_side(style, cfg.size)
     began = time.perf_counter()
     result = stylize(scaled, features, cfg, styles=[style_scaled])
@@ -64,13 +75,20 @@ def run_once(features: VGGFeatures, content: torch.Tensor, style: torch.Tensor, 
         torch.cuda.synchronize(scaled.device)
     seconds = time.perf_counter() - began
     iterations = [s.iterations for s in result.scales]
-    return {"seconds": round(seconds, 1), "sides": list(cfg.sides()), "iterations": iterations,
-            "evaluations_512": evaluations_512(cfg, *content.shape[-2:], iterations),
-            "precision": for_device(cfg, scaled.device).precision, "judged": judge(evaluator, result.image, [VIEW]),
-            "image": result.image.cpu()}
+    return {
+        "seconds": round(seconds, 1),
+        "sides": list(cfg.sides()),
+        "iterations": iterations,
+        "evaluations_512": evaluations_512(cfg, *content.shape[-2:], iterations),
+        "precision": for_device(cfg, scaled.device).precision,
+        "judged": judge(evaluator, result.image, [VIEW]),
+        "image": result.image.cpu(),
+    }
 
 
-def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: int = 384, names: tuple[str, ...] = ("before", "now")) -> None:
+def contact_sheet(
+    images: dict[str, dict[str, torch.Tensor]], path: Path, side: int = 384, names: tuple[str, ...] = ("before", "now")
+) -> None:
     """One row per pair: ``names`` side by side (before | now), each at ``side`` px, labelled."""
     import io
 
@@ -80,7 +98,10 @@ def contact_sheet(images: dict[str, dict[str, torch.Tensor]], path: Path, side: 
 
     rows = []
     for pair, runs in images.items():
-        tiles = [Image.open(io.BytesIO(encode_image(resize_max_side(runs[name], side), "PNG"))).convert("RGB") for name in names]
+        tiles = [
+            Image.open(io.BytesIO(encode_image(resize_max_side(runs[name], side), "PNG"))).convert("RGB")
+            for name in names
+        ]
         h = max(t.height for t in tiles) + 22
         row = Image.new("RGB", (sum(t.width for t in tiles) + 10, h), "white")
         x = 0
@@ -103,25 +124,41 @@ def network(device_name: str) -> tuple[torch.device, VGGFeatures, dict[str, Any]
     device = resolve_device(device_name)
     configure_backends(device)
     features = VGGFeatures(load_caffe_weights(), "relu5_1", "max").to(device).eval()
-    return device, features, {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                              "threads": torch.get_num_threads()}
+    return (
+        device,
+        features,
+        {
+            "device": str(device),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+        },
+    )
 
 
-def shared_pairs(images: str | Path, pairs: str, device: torch.device) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+def shared_pairs(
+    images: str | Path, pairs: str, device: torch.device
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
     """(``photo:painting``, the photo, the painting) on ``device`` for each of ``pairs`` (stems
     under ``images``/content and ``images``/style)."""
     from nst_batch.tasks.pair.image_files import load_image
 
     for pair in pairs.split(","):
         content_stem, style_stem = pair.split(":")
-        yield (pair, load_image(_image(Path(images) / "content", content_stem)).rgb.to(device),
-               load_image(_image(Path(images) / "style", style_stem)).rgb.to(device))
+        yield (
+            pair,
+            load_image(_image(Path(images) / "content", content_stem)).rgb.to(device),
+            load_image(_image(Path(images) / "style", style_stem)).rgb.to(device),
+        )
 
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
     device, features, machine = network(args.device)
-    results: dict[str, Any] = {**machine, "before": {k: list(v) if isinstance(v, tuple) else v for k, v in BEFORE.items()},
-                               "now": StyleConfig().to_json(), "pairs": {}}
+    results: dict[str, Any] = {
+        **machine,
+        "before": {k: list(v) if isinstance(v, tuple) else v for k, v in BEFORE.items()},
+        "now": StyleConfig().to_json(),
+        "pairs": {},
+    }
     sheet: dict[str, dict[str, torch.Tensor]] = {}
     for pair, content, style in shared_pairs(args.images, args.pairs, device):
         evaluator = Evaluator(features, content, style)
@@ -132,8 +169,12 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
             for _ in range(args.reps):
                 for name, cfg in configs.items():  # interleaved
                     run = run_once(features, content, style, cfg, evaluator)
-                    print(f"[work] {pair} {size} px {name}: {run['seconds']} s, iterations {run['iterations']}, "
-                          f"evaluations {run['evaluations_512']}, {run['judged']}", file=sys.stderr, flush=True)
+                    print(
+                        f"[work] {pair} {size} px {name}: {run['seconds']} s, iterations {run['iterations']}, "
+                        f"evaluations {run['evaluations_512']}, {run['judged']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     runs[name].append(run)
             if size == max(args.sizes):
                 sheet[pair] = {name: runs[name][-1]["image"] for name in runs}
@@ -145,10 +186,16 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[st
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = ["| pair | size | run | s | iterations per scale | 512-eq evaluations | content (own / at 256) | style gain (own / at 256) |",
-             "|---|---|---|---|---|---|---|---|"]
-    ratios = ["| pair | size | time now/before | evaluations now/before | content at 256 | style gain at 256 | content own | style gain own |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pair | size | run | s | iterations per scale | 512-eq evaluations | content (own / at 256) | style gain "
+        "(own / at 256) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = [
+        "| pair | size | time now/before | evaluations now/before | content at 256 | style gain at 256 | content own "
+        "| style gain own |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for pair, sizes in r["pairs"].items():
         for size, runs in sizes.items():
             med = {}
@@ -157,12 +204,17 @@ def table(r: dict[str, Any]) -> str:
                 last = reps[-1]
                 own, at = last["judged"][size], last["judged"][str(VIEW)]
                 med[name] = (s, sum(last["evaluations_512"]), own, at)
-                lines.append(f"| {pair} | {size} | {name} | {s} | {last['iterations']} | {last['evaluations_512']} = "
-                             f"{sum(last['evaluations_512']):.0f} | {own['content']} / {at['content']} | {own['style_gain']} / {at['style_gain']} |")
+                lines.append(
+                    f"| {pair} | {size} | {name} | {s} | {last['iterations']} | {last['evaluations_512']} = "
+                    f"{sum(last['evaluations_512']):.0f} | {own['content']} / {at['content']} | {own['style_gain']} "
+                    f"/ {at['style_gain']} |"
+                )
             (tb, eb, ob, ab), (tn, en, on, an) = med["before"], med["now"]
-            ratios.append(f"| {pair} | {size} | {tn / tb:.2f} | {en / eb:.2f} | {an['content'] / ab['content'] - 1:+.1%} | "
-                          f"{an['style_gain'] / ab['style_gain'] - 1:+.1%} | {on['content'] / ob['content'] - 1:+.1%} | "
-                          f"{on['style_gain'] / ob['style_gain'] - 1:+.1%} |")
+            ratios.append(
+                f"| {pair} | {size} | {tn / tb:.2f} | {en / eb:.2f} | {an['content'] / ab['content'] - 1:+.1%} | "
+                f"{an['style_gain'] / ab['style_gain'] - 1:+.1%} | {on['content'] / ob['content'] - 1:+.1%} | "
+                f"{on['style_gain'] / ob['style_gain'] - 1:+.1%} |"
+            )
     return "\n".join(lines) + "\n\n" + "\n".join(ratios)
 
 

@@ -22,7 +22,7 @@ def _fractal_ridge(rng: np.random.Generator, width: int, octaves: int = 6) -> np
     x = np.linspace(0, 1, width)
     ridge = np.zeros(width)
     for o in range(octaves):
-        freq, amp = 2 ** o, 0.5 ** o
+        freq, amp = 2**o, 0.5**o
         phase = rng.uniform(0, 2 * math.pi)
         ridge += amp * np.sin(2 * math.pi * freq * x * rng.uniform(0.8, 1.2) + phase)
     return ridge / 2
@@ -34,15 +34,15 @@ def landscape() -> Image.Image:
     sky = (1 - y) * np.array([90, 150, 230]) + y * np.array([250, 210, 170])
     img = np.broadcast_to(sky, (H, W, 3)).copy()
     yy, xx = np.mgrid[0:H, 0:W]
-    sun = (xx - 380) ** 2 + (yy - 110) ** 2 < 38 ** 2
+    sun = (xx - 380) ** 2 + (yy - 110) ** 2 < 38**2
     img[sun] = [255, 235, 150]
     for base, colour in ((0.45, (110, 120, 150)), (0.55, (60, 90, 70)), (0.62, (35, 65, 40))):
         ridge = (base + 0.08 * _fractal_ridge(rng, W)) * H
         mask = yy > ridge[None, :]
         shade = 1 - 0.3 * (yy - ridge[None, :]) / H
-        img[mask] = (np.array(colour)[None, :] * shade[mask][:, None])
+        img[mask] = np.array(colour)[None, :] * shade[mask][:, None]
     lake_top = int(0.72 * H)
-    reflection = img[lake_top - (H - lake_top):lake_top][::-1] * 0.6 + np.array([20, 40, 70]) * 0.4
+    reflection = img[lake_top - (H - lake_top) : lake_top][::-1] * 0.6 + np.array([20, 40, 70]) * 0.4
     img[lake_top:] = reflection[: H - lake_top]
     ripples = 6 * np.sin(yy[lake_top:] * 0.9 + np.sin(xx[lake_top:] * 0.05) * 3)
     img[lake_top:] += ripples[..., None]
@@ -51,7 +51,9 @@ def landscape() -> Image.Image:
     for _ in range(40):  # pine trees on the near shore
         x0, base = rng.uniform(0, W), lake_top - rng.uniform(0, 6)
         h = rng.uniform(25, 60)
-        draw.polygon([(x0, base - h), (x0 - h / 4, base), (x0 + h / 4, base)], fill=(20, 45 + int(rng.uniform(0, 30)), 25))
+        draw.polygon(
+            [(x0, base - h), (x0 - h / 4, base), (x0 + h / 4, base)], fill=(20, 45 + int(rng.uniform(0, 30)), 25)
+        )
     return pil.filter(ImageFilter.GaussianBlur(0.6))
 
 
@@ -86,7 +88,9 @@ def swirls() -> Image.Image:
         colour = palette[int(rng.integers(0, len(palette)))]
         points = [(x, y)]
         for _ in range(8):
-            angle = sum(math.atan2(y - cy, x - cx) + math.pi / 2 for cx, cy, r in centres if math.hypot(x - cx, y - cy) < 3 * r)
+            angle = sum(
+                math.atan2(y - cy, x - cx) + math.pi / 2 for cx, cy, r in centres if math.hypot(x - cx, y - cy) < 3 * r
+            )
             angle = angle if angle else 0.3 * math.sin(y / 40)
             x, y = x + 4 * math.cos(angle), y + 4 * math.sin(angle)
             points.append((x, y))
@@ -102,12 +106,23 @@ def mosaic() -> Image.Image:
     for _ in range(900):
         cx, cy, r = rng.uniform(0, W), rng.uniform(0, H), rng.uniform(6, 30)
         n = int(rng.integers(3, 6))
-        pts = [(cx + r * math.cos(2 * math.pi * k / n + rng.uniform(0, 1)), cy + r * math.sin(2 * math.pi * k / n + rng.uniform(0, 1))) for k in range(n)]
+        pts = [
+            (
+                cx + r * math.cos(2 * math.pi * k / n + rng.uniform(0, 1)),
+                cy + r * math.sin(2 * math.pi * k / n + rng.uniform(0, 1)),
+            )
+            for k in range(n)
+        ]
         draw.polygon(pts, fill=palette[int(rng.integers(0, len(palette)))], outline=(40, 20, 10))
     return pil
 
 
-IMAGES = {"photos/lake.png": landscape, "photos/city.png": city, "styles/swirls.png": swirls, "styles/mosaic.png": mosaic}
+IMAGES = {
+    "photos/lake.png": landscape,
+    "photos/city.png": city,
+    "styles/swirls.png": swirls,
+    "styles/mosaic.png": mosaic,
+}
 
 
 def main(out: Path) -> None:

@@ -17,9 +17,11 @@ def tracebacks(text: str, allowed: Iterable[str] = ()) -> list[str]:
     one of ``allowed`` (what a test provokes on purpose, named by its exception line)."""
     found = []
     for match in _TRACEBACK.finditer(text):
-        lines = text[match.start():].splitlines()
+        lines = text[match.start() :].splitlines()
         # A traceback ends at its first unindented line after the header: the exception itself.
-        end = next((i for i, line in enumerate(lines[1:], 1) if line and not line.startswith((" ", "\t"))), len(lines) - 1)
+        end = next(
+            (i for i, line in enumerate(lines[1:], 1) if line and not line.startswith((" ", "\t"))), len(lines) - 1
+        )
         chained = "\n".join(lines[: end + 1])
         if not any(a in chained for a in allowed):
             found.append("\n".join(lines[: end + 1][-30:]))

@@ -39,6 +39,9 @@ def blocks_like(height: int = 64, width: int = 64, seed: int = 0) -> torch.Tenso
     image[:] = torch.tensor([0.55, 0.7, 0.9]).view(3, 1, 1)
     for _ in range(12):
         h, w = (int(v) for v in torch.randint(height // 8, height // 2, (2,), generator=gen))
-        top, left = int(torch.randint(0, height - h, (1,), generator=gen)), int(torch.randint(0, width - w, (1,), generator=gen))
-        image[:, top:top + h, left:left + w] = torch.rand(3, 1, 1, generator=gen)
+        top, left = (
+            int(torch.randint(0, height - h, (1,), generator=gen)),
+            int(torch.randint(0, width - w, (1,), generator=gen)),
+        )
+        image[:, top : top + h, left : left + w] = torch.rand(3, 1, 1, generator=gen)
     return image[None].contiguous()

@@ -56,6 +56,7 @@ def _check_entrypoint(deployment: dict[str, Any]) -> None:
 
 # --- Docker ---------------------------------------------------------------------------------
 
+
 def _docker_container_args(job_variables: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments docker-py's create_container would get from a Docker worker."""
     from unittest import mock
@@ -78,8 +79,10 @@ def _docker_container_args(job_variables: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("deployment", _deployments("prefect.docker.yaml"), ids=lambda d: d["name"])
 def test_every_docker_deployment_creates_a_gpu_container_from_the_built_image(deployment):
     _check_entrypoint(deployment)
-    outputs = {"build-image": {"image": "nst-batch:3f2a9c1d0b7e", "image_name": "nst-batch", "tag": "3f2a9c1d0b7e"},
-               "image-tag": {"stdout": "3f2a9c1d0b7e"}}
+    outputs = {
+        "build-image": {"image": "nst-batch:3f2a9c1d0b7e", "image_name": "nst-batch", "tag": "3f2a9c1d0b7e"},
+        "image-tag": {"stdout": "3f2a9c1d0b7e"},
+    }
     args = _docker_container_args(_resolved(deployment["work_pool"]["job_variables"], outputs))
     assert args["image"] == "nst-batch:3f2a9c1d0b7e"
     requests = args["host_config"]["DeviceRequests"]
@@ -110,6 +113,7 @@ def test_device_requests_directly_under_job_variables_fails_the_check():
 
 # --- Kubernetes -----------------------------------------------------------------------------
 
+
 def _k8s_template() -> dict[str, Any]:
     return json.loads((ROOT / "deploy" / "k8s-gpu-job-template.json").read_text())
 
@@ -131,7 +135,11 @@ def test_k8s_template_is_prefect_kubernetes_default_plus_gpu_secret_and_node_sel
     from prefect_kubernetes.worker import KubernetesWorker
 
     ours, theirs = _k8s_template(), KubernetesWorker.get_default_base_job_template()
-    assert set(ours["variables"]["properties"]) - set(theirs["variables"]["properties"]) == {"gpu_count", "aws_secret", "node_selector"}
+    assert set(ours["variables"]["properties"]) - set(theirs["variables"]["properties"]) == {
+        "gpu_count",
+        "aws_secret",
+        "node_selector",
+    }
 
 
 @pytest.mark.parametrize("deployment", _deployments("prefect.k8s.yaml"), ids=lambda d: d["name"])
@@ -186,14 +194,18 @@ def test_dask_cluster_example_has_the_operator_structure_and_gpu_workers():
     worker = ours["spec"]["worker"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert worker["args"][:3] == ["dask", "cuda", "worker"]
-    assert "GPU=1" in worker["args"][worker["args"].index("--resources") + 1:][:1]
+    assert "GPU=1" in worker["args"][worker["args"].index("--resources") + 1 :][:1]
     # The flow's address for it, in the Kubernetes deployment that uses it.
     name, namespace = ours["metadata"]["name"], ours["metadata"]["namespace"]
     dask_deployment = next(d for d in _deployments("prefect.k8s.yaml") if d["name"] == "dask-cluster")
-    assert dask_deployment["work_pool"]["job_variables"]["env"]["NST_DASK_ADDRESS"] == f"tcp://{name}-scheduler.{namespace}:8786"
+    assert (
+        dask_deployment["work_pool"]["job_variables"]["env"]["NST_DASK_ADDRESS"]
+        == f"tcp://{name}-scheduler.{namespace}:8786"
+    )
 
 
 # --- The image ------------------------------------------------------------------------------
+
 
 def test_dockerfile_installs_the_gpu_extra_with_the_constraints_and_lints_clean():
     docker = (ROOT / "Dockerfile").read_text()
@@ -209,14 +221,27 @@ def test_dockerfile_installs_the_gpu_extra_with_the_constraints_and_lints_clean(
 
 
 def test_one_constraints_file_for_every_install():
-    constraints = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#"))
+    constraints = dict(
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert "-c constraints.txt" in (ROOT / "scripts" / "bootstrap.sh").read_text()
     assert "-c constraints.txt" in (ROOT / "Dockerfile").read_text()
     assert "-c constraints.txt" in (ROOT / "README.md").read_text()  # the documented worker install
     # The versions this environment runs are the constrained ones (a drifted venv fails here).
     from importlib.metadata import version
 
-    for package in ("torch", "prefect", "prefect-dask", "dask", "distributed", "SQLAlchemy", "prefect-docker", "prefect-kubernetes"):
+    for package in (
+        "torch",
+        "prefect",
+        "prefect-dask",
+        "dask",
+        "distributed",
+        "SQLAlchemy",
+        "prefect-docker",
+        "prefect-kubernetes",
+    ):
         assert version(package) == constraints[package], package
 
 

@@ -8,12 +8,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "nst_batch"
-FORBIDDEN_IN_CORE = ("prefect", "boto3", "botocore", "yaml", "pydantic", "PIL", "nst_batch.tasks", "nst_batch.flows", "nst_batch.cli")
+FORBIDDEN_IN_CORE = (
+    "prefect",
+    "boto3",
+    "botocore",
+    "yaml",
+    "pydantic",
+    "PIL",
+    "nst_batch.tasks",
+    "nst_batch.flows",
+    "nst_batch.cli",
+)
 
 
 def test_core_imports_only_torch_and_the_standard_library():
     code = "import sys, nst_batch.core; print(','.join(sorted(sys.modules)))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip().split(",")
+    loaded = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+        .stdout.strip()
+        .split(",")
+    )
     offenders = {m for m in loaded for bad in FORBIDDEN_IN_CORE if m == bad or m.startswith(bad + ".")}
     assert not offenders, offenders
 
@@ -34,16 +48,25 @@ def _module_imports() -> dict[str, set[str]]:
     or not (a cycle through a lazy import is still a cycle)."""
     import ast
 
-    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")}
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")
+    }
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nst_batch"):
-                found.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names)
+                found.update(
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                )
             elif isinstance(node, ast.Import):
                 found.update(a.name for a in node.names if a.name.startswith("nst_batch"))
-        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".") and not m.startswith(name + ".")}
+        graph[name] = {
+            m
+            for m in found
+            if m in modules and m != name and not name.startswith(m + ".") and not m.startswith(name + ".")
+        }
     return graph
 
 
@@ -115,8 +138,11 @@ def test_one_package_is_installed():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["packages"]["find"]["include"] == ["nst_batch*"]
     assert (PACKAGE / "py.typed").exists()
-    assert not [p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()
-                and p.name not in ("nst_batch", "tests", "benchmarks")]
+    assert not [
+        p.name
+        for p in ROOT.iterdir()
+        if p.is_dir() and (p / "__init__.py").exists() and p.name not in ("nst_batch", "tests", "benchmarks")
+    ]
 
 
 def _readme_commands() -> list[str]:
@@ -148,16 +174,24 @@ def test_the_type_check_runs_before_the_tests_and_refuses_an_untyped_function(tm
     assert ".venv/bin/mypy || exit 1" in script and script.index(".venv/bin/mypy") < script.index("-m pytest")
     bad = tmp_path / "untyped.py"
     bad.write_text("def twice(x):\n    return 2 * x\n")
-    done = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--no-incremental", str(bad)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--no-incremental", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 1 and "no-untyped-def" in done.stdout, done.stdout + done.stderr
 
 
 # A measured duration (``2 min 25 s``, ``17 ms``, ``3m05s``); settings and bounds ("every 5 s",
 # "within 10 s", "<= 60 s", "20 s ahead") are not measurements.
 _DURATION = re.compile(r"(?<![\w.])\d[\d,]*(\.\d+)? ?(ms|s|min|minutes|seconds|hours?)\b|\b\d+m\d\ds\b")
-_BOUND_BEFORE = re.compile(r"(\b(every|within|after|for|to|at most|up to|timeout|limit|waits?|grace|retry|retries|than|per|under|over|by|in)"
-                           r"|<=|>=|<|>|~)\s*~?$", re.I)
+_BOUND_BEFORE = re.compile(
+    r"(\b(every|within|after|for|to|at most|up to|timeout|limit|waits?|grace|retry|retries|than|per|under|over|by|in)"
+    r"|<=|>=|<|>|~)\s*~?$",
+    re.I,
+)
 _MACHINE = re.compile(r"\d-core|\bcores?\b|GPU|H100|H200|Xeon|EPYC|AVX|machine|CPU", re.I)
 _DATE = re.compile(r"20\d\d-\d\d-\d\d")
 
@@ -168,9 +202,12 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _measured_durations(paragraph: str) -> list[str]:
-    return [m.group(0) for m in _DURATION.finditer(paragraph)
-            if not _BOUND_BEFORE.search(paragraph[max(0, m.start() - 12):m.start()].rstrip())
-            and not paragraph[m.end():m.end() + 7].startswith((" ahead", " ago"))]
+    return [
+        m.group(0)
+        for m in _DURATION.finditer(paragraph)
+        if not _BOUND_BEFORE.search(paragraph[max(0, m.start() - 12) : m.start()].rstrip())
+        and not paragraph[m.end() : m.end() + 7].startswith((" ahead", " ago"))
+    ]
 
 
 def test_every_timing_in_the_docs_says_on_which_machine_and_when():
@@ -201,8 +238,10 @@ def test_every_error_class_lives_in_its_rings_errors_module():
     strays = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id.endswith(("Error", "Exception", "Failed", "BadInput"))
-                                                      for b in node.bases):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and b.id.endswith(("Error", "Exception", "Failed", "BadInput"))
+                for b in node.bases
+            ):
                 if path not in homes:
                     strays.append(f"{path.relative_to(ROOT)}: {node.name}")
     assert strays == []
@@ -213,15 +252,23 @@ def test_only_storage_knows_which_storage_a_uri_is_on():
     asks that storage (shared, local_path, entry_kind) instead of branching on ``s3://``."""
     pattern = re.compile(r"\bis_s3\(|[\"']s3://[\"']\)|\bLocalStorage\(\)|\bS3Storage\(")
     storage = PACKAGE / "tasks" / "output" / "storage"
-    offenders = [f"{p.relative_to(ROOT)}:{n}" for p in sorted(PACKAGE.rglob("*.py")) if storage not in p.parents
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if storage not in p.parents
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert offenders == []
 
 
 def test_importing_the_flow_reads_no_setting_and_imports_no_pytorch():
     """A Prefect worker, `prefect deploy` and a Dask scheduler import the flow; the stylizer (and
     PyTorch, 1.7 s of a 3-s import) comes in where a pair runs."""
-    code = "import sys, nst_batch.flows.stylize_batch; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    code = (
+        "import sys, nst_batch.flows.stylize_batch; print(sorted(m for m in ('torch', 'torchvision') if m in "
+        "sys.modules))"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("NST_")}
     env["NST_TASK_RUNNER"] = "no such runner"  # read at import, this would fail
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
@@ -234,6 +281,11 @@ def test_every_name_under_the_output_root_comes_from_the_layout():
     the run's own file and folder names."""
     spelled = re.compile(r"[\"'](index\.html|summary\.json|thumbs[/\"']|live/|\.cache|\.nst-[\w-]+)|\.pt[\"']")
     layout = PACKAGE / "tasks" / "output" / "layout.py"
-    offenders = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sorted(PACKAGE.rglob("*.py")) if p != layout
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if spelled.search(line)]
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p != layout
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if spelled.search(line)
+    ]
     assert offenders == []

@@ -12,8 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from nst_batch.cli.parser import config_from_args
-from nst_batch.cli.reporting import EXIT_FAILED, DecodeLines, differences, graphs_line, print_notes, print_summary, swept
-from nst_batch.cli.session import drain_prefect, prefect_api, quiet_libraries, start_temporary_server, stop_soon_after_ctrl_c
+from nst_batch.cli.reporting import (
+    EXIT_FAILED,
+    DecodeLines,
+    differences,
+    graphs_line,
+    print_notes,
+    print_summary,
+    swept,
+)
+from nst_batch.cli.session import (
+    drain_prefect,
+    prefect_api,
+    quiet_libraries,
+    start_temporary_server,
+    stop_soon_after_ctrl_c,
+)
 from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import ManifestError, TaskError
 from nst_batch.tasks.pair.records import RunSummary
@@ -27,16 +41,30 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     runtime = RuntimeOptions.from_values(args)
     progress = None if args.quiet else make_progress(sys.stderr)
     try:
-        record = stylize_files(args.content, args.styles, args.output, cfg, runtime, init_image_path=args.init_image,
-                               metadata_path=args.metadata, on_step=progress, save_every=args.save_every, mask_path=args.mask,
-                               mask_styles=args.mask_styles)
+        record = stylize_files(
+            args.content,
+            args.styles,
+            args.output,
+            cfg,
+            runtime,
+            init_image_path=args.init_image,
+            metadata_path=args.metadata,
+            on_step=progress,
+            save_every=args.save_every,
+            mask_path=args.mask,
+            mask_styles=args.mask_styles,
+        )
     finally:
         if progress is not None:
             progress.close()
     if not args.quiet:
         width, height = record.output_size
-        print(f"wrote {args.output} ({width}x{height}) in {record.wall_time_s or 0.0:.1f}s, "
-              f"{record.iterations} iterations, loss {record.final_losses.get('total', float('nan')):.4g}{graphs_line(record.scales)}", file=sys.stderr)
+        print(
+            f"wrote {args.output} ({width}x{height}) in {record.wall_time_s or 0.0:.1f}s, "
+            f"{record.iterations} iterations, loss "
+            f"{record.final_losses.get('total', float('nan')):.4g}{graphs_line(record.scales)}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -48,7 +76,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from nst_batch.tasks.running.preflight import decode_problems, prepare_run
 
     # What the run would trip on, all of it: the inputs too, and the device unless a cluster runs it.
-    checked = prepare_run(args.manifest, args.output, every_problem=True, inputs=True, settings=True, on_cluster=bool(args.dask_address))
+    checked = prepare_run(
+        args.manifest, args.output, every_problem=True, inputs=True, settings=True, on_cluster=bool(args.dask_address)
+    )
     plan, problems = checked.plan, list(checked.problems)
     print_notes(plan)
     if args.decode:
@@ -64,16 +94,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.describe(), indent=2))
         return 0
-    print(f"manifest {plan.source}: {plural(len(plan.pairs), 'pair')}{swept(plan.pairs)}, {plural(len(plan.styles), 'style')}, "
-          f"output {plan.settings.output_root}{cluster}")
+    print(
+        f"manifest {plan.source}: {plural(len(plan.pairs), 'pair')}{swept(plan.pairs)}, "
+        f"{plural(len(plan.styles), 'style')}, "
+        f"output {plan.settings.output_root}{cluster}"
+    )
     for name, uri in plan.styles.items():
         print(f"  style {name}: {uri}")
     shown: dict[int, str] = {}  # pairs with equal parameters share one config: each is described once
     for pair in plan.pairs:
         if id(pair.config) not in shown:
             shown[id(pair.config)] = differences(pair.config)
-        print(f"  {shown_name(plan.settings.output_uri(pair.name))}  <- {shown_name(pair.content_uri)} x {'+'.join(s.name for s in pair.styles)} "
-              f"({shown[id(pair.config)]})")
+        print(
+            f"  {shown_name(plan.settings.output_uri(pair.name))}  <- {shown_name(pair.content_uri)} x "
+            f"{'+'.join(s.name for s in pair.styles)} "
+            f"({shown[id(pair.config)]})"
+        )
     return 0
 
 
@@ -85,7 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nst_batch.tasks.running.runners import existing_cluster
 
     args.runner = args.runner or ("dask" if args.dask_address else None)  # an address says which runner
-    args.output = command_line_path(args.output) if args.output else None  # against this shell's folder, also in the flow run's parameters
+    args.output = (
+        command_line_path(args.output) if args.output else None
+    )  # against this shell's folder, also in the flow run's parameters
     # Fail fast, before Prefect starts: a bad manifest, an output root that takes no files or has
     # special files where outputs go, a device this machine lacks or an unreadable weights file
     # (not on a cluster started elsewhere: its workers run the pairs). Names settled.
@@ -97,25 +135,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         from nst_batch.tasks.output.checks import check_writable_file
 
         check_writable_file(args.summary_json, "summary_json")
-    cluster = _check_cluster(existing_cluster(args.runner, args.dask_address), plan)  # and on a cluster that is unreachable or cannot see the paths
+    cluster = _check_cluster(
+        existing_cluster(args.runner, args.dask_address), plan
+    )  # and on a cluster that is unreachable or cannot see the paths
     from nst_batch.tasks.running.preflight import handing_over
     from nst_batch.tasks.running.runners import make_task_runner
 
-    runner = make_task_runner(args.runner, args.dask_address, args.dask_workers)  # a bad runner setting: one line, before Prefect
+    runner = make_task_runner(
+        args.runner, args.dask_address, args.dask_workers
+    )  # a bad runner setting: one line, before Prefect
     # The flow run takes this plan instead of planning and checking again.
     checked = replace(checked, cluster=getattr(runner, "address", None) if cluster else None)
-    print(f"{plural(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect", file=sys.stderr, flush=True)
+    print(
+        f"{plural(len(plan.pairs), 'pair')} planned into {plan.settings.output_root}{cluster}; starting Prefect",
+        file=sys.stderr,
+        flush=True,
+    )
     server = start_temporary_server()
     from nst_batch.flows.stylize_batch import stylize_batch
     from nst_batch.tasks.pair.networks import get_weights
     from nst_batch.tasks.presenting.progress import listening, make_batch_progress
 
-    get_weights(plan.settings.runtime.weights, plan.settings.runtime.weights_preprocessing)  # loaded once, shared by the pairs
+    get_weights(
+        plan.settings.runtime.weights, plan.settings.runtime.weights_preprocessing
+    )  # loaded once, shared by the pairs
     progress = make_batch_progress(sys.stderr)
     try:
         with stop_soon_after_ctrl_c(), prefect_api(server), listening(progress), handing_over(checked):
-            state = stylize_batch.with_options(task_runner=runner)(manifest=args.manifest, output=args.output, force=args.force, verify=args.verify,
-                                                                   return_state=True)
+            state = stylize_batch.with_options(task_runner=runner)(
+                manifest=args.manifest, output=args.output, force=args.force, verify=args.verify, return_state=True
+            )
     finally:
         progress.close()
         if server is not None:
@@ -179,8 +228,11 @@ def cmd_bench(argv: list[str]) -> int:
     if importlib.util.find_spec("benchmarks") is None and (checkout / "benchmarks" / "run.py").is_file():
         sys.path.insert(0, str(checkout))
     if importlib.util.find_spec("benchmarks") is None:
-        print("nst: error: nst bench runs the benchmarks of a checkout of nst-batch (benchmarks/ is not installed); "
-              "install it with pip install -e . from the checkout", file=sys.stderr)
+        print(
+            "nst: error: nst bench runs the benchmarks of a checkout of nst-batch (benchmarks/ is not installed); "
+            "install it with pip install -e . from the checkout",
+            file=sys.stderr,
+        )
         return 2
     bench_main = importlib.import_module("benchmarks.run").main
 

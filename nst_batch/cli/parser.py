@@ -34,7 +34,10 @@ def _with_suggestions(message: str, parser: argparse.ArgumentParser) -> str:
     known = _option_strings(parser)
     unknown = re.match(r"unrecognized arguments: (.*)", message)
     if unknown:
-        hints = [word + (did_you_mean(word.split("=")[0], known) if word.startswith("-") else "") for word in unknown.group(1).split()]
+        hints = [
+            word + (did_you_mean(word.split("=")[0], known) if word.startswith("-") else "")
+            for word in unknown.group(1).split()
+        ]
         return f"unrecognized arguments: {' '.join(hints)}"
     choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if choice:
@@ -79,7 +82,9 @@ def parse_scales(text: str) -> tuple[float, ...]:
         return scales_from(text)
     except CoreError as exc:
         # argparse says "argument --scales: " first
-        raise argparse.ArgumentTypeError(str(exc).replace("scales N (a count)", "N (a count of scales)").replace("scales must be", "must be")) from None
+        raise argparse.ArgumentTypeError(
+            str(exc).replace("scales N (a count)", "N (a count of scales)").replace("scales must be", "must be")
+        ) from None
 
 
 def _show(value: Any) -> str:
@@ -88,8 +93,12 @@ def _show(value: Any) -> str:
 
 # How a setting's text becomes its value where its type alone does not say (a tuple's items).
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "scales": parse_scales, "iterations": _ints, "style_blend": _floats, "style_layer_weights": _floats,
-    "content_layers": _names, "style_layers": _names,
+    "scales": parse_scales,
+    "iterations": _ints,
+    "style_blend": _floats,
+    "style_layer_weights": _floats,
+    "content_layers": _names,
+    "style_layers": _names,
 }
 
 
@@ -107,16 +116,31 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
         shown = f.metadata.get("shown", _show(default))
         if hints[f.name] is bool:  # a switch away from the default
             flag = flags[f.name] if not default else f"--no-{f.name.replace('_', '-')}"
-            g.add_argument(flag, dest=f.name, action="store_false" if default else "store_true",
-                           help=said_as_flags(f.metadata["off"], flags) if default else text)
+            g.add_argument(
+                flag,
+                dest=f.name,
+                action="store_false" if default else "store_true",
+                help=said_as_flags(f.metadata["off"], flags) if default else text,
+            )
             continue
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
         if f.name == "init":  # --init-image implies --init image
-            g.add_argument("--init", choices=choices, default=None, help=f"{text} (default {default}; image when --init-image is given)")
+            g.add_argument(
+                "--init",
+                choices=choices,
+                default=None,
+                help=f"{text} (default {default}; image when --init-image is given)",
+            )
             g.add_argument("--init-image", default=None, help="image to start from (implies --init image)")
             continue
         kind: Callable[[str], Any] = _PARSERS.get(f.name, hints[f.name] if hints[f.name] in (int, float) else str)
-        g.add_argument(flags[f.name], type=str if choices else kind, choices=choices, default=default, help=f"{text} (default {shown})")
+        g.add_argument(
+            flags[f.name],
+            type=str if choices else kind,
+            choices=choices,
+            default=default,
+            help=f"{text} (default {shown})",
+        )
 
 
 def said_as_flags(text: str, flags: dict[str, str], named: Iterable[str] = ()) -> str:
@@ -149,71 +173,135 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
         if hints[f.name] is bool:
             g.add_argument(flag, action="store_true", help=meta["help"])
             continue
-        span = f", {meta['low']}..{meta['high']}" if meta["low"] is not None and meta["high"] is not None and not meta["auto"] else ""
+        span = (
+            f", {meta['low']}..{meta['high']}"
+            if meta["low"] is not None and meta["high"] is not None and not meta["auto"]
+            else ""
+        )
         shown = meta["shown"] or (f"{f.default:,}" if isinstance(f.default, int) else f.default)
         kind = _RUNTIME_PARSERS.get(f.name, int if hints[f.name] is int else str)
-        g.add_argument(flag, type=kind, default=f.default, choices=meta["choices"] or None, metavar="N" if kind is not str else None,
-                       help=f"{meta['help']}{span} (default {shown})")
-    g.add_argument("--save-every", type=int, default=0, metavar="N",
-                   help="write the best image so far to --output every N iterations, so Ctrl-C or a crash keeps it (default 0: only at the end)")
+        g.add_argument(
+            flag,
+            type=kind,
+            default=f.default,
+            choices=meta["choices"] or None,
+            metavar="N" if kind is not str else None,
+            help=f"{meta['help']}{span} (default {shown})",
+        )
+    g.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the best image so far to --output every N iterations, so Ctrl-C or a crash keeps it (default 0: "
+        "only at the end)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nst", description="Neural style transfer (Gatys et al.) for photo collections.")
-    parser.add_argument("--version", action=_Version, nargs=0, help="show the version (and the commit of a checkout) and exit")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="show the version (and the commit of a checkout) and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("stylize", help="stylize one content image", description="Repaint CONTENT in the style of STYLE(s).")
+    p = sub.add_parser(
+        "stylize", help="stylize one content image", description="Repaint CONTENT in the style of STYLE(s)."
+    )
     p.add_argument("content", help="content image (photo)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (paintings)")
     p.add_argument("-o", "--output", required=True, help="output image: .png, .jpg/.jpeg or .webp")
     p.add_argument("--metadata", default=None, help="write the run's metadata as JSON here")
-    p.add_argument("--mask", default=None, metavar="FILE",
-                   help="styles by region: an image of the photo's aspect ratio whose colours --mask-styles maps to styles or keep")
-    p.add_argument("--mask-styles", type=_mask_styles, default=None, metavar="COLOUR=STYLE,...",
-                   help="what each colour of --mask takes: a style's file name without extension (or its position 1, 2, ...) or keep "
-                        "(the photo stays itself), e.g. '#ff0000=starry_night,#000000=keep'")
+    p.add_argument(
+        "--mask",
+        default=None,
+        metavar="FILE",
+        help="styles by region: an image of the photo's aspect ratio whose colours --mask-styles maps to styles or "
+        "keep",
+    )
+    p.add_argument(
+        "--mask-styles",
+        type=_mask_styles,
+        default=None,
+        metavar="COLOUR=STYLE,...",
+        help="what each colour of --mask takes: a style's file name without extension (or its position 1, 2, ...) or "
+        "keep "
+        "(the photo stays itself), e.g. '#ff0000=starry_night,#000000=keep'",
+    )
     _add_style_options(p)
     _add_runtime_options(p)
 
-    v = sub.add_parser("validate", help="check a manifest and print the expanded plan",
-                       description="Check MANIFEST without running it: its schema, style names, globs, every input's header, the "
-                                   "output root's write access (and, with --dask-address, what the cluster's workers see); then "
-                                   "print the pairs it expands to, with the parameters that differ from the defaults. Exit 0 when "
-                                   "it would run, 2 with one line per problem.")
+    v = sub.add_parser(
+        "validate",
+        help="check a manifest and print the expanded plan",
+        description="Check MANIFEST without running it: its schema, style names, globs, every input's header, the "
+        "output root's write access (and, with --dask-address, what the cluster's workers see); then "
+        "print the pairs it expands to, with the parameters that differ from the defaults. Exit 0 when "
+        "it would run, 2 with one line per problem.",
+    )
     v.add_argument("manifest", help="manifest path or s3:// URI")
     v.add_argument("--output", default=None, help="override the manifest's output root")
     v.add_argument("--json", action="store_true", help="print the plan as JSON")
-    v.add_argument("--decode", action="store_true",
-                   help="also decode every input image (one at a time, at the size its pairs use), so a corrupt or truncated photo "
-                        "is caught before a run starts; without it only headers are read")
-    v.add_argument("--dask-address", default=None, help="also check that this Dask cluster's workers see every input and the output")
+    v.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every input image (one at a time, at the size its pairs use), so a corrupt or truncated "
+        "photo "
+        "is caught before a run starts; without it only headers are read",
+    )
+    v.add_argument(
+        "--dask-address",
+        default=None,
+        help="also check that this Dask cluster's workers see every input and the output",
+    )
 
-    r = sub.add_parser("run", help="run the stylize-batch flow on a manifest, in this process",
-                       description="Run the stylize-batch flow on MANIFEST in this process (with a temporary local Prefect "
-                                   "server unless PREFECT_API_URL is set): style targets once per style, every pair not already "
-                                   "done, outputs, sidecars, summary.json and index.html under the output root.")
+    r = sub.add_parser(
+        "run",
+        help="run the stylize-batch flow on a manifest, in this process",
+        description="Run the stylize-batch flow on MANIFEST in this process (with a temporary local Prefect "
+        "server unless PREFECT_API_URL is set): style targets once per style, every pair not already "
+        "done, outputs, sidecars, summary.json and index.html under the output root.",
+    )
     r.add_argument("manifest", help="manifest path or s3:// URI")
-    r.add_argument("--output", default=None, help="override the manifest's output root (a folder or s3://bucket/prefix)")
-    r.add_argument("--runner", choices=("threads", "dask"), default=None,
-                   help="task runner (default threads, or $NST_TASK_RUNNER; dask when --dask-address is given)")
+    r.add_argument(
+        "--output", default=None, help="override the manifest's output root (a folder or s3://bucket/prefix)"
+    )
+    r.add_argument(
+        "--runner",
+        choices=("threads", "dask"),
+        default=None,
+        help="task runner (default threads, or $NST_TASK_RUNNER; dask when --dask-address is given)",
+    )
     r.add_argument("--dask-address", default=None, help="an existing Dask scheduler, e.g. tcp://host:8786")
-    r.add_argument("--dask-workers", type=_dask_workers, default=None, help="worker processes of a local Dask cluster (1..256)")
+    r.add_argument(
+        "--dask-workers", type=_dask_workers, default=None, help="worker processes of a local Dask cluster (1..256)"
+    )
     r.add_argument("--force", action="store_true", help="redo pairs and style targets even when current")
-    r.add_argument("--verify", action="store_true",
-                   help="before skipping a finished pair, hash its output against its sidecar (by default: its size and header)")
+    r.add_argument(
+        "--verify",
+        action="store_true",
+        help="before skipping a finished pair, hash its output against its sidecar (by default: its size and header)",
+    )
     r.add_argument("--summary-json", default=None, help="also write the run's summary JSON to this local path")
-    r.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines (INFO), not only its warnings")
+    r.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's own log lines (INFO), not only its warnings"
+    )
 
-    gal = sub.add_parser("gallery", help="rebuild index.html at an output root from its sidecars",
-                         description="Rebuild OUTPUT/index.html from the sidecars there (local folder or s3://bucket/prefix), "
-                                     "without running anything: for a root that several runs wrote, or after a crash.")
+    gal = sub.add_parser(
+        "gallery",
+        help="rebuild index.html at an output root from its sidecars",
+        description="Rebuild OUTPUT/index.html from the sidecars there (local folder or s3://bucket/prefix), "
+        "without running anything: for a root that several runs wrote, or after a crash.",
+    )
     gal.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
 
-    runs = sub.add_parser("runs", help="list the runs recorded at an output root",
-                          description="List every run recorded at OUTPUT (a folder or s3://bucket/prefix): when it started, how "
-                                      "long it took, its counts, its Prefect flow run and manifest, and the first reason of its "
-                                      "failures. Each run keeps its summary in OUTPUT/runs/; summary.json is the latest.")
+    runs = sub.add_parser(
+        "runs",
+        help="list the runs recorded at an output root",
+        description="List every run recorded at OUTPUT (a folder or s3://bucket/prefix): when it started, how "
+        "long it took, its counts, its Prefect flow run and manifest, and the first reason of its "
+        "failures. Each run keeps its summary in OUTPUT/runs/; summary.json is the latest.",
+    )
     runs.add_argument("output", help="output root (a folder or s3://bucket/prefix)")
 
     # Listed for --help only: main() hands ``nst bench ...`` to the benchmark's own parser.
@@ -224,7 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
 class _Version(argparse.Action):
     """``--version``, worked out only when asked (it may run git)."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         print(f"nst {_version()}")
         parser.exit()
 
@@ -249,9 +343,15 @@ def _commit() -> str:
     if not (root / ".git").exists():
         return ""
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=5)
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     if head.returncode != 0:

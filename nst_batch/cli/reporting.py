@@ -28,7 +28,9 @@ def graphs_line(reports: list[dict[str, Any]]) -> str:
         return ""
     errors = [r["capture_error"] for r in scales if r.get("capture_error")]
     replayed = sum(bool(r["graphed"]) for r in scales)
-    return f", CUDA graphs: {replayed} of {len(scales)} scales replayed" + (f" (capture failed: {errors[0]})" if errors else "")
+    return f", CUDA graphs: {replayed} of {len(scales)} scales replayed" + (
+        f" (capture failed: {errors[0]})" if errors else ""
+    )
 
 
 def print_notes(plan: Any) -> None:
@@ -52,7 +54,8 @@ class DecodeLines:
 
 
 def differences(cfg: StyleConfig) -> str:
-    """The parameters that differ from the defaults (size and iterations always): what a style's or a pair's overrides did."""
+    """The parameters that differ from the defaults (size and iterations always): what a style's or
+    a pair's overrides did."""
     from nst_batch.core.config import show
 
     always = ("size", "iterations")
@@ -63,7 +66,11 @@ def differences(cfg: StyleConfig) -> str:
 def swept(pairs: Any) -> str:
     """`` (6 of them sweep points of 1 pair)``, or nothing without a sweep."""
     points = [p for p in pairs if p.sweep]
-    return f" ({len(points)} of them sweep points of {plural(len({(p.sweep_of, p.content_uri) for p in points}), 'pair')})" if points else ""
+    return (
+        f" ({len(points)} of them sweep points of {plural(len({(p.sweep_of, p.content_uri) for p in points}), 'pair')})"
+        if points
+        else ""
+    )
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -71,13 +78,18 @@ def print_summary(summary: RunSummary) -> None:
 
     c = summary.counts
     wall = time.monotonic() - _STARTED
-    print(f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
-          f"in {wall:.1f}s ({summary.wall_time_s:.1f}s in the flow); style targets: {targets_in_words(summary.style_targets)}")
+    print(
+        f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed "
+        f"in {wall:.1f}s ({summary.wall_time_s:.1f}s in the flow); style targets: "
+        f"{targets_in_words(summary.style_targets)}"
+    )
     if c["skipped"]:
         print(f"  {plural(c['skipped'], 'pair')} done by earlier runs (skipped): their images are in the gallery")
     for reason, names in _by_reason(summary.failures).items():
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        print(f"  FAILED {names[0]}: {reason}" if len(names) == 1 else f"  FAILED {len(names)} pairs ({shown}): {reason}")
+        print(
+            f"  FAILED {names[0]}: {reason}" if len(names) == 1 else f"  FAILED {len(names)} pairs ({shown}): {reason}"
+        )
     for warning in summary.warnings:
         print(f"  warning: {warning}")
     print(f"output: {summary.output}  gallery: {summary.gallery or 'not built'}")
@@ -109,8 +121,11 @@ def flags_of(parser: argparse.ArgumentParser, command: str | None) -> dict[str, 
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
             sub = action.choices[command]
-            return {a.dest: next(o for o in a.option_strings if o.startswith("--")) for a in sub._actions
-                    if any(o.startswith("--") for o in a.option_strings) and a.dest != "help"}
+            return {
+                a.dest: next(o for o in a.option_strings if o.startswith("--"))
+                for a in sub._actions
+                if any(o.startswith("--") for o in a.option_strings) and a.dest != "help"
+            }
     return {}
 
 

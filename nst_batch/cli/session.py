@@ -86,7 +86,9 @@ def exit_after_grace() -> None:
         return
     _EXITING.set()
     time.sleep(INTERRUPT_GRACE_S)
-    print(f"nst: interrupted; stopping now ({INTERRUPT_GRACE_S:.0f} s after the interrupt)", file=sys.stderr, flush=True)
+    print(
+        f"nst: interrupted; stopping now ({INTERRUPT_GRACE_S:.0f} s after the interrupt)", file=sys.stderr, flush=True
+    )
     if _SERVER is not None:
         _SERVER.stop()  # os._exit skips atexit
     os._exit(130)
@@ -140,7 +142,10 @@ def prefect_api(server: Any) -> Iterator[None]:
 
 def _report_crashed(names: list[str]) -> None:
     if names:
-        print(f"marked {plural(len(names), 'flow run')} of killed nst runs as Crashed: {', '.join(names)}", file=sys.stderr)
+        print(
+            f"marked {plural(len(names), 'flow run')} of killed nst runs as Crashed: {', '.join(names)}",
+            file=sys.stderr,
+        )
 
 
 def quiet_prefect_defaults() -> None:

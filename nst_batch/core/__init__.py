@@ -13,18 +13,41 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
-    "ScaleReport": "config", "StepInfo": "config", "StyleConfig": "config", "StylizeResult": "config", "WantsImages": "config",
+    "ScaleReport": "config",
+    "StepInfo": "config",
+    "StyleConfig": "config",
+    "StylizeResult": "config",
+    "WantsImages": "config",
     "with_images": "config",
-    "autocast": "device", "bf16_is_native": "device", "configure_backends": "device",
-    "for_device": "device", "resolve_device": "device", "resolve_precision": "device",
-    "CaptureError": "errors", "ConfigError": "errors", "CoreError": "errors", "CorruptTargetsError": "errors", "DeviceError": "errors",
-    "NonFiniteLossError": "errors", "ShapeError": "errors", "StylizeError": "errors", "TargetsMismatchError": "errors",
+    "autocast": "device",
+    "bf16_is_native": "device",
+    "configure_backends": "device",
+    "for_device": "device",
+    "resolve_device": "device",
+    "resolve_precision": "device",
+    "CaptureError": "errors",
+    "ConfigError": "errors",
+    "CoreError": "errors",
+    "CorruptTargetsError": "errors",
+    "DeviceError": "errors",
+    "NonFiniteLossError": "errors",
+    "ShapeError": "errors",
+    "StylizeError": "errors",
+    "TargetsMismatchError": "errors",
     "WeightsError": "errors",
-    "ProgressCallback": "stylizer", "stylize": "stylizer", "stylize_batch": "stylizer",
-    "StyleTargets": "targets", "TargetSpec": "targets", "compute_style_targets": "targets", "luminance_match_for": "targets",
-    "targets_from_bytes": "targets", "targets_to_bytes": "targets",
+    "ProgressCallback": "stylizer",
+    "stylize": "stylizer",
+    "stylize_batch": "stylizer",
+    "StyleTargets": "targets",
+    "TargetSpec": "targets",
+    "compute_style_targets": "targets",
+    "luminance_match_for": "targets",
+    "targets_from_bytes": "targets",
+    "targets_to_bytes": "targets",
     "LAYER_NAMES": "layers",
-    "Preprocessing": "vgg", "VGGFeatures": "vgg", "VGGWeights": "vgg",
+    "Preprocessing": "vgg",
+    "VGGFeatures": "vgg",
+    "VGGWeights": "vgg",
     "load_weights": "weights",
 }
 
@@ -79,7 +102,14 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from nst_batch.core.config import ScaleReport, StepInfo, StyleConfig, StylizeResult, WantsImages, with_images
-    from nst_batch.core.device import autocast, bf16_is_native, configure_backends, for_device, resolve_device, resolve_precision
+    from nst_batch.core.device import (
+        autocast,
+        bf16_is_native,
+        configure_backends,
+        for_device,
+        resolve_device,
+        resolve_precision,
+    )
     from nst_batch.core.errors import (
         CaptureError,
         ConfigError,

@@ -51,14 +51,20 @@ def scales_from(value: str | int) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ConfigError(f"scales must be auto, a count 1..{MAX_SCALES} or fractions of size like 0.5,1; got {text[:40]!r}",
-                          settings=["scales"]) from None
+        raise ConfigError(
+            f"scales must be auto, a count 1..{MAX_SCALES} or fractions of size like 0.5,1; got {text[:40]!r}",
+            settings=["scales"],
+        ) from None
 
 
 def _help(text: str, shown: str | None = None, off: str | None = None) -> dict[str, str]:
     """A field's help; ``shown``: its default as said (for an empty one); ``off``: what turning
     a switch that is on by default off does."""
-    return {"help": text, **({"shown": shown} if shown is not None else {}), **({"off": off} if off is not None else {})}
+    return {
+        "help": text,
+        **({"shown": shown} if shown is not None else {}),
+        **({"off": off} if off is not None else {}),
+    }
 
 
 @dataclass(frozen=True)
@@ -78,43 +84,72 @@ class StyleConfig:
     # where the large strokes form must not grow with the output: by default (``scales`` empty)
     # the first scale is ``coarse_size`` px whatever ``size`` is, doubling up to ``size`` (see
     # :func:`pyramid`). ``scales`` set: each entry is a fraction of ``size``, the last 1.0.
-    scales: tuple[float, ...] = field(default=(), metadata=_help(
-        "coarse-to-fine: auto (from coarse_size, doubling up to `size`), a count N (sizes halving up to `size`) or "
-        "fractions of `size`, e.g. 0.5,1", shown="auto"))
-    coarse_size: int = field(default=256, metadata=_help("with `scales` auto: the first scale's max side, px, whatever `size` is"))
+    scales: tuple[float, ...] = field(
+        default=(),
+        metadata=_help(
+            "coarse-to-fine: auto (from coarse_size, doubling up to `size`), a count N (sizes halving up to `size`) or "
+            "fractions of `size`, e.g. 0.5,1",
+            shown="auto",
+        ),
+    )
+    coarse_size: int = field(
+        default=256, metadata=_help("with `scales` auto: the first scale's max side, px, whatever `size` is")
+    )
     # Iterations per scale, from the coarsest: fewer entries than scales repeat the last one for
     # the finer scales (a finer scale starts from the upsampled result and needs fewer); entries
     # beyond the scales are unused (a small output has fewer scales). An upper bound: a scale
     # stops earlier once the loss stops improving (see early_stop_*). 92 + 23 with the swd loss
     # takes the time Gram's 120 + 30 took (an swd evaluation costs 1.3x on a CPU), and at that
     # equal time gave more style on all 4 measured pairs, a closer photo on 3 (docs/performance.md).
-    iterations: tuple[int, ...] = field(default=(92, 23), metadata=_help(
-        "max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for the finer scales"))
+    iterations: tuple[int, ...] = field(
+        default=(92, 23),
+        metadata=_help(
+            "max iterations per scale, from the coarsest: N for all, or N1,N2,... where the last repeats for the "
+            "finer scales"
+        ),
+    )
     # At a finer scale, this share of the content and style loss is the coarser scales' loss on
     # the image downscaled to their sizes (split equally between them). The refinement then adds
     # fine texture without washing out the strokes formed at the coarse scale, so a 2x output
     # shown at the smaller size keeps its style (a departure from the paper, which matches one
     # size; in the spirit of Snelgrove's multi-scale Gram losses, 2017). Measured without it, a
     # 512-px output shown at 256 px had 17 % less style than the 256-px output. 0 = the paper.
-    coarse_style_share: float = field(default=0.5, metadata=_help(
-        "at finer scales, the share of the loss taken on the image downscaled to the coarser scales, so their strokes "
-        "survive the refinement; 0 = the paper's single-size loss"))
+    coarse_style_share: float = field(
+        default=0.5,
+        metadata=_help(
+            "at finer scales, the share of the loss taken on the image downscaled to the coarser scales, so their "
+            "strokes "
+            "survive the refinement; 0 = the paper's single-size loss"
+        ),
+    )
     content_weight: float = field(default=10.0, metadata=_help("weight of the content loss"))
     style_weight: float = field(default=100.0, metadata=_help("weight of the style loss"))
     # A departure from the paper, measured: "swd" matches the whole distribution of each style
     # layer's features along fixed random directions (Heitz et al., CVPR 2021), not only their
     # second moments (Gram), which removes Gram's washed-out contrast and colours; normalised so
     # that style_weight means about the same (nst_batch.core.losses). "gram" is the paper's.
-    style_loss: StyleLoss = field(default="swd", metadata=_help(
-        "the style loss: gram (the paper's Gram matrices) or swd (sliced Wasserstein: each layer's feature "
-        "distribution along random directions, drawn from `seed`)"))
+    style_loss: StyleLoss = field(
+        default="swd",
+        metadata=_help(
+            "the style loss: gram (the paper's Gram matrices) or swd (sliced Wasserstein: each layer's feature "
+            "distribution along random directions, drawn from `seed`)"
+        ),
+    )
     # TV is in [0, 1] pixel units (a photo has ~1e-3): this keeps it ~1 % of the loss.
     tv_weight: float = field(default=1e5, metadata=_help("total-variation smoothing"))
-    content_layers: tuple[str, ...] = field(default=DEFAULT_CONTENT_LAYERS, metadata=_help("VGG-19 layers of the content loss"))
-    style_layers: tuple[str, ...] = field(default=DEFAULT_STYLE_LAYERS, metadata=_help("VGG-19 layers of the style loss"))
-    style_layer_weights: tuple[float, ...] = field(default=(), metadata=_help("one weight per style layer", shown="all 1"))
+    content_layers: tuple[str, ...] = field(
+        default=DEFAULT_CONTENT_LAYERS, metadata=_help("VGG-19 layers of the content loss")
+    )
+    style_layers: tuple[str, ...] = field(
+        default=DEFAULT_STYLE_LAYERS, metadata=_help("VGG-19 layers of the style loss")
+    )
+    style_layer_weights: tuple[float, ...] = field(
+        default=(), metadata=_help("one weight per style layer", shown="all 1")
+    )
     # Normalised to sum 1, as jcjohnson/neural-style.
-    style_blend: tuple[float, ...] = field(default=(), metadata=_help("one weight per style image, e.g. 0.7,0.3", shown="equal"))
+    style_blend: tuple[float, ...] = field(
+        default=(), metadata=_help("one weight per style image, e.g. 0.7,0.3", shown="equal")
+    )
     # At each scale, the style image's max side is style_scale x the output's.
     style_scale: float = field(default=1.0, metadata=_help("style size relative to the output"))
     # The paper prefers avg; max is what most implementations ship.
@@ -122,15 +157,25 @@ class StyleConfig:
     init: Init = field(default="content", metadata=_help("start from the content, noise, or an image"))
     # How a scale starts from the one before: "image" upsamples the result; "residual" adds the
     # upsampled change (result - content) to the content at the new size, keeping its fine detail.
-    upsample: Upsample = field(default="image", metadata=_help(
-        "how a scale starts from the coarser one: the upsampled result (image), or the content at the new size plus the "
-        "upsampled change (residual)"))
+    upsample: Upsample = field(
+        default="image",
+        metadata=_help(
+            "how a scale starts from the coarser one: the upsampled result (image), or the content at the new size "
+            "plus the "
+            "upsampled change (residual)"
+        ),
+    )
     # A departure from the paper: at the first scale, L-BFGS optimises a pyramid of the image
     # rather than its pixels (nst_batch.core.precondition), so large strokes form in far fewer
     # iterations; finer scales refine the pixels. 0 = pixels everywhere.
-    precondition: int = field(default=3, metadata=_help(
-        "levels of the image pyramid L-BFGS optimises at the first scale, which speeds up the large strokes; 0 = the pixels, "
-        "as the paper"))
+    precondition: int = field(
+        default=3,
+        metadata=_help(
+            "levels of the image pyramid L-BFGS optimises at the first scale, which speeds up the large strokes; 0 = "
+            "the pixels, "
+            "as the paper"
+        ),
+    )
     seed: int = field(default=0, metadata=_help("seed for noise init and the sliced-Wasserstein directions"))
     optimizer: Optimizer = field(default="lbfgs", metadata=_help("lbfgs (the paper's) or adam"))
     # Memory is ~ 2 x history x image size; 50 keeps 2048 px under 1.3 GB.
@@ -138,27 +183,43 @@ class StyleConfig:
     adam_lr: float = field(default=0.02, metadata=_help("Adam's learning rate, in [0, 1] pixel units"))
     # Stop a scale early when the best loss improved by less than this fraction over the last
     # ``early_stop_window`` iterations. 0 disables early stopping.
-    early_stop_rtol: float = field(default=2.5e-3, metadata=_help(
-        "stop a scale when the loss improved less than this fraction over early_stop_window iterations; 0 = never"))
+    early_stop_rtol: float = field(
+        default=2.5e-3,
+        metadata=_help(
+            "stop a scale when the loss improved less than this fraction over early_stop_window iterations; 0 = never"
+        ),
+    )
     early_stop_window: int = field(default=50, metadata=_help("iterations early_stop_rtol looks back over"))
     # Luminance-only transfer (Gatys et al. 2017, section 5.1): optimise the luminance inside the
     # loop and take the colours (YIQ chroma) from the content.
     preserve_color: bool = field(default=False, metadata=_help("luminance-only transfer: keep the content's colours"))
     # With preserve_color: match the style luminance's mean and std to the content's first.
-    match_luminance: bool = field(default=True, metadata=_help(
-        "with preserve_color, match the style's luminance mean/std to the content's",
-        off="with preserve_color, do not match the style's luminance mean/std to the content's"))
+    match_luminance: bool = field(
+        default=True,
+        metadata=_help(
+            "with preserve_color, match the style's luminance mean/std to the content's",
+            off="with preserve_color, do not match the style's luminance mean/std to the content's",
+        ),
+    )
     # auto: bf16 autocast of the network on CPUs with native bf16 (AVX512-BF16, AMX), where it
     # measured 0.6x fp32's time at the same distances; fp32 elsewhere (GPUs keep TF32 until bf16 is
     # measured there). Settled per device by nst_batch.core.device.for_device; a run records the result.
-    precision: Precision = field(default="auto", metadata=_help(
-        "bf16 autocasts the network; auto = bf16 on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere"))
+    precision: Precision = field(
+        default="auto",
+        metadata=_help(
+            "bf16 autocasts the network; auto = bf16 on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere"
+        ),
+    )
     # Beyond the memory bound: scales whose longer side exceeds tile_size px are optimised in
     # overlapping tiles of at most tile_size px, each toward the whole style's Gram targets (see
     # nst_batch.core.tiles). Memory then follows the tile. 0 = never tile.
-    tile_size: int = field(default=0, metadata=_help(
-        "optimise scales larger than this many px in overlapping tiles, so memory follows the tile, not the output "
-        "(for outputs beyond what fits); 0 = off"))
+    tile_size: int = field(
+        default=0,
+        metadata=_help(
+            "optimise scales larger than this many px in overlapping tiles, so memory follows the tile, not the output "
+            "(for outputs beyond what fits); 0 = off"
+        ),
+    )
     tile_overlap: int = field(default=64, metadata=_help("px shared by neighbouring tiles, blended with linear ramps"))
 
     def __post_init__(self) -> None:
@@ -214,7 +275,9 @@ class StyleConfig:
         """Blend weights for ``num_styles`` styles, normalised to sum 1 (as jcjohnson/neural-style)."""
         raw = self.style_blend or (1.0,) * num_styles
         if len(raw) != num_styles:
-            raise ConfigError(f"style_blend has {len(raw)} weights for {num_styles} style images", settings=["style_blend"])
+            raise ConfigError(
+                f"style_blend has {len(raw)} weights for {num_styles} style images", settings=["style_blend"]
+            )
         total = sum(raw)
         return tuple(w / total for w in raw)
 
@@ -249,47 +312,106 @@ def _problems(cfg: StyleConfig) -> list[tuple[str, str]]:
         if not ok:
             out.append((setting, message))
 
-    check(MIN_SIDE_PX <= cfg.size <= MAX_SIDE_PX, "size", f"size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.size}")
+    check(
+        MIN_SIDE_PX <= cfg.size <= MAX_SIDE_PX, "size", f"size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.size}"
+    )
     check(all(0 < s <= 1 for s in cfg.scales), "scales", f"scales must be in (0, 1], got {show(cfg.scales)}")
-    check(list(cfg.scales) == sorted(set(cfg.scales)), "scales", f"scales must be strictly increasing, got {show(cfg.scales)}")
+    check(
+        list(cfg.scales) == sorted(set(cfg.scales)),
+        "scales",
+        f"scales must be strictly increasing, got {show(cfg.scales)}",
+    )
     check(not cfg.scales or cfg.scales[-1] == 1.0, "scales", f"the last scale must be 1, got {show(cfg.scales)}")
-    check(MIN_SIDE_PX <= cfg.coarse_size <= MAX_SIDE_PX, "coarse_size",
-          f"coarse_size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.coarse_size}")
+    check(
+        MIN_SIDE_PX <= cfg.coarse_size <= MAX_SIDE_PX,
+        "coarse_size",
+        f"coarse_size must be {MIN_SIDE_PX}..{MAX_SIDE_PX} px, got {cfg.coarse_size}",
+    )
     check(len(cfg.iterations) >= 1, "iterations", "iterations must have at least one entry")
-    check(all(0 <= i <= 100_000 for i in cfg.iterations), "iterations", f"iterations must be 0..100000, got {show(cfg.iterations)}")
+    check(
+        all(0 <= i <= 100_000 for i in cfg.iterations),
+        "iterations",
+        f"iterations must be 0..100000, got {show(cfg.iterations)}",
+    )
     for name in ("content_weight", "style_weight", "tv_weight"):
         value = getattr(cfg, name)
         check(math.isfinite(value) and value >= 0, name, f"{name} must be a finite number >= 0, got {show(value)}")
-    check(cfg.style_weight > 0 or cfg.content_weight > 0, "style_weight", "content_weight and style_weight cannot both be 0")
+    check(
+        cfg.style_weight > 0 or cfg.content_weight > 0,
+        "style_weight",
+        "content_weight and style_weight cannot both be 0",
+    )
     check(len(cfg.content_layers) >= 1, "content_layers", "content_layers must name at least one layer")
     check(len(cfg.style_layers) >= 1, "style_layers", "style_layers must name at least one layer")
     for setting in ("content_layers", "style_layers"):
         for layer in getattr(cfg, setting):
             if layer not in LAYER_NAMES:  # not check(): the suggestion costs ms, and configs are made per pair
-                out.append((setting, f"{setting}: unknown VGG-19 layer {layer!r}{did_you_mean(layer, LAYER_NAMES)}; known: conv1_1, relu1_1, ..., pool5"))
-    check(not cfg.style_layer_weights or len(cfg.style_layer_weights) == len(cfg.style_layers), "style_layer_weights",
-          f"style_layer_weights needs {len(cfg.style_layers)} entries, got {len(cfg.style_layer_weights)}")
-    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_layer_weights), "style_layer_weights", "style_layer_weights must be >= 0")
-    check(all(math.isfinite(w) and w >= 0 for w in cfg.style_blend) and (not cfg.style_blend or sum(cfg.style_blend) > 0), "style_blend",
-          f"style_blend weights must be >= 0 with a positive sum, got {show(cfg.style_blend)}")
-    check(0 <= cfg.coarse_style_share < 1, "coarse_style_share", f"coarse_style_share must be in [0, 1), got {show(cfg.coarse_style_share)}")
-    check(math.isfinite(cfg.style_scale) and 0.05 <= cfg.style_scale <= 8, "style_scale", f"style_scale must be 0.05..8, got {show(cfg.style_scale)}")
+                out.append(
+                    (
+                        setting,
+                        f"{setting}: unknown VGG-19 layer {layer!r}{did_you_mean(layer, LAYER_NAMES)}; known: "
+                        f"conv1_1, relu1_1, ..., pool5",
+                    )
+                )
+    check(
+        not cfg.style_layer_weights or len(cfg.style_layer_weights) == len(cfg.style_layers),
+        "style_layer_weights",
+        f"style_layer_weights needs {len(cfg.style_layers)} entries, got {len(cfg.style_layer_weights)}",
+    )
+    check(
+        all(math.isfinite(w) and w >= 0 for w in cfg.style_layer_weights),
+        "style_layer_weights",
+        "style_layer_weights must be >= 0",
+    )
+    check(
+        all(math.isfinite(w) and w >= 0 for w in cfg.style_blend) and (not cfg.style_blend or sum(cfg.style_blend) > 0),
+        "style_blend",
+        f"style_blend weights must be >= 0 with a positive sum, got {show(cfg.style_blend)}",
+    )
+    check(
+        0 <= cfg.coarse_style_share < 1,
+        "coarse_style_share",
+        f"coarse_style_share must be in [0, 1), got {show(cfg.coarse_style_share)}",
+    )
+    check(
+        math.isfinite(cfg.style_scale) and 0.05 <= cfg.style_scale <= 8,
+        "style_scale",
+        f"style_scale must be 0.05..8, got {show(cfg.style_scale)}",
+    )
     check(cfg.pooling in ("max", "avg"), "pooling", f"pooling must be max or avg, got {cfg.pooling!r}")
     check(cfg.init in ("content", "noise", "image"), "init", f"init must be content, noise or image, got {cfg.init!r}")
     check(0 <= cfg.seed < 2**63, "seed", f"seed must be 0..2^63-1, got {cfg.seed}")
     check(cfg.style_loss in ("gram", "swd"), "style_loss", f"style_loss must be gram or swd, got {cfg.style_loss!r}")
-    check(cfg.upsample in ("image", "residual"), "upsample", f"upsample must be image or residual, got {cfg.upsample!r}")
+    check(
+        cfg.upsample in ("image", "residual"), "upsample", f"upsample must be image or residual, got {cfg.upsample!r}"
+    )
     check(cfg.optimizer in ("lbfgs", "adam"), "optimizer", f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
     check(0 <= cfg.precondition <= 8, "precondition", f"precondition must be 0..8 levels, got {cfg.precondition}")
     check(1 <= cfg.lbfgs_history <= 1000, "lbfgs_history", f"lbfgs_history must be 1..1000, got {cfg.lbfgs_history}")
     check(math.isfinite(cfg.adam_lr) and cfg.adam_lr > 0, "adam_lr", f"adam_lr must be > 0, got {show(cfg.adam_lr)}")
-    check(0 <= cfg.early_stop_rtol < 1, "early_stop_rtol", f"early_stop_rtol must be in [0, 1), got {show(cfg.early_stop_rtol)}")
-    check(cfg.early_stop_window >= 1, "early_stop_window", f"early_stop_window must be >= 1, got {cfg.early_stop_window}")
-    check(cfg.precision in ("auto", "fp32", "bf16"), "precision", f"precision must be auto, fp32 or bf16, got {cfg.precision!r}")
-    check(cfg.tile_size == 0 or 128 <= cfg.tile_size <= MAX_SIDE_PX, "tile_size",
-          f"tile_size must be 0 (off) or 128..{MAX_SIDE_PX} px, got {cfg.tile_size}")
-    check(0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size), "tile_overlap",
-          f"tile_overlap must be >= 0 and under half of tile_size, got {cfg.tile_overlap}")
+    check(
+        0 <= cfg.early_stop_rtol < 1,
+        "early_stop_rtol",
+        f"early_stop_rtol must be in [0, 1), got {show(cfg.early_stop_rtol)}",
+    )
+    check(
+        cfg.early_stop_window >= 1, "early_stop_window", f"early_stop_window must be >= 1, got {cfg.early_stop_window}"
+    )
+    check(
+        cfg.precision in ("auto", "fp32", "bf16"),
+        "precision",
+        f"precision must be auto, fp32 or bf16, got {cfg.precision!r}",
+    )
+    check(
+        cfg.tile_size == 0 or 128 <= cfg.tile_size <= MAX_SIDE_PX,
+        "tile_size",
+        f"tile_size must be 0 (off) or 128..{MAX_SIDE_PX} px, got {cfg.tile_size}",
+    )
+    check(
+        0 <= cfg.tile_overlap and (cfg.tile_size == 0 or 2 * cfg.tile_overlap < cfg.tile_size),
+        "tile_overlap",
+        f"tile_overlap must be >= 0 and under half of tile_size, got {cfg.tile_overlap}",
+    )
     return out
 
 

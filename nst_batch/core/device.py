@@ -23,7 +23,10 @@ def resolve_device(name: str) -> torch.device:
             raise DeviceError(f"device {name!r} was asked for, but PyTorch sees no CUDA GPU here", settings=["device"])
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA GPUs", settings=["device"])
+            raise DeviceError(
+                f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA GPUs",
+                settings=["device"],
+            )
         return device
     raise DeviceError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}", settings=["device"])
 
@@ -50,9 +53,12 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     if precision != "bf16" or bf16_is_native(device):
         return precision
     if device.type == "cuda":
-        raise DeviceError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32", settings=["precision"])
+        raise DeviceError(
+            f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp32", settings=["precision"]
+        )
     raise DeviceError(
-        f"precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has {torch.backends.cpu.get_cpu_capability()} "
+        f"precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has "
+        f"{torch.backends.cpu.get_cpu_capability()} "
         "and would emulate it about 100x slower than fp32; use fp32",
         settings=["precision"],
     )

@@ -71,7 +71,8 @@ def gram_matrix(features: Tensor) -> Tensor:
         features: (B, C, H, W).
 
     Returns:
-        (B, C, C) in float32 (or float64 for float64 input), ``F F^T / (C H W)`` with F the features flattened to (B, C, H W).
+        (B, C, C) in float32 (or float64 for float64 input), ``F F^T / (C H W)`` with F the features
+        flattened to (B, C, H W).
 
     >>> gram_matrix(torch.ones(1, 2, 3, 3)).tolist()
     [[[0.5, 0.5], [0.5, 0.5]]]
@@ -214,13 +215,17 @@ def _matched(p: Tensor, table: Tensor) -> Tensor:
     SWD_EXACT_BELOW values (the deep layers: there the histogram's (D, bins) tables would cost more)."""
     d, n = p.shape
     if n <= SWD_EXACT_BELOW:
-        ranks = torch.empty_like(p).scatter_(1, p.argsort(dim=1), ((torch.arange(n, device=p.device, dtype=p.dtype) + 0.5) / n).expand(d, n))
+        ranks = torch.empty_like(p).scatter_(
+            1, p.argsort(dim=1), ((torch.arange(n, device=p.device, dtype=p.dtype) + 0.5) / n).expand(d, n)
+        )
         return _values_at(table, ranks)
     k = min(SWD_BINS, max(64, n // 4))
     low, high = torch.aminmax(p, dim=1, keepdim=True)
     scale = k / (high - low).clamp_min(1e-12)
     position = (p - low).mul_(scale)
-    bins = position.long().clamp_(0, k - 1)  # NaN and inf cast to any integer: the loss is NaN all the same, and the loop says so
+    bins = position.long().clamp_(
+        0, k - 1
+    )  # NaN and inf cast to any integer: the loss is NaN all the same, and the loop says so
     within = position.sub_(bins)  # 0..1 inside the bin
     counts = torch.zeros(d, k, device=p.device, dtype=p.dtype).scatter_add_(1, bins, p.new_ones(()).expand(d, n))
     below = counts.cumsum(dim=1)
@@ -242,8 +247,8 @@ class _SlicedWasserstein(torch.autograd.Function):
             residual = directions.T @ flat
             rows = max(1, SWD_CHUNK // residual.shape[1])
             for row in range(0, residual.shape[0], rows):
-                part = residual[row:row + rows]
-                part.sub_(_matched(part, table[row:row + rows]))
+                part = residual[row : row + rows]
+                part.sub_(_matched(part, table[row : row + rows]))
         ctx.save_for_backward(directions, residual)
         ctx.in_dtype, ctx.shape = features.dtype, features.shape
         return residual.square().mean()
@@ -263,7 +268,9 @@ def sliced_wasserstein_loss(features: Tensor, directions: Tensor, table: Tensor)
         raise ShapeError(f"expected features of shape (1, C, H, W), got {tuple(features.shape)}")
     c = features.shape[1]
     if directions.shape[0] != c or table.shape[0] != directions.shape[1]:
-        raise ShapeError(f"features have {c} channels, the directions are {tuple(directions.shape)}, the table {tuple(table.shape)}")
+        raise ShapeError(
+            f"features have {c} channels, the directions are {tuple(directions.shape)}, the table {tuple(table.shape)}"
+        )
     table = table.detach()
     energy = table.square().mean().clamp_min(1e-12)
     return _SlicedWasserstein.apply(features, directions.detach(), table) * (SWD_LAYER_SCALE / energy)

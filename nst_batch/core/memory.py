@@ -24,7 +24,9 @@ _INDEX = 8  # max-pool indices are int64
 _TRANSIENT_LAYERS = 3
 _IMAGE_BUFFERS = 12  # pixels, gradient, best and evaluated iterates, content, L-BFGS direction and flat copies
 _WHOLE_IMAGE_BUFFERS = 8  # with tiles: the image, its content, the start, blending temporaries, the result
-CPU_BASE_BYTES = 900 * 2**20  # measured (nst bench): peak RSS minus the per-pixel terms, 2-4 % under this estimate at 512 and 2048 px
+CPU_BASE_BYTES = (
+    900 * 2**20
+)  # measured (nst bench): peak RSS minus the per-pixel terms, 2-4 % under this estimate at 512 and 2048 px
 CUDA_BASE_BYTES = 1_500 * 2**20  # CUDA context, cuDNN workspaces and allocator slack (calculated, not measured here)
 # PyTorch's caching allocator keeps freed blocks for reuse: on an H200 the peak *reserved* memory
 # was 1.44x the peak allocated at 2048 px (15.0 / 10.4 GiB) and 1.43x at 4096 px (59.0 / 41.3 GiB).
@@ -93,8 +95,14 @@ def style_bytes(cfg: StyleConfig, style_pixels: int | None = None) -> int:
     return int(per_pixel * pixels + held)
 
 
-def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, device_type: str = "cpu",
-                    style_pixels: int | None = None, batch: int = 1) -> MemoryEstimate:
+def estimate_memory(
+    cfg: StyleConfig,
+    content_height: int,
+    content_width: int,
+    device_type: str = "cpu",
+    style_pixels: int | None = None,
+    batch: int = 1,
+) -> MemoryEstimate:
     """Peak memory of stylizing a ``content_height`` x ``content_width`` image with ``cfg``, the
     computation of its style targets included (see :func:`style_bytes`); with ``batch``, that many
     photos of that shape at once (nst_batch.core.stylizer.stylize_batch): every per-pixel term is
@@ -112,24 +120,39 @@ def estimate_memory(cfg: StyleConfig, content_height: int, content_width: int, d
         held = _WHOLE_IMAGE_BUFFERS * 3 * _FLOAT * height * width
     dynamic = max((kept + transient + optimizer) * pixels, style)
     reserve = int(CUDA_RESERVE_RATIO * dynamic) if device_type == "cuda" else 0
-    return MemoryEstimate(height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base + held, style, reserve)
+    return MemoryEstimate(
+        height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base + held, style, reserve
+    )
 
 
-def largest_batch(cfg: StyleConfig, height: int, width: int, budget_bytes: int, device_type: str = "cpu", limit: int = 64) -> int:
+def largest_batch(
+    cfg: StyleConfig, height: int, width: int, budget_bytes: int, device_type: str = "cpu", limit: int = 64
+) -> int:
     """The most photos of ``height`` x ``width`` (0 if not even one) a batch may hold within ``budget_bytes``."""
-    fits = [b for b in range(1, limit + 1) if estimate_memory(cfg, height, width, device_type, batch=b).total <= budget_bytes]
+    fits = [
+        b
+        for b in range(1, limit + 1)
+        if estimate_memory(cfg, height, width, device_type, batch=b).total <= budget_bytes
+    ]
     return max(fits, default=0)
 
 
-def largest_size(cfg: StyleConfig, budget_bytes: int, aspect: float = 4 / 3, device_type: str = "cpu",
-                 style_aspect: float | None = None) -> int:
+def largest_size(
+    cfg: StyleConfig,
+    budget_bytes: int,
+    aspect: float = 4 / 3,
+    device_type: str = "cpu",
+    style_aspect: float | None = None,
+) -> int:
     """The largest ``size`` (longer side, px) whose estimate fits ``budget_bytes``, for an image of
     ``aspect`` (longer side / shorter side) and a style image of ``style_aspect`` (None: square)."""
 
     def fits(side: int) -> bool:
         style_side = max(MIN_SIDE_PX, round(side * cfg.style_scale))
         style_pixels = round(style_side * style_side / style_aspect) if style_aspect else None
-        estimate = estimate_memory(replace(cfg, size=side), max(1, round(side / aspect)), side, device_type, style_pixels)
+        estimate = estimate_memory(
+            replace(cfg, size=side), max(1, round(side / aspect)), side, device_type, style_pixels
+        )
         return estimate.total <= budget_bytes
 
     low, high = MIN_SIDE_PX, MAX_SIDE_PX  # the estimate grows with the side: bisect

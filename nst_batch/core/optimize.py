@@ -73,7 +73,9 @@ class ScaleOutcome:
     capture_error: str = ""
 
 
-def optimize_scale(start: Tensor, objective: Objective, cfg: StyleConfig, max_iterations: int, **options: Any) -> ScaleOutcome:
+def optimize_scale(
+    start: Tensor, objective: Objective, cfg: StyleConfig, max_iterations: int, **options: Any
+) -> ScaleOutcome:
     """:func:`optimize_batch` of one image (``start`` is (1, C, H, W))."""
     return optimize_batch(start, objective, cfg, max_iterations, **options)[0]
 
@@ -109,7 +111,10 @@ def optimize_batch(
     began = time.perf_counter()
     batch = start.shape[0]
     if max_iterations == 0:
-        return [ScaleOutcome(image_of(start.detach())[i:i + 1], 0, False, {}, time.perf_counter() - began) for i in range(batch)]
+        return [
+            ScaleOutcome(image_of(start.detach())[i : i + 1], 0, False, {}, time.perf_counter() - began)
+            for i in range(batch)
+        ]
     on_device = start.device.type == "cuda" if device_resident is None else device_resident
     stepper = _make_stepper(start, objective, cfg, on_device, start.device.type == "cuda" if graphs is None else graphs)
     book = _Book(stepper.current(), check_every=report_every if on_device else 1)
@@ -136,21 +141,45 @@ def optimize_batch(
     seconds = time.perf_counter() - began
     outcomes = []
     for i in range(batch):
-        outcome = ScaleOutcome(best[i:i + 1], last[i] if book.stopped[i] else iteration, book.stopped[i], losses[i], seconds, graphed, error)
+        outcome = ScaleOutcome(
+            best[i : i + 1],
+            last[i] if book.stopped[i] else iteration,
+            book.stopped[i],
+            losses[i],
+            seconds,
+            graphed,
+            error,
+        )
         if on_iteration is not None:
-            on_iteration(IterationEvent(outcome.iterations, outcome.losses, True, outcome.stopped_early, outcome.image, i))
+            on_iteration(
+                IterationEvent(outcome.iterations, outcome.losses, True, outcome.stopped_early, outcome.image, i)
+            )
         outcomes.append(outcome)
     return outcomes
 
 
-def _tell(hook: IterationHook, book: _Book, iteration: int, terms: dict[str, Tensor], loss: Tensor,
-          image_of: Callable[[Tensor], Tensor], report: bool) -> None:
+def _tell(
+    hook: IterationHook,
+    book: _Book,
+    iteration: int,
+    terms: dict[str, Tensor],
+    loss: Tensor,
+    image_of: Callable[[Tensor], Tensor],
+    report: bool,
+) -> None:
     """Each running image's event at this iteration; losses and the best iterate at report points."""
     running = book.running()
     values = _per_image(terms, loss) if report else None
     images = image_of(book.best_x) if report and running else None
     for i in running:
-        hook(IterationEvent(iteration, values[i] if values else None, image=images[i:i + 1] if images is not None else None, index=i))
+        hook(
+            IterationEvent(
+                iteration,
+                values[i] if values else None,
+                image=images[i : i + 1] if images is not None else None,
+                index=i,
+            )
+        )
 
 
 def _image_map(to_image: Callable[[Tensor], Tensor] | None) -> Callable[[Tensor], Tensor]:
@@ -176,9 +205,13 @@ class _Book:
         self.best_x = x.detach().clone()
         self.best_loss = torch.full((batch,), math.inf, device=x.device)
         self.best_terms: dict[str, Tensor] = {}
-        self.best_history: list[list[float]] = [[] for _ in range(batch)]  # each image's best loss after each iteration, as read back
+        self.best_history: list[list[float]] = [
+            [] for _ in range(batch)
+        ]  # each image's best loss after each iteration, as read back
         self.stopped = [False] * batch
-        self._recording = torch.ones(batch, dtype=torch.bool, device=x.device)  # on the device: the loop never waits to select
+        self._recording = torch.ones(
+            batch, dtype=torch.bool, device=x.device
+        )  # on the device: the loop never waits to select
         self._pending: list[Tensor] = []  # every evaluated loss since the last check, (B,) each
         self._pending_best: list[Tensor] = []
 
@@ -195,8 +228,12 @@ class _Book:
         better = (loss < self.best_loss) & self._recording
         self.best_loss = torch.where(better, loss, self.best_loss)
         self.best_x.copy_(torch.where(better.view(-1, *[1] * (self.best_x.dim() - 1)), self.evaluated, self.best_x))
-        self.best_terms = {k: torch.where(better, v.float().reshape(-1), self.best_terms[k]) if self.best_terms
-                           else v.float().reshape(-1).clone() for k, v in terms.items()}
+        self.best_terms = {
+            k: torch.where(better, v.float().reshape(-1), self.best_terms[k])
+            if self.best_terms
+            else v.float().reshape(-1).clone()
+            for k, v in terms.items()
+        }
         self._pending.append(loss)
         self._pending_best.append(self.best_loss)
 
@@ -211,7 +248,8 @@ class _Book:
                 if not math.isfinite(row[i]):
                     image = f"image {i + 1} of {len(row)}, " if len(row) > 1 else ""
                     raise NonFiniteLossError(
-                        f"the loss became {row[i]} at {where}{image}iteration {first + offset}: lower the content/style/tv weights "
+                        f"the loss became {row[i]} at {where}{image}iteration {first + offset}: lower the "
+                        f"content/style/tv weights "
                         "or check the input images"
                     )
         for row in torch.stack(self._pending_best).tolist():
@@ -303,7 +341,9 @@ class _DeviceStepper(_Stepper):
         self.x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         self.objective = objective
         numel = self.x[0].numel()
-        self.lbfgs = [DeviceLBFGS(numel, cfg.lbfgs_history, self.x.device, self.x.dtype) for _ in range(self.x.shape[0])]
+        self.lbfgs = [
+            DeviceLBFGS(numel, cfg.lbfgs_history, self.x.device, self.x.dtype) for _ in range(self.x.shape[0])
+        ]
         # On the device, read by every step (and by a captured graph): stopping an image writes it.
         self.running = torch.ones(self.x.shape[0], dtype=torch.bool, device=self.x.device)
         self.scale: Tensor | None = None
@@ -414,8 +454,11 @@ class CudaGraphs:
             self._disabled = self._disabled or reason
             warn, self._warned = not self._warned, True
         if warn:
-            warnings.warn(f"CUDA graph capture failed ({reason}); this process runs eagerly from now on (same results, slower)",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"CUDA graph capture failed ({reason}); this process runs eagerly from now on (same results, slower)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _streams(self, device: torch.device) -> tuple[Any, Any]:
         streams = getattr(self._local, "streams", None)
@@ -484,7 +527,9 @@ def _make_optimizer(x: Tensor, cfg: StyleConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam([x], lr=cfg.adam_lr)
     # max_iter=1: one step() is one evaluation, so the loop above sees every iteration. The
     # tolerances are off because stopping is ours (relative loss improvement, scale-free).
-    return torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=-1.0, tolerance_change=-1.0)
+    return torch.optim.LBFGS(
+        [x], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=-1.0, tolerance_change=-1.0
+    )
 
 
 def _converged(best_history: list[float], cfg: StyleConfig) -> bool:

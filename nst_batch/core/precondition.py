@@ -31,7 +31,9 @@ class Pyramid:
         self.start = start.detach()
         height, width = start.shape[-2:]
         # Levels coarser than one pixel add nothing: they are left out.
-        self.sizes = [(height // 2**k, width // 2**k) for k in range(1, levels + 1) if height // 2**k >= 1 and width // 2**k >= 1]
+        self.sizes = [
+            (height // 2**k, width // 2**k) for k in range(1, levels + 1) if height // 2**k >= 1 and width // 2**k >= 1
+        ]
         self.gain = gain
 
     def variable(self) -> Tensor:
@@ -42,5 +44,7 @@ class Pyramid:
         out = self.start + z
         size = z.shape[-2:]
         for k, coarse in enumerate(self.sizes, start=1):
-            out = out + self.gain**k * F.interpolate(F.adaptive_avg_pool2d(z, coarse), size=size, mode="bilinear", align_corners=False)
+            out = out + self.gain**k * F.interpolate(
+                F.adaptive_avg_pool2d(z, coarse), size=size, mode="bilinear", align_corners=False
+            )
         return out

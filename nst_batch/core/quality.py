@@ -62,7 +62,9 @@ class Evaluator:
     """Distances of images to one photo and one painting (or a blend of paintings); the references
     at each size are computed once."""
 
-    def __init__(self, features: VGGFeatures, content: Tensor, style: Tensor | Sequence[Tensor], weights: Sequence[float] = ()) -> None:
+    def __init__(
+        self, features: VGGFeatures, content: Tensor, style: Tensor | Sequence[Tensor], weights: Sequence[float] = ()
+    ) -> None:
         self.features = features
         self.content = content
         self.styles = [style] if isinstance(style, Tensor) else list(style)
@@ -82,8 +84,12 @@ class Evaluator:
                     grams[k] = grams.get(k, 0) + weight * gram_hw(v.float())
                     quantiles[k] = quantiles.get(k, 0) + weight * _quantiles(v, k)  # a blend: the barycentre
             photo = self.features(resize(self.content, size).float(), (CONTENT_LAYER, *STYLE_LAYERS))
-            self._cache[size] = _References(photo[CONTENT_LAYER].float(), grams, quantiles,
-                                            Distances(0.0, _style_distance(photo, grams), _distribution_distance(photo, quantiles)))
+            self._cache[size] = _References(
+                photo[CONTENT_LAYER].float(),
+                grams,
+                quantiles,
+                Distances(0.0, _style_distance(photo, grams), _distribution_distance(photo, quantiles)),
+            )
         return self._cache[size]
 
     def baseline(self, size: tuple[int, int]) -> Distances:
@@ -95,7 +101,9 @@ class Evaluator:
         """``image``: (1, 3, H, W) RGB in [0, 1], the output to judge."""
         refs = self._references((image.shape[-2], image.shape[-1]))
         feats = self.features(image.float().clamp(0, 1), (CONTENT_LAYER, *STYLE_LAYERS))
-        content = float(torch.linalg.norm(feats[CONTENT_LAYER].float() - refs.content) / torch.linalg.norm(refs.content))
+        content = float(
+            torch.linalg.norm(feats[CONTENT_LAYER].float() - refs.content) / torch.linalg.norm(refs.content)
+        )
         return Distances(content, _style_distance(feats, refs.grams), _distribution_distance(feats, refs.quantiles))
 
 
@@ -108,7 +116,10 @@ class _References:
 
 
 def _style_distance(feats: dict[str, Tensor], grams: dict[str, Tensor]) -> float:
-    distances = [float(torch.linalg.norm(gram_hw(feats[k].float()) - grams[k]) / torch.linalg.norm(grams[k])) for k in STYLE_LAYERS]
+    distances = [
+        float(torch.linalg.norm(gram_hw(feats[k].float()) - grams[k]) / torch.linalg.norm(grams[k]))
+        for k in STYLE_LAYERS
+    ]
     return sum(distances) / len(distances)
 
 
@@ -119,7 +130,10 @@ def _quantiles(features: Tensor, layer: str) -> Tensor:
 
 
 def _distribution_distance(feats: dict[str, Tensor], quantiles: dict[str, Tensor]) -> float:
-    distances = [float(torch.linalg.norm(_quantiles(feats[k], k) - quantiles[k]) / torch.linalg.norm(quantiles[k])) for k in STYLE_LAYERS]
+    distances = [
+        float(torch.linalg.norm(_quantiles(feats[k], k) - quantiles[k]) / torch.linalg.norm(quantiles[k]))
+        for k in STYLE_LAYERS
+    ]
     return sum(distances) / len(distances)
 
 
@@ -132,6 +146,9 @@ def judge(evaluator: Evaluator, image: Tensor, sides: Sequence[int] = (GALLERY_S
     for side in sorted({own, *(s for s in sides if s < own)}, reverse=True):
         shown = resize_max_side(image, side) if side != own else image
         d, baseline = evaluator(shown), evaluator.baseline((shown.shape[-2], shown.shape[-1]))
-        out[str(side)] = {"content": round(d.content, 4), "style_gain": round(d.style / baseline.style, 4),
-                          "swd_gain": round(d.distribution / baseline.distribution, 4)}
+        out[str(side)] = {
+            "content": round(d.content, 4),
+            "style_gain": round(d.style / baseline.style, 4),
+            "swd_gain": round(d.distribution / baseline.distribution, 4),
+        }
     return out

@@ -30,7 +30,9 @@ from nst_batch.core.vgg import downsamplings
 FEATHER_PX = 2  # the keep mask's soft edge at each scale: a box blur of this radius
 MIN_REGION_POSITIONS = 4  # a styled region must hold this many positions of the deepest style layer at the first scale
 MAX_LEAST_SHARE = 0.05  # ... or this share of the photo, whichever is less
-ASPECT_TOLERANCE = 0.02  # a mask's aspect ratio may differ from the photo's by this fraction (rounding of resized masks)
+ASPECT_TOLERANCE = (
+    0.02  # a mask's aspect ratio may differ from the photo's by this fraction (rounding of resized masks)
+)
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,22 @@ def check_regions(regions: Sequence[Region], num_styles: int, content_hw: tuple[
         raise ShapeError(f"the regions' masks differ in size: {sorted(shapes)}")
     (mh, mw), (ch, cw) = shapes.pop(), content_hw
     if abs((mw / mh) / (cw / ch) - 1) > ASPECT_TOLERANCE:
-        raise ConfigError(f"the mask is {mw}x{mh} px, the photo {cw}x{ch}: their aspect ratios differ", settings=["mask"])
+        raise ConfigError(
+            f"the mask is {mw}x{mh} px, the photo {cw}x{ch}: their aspect ratios differ", settings=["mask"]
+        )
     total = torch.stack([r.mask.float() for r in regions]).sum(0)
     if not bool(((total - 1).abs() < 1e-3).all()):
         raise ShapeError("the regions' masks must sum to 1 at every pixel")
     if all(r.style is None for r in regions):
         raise ConfigError("every region keeps the photo: give at least one region a style", settings=["mask"])
     if cfg.tile_size and any(cfg.tiled(*fit_size(ch, cw, side)) for side in cfg.sides()):
-        raise ConfigError("masks and tile_size cannot be combined: tiles see the whole style's targets", settings=["tile_size"])
+        raise ConfigError(
+            "masks and tile_size cannot be combined: tiles see the whole style's targets", settings=["tile_size"]
+        )
     if cfg.style_blend:
-        raise ConfigError("style_blend does not apply with a mask: each region takes one style", settings=["style_blend"])
+        raise ConfigError(
+            "style_blend does not apply with a mask: each region takes one style", settings=["style_blend"]
+        )
     # The first scale is the coarsest: its deepest style layer has the fewest positions.
     h, w = fit_size(ch, cw, cfg.sides()[0])
     deepest = max(downsamplings(layer) for layer in cfg.style_layers)
@@ -81,8 +89,11 @@ def check_regions(regions: Sequence[Region], num_styles: int, content_hw: tuple[
     for index, region in enumerate(regions):
         share = float(region.mask.float().mean())
         if region.style is not None and share < least:
-            raise ConfigError(f"{region.label or f'region {index + 1}'} covers {share:.1%} of the photo, too small to carry a style "
-                              f"(at least {least:.1%} at this size)", settings=["mask"])
+            raise ConfigError(
+                f"{region.label or f'region {index + 1}'} covers {share:.1%} of the photo, too small to carry a style "
+                f"(at least {least:.1%} at this size)",
+                settings=["mask"],
+            )
 
 
 def masks_at(regions: Sequence[Region], size: tuple[int, int], device: torch.device) -> Tensor:

@@ -16,7 +16,13 @@ from nst_batch.core.config import MIN_SIDE_PX, ScaleReport, StepInfo, StyleConfi
 from nst_batch.core.device import autocast, for_device
 from nst_batch.core.errors import ConfigError, ShapeError
 from nst_batch.core.image_ops import fit_size, resize, resize_unclamped
-from nst_batch.core.losses import content_loss, gram_style_loss, sliced_wasserstein_loss, swd_directions, total_variation
+from nst_batch.core.losses import (
+    content_loss,
+    gram_style_loss,
+    sliced_wasserstein_loss,
+    swd_directions,
+    total_variation,
+)
 from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_batch
 from nst_batch.core.precondition import Pyramid
 from nst_batch.core.regions import Region, at_positions, check_regions, keep_mask, masks_at
@@ -100,9 +106,15 @@ def stylize_batch(
     Not batched (:class:`ConfigError`): tiles (a batch's tiles would not share boxes) and, in
     :func:`stylize` only, regions.
     """
-    if len(targets) != len(contents) or (on_steps and len(on_steps) != len(contents)) or (init_images and len(init_images) != len(contents)):
-        raise ShapeError(f"{len(contents)} photos, {len(targets)} sets of targets, {len(on_steps)} callbacks and {len(init_images)} "
-                         "init images: give one of each per photo")
+    if (
+        len(targets) != len(contents)
+        or (on_steps and len(on_steps) != len(contents))
+        or (init_images and len(init_images) != len(contents))
+    ):
+        raise ShapeError(
+            f"{len(contents)} photos, {len(targets)} sets of targets, {len(on_steps)} callbacks and {len(init_images)} "
+            "init images: give one of each per photo"
+        )
     if not contents:
         return []
     shapes = {tuple(c.shape) for c in contents}
@@ -112,12 +124,21 @@ def stylize_batch(
         _check_inputs(content, features, cfg, (), targets[i], init_images[i] if init_images else None)
     height, width = contents[0].shape[-2:]
     if any(cfg.tiled(*fit_size(height, width, side)) for side in cfg.sides()):
-        raise ConfigError(f"tile_size: a run in tiles ({cfg.tile_size} px) is not batched; stylize its photos one at a time",
-                          settings=["tile_size"])
+        raise ConfigError(
+            f"tile_size: a run in tiles ({cfg.tile_size} px) is not batched; stylize its photos one at a time",
+            settings=["tile_size"],
+        )
     cfg = for_device(cfg, contents[0].device, strict=False)
     began = time.perf_counter()
-    photos = [_Photo(content, _targets(content, features, cfg, (), targets[i], luminance_match_for(content, cfg)),
-                     init_images[i] if init_images else None, on_steps[i] if on_steps else None) for i, content in enumerate(contents)]
+    photos = [
+        _Photo(
+            content,
+            _targets(content, features, cfg, (), targets[i], luminance_match_for(content, cfg)),
+            init_images[i] if init_images else None,
+            on_steps[i] if on_steps else None,
+        )
+        for i, content in enumerate(contents)
+    ]
     return _stylize(photos, features, cfg, (), report_every, began)
 
 
@@ -131,8 +152,14 @@ class _Photo:
     on_step: ProgressCallback | None
 
 
-def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, regions: Sequence[Region], report_every: int,
-             began: float) -> list[StylizeResult]:
+def _stylize(
+    photos: Sequence[_Photo],
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    regions: Sequence[Region],
+    report_every: int,
+    began: float,
+) -> list[StylizeResult]:
     """The coarse-to-fine scales of a batch of photos of one shape (regions and tiles: one photo)."""
     content = torch.cat([p.content for p in photos])
     blends = [cfg.blend_weights(len(p.targets)) if not regions else () for p in photos]
@@ -153,32 +180,80 @@ def _stylize(photos: Sequence[_Photo], features: VGGFeatures, cfg: StyleConfig, 
         finish = _compositor(keep_mask(regions, masks) if masks is not None else None, scale_content)
         start = finish(_start_image(index, image, scale_content, size, cfg, init, previous_content))
         previous_content = scale_content
-        grams = [_scale_targets(p.targets, blend, style_side, regions, masks) for p, blend in zip(photos, blends, strict=True)]
+        grams = [
+            _scale_targets(p.targets, blend, style_side, regions, masks)
+            for p, blend in zip(photos, blends, strict=True)
+        ]
         coarser = _batch_levels(cfg, index, side, photos, blends, (height, width), regions, masks)
         boxes = tile_boxes(*size, cfg.tile_size, cfg.tile_overlap) if cfg.tiled(*size) else []
         tiles = max(1, len(boxes))
-        hooks = [_progress_hook(p.on_step, index, cfg.num_scales, size, iterations[index] * tiles, began,
-                                _previewer(finish, scale_rgb[i:i + 1], cfg), done_work[i], work[index],
-                                sum(work[index + 1:])) for i, p in enumerate(photos)]
+        hooks = [
+            _progress_hook(
+                p.on_step,
+                index,
+                cfg.num_scales,
+                size,
+                iterations[index] * tiles,
+                began,
+                _previewer(finish, scale_rgb[i : i + 1], cfg),
+                done_work[i],
+                work[index],
+                sum(work[index + 1 :]),
+            )
+            for i, p in enumerate(photos)
+        ]
         where = f"scale {index + 1} ({size[1]}x{size[0]} px), "
         if tiles > 1:
-            outcomes = [_optimize_tiled(start, scale_content, boxes, features, cfg, grams[0], [(f, g[0], e) for f, g, e in coarser],
-                                        iterations[index], _levels(cfg, index), hooks[0], report_every, where)]
+            outcomes = [
+                _optimize_tiled(
+                    start,
+                    scale_content,
+                    boxes,
+                    features,
+                    cfg,
+                    grams[0],
+                    [(f, g[0], e) for f, g, e in coarser],
+                    iterations[index],
+                    _levels(cfg, index),
+                    hooks[0],
+                    report_every,
+                    where,
+                )
+            ]
         else:
             objective = batch_objective(features, cfg, scale_content, grams, coarser)
-            outcomes = _optimize(start, _composed(objective, finish), cfg, iterations[index], _levels(cfg, index),
-                                 on_iteration=_by_image(hooks), report_every=report_every, where=where)
+            outcomes = _optimize(
+                start,
+                _composed(objective, finish),
+                cfg,
+                iterations[index],
+                _levels(cfg, index),
+                on_iteration=_by_image(hooks),
+                report_every=report_every,
+                where=where,
+            )
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
         image = finish(torch.cat([o.image for o in outcomes])).clamp(0, 1)
         for i, outcome in enumerate(outcomes):
             done_work[i] += work[index] * outcome.iterations / max(1, iterations[index] * tiles)
-            reports[i].append(ScaleReport(size[0], size[1], outcome.iterations, iterations[index] * tiles, outcome.stopped_early,
-                                          outcome.losses, outcome.seconds, outcome.graphed, outcome.capture_error))
+            reports[i].append(
+                ScaleReport(
+                    size[0],
+                    size[1],
+                    outcome.iterations,
+                    iterations[index] * tiles,
+                    outcome.stopped_early,
+                    outcome.losses,
+                    outcome.seconds,
+                    outcome.graphed,
+                    outcome.capture_error,
+                )
+            )
     assert image is not None
     if cfg.preserve_color:
         image = recombine(image, resize(content, (image.shape[-2], image.shape[-1])))
-    return [StylizeResult(image=image[i:i + 1].detach(), scales=tuple(reports[i])) for i in range(len(photos))]
+    return [StylizeResult(image=image[i : i + 1].detach(), scales=tuple(reports[i])) for i in range(len(photos))]
 
 
 def _by_image(hooks: Sequence[IterationHook | None]) -> IterationHook | None:
@@ -194,9 +269,20 @@ def _by_image(hooks: Sequence[IterationHook | None]) -> IterationHook | None:
     return hook
 
 
-def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: VGGFeatures, cfg: StyleConfig, grams: RegionTargets,
-                    coarser: Sequence[Level], iterations: int, levels: int, hook: IterationHook | None, report_every: int,
-                    where: str) -> ScaleOutcome:
+def _optimize_tiled(
+    start: Tensor,
+    content: Tensor,
+    boxes: list[Box],
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    grams: RegionTargets,
+    coarser: Sequence[Level],
+    iterations: int,
+    levels: int,
+    hook: IterationHook | None,
+    report_every: int,
+    where: str,
+) -> ScaleOutcome:
     """One scale in tiles (see :mod:`nst_batch.core.tiles`); reported as one scale whose iterations are
     the tiles' iterations end to end."""
     began = time.perf_counter()
@@ -210,8 +296,16 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
                 hook(IterationEvent(offset + event.iteration, event.losses))
 
         objective = build_objective(features, cfg, content_patch, grams, coarser)
-        outcome = _optimize(start_patch, objective, cfg, iterations, levels, on_iteration=tile_hook, report_every=report_every,
-                            where=f"{where}tile {index + 1}/{len(boxes)}, ")[0]
+        outcome = _optimize(
+            start_patch,
+            objective,
+            cfg,
+            iterations,
+            levels,
+            on_iteration=tile_hook,
+            report_every=report_every,
+            where=f"{where}tile {index + 1}/{len(boxes)}, ",
+        )[0]
         outcomes.append(outcome)
         # Clamped per tile: the next tile's overlap starts from these pixels.
         return outcome.image.clamp(0, 1)
@@ -226,8 +320,15 @@ def _optimize_tiled(start: Tensor, content: Tensor, boxes: list[Box], features: 
         hook(IterationEvent(done, losses, True, stopped_early, image))
     graphed = [o.graphed for o in outcomes if o.graphed is not None]
     errors = [o.capture_error for o in outcomes if o.capture_error]
-    return ScaleOutcome(image, done, stopped_early, losses, time.perf_counter() - began, all(graphed) if graphed else None,
-                        errors[0] if errors else "")
+    return ScaleOutcome(
+        image,
+        done,
+        stopped_early,
+        losses,
+        time.perf_counter() - began,
+        all(graphed) if graphed else None,
+        errors[0] if errors else "",
+    )
 
 
 def _levels(cfg: StyleConfig, index: int) -> int:
@@ -239,17 +340,27 @@ def _levels(cfg: StyleConfig, index: int) -> int:
     return cfg.precondition if index == 0 else 0
 
 
-def _optimize(start: Tensor, objective: Objective, cfg: StyleConfig, iterations: int, levels: int, **options: Any) -> list[ScaleOutcome]:
+def _optimize(
+    start: Tensor, objective: Objective, cfg: StyleConfig, iterations: int, levels: int, **options: Any
+) -> list[ScaleOutcome]:
     """One scale's optimisation of a batch over the pixels, or over ``levels`` levels of their
     pyramid (see nst_batch.core.precondition)."""
     if levels <= 0:
         return optimize_batch(start, objective, cfg, iterations, **options)
     pyramid = Pyramid(start, levels)
-    return optimize_batch(pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, **options)
+    return optimize_batch(
+        pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, **options
+    )
 
 
-def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
-                  targets: Sequence[StyleTargets], init_image: Tensor | None) -> None:
+def _check_inputs(
+    content: Tensor,
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    styles: Sequence[Tensor],
+    targets: Sequence[StyleTargets],
+    init_image: Tensor | None,
+) -> None:
     if content.dim() != 4 or content.shape[:2] != (1, 3):
         raise ShapeError(f"expected a content image of shape (1, 3, H, W), got {tuple(content.shape)}")
     if bool(styles) == bool(targets):
@@ -263,8 +374,14 @@ def _check_inputs(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styl
         raise ShapeError(f"the VGG features use {features.pooling} pooling, the config asks for {cfg.pooling}")
 
 
-def _targets(content: Tensor, features: VGGFeatures, cfg: StyleConfig, styles: Sequence[Tensor],
-             targets: Sequence[StyleTargets], match: tuple[float, float] | None) -> list[StyleTargets]:
+def _targets(
+    content: Tensor,
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    styles: Sequence[Tensor],
+    targets: Sequence[StyleTargets],
+    match: tuple[float, float] | None,
+) -> list[StyleTargets]:
     if targets:
         check_targets(targets, target_spec(cfg, features, match), cfg.style_sides())
         return [t.to(content.device) for t in targets]
@@ -276,8 +393,15 @@ def _variable_space(rgb: Tensor, cfg: StyleConfig) -> Tensor:
     return luminance(rgb) if cfg.preserve_color else rgb
 
 
-def _start_image(index: int, previous: Tensor | None, content: Tensor, size: tuple[int, int],
-                 cfg: StyleConfig, init_image: Tensor | None, previous_content: Tensor | None = None) -> Tensor:
+def _start_image(
+    index: int,
+    previous: Tensor | None,
+    content: Tensor,
+    size: tuple[int, int],
+    cfg: StyleConfig,
+    init_image: Tensor | None,
+    previous_content: Tensor | None = None,
+) -> Tensor:
     if previous is not None:
         if cfg.upsample == "residual" and previous_content is not None:
             # The content at this scale plus what the coarser scale changed, upsampled: the
@@ -310,12 +434,21 @@ BatchLevel = tuple[float, list[RegionTargets], Exact | None]
 LevelLoss = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def _scale_targets(targets: Sequence[StyleTargets], blend: Sequence[float], style_side: int, regions: Sequence[Region] = (),
-                   masks: Tensor | None = None) -> RegionTargets:
+def _scale_targets(
+    targets: Sequence[StyleTargets],
+    blend: Sequence[float],
+    style_side: int,
+    regions: Sequence[Region] = (),
+    masks: Tensor | None = None,
+) -> RegionTargets:
     """The whole image against the blend of the styles, or each styled region against its own style."""
     if not regions or masks is None:
         return [(None, blend_targets(targets, blend, style_side))]
-    return [(masks[i:i + 1], dict(targets[r.style].tables[style_side])) for i, r in enumerate(regions) if r.style is not None]
+    return [
+        (masks[i : i + 1], dict(targets[r.style].tables[style_side]))
+        for i, r in enumerate(regions)
+        if r.style is not None
+    ]
 
 
 def _compositor(keep: Tensor | None, content: Tensor) -> Callable[[Tensor], Tensor]:
@@ -325,15 +458,34 @@ def _compositor(keep: Tensor | None, content: Tensor) -> Callable[[Tensor], Tens
     return lambda x: torch.lerp(x, content, keep)
 
 
-def _batch_levels(cfg: StyleConfig, index: int, side: int, photos: Sequence[_Photo], blends: Sequence[Sequence[float]],
-                  content_hw: tuple[int, int], regions: Sequence[Region] = (), masks: Tensor | None = None) -> list[BatchLevel]:
+def _batch_levels(
+    cfg: StyleConfig,
+    index: int,
+    side: int,
+    photos: Sequence[_Photo],
+    blends: Sequence[Sequence[float]],
+    content_hw: tuple[int, int],
+    regions: Sequence[Region] = (),
+    masks: Tensor | None = None,
+) -> list[BatchLevel]:
     """:func:`_coarser_levels` of each photo of a batch, the targets gathered per level."""
-    each = [_coarser_levels(cfg, index, side, p.targets, blend, content_hw, regions, masks) for p, blend in zip(photos, blends, strict=True)]
+    each = [
+        _coarser_levels(cfg, index, side, p.targets, blend, content_hw, regions, masks)
+        for p, blend in zip(photos, blends, strict=True)
+    ]
     return [(f, [levels[j][1] for levels in each], exact) for j, (f, _, exact) in enumerate(each[0])]
 
 
-def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[StyleTargets], blend: Sequence[float],
-                    content_hw: tuple[int, int] | None = None, regions: Sequence[Region] = (), masks: Tensor | None = None) -> list[Level]:
+def _coarser_levels(
+    cfg: StyleConfig,
+    index: int,
+    side: int,
+    targets: Sequence[StyleTargets],
+    blend: Sequence[float],
+    content_hw: tuple[int, int] | None = None,
+    regions: Sequence[Region] = (),
+    masks: Tensor | None = None,
+) -> list[Level]:
     """The coarser scales' Gram targets, each with the factor that downscales this scale to it. With
     the content's size, the whole image is downscaled to exactly the size that scale ran at: the
     factor alone can round 1 px off it, and on a GPU each new shape costs cuDNN another tuning."""
@@ -341,12 +493,23 @@ def _coarser_levels(cfg: StyleConfig, index: int, side: int, targets: Sequence[S
         return []
     sides, style_sides = cfg.sides(), cfg.style_sides()
     here = fit_size(*content_hw, side) if content_hw else None
-    return [(sides[j] / side, _scale_targets(targets, blend, style_sides[j], regions, masks),
-             (here, fit_size(*content_hw, sides[j])) if content_hw and here else None) for j in range(index)]
+    return [
+        (
+            sides[j] / side,
+            _scale_targets(targets, blend, style_sides[j], regions, masks),
+            (here, fit_size(*content_hw, sides[j])) if content_hw and here else None,
+        )
+        for j in range(index)
+    ]
 
 
-def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_grams: Mapping[str, Tensor] | RegionTargets,
-                    coarser: Sequence[Level] = ()) -> Objective:
+def build_objective(
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    content: Tensor,
+    style_grams: Mapping[str, Tensor] | RegionTargets,
+    coarser: Sequence[Level] = (),
+) -> Objective:
     """:func:`batch_objective` of one photo (``content`` (1, C, H, W)). ``style_grams``: the whole
     image's targets by layer, or :data:`RegionTargets` (a style term per region)."""
     if isinstance(style_grams, Mapping):
@@ -354,18 +517,30 @@ def build_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
     return batch_objective(features, cfg, content, [style_grams], [(f, [g], exact) for f, g, exact in coarser])
 
 
-def batch_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_targets: Sequence[RegionTargets],
-                    coarser: Sequence[BatchLevel] = ()) -> Objective:
+def batch_objective(
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    content: Tensor,
+    style_targets: Sequence[RegionTargets],
+    coarser: Sequence[BatchLevel] = (),
+) -> Objective:
     """The loss of Gatys et al. of each photo of a batch (``content`` (B, C, H, W), ``style_targets``
     one per photo): content at ``cfg.content_layers``, Gram matrices (or quantiles) at the style
     layers, total variation. With ``coarser`` levels, ``cfg.coarse_style_share`` of the content
     and style terms is the same loss on the image downscaled to each of them, against the content
     and the Gram targets at that size (see ``StyleConfig.coarse_style_share``). The objective
     returns each photo's total and terms, (B,) each."""
-    levels = [(f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX]  # VGG-19 needs 16 px
+    levels = [
+        (f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX
+    ]  # VGG-19 needs 16 px
     own = 1.0 - cfg.coarse_style_share if levels else 1.0
-    terms_at: list[tuple[float, float, Exact | None, LevelLoss]] = [(own, 1.0, None, _level_loss(features, cfg, content, style_targets))]
-    terms_at += [((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g)) for f, g, exact in levels]
+    terms_at: list[tuple[float, float, Exact | None, LevelLoss]] = [
+        (own, 1.0, None, _level_loss(features, cfg, content, style_targets))
+    ]
+    terms_at += [
+        ((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g))
+        for f, g, exact in levels
+    ]
 
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         c: Tensor | float = 0.0
@@ -375,15 +550,16 @@ def batch_objective(features: VGGFeatures, cfg: StyleConfig, content: Tensor, st
             c, s = c + weight * lc, s + weight * ls
         terms = {"content": cfg.content_weight * c, "style": cfg.style_weight * s}
         if cfg.tv_weight > 0:
-            terms["tv"] = cfg.tv_weight * torch.stack([total_variation(x[i:i + 1]) for i in range(x.shape[0])])
+            terms["tv"] = cfg.tv_weight * torch.stack([total_variation(x[i : i + 1]) for i in range(x.shape[0])])
         total = sum(terms.values())
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
 
     return objective
 
 
-def scale_objective(content: Tensor, features: VGGFeatures, cfg: StyleConfig, targets: Sequence[StyleTargets],
-                    index: int = -1) -> tuple[Tensor, Objective]:
+def scale_objective(
+    content: Tensor, features: VGGFeatures, cfg: StyleConfig, targets: Sequence[StyleTargets], index: int = -1
+) -> tuple[Tensor, Objective]:
     """The content at scale ``index`` (default: the output size) of a run of ``cfg``, and the
     objective the loop minimises there: to judge any image of that size by the run's own loss
     (the benchmarks compare a bf16 run's output with an fp32 run's in fp32 this way)."""
@@ -406,15 +582,19 @@ def _downscale(x: Tensor, factor: float, exact: Exact | None = None) -> Tensor:
     return resize_unclamped(x, (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor))))
 
 
-def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_targets: Sequence[RegionTargets]) -> LevelLoss:
+def _level_loss(
+    features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_targets: Sequence[RegionTargets]
+) -> LevelLoss:
     """(content loss, style loss), unweighted, (B,) each, of a batch the size of ``content``: the
     network sees the whole batch at once, each photo's losses are taken on its own features."""
     layers, layer_weights = cfg.layers, cfg.layer_weights()
     with torch.no_grad(), autocast(content.device, cfg.precision):
         content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
     style_term = _style_term(cfg, content.device)
-    photos = [[(None if mask is None else at_positions(mask, *content.shape[-2:]), tables) for mask, tables in targets]
-              for targets in style_targets]
+    photos = [
+        [(None if mask is None else at_positions(mask, *content.shape[-2:]), tables) for mask, tables in targets]
+        for targets in style_targets
+    ]
     masked = [_MaskedTerms(cfg, style_term) for _ in photos]
 
     def loss(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -423,10 +603,26 @@ def _level_loss(features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_
         zero = x.new_zeros((), dtype=torch.float32)
         c, s = [], []
         for p, terms in enumerate(photos):
-            own = {k: v[p:p + 1] for k, v in feats.items()}
-            c.append(sum((content_loss(own[k], content_targets[k][p:p + 1]) for k in cfg.content_layers), zero) / len(cfg.content_layers))
-            s.append(sum((layer_weights[k] * (style_term(own[k], tables[k], k) if mask is None else masked[p](i, mask, own[k], tables[k], k))
-                          for i, (mask, tables) in enumerate(terms) for k in cfg.style_layers), zero))
+            own = {k: v[p : p + 1] for k, v in feats.items()}
+            c.append(
+                sum((content_loss(own[k], content_targets[k][p : p + 1]) for k in cfg.content_layers), zero)
+                / len(cfg.content_layers)
+            )
+            s.append(
+                sum(
+                    (
+                        layer_weights[k]
+                        * (
+                            style_term(own[k], tables[k], k)
+                            if mask is None
+                            else masked[p](i, mask, own[k], tables[k], k)
+                        )
+                        for i, (mask, tables) in enumerate(terms)
+                        for k in cfg.style_layers
+                    ),
+                    zero,
+                )
+            )
         return torch.stack(c), torch.stack(s)
 
     return loss
@@ -460,7 +656,7 @@ class _MaskedTerms:
         if share <= 0:
             return feats.new_zeros((), dtype=torch.float32)
         # F m / sqrt(mean m^2): its Gram, F F^T / (C H W), is the masked Gram (F m)(F m)^T / (C sum m^2).
-        return self.style_term(feats * (prepared * energy ** -0.5), table, layer) * share
+        return self.style_term(feats * (prepared * energy**-0.5), table, layer) * share
 
 
 def _style_term(cfg: StyleConfig, device: torch.device) -> Callable[[Tensor, Tensor, str], Tensor]:
@@ -481,9 +677,11 @@ def _rgb(x: Tensor, cfg: StyleConfig) -> Tensor:
 
 def _previewer(finish: Callable[[Tensor], Tensor], content_rgb: Tensor, cfg: StyleConfig) -> Callable[[Tensor], Tensor]:
     """best iterate -> the picture it makes, RGB in [0, 1] (a copy: the optimiser keeps its buffer)."""
+
     def preview(best: Tensor) -> Tensor:
         image = finish(best).clamp(0, 1)
         return recombine(image, content_rgb) if cfg.preserve_color else image
+
     return preview
 
 
@@ -503,9 +701,18 @@ def _work_per_scale(cfg: StyleConfig, height: int, width: int) -> list[float]:
     return work
 
 
-def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int, size: tuple[int, int], max_iterations: int,
-                   began: float, preview: Callable[[Tensor], Tensor], done_before: float, scale_work: float,
-                   later_work: float) -> IterationHook | None:
+def _progress_hook(
+    on_step: ProgressCallback | None,
+    index: int,
+    num_scales: int,
+    size: tuple[int, int],
+    max_iterations: int,
+    began: float,
+    preview: Callable[[Tensor], Tensor],
+    done_before: float,
+    scale_work: float,
+    later_work: float,
+) -> IterationHook | None:
     if on_step is None:
         return None
     per_iteration = scale_work / max(1, max_iterations)
@@ -515,8 +722,23 @@ def _progress_hook(on_step: ProgressCallback | None, index: int, num_scales: int
         elapsed = time.perf_counter() - began
         image = preview(event.image) if event.image is not None and _wants_images(on_step) else None
         left = later_work + (0.0 if event.scale_done else per_iteration * (max_iterations - event.iteration))
-        on_step(StepInfo(index, num_scales, size[0], size[1], event.iteration, max_iterations, elapsed, event.losses,
-                         event.scale_done, event.stopped_early, image, done_before + per_iteration * event.iteration, left))
+        on_step(
+            StepInfo(
+                index,
+                num_scales,
+                size[0],
+                size[1],
+                event.iteration,
+                max_iterations,
+                elapsed,
+                event.losses,
+                event.scale_done,
+                event.stopped_early,
+                image,
+                done_before + per_iteration * event.iteration,
+                left,
+            )
+        )
 
     return hook
 

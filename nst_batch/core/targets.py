@@ -77,7 +77,9 @@ def luminance_match_for(content: Tensor, cfg: StyleConfig) -> tuple[float, float
     return None
 
 
-def target_spec(cfg: StyleConfig, features: VGGFeatures, luminance_match: tuple[float, float] | None = None) -> TargetSpec:
+def target_spec(
+    cfg: StyleConfig, features: VGGFeatures, luminance_match: tuple[float, float] | None = None
+) -> TargetSpec:
     cfg = for_device(cfg, next(iter(features.parameters())).device, strict=False)
     return TargetSpec(
         weights=features.identity,
@@ -124,7 +126,9 @@ def _forward(features: VGGFeatures, precision: str) -> Callable[[Tensor, tuple[s
     return forward
 
 
-def _tables(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], spec: TargetSpec) -> dict[str, Tensor]:
+def _tables(
+    image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], spec: TargetSpec
+) -> dict[str, Tensor]:
     layers, tile = spec.layers, spec.tile
     whole = not tile or max(image.shape[-2:]) <= tile
     if spec.loss == "gram":
@@ -133,25 +137,32 @@ def _tables(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[st
             return {layer: gram_matrix(feats[layer])[0] for layer in layers}
         return _tiled_grams(image, features, layers, tile)
     samples = features(image, layers) if whole else _tiled_samples(image, features, layers, tile)
-    return {layer: quantile_table(style_projections(samples[layer], swd_directions(samples[layer].shape[1], spec.seed, layer,
-                                                                                    image.device)))
-            for layer in layers}
+    return {
+        layer: quantile_table(
+            style_projections(samples[layer], swd_directions(samples[layer].shape[1], spec.seed, layer, image.device))
+        )
+        for layer in layers
+    }
 
 
-def _tiled_samples(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...],
-                   tile: int) -> dict[str, Tensor]:
+def _tiled_samples(
+    image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...], tile: int
+) -> dict[str, Tensor]:
     """Each layer's features of a large image as (1, C, 1, N): the tiles' core positions (see
     :func:`_tiled_grams`) at one regular stride, at most about SWD_SAMPLE of them, so memory follows the tile."""
     kept: dict[str, list[Tensor]] = {layer: [] for layer in layers}
     height, width = image.shape[-2:]
-    strides = {layer: -(-(height >> downsamplings(layer)) * (width >> downsamplings(layer)) // SWD_SAMPLE) for layer in layers}
+    strides = {
+        layer: -(-(height >> downsamplings(layer)) * (width >> downsamplings(layer)) // SWD_SAMPLE) for layer in layers
+    }
     for layer, flat in _tile_cores(image, features, layers, tile):
-        kept[layer].append(flat[:, ::strides[layer]])
+        kept[layer].append(flat[:, :: strides[layer]])
     return {layer: torch.cat(parts, dim=1)[None, :, None, :] for layer, parts in kept.items()}
 
 
-def _tiled_grams(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...],
-                 tile: int) -> dict[str, Tensor]:
+def _tiled_grams(
+    image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...], tile: int
+) -> dict[str, Tensor]:
     """Gram matrices of a large image from tiles: each tile's features are computed with
     GRAM_HALO_PX of context and only its core positions are summed, so memory follows the tile
     and the result is close to the whole image's (differences come from the halo's limited reach)."""
@@ -163,8 +174,9 @@ def _tiled_grams(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], di
     return {layer: sums[layer] / (sums[layer].shape[0] * max(1, positions[layer])) for layer in layers}
 
 
-def _tile_cores(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...],
-                tile: int) -> Iterator[tuple[str, Tensor]]:
+def _tile_cores(
+    image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]], layers: tuple[str, ...], tile: int
+) -> Iterator[tuple[str, Tensor]]:
     """(layer, its (C, positions) float32 features at one tile's core), tile by tile: each tile's
     features are computed with GRAM_HALO_PX of context and only its core positions are kept."""
     height, width = image.shape[-2:]
@@ -174,7 +186,9 @@ def _tile_cores(image: Tensor, features: Callable[[Tensor, tuple[str, ...]], dic
     for top in range(0, height, core):
         for left in range(0, width, core):
             t0, l0 = max(0, top - halo), max(0, left - halo)
-            feats = features(image[..., t0:min(height, top + core + halo), l0:min(width, left + core + halo)], layers)
+            feats = features(
+                image[..., t0 : min(height, top + core + halo), l0 : min(width, left + core + halo)], layers
+            )
             for layer in layers:
                 f = 2 ** downsamplings(layer)
                 fh, fw = feats[layer].shape[-2:]
@@ -202,7 +216,9 @@ def check_targets(targets: Sequence[StyleTargets], expected: TargetSpec, sides: 
             raise TargetsMismatchError(f"style targets #{i + 1} were computed with other settings (got, want): {diff}")
         missing = needed.difference(t.tables)
         if missing:
-            raise TargetsMismatchError(f"style targets #{i + 1} lack style sizes {sorted(missing)} px (have {list(t.sides)})")
+            raise TargetsMismatchError(
+                f"style targets #{i + 1} lack style sizes {sorted(missing)} px (have {list(t.sides)})"
+            )
 
 
 def blend_targets(targets: Sequence[StyleTargets], weights: Sequence[float], side: int) -> dict[str, Tensor]:
@@ -217,9 +233,15 @@ def targets_to_bytes(targets: StyleTargets) -> bytes:
     """Serialise for a cache: a ``torch.save`` of plain containers, loadable with weights_only."""
     payload = {
         "format": FORMAT_VERSION,
-        "spec": {**targets.spec.describe(), "layers": list(targets.spec.layers),
-                 "luminance_match": list(targets.spec.luminance_match) if targets.spec.luminance_match else None},
-        "tables": {str(side): {k: v.detach().cpu().contiguous() for k, v in layers.items()} for side, layers in targets.tables.items()},
+        "spec": {
+            **targets.spec.describe(),
+            "layers": list(targets.spec.layers),
+            "luminance_match": list(targets.spec.luminance_match) if targets.spec.luminance_match else None,
+        },
+        "tables": {
+            str(side): {k: v.detach().cpu().contiguous() for k, v in layers.items()}
+            for side, layers in targets.tables.items()
+        },
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -227,7 +249,8 @@ def targets_to_bytes(targets: StyleTargets) -> bytes:
 
 
 def targets_from_bytes(data: bytes) -> StyleTargets:
-    """Inverse of :func:`targets_to_bytes`; raises :class:`CorruptTargetsError` (a ``ValueError``) on anything malformed."""
+    """Inverse of :func:`targets_to_bytes`; raises :class:`CorruptTargetsError` (a ``ValueError``)
+    on anything malformed."""
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if payload.get("format") != FORMAT_VERSION:
@@ -235,10 +258,15 @@ def targets_from_bytes(data: bytes) -> StyleTargets:
         raw = payload["spec"]
         match = raw["luminance_match"]
         spec = TargetSpec(
-            weights=str(raw["weights"]), pooling=str(raw["pooling"]), layers=tuple(raw["layers"]),
-            precision=str(raw["precision"]), color=str(raw["color"]),
+            weights=str(raw["weights"]),
+            pooling=str(raw["pooling"]),
+            layers=tuple(raw["layers"]),
+            precision=str(raw["precision"]),
+            color=str(raw["color"]),
             luminance_match=(float(match[0]), float(match[1])) if match else None,
-            tile=int(raw.get("tile", 0)), loss=str(raw["loss"]), seed=int(raw["seed"]),
+            tile=int(raw.get("tile", 0)),
+            loss=str(raw["loss"]),
+            seed=int(raw["seed"]),
         )
         tables = {int(side): dict(layers) for side, layers in payload["tables"].items()}
     except CorruptTargetsError:

@@ -37,8 +37,11 @@ def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[Box]:
     least ``overlap`` px, spread evenly (the last ends at the border)."""
     if not 0 <= overlap < tile:
         raise ConfigError(f"the tile overlap must be in [0, tile), got {overlap} for tile {tile}")
-    return [(top, left, min(tile, height), min(tile, width))
-            for top in _starts(height, tile, overlap) for left in _starts(width, tile, overlap)]
+    return [
+        (top, left, min(tile, height), min(tile, width))
+        for top in _starts(height, tile, overlap)
+        for left in _starts(width, tile, overlap)
+    ]
 
 
 def feather(box: Box, height: int, width: int, overlap: int, device: torch.device | None = None) -> Tensor:
@@ -54,7 +57,7 @@ def feather(box: Box, height: int, width: int, overlap: int, device: torch.devic
             if not at_start:
                 weights[:k] = edge
             if not at_end:
-                weights[n - k:] = edge.flip(0)
+                weights[n - k :] = edge.flip(0)
         return weights
 
     rows = ramp(h, top == 0, top + h >= height)
@@ -62,8 +65,13 @@ def feather(box: Box, height: int, width: int, overlap: int, device: torch.devic
     return (rows[:, None] * cols[None, :])[None, None]
 
 
-def optimise_in_tiles(image: Tensor, content: Tensor, boxes: list[Box], overlap: int,
-                      optimise_box: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
+def optimise_in_tiles(
+    image: Tensor,
+    content: Tensor,
+    boxes: list[Box],
+    overlap: int,
+    optimise_box: Callable[[int, Tensor, Tensor], Tensor],
+) -> Tensor:
     """Run ``optimise_box(index, start_patch, content_patch) -> patch`` on each of ``boxes`` (from
     :func:`tile_boxes` with this ``overlap``) in turn and blend the patches back into a copy of ``image``."""
     out = image.detach().clone()

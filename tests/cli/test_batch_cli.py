@@ -23,7 +23,11 @@ def test_validate_reports_every_problem_with_its_line(tmp_path, capsys):
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "3 problems in the manifest" in err
-    assert "defaults.sizee (line 3): unknown key" in err and "defaults.iterations.0 (line 4)" in err and "format (line 5)" in err
+    assert (
+        "defaults.sizee (line 3): unknown key" in err
+        and "defaults.iterations.0 (line 4)" in err
+        and "format (line 5)" in err
+    )
 
 
 def test_run_success_failure_and_summary_json(prefect_server, tmp_path, capsys):
@@ -31,7 +35,10 @@ def test_run_success_failure_and_summary_json(prefect_server, tmp_path, capsys):
     summary_path = tmp_path / "summary-copy.json"
     assert main(["run", str(manifest), "--summary-json", str(summary_path)]) == 1
     out = capsys.readouterr().out
-    assert "6 pairs planned: 4 produced, 0 skipped, 2 failed" in out and "FAILED 2 pairs (broken__stripes, broken__waves): " in out  # one line per reason
+    assert (
+        "6 pairs planned: 4 produced, 0 skipped, 2 failed" in out
+        and "FAILED 2 pairs (broken__stripes, broken__waves): " in out
+    )  # one line per reason
     summary = json.loads(summary_path.read_text())
     assert summary["counts"]["failed"] == 2 and summary["failures"][0]["reason"]
     (tmp_path / "photos" / "broken.png").unlink()
@@ -41,7 +48,9 @@ def test_run_success_failure_and_summary_json(prefect_server, tmp_path, capsys):
     assert "style targets: 2 read from the cache (made by earlier runs)" in out  # not "0 computed, 2 from cache"
     # Both runs are kept (summary.json is the latest) and nst runs lists them, oldest first.
     kept = sorted((tmp_path / "out" / "runs").glob("*.json"))
-    assert len(kept) == 2 and json.loads((tmp_path / "out" / "summary.json").read_text()) == json.loads(kept[1].read_text())
+    assert len(kept) == 2 and json.loads((tmp_path / "out" / "summary.json").read_text()) == json.loads(
+        kept[1].read_text()
+    )
     assert main(["runs", str(tmp_path / "out")]) == 0
     listed = capsys.readouterr().out.splitlines()
     first, second = json.loads(kept[0].read_text()), json.loads(kept[1].read_text())
@@ -77,8 +86,11 @@ def test_gallery_rebuilds_from_sidecars(prefect_server, tmp_path, capsys):
 def test_validate_checks_every_input_and_reports_all_at_once(tmp_path, capsys):
     manifest = make_batch(tmp_path)
     (tmp_path / "photos" / "notes.png").write_text("not an image")
-    manifest.write_text(manifest.read_text().replace("contents: [photos/*.png]", "contents: [photos/*.png, contnet/, photos/typo.png]")
-                        .replace("waves: styles/waves.png", "waves: styles/nowhere.png"))
+    manifest.write_text(
+        manifest.read_text()
+        .replace("contents: [photos/*.png]", "contents: [photos/*.png, contnet/, photos/typo.png]")
+        .replace("waves: styles/waves.png", "waves: styles/nowhere.png")
+    )
     assert main(["validate", str(manifest)]) == 2
     err = capsys.readouterr().err
     assert "4 problems in the manifest" in err
@@ -89,8 +101,12 @@ def test_validate_checks_every_input_and_reports_all_at_once(tmp_path, capsys):
 
 def test_validate_names_every_unknown_style(tmp_path, capsys):
     manifest = make_batch(tmp_path)
-    manifest.write_text(manifest.read_text().replace("contents: [photos/*.png]", "pairs:\n  - {content: photos/a.png, style: strpes}\n"
-                                                     "  - {content: photos/b.png, style: wave}\n"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            "contents: [photos/*.png]",
+            "pairs:\n  - {content: photos/a.png, style: strpes}\n  - {content: photos/b.png, style: wave}\n",
+        )
+    )
     assert main(["validate", str(manifest)]) == 2
     err = capsys.readouterr().err
     assert "'strpes' (did you mean stripes?)" in err and "'wave' (did you mean waves?)" in err
@@ -101,8 +117,11 @@ def test_gallery_of_a_folder_without_outputs_is_an_error(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
     (tmp_path / "empty").mkdir()
     assert main(["gallery", str(tmp_path / "empty")]) == 2  # an existing, empty folder is not "no such folder"
-    assert capsys.readouterr().err.strip() == f"nst: error: no stylized outputs in {tmp_path / 'empty'} (no sidecars, no summary.json); " \
+    assert (
+        capsys.readouterr().err.strip()
+        == f"nst: error: no stylized outputs in {tmp_path / 'empty'} (no sidecars, no summary.json); "
         "run nst run with this output first"
+    )
     (tmp_path / "empty" / "x.txt").write_text("x")
     assert main(["gallery", str(tmp_path / "empty")]) == 2
     assert "no stylized outputs in" in capsys.readouterr().err
@@ -140,7 +159,9 @@ def test_run_reports_its_own_summary_not_the_one_on_disk(prefect_server, tmp_pat
 
     def someone_elses(settings, summary):
         uri = str(tmp_path / "out" / "summary.json")
-        Path(uri).write_text(json.dumps({"counts": {"planned": 9, "produced": 0, "skipped": 0, "failed": 9}, "failures": []}))
+        Path(uri).write_text(
+            json.dumps({"counts": {"planned": 9, "produced": 0, "skipped": 0, "failed": 9}, "failures": []})
+        )
         return uri
 
     monkeypatch.setattr(flow_module, "write_summary", someone_elses)
@@ -196,14 +217,21 @@ def test_validate_catches_what_the_run_would_trip_on(tmp_path, capsys):
     """A device this machine lacks, weights that are a folder, an empty style list: all at once."""
     manifest = make_batch(tmp_path)
     (tmp_path / "weights-dir").mkdir()
-    manifest.write_text(manifest.read_text().replace("contents: [photos/*.png]\n", "") +
-                        "device: cuda:7\nweights: weights-dir\npairs:\n  - {content: photos/a.png, style: stripes}\n")
+    manifest.write_text(
+        manifest.read_text().replace("contents: [photos/*.png]\n", "")
+        + "device: cuda:7\nweights: weights-dir\npairs:\n  - {content: photos/a.png, style: stripes}\n"
+    )
     assert main(["validate", str(manifest)]) == 2
     err = capsys.readouterr().err
     assert "device: device 'cuda:7'" in err and "weights-dir: not a regular file" in err
     assert main(["run", str(manifest)]) == 2  # the run refuses them before any pair, the same way
     assert "device: device 'cuda:7'" in capsys.readouterr().err
-    manifest.write_text(manifest.read_text().replace("style: stripes", "style: []").replace("device: cuda:7\n", "").replace("weights: weights-dir\n", ""))
+    manifest.write_text(
+        manifest.read_text()
+        .replace("style: stripes", "style: []")
+        .replace("device: cuda:7\n", "")
+        .replace("weights: weights-dir\n", "")
+    )
     assert main(["validate", str(manifest)]) == 2
     assert "pairs.0.style" in capsys.readouterr().err
 
@@ -257,10 +285,18 @@ def test_a_bad_style_image_is_one_line_without_a_traceback(prefect_server, tmp_p
     manifest = make_batch(tmp_path)
     style = tmp_path / "styles" / "waves.png"
     style.write_bytes(style.read_bytes()[:300])  # a header that passes, pixels that do not decode
-    done = subprocess.run([sys.executable, "-m", "nst_batch.cli.main", "run", str(manifest)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())})
+    done = subprocess.run(
+        [sys.executable, "-m", "nst_batch.cli.main", "run", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+    )
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "FAILED 2 pairs (a__waves, b__waves): style: " in done.stdout and "truncated or corrupt image data" in done.stdout
+    assert (
+        "FAILED 2 pairs (a__waves, b__waves): style: " in done.stdout
+        and "truncated or corrupt image data" in done.stdout
+    )
     assert "Traceback" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
 
 
@@ -269,23 +305,37 @@ def test_an_http_dask_address_is_one_line_and_no_traceback_at_exit(tmp_path):
     import sys
 
     manifest = make_batch(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "nst_batch.cli.main", "run", str(manifest), "--dask-address", "http://127.0.0.1:8787"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nst_batch.cli.main", "run", str(manifest), "--dask-address", "http://127.0.0.1:8787"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["nst: error: --dask-address must be tcp://host:port (or tls, ucx, ws, wss), got "
-                                                "'http://127.0.0.1:8787'; http:// is the dashboard's address, the scheduler's is tcp://host:8786"]
+    assert done.stderr.strip().splitlines() == [
+        "nst: error: --dask-address must be tcp://host:port (or tls, ucx, ws, wss), got "
+        "'http://127.0.0.1:8787'; http:// is the dashboard's address, the scheduler's is tcp://host:8786"
+    ]
 
 
 def test_validate_shows_each_pairs_parameters_that_differ_from_the_defaults(tmp_path, capsys):
     manifest = make_batch(tmp_path)
-    manifest.write_text(manifest.read_text().replace("waves: styles/waves.png}", "waves: {path: styles/waves.png, style_weight: 200}}"))
+    manifest.write_text(
+        manifest.read_text().replace("waves: styles/waves.png}", "waves: {path: styles/waves.png, style_weight: 200}}")
+    )
     assert main(["validate", str(manifest)]) == 0
-    lines = {line.split("  <- ")[0].strip().rsplit("/", 1)[-1]: line for line in capsys.readouterr().out.splitlines() if "<-" in line}
+    lines = {
+        line.split("  <- ")[0].strip().rsplit("/", 1)[-1]: line
+        for line in capsys.readouterr().out.splitlines()
+        if "<-" in line
+    }
     assert lines["a__waves.png"].endswith("x waves (size 32, iterations 2, scales 1, style_weight 200)")
     assert lines["a__stripes.png"].endswith("x stripes (size 32, iterations 2, scales 1)")
     assert main(["validate", str(manifest), "--json"]) == 0
     pairs = {p["name"]: p["parameters"] for p in json.loads(capsys.readouterr().out)["pairs"]}
-    assert pairs["a__waves"]["style_weight"] == 200 and pairs["a__stripes"]["pooling"] == "max"  # every parameter, defaults too
+    assert (
+        pairs["a__waves"]["style_weight"] == 200 and pairs["a__stripes"]["pooling"] == "max"
+    )  # every parameter, defaults too
     assert set(pairs["a__waves"]) == set(pairs["a__stripes"]) and len(pairs["a__waves"]) > 20
 
 
@@ -294,13 +344,15 @@ def test_validate_reports_five_independent_problems_in_one_pass(tmp_path, capsys
     before it was fixed (three runs for three problems); now one run lists them all, with lines."""
     make_batch(tmp_path)
     manifest = tmp_path / "five.yaml"
-    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 2, sizee: 3}\n"  # 1 unknown key
-                        "output: out\n"
-                        "styles: {stripes: styles/stripes.png, gone: styles/missing.png}\n"  # 4 a missing file
-                        "pairs:\n"
-                        "  - {content: photos/a.png, style: strpes}\n"  # 2 an unknown style
-                        "  - {content: nothing/*.jpg, style: stripes}\n"  # 3 a glob with no image
-                        "  - {content: photos/b.png, style: gone}\n")
+    manifest.write_text(
+        "defaults: {size: 32, scales: [1.0], iterations: 2, sizee: 3}\n"  # 1 unknown key
+        "output: out\n"
+        "styles: {stripes: styles/stripes.png, gone: styles/missing.png}\n"  # 4 a missing file
+        "pairs:\n"
+        "  - {content: photos/a.png, style: strpes}\n"  # 2 an unknown style
+        "  - {content: nothing/*.jpg, style: stripes}\n"  # 3 a glob with no image
+        "  - {content: photos/b.png, style: gone}\n"
+    )
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "thumbs").write_text("a file where a folder goes")  # 5 the output layout
     assert main(["validate", str(manifest)]) == 2
@@ -332,5 +384,7 @@ def test_nst_run_plans_once_and_its_flow_run_takes_that_plan(prefect_server, tmp
     assert handed_plan(str(manifest), None) is None  # nothing left behind for a later run
     from nst_batch.flows.stylize_batch import stylize_batch
 
-    assert stylize_batch(manifest=str(manifest), return_state=True).is_completed()  # a run not started by nst run plans itself
+    assert stylize_batch(
+        manifest=str(manifest), return_state=True
+    ).is_completed()  # a run not started by nst run plans itself
     assert calls == [str(manifest), str(manifest)]

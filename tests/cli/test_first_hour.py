@@ -62,7 +62,9 @@ def test_metadata_on_the_style_or_on_the_output_is_refused(images, tmp_path, cap
     assert not out.exists()
 
 
-def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(images, tmp_path, capsys, no_stylizing, monkeypatch):
+def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(
+    images, tmp_path, capsys, no_stylizing, monkeypatch
+):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(blocker / "out.png"), *FAST]) == 2
@@ -78,30 +80,78 @@ def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(images
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "ro" / "out.png"), *FAST]) == 2
     assert "Permission denied" in _one_error_line(capsys)
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--metadata", str(tmp_path / "ro" / "m.json"),
-                 *FAST]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--metadata",
+                str(tmp_path / "ro" / "m.json"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "--metadata" in _one_error_line(capsys)
     assert not (tmp_path / "o.png").exists()
 
 
 def test_init_image_implies_init_image_and_contradictions_are_refused(images, tmp_path, capsys):
     out, meta = tmp_path / "o.png", tmp_path / "o.json"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--init-image", str(images[1]), "--metadata", str(meta), *FAST]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                "-o",
+                str(out),
+                "--init-image",
+                str(images[1]),
+                "--metadata",
+                str(meta),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     recorded = json.loads(meta.read_text())
     assert recorded["parameters"]["init"] == "image" and recorded["init_image"]["path"] == str(images[1])
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--init", "noise", "--init-image", str(images[1]), *FAST]) == 2
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                "-o",
+                str(out),
+                "--init",
+                "noise",
+                "--init-image",
+                str(images[1]),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "--init noise" in _one_error_line(capsys)
 
 
-@pytest.mark.parametrize("args, wanted", [
-    (["--preserve-colour"], "did you mean --preserve-color?"),
-    (["--iteration", "5"], "did you mean --iterations?"),  # abbreviations are typos, not --iterations
-    (["--pooling", "mx"], "did you mean max?"),
-    (["--iterations", "-3"], "--iterations must be 0..100000, got -3"),  # as written, not (-3,)
-    (["--scales", "0.5,0.25"], "--scales must be strictly increasing, got 0.5, 0.25"),
-    (["--max-pixels", "100"], "raise --max-pixels"),  # the flag, though the image code says max_pixels
-    (["--tile-size", "128", "--tile-overlap", "64"], "--tile-overlap must be >= 0 and under half of --tile-size"),
-])
+@pytest.mark.parametrize(
+    "args, wanted",
+    [
+        (["--preserve-colour"], "did you mean --preserve-color?"),
+        (["--iteration", "5"], "did you mean --iterations?"),  # abbreviations are typos, not --iterations
+        (["--pooling", "mx"], "did you mean max?"),
+        (["--iterations", "-3"], "--iterations must be 0..100000, got -3"),  # as written, not (-3,)
+        (["--scales", "0.5,0.25"], "--scales must be strictly increasing, got 0.5, 0.25"),
+        (["--max-pixels", "100"], "raise --max-pixels"),  # the flag, though the image code says max_pixels
+        (["--tile-size", "128", "--tile-overlap", "64"], "--tile-overlap must be >= 0 and under half of --tile-size"),
+    ],
+)
 def test_messages_say_flags_values_as_written_and_the_nearest_option(images, tmp_path, capsys, args, wanted):
     assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), *FAST, *args]) == 2
     assert wanted in _one_error_line(capsys)
@@ -150,8 +200,12 @@ def test_version_and_a_help_that_does_not_load_pytorch():
     exe = Path(sys.executable).parent / "nst"
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("nst ")
-    probe = ("import sys; from nst_batch.cli.main import main\n"
-             "try:\n    main(['stylize', '--help'])\nexcept SystemExit:\n    pass\n"
-             "print('torch' in sys.modules, 'prefect' in sys.modules)")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env={**os.environ})
+    probe = (
+        "import sys; from nst_batch.cli.main import main\n"
+        "try:\n    main(['stylize', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'prefect' in sys.modules)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env={**os.environ}
+    )
     assert loaded.stdout.strip().splitlines()[-1] == "False False", loaded.stdout + loaded.stderr

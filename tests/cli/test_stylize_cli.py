@@ -20,8 +20,6 @@ from tests.synthetic import photo_like
 FAST = ["--size", "32", "--scales", "1", "--iterations", "2", "--quiet"]
 
 
-
-
 @pytest.mark.parametrize("ext, fmt", [("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP")])
 def test_writes_the_format_of_the_extension(images, tmp_path, ext, fmt):
     out = tmp_path / "out" / f"result.{ext}"
@@ -33,8 +31,28 @@ def test_writes_the_format_of_the_extension(images, tmp_path, ext, fmt):
 
 def test_metadata_records_everything(images, tmp_path):
     out, meta_path = tmp_path / "o.png", tmp_path / "o.json"
-    assert main(["stylize", str(images[0]), str(images[1]), str(images[1]), "-o", str(out), "--metadata", str(meta_path),
-                 "--style-blend", "3,1", "--seed", "4", "--threads", "1", *FAST]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                str(images[1]),
+                "-o",
+                str(out),
+                "--metadata",
+                str(meta_path),
+                "--style-blend",
+                "3,1",
+                "--seed",
+                "4",
+                "--threads",
+                "1",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     meta = json.loads(meta_path.read_text())
     assert meta["content"]["sha256"] == __import__("hashlib").sha256(images[0].read_bytes()).hexdigest()
     assert len(meta["styles"]) == 2
@@ -76,15 +94,31 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     Image.new("L", (600, 500)).save(huge)
     sliver = tmp_path / "sliver.png"
     Image.new("RGB", (400, 20)).save(sliver)
-    return {"missing": tmp_path / "nope.png", "truncated": truncated, "text": text, "empty": empty,
-            "unreadable": unreadable, "huge": huge, "sliver": sliver, "directory": tmp_path}
+    return {
+        "missing": tmp_path / "nope.png",
+        "truncated": truncated,
+        "text": text,
+        "empty": empty,
+        "unreadable": unreadable,
+        "huge": huge,
+        "sliver": sliver,
+        "directory": tmp_path,
+    }
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("missing", "no such file"), ("truncated", "truncated or corrupt"), ("text", "not an image"),
-    ("empty", "empty file"), ("unreadable", "cannot read"), ("huge", "over the limit"),
-    ("sliver", "too narrow"), ("directory", "is a directory"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "no such file"),
+        ("truncated", "truncated or corrupt"),
+        ("text", "not an image"),
+        ("empty", "empty file"),
+        ("unreadable", "cannot read"),
+        ("huge", "over the limit"),
+        ("sliver", "too narrow"),
+        ("directory", "is a directory"),
+    ],
+)
 @pytest.mark.parametrize("role", ["content", "style"])
 def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, role):
     bad = _bad_files(tmp_path)[kind]
@@ -99,23 +133,35 @@ def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, r
         monkeypatch.setattr(Path, "read_bytes", denied)
     content, style = (bad, images[1]) if role == "content" else (images[0], bad)
     out, meta = tmp_path / "out.png", tmp_path / "out.json"
-    code = main(["stylize", str(content), str(style), "-o", str(out), "--metadata", str(meta), "--max-pixels", "200000", *FAST])
+    code = main(
+        ["stylize", str(content), str(style), "-o", str(out), "--metadata", str(meta), "--max-pixels", "200000", *FAST]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("nst: error: ") and message in err and str(bad) in err
     assert not out.exists() and not meta.exists()
 
 
-@pytest.mark.parametrize("option, message", [
-    (["--size", "0"], "--size must be"), (["--iterations", "-5"], "--iterations must be 0..100000, got -5"),
-    (["--content-weight", "-1"], "--content-weight must be"), (["--style-scale", "100"], "--style-scale must be"),
-    (["--scales", "9"], "argument --scales: N (a count of scales) must be 1..6"), (["--iterations", "x"], "comma-separated integers"),
-    (["--pooling", "min"], "invalid choice"), (["--quality", "0"], "quality must be"),
-    (["--max-pixels", "0"], "--max-pixels must be"),
-    (["--threads", "-1"], "argument --threads: must be 0 (auto) or a whole number 1..1024"), (["--device", "tpu"], "device must be"),
-    (["--style-blend", "1,2,3"], "--style-blend has 3 weights for 1"), (["--init", "image"], "needs an init image (--init-image)"),
-    (["--weights", "/nonexistent/vgg.pth"], "weights file not found"), (["--style-layers", "relu7_1"], "unknown VGG-19 layer"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--size", "0"], "--size must be"),
+        (["--iterations", "-5"], "--iterations must be 0..100000, got -5"),
+        (["--content-weight", "-1"], "--content-weight must be"),
+        (["--style-scale", "100"], "--style-scale must be"),
+        (["--scales", "9"], "argument --scales: N (a count of scales) must be 1..6"),
+        (["--iterations", "x"], "comma-separated integers"),
+        (["--pooling", "min"], "invalid choice"),
+        (["--quality", "0"], "quality must be"),
+        (["--max-pixels", "0"], "--max-pixels must be"),
+        (["--threads", "-1"], "argument --threads: must be 0 (auto) or a whole number 1..1024"),
+        (["--device", "tpu"], "device must be"),
+        (["--style-blend", "1,2,3"], "--style-blend has 3 weights for 1"),
+        (["--init", "image"], "needs an init image (--init-image)"),
+        (["--weights", "/nonexistent/vgg.pth"], "weights file not found"),
+        (["--style-layers", "relu7_1"], "unknown VGG-19 layer"),
+    ],
+)
 def test_bad_options(images, tmp_path, capsys, option, message):
     out = tmp_path / "out.png"
     code = main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST, *option])
@@ -129,7 +175,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(images, tmp_path, capsys):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--device", "cuda", *FAST]) == 2
+    assert (
+        main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--device", "cuda", *FAST]) == 2
+    )
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
@@ -137,18 +185,29 @@ def test_console_script_runs(images, tmp_path):
     """The installed `nst` entry point, as a user runs it."""
     exe = Path(sys.executable).parent / "nst"
     out = tmp_path / "cli.png"
-    proc = subprocess.run([str(exe), "stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.exists()
-    bad = subprocess.run([str(exe), "stylize", str(images[0]), "-o", str(out)], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [str(exe), "stylize", str(images[0]), "-o", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
 def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: False)  # an AVX2-only CPU, on any CPU
     out = tmp_path / "o.png"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--device", "cpu", "--precision", "bf16", *FAST]) == 2
+    assert (
+        main(
+            ["stylize", str(images[0]), str(images[1]), "-o", str(out), "--device", "cpu", "--precision", "bf16", *FAST]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "native bf16" in err and "use fp32" in err and err.count("\n") == 1
     assert not out.exists()
@@ -164,7 +223,25 @@ def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(im
     assert 16 <= fits < 2000
     assert not out.exists()
     # The size the message offers is accepted.
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", str(min(fits, 32)), "--scales", "1", "--iterations", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                "-o",
+                str(out),
+                "--size",
+                str(min(fits, 32)),
+                "--scales",
+                "1",
+                "--iterations",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,13 +268,19 @@ def test_metadata_or_output_on_a_device_fifo_or_symlink_is_refused_before_any_wo
     os.mkfifo(out_fifo)
     to_device = tmp_path / "meta.json"
     to_device.symlink_to("/dev/full")
-    for flag, path, kind in (("--metadata", fifo, "a FIFO"), ("--metadata", to_device, "a symbolic link"), ("-o", out_fifo, "a FIFO")):
+    for flag, path, kind in (
+        ("--metadata", fifo, "a FIFO"),
+        ("--metadata", to_device, "a symbolic link"),
+        ("-o", out_fifo, "a FIFO"),
+    ):
         args = ["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), *FAST]
         args = [*args[:3], "-o", str(path), *FAST] if flag == "-o" else [*args, flag, str(path)]
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"exists and is {kind}, not a regular file" in err and flag in err, err
-    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and to_device.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert (
+        stat.S_ISFIFO(os.lstat(fifo).st_mode) and to_device.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    )
     assert not (tmp_path / "o.png").exists()
 
 
@@ -206,12 +289,28 @@ def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images,
     from nst_batch.cli.reporting import graphs_line
 
     meta_path = tmp_path / "o.json"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--metadata", str(meta_path), *FAST]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--metadata",
+                str(meta_path),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     scales = json.loads(meta_path.read_text())["scales"]
     assert scales and all(s["graphed"] is None and s["capture_error"] == "" for s in scales)
     assert graphs_line(scales) == ""
-    assert graphs_line([{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}]) == \
-        ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
+    assert (
+        graphs_line([{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}])
+        == ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
+    )
 
 
 def test_every_style_setting_is_an_option_whose_help_and_default_come_from_the_config():
@@ -236,7 +335,9 @@ def test_every_style_setting_is_an_option_whose_help_and_default_come_from_the_c
             shown = f.metadata.get("shown", ",".join(map(str, default)) if isinstance(default, tuple) else str(default))
             assert f"(default {shown}" in " ".join(action.help.split()), (f.name, action.help)
         assert schema[f.name]["description"] == f.metadata["help"], f.name
-    assert by_dest["coarse_size"].help.startswith("with --scales auto: the first scale's max side, px, whatever --size is")
+    assert by_dest["coarse_size"].help.startswith(
+        "with --scales auto: the first scale's max side, px, whatever --size is"
+    )
     assert by_dest["match_luminance"].option_strings == ["--no-match-luminance"]
 
 
@@ -246,7 +347,9 @@ def test_scales_has_one_grammar_in_the_cli_and_in_manifests(tmp_path):
     from nst_batch.tasks.planning.manifest import parse_manifest
 
     for text in ("3", "auto", "0.5,1"):
-        manifest = parse_manifest(f"styles: {{a: a.png}}\ncontents: [c.png]\ndefaults: {{scales: {text!r}}}\n", "m.yaml")
+        manifest = parse_manifest(
+            f"styles: {{a: a.png}}\ncontents: [c.png]\ndefaults: {{scales: {text!r}}}\n", "m.yaml"
+        )
         assert tuple(manifest.defaults.given()["scales"]) == parse_scales(text)
     manifest = parse_manifest("styles: {a: a.png}\ncontents: [c.png]\ndefaults: {scales: 3}\n", "m.yaml")
     assert tuple(manifest.defaults.given()["scales"]) == (0.25, 0.5, 1.0)
@@ -261,10 +364,31 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     from nst_batch.tasks.planning.plan import BatchSettings, PairJob, StyleRef
 
     out, meta_path = tmp_path / "one" / "o.png", tmp_path / "one" / "o.json"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--metadata", str(meta_path), *FAST, "--precision", "fp32"]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                str(images[0]),
+                str(images[1]),
+                "-o",
+                str(out),
+                "--metadata",
+                str(meta_path),
+                *FAST,
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
     meta = json.loads(meta_path.read_text())
     settings = BatchSettings(str(tmp_path / "batch"), "png")
-    pair = PairJob("o", str(images[0]), (StyleRef("s", str(images[1])),), StyleConfig(size=32, scales=(1.0,), iterations=(2,), precision="fp32"))
+    pair = PairJob(
+        "o",
+        str(images[0]),
+        (StyleRef("s", str(images[1])),),
+        StyleConfig(size=32, scales=(1.0,), iterations=(2,), precision="fp32"),
+    )
     assert run_pair(pair, settings).status == "produced"
     sidecar = json.loads((tmp_path / "batch" / "o.json").read_text())
     assert set(sidecar) - {"fingerprint", "run_id", "worker", "manifest"} == set(meta) - {"init_image", "runtime"}
@@ -285,13 +409,32 @@ def test_nst_stylize_reads_and_writes_s3(images, tmp_path, capsys):
         s3.create_bucket(Bucket="pics")
         s3.upload_file(str(images[0]), "pics", "in/photo.png")
         s3.upload_file(str(images[1]), "pics", "in/paint.png")
-        assert main(["stylize", "s3://pics/in/photo.png", "s3://pics/in/paint.png", "-o", "s3://pics/out/o.jpg",
-                     "--metadata", "s3://pics/out/o.json", *FAST]) == 0
+        assert (
+            main(
+                [
+                    "stylize",
+                    "s3://pics/in/photo.png",
+                    "s3://pics/in/paint.png",
+                    "-o",
+                    "s3://pics/out/o.jpg",
+                    "--metadata",
+                    "s3://pics/out/o.json",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
         meta = json.loads(s3.get_object(Bucket="pics", Key="out/o.json")["Body"].read())
         image = s3.get_object(Bucket="pics", Key="out/o.jpg")["Body"].read()
         assert meta["content"]["uri"] == "s3://pics/in/photo.png" and meta["output_bytes"] == len(image)
         assert Image.open(__import__("io").BytesIO(image)).format == "JPEG"
-        assert main(["stylize", "s3://pics/in/photo.png", "s3://pics/in/paint.png", "-o", "s3://pics/in/photo.png", *FAST]) == 2
+        assert (
+            main(["stylize", "s3://pics/in/photo.png", "s3://pics/in/paint.png", "-o", "s3://pics/in/photo.png", *FAST])
+            == 2
+        )
         assert "is the content" in capsys.readouterr().err  # an output that is an input, refused before any work
-        assert main(["stylize", "s3://pics/in/nothing.png", "s3://pics/in/paint.png", "-o", "s3://pics/out/x.png", *FAST]) == 2
+        assert (
+            main(["stylize", "s3://pics/in/nothing.png", "s3://pics/in/paint.png", "-o", "s3://pics/out/x.png", *FAST])
+            == 2
+        )
     assert not (tmp_path / "s3:").exists() and not Path("s3:").exists()

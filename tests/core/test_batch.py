@@ -21,7 +21,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nst_batch.core import ConfigError, NonFiniteLossError, ShapeError, StyleConfig, compute_style_targets, luminance_match_for, stylize
+from nst_batch.core import (
+    ConfigError,
+    NonFiniteLossError,
+    ShapeError,
+    StyleConfig,
+    compute_style_targets,
+    luminance_match_for,
+    stylize,
+)
 from nst_batch.core.optimize import IterationEvent, optimize_batch, optimize_scale
 from nst_batch.core.stylizer import batch_objective, build_objective, stylize_batch
 from nst_batch.core.targets import blend_targets
@@ -37,7 +45,10 @@ def _photos(dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], lis
 
 
 def _targets(features, photos, styles, cfg):
-    return [[compute_style_targets(s, features, cfg, luminance_match=luminance_match_for(p, cfg))] for p, s in zip(photos, styles, strict=True)]
+    return [
+        [compute_style_targets(s, features, cfg, luminance_match=luminance_match_for(p, cfg))]
+        for p, s in zip(photos, styles, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("style_loss", ["swd", "gram"])
@@ -77,7 +88,7 @@ def test_one_evaluation_of_a_batch_is_each_photos_own_in_float32(features, style
     total.sum().backward()
     assert total.shape == (3,) and all(v.shape == (3,) for v in terms.values())
     for i in range(3):
-        one = point.detach()[i:i + 1].clone().requires_grad_(True)
+        one = point.detach()[i : i + 1].clone().requires_grad_(True)
         alone, _ = build_objective(features, cfg, photos[i], grams[i])(one)
         alone.sum().backward()
         assert float(total[i].detach()) == pytest.approx(float(alone.detach()), rel=1e-5)
@@ -115,25 +126,38 @@ def test_an_image_that_stops_early_is_frozen_and_its_run_is_its_own(device_resid
     objective, start = _quadratics(3)
     cfg = replace(CFG, early_stop_rtol=1e-3, early_stop_window=3, lbfgs_history=5)
     events: list[IterationEvent] = []
-    batch = optimize_batch(start, objective, cfg, 40, device_resident=device_resident, report_every=2, on_iteration=events.append)
+    batch = optimize_batch(
+        start, objective, cfg, 40, device_resident=device_resident, report_every=2, on_iteration=events.append
+    )
     first = batch[0]
     assert first.stopped_early and first.iterations < 40 and not batch[1].stopped_early and batch[1].iterations == 40
     for i in range(3):
-        alone = optimize_scale(start[i:i + 1], lambda x, i=i: tuple(_slice(objective(x.expand(3, -1, -1, -1)), i)), cfg, 40,
-                               device_resident=device_resident, report_every=2)
+        alone = optimize_scale(
+            start[i : i + 1],
+            lambda x, i=i: tuple(_slice(objective(x.expand(3, -1, -1, -1)), i)),
+            cfg,
+            40,
+            device_resident=device_resident,
+            report_every=2,
+        )
         assert (batch[i].iterations, batch[i].stopped_early) == (alone.iterations, alone.stopped_early)
         assert torch.allclose(batch[i].image, alone.image, rtol=0, atol=1e-12)
         assert batch[i].losses == pytest.approx(alone.losses, rel=1e-12)
     # image 0's events end at its stop, with one scale_done event; the others run to the end
     mine = [e for e in events if e.index == 0]
     assert [e.iteration for e in mine[:-1]] == list(range(1, first.iterations))
-    assert mine[-1].scale_done and mine[-1].stopped_early and mine[-1].iteration == first.iterations and mine[-1].image is not None
+    assert (
+        mine[-1].scale_done
+        and mine[-1].stopped_early
+        and mine[-1].iteration == first.iterations
+        and mine[-1].image is not None
+    )
     assert sum(e.scale_done for e in events) == 3 and max(e.iteration for e in events if e.index == 2) == 40
 
 
 def _slice(result, i):
     total, terms = result
-    return total[i:i + 1], {k: v[i:i + 1] for k, v in terms.items()}
+    return total[i : i + 1], {k: v[i : i + 1] for k, v in terms.items()}
 
 
 def test_a_nan_in_one_photo_names_it():
@@ -151,9 +175,21 @@ def test_each_photo_hears_its_own_progress(features):
     photos, styles = _photos()
     cfg = replace(CFG, iterations=(3, 2), early_stop_rtol=0.0)
     steps: dict[int, list] = {0: [], 1: []}
-    stylize_batch(photos[:2], features, cfg, _targets(features, photos[:2], styles[:2], cfg), on_steps=[steps[0].append, steps[1].append])
+    stylize_batch(
+        photos[:2],
+        features,
+        cfg,
+        _targets(features, photos[:2], styles[:2], cfg),
+        on_steps=[steps[0].append, steps[1].append],
+    )
     for own in steps.values():
-        assert [(s.scale_index, s.iteration) for s in own if not s.scale_done] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2)]
+        assert [(s.scale_index, s.iteration) for s in own if not s.scale_done] == [
+            (0, 1),
+            (0, 2),
+            (0, 3),
+            (1, 1),
+            (1, 2),
+        ]
         assert own[-1].scale_done and own[-1].progress == pytest.approx(1.0)
 
 

@@ -17,7 +17,9 @@ def test_schedule_helpers():
     assert cfg.iterations_per_scale() == (100, 50, 25)
     assert StyleConfig(scales=(0.5, 1.0), iterations=(7,)).iterations_per_scale() == (7, 7)
     assert StyleConfig(scales=(0.25, 0.5, 1.0), iterations=(9, 4)).iterations_per_scale() == (9, 4, 4)
-    assert StyleConfig(scales=(1.0,), iterations=(9, 4)).iterations_per_scale() == (9,)  # a single scale is the coarsest
+    assert StyleConfig(scales=(1.0,), iterations=(9, 4)).iterations_per_scale() == (
+        9,
+    )  # a single scale is the coarsest
     assert StyleConfig().blend_weights(4) == (0.25, 0.25, 0.25, 0.25)
     assert StyleConfig(style_blend=(3, 1)).blend_weights(2) == (0.75, 0.25)
 
@@ -41,7 +43,9 @@ def test_default_scales_start_at_an_absolute_size(size, coarse, sides):
     cfg = StyleConfig(size=size, coarse_size=coarse)
     assert cfg.sides() == sides
     assert cfg.num_scales == len(sides)
-    assert cfg.iterations_per_scale() == tuple(cfg.iterations[min(i, len(cfg.iterations) - 1)] for i in range(len(sides)))
+    assert cfg.iterations_per_scale() == tuple(
+        cfg.iterations[min(i, len(cfg.iterations) - 1)] for i in range(len(sides))
+    )
 
 
 def test_a_larger_output_shares_the_smaller_ones_coarse_scales():
@@ -103,7 +107,9 @@ def test_the_core_raises_only_its_own_errors():
 
     import nst_batch.core.errors as errors
 
-    ours = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.CoreError)}
+    ours = {
+        name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.CoreError)
+    }
     others = []
     for path in sorted(Path(errors.__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -61,11 +61,12 @@ def test_a_graphed_batch_gives_each_photo_its_eager_run_alone(cuda_problem, feat
     batch = optimize_batch(start, objective, CFG64, 30, graphs=True)
     assert all(o.graphed for o in batch)
     for i, outcome in enumerate(batch):
-        def own(x, i=i):
-            total, terms = objective(torch.cat([x if j == i else start[j:j + 1] for j in range(3)]))
-            return total[i:i + 1], {k: v[i:i + 1] for k, v in terms.items()}
 
-        alone = optimize_scale(start[i:i + 1], own, CFG64, 30, graphs=False)
+        def own(x, i=i):
+            total, terms = objective(torch.cat([x if j == i else start[j : j + 1] for j in range(3)]))
+            return total[i : i + 1], {k: v[i : i + 1] for k, v in terms.items()}
+
+        alone = optimize_scale(start[i : i + 1], own, CFG64, 30, graphs=False)
         assert (outcome.image - alone.image).abs().max() < 1e-7
 
 

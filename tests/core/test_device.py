@@ -9,11 +9,19 @@ from nst_batch.core.device import configure_backends, for_device, prefers_channe
 
 @pytest.fixture
 def restore_backends():
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.conv.fp32_precision,
+        torch.backends.cuda.matmul.fp32_precision,
+    )
     yield
-    (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-     torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) = saved
+    (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.conv.fp32_precision,
+        torch.backends.cuda.matmul.fp32_precision,
+    ) = saved
 
 
 def test_cuda_backends_are_set_for_speed_or_for_repeatability(restore_backends):
@@ -39,9 +47,16 @@ def test_channels_last_only_on_cuda():
     assert prefers_channels_last(torch.device("cuda")) and not prefers_channels_last(torch.device("cpu"))
 
 
-@pytest.mark.parametrize(("native", "asked", "settled"), [
-    (True, "auto", "bf16"), (False, "auto", "fp32"), (True, "fp32", "fp32"), (False, "fp32", "fp32"), (True, "bf16", "bf16"),
-])
+@pytest.mark.parametrize(
+    ("native", "asked", "settled"),
+    [
+        (True, "auto", "bf16"),
+        (False, "auto", "fp32"),
+        (True, "fp32", "fp32"),
+        (False, "fp32", "fp32"),
+        (True, "bf16", "bf16"),
+    ],
+)
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, asked, settled):
     monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: native)
     cfg = for_device(StyleConfig(precision=asked), torch.device("cpu"))

@@ -27,7 +27,9 @@ def _quadratic(n: int = 20, seed: int = 0):
 def test_steps_match_torch_lbfgs_on_a_quadratic_past_a_full_history():
     hessian, b = _quadratic()
     x_ref = torch.zeros(20, dtype=torch.float64, requires_grad=True)
-    torch_opt = torch.optim.LBFGS([x_ref], lr=1.0, max_iter=1, history_size=3, tolerance_grad=-1.0, tolerance_change=-1.0)
+    torch_opt = torch.optim.LBFGS(
+        [x_ref], lr=1.0, max_iter=1, history_size=3, tolerance_grad=-1.0, tolerance_change=-1.0
+    )
 
     def closure():
         torch_opt.zero_grad()

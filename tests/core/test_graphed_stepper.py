@@ -20,7 +20,17 @@ from tests.core.test_device_lbfgs import _problem
 
 CFG = StyleConfig(size=32, scales=(1.0,), iterations=(12,), early_stop_rtol=0.0, lbfgs_history=4)
 # Ops that copy a device value to the host: on a GPU each one waits for every kernel queued before it.
-_HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "tolist", "allclose", "nonzero", "masked_select", "unique"}
+_HOST_READS = {
+    "_local_scalar_dense",
+    "item",
+    "is_nonzero",
+    "equal",
+    "tolist",
+    "allclose",
+    "nonzero",
+    "masked_select",
+    "unique",
+}
 
 
 class _NoHostReads(TorchDispatchMode):
@@ -127,8 +137,11 @@ def test_the_graphed_stepper_gives_the_eager_device_result_and_says_it_replayed(
     assert graphed.losses["total"] == pytest.approx(eager.losses["total"], rel=1e-12)
 
 
-@pytest.mark.parametrize("fake", [_FakeCuda(fail="operation not permitted when stream is capturing"), _FakeCuda(empty=True)],
-                         ids=["capture-fails", "empty-graph"])
+@pytest.mark.parametrize(
+    "fake",
+    [_FakeCuda(fail="operation not permitted when stream is capturing"), _FakeCuda(empty=True)],
+    ids=["capture-fails", "empty-graph"],
+)
 def test_a_failed_capture_is_seen_warned_once_and_turns_graphs_off(problem64, monkeypatch, fake):
     objective, start = problem64
     monkeypatch.setattr(opt, "CUDA", fake)

@@ -82,7 +82,11 @@ def test_gram_style_loss_matches_autograd_of_the_plain_formula(shape, target_bat
     gen = torch.Generator().manual_seed(2)
     feats = torch.rand(*shape, generator=gen)
     c = shape[1]
-    target = torch.stack([_symmetric(c, gen, torch.float32) for _ in range(shape[0])]) if target_batch else _symmetric(c, gen, torch.float32)
+    target = (
+        torch.stack([_symmetric(c, gen, torch.float32) for _ in range(shape[0])])
+        if target_batch
+        else _symmetric(c, gen, torch.float32)
+    )
     a = feats.clone().requires_grad_(True)
     b = feats.clone().requires_grad_(True)
     (3.0 * gram_style_loss(a, target)).backward()
@@ -108,4 +112,3 @@ def test_shape_errors_are_readable():
         style_loss(torch.ones(1, 2, 2), torch.ones(3, 3))
     with pytest.raises(ValueError, match="3 channels"):
         gram_style_loss(torch.ones(1, 3, 2, 2), torch.ones(2, 2))
-

@@ -55,7 +55,9 @@ def test_tiles_bound_the_network_and_optimiser_memory():
 def test_the_style_targets_count_when_the_style_is_large():
     """Style targets are computed on the style image at size x style_scale: at 8x it dominates."""
     plain, large = estimate_memory(CFG, 768, 1024), estimate_memory(replace(CFG, style_scale=8.0), 768, 1024)
-    assert plain.style < plain.activations + plain.transient + plain.optimizer  # the defaults: the optimisation is the peak
+    assert (
+        plain.style < plain.activations + plain.transient + plain.optimizer
+    )  # the defaults: the optimisation is the peak
     assert large.total == large.style + large.base and large.total > 3 * plain.total
     tiled = estimate_memory(replace(CFG, style_scale=8.0, tile_size=512), 768, 1024)
     assert tiled.style < large.style / 10  # tiled style targets: memory follows the tile

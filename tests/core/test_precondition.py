@@ -41,7 +41,11 @@ def large_strokes(size: int) -> torch.Tensor:
     """A painting whose structure spans ~40 px: what the pyramid is for (a photo's fine noise as
     the style gains nothing from it)."""
     y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    waves = [torch.sin(2 * math.pi * (x + y) / 40), torch.sin(2 * math.pi * x / 40 + 1), torch.cos(2 * math.pi * y / 40)]
+    waves = [
+        torch.sin(2 * math.pi * (x + y) / 40),
+        torch.sin(2 * math.pi * x / 40 + 1),
+        torch.cos(2 * math.pi * y / 40),
+    ]
     return (0.5 + 0.45 * torch.stack(waves))[None].float()
 
 
@@ -51,7 +55,9 @@ def test_the_pyramid_reaches_the_pixels_loss_in_half_the_iterations(features):
     losses = {}
     for levels in (0, 3):
         events: list[StepInfo] = []
-        stylize(content, features, replace(cfg, precondition=levels), styles=[style], on_step=events.append, report_every=1)
+        stylize(
+            content, features, replace(cfg, precondition=levels), styles=[style], on_step=events.append, report_every=1
+        )
         losses[levels] = [e.losses["total"] for e in events if e.losses is not None]
     target = losses[0][-1]  # what 40 iterations on the pixels reach
     reached = next((i + 1 for i, loss in enumerate(losses[3]) if loss <= target), None)

@@ -53,7 +53,9 @@ def test_masks_are_checked():
 def test_a_region_too_small_for_its_style_is_refused_in_one_line():
     dot = torch.zeros(384, 512)
     dot[:10, :10] = 1
-    with pytest.raises(ConfigError, match=r"sky covers 0\.1% of the photo, too small to carry a style \(at least") as info:
+    with pytest.raises(
+        ConfigError, match=r"sky covers 0\.1% of the photo, too small to carry a style \(at least"
+    ) as info:
         check_regions([Region(dot, 0, "sky"), Region(1 - dot, None, "rest")], 1, (384, 512), StyleConfig(size=512))
     assert "\n" not in str(info.value)
 
@@ -63,10 +65,12 @@ def test_a_kept_region_stays_the_photo_and_the_other_takes_the_style(features, l
     photo, painting = blocks_like(48, 64), painting_like(48, 64)
     left, right = halves(48, 64)
     cfg = replace(TINY, style_loss=loss)
-    out = stylize(photo, features, cfg, styles=[painting], regions=[Region(left, None, "keep"), Region(right, 0, "paint")]).image
+    out = stylize(
+        photo, features, cfg, styles=[painting], regions=[Region(left, None, "keep"), Region(right, 0, "paint")]
+    ).image
     # Kept: the photo exactly, but for the feathered edge (2 px) next to the styled half.
     assert float((out[..., :, : 32 - 3] - photo[..., :, : 32 - 3]).abs().max()) < 1e-6
-    changed = float((out[..., :, 32 + 3:] - photo[..., :, 32 + 3:]).abs().mean())
+    changed = float((out[..., :, 32 + 3 :] - photo[..., :, 32 + 3 :]).abs().mean())
     assert changed > 0.05, changed
     # The seam is soft: the change spreads over the feathered columns, none of which jumps much
     # more than the styled half's own columns do (0.20 against 0.19 measured with swd).
@@ -81,13 +85,23 @@ def test_two_regions_take_two_styles_measurably(features):
     photo = blocks_like(64, 64)
     stripes, dots = painting_like(64, 64), blocks_like(64, 64, seed=7)
     left, right = halves(64, 64)
-    out = stylize(photo, features, replace(TINY, iterations=(60,)), styles=[stripes, dots],
-                  regions=[Region(left, 0, "stripes"), Region(right, 1, "dots")]).image
+    out = stylize(
+        photo,
+        features,
+        replace(TINY, iterations=(60,)),
+        styles=[stripes, dots],
+        regions=[Region(left, 0, "stripes"), Region(right, 1, "dots")],
+    ).image
     left_to_stripes = masked_style_distance(features, out, stripes, left)
     right_to_stripes = masked_style_distance(features, out, stripes, right)
     left_to_dots = masked_style_distance(features, out, dots, left)
     right_to_dots = masked_style_distance(features, out, dots, right)
-    assert left_to_stripes < right_to_stripes and right_to_dots < left_to_dots, (left_to_stripes, right_to_stripes, left_to_dots, right_to_dots)
+    assert left_to_stripes < right_to_stripes and right_to_dots < left_to_dots, (
+        left_to_stripes,
+        right_to_stripes,
+        left_to_dots,
+        right_to_dots,
+    )
 
 
 def test_regions_with_cached_targets_give_the_same_image(features):
@@ -96,5 +110,7 @@ def test_regions_with_cached_targets_give_the_same_image(features):
     cfg = replace(TINY, iterations=(4,), size=64, scales=(0.5, 1.0))
     regions = [Region(left, 0), Region(right, None)]
     direct = stylize(photo, features, cfg, styles=[painting], regions=regions).image
-    cached = stylize(photo, features, cfg, targets=[compute_style_targets(painting, features, cfg)], regions=regions).image
+    cached = stylize(
+        photo, features, cfg, targets=[compute_style_targets(painting, features, cfg)], regions=regions
+    ).image
     assert torch.equal(direct, cached)

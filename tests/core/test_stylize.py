@@ -28,7 +28,10 @@ TINY = StyleConfig(size=32, scales=(1.0,), iterations=(5,), early_stop_rtol=0.0)
 def style_distance(features, image, style, layers=TINY.style_layers):
     """Relative Gram distance averaged over the style layers (the same scale for every image)."""
     fi, fs = features(image, layers), features(style, layers)
-    dists = [torch.linalg.norm(gram_matrix(fi[k]) - gram_matrix(fs[k])) / torch.linalg.norm(gram_matrix(fs[k])) for k in layers]
+    dists = [
+        torch.linalg.norm(gram_matrix(fi[k]) - gram_matrix(fs[k])) / torch.linalg.norm(gram_matrix(fs[k]))
+        for k in layers
+    ]
     return float(sum(dists) / len(dists))
 
 
@@ -42,7 +45,10 @@ def test_output_size_range_and_reports(features, content, style):
     result = stylize(content, features, cfg, styles=[style])
     assert result.image.shape == (1, 3, 42, 56)  # 48x64 content, longer side 56
     assert 0 <= float(result.image.min()) and float(result.image.max()) <= 1
-    assert [(s.width, s.height, s.iterations, s.max_iterations) for s in result.scales] == [(28, 21, 3, 3), (56, 42, 4, 4)]
+    assert [(s.width, s.height, s.iterations, s.max_iterations) for s in result.scales] == [
+        (28, 21, 3, 3),
+        (56, 42, 4, 4),
+    ]
     assert set(result.final_losses) == {"content", "style", "tv", "total"}
     assert result.total_iterations == 7
 
@@ -51,11 +57,18 @@ def test_progress_events(features, content, style):
     events: list[StepInfo] = []
     cfg = replace(TINY, size=64, scales=(0.5, 1.0), iterations=(4,))
     stylize(content, features, cfg, styles=[style], on_step=events.append, report_every=2)
-    assert [(e.scale_index, e.iteration) for e in events if not e.scale_done] == [(s, i) for s in (0, 1) for i in (1, 2, 3, 4)]
+    assert [(e.scale_index, e.iteration) for e in events if not e.scale_done] == [
+        (s, i) for s in (0, 1) for i in (1, 2, 3, 4)
+    ]
     done = [e for e in events if e.scale_done]
     assert [(e.scale_index, e.iteration) for e in done] == [(0, 4), (1, 4)]
     assert all(e.losses and math.isfinite(e.losses["total"]) for e in done)
-    assert [e.losses is not None for e in events if not e.scale_done and e.scale_index == 0] == [False, True, False, False]
+    assert [e.losses is not None for e in events if not e.scale_done and e.scale_index == 0] == [
+        False,
+        True,
+        False,
+        False,
+    ]
     assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(events, events[1:], strict=False))
 
 
@@ -81,7 +94,6 @@ def test_a_scale_that_stops_early_leaves_no_work_behind(features, content, style
 
 
 class _Recorder(list, WantsImages):
-
     def __call__(self, info: StepInfo) -> None:
         self.append(info)
 
@@ -98,7 +110,9 @@ def test_previews_come_with_the_losses_only_for_callbacks_that_ask(features, con
     assert last.scale_done and last.image is not None and last.image.shape == (1, 3, 48, 64)
     assert torch.equal(last.image, result.image)  # the final preview is the result
     first_scale = [e for e in recorder if e.image is not None and e.scale_index == 0]
-    assert all(e.image.shape == (1, 3, 24, 32) and 0 <= float(e.image.min()) and float(e.image.max()) <= 1 for e in first_scale)
+    assert all(
+        e.image.shape == (1, 3, 24, 32) and 0 <= float(e.image.min()) and float(e.image.max()) <= 1 for e in first_scale
+    )
 
 
 def test_residual_upsampling_adds_the_coarse_change_to_the_finer_content(features, content, style):
@@ -271,7 +285,9 @@ def test_bf16_autocast_evaluates_the_objective_close_to_fp32(features, content, 
     cfg = TINY
     grams = blend_targets([compute_style_targets(style, features, cfg)], (1.0,), cfg.style_sides()[0])
     small = torch.nn.functional.interpolate(content, size=(24, 32), mode="bilinear", align_corners=False)
-    point = (0.7 * small + 0.3 * torch.nn.functional.interpolate(style, size=(24, 32), mode="bilinear")).requires_grad_(True)
+    point = (0.7 * small + 0.3 * torch.nn.functional.interpolate(style, size=(24, 32), mode="bilinear")).requires_grad_(
+        True
+    )
     out = {}
     for precision in ("fp32", "bf16"):
         objective = build_objective(features, replace(cfg, precision=precision), small, grams)
@@ -284,7 +300,9 @@ def test_bf16_autocast_evaluates_the_objective_close_to_fp32(features, content, 
     assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.95
     # And a bf16 run works: fp32 images and Gram targets, a finite loss that went down.
     bf16 = stylize(content, features, replace(cfg, precision="bf16", iterations=(10,)), styles=[style])
-    assert bf16.image.dtype == torch.float32 and math.isfinite(bf16.final_losses["total"]) and bf16.total_iterations == 10
+    assert (
+        bf16.image.dtype == torch.float32 and math.isfinite(bf16.final_losses["total"]) and bf16.total_iterations == 10
+    )
     targets = compute_style_targets(style, features, replace(cfg, precision="bf16"))
     assert all(g.dtype == torch.float32 for g in targets.tables[32].values())
 
@@ -333,7 +351,9 @@ def test_the_finer_scale_keeps_the_coarse_scales_style(features, content, style)
         assert large.shape[-1] == 64
         shown[share] = resize(large, tuple(small.shape[-2:]))
     target = resize(style, tuple(small.shape[-2:]))
-    drift = {k: abs(style_distance(features, v, target) - style_distance(features, small, target)) for k, v in shown.items()}
+    drift = {
+        k: abs(style_distance(features, v, target) - style_distance(features, small, target)) for k, v in shown.items()
+    }
     assert drift[0.5] < drift[0.0], drift
     gap = {k: content_distance(features, v, small) for k, v in shown.items()}
     assert gap[0.5] < gap[0.0], gap

@@ -44,7 +44,9 @@ def test_directions_are_an_orthonormal_basis_fixed_by_seed_and_layer():
     d = swd_directions(16, 3, "relu2_1")
     assert d.shape == (16, 16) and d.dtype == torch.float32
     assert torch.allclose(d.T @ d, torch.eye(16), atol=1e-5)
-    assert torch.equal(d, swd_directions(16, 3, "relu2_1"))  # the same directions at every call: every scale, every evaluation
+    assert torch.equal(
+        d, swd_directions(16, 3, "relu2_1")
+    )  # the same directions at every call: every scale, every evaluation
     assert not torch.allclose(d, swd_directions(16, 4, "relu2_1"))
     assert not torch.allclose(d, swd_directions(16, 3, "relu3_1"))
 
@@ -82,7 +84,9 @@ def test_histogram_ranks_match_a_sort():
     p = d.T @ f.reshape(8, -1)
     table = table_of(features_like(8, 50, 50, seed=6, scale=1.5))
     histogram = L._matched(p, table)
-    ranks = torch.empty_like(p).scatter_(1, p.argsort(dim=1), ((torch.arange(p.shape[1]) + 0.5) / p.shape[1]).expand_as(p))
+    ranks = torch.empty_like(p).scatter_(
+        1, p.argsort(dim=1), ((torch.arange(p.shape[1]) + 0.5) / p.shape[1]).expand_as(p)
+    )
     exact = L._values_at(table, ranks)
     spread = float(table.std())
     error = (histogram - exact).abs()
@@ -98,8 +102,12 @@ def test_gradient_is_the_sliced_wasserstein_one():
     f = features_like(6, 8, 10, seed=3).double().requires_grad_()
     d = swd_directions(6, 0, "relu1_1").double()
     table = table_of(features_like(6, 12, 12, seed=4, scale=1.3).double()).double()
-    assert torch.autograd.gradcheck(lambda x: sliced_wasserstein_loss(x + 1e-3 * torch.arange(x.numel(), dtype=x.dtype).reshape(x.shape),
-                                                                      d, table), (f,), eps=1e-7, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda x: sliced_wasserstein_loss(x + 1e-3 * torch.arange(x.numel(), dtype=x.dtype).reshape(x.shape), d, table),
+        (f,),
+        eps=1e-7,
+        atol=1e-5,
+    )
 
 
 def test_shapes_are_checked():
@@ -115,25 +123,38 @@ def test_targets_hold_quantiles_and_round_trip(features, style):
     targets = compute_style_targets(style, features, cfg)
     assert targets.spec.loss == "swd" and targets.spec.seed == 0
     assert {k: tuple(v.shape) for k, v in targets.tables[64].items()} == {
-        "relu1_1": (64, L.SWD_QUANTILES), "relu2_1": (128, L.SWD_QUANTILES), "relu3_1": (256, L.SWD_QUANTILES),
-        "relu4_1": (512, L.SWD_QUANTILES), "relu5_1": (512, L.SWD_QUANTILES)}
+        "relu1_1": (64, L.SWD_QUANTILES),
+        "relu2_1": (128, L.SWD_QUANTILES),
+        "relu3_1": (256, L.SWD_QUANTILES),
+        "relu4_1": (512, L.SWD_QUANTILES),
+        "relu5_1": (512, L.SWD_QUANTILES),
+    }
     # Bounded: the same size per side whatever the image's (1472 directions x 1024 quantiles x 4 bytes).
     assert targets.nbytes == 2 * 1472 * L.SWD_QUANTILES * 4
     restored = targets_from_bytes(targets_to_bytes(targets))
     assert restored.spec == targets.spec
-    assert all(torch.equal(restored.tables[s][k], targets.tables[s][k]) for s in targets.sides for k in targets.spec.layers)
+    assert all(
+        torch.equal(restored.tables[s][k], targets.tables[s][k]) for s in targets.sides for k in targets.spec.layers
+    )
     # Gram targets, or swd targets of another seed (other directions), are refused.
     with pytest.raises(TargetsMismatchError, match="loss"):
         stylize(style, features, replace(cfg, style_loss="gram"), targets=[targets])
     with pytest.raises(TargetsMismatchError, match="seed"):
         stylize(style, features, replace(cfg, seed=1), targets=[targets])
-    assert compute_style_targets(style, features, replace(cfg, style_loss="gram")).spec.seed == 0  # Gram has no directions
+    assert (
+        compute_style_targets(style, features, replace(cfg, style_loss="gram")).spec.seed == 0
+    )  # Gram has no directions
 
 
 def test_precomputed_targets_give_the_same_image(features, content, style):
     cfg = replace(TINY, size=64, scales=(0.5, 1.0))
     direct = stylize(content, features, cfg, styles=[style]).image
-    cached = stylize(content, features, cfg, targets=[targets_from_bytes(targets_to_bytes(compute_style_targets(style, features, cfg)))]).image
+    cached = stylize(
+        content,
+        features,
+        cfg,
+        targets=[targets_from_bytes(targets_to_bytes(compute_style_targets(style, features, cfg)))],
+    ).image
     assert torch.equal(direct, cached)
     assert torch.equal(direct, stylize(content, features, cfg, styles=[style]).image)  # deterministic on a CPU
 

@@ -10,13 +10,15 @@ from nst_batch.core.tiles import feather, optimise_in_tiles, tile_boxes
 from tests.synthetic import painting_like, photo_like
 
 
-@pytest.mark.parametrize("height, width, tile, overlap", [(100, 250, 64, 16), (64, 64, 64, 8), (300, 129, 128, 32), (40, 30, 128, 32)])
+@pytest.mark.parametrize(
+    "height, width, tile, overlap", [(100, 250, 64, 16), (64, 64, 64, 8), (300, 129, 128, 32), (40, 30, 128, 32)]
+)
 def test_boxes_cover_the_image_within_the_tile_with_enough_overlap(height, width, tile, overlap):
     boxes = tile_boxes(height, width, tile, overlap)
     covered = torch.zeros(height, width)
     for top, left, h, w in boxes:
         assert h <= tile and w <= tile and top + h <= height and left + w <= width
-        covered[top:top + h, left:left + w] += 1
+        covered[top : top + h, left : left + w] += 1
     assert bool((covered >= 1).all())
     tops = sorted({b[0] for b in boxes})
     assert all(a + min(tile, height) - b >= overlap for a, b in zip(tops, tops[1:], strict=False))
@@ -31,7 +33,7 @@ def test_feather_ramps_only_toward_other_tiles():
         assert weight.shape == (1, 1, h, w) and float(weight.max()) == 1.0 and float(weight.min()) > 0
         if top == 0 and left == 0:
             assert float(weight[0, 0, 0, 0]) == 1.0  # the image's own corner is not faded
-        total[..., top:top + h, left:left + w] += weight
+        total[..., top : top + h, left : left + w] += weight
     assert float(total.min()) > 0.5
 
 
@@ -54,7 +56,9 @@ def test_tiled_gram_targets_are_close_to_the_whole_images(features):
 
 def test_a_tiled_scale_stylizes_the_whole_image_and_reports_progress(features):
     content, style = photo_like(96, 160), painting_like(64, 64)
-    cfg = StyleConfig(size=160, scales=(0.5, 1.0), iterations=(3, 2), tile_size=128, tile_overlap=32, early_stop_rtol=0.0)
+    cfg = StyleConfig(
+        size=160, scales=(0.5, 1.0), iterations=(3, 2), tile_size=128, tile_overlap=32, early_stop_rtol=0.0
+    )
     events: list[StepInfo] = []
     result = stylize(content, features, cfg, styles=[style], on_step=events.append, report_every=1)
     assert result.image.shape == (1, 3, 96, 160)

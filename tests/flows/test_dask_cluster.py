@@ -44,7 +44,9 @@ def test_nst_run_on_a_separately_started_cluster_and_a_rerun_computes_nothing(pr
         assert sorted(sidecars) == ["a__stripes", "a__waves", "b__stripes", "b__waves"]
         assert {s["worker"] for s in sidecars.values()} <= workers  # produced on the cluster, not in this process
         assert len({s["run_id"] for s in sidecars.values()}) == 1 and sidecars["a__waves"]["run_id"]
-        assert not any(c["hit"] for s in sidecars.values() for c in s["style_cache"])  # this run's style tasks made them: no hit
+        assert not any(
+            c["hit"] for s in sidecars.values() for c in s["style_cache"]
+        )  # this run's style tasks made them: no hit
         assert len(list((out / ".cache" / "style-targets").glob("*.pt"))) == 2
         assert (out / "index.html").read_text().count('<td class="produced"') == 4
 
@@ -65,7 +67,9 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2_within_10_s(tmp_path, c
     assert "--dask-address" in err[0] and not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(not can_hide_folders(), reason="needs mount namespaces (unshare) to give workers a disk of their own")
+@pytest.mark.skipif(
+    not can_hide_folders(), reason="needs mount namespaces (unshare) to give workers a disk of their own"
+)
 def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths(prefect_server, tmp_path, capsys):
     client_files = tmp_path / "client"  # hidden from every worker: a tmpfs over it in the worker's mount namespace
     manifest = make_batch(client_files / "batch")
@@ -76,7 +80,10 @@ def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths
             assert main(["run", remote, "--dask-address", cluster.address]) == 0
             summary = json.loads(s3.get_object(Bucket="team", Key="out/summary.json")["Body"].read())
             assert summary["counts"] == {"planned": 2, "produced": 2, "skipped": 0, "failed": 0}
-            assert summary["style_targets"] == {"computed": 1, "from_cache": 0}  # once for the cluster, not once per worker
+            assert summary["style_targets"] == {
+                "computed": 1,
+                "from_cache": 0,
+            }  # once for the cluster, not once per worker
             keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team", Prefix="out/")["Contents"]]
             assert len([k for k in keys if k.startswith("out/.cache/style-targets/")]) == 1
             for name in ("a__stripes", "b__stripes"):
@@ -89,7 +96,9 @@ def test_workers_without_the_clients_disk_run_an_s3_batch_and_refuse_local_paths
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and "does not see" in err[0] and "s3://" in err[0], err
             assert not (client_files / "batch" / "out" / "summary.json").exists()
-            assert main(["validate", str(manifest), "--dask-address", cluster.address]) == 2  # and nst validate says so too
+            assert (
+                main(["validate", str(manifest), "--dask-address", cluster.address]) == 2
+            )  # and nst validate says so too
             assert "does not see" in capsys.readouterr().err
 
 
@@ -103,14 +112,17 @@ def _many_pairs(root: Path, photos: int = 6, styles: int = 3, iterations: int = 
     for j in range(styles):
         save(painting_like(32, 32).roll(5 * j, -1), root / "styles" / f"s{j}.png")
     manifest = root / "m.yaml"
-    manifest.write_text(f"defaults: {{size: 40, scales: [1.0], iterations: {iterations}}}\noutput: out\nbatch: 1\n"
-                        f"styles: {{{', '.join(f's{j}: styles/s{j}.png' for j in range(styles))}}}\ncontents: [photos/*.png]\n")
+    manifest.write_text(
+        f"defaults: {{size: 40, scales: [1.0], iterations: {iterations}}}\noutput: out\nbatch: 1\n"
+        f"styles: {{{', '.join(f's{j}: styles/s{j}.png' for j in range(styles))}}}\ncontents: [photos/*.png]\n"
+    )
     return manifest
 
 
 def _when_produced_by(out: Path, worker: str, action, stop: threading.Event) -> threading.Thread:
     """Call ``action`` once a pair's sidecar says ``worker`` produced it (the worker is then in the
     middle of its chunk's next pair)."""
+
     def watch() -> None:
         while not stop.is_set():
             if any(s.get("worker") == worker for s in _safe_sidecars(out)):
@@ -178,18 +190,29 @@ def test_all_workers_lost_fails_in_one_line_and_a_rerun_resumes(prefect_server, 
         watcher.join(5)
         printed = capsys.readouterr().out
         failed_lines = [line for line in printed.splitlines() if line.strip().startswith("FAILED")]
-        assert len(failed_lines) == 1 and "had no workers for 3 s" in failed_lines[0] and "re-run to resume" in failed_lines[0]
+        assert (
+            len(failed_lines) == 1
+            and "had no workers for 3 s" in failed_lines[0]
+            and "re-run to resume" in failed_lines[0]
+        )
         first = _summary(out)
         produced = {r["name"] for r in first["pairs"] if r["status"] == "produced"}
         assert produced and first["counts"]["failed"] == 18 - len(produced)
         before = _sidecars(out)
         assert set(before) == produced  # what a broken-off chunk had written counts as produced
-        assert _task_runs_left_running(next(iter(before.values()))["run_id"]) == []  # ended Crashed, not Running for ever
+        assert (
+            _task_runs_left_running(next(iter(before.values()))["run_id"]) == []
+        )  # ended Crashed, not Running for ever
 
         cluster.add_worker("w3")
         assert main(["run", str(manifest), "--dask-address", cluster.address]) == 0
         second = _summary(out)
-        assert second["counts"] == {"planned": 18, "produced": 18 - len(produced), "skipped": len(produced), "failed": 0}
+        assert second["counts"] == {
+            "planned": 18,
+            "produced": 18 - len(produced),
+            "skipped": len(produced),
+            "failed": 0,
+        }
         assert all(_sidecars(out)[n] == s for n, s in before.items())  # what was written is not computed again
 
 
@@ -199,9 +222,13 @@ def test_the_scheduler_lost_mid_run_fails_the_rest_in_one_line(prefect_server, t
 
     manifest = _many_pairs(tmp_path / "batch")
     out = tmp_path / "batch" / "out"
-    with checked_cluster(tmp_path / "cluster", allowed=None) as cluster:  # the scheduler is killed: its workers' logs are all connection errors
+    with checked_cluster(
+        tmp_path / "cluster", allowed=None
+    ) as cluster:  # the scheduler is killed: its workers' logs are all connection errors
         stop = threading.Event()
-        watcher = _when_produced_by(out, cluster.worker_address("w1"), lambda: os.killpg(cluster.scheduler.pid, signal.SIGKILL), stop)
+        watcher = _when_produced_by(
+            out, cluster.worker_address("w1"), lambda: os.killpg(cluster.scheduler.pid, signal.SIGKILL), stop
+        )
         try:
             assert main(["run", str(manifest), "--dask-address", cluster.address]) == 1
         finally:
@@ -246,7 +273,9 @@ def test_gpu_workers_take_every_task_when_the_cluster_has_them(prefect_server, t
     assert len(sidecars) == 4 and {s["worker"] for s in sidecars.values()} == {gpu}
 
 
-def test_a_local_cluster_reports_each_pair_as_it_finishes_and_keeps_dask_quiet(prefect_server, tmp_path, capfd, monkeypatch):
+def test_a_local_cluster_reports_each_pair_as_it_finishes_and_keeps_dask_quiet(
+    prefect_server, tmp_path, capfd, monkeypatch
+):
     """Pairs run in chunks on Dask workers; each is reported (``pair k/n``) as its worker finishes
     it, not all at once when its chunk ends (the first four pairs of a run once arrived together at
     35 s). Without -v no ``distributed.*`` line reaches the terminal, from this process or a worker."""

@@ -55,9 +55,16 @@ def _stop(process: subprocess.Popen) -> None:
 def test_deploy_run_and_watch_on_a_real_server(tmp_path):
     manifest = make_batch(tmp_path / "batch")
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2", "PWD": str(ROOT),
-           "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PWD": str(ROOT),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+    }
     env.pop("PREFECT_PROFILES_PATH", None)
 
     def prefect(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -67,18 +74,41 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
 
     server_log, worker_log = tmp_path / "server.log", tmp_path / "worker.log"
     with server_log.open("w") as slog:
-        server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env,
-                                  stdout=slog, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=slog,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     worker = None
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/api/health", server, server_log)
         prefect("work-pool", "create", "nst-local", "--type", "process")
         prefect("--no-prompt", "deploy", "--all")
         with worker_log.open("w") as wlog:
-            worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "nst-local"], cwd=ROOT, env=env,
-                                      stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True)
-        run = prefect("deployment", "run", "stylize-batch/default", "--param", f"manifest={manifest}",
-                      "--param", f"output={tmp_path / 'gallery'}", "--watch", "--watch-timeout", "600", timeout=660)
+            worker = subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", "nst-local"],
+                cwd=ROOT,
+                env=env,
+                stdout=wlog,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        run = prefect(
+            "deployment",
+            "run",
+            "stylize-batch/default",
+            "--param",
+            f"manifest={manifest}",
+            "--param",
+            f"output={tmp_path / 'gallery'}",
+            "--watch",
+            "--watch-timeout",
+            "600",
+            timeout=660,
+        )
         assert "Completed" in run.stdout, run.stdout[-2000:]
         # --watch prints every event of the run: a task's three states, and each artifact created
         # or updated. Pairs too short to watch make none of their own (before: 4 progress
@@ -86,7 +116,10 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
         events = [line for line in run.stdout.splitlines() if line.startswith("●")]
         artifact_events = [line for line in events if "prefect.artifact" in line]
         assert len(artifact_events) <= 5, "\n".join(artifact_events)
-        print(f"\n--watch of 4 pairs: {len(run.stdout.splitlines())} lines, {len(events)} events, {len(artifact_events)} of artifacts")
+        print(
+            f"\n--watch of 4 pairs: {len(run.stdout.splitlines())} lines, {len(events)} events, "
+            f"{len(artifact_events)} of artifacts"
+        )
 
         out = tmp_path / "gallery"
         summary = json.loads((out / "summary.json").read_text())
@@ -101,13 +134,27 @@ def test_deploy_run_and_watch_on_a_real_server(tmp_path):
         with checked_cluster(tmp_path / "cluster", env={"PREFECT_API_URL": env["PREFECT_API_URL"]}) as cluster:
             workers = {cluster.worker_address("w1"), cluster.worker_address("w2")}
             cluster_env = json.dumps({"NST_TASK_RUNNER": "dask", "NST_DASK_ADDRESS": cluster.address})
-            run = prefect("deployment", "run", "stylize-batch/default", "--param", f"manifest={manifest}",
-                          "--param", f"output={tmp_path / 'on-cluster'}", "--job-variable", f"env={cluster_env}",
-                          "--watch", "--watch-timeout", "600", timeout=660)
+            run = prefect(
+                "deployment",
+                "run",
+                "stylize-batch/default",
+                "--param",
+                f"manifest={manifest}",
+                "--param",
+                f"output={tmp_path / 'on-cluster'}",
+                "--job-variable",
+                f"env={cluster_env}",
+                "--watch",
+                "--watch-timeout",
+                "600",
+                timeout=660,
+            )
         assert "Completed" in run.stdout, run.stdout[-2000:]
         on_cluster = tmp_path / "on-cluster"
         assert json.loads((on_cluster / "summary.json").read_text())["counts"]["produced"] == 4
-        assert {json.loads((on_cluster / f"{n}.json").read_text())["worker"] for n in ("a__stripes", "b__waves")} <= workers
+        assert {
+            json.loads((on_cluster / f"{n}.json").read_text())["worker"] for n in ("a__stripes", "b__waves")
+        } <= workers
 
         nightly = prefect("deployment", "inspect", "stylize-batch/nightly-gallery").stdout
         assert "0 2 * * *" in nightly and "CANCEL_NEW" in nightly and "'limit': 1" in nightly
@@ -138,12 +185,18 @@ def _nightly_due_at(due: datetime.datetime, manifest: Path, output: Path, path: 
     nightly = next(d for d in config["deployments"] if d["name"] == "nightly-gallery")
     assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
     nightly["schedules"] = [{"interval": 3600, "anchor_date": due.isoformat(), "timezone": "UTC"}]
-    nightly["parameters"] = {**nightly["parameters"], "manifest": str(manifest), "output": str(output)}  # decode_check kept
+    nightly["parameters"] = {
+        **nightly["parameters"],
+        "manifest": str(manifest),
+        "output": str(output),
+    }  # decode_check kept
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def _wait_for_scheduled_run(env: dict[str, str], deployment: str, server_log: Path, timeout: float) -> dict[str, object]:
+def _wait_for_scheduled_run(
+    env: dict[str, str], deployment: str, server_log: Path, timeout: float
+) -> dict[str, object]:
     """The first run of ``deployment`` once it reached a final state: its state, whether the
     scheduler made it, and the names of the states it went through. A traceback in the server's
     log fails at once (a scheduler that raises would otherwise cost the whole timeout)."""

@@ -16,15 +16,24 @@ CHROMEDRIVER = shutil.which("chromedriver")
 def _browser():
     if not (CHROMIUM and CHROMEDRIVER):
         if os.environ.get("CI"):
-            pytest.fail("chromium and chromedriver are missing: scripts/test.sh installs them (apt-get install chromium chromium-driver)")
+            pytest.fail(
+                "chromium and chromedriver are missing: scripts/test.sh installs them (apt-get install chromium "
+                "chromium-driver)"
+            )
         pytest.skip("chromium / chromedriver not installed")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                "--allow-file-access-from-files"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--allow-file-access-from-files",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -36,7 +45,8 @@ def _load_every_image(browser):
     return browser.execute_async_script(
         "const done = arguments[0];"
         "Promise.all([...document.images].map(i => i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; })))"
-        ".then(() => done([...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])));")
+        ".then(() => done([...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])));"
+    )
 
 
 def test_the_gallery_shows_every_cell_the_originals_and_the_failure(prefect_server, tmp_path):
@@ -47,8 +57,13 @@ def test_the_gallery_shows_every_cell_the_originals_and_the_failure(prefect_serv
     try:
         browser.get(index.as_uri())
         loaded = _load_every_image(browser)
-        cells = browser.execute_script("return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className, td.innerText]);")
-        heads = browser.execute_script("return [...document.querySelectorAll('th')].map(th => th.innerText.trim()).filter(t => t);")
+        cells = browser.execute_script(
+            "return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className, "
+            "td.innerText]);"
+        )
+        heads = browser.execute_script(
+            "return [...document.querySelectorAll('th')].map(th => th.innerText.trim()).filter(t => t);"
+        )
         counts = browser.execute_script("return document.querySelector('p.counts').innerText;")
         browser.save_screenshot(str(tmp_path / "gallery.png"))
     finally:
@@ -67,8 +82,10 @@ def test_the_gallery_shows_every_cell_the_originals_and_the_failure(prefect_serv
 
 def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_server, tmp_path):
     manifest = make_batch(tmp_path)
-    manifest.write_text(TINY + "output: out\ncontents: [photos/*.png]\nstyles:\n  waves: styles/waves.png\n"
-                        "  stripes: {path: styles/stripes.png, sweep: {style_weight: [1000, 10], style_scale: [0.5, 1.0]}}\n")
+    manifest.write_text(
+        TINY + "output: out\ncontents: [photos/*.png]\nstyles:\n  waves: styles/waves.png\n"
+        "  stripes: {path: styles/stripes.png, sweep: {style_weight: [1000, 10], style_scale: [0.5, 1.0]}}\n"
+    )
     assert stylize_batch(manifest=str(manifest), return_state=True).is_completed()
     browser = _browser()
     try:
@@ -78,17 +95,23 @@ def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_serve
             "return [...document.querySelectorAll('section.sweep')].map(s => ({id: s.id, sweep: s.dataset.sweep,"
             " varies: s.querySelector('h2 mark.varies').innerText, heads: [...s.querySelectorAll('th img')].length,"
             " points: [...s.querySelectorAll('td[data-values]')].map(td => [JSON.parse(td.dataset.values),"
-            " [...td.querySelectorAll('mark.swept-value')].map(m => m.innerText), td.querySelector('img').naturalWidth])}));")
-        links = browser.execute_script("return [...document.querySelectorAll('td.produced a.compare')].map(a => [a.closest('td').dataset.pair,"
-                                       " a.getAttribute('href'), a.innerText]);")
+            " [...td.querySelectorAll('mark.swept-value')].map(m => m.innerText), "
+            "td.querySelector('img').naturalWidth])}));"
+        )
+        links = browser.execute_script(
+            "return [...document.querySelectorAll('td.produced a.compare')].map(a => [a.closest('td').dataset.pair,"
+            " a.getAttribute('href'), a.innerText]);"
+        )
         counts = browser.execute_script("return document.querySelector('p.counts').innerText;")
         # Each point's measured quality, and the section's two orders of them.
         measured = browser.execute_script(
             "return [...document.querySelectorAll('section.sweep')].map(s => ({"
-            " gains: [...s.querySelectorAll('td[data-values]')].map(td => [td.dataset.values, parseFloat(td.dataset.styleGain),"
+            " gains: [...s.querySelectorAll('td[data-values]')].map(td => [td.dataset.values, "
+            "parseFloat(td.dataset.styleGain),"
             " parseFloat(td.dataset.content), td.querySelector('div.quality').innerText]),"
             " by_style: [...s.querySelectorAll('ol.by-style li')].map(li => li.dataset.values),"
-            " by_content: [...s.querySelectorAll('ol.by-content li')].map(li => li.dataset.values)}));")
+            " by_content: [...s.querySelectorAll('ol.by-content li')].map(li => li.dataset.values)}));"
+        )
         browser.save_screenshot(str(tmp_path / "sweep.png"))
     finally:
         browser.quit()
@@ -101,20 +124,35 @@ def test_a_swept_pair_is_compared_side_by_side_in_the_sweeps_order(prefect_serve
         assert [p[1] for p in section["points"]][1] == ["style_weight 1000", "style_scale 1"]
         assert all(p[2] > 0 for p in section["points"])
     # The grid shows each swept pair once, linking to its comparison.
-    assert [(pair, text) for pair, _, text in links] == [("a__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓"),
-                                                         ("b__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓")]
+    assert [(pair, text) for pair, _, text in links] == [
+        ("a__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓"),
+        ("b__stripes__style_weight-1000__style_scale-0.5", "4 settings: compare ↓"),
+    ]
     assert [href for _, href, _ in links] == [f"#{s['id']}" for s in sections]
     assert counts.startswith("10 images: 2 photos × 2 styles")
     for section in measured:
-        assert len(section["gains"]) == 4 and all(text.startswith("content ") and " · style " in text for *_, text in section["gains"])
+        assert len(section["gains"]) == 4 and all(
+            text.startswith("content ") and " · style " in text for *_, text in section["gains"]
+        )
         assert section["by_style"] == [v for v, *_ in sorted(section["gains"], key=lambda g: g[1])]
         assert section["by_content"] == [v for v, *_ in sorted(section["gains"], key=lambda g: g[2])]
-        assert all(0 < g <= 1.5 and c >= 0 for _, g, c, _ in section["gains"])  # TINY runs: a few iterations, gains near 1
+        assert all(
+            0 < g <= 1.5 and c >= 0 for _, g, c, _ in section["gains"]
+        )  # TINY runs: a few iterations, gains near 1
 
 
 PWN = "window.__pwned = (window.__pwned || 0) + 1"
-HOSTILE = [f"javascript:{PWN}", f"data:text/html,<script>{PWN}</script>", f"<script>{PWN}</script>", f"\"><img src=x onerror=\"{PWN}\">",
-           f"JaVaScRiPt:{PWN}", "../../../etc/passwd", "/etc/passwd", "//evil.example/x.png", "thumbs/../../x.png"]
+HOSTILE = [
+    f"javascript:{PWN}",
+    f"data:text/html,<script>{PWN}</script>",
+    f"<script>{PWN}</script>",
+    f'"><img src=x onerror="{PWN}">',
+    f"JaVaScRiPt:{PWN}",
+    "../../../etc/passwd",
+    "/etc/passwd",
+    "//evil.example/x.png",
+    "thumbs/../../x.png",
+]
 
 
 def _hostile_root(root: Path) -> None:
@@ -131,23 +169,68 @@ def _hostile_root(root: Path) -> None:
     for i, evil in enumerate(HOSTILE):
         name = f"evil{i}"
         save(photo_like(24, 24), root / f"{name}.png")
-        meta = {"name": evil, "output": evil, "content": {"uri": evil, "sha256": evil}, "styles": [{"name": evil, "uri": evil}],
-                "parameters": {"size": evil, "style_blend": [evil]}, "final_losses": {evil: evil}, "device": {"name": evil},
-                "output_size": [evil], "wall_time_s": evil, "scales": [{"height": evil}], "sweep": {evil: evil}, "sweep_of": evil}
+        meta = {
+            "name": evil,
+            "output": evil,
+            "content": {"uri": evil, "sha256": evil},
+            "styles": [{"name": evil, "uri": evil}],
+            "parameters": {"size": evil, "style_blend": [evil]},
+            "final_losses": {evil: evil},
+            "device": {"name": evil},
+            "output_size": [evil],
+            "wall_time_s": evil,
+            "scales": [{"height": evil}],
+            "sweep": {evil: evil},
+            "sweep_of": evil,
+        }
         (root / f"{name}.json").write_text(json.dumps(meta))
-    shapes = {"types1": {"name": "types1", "styles": "notalist", "content": 5}, "types2": {"name": "types2", "styles": [3], "content": {"uri": 7}},
-              "types3": {"name": "types3", "styles": [{"name": 1, "uri": None}], "content": {"uri": "c.png"}, "final_losses": [1, 2],
-                         "output_size": "big", "parameters": 5, "wall_time_s": True, "scales": "x", "sweep": ["a"]},
-              "nostyle": {"name": "nostyle", "styles": [], "content": {"uri": "c.png"}, "parameters": {"style_blend": []}}}
+    shapes = {
+        "types1": {"name": "types1", "styles": "notalist", "content": 5},
+        "types2": {"name": "types2", "styles": [3], "content": {"uri": 7}},
+        "types3": {
+            "name": "types3",
+            "styles": [{"name": 1, "uri": None}],
+            "content": {"uri": "c.png"},
+            "final_losses": [1, 2],
+            "output_size": "big",
+            "parameters": 5,
+            "wall_time_s": True,
+            "scales": "x",
+            "sweep": ["a"],
+        },
+        "nostyle": {"name": "nostyle", "styles": [], "content": {"uri": "c.png"}, "parameters": {"style_blend": []}},
+    }
     for name, meta in shapes.items():
         save(photo_like(24, 24), root / f"{name}.png")
         (root / f"{name}.json").write_text(json.dumps(meta))
-    (root / "ok.json").write_text(json.dumps({"name": "ok", "output": "ok.png", "content": {"uri": "photos/ok.png"},
-                                              "styles": [{"name": "s", "uri": "s.png"}]}))
+    (root / "ok.json").write_text(
+        json.dumps(
+            {
+                "name": "ok",
+                "output": "ok.png",
+                "content": {"uri": "photos/ok.png"},
+                "styles": [{"name": "s", "uri": "s.png"}],
+            }
+        )
+    )
     rows: list[object] = ["not a row", 7]
-    rows += [{"name": evil, "status": evil, "content": evil, "styles": [evil], "style_names": [], "blend": [], "reason": evil} for evil in HOSTILE]
-    rows += [{"name": "empty", "status": "failed", "styles": [], "style_names": [], "blend": []}, {"name": "ok", "status": "produced"},
-             {"name": "x", "styles": "s", "blend": "b", "sweep": 5}]
+    rows += [
+        {
+            "name": evil,
+            "status": evil,
+            "content": evil,
+            "styles": [evil],
+            "style_names": [],
+            "blend": [],
+            "reason": evil,
+        }
+        for evil in HOSTILE
+    ]
+    rows += [
+        {"name": "empty", "status": "failed", "styles": [], "style_names": [], "blend": []},
+        {"name": "ok", "status": "produced"},
+        {"name": "x", "styles": "s", "blend": "b", "sweep": 5},
+    ]
     (root / "summary.json").write_text(json.dumps({"pairs": rows}))
 
 
@@ -171,15 +254,22 @@ def test_hostile_sidecars_run_no_script_and_the_page_renders(tmp_path):
     try:
         browser.get((root / "index.html").as_uri())
         _load_every_image(browser)
-        links = browser.execute_script("return [...document.querySelectorAll('[href],[src]')].map(e => e.getAttribute('href') || e.getAttribute('src'));")
+        links = browser.execute_script(
+            "return [...document.querySelectorAll('[href],[src]')].map(e => e.getAttribute('href') || "
+            "e.getAttribute('src'));"
+        )
         # Follow every link the page has, as a curious viewer would.
         for i in range(len(links)):
             with contextlib.suppress(Exception):
-                browser.execute_script(f"document.querySelectorAll('a[href]')[{i}] && document.querySelectorAll('a[href]')[{i}].click()")
+                browser.execute_script(
+                    f"document.querySelectorAll('a[href]')[{i}] && document.querySelectorAll('a[href]')[{i}].click()"
+                )
                 browser.back()
         browser.get((root / "index.html").as_uri())
         pwned = browser.execute_script("return window.__pwned || 0;")
-        cells = browser.execute_script("return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className]);")
+        cells = browser.execute_script(
+            "return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className]);"
+        )
         browser.save_screenshot(str(tmp_path / "hostile.png"))
     finally:
         browser.quit()
@@ -199,8 +289,11 @@ def test_the_grid_never_upscales_keeps_rows_short_and_heads_with_the_run(prefect
     skipped everything, every cell still shows its image, 'made earlier'."""
     manifest = make_batch(tmp_path, corrupt=True)
     text = manifest.read_text()
-    manifest.write_text(text + "pairs:\n  - {content: photos/a.png, style: stripes}\n  - {content: photos/b.png, style: waves, size: 320}\n"
-                        "  - {content: photos/broken.png, style: waves}\n  - {content: photos/tall.png, style: stripes, size: 320}\n")
+    manifest.write_text(
+        text
+        + "pairs:\n  - {content: photos/a.png, style: stripes}\n  - {content: photos/b.png, style: waves, size: 320}\n"
+        "  - {content: photos/broken.png, style: waves}\n  - {content: photos/tall.png, style: stripes, size: 320}\n"
+    )
     from tests.flows.helpers import save
     from tests.synthetic import photo_like
 
@@ -221,10 +314,12 @@ def test_the_grid_never_upscales_keeps_rows_short_and_heads_with_the_run(prefect
             figures[width] = browser.execute_script(
                 "const imgs = [...document.querySelectorAll('table.grid td img')];"
                 "return {inner: window.innerWidth, height: window.innerHeight,"
-                " thumbs: imgs.map(i => [i.closest('td').dataset.pair, i.getBoundingClientRect().width, i.getBoundingClientRect().height]),"
+                " thumbs: imgs.map(i => [i.closest('td').dataset.pair, i.getBoundingClientRect().width, "
+                "i.getBoundingClientRect().height]),"
                 " run: document.querySelector('div.run') && document.querySelector('div.run').innerText,"
                 " first: document.body.children[1].className,"
-                " labels: [...document.querySelectorAll('table.grid td summary')].map(s => s.innerText)};")
+                " labels: [...document.querySelectorAll('table.grid td summary')].map(s => s.innerText)};"
+            )
             assert all(w > 0 for _, w in loaded), loaded
             shots.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(shots / f"gallery-{width}.png"))
@@ -239,7 +334,9 @@ def test_the_grid_never_upscales_keeps_rows_short_and_heads_with_the_run(prefect
         assert f["first"] == "run", f["first"]  # the run header comes first
         assert "4 planned, 0 produced, 3 done earlier, 1 failed" in f["run"] and str(manifest) in f["run"]
         assert "broken__waves: " in f["run"] and "not an image file" in f["run"]
-        assert all(label.startswith("made earlier, ") and label.endswith("UTC · details") for label in f["labels"]), f["labels"]
+        assert all(label.startswith("made earlier, ") and label.endswith("UTC · details") for label in f["labels"]), f[
+            "labels"
+        ]
     assert figures[1400]["thumbs"] and figures[800]["inner"] <= 800
 
 
@@ -251,15 +348,21 @@ def test_names_in_any_script_are_shown_and_a_second_manifest_keeps_the_first_one
     (tmp_path / "photos" / "a.png").rename(tmp_path / "photos" / "café.png")
     (tmp_path / "photos" / "b.png").rename(tmp_path / "photos" / "東京.png")
     shutil.copy(tmp_path / "photos" / "café.png", os.path.join(tmp_path / "photos", os.fsdecode(b"caf\xe9 zip.png")))
-    manifest.write_text(manifest.read_text().replace("styles: {stripes: styles/stripes.png, waves: styles/waves.png}", "styles: {stripes: styles/stripes.png}"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            "styles: {stripes: styles/stripes.png, waves: styles/waves.png}", "styles: {stripes: styles/stripes.png}"
+        )
+    )
     first = stylize_batch(manifest=str(manifest), return_state=True)
     assert first.is_completed(), first.message
     made = (tmp_path / "out" / "café__stripes.png").read_bytes()
     other = tmp_path / "card2"
     (other / "photos").mkdir(parents=True)
     shutil.copy(tmp_path / "photos" / "東京.png", other / "photos" / "café.png")  # another photo, the same stem
-    (other / "m.yaml").write_text(TINY + f"output: {tmp_path / 'out'}\nstyles: {{stripes: {tmp_path / 'styles' / 'stripes.png'}}}\n"
-                                  "contents: [photos/café.png]\n")
+    (other / "m.yaml").write_text(
+        TINY + f"output: {tmp_path / 'out'}\nstyles: {{stripes: {tmp_path / 'styles' / 'stripes.png'}}}\n"
+        "contents: [photos/café.png]\n"
+    )
     second = stylize_batch(manifest=str(other / "m.yaml"), return_state=True)
     assert second.is_completed(), second.message
     assert (tmp_path / "out" / "café__stripes.png").read_bytes() == made  # the first run's result stays
@@ -268,7 +371,10 @@ def test_names_in_any_script_are_shown_and_a_second_manifest_keeps_the_first_one
     try:
         browser.get((tmp_path / "out" / "index.html").as_uri())
         loaded = _load_every_image(browser)
-        cells = browser.execute_script("return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className, td.innerText]);")
+        cells = browser.execute_script(
+            "return [...document.querySelectorAll('td[data-pair]')].map(td => [td.dataset.pair, td.className, "
+            "td.innerText]);"
+        )
         links = browser.execute_script("return [...document.querySelectorAll('td.produced a')].map(a => a.href);")
     finally:
         browser.quit()

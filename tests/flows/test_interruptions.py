@@ -26,8 +26,10 @@ def _batch(root: Path, n: int = 6) -> Path:
         save(photo_like(48, 64, seed=i), root / "photos" / f"p{i}.png")
     save(painting_like(40, 40), root / "styles" / "paint.png")
     manifest = root / "m.yaml"
-    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 250, early_stop_rtol: 0}\n"
-                        "output: out\nstyles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n")
+    manifest.write_text(
+        "defaults: {size: 32, scales: [1.0], iterations: 250, early_stop_rtol: 0}\n"
+        "output: out\nstyles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n"
+    )
     return manifest
 
 
@@ -43,8 +45,14 @@ def _env(root: Path) -> dict[str, str]:
 def test_rerun_after_a_kill_finishes_the_rest(prefect_server, tmp_path, sig):
     manifest = _batch(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen([NST, "run", str(manifest)], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        [NST, "run", str(manifest)],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while len(list(out.glob("*.json"))) < 2:
         assert proc.poll() is None, proc.stdout.read()
@@ -61,7 +69,9 @@ def test_rerun_after_a_kill_finishes_the_rest(prefect_server, tmp_path, sig):
     assert not (out / "summary.json").exists() or sig == signal.SIGINT
     if sig == signal.SIGKILL:  # nothing could clean up: the page still says it is running, until nst gallery looks
         assert 'http-equiv="refresh"' in (out / "index.html").read_text()
-        done = subprocess.run([NST, "gallery", str(out)], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [NST, "gallery", str(out)], env=_env(tmp_path), capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
     page = (out / "index.html").read_text()
     assert "This run was interrupted" in page and f"after {len(finished)} of 6 pairs" in page, page[:3000]
@@ -95,8 +105,14 @@ def test_sigterm_ends_the_run_promptly_on_every_runner(prefect_server, tmp_path,
     loaded machine; the grace itself is INTERRUPT_GRACE_S."""
     manifest = _batch(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen([NST, "run", str(manifest), *runner], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        [NST, "run", str(manifest), *runner],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not list(out.glob("*.json")):

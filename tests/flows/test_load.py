@@ -44,8 +44,10 @@ def test_two_hundred_pairs(prefect_server, tmp_path):
     styles = {f"s{j}": f"styles/s{j}.png" for j in range(10)}
     for j in range(10):
         save(painting_like(32, 32).roll(j, -1), tmp_path / "styles" / f"s{j}.png")
-    (tmp_path / "m.yaml").write_text("defaults: {size: 16, scales: [1.0], iterations: 1}\noutput: out\n"
-                                     f"styles: {json.dumps(styles)}\ncontents: [photos/*.png]\n")
+    (tmp_path / "m.yaml").write_text(
+        "defaults: {size: 16, scales: [1.0], iterations: 1}\noutput: out\n"
+        f"styles: {json.dumps(styles)}\ncontents: [photos/*.png]\n"
+    )
     rss_before = _status("VmRSS")
     peaks = Peaks()
     peaks.start()
@@ -55,8 +57,10 @@ def test_two_hundred_pairs(prefect_server, tmp_path):
     peaks.stop.set()
     peaks.join()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    print(f"\n200 pairs: {seconds:.1f} s; peak threads {peaks.threads}, open files {peaks.fds}, "
-          f"RSS {peaks.rss_kb / 1024:.0f} MB (was {rss_before / 1024:.0f} MB before the run)")
+    print(
+        f"\n200 pairs: {seconds:.1f} s; peak threads {peaks.threads}, open files {peaks.fds}, "
+        f"RSS {peaks.rss_kb / 1024:.0f} MB (was {rss_before / 1024:.0f} MB before the run)"
+    )
     assert state.is_completed(), state.message
     assert summary["counts"] == {"planned": 200, "produced": 200, "skipped": 0, "failed": 0}
     assert summary["style_targets"] == {"computed": 10, "from_cache": 0}

@@ -44,8 +44,14 @@ def test_a_killed_run_leaves_no_server_behind(tmp_path, sig):
     manifest = _batch(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own database: the temporary server's
-    proc = subprocess.Popen([NST, "run", str(manifest)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [NST, "run", str(manifest)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not list((tmp_path / "out").glob("*.json")):  # a pair finished: the server is up and in use

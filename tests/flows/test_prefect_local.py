@@ -42,18 +42,32 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_the_readme_deployment_block_runs_as_written(tmp_path):
     commands = readme_block()
-    assert commands[0] == "bash scripts/prefect-local.sh &" and commands[1].startswith("export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    assert commands[0] == "bash scripts/prefect-local.sh &" and commands[1].startswith(
+        "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )
     assert commands[2].startswith("prefect deployment run stylize-batch/default") and commands[2].endswith("--watch")
     manifest = make_batch(tmp_path / "batch")
     port = str(free_port())
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "NST_PREFECT_PORT": port, "NST_PREFECT_LOGS": str(tmp_path / "logs"),
-           "PREFECT_WORKER_QUERY_SECONDS": "2", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "home"),
+        "NST_PREFECT_PORT": port,
+        "NST_PREFECT_LOGS": str(tmp_path / "logs"),
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     for key in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH", "PREFECT_SERVER_ANALYTICS_ENABLED"):
         env.pop(key, None)
     script_log = tmp_path / "script.log"
     with script_log.open("w") as out:
-        script = subprocess.Popen(["bash", "-c", commands[0].removesuffix("&").strip()], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        script = subprocess.Popen(
+            ["bash", "-c", commands[0].removesuffix("&").strip()],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while "prefect-local: ready." not in script_log.read_text():

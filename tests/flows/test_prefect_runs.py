@@ -27,7 +27,9 @@ def _named(name: str):
 
 
 def test_runs_of_dead_processes_are_marked_crashed_live_ones_kept(prefect_server):
-    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    dead_pid = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
     host = process_tag().split(":")[1]
     dead_tag = f"nst-process:{host}:{dead_pid}-12345"
     assert _dead(dead_tag) and not _dead(process_tag())

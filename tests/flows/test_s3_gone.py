@@ -31,7 +31,10 @@ def test_s3_gone_mid_run(prefect_server, tmp_path, monkeypatch):
         assert state.is_failed()
         summary = state.result(raise_on_failure=False)  # the summary comes back though it could not be written
         assert summary["counts"] == {"planned": 2, "produced": 1, "skipped": 0, "failed": 1}
-        assert any(w.startswith("summary.json was not written: s3://bkt/out/summary.json: cannot write") for w in summary["warnings"])
+        assert any(
+            w.startswith("summary.json was not written: s3://bkt/out/summary.json: cannot write")
+            for w in summary["warnings"]
+        )
 
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bkt", Prefix="out/").get("Contents", [])}
         assert "out/a__stripes.png" in keys and "out/a__stripes.json" in keys

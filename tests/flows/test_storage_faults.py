@@ -18,12 +18,16 @@ def _batch(root, photos=6):
         save(photo_like(32, 32, seed=i), root / "photos" / f"p{i}.png")
     save(painting_like(32, 32), root / "styles" / "s.png")
     manifest = root / "m.yaml"
-    manifest.write_text("defaults: {size: 32, scales: [1.0], iterations: 2}\nbatch: 1\noutput: out\nstyles: {s: styles/s.png}\n"
-                        "contents: [photos/*.png]\n")
+    manifest.write_text(
+        "defaults: {size: 32, scales: [1.0], iterations: 2}\nbatch: 1\noutput: out\nstyles: {s: styles/s.png}\n"
+        "contents: [photos/*.png]\n"
+    )
     return manifest
 
 
-def test_a_full_output_root_stops_the_run_and_the_summary_is_still_printed(prefect_server, tmp_path, monkeypatch, capsys):
+def test_a_full_output_root_stops_the_run_and_the_summary_is_still_printed(
+    prefect_server, tmp_path, monkeypatch, capsys
+):
     from nst_batch.tasks.output.storage import local as storage
     from nst_batch.tasks.pair import produce as batch
 
@@ -52,7 +56,10 @@ def test_a_full_output_root_stops_the_run_and_the_summary_is_still_printed(prefe
     assert state["stylized"] == 2  # the 4 pairs after the failed write were not computed
     assert "6 pairs planned: 1 produced, 0 skipped, 5 failed" in captured.out
     assert "FAILED 4 pairs (p2__s, p3__s, p4__s, ...): not run: the output root takes no more files" in captured.out
-    assert "warning: stopped early: the output root takes no more files" in captured.out and "4 pairs were not run" in captured.out
+    assert (
+        "warning: stopped early: the output root takes no more files" in captured.out
+        and "4 pairs were not run" in captured.out
+    )
     assert "warning: summary.json was not written" in captured.out and "No space left on device" in captured.out
     assert "Traceback" not in captured.out + captured.err
     assert not (out / "summary.json").exists()

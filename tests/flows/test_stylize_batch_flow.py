@@ -27,7 +27,11 @@ def test_batch_isolates_failures_then_reruns_idempotently(prefect_server, tmp_pa
         assert (out / f"{name}.png").exists() and json.loads((out / f"{name}.json").read_text())["name"] == name
     assert not list(out.glob("broken*")) and not list(out.rglob("*.part"))
     gallery = (out / "index.html").read_text()
-    assert gallery.count('<td class="produced"') == 4 and gallery.count('<td class="failed"') == 2 and 'href="a__waves.png"' in gallery
+    assert (
+        gallery.count('<td class="produced"') == 4
+        and gallery.count('<td class="failed"') == 2
+        and 'href="a__waves.png"' in gallery
+    )
     assert gallery.count("<dt>scales</dt><dd>32 px 2 its</dd>") == 4  # what each scale ran, not the parameter
 
     (tmp_path / "photos" / "broken.png").unlink()
@@ -63,15 +67,21 @@ def _artifacts(state) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))  # the server is shared
+    this_run = ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+    )  # the server is shared
     with get_client(sync_client=True) as client:
         return client.read_artifacts(artifact_filter=this_run)
 
 
-def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(prefect_server, tmp_path, monkeypatch):
+def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_files(
+    prefect_server, tmp_path, monkeypatch
+):
     import nst_batch.tasks.running.prefect_tasks
 
-    monkeypatch.setattr(nst_batch.tasks.running.prefect_tasks, "LIVE_AFTER_S", 0.0)  # these pairs take a second: watch them from their start
+    monkeypatch.setattr(
+        nst_batch.tasks.running.prefect_tasks, "LIVE_AFTER_S", 0.0
+    )  # these pairs take a second: watch them from their start
     manifest = make_batch(tmp_path)
     state = _run(manifest)
     assert state.is_completed()
@@ -84,7 +94,9 @@ def test_a_run_shows_its_pairs_live_in_prefect_artifacts_and_leaves_no_live_file
     live = [a for a in artifacts if a.key and a.key.startswith("live-")]
     progress = [a for a in artifacts if a.type == "progress" and str(a.description or "").startswith("stylize-pairs:")]
     assert live and all("data:image/jpeg;base64," in str(a.data) for a in live)
-    assert {a.key for a in live} == {f"live-{state.state_details.flow_run_id}"}  # one collection for the run, not one per chunk
+    assert {a.key for a in live} == {
+        f"live-{state.state_details.flow_run_id}"
+    }  # one collection for the run, not one per chunk
     assert progress and all(float(a.data) == 100.0 for a in progress)  # every chunk's progress ends full
 
 
@@ -94,7 +106,9 @@ def test_pairs_too_short_to_watch_make_no_artifacts_of_their_own(prefect_server,
     state = _run(make_batch(tmp_path))
     assert state.is_completed()
     artifacts = _artifacts(state)
-    assert sorted(a.type for a in artifacts) == ["progress", "table"], [(a.type, a.key, a.description) for a in artifacts]
+    assert sorted(a.type for a in artifacts) == ["progress", "table"], [
+        (a.type, a.key, a.description) for a in artifacts
+    ]
     progress = next(a for a in artifacts if a.type == "progress")
     assert float(progress.data) == 100.0 and progress.description == "4 of 4 pairs finished"
 

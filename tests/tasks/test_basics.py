@@ -1,4 +1,5 @@
 """The small helpers every part of the tasks ring says or writes the same way (nst_batch.tasks.basics)."""
+
 import hashlib
 import json
 

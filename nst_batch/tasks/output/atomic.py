@@ -28,8 +28,14 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
         return None  # a parent is a file: the write itself fails with its own message
     if stat.S_ISREG(mode):
         return None
-    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
@@ -44,7 +50,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     # The writer's pid and start time are in the name, so a later run can tell a crashed writer's
     # leftover from a file another live run is writing right now. The start time is what a reused
     # pid cannot fake (pid 1 in a container, or a number the kernel handed out again).
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-{process_start_time(os.getpid())}.", suffix=PART_SUFFIX, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}-{process_start_time(os.getpid())}.", suffix=PART_SUFFIX, dir=target.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

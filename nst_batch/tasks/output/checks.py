@@ -14,15 +14,20 @@ from nst_batch.tasks.output.layout import WRITE_PROBE
 from nst_batch.tasks.output.storage import join, parent, storage_for
 
 
-def check_not_inputs(outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapping[str, str | os.PathLike[str]]) -> None:
+def check_not_inputs(
+    outputs: Mapping[str, str | os.PathLike[str]], inputs: Mapping[str, str | os.PathLike[str]]
+) -> None:
     """Refuse an output that is one of the inputs, also through a symlink or another spelling of the
     path, or two outputs that are the same file. Keys name the roles (``output``, ``content``)."""
     items = list(outputs.items())
     for i, (role, path) in enumerate(items):
         for other_role, other in [*items[:i], *inputs.items()]:
             if same_file(path, other):
-                raise OutputError(f"{role} {path} is the {other_role} {other} (the same file): it would be overwritten; "
-                                  f"choose another {role}", settings=[role, other_role])
+                raise OutputError(
+                    f"{role} {path} is the {other_role} {other} (the same file): it would be overwritten; "
+                    f"choose another {role}",
+                    settings=[role, other_role],
+                )
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
@@ -43,8 +48,11 @@ def check_replaceable(path: str | os.PathLike[str], role: str = "output") -> Non
         raise OutputError(f"{role} {path} is a folder; give a file name", settings=[role])
     kind = not_regular(path)
     if kind:
-        raise OutputError(f"{role} {path} exists and is {kind}, not a regular file; refusing to replace it (remove it or choose "
-                          f"another {role})", settings=[role])
+        raise OutputError(
+            f"{role} {path} exists and is {kind}, not a regular file; refusing to replace it (remove it or choose "
+            f"another {role})",
+            settings=[role],
+        )
 
 
 def check_writable_file(path: str | os.PathLike[str], role: str = "output") -> None:
@@ -69,7 +77,9 @@ def check_writable_folder(folder: str | os.PathLike[str], role: str = "output", 
     try:
         fd, probe = tempfile.mkstemp(prefix=f"{WRITE_PROBE}.", dir=existing)
     except OSError as exc:
-        raise OutputError(f"{role} {shown}: cannot write in {existing}: {exc.strerror or exc}", settings=[role]) from None
+        raise OutputError(
+            f"{role} {shown}: cannot write in {existing}: {exc.strerror or exc}", settings=[role]
+        ) from None
     os.close(fd)
     os.unlink(probe)
 

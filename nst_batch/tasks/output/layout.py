@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from nst_batch.tasks.output.storage import join
 
 GALLERY_NAME = "index.html"
-GALLERY_MARK = '<meta name="generator" content="nst-batch">'  # in every gallery page the tool writes: it may replace those
+GALLERY_MARK = (
+    '<meta name="generator" content="nst-batch">'  # in every gallery page the tool writes: it may replace those
+)
 SUMMARY_NAME = "summary.json"
 RUNS_DIR = "runs"  # every run's summary, kept: runs/<started, UTC>-<flow run id>.json
 EARLIER_DIR = "earlier"  # with keep_earlier: a redone pair's previous output and sidecar

@@ -115,7 +115,11 @@ def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | Non
     """The row of a pair whose task broke off (its worker died, the cluster went away) but which
     this run had already written, output and sidecar; None when it had not."""
     sidecar, _ = sidecar_of_done(pair, settings)
-    return done_row(pair.row(settings), sidecar, settings) if sidecar is not None and by_this_run(sidecar, settings) else None
+    return (
+        done_row(pair.row(settings), sidecar, settings)
+        if sidecar is not None and by_this_run(sidecar, settings)
+        else None
+    )
 
 
 def done_row(row: dict[str, Any], sidecar: PairRecord, settings: BatchSettings) -> PairRow:
@@ -126,6 +130,15 @@ def done_row(row: dict[str, Any], sidecar: PairRecord, settings: BatchSettings) 
     if not by_this_run(sidecar, settings):
         return PairRow(**row, status=Status.SKIPPED, quality=quality)
     cache = sidecar.style_cache
-    return PairRow(**row, status=Status.PRODUCED, target_keys=[c.key for c in cache], computed_keys=[c.key for c in cache if not c.hit],
-                   final_losses=sidecar.final_losses or None, quality=quality, iterations=sidecar.iterations, wall_time_s=sidecar.wall_time_s,
-                   timings=sidecar.timings, worker=sidecar.worker)
+    return PairRow(
+        **row,
+        status=Status.PRODUCED,
+        target_keys=[c.key for c in cache],
+        computed_keys=[c.key for c in cache if not c.hit],
+        final_losses=sidecar.final_losses or None,
+        quality=quality,
+        iterations=sidecar.iterations,
+        wall_time_s=sidecar.wall_time_s,
+        timings=sidecar.timings,
+        worker=sidecar.worker,
+    )

@@ -36,7 +36,6 @@ ALPHA_FORMATS = {"PNG", "WEBP"}
 _SRGB = ImageCms.createProfile("sRGB")
 
 
-
 @dataclass(frozen=True)
 class LoadedImage:
     rgb: Tensor  # (1, 3, H, W) float32 in [0, 1], contiguous, flattened on white if it had alpha
@@ -52,11 +51,15 @@ def output_format(path: str | os.PathLike[str]) -> str:
     """Pillow format name for an output path, from its extension."""
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
-        raise ImageInputError(f"{path}: unsupported output extension {ext or '(none)'!r}; use .png, .jpg, .jpeg or .webp")
+        raise ImageInputError(
+            f"{path}: unsupported output extension {ext or '(none)'!r}; use .png, .jpg, .jpeg or .webp"
+        )
     return FORMATS[ext]
 
 
-def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
+def load_image(
+    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None
+) -> LoadedImage:
     """Read and decode an image file (see :func:`decode_image`)."""
     return decode_image(read_file(path), str(path), max_pixels=max_pixels, max_side=max_side)
 
@@ -85,12 +88,16 @@ def probe_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
-        raise ImageInputError(f"{path}: is a directory, not an image" if stat.S_ISDIR(info.st_mode) else f"{path}: not a regular file")
+        raise ImageInputError(
+            f"{path}: is a directory, not an image" if stat.S_ISDIR(info.st_mode) else f"{path}: not a regular file"
+        )
     if info.st_size == 0:
         raise ImageInputError(f"{path}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings(), Image.open(path) as image:
-            warnings.simplefilter("ignore")  # a header's oddities (a broken EXIF block) are the decode's notes, not terminal text
+            warnings.simplefilter(
+                "ignore"
+            )  # a header's oddities (a broken EXIF block) are the decode's notes, not terminal text
             width, height, fmt = image.width, image.height, image.format or "?"
     except UnidentifiedImageError:
         raise ImageInputError(f"{path}: not an image file Pillow can read") from None
@@ -116,7 +123,9 @@ def probe_image_header(head: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_
     except UnidentifiedImageError:
         if len(head) < HEADER_BYTES:  # the whole file was read: it is not an image
             raise ImageInputError(f"{name}: not an image file Pillow can read") from None
-        raise ImageInputError(f"{name}: not an image file Pillow can read (checked its first {len(head):,} bytes)") from None
+        raise ImageInputError(
+            f"{name}: not an image file Pillow can read (checked its first {len(head):,} bytes)"
+        ) from None
     except Exception:
         return
     _check_pixels(name, width, height, max_pixels)
@@ -142,7 +151,9 @@ def _check_pixels(name: str | os.PathLike[str], width: int, height: int, max_pix
         )
 
 
-def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None) -> LoadedImage:
+def decode_image(
+    data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None
+) -> LoadedImage:
     """Decode image bytes to an RGB tensor in [0, 1].
 
     ``max_side`` downsizes (never enlarges) large images while decoding, which keeps a 50 MP
@@ -163,12 +174,19 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
         rgb = rgb.resize(size, Image.Resampling.LANCZOS)
         alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
     notes = [f"{frames} frames: the first is used"] if frames > 1 else []
-    notes += list(dict.fromkeys(f"the decoder warned: {' '.join(str(w.message).split())[:200]}" for w in caught
-                                if "Transparency expressed in bytes" not in str(w.message)))  # that one is handled: alpha is kept
+    notes += list(
+        dict.fromkeys(
+            f"the decoder warned: {' '.join(str(w.message).split())[:200]}"
+            for w in caught
+            if "Transparency expressed in bytes" not in str(w.message)
+        )
+    )  # that one is handled: alpha is kept
     return LoadedImage(_to_tensor(rgb), _to_tensor(alpha) if alpha is not None else None, original, mode, tuple(notes))
 
 
-def _decoded(data: bytes, name: str, max_pixels: int, max_side: int | None) -> tuple[Image.Image, tuple[int, int], float | None, int]:
+def _decoded(
+    data: bytes, name: str, max_pixels: int, max_side: int | None
+) -> tuple[Image.Image, tuple[int, int], float | None, int]:
     """The decoded image (upright), its upright size in the file, an integer TIFF's white and
     how many frames (pages) the file has."""
     try:
@@ -221,9 +239,11 @@ def _check_decode_memory(image: Image.Image, name: str, max_side: int | None) ->
 
     budget, source = memory_budget(torch.device("cpu"))
     if need > budget:
-        raise TooLargeError(f"{name}: decoding its {image.size[0]}x{image.size[1]} pixels ({image.mode}) needs about "
-                            f"{format_bytes(need)}, over the {format_bytes(budget)} of {source} (downscale the image first)",
-                            settings=["max_pixels"])
+        raise TooLargeError(
+            f"{name}: decoding its {image.size[0]}x{image.size[1]} pixels ({image.mode}) needs about "
+            f"{format_bytes(need)}, over the {format_bytes(budget)} of {source} (downscale the image first)",
+            settings=["max_pixels"],
+        )
 
 
 def _upright_size(image: Image.Image) -> tuple[int, int]:
@@ -271,8 +291,8 @@ def _high_bit_depth_to_l(image: Image.Image, declared_top: float | None = None) 
     out = np.empty(array.shape, dtype=np.uint8)
     band = max(1, (1 << 22) // max(1, array.shape[1]))
     for row in range(0, array.shape[0], band):
-        part = array[row:row + band].astype(np.float64 if top > 2**24 else np.float32)  # float32 is exact below 2**24
-        out[row:row + band] = np.clip(np.rint(np.multiply(part, 255.0 / top)), 0, 255)
+        part = array[row : row + band].astype(np.float64 if top > 2**24 else np.float32)  # float32 is exact below 2**24
+        out[row : row + band] = np.clip(np.rint(np.multiply(part, 255.0 / top)), 0, 255)
     return Image.fromarray(out, mode="L")
 
 
@@ -331,7 +351,9 @@ def encode_image(image: Tensor, fmt: str, *, alpha: Tensor | None = None, qualit
     exif = Image.Exif()
     exif[0x0131] = SOFTWARE
     if fmt == "JPEG":
-        pil.save(buffer, "JPEG", quality=quality, subsampling=0, optimize=True, exif=exif.tobytes())  # 4:4:4 keeps brush strokes crisp
+        pil.save(
+            buffer, "JPEG", quality=quality, subsampling=0, optimize=True, exif=exif.tobytes()
+        )  # 4:4:4 keeps brush strokes crisp
     elif fmt == "WEBP":
         pil.save(buffer, "WEBP", quality=quality, method=4, exif=exif.tobytes())
     else:

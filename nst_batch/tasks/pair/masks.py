@@ -30,29 +30,43 @@ def mask_regions(data: bytes, name: str, mask_styles: Mapping[str, str], style_n
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > MAX_MASK_PIXELS:
-                    raise InputError(f"{name}: the mask has {image.width * image.height:,} pixels, over {MAX_MASK_PIXELS:,}")
+                    raise InputError(
+                        f"{name}: the mask has {image.width * image.height:,} pixels, over {MAX_MASK_PIXELS:,}"
+                    )
                 pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"{name}: not a mask image Pillow can read ({' '.join(str(exc).split())[:120]})") from None
     codes = (pixels[..., 0].astype(np.int32) << 16) | (pixels[..., 1].astype(np.int32) << 8) | pixels[..., 2]
-    listed = {(r << 16) | (g << 8) | b: (colour, label) for colour, label in mask_styles.items() for r, g, b in [parse_colour(colour)]}
+    listed = {
+        (r << 16) | (g << 8) | b: (colour, label)
+        for colour, label in mask_styles.items()
+        for r, g, b in [parse_colour(colour)]
+    }
     known = np.isin(codes, np.fromiter(listed, dtype=np.int32))
     if not known.all():
         off = int((~known).sum())
         example = int(codes[~known][0])
-        raise InputError(f"{name}: {off:,} pixels ({off / codes.size:.1%}) have colours mask_styles does not list, e.g. "
-                         f"{colour_name(((example >> 16) & 255, (example >> 8) & 255, example & 255))}: list them, or save the mask "
-                         "without anti-aliasing", settings=["mask_styles"])
+        raise InputError(
+            f"{name}: {off:,} pixels ({off / codes.size:.1%}) have colours mask_styles does not list, e.g. "
+            f"{colour_name(((example >> 16) & 255, (example >> 8) & 255, example & 255))}: list them, or save the mask "
+            "without anti-aliasing",
+            settings=["mask_styles"],
+        )
     import torch
 
     regions = []
     for code, (colour, label) in listed.items():
         inside = codes == code
         if inside.any():
-            regions.append(Region(torch.from_numpy(inside.astype(np.float32)), None if label == KEEP else style_names.index(label),
-                                  f"{colour} ({label})"))
+            regions.append(
+                Region(
+                    torch.from_numpy(inside.astype(np.float32)),
+                    None if label == KEEP else style_names.index(label),
+                    f"{colour} ({label})",
+                )
+            )
     return regions
 
 

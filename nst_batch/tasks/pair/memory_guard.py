@@ -34,7 +34,9 @@ def memory_budget(device: torch.device, sharing: int = 1) -> tuple[int, str]:
     once: each may use its share of the GPU, and never more than is free now."""
     configured = os.environ.get(ENV_VAR)
     if configured:
-        return parse_bytes(configured) // sharing, f"{ENV_VAR}={configured}" + (f" shared by {sharing} pairs" if sharing > 1 else "")
+        return parse_bytes(configured) // sharing, f"{ENV_VAR}={configured}" + (
+            f" shared by {sharing} pairs" if sharing > 1 else ""
+        )
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         free += cached_here(device)
@@ -86,8 +88,16 @@ def batch_limit(cfg: StyleConfig, height: int, width: int, device: torch.device,
     return max(1, largest_batch(cfg, height, width, budget, device.type))
 
 
-def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device: torch.device, name: str,
-               style_pixels: int | None = None, sharing: int = 1, batch: int = 1) -> None:
+def check_fits(
+    cfg: StyleConfig,
+    content_height: int,
+    content_width: int,
+    device: torch.device,
+    name: str,
+    style_pixels: int | None = None,
+    sharing: int = 1,
+    batch: int = 1,
+) -> None:
     """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget.
     ``style_pixels``: the largest style image's pixels at its largest size (None: assume square).
     ``batch``: photos of this shape optimised at once (the batch is what must fit)."""
@@ -108,13 +118,18 @@ def check_fits(cfg: StyleConfig, content_height: int, content_width: int, device
     if not cfg.tile_size:
         hints.append(f"tiles (tile_size {_tile_hint(cfg, budget, device.type)})")
     if batch > 1:
-        raise TooLargeError(f"{name}: a batch of {batch} photos of {estimate.width}x{estimate.height} px needs about "
-                            f"{format_bytes(estimate.total)}, but {format_bytes(budget)} is available ({source}): set batch to "
-                            f"{batch_limit(cfg, content_height, content_width, device, sharing)} or less", settings=["batch"])
+        raise TooLargeError(
+            f"{name}: a batch of {batch} photos of {estimate.width}x{estimate.height} px needs about "
+            f"{format_bytes(estimate.total)}, but {format_bytes(budget)} is available ({source}): set batch to "
+            f"{batch_limit(cfg, content_height, content_width, device, sharing)} or less",
+            settings=["batch"],
+        )
     raise TooLargeError(
         f"{name}: a {estimate.width}x{estimate.height} px output needs about {format_bytes(estimate.total)} "
-        f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} optimiser, "
-        f"{format_bytes(estimate.style)} style targets), but {format_bytes(budget)} is available ({source}); " + ", or ".join(hints),
+        f"({format_bytes(estimate.activations + estimate.transient)} network, {format_bytes(estimate.optimizer)} "
+        f"optimiser, "
+        f"{format_bytes(estimate.style)} style targets), but {format_bytes(budget)} is available ({source}); "
+        + ", or ".join(hints),
         settings=["size", "style_scale", "lbfgs_history", "tile_size"],
     )
 

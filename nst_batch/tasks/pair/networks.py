@@ -28,7 +28,9 @@ def _features(source: str, preprocessing: str | None, last_layer: str, pooling: 
     return features
 
 
-def get_features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: torch.device) -> VGGFeatures:
+def get_features(
+    source: str, preprocessing: str | None, last_layer: str, pooling: str, device: torch.device
+) -> VGGFeatures:
     """The feature network for these settings; loaded on first use, then shared (read-only)."""
     with _lock:  # two threads asking at once must not both load 80 MB of weights
         return _features(source, preprocessing, last_layer, pooling, str(device))

@@ -37,7 +37,15 @@ from nst_batch.tasks.errors import OutputRootError, PairFailed, TaskError
 from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.device_pool import device_pool
-from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, shares_targets, sidecar_of_done
+from nst_batch.tasks.pair.done import (
+    NOT_RUN,
+    by_this_run,
+    done_row,
+    mark_root_down,
+    root_down,
+    shares_targets,
+    sidecar_of_done,
+)
 from nst_batch.tasks.pair.image_files import (
     ALPHA_FORMATS,
     HEADER_BYTES,
@@ -66,19 +74,34 @@ if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)
     from torch import Tensor
 
 
-def pair_fingerprint(content_sha: str, style_shas: list[str], params: dict[str, Any], settings: BatchSettings, weights_identity: str,
-                     mask: MaskInput | None = None) -> str:
+def pair_fingerprint(
+    content_sha: str,
+    style_shas: list[str],
+    params: dict[str, Any],
+    settings: BatchSettings,
+    weights_identity: str,
+    mask: MaskInput | None = None,
+) -> str:
     # PNG is lossless: its bytes do not depend on `quality`, so changing it redoes no PNG output
     # (the default stands in, which keeps the fingerprints of outputs made before this rule).
     quality = settings.runtime.quality if settings.format != "png" else RuntimeOptions().quality
-    material = {"content": content_sha, "styles": style_shas, "params": params, "weights": weights_identity,
-                "format": settings.format, "quality": quality, "v": PIPELINE_VERSION}
+    material = {
+        "content": content_sha,
+        "styles": style_shas,
+        "params": params,
+        "weights": weights_identity,
+        "format": settings.format,
+        "quality": quality,
+        "v": PIPELINE_VERSION,
+    }
     if mask is not None:  # only then: the fingerprints of pairs without one stay what they were
         material["mask"] = {"sha256": sha256_hex(mask.data), "styles": sorted(mask.styles.items())}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None) -> PairRow:
+def run_pair(
+    pair: PairJob, settings: BatchSettings, force: bool = False, on_step: ProgressCallback | None = None
+) -> PairRow:
     """Produce one pair (or skip it when its output is current). Raises :class:`PairFailed`."""
     outcome = run_pairs([pair], settings, force, [on_step])[0]
     if isinstance(outcome, PairFailed):
@@ -86,8 +109,13 @@ def run_pair(pair: PairJob, settings: BatchSettings, force: bool = False, on_ste
     return outcome
 
 
-def run_pairs(pairs: Sequence[PairJob], settings: BatchSettings, force: bool = False, on_steps: Sequence[ProgressCallback | None] = (),
-              on_done: Callable[[int, PairRow | PairFailed], None] | None = None) -> list[PairRow | PairFailed]:
+def run_pairs(
+    pairs: Sequence[PairJob],
+    settings: BatchSettings,
+    force: bool = False,
+    on_steps: Sequence[ProgressCallback | None] = (),
+    on_done: Callable[[int, PairRow | PairFailed], None] | None = None,
+) -> list[PairRow | PairFailed]:
     """Produce (or skip) each pair; a row or the :class:`PairFailed` of each, in order, each also
     given to ``on_done`` (with its index) as it is known. Pairs that will run and can share a
     batch (see :func:`batches`) are optimised together; when a batch fails, its pairs run again
@@ -147,8 +175,13 @@ class _Ready:
     upright: tuple[int, int] | None  # (width, height) as shown, from the photo's header; None: unknown
 
     def job(self) -> ImageJob:
-        return ImageJob(self.pair.content_uri, self.content_bytes, [(s.uri, b) for s, b in zip(self.pair.styles, self.style_bytes, strict=True)],
-                        on_step=self.on_step, mask=self.mask)
+        return ImageJob(
+            self.pair.content_uri,
+            self.content_bytes,
+            [(s.uri, b) for s, b in zip(self.pair.styles, self.style_bytes, strict=True)],
+            on_step=self.on_step,
+            mask=self.mask,
+        )
 
 
 def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: ProgressCallback | None) -> PairRow | _Ready:
@@ -163,20 +196,34 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
         style_bytes = [read_image_bytes(s.uri, settings.runtime.max_pixels) for s in pair.styles]
         mask = _read_mask(pair)
         weights = _weights_identity(settings)
-        fingerprint = pair_fingerprint(sha256_hex(content_bytes), [sha256_hex(b) for b in style_bytes], cfg.to_json(), settings, weights,
-                                       mask)
+        fingerprint = pair_fingerprint(
+            sha256_hex(content_bytes), [sha256_hex(b) for b in style_bytes], cfg.to_json(), settings, weights, mask
+        )
         row = pair.row(settings)
         previous, redo = sidecar_of_done(pair, settings)
         done = previous if previous is not None and previous.fingerprint == fingerprint else None
-        if done is not None and (not force or by_this_run(done, settings)):  # --force redoes earlier runs' work, not this run's
+        if done is not None and (
+            not force or by_this_run(done, settings)
+        ):  # --force redoes earlier runs' work, not this run's
             return done_row(row, done, settings)
         if previous is not None and done is None and settings.keep_earlier:
             keep_earlier(pair, settings, previous)
     except Exception as exc:
         raise _failed(exc, settings) from exc
     # An output that did not check out is produced again, and the summary says why (redone).
-    return _Ready(pair, row, redo, content_bytes, style_bytes, fingerprint, mask, on_step, began, time.perf_counter() - began,
-                  upright_size_from_header(content_bytes[:HEADER_BYTES]))
+    return _Ready(
+        pair,
+        row,
+        redo,
+        content_bytes,
+        style_bytes,
+        fingerprint,
+        mask,
+        on_step,
+        began,
+        time.perf_counter() - began,
+        upright_size_from_header(content_bytes[:HEADER_BYTES]),
+    )
 
 
 def _failed(exc: Exception, settings: BatchSettings) -> PairFailed:
@@ -254,7 +301,13 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
     if len(group) > 1:
         _started(group)
         try:
-            made = produce_images([r.job() for r in group], group[0].pair.config, settings.runtime, targets=TargetCache.of(settings), force=force)
+            made = produce_images(
+                [r.job() for r in group],
+                group[0].pair.config,
+                settings.runtime,
+                targets=TargetCache.of(settings),
+                force=force,
+            )
         except Exception:  # noqa: BLE001 - each pair runs again alone below, and fails (or not) on its own
             made = None
         if made is not None:
@@ -263,8 +316,13 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
     for r in group:
         _started([r])
         try:
-            out[id(r)] = _finish_or_fail(r, produce_images([r.job()], r.pair.config, settings.runtime, targets=TargetCache.of(settings), force=force)[0],
-                                         settings)
+            out[id(r)] = _finish_or_fail(
+                r,
+                produce_images(
+                    [r.job()], r.pair.config, settings.runtime, targets=TargetCache.of(settings), force=force
+                )[0],
+                settings,
+            )
         except Exception as exc:  # noqa: BLE001 - one line for the summary
             out[id(r)] = _failed(exc, settings)
     return out
@@ -288,7 +346,12 @@ def _finish_or_fail(r: _Ready, made: Produced, settings: BatchSettings) -> PairR
 def _read_mask(pair: PairJob) -> MaskInput | None:
     if pair.mask is None:
         return None
-    return MaskInput(pair.mask.uri, read_image_bytes(pair.mask.uri, MAX_MASK_PIXELS), pair.mask.mapping(), tuple(s.name for s in pair.styles))
+    return MaskInput(
+        pair.mask.uri,
+        read_image_bytes(pair.mask.uri, MAX_MASK_PIXELS),
+        pair.mask.mapping(),
+        tuple(s.name for s in pair.styles),
+    )
 
 
 def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: PairRecord) -> None:
@@ -296,7 +359,10 @@ def keep_earlier(pair: PairJob, settings: BatchSettings, sidecar: PairRecord) ->
     with other parameters or inputs (copies, not moves: until the new ones are written, the pair
     still shows its last image). A copy that fails fails the pair, before any work: nothing is lost."""
     when = sidecar.finished_at
-    for uri, extension in ((settings.output_uri(pair.name), settings.format), (settings.sidecar_uri(pair.name), "json")):
+    for uri, extension in (
+        (settings.output_uri(pair.name), settings.format),
+        (settings.sidecar_uri(pair.name), "json"),
+    ):
         kept = settings.layout.uri(earlier_name(pair.name, when, extension))
         try:
             storage_for(kept).write_bytes(kept, storage_for(uri).read_bytes(uri))
@@ -356,10 +422,21 @@ class ImageJob:
     mask: MaskInput | None = None
 
 
-def produce_image(content_uri: str, content_bytes: bytes, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, runtime: RuntimeOptions,
-                  *, targets: TargetCache | None = None, force: bool = False, init: tuple[str, bytes] | None = None,
-                  on_step: ProgressCallback | None = None, report_every: int = REPORT_EVERY, on_decoded: Callable[[LoadedImage], None] | None = None,
-                  mask: MaskInput | None = None) -> Produced:
+def produce_image(
+    content_uri: str,
+    content_bytes: bytes,
+    styles: Sequence[tuple[str, bytes]],
+    cfg: StyleConfig,
+    runtime: RuntimeOptions,
+    *,
+    targets: TargetCache | None = None,
+    force: bool = False,
+    init: tuple[str, bytes] | None = None,
+    on_step: ProgressCallback | None = None,
+    report_every: int = REPORT_EVERY,
+    on_decoded: Callable[[LoadedImage], None] | None = None,
+    mask: MaskInput | None = None,
+) -> Produced:
     """:func:`produce_images` of one image."""
     job = ImageJob(content_uri, content_bytes, styles, init, on_step, on_decoded, mask)
     return produce_images([job], cfg, runtime, targets=targets, force=force, report_every=report_every)[0]
@@ -373,8 +450,15 @@ class _Decoded:
     regions: list[Any]
 
 
-def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, runtime: RuntimeOptions, *, targets: TargetCache | None = None,
-                   force: bool = False, report_every: int = REPORT_EVERY) -> list[Produced]:
+def produce_images(
+    jobs: Sequence[ImageJob],
+    cfg: StyleConfig,
+    runtime: RuntimeOptions,
+    *,
+    targets: TargetCache | None = None,
+    force: bool = False,
+    report_every: int = REPORT_EVERY,
+) -> list[Produced]:
     """The one path from pairs' bytes to their images, for ``nst stylize`` and every runner: decode,
     the memory guard, a device, the style targets (through ``targets``, the cache under an output
     root, or computed here without one), the optimisation; several jobs are one batch (their
@@ -385,7 +469,9 @@ def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, runtime: RuntimeO
     shape = _batch_shape(decoded, cfg) if len(jobs) > 1 else None
     # The guard counts the style images where they are decoded here; cached targets need none.
     styles = [s for d in decoded for s in d.styles]
-    style_pixels = max(math.prod(fit_size(*image_hw(s.rgb), max(cfg.style_sides()))) for s in styles) if styles else None
+    style_pixels = (
+        max(math.prod(fit_size(*image_hw(s.rgb), max(cfg.style_sides()))) for s in styles) if styles else None
+    )
     shared = Timings()
     with device_pool(runtime.device).acquire_slot() as slot:
         device = slot.device
@@ -394,7 +480,9 @@ def produce_images(jobs: Sequence[ImageJob], cfg: StyleConfig, runtime: RuntimeO
         with shared("setup"):
             cfg = for_device(cfg, device)
             height, width = shape or decoded[0].content.rgb.shape[-2:]
-            check_fits(cfg, height, width, device, jobs[0].content_uri, style_pixels, sharing=slot.sharing, batch=len(jobs))
+            check_fits(
+                cfg, height, width, device, jobs[0].content_uri, style_pixels, sharing=slot.sharing, batch=len(jobs)
+            )
             features = features_for(cfg, runtime, device)
             configure_backends(device, runtime.deterministic)
         outcomes = []
@@ -421,7 +509,11 @@ def _decode(job: ImageJob, cfg: StyleConfig, runtime: RuntimeOptions, cached: bo
         content = decode_image(job.content_bytes, job.content_uri, max_pixels=runtime.max_pixels, max_side=cfg.size)
         check_aspect(content, cfg, job.content_uri)
         styles = [] if cached else [_decoded_style(uri, data, cfg, runtime) for uri, data in job.styles]
-        start = decode_image(job.init[1], job.init[0], max_pixels=runtime.max_pixels, max_side=cfg.size) if job.init is not None else None
+        start = (
+            decode_image(job.init[1], job.init[0], max_pixels=runtime.max_pixels, max_side=cfg.size)
+            if job.init is not None
+            else None
+        )
     if job.on_decoded is not None:
         job.on_decoded(content)  # nst stylize's checkpoints encode with the content's alpha
     regions = job.mask.regions() if job.mask is not None else []
@@ -434,35 +526,84 @@ def _batch_shape(decoded: Sequence[_Decoded], cfg: StyleConfig) -> tuple[int, in
     """The bucket shape of a batch's photos (the caller groups them: see :func:`batches`)."""
     shapes = {bucket_shape(*image_hw(d.content.rgb), cfg.size) for d in decoded}
     if len(shapes) != 1 or any(d.regions or d.start is not None for d in decoded):
-        raise TaskError(f"a batch holds photos of one bucket, without masks or start images; got buckets {sorted(shapes)}")
+        raise TaskError(
+            f"a batch holds photos of one bucket, without masks or start images; got buckets {sorted(shapes)}"
+        )
     return shapes.pop()
 
 
-def _style_targets(job: ImageJob, d: _Decoded, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache | None,
-                   force: bool, device: torch.device) -> list[TargetsOutcome]:
+def _style_targets(
+    job: ImageJob,
+    d: _Decoded,
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    runtime: RuntimeOptions,
+    cache: TargetCache | None,
+    force: bool,
+    device: torch.device,
+) -> list[TargetsOutcome]:
     match = luminance_match_for(d.content.rgb, cfg)
     if cache is not None:
-        return [RESIDENT.get_or_compute(uri, data, features, cfg, runtime, cache, match, force and not shares_targets(cfg), device)
-                for uri, data in job.styles]
-    return [TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False) for s in d.styles]
+        return [
+            RESIDENT.get_or_compute(
+                uri, data, features, cfg, runtime, cache, match, force and not shares_targets(cfg), device
+            )
+            for uri, data in job.styles
+        ]
+    return [
+        TargetsOutcome(compute_style_targets(s.rgb.to(device), features, cfg, luminance_match=match), "", cached=False)
+        for s in d.styles
+    ]
 
 
-def _optimise(jobs: Sequence[ImageJob], decoded: Sequence[_Decoded], outcomes: Sequence[list[TargetsOutcome]], features: VGGFeatures,
-              cfg: StyleConfig, shape: tuple[int, int] | None, device: torch.device, report_every: int) -> list[StylizeResult]:
+def _optimise(
+    jobs: Sequence[ImageJob],
+    decoded: Sequence[_Decoded],
+    outcomes: Sequence[list[TargetsOutcome]],
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    shape: tuple[int, int] | None,
+    device: torch.device,
+    report_every: int,
+) -> list[StylizeResult]:
     if shape is None:
         job, d = jobs[0], decoded[0]
-        return [stylize(d.content.rgb.to(device), features, cfg, targets=[o.targets for o in outcomes[0]],
-                        init_image=d.start.rgb.to(device) if d.start is not None else None, regions=d.regions, on_step=job.on_step,
-                        report_every=report_every)]
+        return [
+            stylize(
+                d.content.rgb.to(device),
+                features,
+                cfg,
+                targets=[o.targets for o in outcomes[0]],
+                init_image=d.start.rgb.to(device) if d.start is not None else None,
+                regions=d.regions,
+                on_step=job.on_step,
+                report_every=report_every,
+            )
+        ]
     # The batch runs at the bucket's shape; each output goes back to the shape its photo has alone.
-    results = stylize_batch([resize(d.content.rgb.to(device), shape) for d in decoded], features, cfg,
-                            [[o.targets for o in own] for own in outcomes], on_steps=[j.on_step for j in jobs], report_every=report_every)
+    results = stylize_batch(
+        [resize(d.content.rgb.to(device), shape) for d in decoded],
+        features,
+        cfg,
+        [[o.targets for o in own] for own in outcomes],
+        on_steps=[j.on_step for j in jobs],
+        report_every=report_every,
+    )
     own = [fit_size(*image_hw(d.content.rgb), cfg.size) for d in decoded]
-    return [r if tuple(r.image.shape[-2:]) == size else replace(r, image=resize(r.image, size)) for r, size in zip(results, own, strict=True)]
+    return [
+        r if tuple(r.image.shape[-2:]) == size else replace(r, image=resize(r.image, size))
+        for r, size in zip(results, own, strict=True)
+    ]
 
 
-def measure_quality(image: Tensor, content: LoadedImage, styles: Sequence[tuple[str, bytes]], cfg: StyleConfig, runtime: RuntimeOptions,
-                    device: torch.device) -> dict[str, dict[str, float]]:
+def measure_quality(
+    image: Tensor,
+    content: LoadedImage,
+    styles: Sequence[tuple[str, bytes]],
+    cfg: StyleConfig,
+    runtime: RuntimeOptions,
+    device: torch.device,
+) -> dict[str, dict[str, float]]:
     """Content distance and style gain of the output (nst_batch.core.quality), at its size and at
     gallery scale, against the paintings decoded at the output's size (JPEGs at a reduced DCT
     scale): three VGG forwards per size, about 1 % of a pair at the defaults. Never fails a pair:
@@ -471,7 +612,9 @@ def measure_quality(image: Tensor, content: LoadedImage, styles: Sequence[tuple[
 
     try:
         side = max(image.shape[-2:])
-        paintings = [decode_image(data, uri, max_pixels=runtime.max_pixels, max_side=side).rgb.to(device) for uri, data in styles]
+        paintings = [
+            decode_image(data, uri, max_pixels=runtime.max_pixels, max_side=side).rgb.to(device) for uri, data in styles
+        ]
         features = get_features(runtime.weights, runtime.weights_preprocessing, LAST_LAYER, "max", device)
         evaluator = Evaluator(features, content.rgb.to(device), paintings, cfg.blend_weights(len(paintings)))
         return judge(evaluator, image.to(device))
@@ -495,19 +638,48 @@ def _finish(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow:
     # run spent on it (the ETA and the summary add these up), not the whole batch's.
     began = r.began if made.batch == 1 else time.perf_counter() - r.prepared_s - sum(made.timings.values())
     notes = input_notes(made.content, settings.format)
-    sidecar = replace(pair_record(pair.name, settings.output_uri(pair.name), settings.format, written, pair.content_uri, content_bytes, styles, made,
-                                  settings.runtime, began),
-                      fingerprint=r.fingerprint, mask=mask.record() if mask is not None else None, batch=made.batch, notes=notes,
-                      sweep=dict(pair.sweep), sweep_of=pair.sweep_of if pair.sweep else "", run_id=settings.run_id, manifest=settings.manifest,
-                      worker=worker_address())
+    sidecar = replace(
+        pair_record(
+            pair.name,
+            settings.output_uri(pair.name),
+            settings.format,
+            written,
+            pair.content_uri,
+            content_bytes,
+            styles,
+            made,
+            settings.runtime,
+            began,
+        ),
+        fingerprint=r.fingerprint,
+        mask=mask.record() if mask is not None else None,
+        batch=made.batch,
+        notes=notes,
+        sweep=dict(pair.sweep),
+        sweep_of=pair.sweep_of if pair.sweep else "",
+        run_id=settings.run_id,
+        manifest=settings.manifest,
+        worker=worker_address(),
+    )
     # The sidecar goes last: it is what marks the pair as done for a re-run.
     uri = settings.sidecar_uri(pair.name)
     storage_for(uri).write_bytes(uri, json_bytes(sidecar.to_json()), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return PairRow(**r.row, status=Status.PRODUCED, redone=r.redo, notes=notes, quality=made.quality or None, target_keys=[o.key for o in made.outcomes],
-                   computed_keys=[o.key for o in made.outcomes if not o.hit], final_losses=made.result.final_losses,
-                   iterations=made.result.total_iterations, wall_time_s=sidecar.wall_time_s, timings=dict(made.timings), worker=sidecar.worker)
+    return PairRow(
+        **r.row,
+        status=Status.PRODUCED,
+        redone=r.redo,
+        notes=notes,
+        quality=made.quality or None,
+        target_keys=[o.key for o in made.outcomes],
+        computed_keys=[o.key for o in made.outcomes if not o.hit],
+        final_losses=made.result.final_losses,
+        iterations=made.result.total_iterations,
+        wall_time_s=sidecar.wall_time_s,
+        timings=dict(made.timings),
+        worker=sidecar.worker,
+    )
 
 
 def input_notes(content: LoadedImage, fmt: str) -> list[str]:
@@ -519,20 +691,44 @@ def input_notes(content: LoadedImage, fmt: str) -> list[str]:
     return notes
 
 
-def pair_record(name: str, output_uri: str, fmt: str, written: bytes, content_uri: str, content_bytes: bytes,
-                styles: Sequence[tuple[str, str, bytes]], made: Produced, runtime: RuntimeOptions, began: float) -> PairRecord:
+def pair_record(
+    name: str,
+    output_uri: str,
+    fmt: str,
+    written: bytes,
+    content_uri: str,
+    content_bytes: bytes,
+    styles: Sequence[tuple[str, str, bytes]],
+    made: Produced,
+    runtime: RuntimeOptions,
+    began: float,
+) -> PairRecord:
     """What a pair's sidecar records, and ``nst stylize --metadata`` in the same format: the
     output and its hash (a re-run's skip checks the output against them), the inputs and theirs,
     where the style targets came from, the run (parameters, weights, losses, device, versions),
     where its time went and when it finished. ``styles``: (name, URI, bytes) of each."""
-    run = run_record(made.cfg, get_weights(runtime.weights, runtime.weights_preprocessing), made.result, made.device, began)
+    run = run_record(
+        made.cfg, get_weights(runtime.weights, runtime.weights_preprocessing), made.result, made.device, began
+    )
     return PairRecord(
-        name=name, output=output_uri, output_bytes=len(written), output_sha256=sha256_hex(written),
+        name=name,
+        output=output_uri,
+        output_bytes=len(written),
+        output_sha256=sha256_hex(written),
         content=InputRecord(content_uri, sha256_hex(content_bytes), list(made.content.original_size)),
-        styles=[InputRecord(u, sha256_hex(b), name=n) for n, u, b in styles], format=fmt,
-        style_cache=[CacheUse(u, o.key, o.hit, o.rejected or "") for (_, u, _), o in zip(styles, made.outcomes, strict=True) if o.key],
-        **run, pipeline_version=PIPELINE_VERSION, quality=made.quality, timings=dict(made.timings),
-        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        styles=[InputRecord(u, sha256_hex(b), name=n) for n, u, b in styles],
+        format=fmt,
+        style_cache=[
+            CacheUse(u, o.key, o.hit, o.rejected or "")
+            for (_, u, _), o in zip(styles, made.outcomes, strict=True)
+            if o.key
+        ],
+        **run,
+        pipeline_version=PIPELINE_VERSION,
+        quality=made.quality,
+        timings=dict(made.timings),
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _write_images(pair: PairJob, settings: BatchSettings, image: Tensor, content: LoadedImage) -> bytes:
@@ -545,5 +741,7 @@ def _write_images(pair: PairJob, settings: BatchSettings, image: Tensor, content
     data = encode_image(image, fmt, alpha=content.alpha, quality=settings.runtime.quality)
     storage.write_bytes(output_uri, data, f"image/{'jpeg' if fmt == 'JPEG' else fmt.lower()}")
     storage.write_bytes(settings.layout.uri(pair_thumb(pair.name)), thumbnail(image), "image/jpeg")
-    storage.write_bytes(settings.layout.uri(original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg")
+    storage.write_bytes(
+        settings.layout.uri(original_thumb(pair.content_uri)), thumbnail(content.rgb, 160), "image/jpeg"
+    )
     return data

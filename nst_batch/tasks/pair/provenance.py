@@ -39,7 +39,11 @@ def _library_versions() -> tuple[tuple[str, str], ...]:
 
 def device_description(device: torch.device) -> dict[str, Any]:
     plan = applied()
-    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads(), "threads_from": plan.source if plan else "PyTorch's default"}
+    info: dict[str, Any] = {
+        "type": device.type,
+        "threads": torch.get_num_threads(),
+        "threads_from": plan.source if plan else "PyTorch's default",
+    }
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
         info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
@@ -53,7 +57,9 @@ def config_dict(cfg: StyleConfig) -> dict[str, Any]:
     return cfg.to_json()
 
 
-def run_record(cfg: StyleConfig, weights: VGGWeights, result: StylizeResult, device: torch.device, began: float) -> dict[str, Any]:
+def run_record(
+    cfg: StyleConfig, weights: VGGWeights, result: StylizeResult, device: torch.device, began: float
+) -> dict[str, Any]:
     """What every stylization records, one file or a batch's pair: parameters, weights, the
     result's size, losses and iterations, wall time since ``began`` (perf_counter), device, versions."""
     return {

@@ -46,7 +46,9 @@ class PairRow:
     redone: str = ""  # why an earlier output did not check out, when the pair was produced again
     notes: list[str] = field(default_factory=list)  # what its inputs lost on the way (frames, alpha), one line each
     final_losses: dict[str, float] | None = None
-    quality: dict[str, dict[str, float]] | None = None  # content distance and style gain by side (nst_batch.core.quality)
+    quality: dict[str, dict[str, float]] | None = (
+        None  # content distance and style gain by side (nst_batch.core.quality)
+    )
     iterations: int | None = None
     wall_time_s: float | None = None
     timings: dict[str, float] | None = None
@@ -62,7 +64,12 @@ class PairRow:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("target_keys", "computed_keys") or value is None or value == "" or (f.name == "notes" and not value):
+            if (
+                f.name in ("target_keys", "computed_keys")
+                or value is None
+                or value == ""
+                or (f.name == "notes" and not value)
+            ):
                 continue
             out[f.name] = value.value if isinstance(value, Status) else value
         return out
@@ -76,7 +83,11 @@ class PairRow:
         kept: dict[str, Any] = {}
         for f in fields(cls):
             value = data.get(f.name)
-            if f.name in data and f.name not in ("name", "status", "target_keys", "computed_keys") and _fits(value, f.type):
+            if (
+                f.name in data
+                and f.name not in ("name", "status", "target_keys", "computed_keys")
+                and _fits(value, f.type)
+            ):
                 kept[f.name] = value
         defaults = {"content": "", "styles": [], "style_names": [], "blend": [], "output": "", "sidecar": ""}
         status = Status(data["status"]) if data.get("status") in _STATUS_WORDS else Status.FAILED
@@ -84,12 +95,24 @@ class PairRow:
 
     def facts(self) -> dict[str, Any]:
         """What a progress display reads of it (sent as a Dask event from a worker)."""
-        return {"name": self.name, "status": self.status.value, "wall_time_s": self.wall_time_s, "reason": self.reason, "notes": self.notes}
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "wall_time_s": self.wall_time_s,
+            "reason": self.reason,
+            "notes": self.notes,
+        }
 
 
 _STATUS_WORDS = {s.value for s in Status}
 # What a field's annotation (a string: annotations are postponed) takes from JSON, by its first word.
-_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "list": (list,), "dict": (dict,), "int": (int,), "float": (int, float)}
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "list": (list,),
+    "dict": (dict,),
+    "int": (int,),
+    "float": (int, float),
+}
 
 
 def _fits(value: Any, annotation: Any) -> bool:
@@ -154,13 +177,26 @@ class RunSummary:
         """The JSON form: every field that says something, and ``done_earlier`` (the skipped
         pairs: an earlier run made them, their images are in the gallery)."""
         out: dict[str, Any] = {
-            "manifest": self.manifest, "output": self.output, "run_id": self.run_id, "started_at": self.started_at,
-            "finished_at": self.finished_at, "counts": self.counts, "done_earlier": self.counts.get("skipped", 0),
-            "style_targets": self.style_targets, "failures": [vars(f) for f in self.failures],
-            "pairs": [r.to_json() for r in self.pairs], "wall_time_s": self.wall_time_s,
+            "manifest": self.manifest,
+            "output": self.output,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "counts": self.counts,
+            "done_earlier": self.counts.get("skipped", 0),
+            "style_targets": self.style_targets,
+            "failures": [vars(f) for f in self.failures],
+            "pairs": [r.to_json() for r in self.pairs],
+            "wall_time_s": self.wall_time_s,
         }
-        optional = {"quality": self.quality, "notes": self.notes, "warnings": self.warnings, "live_view_s": self.live_view_s,
-                    "summary_uri": self.summary_uri, "gallery": self.gallery}
+        optional = {
+            "quality": self.quality,
+            "notes": self.notes,
+            "warnings": self.warnings,
+            "live_view_s": self.live_view_s,
+            "summary_uri": self.summary_uri,
+            "gallery": self.gallery,
+        }
         out.update({k: v for k, v in optional.items() if v not in (None, [], {})})
         return out
 
@@ -170,18 +206,31 @@ class RunSummary:
         text, so a value of the wrong type reads as empty; raises ValueError when it is no summary."""
         if not isinstance(data, Mapping) or not isinstance(data.get("counts"), Mapping):
             raise ValueError("not a run summary (no counts)")
-        failures = [Failure(_str(f.get("name")), _str(f.get("content")), _strs(f.get("styles")), _str(f.get("reason")))
-                    for f in _list(data.get("failures")) if isinstance(f, Mapping)]
+        failures = [
+            Failure(_str(f.get("name")), _str(f.get("content")), _strs(f.get("styles")), _str(f.get("reason")))
+            for f in _list(data.get("failures"))
+            if isinstance(f, Mapping)
+        ]
         return cls(
-            manifest=_str(data.get("manifest")), output=_str(data.get("output")), run_id=_str(data.get("run_id")),
-            started_at=_str(data.get("started_at")), finished_at=_str(data.get("finished_at")),
+            manifest=_str(data.get("manifest")),
+            output=_str(data.get("output")),
+            run_id=_str(data.get("run_id")),
+            started_at=_str(data.get("started_at")),
+            finished_at=_str(data.get("finished_at")),
             counts={str(k): int(v) for k, v in data["counts"].items() if isinstance(v, int | float)},
-            style_targets={str(k): int(v) for k, v in _dict(data.get("style_targets")).items() if isinstance(v, int | float)},
-            failures=failures, pairs=[r for r in map(PairRow.from_json, _list(data.get("pairs"))) if r is not None],
-            wall_time_s=_float(data.get("wall_time_s")) or 0.0, quality=_dict(data.get("quality")), notes=_strs(data.get("notes")),
-            warnings=_strs(data.get("warnings")), live_view_s=_float(data.get("live_view_s")),
+            style_targets={
+                str(k): int(v) for k, v in _dict(data.get("style_targets")).items() if isinstance(v, int | float)
+            },
+            failures=failures,
+            pairs=[r for r in map(PairRow.from_json, _list(data.get("pairs"))) if r is not None],
+            wall_time_s=_float(data.get("wall_time_s")) or 0.0,
+            quality=_dict(data.get("quality")),
+            notes=_strs(data.get("notes")),
+            warnings=_strs(data.get("warnings")),
+            live_view_s=_float(data.get("live_view_s")),
             summary_uri=data.get("summary_uri") if isinstance(data.get("summary_uri"), str) else None,
-            gallery=data.get("gallery") if isinstance(data.get("gallery"), str) else None)
+            gallery=data.get("gallery") if isinstance(data.get("gallery"), str) else None,
+        )
 
 
 def _str(value: Any) -> str:
@@ -251,7 +300,9 @@ class PairRecord:
     device: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     pipeline_version: str = ""  # produce.PIPELINE_VERSION: a sidecar of another version is produced again
-    quality: dict[str, dict[str, float]] = field(default_factory=dict)  # by side: content distance, style gain (core.quality)
+    quality: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # by side: content distance, style gain (core.quality)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, setup, stylize, quality, write
     finished_at: str = ""  # ISO 8601, UTC: the gallery shows it for later skips
     # A batch's pair (nst run) only:
@@ -279,7 +330,12 @@ class PairRecord:
                 value = [{"name": s.name, "uri": s.uri, "sha256": s.sha256} for s in value]
             elif f.name == "style_cache":
                 value = [{k: v for k, v in vars(c).items() if k != "rejected" or v} for c in value]
-            if value is None or value == "" or (f.name not in _ALWAYS and value in ([], {})) or (f.name == "batch" and value == 1):
+            if (
+                value is None
+                or value == ""
+                or (f.name not in _ALWAYS and value in ([], {}))
+                or (f.name == "batch" and value == 1)
+            ):
                 continue
             out[f.name] = value
         return out
@@ -293,21 +349,34 @@ class PairRecord:
             return None
         content: Any = data.get("content")
         styles: Any = data.get("styles")
-        if not isinstance(content, dict) or not isinstance(styles, list) or not all(isinstance(s, dict) and "name" in s and "uri" in s for s in styles):
+        if (
+            not isinstance(content, dict)
+            or not isinstance(styles, list)
+            or not all(isinstance(s, dict) and "name" in s and "uri" in s for s in styles)
+        ):
             raise ValueError(f"{data['name']}: the sidecar's content or styles are not readable")
         kept: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in data and f.name not in _NESTED and _fits(data[f.name], f.type):
                 kept[f.name] = data[f.name]
         given: Any = data.get("style_cache")
-        cache = [CacheUse(str(c["style"]), str(c["key"]), bool(c["hit"]), _as_text(c.get("rejected")))
-                 for c in (given if isinstance(given, list) else []) if isinstance(c, dict) and {"style", "key", "hit"} <= c.keys()]
+        cache = [
+            CacheUse(str(c["style"]), str(c["key"]), bool(c["hit"]), _as_text(c.get("rejected")))
+            for c in (given if isinstance(given, list) else [])
+            if isinstance(c, dict) and {"style", "key", "hit"} <= c.keys()
+        ]
         size = content.get("size")
-        return cls(**{"output": "", "output_bytes": -1, "output_sha256": "", "format": "", **kept},
-                   content=InputRecord(_as_text(content.get("uri")), _as_text(content.get("sha256")),
-                                       size if isinstance(size, list) else None),
-                   styles=[InputRecord(_as_text(s["uri"]), _as_text(s.get("sha256")), name=_as_text(s["name"], "?")) for s in styles],
-                   style_cache=cache)
+        return cls(
+            **{"output": "", "output_bytes": -1, "output_sha256": "", "format": "", **kept},
+            content=InputRecord(
+                _as_text(content.get("uri")), _as_text(content.get("sha256")), size if isinstance(size, list) else None
+            ),
+            styles=[
+                InputRecord(_as_text(s["uri"]), _as_text(s.get("sha256")), name=_as_text(s["name"], "?"))
+                for s in styles
+            ],
+            style_cache=cache,
+        )
 
     def blend(self) -> list[float] | None:
         """The styles' blend weights, normalised, when the parameters give one weight a style."""

@@ -77,28 +77,53 @@ def stylize_files(
     resolve_device(runtime.device)  # a device this machine lacks: one line, before reading anything
     content_file, style_files = read_input(content_path), [read_input(p) for p in style_paths]
     init_file = read_input(init_image_path) if init_image_path is not None else None
-    mask = _mask_input(mask_path, mask_styles, style_paths) if mask_path is not None and mask_styles is not None else None
+    mask = (
+        _mask_input(mask_path, mask_styles, style_paths) if mask_path is not None and mask_styles is not None else None
+    )
     checkpoints = _Checkpoints(on_step, output_path, fmt, runtime, save_every)
     # No target cache: nst stylize writes only the files it is given, the style targets are computed here.
-    made = produce_image(content_file.path, content_file.data, [(f.path, f.data) for f in style_files], cfg, runtime,
-                         init=(init_file.path, init_file.data) if init_file else None, on_step=checkpoints.callback(),
-                         report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY,
-                         on_decoded=checkpoints.decoded, mask=mask)
+    made = produce_image(
+        content_file.path,
+        content_file.data,
+        [(f.path, f.data) for f in style_files],
+        cfg,
+        runtime,
+        init=(init_file.path, init_file.data) if init_file else None,
+        on_step=checkpoints.callback(),
+        report_every=math.gcd(REPORT_EVERY, save_every) if save_every else REPORT_EVERY,
+        on_decoded=checkpoints.decoded,
+        mask=mask,
+    )
     with made.timings("write"):
         written = encode_image(made.image, fmt, alpha=made.content.alpha, quality=runtime.quality)
         _write(output_path, written)
         checkpoints.finished()
     styles = [(Path(f.path).stem, f.path, f.data) for f in style_files]
-    record = replace(pair_record(Path(output_path).stem, str(output_path), _extension(fmt), written, content_file.path, content_file.data, styles,
-                                 made, runtime, began),
-                     init_image={"path": init_file.path, "sha256": init_file.sha256} if init_file else None, runtime=asdict(runtime),
-                     mask=mask.record() if mask is not None else None)
+    record = replace(
+        pair_record(
+            Path(output_path).stem,
+            str(output_path),
+            _extension(fmt),
+            written,
+            content_file.path,
+            content_file.data,
+            styles,
+            made,
+            runtime,
+            began,
+        ),
+        init_image={"path": init_file.path, "sha256": init_file.sha256} if init_file else None,
+        runtime=asdict(runtime),
+        mask=mask.record() if mask is not None else None,
+    )
     if metadata_path is not None:
         _write(metadata_path, json_bytes(record.to_json()))
     return record
 
 
-def _mask_input(path: str | os.PathLike[str], mapping: Mapping[str, str], style_paths: list[str] | list[Path]) -> MaskInput:
+def _mask_input(
+    path: str | os.PathLike[str], mapping: Mapping[str, str], style_paths: list[str] | list[Path]
+) -> MaskInput:
     """The mask, its colours' styles named by the style files' names (a position 1, 2, ... names one too)."""
     names = tuple(Path(p).stem for p in style_paths)
     if len(set(names)) != len(names):
@@ -113,7 +138,9 @@ def _extension(fmt: str) -> str:
     return next(ext for ext, name in OUTPUT_FORMATS.items() if name == fmt)
 
 
-def _check_request(cfg: StyleConfig, style_paths: list[str] | list[Path], init: str | os.PathLike[str] | None, save_every: int) -> None:
+def _check_request(
+    cfg: StyleConfig, style_paths: list[str] | list[Path], init: str | os.PathLike[str] | None, save_every: int
+) -> None:
     if not style_paths:
         raise InputError("at least one style image is needed")
     if cfg.init == "image" and init is None:
@@ -125,8 +152,14 @@ def _check_request(cfg: StyleConfig, style_paths: list[str] | list[Path], init: 
 __all__ = ["RuntimeOptions", "stylize_files"]
 
 
-def _check_outputs(output: str | os.PathLike[str], metadata: str | os.PathLike[str] | None, content: str | os.PathLike[str],
-                   styles: Sequence[str | os.PathLike[str]], init: str | os.PathLike[str] | None, mask: str | os.PathLike[str] | None = None) -> None:
+def _check_outputs(
+    output: str | os.PathLike[str],
+    metadata: str | os.PathLike[str] | None,
+    content: str | os.PathLike[str],
+    styles: Sequence[str | os.PathLike[str]],
+    init: str | os.PathLike[str] | None,
+    mask: str | os.PathLike[str] | None = None,
+) -> None:
     """Before any work: no output is an input (or the other output), and every output's folder takes a new file."""
     outputs = {"output": output, **({"metadata": metadata} if metadata is not None else {})}
     inputs: dict[str, str | os.PathLike[str]] = {"content": content}
@@ -159,7 +192,14 @@ class _Checkpoints:
     with ``every``), encoded with the content's alpha once the content is decoded; removed when the
     output is written."""
 
-    def __init__(self, on_step: ProgressCallback | None, output: str | os.PathLike[str], fmt: str, runtime: RuntimeOptions, every: int) -> None:
+    def __init__(
+        self,
+        on_step: ProgressCallback | None,
+        output: str | os.PathLike[str],
+        fmt: str,
+        runtime: RuntimeOptions,
+        every: int,
+    ) -> None:
         self.on_step, self.fmt, self.runtime, self.every = on_step, fmt, runtime, every
         self.output = checkpoint_path(output)
         self.written = False

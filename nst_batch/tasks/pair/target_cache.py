@@ -66,7 +66,13 @@ _ENTRY_MAGIC = "nst-style-targets"
 
 
 def cache_entry(key: str, style_sha256: str, payload: bytes, run_id: str = "") -> bytes:
-    header = {"magic": _ENTRY_MAGIC, "key": key, "style_sha256": style_sha256, "payload_sha256": sha256_hex(payload), "run_id": run_id}
+    header = {
+        "magic": _ENTRY_MAGIC,
+        "key": key,
+        "style_sha256": style_sha256,
+        "payload_sha256": sha256_hex(payload),
+        "run_id": run_id,
+    }
     return json.dumps(header, sort_keys=True).encode() + b"\n" + payload
 
 
@@ -117,8 +123,17 @@ class TargetCache:
         return cls(settings.output_root, settings.run_id)
 
 
-def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions,
-                           cache: TargetCache, *, match: tuple[float, float] | None = None, force: bool = False) -> TargetsOutcome:
+def get_or_compute_targets(
+    style_uri: str,
+    style_bytes: bytes,
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    runtime: RuntimeOptions,
+    cache: TargetCache,
+    *,
+    match: tuple[float, float] | None = None,
+    force: bool = False,
+) -> TargetsOutcome:
     """Targets from the cache beside the outputs, or computed and stored there. A cache entry that
     fails validation is recomputed, never trusted."""
     sides = cfg.style_sides()
@@ -145,7 +160,9 @@ def get_or_compute_targets(style_uri: str, style_bytes: bytes, features: VGGFeat
     storage.write_bytes(join(cache.root, original_thumb(style_uri)), thumbnail(style.rgb, 160), "image/jpeg")
     device = next(iter(features.parameters())).device
     targets = compute_style_targets(style.rgb.to(device), features, cfg, luminance_match=match).to(_cpu())
-    storage.write_bytes(uri, cache_entry(key, style_sha, targets_to_bytes(targets), cache.run_id), "application/octet-stream")
+    storage.write_bytes(
+        uri, cache_entry(key, style_sha, targets_to_bytes(targets), cache.run_id), "application/octet-stream"
+    )
     return TargetsOutcome(targets, key, cached=False, rejected=rejected)
 
 
@@ -164,10 +181,24 @@ class ResidentTargets:
         self._entries: collections.OrderedDict[tuple[str, str, str, str], TargetsOutcome] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(self, uri: str, data: bytes, features: VGGFeatures, cfg: StyleConfig, runtime: RuntimeOptions, cache: TargetCache,
-                       match: tuple[float, float] | None, force: bool, device: torch.device) -> TargetsOutcome:
-        key = (targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()), str(device),
-               cache.root, cache.run_id)
+    def get_or_compute(
+        self,
+        uri: str,
+        data: bytes,
+        features: VGGFeatures,
+        cfg: StyleConfig,
+        runtime: RuntimeOptions,
+        cache: TargetCache,
+        match: tuple[float, float] | None,
+        force: bool,
+        device: torch.device,
+    ) -> TargetsOutcome:
+        key = (
+            targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()),
+            str(device),
+            cache.root,
+            cache.run_id,
+        )
         keep = bool(cache.run_id) and match is None and not force
         if keep:
             with self._lock:
@@ -203,11 +234,25 @@ def features_for(cfg: StyleConfig, runtime: RuntimeOptions, device: torch.device
     return get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
 
 
-def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False) -> dict[str, Any]:
+def ensure_style_targets(
+    style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False
+) -> dict[str, Any]:
     """The flow's style task: make sure this style's targets for these parameters are cached."""
     data = read_image_bytes(style_uri, settings.runtime.max_pixels)
     with device_pool(settings.runtime.device).acquire() as device:
         cfg = for_device(cfg, device)
-        outcome = get_or_compute_targets(style_uri, data, features_for(cfg, settings.runtime, device), cfg, settings.runtime,
-                                         TargetCache.of(settings), force=force)
-    return {"style": style_uri, "key": outcome.key, "cached": outcome.hit, **({"rejected": outcome.rejected} if outcome.rejected else {})}
+        outcome = get_or_compute_targets(
+            style_uri,
+            data,
+            features_for(cfg, settings.runtime, device),
+            cfg,
+            settings.runtime,
+            TargetCache.of(settings),
+            force=force,
+        )
+    return {
+        "style": style_uri,
+        "key": outcome.key,
+        "cached": outcome.hit,
+        **({"rejected": outcome.rejected} if outcome.rejected else {}),
+    }

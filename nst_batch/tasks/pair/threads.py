@@ -38,6 +38,7 @@ from nst_batch.tasks.planning.runtime import MAX_THREADS
 
 THREADS_ENV = "NST_THREADS"
 
+
 @dataclass(frozen=True)
 class ThreadPlan:
     count: int
@@ -51,12 +52,19 @@ def parse_threads(text: str, setting: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_THREADS:
-        raise InputError(f"{setting} must be 0 (auto) or a whole number 1..{MAX_THREADS}, got {str(text)[:40]!r}", settings=[setting])
+        raise InputError(
+            f"{setting} must be 0 (auto) or a whole number 1..{MAX_THREADS}, got {str(text)[:40]!r}", settings=[setting]
+        )
     return value
 
 
-def plan_threads(setting: int = 0, sharing: int = 1, environ: dict[str, str] | None = None, proc: str = "/proc",
-                 sample_s: float = 0.2) -> ThreadPlan:
+def plan_threads(
+    setting: int = 0,
+    sharing: int = 1,
+    environ: dict[str, str] | None = None,
+    proc: str = "/proc",
+    sample_s: float = 0.2,
+) -> ThreadPlan:
     """The compute threads of one pair: ``setting`` when > 0, else ``NST_THREADS``, else
     ``OMP_NUM_THREADS``, else the CPU budget (other work sampled for ``sample_s``; 0: not sampled)
     divided among ``sharing`` pairs running at once."""
@@ -144,7 +152,9 @@ def cgroup_cpu_quota(proc: str = "/proc") -> float | None:
         for member_version, member_controllers, path in memberships:
             if version != member_version or (version == 1 and "cpu" not in controllers & member_controllers):
                 continue
-            quotas += [q for q in (_quota_in(folder, version) for folder in _folders(mountpoint, root, path)) if q is not None]
+            quotas += [
+                q for q in (_quota_in(folder, version) for folder in _folders(mountpoint, root, path)) if q is not None
+            ]
     return min(quotas) if quotas else None
 
 
@@ -180,7 +190,7 @@ def _folders(mountpoint: str, root: str, path: str) -> list[Path]:
     """The process's cgroup folder under a mount and its ancestors up to the mount. Inside a
     container the mount's root is often the container's own cgroup, or the path is not under
     it (a cgroup namespace): then the mount point itself is the process's cgroup."""
-    relative = path[len(root):] if root != "/" and path.startswith(root) else (path if root == "/" else "")
+    relative = path[len(root) :] if root != "/" and path.startswith(root) else (path if root == "/" else "")
     folder = Path(mountpoint) / relative.strip("/")
     top = Path(mountpoint)
     chain = [folder]

@@ -6,9 +6,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", 
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")  # iPhones' default: read with the `heic` extra (pillow-heif)
 # Why a listed folder's file of a kind is not taken (every other kind: "not an image").
 NOT_TAKEN = {
-    **dict.fromkeys(HEIF_EXTENSIONS, "HEIC/HEIF needs the optional pillow-heif: pip install 'nst-batch[heic]' (or convert them to JPEG)"),
-    **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".raw"),
-                    "camera RAW files are not read: develop them to JPEG, PNG or TIFF first"),
+    **dict.fromkeys(
+        HEIF_EXTENSIONS,
+        "HEIC/HEIF needs the optional pillow-heif: pip install 'nst-batch[heic]' (or convert them to JPEG)",
+    ),
+    **dict.fromkeys(
+        (".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".raw"),
+        "camera RAW files are not read: develop them to JPEG, PNG or TIFF first",
+    ),
     "": "no extension: name them with their format's extension (.jpg, .png, ...) to include them",
 }
 

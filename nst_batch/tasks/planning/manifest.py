@@ -29,7 +29,10 @@ def _params_model() -> type[BaseModel]:
     hints = typing.get_type_hints(StyleConfig)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(StyleConfig):
-        fields[f.name] = (hints[f.name] | None, Field(None, description=f.metadata.get("help")))  # the same help as the CLI's
+        fields[f.name] = (
+            hints[f.name] | None,
+            Field(None, description=f.metadata.get("help")),
+        )  # the same help as the CLI's
     model = create_model("Params", __config__=ConfigDict(extra="forbid"), **fields)
     return model
 
@@ -54,7 +57,11 @@ _RuntimeKeys = _runtime_model()
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(StyleConfig)}
 # Valid or not only together with other fields (and their defaults): checked at expansion.
 _CROSS_FIELD = {"style_layer_weights", "style_blend"}
-_TUPLE_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if typing.get_origin(typing.get_type_hints(StyleConfig)[f.name]) is tuple}
+_TUPLE_FIELDS = {
+    f.name
+    for f in dataclasses.fields(StyleConfig)
+    if typing.get_origin(typing.get_type_hints(StyleConfig)[f.name]) is tuple
+}
 
 
 def _takes_numbers(hint: Any) -> bool:
@@ -63,7 +70,9 @@ def _takes_numbers(hint: Any) -> bool:
     return bool(parts & {int, float}) and bool not in parts
 
 
-_NUMBER_FIELDS = {f.name for f in dataclasses.fields(StyleConfig) if _takes_numbers(typing.get_type_hints(StyleConfig)[f.name])}
+_NUMBER_FIELDS = {
+    f.name for f in dataclasses.fields(StyleConfig) if _takes_numbers(typing.get_type_hints(StyleConfig)[f.name])
+}
 
 
 # A sweep's points per pair at most: 3 x 3 x 3 x 3 is 81; a typo of 1000 values is refused.
@@ -106,7 +115,9 @@ class Params(_Params):  # type: ignore[misc, valid-type]
             if not values:
                 raise ValueError(f"sweep: {name} needs at least one value")
             if len(values) > MAX_SWEEP_POINTS:
-                raise ValueError(f"sweep: {name} lists {len(values):,} values, over the limit of {MAX_SWEEP_POINTS} points per pair")
+                raise ValueError(
+                    f"sweep: {name} lists {len(values):,} values, over the limit of {MAX_SWEEP_POINTS} points per pair"
+                )
             if len(set(map(repr, values))) != len(values):
                 raise ValueError(f"sweep: {name} lists a value twice")
             sweep[name] = [cls._one_value(name, value) for value in values]
@@ -265,8 +276,10 @@ class _StrictLoader(_BaseLoader):
     integer is decimal unless it says ``0o`` or ``0x``; mapping keys (parameter and style names)
     and the values of name fields (:data:`_NAME_FIELDS`) are strings as written."""
 
-    yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT)]
-                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         for key_node, value_node in node.value:
@@ -279,7 +292,8 @@ class _StrictLoader(_BaseLoader):
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, str | int | float | bool) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
+                )
             if isinstance(key, str | int | float | bool):
                 seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
@@ -312,7 +326,9 @@ def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 
 _StrictLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_StrictLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_StrictLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
 _StrictLoader.add_constructor(_INT, _yaml12_int)
 
 
@@ -381,18 +397,36 @@ def _drop(data: Any, loc: tuple[Any, ...]) -> None:
 def parse_manifest(text: str, source: str) -> Manifest:
     """Parse and validate YAML text; raises :class:`ManifestError` listing every problem."""
     if len(text) > MAX_MANIFEST_BYTES:
-        raise ManifestError(source, [ManifestProblem("", f"the manifest is {len(text):,} characters, over the limit of "
-                                                         f"{MAX_MANIFEST_BYTES:,}: use globs and sweeps rather than listing every pair")])
+        raise ManifestError(
+            source,
+            [
+                ManifestProblem(
+                    "",
+                    f"the manifest is {len(text):,} characters, over the limit of "
+                    f"{MAX_MANIFEST_BYTES:,}: use globs and sweeps rather than listing every pair",
+                )
+            ],
+        )
     try:
         node = yaml.compose(text, Loader=_StrictLoader)
         if _expanded_nodes(node, MAX_MANIFEST_NODES) > MAX_MANIFEST_NODES:
-            raise ManifestError(source, [ManifestProblem("", f"the manifest expands to over {MAX_MANIFEST_NODES:,} YAML values "
-                                                             "(aliases *name repeat what they name): a manifest that large is refused")])
+            raise ManifestError(
+                source,
+                [
+                    ManifestProblem(
+                        "",
+                        f"the manifest expands to over {MAX_MANIFEST_NODES:,} YAML values "
+                        "(aliases *name repeat what they name): a manifest that large is refused",
+                    )
+                ],
+            )
         data = _construct(node)  # from the nodes composed above: the text is parsed once
     except ValueError as exc:  # an integer of thousands of digits (Python's int() refuses it)
         if isinstance(exc, ManifestError):
             raise
-        reason = "a number has more than 4,300 digits" if "digits" in str(exc) else " ".join(str(exc).split())[:MAX_QUOTED]
+        reason = (
+            "a number has more than 4,300 digits" if "digits" in str(exc) else " ".join(str(exc).split())[:MAX_QUOTED]
+        )
         raise ManifestError(source, [ManifestProblem("", f"a value cannot be read: {reason}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -427,7 +461,10 @@ def _unknown_styles(data: dict[str, Any], node: yaml.Node | None) -> list[Manife
         names = [wanted] if isinstance(wanted, str) else wanted if isinstance(wanted, list) else []
         for name in names:
             if isinstance(name, str) and name not in styles:
-                message = f"unknown style {name!r}{did_you_mean(name, list(map(str, styles)))}; known: {', '.join(map(str, styles))}"
+                message = (
+                    f"unknown style {name!r}{did_you_mean(name, list(map(str, styles)))}; known: "
+                    f"{', '.join(map(str, styles))}"
+                )
                 problems.append(ManifestProblem(f"pairs.{i}.style", message, _line_of(node, ("pairs", i, "style"))))
     return problems
 
@@ -439,8 +476,13 @@ def _known_keys() -> list[str]:
 def _drop_union_noise(problems: list[ManifestProblem]) -> list[ManifestProblem]:
     """For a value that may be a string or a mapping (a style), pydantic reports both branches;
     keep the specific problems inside the mapping, not "should be a valid string" beside them."""
+
     def noise(p: ManifestProblem) -> bool:
-        generic = p.message in ("Input should be a valid string", "Input should be 'all'", "Input should be a valid list")
+        generic = p.message in (
+            "Input should be a valid string",
+            "Input should be 'all'",
+            "Input should be a valid list",
+        )
         return generic and any(o is not p and (o.path == p.path or o.path.startswith(p.path + ".")) for o in problems)
 
     return [p for p in problems if not noise(p)] or problems

@@ -41,18 +41,23 @@ def mask_styles_problems(mask_styles: Mapping[str, str], style_names: Sequence[s
             problems.append(f"{colour} and {seen[rgb]} are the same colour")
         seen[rgb] = colour
         if label != KEEP and label not in style_names:
-            problems.append(f"{colour}: {label!r} is not one of this pair's styles ({', '.join(style_names)}) nor {KEEP!r}")
+            problems.append(
+                f"{colour}: {label!r} is not one of this pair's styles ({', '.join(style_names)}) nor {KEEP!r}"
+            )
     used = set(mask_styles.values())
     unused = [s for s in style_names if s not in used]
     if unused:
-        problems.append(f"no colour takes the style(s) {', '.join(unused)}: map a colour to each, or leave them out of `style`")
+        problems.append(
+            f"no colour takes the style(s) {', '.join(unused)}: map a colour to each, or leave them out of `style`"
+        )
     if mask_styles and used == {KEEP}:
         problems.append("every colour keeps the photo: map at least one to a style")
     return problems
 
 
 def mask_styles_from_text(text: str) -> dict[str, str]:
-    """``#ff0000=starry,#000000=keep`` (the CLI's form) -> {"#ff0000": "starry", "#000000": "keep"}; raises ValueError."""
+    """``#ff0000=starry,#000000=keep`` (the CLI's form) -> {"#ff0000": "starry", "#000000": "keep"};
+    raises ValueError."""
     out: dict[str, str] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:

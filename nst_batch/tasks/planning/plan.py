@@ -19,7 +19,16 @@ from nst_batch.core import StyleConfig
 from nst_batch.core.config import show
 from nst_batch.tasks.errors import Problem, StorageError
 from nst_batch.tasks.output.layout import RESERVED_NAMES, OutputLayout
-from nst_batch.tasks.output.storage import basename, climbs_out, has_glob, has_scheme, parent, resolve, storage_for, uri_problem
+from nst_batch.tasks.output.storage import (
+    basename,
+    climbs_out,
+    has_glob,
+    has_scheme,
+    parent,
+    resolve,
+    storage_for,
+    uri_problem,
+)
 from nst_batch.tasks.planning.formats import NOT_TAKEN, image_extensions
 from nst_batch.tasks.planning.manifest import (
     MAX_MANIFEST_BYTES,
@@ -77,9 +86,15 @@ class PairJob:
     def row(self, settings: BatchSettings) -> dict[str, Any]:
         """What the summary and the gallery say of this pair, whatever became of it."""
         blend = self.config.blend_weights(len(self.styles))
-        row: dict[str, Any] = {"name": self.name, "content": self.content_uri, "styles": [s.uri for s in self.styles],
-               "style_names": [s.name for s in self.styles], "blend": [round(w, 4) for w in blend],
-               "output": settings.output_uri(self.name), "sidecar": settings.sidecar_uri(self.name)}
+        row: dict[str, Any] = {
+            "name": self.name,
+            "content": self.content_uri,
+            "styles": [s.uri for s in self.styles],
+            "style_names": [s.name for s in self.styles],
+            "blend": [round(w, 4) for w in blend],
+            "output": settings.output_uri(self.name),
+            "sidecar": settings.sidecar_uri(self.name),
+        }
         if self.sweep:
             row.update({"sweep": self.sweep, "sweep_of": self.sweep_of})
         if self.mask is not None:
@@ -98,7 +113,9 @@ class BatchSettings:
     run_id: str = ""  # the flow run's id (set by the flow): each sidecar records the run that wrote it
     verify: bool = False  # a skip hashes the output against its sidecar (else: size and header only)
     keep_earlier: bool = False  # a pair redone with other parameters or inputs keeps its previous files under earlier/
-    manifest: str = ""  # the manifest planned: each sidecar records it (who owns a name, nst_batch.tasks.running.ownership)
+    manifest: str = (
+        ""  # the manifest planned: each sidecar records it (who owns a name, nst_batch.tasks.running.ownership)
+    )
 
     @property
     def layout(self) -> OutputLayout:
@@ -131,8 +148,16 @@ class Plan:
             "manifest": self.source,
             "output": self.settings.output_root,
             "styles": self.styles,
-            "pairs": [{"name": p.name, "output": self.settings.output_uri(p.name), "content": p.content_uri,
-                       "styles": [s.name for s in p.styles], "parameters": full[id(p.config)]} for p in self.pairs],
+            "pairs": [
+                {
+                    "name": p.name,
+                    "output": self.settings.output_uri(p.name),
+                    "content": p.content_uri,
+                    "styles": [s.name for s in p.styles],
+                    "parameters": full[id(p.config)],
+                }
+                for p in self.pairs
+            ],
         }
 
 
@@ -156,7 +181,9 @@ def _read_manifest(manifest_uri: str) -> str:
         raise ManifestError(manifest_uri, [ManifestProblem("", f"cannot read the manifest: {exc}")]) from None
 
 
-def expand(manifest: Manifest, source: str, output: str | None = None, collect: list[ManifestProblem] | None = None) -> Plan:
+def expand(
+    manifest: Manifest, source: str, output: str | None = None, collect: list[ManifestProblem] | None = None
+) -> Plan:
     """The plan of ``manifest``; raises :class:`ManifestError` with every problem found, or with
     ``collect`` appends them there and returns the plan of the pairs that did expand."""
     base = parent(source)
@@ -168,8 +195,13 @@ def expand(manifest: Manifest, source: str, output: str | None = None, collect: 
         raise ManifestError(source, problems)
     output_root = command_line_path(output) if output else resolve(base, manifest.output)
     weights = manifest.weights if manifest.weights in ("caffe", "torchvision") else resolve(base, manifest.weights)
-    settings = BatchSettings(output_root, manifest.format, replace(manifest.runtime(), weights=weights), keep_earlier=manifest.keep_earlier,
-                             manifest=command_line_path(source))  # absolute: `m.yaml` and `./team/m.yaml` are one manifest
+    settings = BatchSettings(
+        output_root,
+        manifest.format,
+        replace(manifest.runtime(), weights=weights),
+        keep_earlier=manifest.keep_earlier,
+        manifest=command_line_path(source),
+    )  # absolute: `m.yaml` and `./team/m.yaml` are one manifest
     styles = {name: resolve(base, manifest.style_path(name)) for name in manifest.styles}
     notes: list[ManifestProblem] = []
     entries = _once(_pair_entries(manifest, base, problems, output_root, notes), notes)
@@ -181,7 +213,11 @@ def expand(manifest: Manifest, source: str, output: str | None = None, collect: 
     for path, content_uri, style_names, overrides, name, mask in entries:
         unknown = [s for s in style_names if s not in styles]
         if unknown:
-            problems.append(ManifestProblem(path + ".style", f"unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}"))
+            problems.append(
+                ManifestProblem(
+                    path + ".style", f"unknown style {', '.join(map(repr, unknown))}; known: {', '.join(styles)}"
+                )
+            )
             continue
         levels = [defaults, *(style_levels[style] for style in style_names)]
         levels += [({k: v for k, v in overrides.items() if k != "sweep"}, overrides.get("sweep") or {})]
@@ -189,8 +225,13 @@ def expand(manifest: Manifest, source: str, output: str | None = None, collect: 
         points = math.prod(len(v) for v in sweep.values())
         if points > MAX_SWEEP_POINTS:
             sizes = " x ".join(f"{len(v)} {k}" for k, v in sweep.items())
-            problems.append(ManifestProblem(path, f"the sweep makes {points} outputs of each pair ({sizes}), over the limit of "
-                                                  f"{MAX_SWEEP_POINTS}: sweep fewer values, or split it over pairs"))
+            problems.append(
+                ManifestProblem(
+                    path,
+                    f"the sweep makes {points} outputs of each pair ({sizes}), over the limit of "
+                    f"{MAX_SWEEP_POINTS}: sweep fewer values, or split it over pairs",
+                )
+            )
             continue
         job_name = name or output_name(content_uri, style_names)
         refs = shared.setdefault(("styles", *style_names), tuple(StyleRef(s, styles[s]) for s in style_names))
@@ -200,8 +241,19 @@ def expand(manifest: Manifest, source: str, output: str | None = None, collect: 
             except (ValueError, TypeError) as exc:
                 problems.append(ManifestProblem(path, f"{str(exc)}{_at(point)}"))
                 continue
-            pairs.append(PairJob(sweep_name(job_name, point), content_uri, refs, checked, path, _jsonable(point), job_name if point else "",
-                                 named=name is not None, mask=mask))
+            pairs.append(
+                PairJob(
+                    sweep_name(job_name, point),
+                    content_uri,
+                    refs,
+                    checked,
+                    path,
+                    _jsonable(point),
+                    job_name if point else "",
+                    named=name is not None,
+                    mask=mask,
+                )
+            )
     pairs = _distinct_names(pairs, {p.name for p in pairs if p.named})
     problems += _duplicate_names(pairs) + _reserved_names(pairs)
     if problems and collect is None:
@@ -286,7 +338,11 @@ def _uri_problems(manifest: Manifest, output: str | None, base: str = "") -> lis
     where += [(f"contents.{i}", entry) for i, entry in enumerate(manifest.contents)]
     if manifest.pairs != "all":
         where += [(f"pairs.{i}.content", pair.content) for i, pair in enumerate(manifest.pairs)]
-    return [ManifestProblem(field, problem) for field, uri in where if (problem := uri_problem(uri) or climbs_out(base, uri))]
+    return [
+        ManifestProblem(field, problem)
+        for field, uri in where
+        if (problem := uri_problem(uri) or climbs_out(base, uri))
+    ]
 
 
 _Entry = tuple[str, str, list[str], dict[str, Any], str | None, MaskRef | None]
@@ -308,12 +364,15 @@ def _once(entries: list[_Entry], notes: list[ManifestProblem]) -> list[_Entry]:
     return out
 
 
-def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem], output_root: str,
-                  notes: list[ManifestProblem]) -> list[_Entry]:
+def _pair_entries(
+    manifest: Manifest, base: str, problems: list[ManifestProblem], output_root: str, notes: list[ManifestProblem]
+) -> list[_Entry]:
     """(field path, content URI, style names, per-pair parameters, output name) for every pair."""
     if manifest.pairs == "all":
         if not manifest.contents:
-            problems.append(ManifestProblem("contents", "no contents: list images, globs or prefixes, or give explicit pairs"))
+            problems.append(
+                ManifestProblem("contents", "no contents: list images, globs or prefixes, or give explicit pairs")
+            )
         out: list[_Entry] = []
         for i, entry in enumerate(manifest.contents):
             for uri in _expand_contents(resolve(base, entry), f"contents.{i}", problems, output_root, notes):
@@ -323,9 +382,13 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
     for i, pair in enumerate(manifest.pairs):
         assert isinstance(pair, PairEntry)
         names = [pair.style] if isinstance(pair.style, str) else list(pair.style)
-        overrides = {k: v for k, v in pair.given().items() if k not in ("content", "style", "name", "mask", "mask_styles")}
+        overrides = {
+            k: v for k, v in pair.given().items() if k not in ("content", "style", "name", "mask", "mask_styles")
+        }
         if (pair.mask is None) != (pair.mask_styles is None):
-            problems.append(ManifestProblem(f"pairs.{i}", "mask and mask_styles go together: the image, and what its colours take"))
+            problems.append(
+                ManifestProblem(f"pairs.{i}", "mask and mask_styles go together: the image, and what its colours take")
+            )
             continue
         mask_problems = mask_styles_problems(pair.mask_styles, names) if pair.mask_styles is not None else []
         if mask_problems:
@@ -334,11 +397,20 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
         if pair.sweep:
             overrides["sweep"] = pair.sweep
         if pair.name is not None and len(pair.name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
-            problems.append(ManifestProblem(f"pairs.{i}.name", f"{excerpt(pair.name)} is {len(pair.name.encode('utf-8', 'replace'))} "
-                                                               f"bytes in UTF-8, over the {MAX_NAME_BYTES} a name may take"))
+            problems.append(
+                ManifestProblem(
+                    f"pairs.{i}.name",
+                    f"{excerpt(pair.name)} is {len(pair.name.encode('utf-8', 'replace'))} "
+                    f"bytes in UTF-8, over the {MAX_NAME_BYTES} a name may take",
+                )
+            )
             continue
         if pair.name is not None and safe_name(pair.name) != pair.name:
-            problems.append(ManifestProblem(f"pairs.{i}.name", f"{pair.name!r} is not a safe file name (letters, digits, . _ + - only)"))
+            problems.append(
+                ManifestProblem(
+                    f"pairs.{i}.name", f"{pair.name!r} is not a safe file name (letters, digits, . _ + - only)"
+                )
+            )
             continue
         for uri in _expand_contents(resolve(base, pair.content), f"pairs.{i}.content", problems, output_root, notes):
             mask = None
@@ -348,7 +420,9 @@ def _pair_entries(manifest: Manifest, base: str, problems: list[ManifestProblem]
     return entries
 
 
-def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], output_root: str, notes: list[ManifestProblem]) -> list[str]:
+def _expand_contents(
+    uri: str, path: str, problems: list[ManifestProblem], output_root: str, notes: list[ManifestProblem]
+) -> list[str]:
     """A file, a glob, a folder, an s3:// object or an s3:// prefix -> image URIs.
 
     An entry names a file when such a file exists (``photo[1].png`` is then that file, not a
@@ -359,7 +433,9 @@ def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], outpu
     storage = storage_for(uri)
     try:
         if _under(uri, output_root):
-            problems.append(ManifestProblem(path, f"{uri} is inside the output root {output_root}: outputs cannot be inputs"))
+            problems.append(
+                ManifestProblem(path, f"{uri} is inside the output root {output_root}: outputs cannot be inputs")
+            )
             return []
         if not_utf8(uri):
             problems.append(ManifestProblem(path, f"{shown_name(uri)}: {NOT_UTF8}"))
@@ -378,7 +454,9 @@ def _expand_contents(uri: str, path: str, problems: list[ManifestProblem], outpu
     return [uri]  # a single file: if it is missing or bad, that pair fails on its own (nst validate says so first)
 
 
-NOT_UTF8 = "the file name is not valid UTF-8 (copied from another system?): rename it, e.g. convmv -f latin1 -t utf8 --notest"
+NOT_UTF8 = (
+    "the file name is not valid UTF-8 (copied from another system?): rename it, e.g. convmv -f latin1 -t utf8 --notest"
+)
 
 
 def not_utf8(uri: str) -> bool:
@@ -401,8 +479,14 @@ def _under(uri: str, root: str) -> bool:
     return uri.startswith(root.rstrip("/") + "/")
 
 
-def _listed(found: list[str], output_root: str, path: str, none: str, problems: list[ManifestProblem],
-            notes: list[ManifestProblem]) -> list[str]:
+def _listed(
+    found: list[str],
+    output_root: str,
+    path: str,
+    none: str,
+    problems: list[ManifestProblem],
+    notes: list[ManifestProblem],
+) -> list[str]:
     """The images of a listing (not those under the output root); every other file is counted,
     one note per kind with why it is not taken and the first few names: nothing left out in silence."""
     extensions = image_extensions()
@@ -420,10 +504,14 @@ def _listed(found: list[str], output_root: str, path: str, none: str, problems: 
             ext = posixpath.splitext(name)[1].lower()
             skipped.setdefault((ext, NOT_TAKEN.get(ext, "not an image file")), []).append(uri)
     for (ext, why), uris in skipped.items():
-        kind = "with a name that is not UTF-8" if ext == "name" else f"{ext} file" if ext else "file without an extension"
+        kind = (
+            "with a name that is not UTF-8" if ext == "name" else f"{ext} file" if ext else "file without an extension"
+        )
         plural = "s" if len(uris) > 1 and ext not in ("name", "") else ""
         names = ", ".join(shown_name(basename(u)) for u in uris[:3]) + (", ..." if len(uris) > 3 else "")
-        count = f"{len(uris)} {kind}{plural}" if ext != "name" else f"{len(uris)} file{'s' if len(uris) > 1 else ''} {kind}"
+        count = (
+            f"{len(uris)} {kind}{plural}" if ext != "name" else f"{len(uris)} file{'s' if len(uris) > 1 else ''} {kind}"
+        )
         notes.append(ManifestProblem(path, f"{count} skipped ({names}): {why}"))
     if not images:
         problems.append(ManifestProblem(path, none))
@@ -477,15 +565,26 @@ def _duplicate_names(pairs: list[PairJob]) -> list[ManifestProblem]:
         key = pair.name.lower()
         if key in seen:
             other = seen[key]
-            problems.append(ManifestProblem(pair.origin or "pairs", f"two pairs would write {pair.name!r}: {other.content_uri} and "
-                                            f"{pair.content_uri} (give them distinct `name`s)"))
+            problems.append(
+                ManifestProblem(
+                    pair.origin or "pairs",
+                    f"two pairs would write {pair.name!r}: {other.content_uri} and "
+                    f"{pair.content_uri} (give them distinct `name`s)",
+                )
+            )
         seen[key] = pair
     return problems
 
 
 def _reserved_names(pairs: list[PairJob]) -> list[ManifestProblem]:
-    return [ManifestProblem(p.origin or "pairs", f"name {p.name!r} is reserved for the run's own files ({', '.join(sorted(RESERVED_NAMES))})")
-            for p in pairs if p.name.lower() in RESERVED_NAMES]
+    return [
+        ManifestProblem(
+            p.origin or "pairs",
+            f"name {p.name!r} is reserved for the run's own files ({', '.join(sorted(RESERVED_NAMES))})",
+        )
+        for p in pairs
+        if p.name.lower() in RESERVED_NAMES
+    ]
 
 
 def _checked_params(shared: dict[Any, Any], values: dict[str, Any], styles: int) -> StyleConfig:

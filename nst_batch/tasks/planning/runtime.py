@@ -16,28 +16,62 @@ MAX_BATCH = 64
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: larger inputs are refused unless the user raises it
 
 
-def _setting(default: Any, help: str, *, low: int | None = None, high: int | None = None, auto: bool = False,
-             choices: tuple[str, ...] = (), shown: str | None = None, one_image: bool = True) -> Any:
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    auto: bool = False,
+    choices: tuple[str, ...] = (),
+    shown: str | None = None,
+    one_image: bool = True,
+) -> Any:
     """A runtime setting: ``low``/``high`` its range (``auto``: 0 means "choose for me"),
     ``choices`` its words, ``shown`` how --help says its default, ``one_image``: ``nst stylize``
     takes it too (a batch's size does not apply to one image)."""
-    return field(default=default, metadata={"help": help, "low": low, "high": high, "auto": auto, "choices": choices,
-                                            "shown": shown, "one_image": one_image})
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "low": low,
+            "high": high,
+            "auto": auto,
+            "choices": choices,
+            "shown": shown,
+            "one_image": one_image,
+        },
+    )
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
     device: str = _setting("auto", "auto, cpu, cuda or cuda:N")
     weights: str = _setting("caffe", "caffe (original VGG-19, offline), torchvision, or a state-dict file")
-    weights_preprocessing: str | None = _setting(None, "input convention of a state-dict file", choices=("caffe", "torchvision"),
-                                                 shown="caffe")
+    weights_preprocessing: str | None = _setting(
+        None, "input convention of a state-dict file", choices=("caffe", "torchvision"), shown="caffe"
+    )
     max_pixels: int = _setting(DEFAULT_MAX_PIXELS, "refuse input images with more pixels", low=1)
     quality: int = _setting(95, "JPEG/WebP quality", low=1, high=100)
-    deterministic: bool = _setting(False, "deterministic cuDNN algorithms (slower on a GPU; CPU runs are always repeatable)")
-    threads: int = _setting(0, "compute threads, shared among the pairs running at once (0: the CPUs this process may use, by "
-                               "affinity and cgroup quota; or $NST_THREADS, $OMP_NUM_THREADS)", low=0, high=MAX_THREADS, auto=True)
-    batch: int = _setting(0, "photos of one shape and parameter set optimised as one batch (0: chosen for the device)",
-                          low=0, high=MAX_BATCH, auto=True, one_image=False)
+    deterministic: bool = _setting(
+        False, "deterministic cuDNN algorithms (slower on a GPU; CPU runs are always repeatable)"
+    )
+    threads: int = _setting(
+        0,
+        "compute threads, shared among the pairs running at once (0: the CPUs this process may use, by "
+        "affinity and cgroup quota; or $NST_THREADS, $OMP_NUM_THREADS)",
+        low=0,
+        high=MAX_THREADS,
+        auto=True,
+    )
+    batch: int = _setting(
+        0,
+        "photos of one shape and parameter set optimised as one batch (0: chosen for the device)",
+        low=0,
+        high=MAX_BATCH,
+        auto=True,
+        one_image=False,
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):

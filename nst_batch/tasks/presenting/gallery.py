@@ -24,7 +24,17 @@ from urllib.parse import quote
 
 from nst_batch.tasks.basics import plural
 from nst_batch.tasks.errors import InputError, StorageError
-from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, LIVE_DIR, LIVE_RUN, SUMMARY_NAME, live_image, live_state, original_thumb, pair_thumb
+from nst_batch.tasks.output.layout import (
+    GALLERY_MARK,
+    GALLERY_NAME,
+    LIVE_DIR,
+    LIVE_RUN,
+    SUMMARY_NAME,
+    live_image,
+    live_state,
+    original_thumb,
+    pair_thumb,
+)
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.image_files import OUTPUT_FORMATS
 from nst_batch.tasks.pair.records import PairRecord, PairRow, RunSummary, Status, shown_quality
@@ -110,7 +120,7 @@ def safe_link(rel: str, files: set[str]) -> str | None:
 
 def _relative(root: str, uri: str) -> str:
     prefix = root.rstrip("/") + "/"
-    return uri[len(prefix):] if uri.startswith(prefix) else uri
+    return uri[len(prefix) :] if uri.startswith(prefix) else uri
 
 
 def _read_json(storage: Any, uri: str) -> dict[str, Any] | None:
@@ -138,11 +148,22 @@ def _cell_from_sidecar(root: str, rel: str, meta: Any, files: set[str] | None = 
     try:
         record = PairRecord.from_json(meta)
     except ValueError:
-        return Cell(stem, f"(unreadable: {rel})", UNREADABLE, "unreadable", reason=f"{UNREADABLE}: {rel}", sidecar=rel), []
+        return Cell(
+            stem, f"(unreadable: {rel})", UNREADABLE, "unreadable", reason=f"{UNREADABLE}: {rel}", sidecar=rel
+        ), []
     if record is None:
         return None
-    cell = Cell(stem, record.content.uri or "?", style_label([s.name for s in record.styles], record.blend()), "produced",
-                output=_output_of(stem, files or set()), sidecar=rel, record=record, sweep=dict(record.sweep), sweep_of=record.sweep_of)
+    cell = Cell(
+        stem,
+        record.content.uri or "?",
+        style_label([s.name for s in record.styles], record.blend()),
+        "produced",
+        output=_output_of(stem, files or set()),
+        sidecar=rel,
+        record=record,
+        sweep=dict(record.sweep),
+        sweep_of=record.sweep_of,
+    )
     return cell, [s.uri for s in record.styles]
 
 
@@ -161,7 +182,9 @@ def collect(root: str) -> tuple[Page, set[str]]:
     if not sidecars and SUMMARY_NAME not in files:
         if storage.entry_kind(root, image_like=False) != "folder":
             raise InputError(f"{root}: no such folder; run nst run with this output first")
-        raise InputError(f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first")
+        raise InputError(
+            f"no stylized outputs in {root} (no sidecars, no summary.json); run nst run with this output first"
+        )
     page = Page()
     page.interrupted = _interrupted_run(root, storage, files, sidecars)
     page.run = _read_summary(storage, join(root, SUMMARY_NAME)) if SUMMARY_NAME in files else None
@@ -181,7 +204,9 @@ def _read_summary(storage: Any, uri: str) -> RunSummary | None:
         return None
 
 
-def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[str, tuple[Cell, list[str]]]) -> dict[str, Any] | None:
+def _interrupted_run(
+    root: str, storage: Any, files: set[str], sidecars: dict[str, tuple[Cell, list[str]]]
+) -> dict[str, Any] | None:
     """The run whose live view is still there though it no longer runs (Ctrl-C, SIGTERM, a crash,
     a kill): when it stopped and how far it got; its running pairs become 'interrupted' cells."""
 
@@ -194,18 +219,30 @@ def _interrupted_run(root: str, storage: Any, files: set[str], sidecars: dict[st
     for rel in sorted(files):
         if rel.startswith(f"{LIVE_DIR}/") and rel.endswith(".json") and rel != LIVE_RUN:
             state = _read_json(storage, join(root, rel)) or {}
-            name = rel[len(LIVE_DIR) + 1: -len(".json")]
+            name = rel[len(LIVE_DIR) + 1 : -len(".json")]
             if name not in sidecars:
-                cell = Cell(name, _text(state.get("content"), name), _text(state.get("style"), "(interrupted)"), "interrupted",
-                            reason="interrupted: the run stopped while this pair ran")
+                cell = Cell(
+                    name,
+                    _text(state.get("content"), name),
+                    _text(state.get("style"), "(interrupted)"),
+                    "interrupted",
+                    reason="interrupted: the run stopped while this pair ran",
+                )
                 sidecars[name] = (cell, [])
     updated, since = marker.get("updated"), marker.get("since")
     finished = marker.get("finished") if isinstance(marker.get("finished"), int) else None
-    if isinstance(since, int | float):  # the live view's count lags its last rendering: the sidecars since it began say more
+    if isinstance(
+        since, int | float
+    ):  # the live view's count lags its last rendering: the sidecars since it began say more
         written = sum(_finished_since(cell.record, since) for cell, _ in sidecars.values())
         finished = max(finished or 0, written)
-    return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if isinstance(updated, int | float) else "at an unknown time",
-            "finished": finished, "planned": marker.get("planned") if isinstance(marker.get("planned"), int) else None}
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated))
+        if isinstance(updated, int | float)
+        else "at an unknown time",
+        "finished": finished,
+        "planned": marker.get("planned") if isinstance(marker.get("planned"), int) else None,
+    }
 
 
 def _finished_since(record: PairRecord | None, since: float) -> bool:
@@ -236,8 +273,18 @@ def _add_row(page: Page, row: PairRow, sidecars: dict[str, tuple[Cell, list[str]
     styles = [u for u in row.styles if isinstance(u, str)]
     names = [_text(n, "?") for n in row.style_names] or [u.rsplit("/", 1)[-1] for u in styles]
     blend = row.blend if row.blend and all(isinstance(w, int | float) for w in row.blend) else None
-    page.add(Cell(row.name, row.content or "?", style_label(names, blend), status,
-                  reason=row.reason, sweep=dict(row.sweep or {}), sweep_of=row.sweep_of), styles)
+    page.add(
+        Cell(
+            row.name,
+            row.content or "?",
+            style_label(names, blend),
+            status,
+            reason=row.reason,
+            sweep=dict(row.sweep or {}),
+            sweep_of=row.sweep_of,
+        ),
+        styles,
+    )
 
 
 def headline(page: Page) -> str:
@@ -261,8 +308,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-_SHOWN_PARAMETERS = ("size", "iterations", "content_weight", "style_weight", "tv_weight", "style_scale",
-                     "pooling", "init", "preserve_color", "precision", "seed")
+_SHOWN_PARAMETERS = (
+    "size",
+    "iterations",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_scale",
+    "pooling",
+    "init",
+    "preserve_color",
+    "precision",
+    "seed",
+)
 
 
 def _number(value: Any) -> float | None:
@@ -295,11 +353,16 @@ def _details(cell: Cell) -> tuple[str, str]:
 
 def _scales(reports: list[dict[str, Any]]) -> str:
     """What each scale ran: ``256 px 240 its (plateau), 512 px 150 its``."""
-    return ", ".join(f"{max(r.get('height', 0), r.get('width', 0))} px {r.get('iterations', '?')} its"
-                     + (" (plateau)" if r.get("stopped_early") else "") for r in reports)
+    return ", ".join(
+        f"{max(r.get('height', 0), r.get('width', 0))} px {r.get('iterations', '?')} its"
+        + (" (plateau)" if r.get("stopped_early") else "")
+        for r in reports
+    )
 
 
-def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
+def _cell_html(
+    cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = ""
+) -> str:
     """A grid cell (``points``: a swept pair's, then it links to the comparison), or a sweep point
     with its ``attrs`` and ``extra`` (its values) added. A cell whose sidecar cannot be shown says
     so instead of breaking the page."""
@@ -307,34 +370,52 @@ def _cell_html(cell: Cell | None, files: set[str], points: list[Cell] | None = N
         return _cell_html_of(cell, files, points, attrs=attrs, extra=extra)
     except (KeyError, TypeError, ValueError, AttributeError):
         name = html.escape(cell.name if cell is not None else "?")
-        return f'<td class="unreadable" data-pair="{name}"><div class="reason"><strong>{UNREADABLE}</strong>: {name}</div></td>'
+        return (
+            f'<td class="unreadable" data-pair="{name}"><div class="reason"><strong>{UNREADABLE}</strong>: '
+            f"{name}</div></td>"
+        )
 
 
-def _cell_html_of(cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = "") -> str:
+def _cell_html_of(
+    cell: Cell | None, files: set[str], points: list[Cell] | None = None, *, attrs: str = "", extra: str = ""
+) -> str:
     e = html.escape
     if cell is None:
         return '<td class="empty">not planned</td>'
     if cell.status in ("pending", "running"):
         return _live_cell_html(cell, files, attrs, extra)
     if points:
-        return _cell_html(cell, files, attrs=attrs, extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>')
+        return _cell_html(
+            cell,
+            files,
+            attrs=attrs,
+            extra=f'<a class="compare" href="#{e(_sweep_id(cell))}">{len(points)} settings: compare ↓</a>',
+        )
     if cell.status in ("failed", "unreadable", "interrupted"):
         word = {"failed": "failed", "unreadable": UNREADABLE, "interrupted": "interrupted"}[cell.status]
         reason = cell.reason.split(": ", 1)[-1] if cell.status in ("unreadable", "interrupted") else cell.reason
-        return (f'<td class="{cell.status}" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>{word}</strong>: '
-                f'{e(reason or "no reason given")}</div>{extra}</td>')
+        return (
+            f'<td class="{cell.status}" data-pair="{e(cell.name)}"{attrs}><div class="reason"><strong>{word}</strong>: '
+            f"{e(reason or 'no reason given')}</div>{extra}</td>"
+        )
     thumb = safe_link(pair_thumb(cell.name), files)
     output, sidecar = safe_link(cell.output, files), safe_link(cell.sidecar, files)
     size = cell.record.output_size if cell.record is not None else []
-    image = (f'<img src="{e(thumb)}"{_srcset(thumb, output, size)} alt="{e(cell.name)}" loading="lazy"{_natural_width(size, output)}>'
-             if thumb else f"<span>{e(cell.name)}</span>")
+    image = (
+        f'<img src="{e(thumb)}"{_srcset(thumb, output, size)} alt="{e(cell.name)}" '
+        f'loading="lazy"{_natural_width(size, output)}>'
+        if thumb
+        else f"<span>{e(cell.name)}</span>"
+    )
     dl, hover = _details(cell)
     missing = f'<div title="{e(hover)}">{image}</div><div class="note">no output file</div>'
     shown = f'<a href="{e(output)}" title="{e(hover)}">{image}</a>' if output else missing
     metadata = f'<a href="{e(sidecar)}">metadata (JSON)</a>' if sidecar else ""
     measured, quality_attrs = _quality(cell.record)
-    return (f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{quality_attrs}{attrs}>{shown}{measured}'
-            f'<details><summary>{e(_status_words(cell))} · details</summary>{dl}{metadata}</details>{extra}</td>')
+    return (
+        f'<td class="{e(cell.status)}" data-pair="{e(cell.name)}"{quality_attrs}{attrs}>{shown}{measured}'
+        f"<details><summary>{e(_status_words(cell))} · details</summary>{dl}{metadata}</details>{extra}</td>"
+    )
 
 
 def _quality(record: PairRecord | None) -> tuple[str, str]:
@@ -344,8 +425,10 @@ def _quality(record: PairRecord | None) -> tuple[str, str]:
     if shown is None:
         return "", ""
     side, content, gain = shown
-    title = (f"at {side} px: content distance {content:.3f} (0 = the photo's features), style gain {gain:.3f} "
-             "(the painting's Gram distance over the photo's own: 1 = none of the style, lower = more)")
+    title = (
+        f"at {side} px: content distance {content:.3f} (0 = the photo's features), style gain {gain:.3f} "
+        "(the painting's Gram distance over the photo's own: 1 = none of the style, lower = more)"
+    )
     line = f'<div class="quality" title="{html.escape(title)}">content {content:.2f} · style {gain:.2f}</div>'
     return line, f' data-content="{content:.4f}" data-style-gain="{gain:.4f}"'
 
@@ -390,12 +473,19 @@ def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
     updated, progress = _number(state.get("updated")) or 0.0, min(max(_number(state.get("progress")) or 0.0, 0.0), 1.0)
     shown = f'<img src="{e(image)}?v={updated:.0f}" alt="{e(cell.name)} (running)">' if image else ""
     where = f"scale {state.get('scale', '?')}/{state.get('scales', '?')}, iteration {state.get('iteration', '?')}"
-    return (f'<td class="running" data-pair="{e(cell.name)}" data-progress="{progress}"{attrs}>{shown}'
-            f'<div class="state">running · {100 * progress:.0f} % · {e(where)}</div>{extra}</td>')
+    return (
+        f'<td class="running" data-pair="{e(cell.name)}" data-progress="{progress}"{attrs}>{shown}'
+        f'<div class="state">running · {100 * progress:.0f} % · {e(where)}</div>{extra}</td>'
+    )
 
 
 def _sweep_id(cell: Cell) -> str:
-    return "sweep-" + hashlib.sha256(f"{cell.content}\n{cell.style}\n{cell.sweep_of}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return (
+        "sweep-"
+        + hashlib.sha256(f"{cell.content}\n{cell.style}\n{cell.sweep_of}".encode("utf-8", "surrogatepass")).hexdigest()[
+            :12
+        ]
+    )
 
 
 def _value(value: Any) -> str:
@@ -407,8 +497,12 @@ def _value(value: Any) -> str:
 def _point_html(cell: Cell, files: set[str]) -> str:
     """One sweep point: the output, labelled with its values (the swept parameters highlighted)."""
     e = html.escape
-    label = "".join(f'<mark class="swept-value" data-key="{e(k)}">{e(k)} {e(_value(v))}</mark>' for k, v in cell.sweep.items())
-    return _cell_html(cell, files, attrs=f' data-values="{e(json.dumps(cell.sweep))}"', extra=f'<div class="values">{label}</div>')
+    label = "".join(
+        f'<mark class="swept-value" data-key="{e(k)}">{e(k)} {e(_value(v))}</mark>' for k, v in cell.sweep.items()
+    )
+    return _cell_html(
+        cell, files, attrs=f' data-values="{e(json.dumps(cell.sweep))}"', extra=f'<div class="values">{label}</div>'
+    )
 
 
 def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> str:
@@ -416,30 +510,45 @@ def _sweep_html(points: list[Cell], style_uris: list[str], files: set[str]) -> s
     e = html.escape
     first = points[0]
     varies = ", ".join(dict.fromkeys(k for p in points for k in p.sweep))
-    style = _original_html(style_uris[0], first.style, files, "style") if len(style_uris) == 1 else f"<th>{e(first.style)}</th>"
+    style = (
+        _original_html(style_uris[0], first.style, files, "style")
+        if len(style_uris) == 1
+        else f"<th>{e(first.style)}</th>"
+    )
     cells = "".join(_point_html(p, files) for p in points)
-    return (f'<section class="sweep" id="{e(_sweep_id(first))}" data-sweep="{e(first.sweep_of)}">'
-            f'<h2>{e(first.sweep_of)}: <mark class="varies">{e(varies)}</mark> varies, {len(points)} settings</h2>'
-            f'<table><tr>{_original_html(first.content, _short(first.content), files, "content")}{style}{cells}</tr></table>'
-            f'{_ranking(points)}</section>')
+    return (
+        f'<section class="sweep" id="{e(_sweep_id(first))}" data-sweep="{e(first.sweep_of)}">'
+        f'<h2>{e(first.sweep_of)}: <mark class="varies">{e(varies)}</mark> varies, {len(points)} settings</h2>'
+        f"<table><tr>{_original_html(first.content, _short(first.content), files, 'content')}"
+        f"{style}{cells}</tr></table>"
+        f"{_ranking(points)}</section>"
+    )
 
 
 def _ranking(points: list[Cell]) -> str:
     """The sweep's settings sorted by their measured style gain (most style first) and by content
     distance (closest to the photo first): the page has no script, so it says the two orders."""
-    measured = [(cell, shown[2], shown[1]) for cell in points
-                if cell.record is not None and (shown := shown_quality(cell.record.quality)) is not None]
+    measured = [
+        (cell, shown[2], shown[1])
+        for cell in points
+        if cell.record is not None and (shown := shown_quality(cell.record.quality)) is not None
+    ]
     if len(measured) < 2:
         return ""
     e = html.escape
 
     def said(cell: Cell, value: float) -> str:
-        return f'<li data-values="{e(json.dumps(cell.sweep))}">{e(", ".join(f"{k} {_value(v)}" for k, v in cell.sweep.items()))}: {value:.2f}</li>'
+        values = ", ".join(f"{k} {_value(v)}" for k, v in cell.sweep.items())
+        return f'<li data-values="{e(json.dumps(cell.sweep))}">{e(values)}: {value:.2f}</li>'
 
     by_style = "".join(said(c, g) for c, g, _ in sorted(measured, key=lambda m: m[1]))
     by_content = "".join(said(c, d) for c, _, d in sorted(measured, key=lambda m: m[2]))
-    return (f'<div class="ranking"><div><strong>most style first</strong> (style gain)<ol class="by-style">{by_style}</ol></div>'
-            f'<div><strong>closest to the photo first</strong> (content distance)<ol class="by-content">{by_content}</ol></div></div>')
+    return (
+        f'<div class="ranking"><div><strong>most style first</strong> (style gain)<ol '
+        f'class="by-style">{by_style}</ol></div>'
+        f"<div><strong>closest to the photo first</strong> (content distance)<ol "
+        f'class="by-content">{by_content}</ol></div></div>'
+    )
 
 
 def _original_html(uri: str, label: str, files: set[str], css: str) -> str:
@@ -468,7 +577,9 @@ div.run ul.failures { margin: .3rem 0 0; padding-left: 1.2rem; color: #8a1c12; f
 img.original { max-width: 160px; max-height: 160px; }
 td { min-width: 140px; }
 p.interrupted { background: #fff4e5; padding: .5rem; }
-td.failed, td.unreadable, td.interrupted { background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left; }
+td.failed, td.unreadable, td.interrupted {
+  background: #fdecea; color: #8a1c12; font-size: .85rem; overflow-wrap: anywhere; text-align: left;
+}
 td.empty { color: #bbb; }
 td.pending { color: #999; background: #f0f0f0; }
 td.running { background: #eef6ff; }
@@ -477,7 +588,9 @@ a.compare { display: block; font-size: .8rem; margin-top: .2rem; }
 section.sweep { margin-top: 2rem; }
 section.sweep h2 { font-size: 1.05rem; font-weight: 600; }
 mark { background: #fff2a8; border-radius: 3px; padding: 0 .25rem; }
-div.values { font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center; }
+div.values {
+  font-size: .8rem; margin-top: .25rem; display: flex; flex-wrap: wrap; gap: .25rem; justify-content: center;
+}
 details { font-size: .75rem; color: #555; text-align: left; }
 div.quality { font-size: .75rem; color: #555; margin-top: .2rem; }
 div.ranking { display: flex; gap: 2rem; font-size: .8rem; color: #444; margin: .4rem 0 0 .4rem; }
@@ -493,18 +606,34 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
     live = ""
     if reload_s:
         live = f'<meta http-equiv="refresh" content="{reload_s}">'
-    note = (f'<p class="live">This run is in progress: the page reloads every {reload_s} s; running pairs show their latest image.</p>'
-            if reload_s else "")
+    note = (
+        f'<p class="live">This run is in progress: the page reloads every {reload_s} s; running pairs show their '
+        f"latest image.</p>"
+        if reload_s
+        else ""
+    )
     if page.interrupted and not reload_s:
         run = page.interrupted
-        far = f" after {run['finished']} of {run['planned']} pairs" if run["finished"] is not None and run["planned"] else ""
-        note = (f'<p class="interrupted"><strong>This run was interrupted</strong> ({e(run["when"])}){e(far)}: it ended without its '
-                f'summary. Re-run it to finish; finished pairs are skipped.</p>')
-    head = "".join(_original_html(uris[0] if len(uris) == 1 else "", label, files if len(uris) == 1 else set(), "style")
-                   for label, uris in page.styles.items())
+        far = (
+            f" after {run['finished']} of {run['planned']} pairs"
+            if run["finished"] is not None and run["planned"]
+            else ""
+        )
+        note = (
+            f'<p class="interrupted"><strong>This run was interrupted</strong> ({e(run["when"])}){e(far)}: it ended '
+            f"without its "
+            f"summary. Re-run it to finish; finished pairs are skipped.</p>"
+        )
+    head = "".join(
+        _original_html(uris[0] if len(uris) == 1 else "", label, files if len(uris) == 1 else set(), "style")
+        for label, uris in page.styles.items()
+    )
     rows = []
     for content in page.contents:
-        cells = "".join(_cell_html(page.cells.get((content, label)), files, page.sweeps.get((content, label))) for label in page.styles)
+        cells = "".join(
+            _cell_html(page.cells.get((content, label)), files, page.sweeps.get((content, label)))
+            for label in page.styles
+        )
         rows.append(f"<tr>{_original_html(content, _short(content), files, 'content')}{cells}</tr>")
     sweeps = "\n".join(_sweep_html(points, page.styles[style], files) for (_, style), points in page.sweeps.items())
     return f"""<!doctype html>
@@ -513,8 +642,10 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 <meta name="referrer" content="no-referrer">{GALLERY_MARK}<title>{e(title)}</title>
 <style>{_STYLE}</style>{live}</head>
 <body><h1>{e(title)}</h1>{note}{_run_header(page.run) if not reload_s else ""}
-<p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size, open "details" for its parameters and losses.</p>
-<div class="grid"><table class="grid" style="min-width: {150 * len(page.styles) + 200}px"><col class="content">{"<col>" * len(page.styles)}
+<p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size,
+open "details" for its parameters and losses.</p>
+<div class="grid"><table class="grid" style="min-width: {150 * len(page.styles) + 200}px">
+<col class="content">{"<col>" * len(page.styles)}
 <tr><th></th>{head}</tr>
 {chr(10).join(rows)}
 </table></div>
@@ -530,19 +661,36 @@ def _run_header(run: RunSummary | None) -> str:
     e = html.escape
     started, took = run.started_at, run.wall_time_s if run.wall_time_s else None
     when = started.replace("T", " ").replace("+00:00", " UTC")[:23] if started else "at an unknown time"
-    facts = ", ".join(f"{run.counts.get(k, 0):g} {word}" for k, word in
-                      (("planned", "planned"), ("produced", "produced"), ("skipped", "done earlier"), ("failed", "failed")))
+    facts = ", ".join(
+        f"{run.counts.get(k, 0):g} {word}"
+        for k, word in (
+            ("planned", "planned"),
+            ("produced", "produced"),
+            ("skipped", "done earlier"),
+            ("failed", "failed"),
+        )
+    )
     failures = run.failures
-    listed = "".join(f"<li><strong>{e(f.name or '?')}</strong>: {e(f.reason or 'no reason given')}</li>" for f in failures[:20])
+    listed = "".join(
+        f"<li><strong>{e(f.name or '?')}</strong>: {e(f.reason or 'no reason given')}</li>" for f in failures[:20]
+    )
     more = f"<li>and {len(failures) - 20} more (summary.json lists them all)</li>" if len(failures) > 20 else ""
     failed = f'<ul class="failures">{listed}{more}</ul>' if failures else ""
     took_text = f", took {took:.0f} s" if took is not None else ""
-    return (f'<div class="run"><p><strong>Last run</strong> {e(when)}{e(took_text)} of <code>{e(run.manifest or "?")}</code>: '
-            f'{e(facts)}.</p>{failed}</div>')
+    return (
+        f'<div class="run"><p><strong>Last run</strong> {e(when)}{e(took_text)} of '
+        f"<code>{e(run.manifest or '?')}</code>: "
+        f"{e(facts)}.</p>{failed}</div>"
+    )
 
 
-def build_live_gallery(plan: Any, finished: dict[str, PairRow], reload_s: int, title: str = "Stylized gallery",
-                       sidecars: dict[str, Any] | None = None) -> str:
+def build_live_gallery(
+    plan: Any,
+    finished: dict[str, PairRow],
+    reload_s: int,
+    title: str = "Stylized gallery",
+    sidecars: dict[str, Any] | None = None,
+) -> str:
     """``index.html`` of a run in progress: every planned pair, finished (as in the final page),
     running (from its live files) or pending, in plan order; the page reloads every ``reload_s``.
     ``sidecars`` keeps the finished pairs' cells between calls, so each sidecar is read once."""
@@ -564,10 +712,22 @@ def build_live_gallery(plan: Any, finished: dict[str, PairRow], reload_s: int, t
         running = state is not None
         planned = pair.row(plan.settings)
         label = style_label(planned["style_names"], planned["blend"])
-        page.add(Cell(pair.name, pair.content_uri, label, "running" if running else "pending", live=state or {}, sweep=dict(pair.sweep),
-                      sweep_of=pair.sweep_of), planned["styles"])
+        page.add(
+            Cell(
+                pair.name,
+                pair.content_uri,
+                label,
+                "running" if running else "pending",
+                live=state or {},
+                sweep=dict(pair.sweep),
+                sweep_of=pair.sweep_of,
+            ),
+            planned["styles"],
+        )
     uri = join(root, GALLERY_NAME)
-    storage.write_bytes(uri, render(page, files, title, reload_s).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8")
+    storage.write_bytes(
+        uri, render(page, files, title, reload_s).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8"
+    )
     return uri
 
 
@@ -583,7 +743,9 @@ def build_gallery(root: str, title: str = "Stylized gallery") -> str:
     are removed."""
     page, files = collect(root)
     uri = join(root, GALLERY_NAME)
-    storage_for(uri).write_bytes(uri, render(page, files, title).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8")
+    storage_for(uri).write_bytes(
+        uri, render(page, files, title).encode("utf-8", "backslashreplace"), "text/html; charset=utf-8"
+    )
     if page.interrupted is not None:
         clear_live(root)
     return uri

@@ -32,7 +32,9 @@ def list_runs(root: str) -> list[RunEntry]:
     if not entries:
         latest = _read(storage, join(root, SUMMARY_NAME))
         if latest is None:
-            raise InputError(f"no runs recorded in {root} (no {RUNS_DIR}/ and no {SUMMARY_NAME}); run nst run with this output first")
+            raise InputError(
+                f"no runs recorded in {root} (no {RUNS_DIR}/ and no {SUMMARY_NAME}); run nst run with this output first"
+            )
         entries = [latest]
     return sorted(entries, key=lambda e: (e.summary.started_at, e.uri))
 
@@ -46,15 +48,20 @@ def _read(storage: Any, uri: str) -> RunEntry | None:
 
 def runs_table(entries: list[RunEntry]) -> list[str]:
     """One line a run: when, how long, the counts, the flow run, the manifest, and its failures' first reason."""
-    lines = [f"{'started (UTC)':<20} {'took':>8} {'planned':>7} {'made':>5} {'skipped':>7} {'failed':>6}  {'flow run':<36}  manifest"]
+    lines = [
+        f"{'started (UTC)':<20} {'took':>8} {'planned':>7} {'made':>5} {'skipped':>7} {'failed':>6}  "
+        f"{'flow run':<36}  manifest"
+    ]
     for e in (entry.summary for entry in entries):
         c = e.counts
         when = e.started_at.replace("T", " ").replace("+00:00", "")[:19] or "(before history)"
-        lines.append(f"{when:<20} {format_duration(e.wall_time_s):>8} {c.get('planned', 0):>7} {c.get('produced', 0):>5} {c.get('skipped', 0):>7} "
-                     f"{c.get('failed', 0):>6}  {e.run_id or '-':<36}  {e.manifest}")
+        lines.append(
+            f"{when:<20} {format_duration(e.wall_time_s):>8} {c.get('planned', 0):>7} {c.get('produced', 0):>5} "
+            f"{c.get('skipped', 0):>7} "
+            f"{c.get('failed', 0):>6}  {e.run_id or '-':<36}  {e.manifest}"
+        )
         if e.failures:
             first = e.failures[0]
             more = f" (and {len(e.failures) - 1} more)" if len(e.failures) > 1 else ""
             lines.append(f"{'':<20} failed: {first.name or '?'}: {first.reason[:120]}{more}")
     return lines
-

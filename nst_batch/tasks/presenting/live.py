@@ -35,7 +35,9 @@ LOG = logging.getLogger("nst.live")
 class LivePair(WantsImages):
     """An ``on_step`` callback publishing one pair's current image and progress."""
 
-    def __init__(self, name: str, settings: BatchSettings, every_s: float = 5.0, content: str = "", style: str = "") -> None:
+    def __init__(
+        self, name: str, settings: BatchSettings, every_s: float = 5.0, content: str = "", style: str = ""
+    ) -> None:
         self.name, self.root, self.every_s = name, settings.output_root, every_s
         self.content, self.style = content, style  # where an interrupted run's gallery puts this pair
         self.last = -float("inf")
@@ -57,9 +59,19 @@ class LivePair(WantsImages):
 
         assert step.image is not None
         self.latest = thumbnail(step.image)
-        state = {"name": self.name, "status": "running", "progress": round(step.progress, 4), "scale": step.scale_index + 1,
-                 "scales": step.num_scales, "iteration": step.iteration, "size": [step.width, step.height],
-                 "loss": (step.losses or {}).get("total"), "updated": time.time(), "content": self.content, "style": self.style}
+        state = {
+            "name": self.name,
+            "status": "running",
+            "progress": round(step.progress, 4),
+            "scale": step.scale_index + 1,
+            "scales": step.num_scales,
+            "iteration": step.iteration,
+            "size": [step.width, step.height],
+            "loss": (step.losses or {}).get("total"),
+            "updated": time.time(),
+            "content": self.content,
+            "style": self.style,
+        }
         storage = storage_for(self.root)
         storage.write_bytes(join(self.root, live_image(self.name)), self.latest, "image/jpeg")
         storage.write_bytes(join(self.root, live_state(self.name)), json.dumps(state).encode(), "application/json")

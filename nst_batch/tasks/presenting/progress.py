@@ -37,7 +37,10 @@ def format_duration(seconds: float | None) -> str:
 
 
 def _where(step: StepInfo) -> str:
-    return f"scale {step.scale_index + 1}/{step.num_scales} {step.width}x{step.height} it {step.iteration}/{step.max_iterations}"
+    return (
+        f"scale {step.scale_index + 1}/{step.num_scales} {step.width}x{step.height} it "
+        f"{step.iteration}/{step.max_iterations}"
+    )
 
 
 class ProgressBar:
@@ -53,13 +56,22 @@ class ProgressBar:
     def __call__(self, step: StepInfo) -> None:
         if self._bar is None:
             # Everything but the bar goes in desc: tqdm prefixes a custom format's postfix with ", ".
-            self._bar = tqdm(total=1000, file=self._stream, dynamic_ncols=True, leave=True, bar_format="{percentage:3.0f}%|{bar}| {desc}")
+            self._bar = tqdm(
+                total=1000,
+                file=self._stream,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{percentage:3.0f}%|{bar}| {desc}",
+            )
         if step.losses:
             self._loss = f" loss={step.losses['total']:.4g}"
         status = f" (converged at {step.iteration})" if step.scale_done and step.stopped_early else ""
         self._bar.n = round(1000 * step.progress)
-        self._bar.set_description_str(f"{self._label}{_where(step)}{status}, {format_duration(step.elapsed_s)} elapsed, "
-                                      f"ETA {format_duration(step.eta_s())}{self._loss}", refresh=False)
+        self._bar.set_description_str(
+            f"{self._label}{_where(step)}{status}, {format_duration(step.elapsed_s)} elapsed, "
+            f"ETA {format_duration(step.eta_s())}{self._loss}",
+            refresh=False,
+        )
         self._bar.refresh()
         if step.scale_done and step.scale_index == step.num_scales - 1:
             self.close()
@@ -226,7 +238,7 @@ class BatchProgress:
         # The median of the recent pairs, a collection's pairs being alike (a mean would promise
         # minutes for a run of seconds); each slot's first pair pays for warming up (measured: 4.0 s
         # against 2.5 s for the pairs after it), so it counts only until there is nothing else.
-        warm = self.produced_seconds[self.slots:] or self.produced_seconds
+        warm = self.produced_seconds[self.slots :] or self.produced_seconds
         per_pair = statistics.median(warm[-50:]) if warm else None
         current = self.current[1] if self.current else None
         if per_pair is None and current is not None and current.progress > 0:
@@ -270,8 +282,14 @@ class BatchBar(BatchProgress):
     def planned(self, total: int, likely_done: int = 0, slots: int = 1) -> None:
         with self.lock:
             self.start(total, likely_done, slots)
-            self._bar = tqdm(total=total, file=self._stream, dynamic_ncols=True, leave=True, unit="pair",
-                             bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {desc}")
+            self._bar = tqdm(
+                total=total,
+                file=self._stream,
+                dynamic_ncols=True,
+                leave=True,
+                unit="pair",
+                bar_format="{n_fmt}/{total_fmt} pairs |{bar}| {desc}",
+            )
             self._show()
 
     def step(self, pair: str, info: StepInfo) -> None:
@@ -295,8 +313,11 @@ class BatchBar(BatchProgress):
         self._bar.n = self.done
         at = f"{self.current[0]}: {_where(self.current[1])}, " if self.current else ""
         failed = f"{self.failed} failed, " if self.failed else ""
-        self._bar.set_description_str(f"{failed}{at}{format_duration(time.monotonic() - self.began)} elapsed, "
-                                      f"ETA {format_duration(self.eta_s())}", refresh=False)
+        self._bar.set_description_str(
+            f"{failed}{at}{format_duration(time.monotonic() - self.began)} elapsed, "
+            f"ETA {format_duration(self.eta_s())}",
+            refresh=False,
+        )
         self._bar.refresh()
 
     def close(self) -> None:
@@ -323,11 +344,21 @@ class BatchLines(BatchProgress):
     def finished(self, row: dict[str, Any]) -> None:
         with self.lock:
             self.record(row)
-            detail = row.get("reason", "") if row.get("status") == "failed" else (
-                f"in {row['wall_time_s']:.1f}s" if row.get("status") == "produced" and row.get("wall_time_s") else "")
-            print(f"pair {self.done}/{self.total} {row['name']}: {row.get('status')} {detail}".rstrip()
-                  + f" [{format_duration(time.monotonic() - self.began)} elapsed, ETA {format_duration(self.eta_s())}]",
-                  file=self._stream, flush=True)
+            detail = (
+                row.get("reason", "")
+                if row.get("status") == "failed"
+                else (
+                    f"in {row['wall_time_s']:.1f}s"
+                    if row.get("status") == "produced" and row.get("wall_time_s")
+                    else ""
+                )
+            )
+            print(
+                f"pair {self.done}/{self.total} {row['name']}: {row.get('status')} {detail}".rstrip()
+                + f" [{format_duration(time.monotonic() - self.began)} elapsed, ETA {format_duration(self.eta_s())}]",
+                file=self._stream,
+                flush=True,
+            )
             for note in row.get("notes") or []:
                 print(f"  note {row['name']}: {note}", file=self._stream, flush=True)
 

@@ -21,8 +21,16 @@ def write_marker(plan: Plan, finished: int, since: float, interrupted: bool = Fa
     """The live view's marker (LIVE_RUN): the process writing the live view (to tell later whether
     it still runs), when the run began (``since``), how far it got, and whether it was interrupted."""
     pid = os.getpid()
-    marker = {"pid": pid, "started": process_start_time(pid), "host": socket.gethostname(), "planned": len(plan.pairs),
-              "finished": finished, "since": since, "updated": time.time(), **({"interrupted": True} if interrupted else {})}
+    marker = {
+        "pid": pid,
+        "started": process_start_time(pid),
+        "host": socket.gethostname(),
+        "planned": len(plan.pairs),
+        "finished": finished,
+        "since": since,
+        "updated": time.time(),
+        **({"interrupted": True} if interrupted else {}),
+    }
     root = plan.settings.output_root
     storage_for(root).write_bytes(join(root, LIVE_RUN), json.dumps(marker).encode(), "application/json")
 

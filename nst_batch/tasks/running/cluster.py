@@ -10,10 +10,11 @@ Dask on Kubernetes): what Prefect's ``DaskTaskRunner`` leaves to us.
 - **GPU resources**: when workers advertise a ``GPU`` resource (``dask worker --resources GPU=1``),
   every task asks for one, so each GPU runs one chunk at a time and CPU-only workers get none.
 - **Lost workers**: Dask reruns the tasks of a worker that dies elsewhere, and a rerun chunk counts
-  the pairs its first attempt wrote as produced, without redoing them (see ``nst_batch.tasks.pair.produce``). With no worker at all, Dask would
-  wait for one forever: after ``NST_DASK_NO_WORKERS_S`` seconds (default 120) without workers the
-  runner cancels what is left, with one line saying why, marks their Prefect task runs Crashed,
-  and the run fails; a re-run resumes.
+  the pairs its first attempt wrote as produced, without redoing them (see
+  ``nst_batch.tasks.pair.produce``). With no worker at all, Dask would wait for one forever:
+  after ``NST_DASK_NO_WORKERS_S`` seconds (default 120) without workers the runner cancels what
+  is left, with one line saying why, marks their Prefect task runs Crashed, and the run fails; a
+  re-run resumes.
 """
 
 from __future__ import annotations
@@ -62,9 +63,15 @@ def check_address(address: str) -> str:
     left a client that Dask could only close with a traceback at exit."""
     scheme, sep, rest = address.partition("://")
     if not sep or scheme not in _SCHEMES or not rest:
-        raise ClusterError(f"dask_address must be tcp://host:port (or {', '.join(_SCHEMES[1:-1])}), got {address[:80]!r}"
-                           + ("; http:// is the dashboard's address, the scheduler's is tcp://host:8786" if scheme.startswith("http") else ""),
-                           settings=["dask_address"])
+        raise ClusterError(
+            f"dask_address must be tcp://host:port (or {', '.join(_SCHEMES[1:-1])}), got {address[:80]!r}"
+            + (
+                "; http:// is the dashboard's address, the scheduler's is tcp://host:8786"
+                if scheme.startswith("http")
+                else ""
+            ),
+            settings=["dask_address"],
+        )
     return address
 
 
@@ -80,8 +87,11 @@ def connect(address: str) -> Any:
 
 
 def unreachable(address: str, exc: BaseException) -> ClusterError:
-    return ClusterError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S:g} s ({' '.join(str(exc).split())}); "
-                        f"is it running, and is dask_address right?", settings=["dask_address"])
+    return ClusterError(
+        f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S:g} s ({' '.join(str(exc).split())}); "
+        f"is it running, and is dask_address right?",
+        settings=["dask_address"],
+    )
 
 
 def gpu_resources(client: Any) -> dict[str, float] | None:
@@ -237,7 +247,9 @@ def _check_local_paths(client: Any, plan: Plan) -> None:
     paths = _local_inputs(plan)
     root = plan.settings.output_root
     # A root on this machine's disk: every worker must see a file written there now.
-    probe, token = (None, None) if storage_for(root).shared else (join(root, PROBE_PREFIX + uuid.uuid4().hex), uuid.uuid4().hex)
+    probe, token = (
+        (None, None) if storage_for(root).shared else (join(root, PROBE_PREFIX + uuid.uuid4().hex), uuid.uuid4().hex)
+    )
     if not paths and probe is None:
         return
     if probe is not None:
@@ -254,18 +266,24 @@ def _check_local_paths(client: Any, plan: Plan) -> None:
         if missing is None and probe is not None and view["probe"] != token:
             missing = root
         if missing is not None:
-            raise ClusterError(f"Dask worker {worker} does not see {missing} as this machine does: with a cluster, local paths "
-                               f"need a disk that every worker shares; give s3:// URIs for the inputs and the output")
+            raise ClusterError(
+                f"Dask worker {worker} does not see {missing} as this machine does: with a cluster, local paths "
+                f"need a disk that every worker shares; give s3:// URIs for the inputs and the output"
+            )
 
 
 def _check_s3_reads(client: Any, plan: Plan) -> None:
-    first = next((u for u in [*plan.styles.values(), *(p.content_uri for p in plan.pairs[:1])] if storage_for(u).shared), None)
+    first = next(
+        (u for u in [*plan.styles.values(), *(p.content_uri for p in plan.pairs[:1])] if storage_for(u).shared), None
+    )
     if first is None:
         return
     for worker, problem in sorted(client.run(_s3_problem, first).items()):
         if problem:
-            raise ClusterError(f"Dask worker {worker} cannot read {first}: {problem} (the workers need the same S3 "
-                               f"endpoint and credentials as this machine: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)")
+            raise ClusterError(
+                f"Dask worker {worker} cannot read {first}: {problem} (the workers need the same S3 "
+                f"endpoint and credentials as this machine: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)"
+            )
 
 
 def _s3_problem(uri: str) -> str | None:

@@ -27,7 +27,7 @@ from nst_batch.tasks.pair.records import PairRecord
 from nst_batch.tasks.planning.manifest import ManifestProblem
 from nst_batch.tasks.planning.plan import PairJob, Plan, safe_name, sweep_name
 
-_OLD_GALLERY_MARK = "<meta name=\"referrer\" content=\"no-referrer\"><title>"  # galleries before the mark
+_OLD_GALLERY_MARK = '<meta name="referrer" content="no-referrer"><title>'  # galleries before the mark
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,21 @@ def owned(plan: Plan) -> tuple[Plan, list[ManifestProblem]]:
         moved = None if pair.named else _hashed(pair)
         again = held.get(moved.name) if moved is not None else None
         if moved is None or moved.name.lower() in taken or (again is not None and again.foreign_to(moved, plan)):
-            problems.append(ManifestProblem(pair.origin or "pairs", f"{plan.settings.output_uri(pair.name)} holds the result of "
-                                            f"{holder.said()}; give this pair another name, or use another output root"))
+            problems.append(
+                ManifestProblem(
+                    pair.origin or "pairs",
+                    f"{plan.settings.output_uri(pair.name)} holds the result of "
+                    f"{holder.said()}; give this pair another name, or use another output root",
+                )
+            )
             pairs.append(pair)
             continue
-        notes.append(ManifestProblem(pair.origin or "pairs", f"{pair.name} is taken by the result of {holder.said()}: "
-                                                             f"this pair writes {moved.name}"))
+        notes.append(
+            ManifestProblem(
+                pair.origin or "pairs",
+                f"{pair.name} is taken by the result of {holder.said()}: this pair writes {moved.name}",
+            )
+        )
         taken.add(moved.name.lower())
         pairs.append(moved)
     return replace(plan, pairs=tuple(pairs), notes=tuple(notes)), problems
@@ -129,26 +138,42 @@ def _unsigned_outputs(plan: Plan, present: set[str]) -> list[ManifestProblem]:
             except (FileNotFoundError, TaskError):
                 continue
             if not ours:
-                problems.append(ManifestProblem(pair.origin or "pairs", f"{output} exists and was not written by nst-batch (no sidecar, "
-                                                                        "no signature): the run would replace it; move it, or use another "
-                                                                        "output root"))
+                problems.append(
+                    ManifestProblem(
+                        pair.origin or "pairs",
+                        f"{output} exists and was not written by nst-batch (no sidecar, "
+                        "no signature): the run would replace it; move it, or use another "
+                        "output root",
+                    )
+                )
     return problems
 
 
 def _input_problems(plan: Plan) -> list[ManifestProblem]:
     """Any file the run writes for a pair that is one of its inputs (a photo or a painting in the
     output root under a name a pair writes)."""
-    inputs = {p.content_uri: p.origin or "contents" for p in plan.pairs} | {u: f"styles.{n}" for n, u in plan.styles.items()}
-    by_name: dict[str, list[str]] = {}  # another spelling of the same file ends with the same name (or is a link: stat'ed)
+    inputs = {p.content_uri: p.origin or "contents" for p in plan.pairs} | {
+        u: f"styles.{n}" for n, u in plan.styles.items()
+    }
+    by_name: dict[
+        str, list[str]
+    ] = {}  # another spelling of the same file ends with the same name (or is a link: stat'ed)
     for uri in inputs:
         by_name.setdefault(basename(uri), []).append(uri)
     problems = []
     for pair in plan.pairs:
         for written in _written(plan, pair):
-            field = inputs.get(written) or next((inputs[u] for u in by_name.get(basename(written), []) if same_file(written, u)), None)
+            field = inputs.get(written) or next(
+                (inputs[u] for u in by_name.get(basename(written), []) if same_file(written, u)), None
+            )
             if field is not None:
-                problems.append(ManifestProblem(pair.origin or "pairs", f"{written} is an input ({field}): the run would write over it; "
-                                                                        "give the pair another name, or use another output root"))
+                problems.append(
+                    ManifestProblem(
+                        pair.origin or "pairs",
+                        f"{written} is an input ({field}): the run would write over it; "
+                        "give the pair another name, or use another output root",
+                    )
+                )
     return problems
 
 
@@ -168,8 +193,13 @@ def _foreign_files(plan: Plan) -> list[ManifestProblem]:
         except (FileNotFoundError, TaskError):
             continue
         if not ours(head):
-            problems.append(ManifestProblem("output", f"{uri} exists and was not written by nst-batch: the run would replace it "
-                                                      "(move it, or use another output root)"))
+            problems.append(
+                ManifestProblem(
+                    "output",
+                    f"{uri} exists and was not written by nst-batch: the run would replace it "
+                    "(move it, or use another output root)",
+                )
+            )
     return problems
 
 
@@ -182,5 +212,7 @@ def _our_summary(head: bytes) -> bool:
     try:
         data = json.loads(head)
     except ValueError:
-        return len(head) >= 1 << 16 and head.lstrip().startswith(b'{\n  "manifest"')  # larger than the head read: ours begin so
+        return len(head) >= 1 << 16 and head.lstrip().startswith(
+            b'{\n  "manifest"'
+        )  # larger than the head read: ours begin so
     return isinstance(data, dict) and {"manifest", "counts", "pairs"} <= set(data)

@@ -35,7 +35,13 @@ def mark_dead_runs_crashed(flow_name: str) -> list[str]:
     """Set Crashed on the Running flow runs of ``flow_name`` whose ``nst run`` process is dead;
     returns their names. Failures to ask the server are ignored: this is housekeeping."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 
@@ -44,13 +50,17 @@ def mark_dead_runs_crashed(flow_name: str) -> list[str]:
         with get_client(sync_client=True) as client:
             running = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+                ),
                 limit=200,
             )
             for run in running:
                 tags = [t for t in run.tags or [] if t.startswith(_TAG + ":")]
                 if tags and all(_dead(t) for t in tags):
-                    client.set_flow_run_state(run.id, Crashed(message="the nst run process that ran it was killed"), force=True)
+                    client.set_flow_run_state(
+                        run.id, Crashed(message="the nst run process that ran it was killed"), force=True
+                    )
                     marked.append(str(run.name))
     except Exception:  # noqa: BLE001 - the server's housekeeping must never stop a run
         return marked

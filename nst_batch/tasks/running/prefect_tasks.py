@@ -87,7 +87,9 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
 def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, force: bool) -> dict[str, Any]:
     """The style's targets, cached; a style that cannot be used is a row with its reason (its
     pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
-    from nst_batch.tasks.pair.target_cache import ensure_style_targets  # the stylizer: PyTorch is imported where it runs
+    from nst_batch.tasks.pair.target_cache import (
+        ensure_style_targets,
+    )  # the stylizer: PyTorch is imported where it runs
 
     logger = get_run_logger()
     try:
@@ -115,8 +117,17 @@ class _LogProgress:
         long_pair = now - self.began >= self.every_s
         if (step.scale_done and long_pair) or (step.losses and now - self.last >= self.every_s):
             self.last = now
-            self.logger.info("%s: scale %d/%d %dx%d iteration %d/%d %s", self.name, step.scale_index + 1, step.num_scales,
-                             step.width, step.height, step.iteration, step.max_iterations, format_losses(step.losses))
+            self.logger.info(
+                "%s: scale %d/%d %dx%d iteration %d/%d %s",
+                self.name,
+                step.scale_index + 1,
+                step.num_scales,
+                step.width,
+                step.height,
+                step.iteration,
+                step.max_iterations,
+                format_losses(step.losses),
+            )
 
 
 @task(name="stylize-pairs", cache_policy=NO_CACHE)
@@ -149,7 +160,9 @@ class _PairWatch:
         self.pair, self.settings = pair, settings
         self.log = _LogProgress(pair.name)
         names = pair.row(settings)
-        self.live = LivePair(pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"]))
+        self.live = LivePair(
+            pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"])
+        )
 
         def on_step(step: StepInfo) -> None:
             self.log(step)
@@ -190,7 +203,11 @@ class RunProgress:
         if done < self.total and now - self.last < self.every_s:
             return
         self.last = now
-        update_progress_artifact(artifact_id=self.id, progress=100.0 * done / max(self.total, 1), description=f"{done} of {self.total} pairs finished")
+        update_progress_artifact(
+            artifact_id=self.id,
+            progress=100.0 * done / max(self.total, 1),
+            description=f"{done} of {self.total} pairs finished",
+        )
 
 
 # A pair that finishes sooner shows in the flow's own progress artifact only. Each artifact
@@ -229,20 +246,38 @@ class _ChunkArtifacts:
             if self.id is None:
                 self.id = self._guarded(lambda: create_progress_artifact(progress=progress, description=description))
             else:
-                self._guarded(lambda: update_progress_artifact(artifact_id=self.id, progress=progress, description=description))
-        if not self.broken and live.latest is not None and live.latest is not self.shown and now - self.last_image >= self.image_every_s:
+                self._guarded(
+                    lambda: update_progress_artifact(artifact_id=self.id, progress=progress, description=description)
+                )
+        if (
+            not self.broken
+            and live.latest is not None
+            and live.latest is not self.shown
+            and now - self.last_image >= self.image_every_s
+        ):
             self.last_image, self.shown = now, live.latest
             image = base64.b64encode(live.latest).decode()
-            markdown = (f"**{name}**, {100 * step.progress:.0f} % (scale {step.scale_index + 1}/{step.num_scales}, "
-                        f"iteration {step.iteration})\n\n![latest](data:image/jpeg;base64,{image})")
-            self._guarded(lambda: create_markdown_artifact(markdown=markdown, key=self.key, description="the latest image of a running pair"))
+            markdown = (
+                f"**{name}**, {100 * step.progress:.0f} % (scale {step.scale_index + 1}/{step.num_scales}, "
+                f"iteration {step.iteration})\n\n![latest](data:image/jpeg;base64,{image})"
+            )
+            self._guarded(
+                lambda: create_markdown_artifact(
+                    markdown=markdown, key=self.key, description="the latest image of a running pair"
+                )
+            )
         self.seconds += time.monotonic() - now
 
     def done(self, finished: int) -> None:
         began = time.monotonic()
         if self.id is not None:
-            self._guarded(lambda: update_progress_artifact(artifact_id=self.id, progress=100.0 * finished / max(1, self.total),
-                                                           description=f"{self._title()}; {finished} done"))
+            self._guarded(
+                lambda: update_progress_artifact(
+                    artifact_id=self.id,
+                    progress=100.0 * finished / max(1, self.total),
+                    description=f"{self._title()}; {finished} done",
+                )
+            )
         self.seconds += time.monotonic() - began
 
     def take_seconds(self) -> float:
@@ -259,7 +294,9 @@ class _ChunkArtifacts:
             return None
 
 
-@task(name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+@task(
+    name="write-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient
+)
 def write_summary(settings: BatchSettings, summary: RunSummary) -> str:
     """``summary.json`` (the latest run), then the run's own copy in the history (``runs/``, listed
     by ``nst runs``). A history copy that cannot be written is a warning: the summary is there."""
@@ -271,10 +308,14 @@ def write_summary(settings: BatchSettings, summary: RunSummary) -> str:
         try:
             storage_for(kept).write_bytes(kept, data, "application/json")
         except StorageError as exc:
-            get_run_logger().warning("the run's copy in the history was not written (nst runs will not list it): %s", exc)
+            get_run_logger().warning(
+                "the run's copy in the history was not written (nst runs will not list it): %s", exc
+            )
     return uri
 
 
-@task(name="build-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+@task(
+    name="build-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient
+)
 def gallery(output_root: str) -> str:
     return build_gallery(output_root)

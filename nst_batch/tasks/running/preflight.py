@@ -75,7 +75,12 @@ def decode_problems(plan: Plan, on_progress: DecodeProgress | None = None) -> li
         if on_progress is not None:
             on_progress(index, len(sides), uri)
         try:
-            decode_image(read_image_bytes(uri, plan.settings.runtime.max_pixels), uri, max_pixels=plan.settings.runtime.max_pixels, max_side=side)
+            decode_image(
+                read_image_bytes(uri, plan.settings.runtime.max_pixels),
+                uri,
+                max_pixels=plan.settings.runtime.max_pixels,
+                max_side=side,
+            )
         except TaskError as exc:
             problems.append(ManifestProblem(field, str(exc)))
     if on_progress is not None:
@@ -96,7 +101,9 @@ def mask_problems(plan: Plan) -> list[ManifestProblem]:
     from nst_batch.tasks.pair.masks import MaskInput
 
     regions: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], list[Region] | Exception] = {}
-    sizes: dict[str, tuple[int, int] | None] = {}  # a photo's (width, height), None where its header does not say or it is not there
+    sizes: dict[
+        str, tuple[int, int] | None
+    ] = {}  # a photo's (width, height), None where its header does not say or it is not there
 
     def regions_of(uri: str, mapping: tuple[tuple[str, str], ...], names: tuple[str, ...]) -> list[Region]:
         key = (uri, mapping, names)
@@ -183,15 +190,24 @@ def layout_problems(plan: Plan) -> list[ManifestProblem]:
     for folder in (THUMBS_DIR, ORIGINALS_DIR, LIVE_DIR, CACHE_PARENT, CACHE_DIR, RUNS_DIR, EARLIER_DIR):
         path = Path(root, folder)
         if os.path.lexists(path) and not path.is_dir():
-            problems.append(ManifestProblem("output", f"{path} exists and is not a folder; the run writes its {folder} there (remove it)"))
+            problems.append(
+                ManifestProblem(
+                    "output", f"{path} exists and is not a folder; the run writes its {folder} there (remove it)"
+                )
+            )
     names = [SUMMARY_NAME, GALLERY_NAME]
     for pair in plan.pairs:
         names += [f"{pair.name}.{plan.settings.format}", f"{pair.name}.json", pair_thumb(pair.name)]
     for name in names:
         kind = not_regular(Path(root, name))
         if kind:
-            problems.append(ManifestProblem("output", f"{Path(root, name)} exists and is {kind}, not a regular file; the run would "
-                                                      "replace it (remove it or choose another output)"))
+            problems.append(
+                ManifestProblem(
+                    "output",
+                    f"{Path(root, name)} exists and is {kind}, not a regular file; the run would "
+                    "replace it (remove it or choose another output)",
+                )
+            )
             if len(problems) >= 20:
                 break
     return problems
@@ -246,8 +262,15 @@ class CheckedPlan:
     cluster: str | None = None  # the Dask scheduler whose workers were checked against the plan
 
 
-def prepare_run(manifest: str, output: str | None = None, *, every_problem: bool = False, inputs: bool = False, settings: bool = False,
-                on_cluster: bool = False) -> CheckedPlan:
+def prepare_run(
+    manifest: str,
+    output: str | None = None,
+    *,
+    every_problem: bool = False,
+    inputs: bool = False,
+    settings: bool = False,
+    on_cluster: bool = False,
+) -> CheckedPlan:
     """The one preflight of a run (``nst validate``, ``nst run`` and the flow's own planning).
     Plans the manifest and settles the names in the output root; checks that the root takes new
     files and holds no special file where an output goes; with ``inputs`` every input's header

@@ -57,7 +57,9 @@ def dask_workers(text: str, setting: str) -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= MAX_DASK_WORKERS:
-        raise InputError(f"{setting} must be a whole number 1..{MAX_DASK_WORKERS}, got {text[:40]!r}", settings=[setting])
+        raise InputError(
+            f"{setting} must be a whole number 1..{MAX_DASK_WORKERS}, got {text[:40]!r}", settings=[setting]
+        )
     return value
 
 
@@ -67,7 +69,10 @@ def require_extra(module: str, extra: str, what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise InputError(f"{what} needs {module.replace('_', '-')}: pip install -c constraints.txt 'nst-batch[{extra}]'", settings=["runner"])
+        raise InputError(
+            f"{what} needs {module.replace('_', '-')}: pip install -c constraints.txt 'nst-batch[{extra}]'",
+            settings=["runner"],
+        )
 
 
 def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
@@ -101,8 +106,14 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
     from nst_batch.tasks.pair.threads import THREADS_ENV, plan_threads
 
     threads = str(plan_threads(sharing=n).count)
-    return ClusterTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                          "env": {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}})
+    return ClusterTaskRunner(
+        cluster_kwargs={
+            "n_workers": n,
+            "threads_per_worker": 1,
+            "processes": True,
+            "env": {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+        }
+    )
 
 
 class RunnerFromSettings(TaskRunner[PrefectFuture[Any]]):

@@ -28,7 +28,15 @@ def target_group(pair: PairJob, style_uri: str) -> tuple[object, ...] | None:
     cfg = pair.config
     if not shares_targets(cfg):
         return None
-    return style_uri, cfg.style_sides(), tuple(cfg.style_layers), cfg.pooling, cfg.precision, cfg.tile_size, cfg.preserve_color
+    return (
+        style_uri,
+        cfg.style_sides(),
+        tuple(cfg.style_layers),
+        cfg.pooling,
+        cfg.precision,
+        cfg.tile_size,
+        cfg.preserve_color,
+    )
 
 
 def chunk_size(pairs: int, workers: int) -> int:
@@ -52,7 +60,7 @@ def chunks(pairs: list[PairJob], workers: int, buckets: Sequence[Hashable] | Non
         order = sorted(range(len(pairs)), key=lambda i: first[buckets[i]])  # stable: each bucket keeps its pairs' order
         pairs = [pairs[i] for i in order]
         size = max(size, min(MAX_CHUNK, BATCH_CHUNK))
-    return [pairs[start:start + size] for start in range(0, len(pairs), size)]
+    return [pairs[start : start + size] for start in range(0, len(pairs), size)]
 
 
 def bucket_keys(pairs: Sequence[PairJob], settings: BatchSettings, threads: int = 16) -> list[Hashable] | None:
@@ -79,4 +87,8 @@ def bucket_keys(pairs: Sequence[PairJob], settings: BatchSettings, threads: int 
 
 
 def chunk_name(chunk: list[PairJob]) -> str:
-    return f"stylize {chunk[0].name}" if len(chunk) == 1 else f"stylize {len(chunk)} pairs: {chunk[0].name} .. {chunk[-1].name}"
+    return (
+        f"stylize {chunk[0].name}"
+        if len(chunk) == 1
+        else f"stylize {len(chunk)} pairs: {chunk[0].name} .. {chunk[-1].name}"
+    )

@@ -18,10 +18,19 @@ def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]],
     """The run's summary from its pairs' rows (in the plan's order) and its style tasks' rows."""
     count = {status.value: sum(r.status == status for r in rows) for status in Status}
     summary = RunSummary(
-        manifest=plan.source, output=plan.settings.output_root, run_id=plan.settings.run_id, started_at=_iso(began),
-        finished_at=_iso(time.time()), counts={"planned": len(plan.pairs), **count}, style_targets=_count_targets(rows, style_rows),
-        failures=[Failure(r.name, r.content, r.styles, r.reason) for r in rows if r.status == Status.FAILED], pairs=rows,
-        wall_time_s=round(time.time() - began, 3), quality=quality_spread(rows), notes=[str(note) for note in plan.notes])
+        manifest=plan.source,
+        output=plan.settings.output_root,
+        run_id=plan.settings.run_id,
+        started_at=_iso(began),
+        finished_at=_iso(time.time()),
+        counts={"planned": len(plan.pairs), **count},
+        style_targets=_count_targets(rows, style_rows),
+        failures=[Failure(r.name, r.content, r.styles, r.reason) for r in rows if r.status == Status.FAILED],
+        pairs=rows,
+        wall_time_s=round(time.time() - began, 3),
+        quality=quality_spread(rows),
+        notes=[str(note) for note in plan.notes],
+    )
     _stopped_early(summary)
     return summary
 
@@ -51,14 +60,16 @@ def _stopped_early(summary: RunSummary) -> None:
     """One warning when the output root stopped taking files and the pairs after it were not run."""
     not_run = [f for f in summary.failures if f.reason.startswith(NOT_RUN)]
     if not_run:
-        why = not_run[0].reason[len(NOT_RUN):].strip(" ()")
+        why = not_run[0].reason[len(NOT_RUN) :].strip(" ()")
         summary.warn(f"stopped early: the output root takes no more files ({why}); {len(not_run)} pairs were not run")
 
 
 def headline(summary: RunSummary) -> str:
     c = summary.counts
-    return (f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed; "
-            f"style targets: {targets_in_words(summary.style_targets)}")
+    return (
+        f"{c['planned']} pairs planned: {c['produced']} produced, {c['skipped']} skipped, {c['failed']} failed; "
+        f"style targets: {targets_in_words(summary.style_targets)}"
+    )
 
 
 def targets_in_words(targets: dict[str, int]) -> str:
@@ -75,9 +86,17 @@ def targets_in_words(targets: dict[str, int]) -> str:
 
 def table(rows: list[PairRow]) -> list[dict[str, Any]]:
     """The summary as the rows of a Prefect table artifact."""
-    return [{"pair": r.name, "status": r.status.value, "output": r.output,
-             "loss": f"{r.final_losses['total']:.4g}" if r.final_losses else "",
-             "seconds": r.wall_time_s if r.wall_time_s is not None else "", "reason": r.reason} for r in rows] or [{"pair": "-", "status": "no pairs"}]
+    return [
+        {
+            "pair": r.name,
+            "status": r.status.value,
+            "output": r.output,
+            "loss": f"{r.final_losses['total']:.4g}" if r.final_losses else "",
+            "seconds": r.wall_time_s if r.wall_time_s is not None else "",
+            "reason": r.reason,
+        }
+        for r in rows
+    ] or [{"pair": "-", "status": "no pairs"}]
 
 
 def quality_spread(rows: list[PairRow]) -> dict[str, dict[str, Any]]:
@@ -101,5 +120,9 @@ def quality_spread(rows: list[PairRow]) -> dict[str, dict[str, Any]]:
         for measure in ("content", "style_gain", "swd_gain"):
             values = sorted(f[measure] for f in pairs if measure in f)
             if values:
-                out[style][measure] = {"min": values[0], "median": round(statistics.median(values), 4), "max": values[-1]}
+                out[style][measure] = {
+                    "min": values[0],
+                    "median": round(statistics.median(values), 4),
+                    "max": values[-1],
+                }
     return out

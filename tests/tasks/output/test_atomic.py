@@ -11,7 +11,9 @@ def test_write_leaves_only_the_final_file(tmp_path):
 
 
 def test_stale_parts_of_dead_writers_are_removed_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / "sub" / f".x.png.{dead}.abc123.part"
     live = tmp_path / f".y.png.{os.getpid()}.def456.part"
     other = tmp_path / "notes.part"  # not ours: left alone
@@ -41,7 +43,9 @@ def test_part_names_carry_the_writers_start_time(tmp_path, monkeypatch):
     real = atomic.os.replace
     monkeypatch.setattr(atomic.os, "replace", lambda a, b: (seen.append(os.path.basename(a)), real(a, b)))
     write_atomic(tmp_path / "z.png", b"1")
-    assert seen[0].startswith(f".z.png.{os.getpid()}-{atomic.process_start_time(os.getpid())}.") and seen[0].endswith(".part")
+    assert seen[0].startswith(f".z.png.{os.getpid()}-{atomic.process_start_time(os.getpid())}.") and seen[0].endswith(
+        ".part"
+    )
 
 
 def _specials(tmp_path):
@@ -76,7 +80,9 @@ def test_write_never_replaces_a_special_file_or_a_symlink(tmp_path):
                 write_atomic(path, b"x")
         assert stat.S_ISFIFO(os.lstat(specials["a FIFO"]).st_mode)
         assert os.path.islink(specials["a symbolic link"]) and stat.S_ISCHR(os.stat("/dev/full").st_mode)
-        assert os.path.islink(to_file) and (tmp_path / "real.json").read_text() == "{}"  # the link and its target unchanged
+        assert (
+            os.path.islink(to_file) and (tmp_path / "real.json").read_text() == "{}"
+        )  # the link and its target unchanged
         write_atomic(tmp_path / "real.json", b"[]")  # a regular file is replaced as before
         assert (tmp_path / "real.json").read_bytes() == b"[]"
     finally:

@@ -35,7 +35,10 @@ def test_transient_faults_are_retried(proxied, moto_endpoint, status, code):
     storage = storage_for("s3://bucket/x")
     storage.write_bytes("s3://bucket/retry/a.bin", b"payload")
     assert len([r for r in proxied.seen if r.startswith("PUT")]) == 3  # two faults, then success
-    assert boto3.client("s3", endpoint_url=moto_endpoint).get_object(Bucket="bucket", Key="retry/a.bin")["Body"].read() == b"payload"
+    assert (
+        boto3.client("s3", endpoint_url=moto_endpoint).get_object(Bucket="bucket", Key="retry/a.bin")["Body"].read()
+        == b"payload"
+    )
     proxied.fail_first = 2
     assert storage.read_bytes("s3://bucket/retry/a.bin") == b"payload"
 
@@ -45,7 +48,9 @@ def test_persistent_faults_end_in_a_clear_error(proxied, moto_endpoint):
     with pytest.raises(StorageError, match=r"s3://bucket/never/a.bin: cannot write: SlowDown"):
         storage_for("s3://bucket/x").write_bytes("s3://bucket/never/a.bin", b"payload")
     assert len(proxied.seen) == 4  # AWS_MAX_ATTEMPTS
-    keys = boto3.client("s3", endpoint_url=moto_endpoint).list_objects_v2(Bucket="bucket", Prefix="never/").get("KeyCount")
+    keys = (
+        boto3.client("s3", endpoint_url=moto_endpoint).list_objects_v2(Bucket="bucket", Prefix="never/").get("KeyCount")
+    )
     assert keys == 0  # nothing half-written
 
 

@@ -78,7 +78,12 @@ def test_a_pair_is_produced_skipped_and_shown_on_a_storage_in_memory():
         mem.write_bytes("mem://b/in/a.png", png(photo_like(48, 64)))
         mem.write_bytes("mem://b/in/s.png", png(painting_like(40, 40)))
         settings = BatchSettings("mem://b/out", "png", RuntimeOptions(device="cpu"))
-        pair = PairJob("a__s", "mem://b/in/a.png", (StyleRef("s", "mem://b/in/s.png"),), StyleConfig(size=32, scales=(1.0,), iterations=(2,)))
+        pair = PairJob(
+            "a__s",
+            "mem://b/in/a.png",
+            (StyleRef("s", "mem://b/in/s.png"),),
+            StyleConfig(size=32, scales=(1.0,), iterations=(2,)),
+        )
         assert run_pair(pair, settings).status == "produced"
         written = set(mem.objects)
         assert {"mem://b/out/a__s.png", "mem://b/out/a__s.json", "mem://b/out/thumbs/a__s.jpg"} <= written

@@ -59,7 +59,10 @@ def test_cache_key_depends_on_what_shapes_the_targets():
     assert targets_cache_key("abc", spec, (32,)) == base
     assert targets_cache_key("abd", spec, (32,)) != base
     assert targets_cache_key("abc", spec, (64,)) != base
-    assert targets_cache_key("abc", TargetSpec("caffe:caffe:sha256=x", "avg", ("relu1_1",), "fp32", "rgb", None), (32,)) != base
+    assert (
+        targets_cache_key("abc", TargetSpec("caffe:caffe:sha256=x", "avg", ("relu1_1",), "fp32", "rgb", None), (32,))
+        != base
+    )
 
 
 def test_corrupt_cache_entry_is_recomputed(batch):
@@ -82,7 +85,9 @@ def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
     assert sidecar["style_cache"][0]["hit"] is False and sidecar["parameters"]["size"] == 32
     assert sidecar["parameters"]["precision"] in ("fp32", "bf16")  # settled for the device, not "auto"
     assert sidecar["content"]["sha256"] and sidecar["weights"]["source"] == "caffe"
-    assert set(sidecar["timings"]) == {"decode", "setup", "stylize", "quality", "write"} and all(t >= 0 for t in sidecar["timings"].values())
+    assert set(sidecar["timings"]) == {"decode", "setup", "stylize", "quality", "write"} and all(
+        t >= 0 for t in sidecar["timings"].values()
+    )
     assert (batch / "out" / "thumbs" / "a__paint.jpg").exists()
     assert run_pair(pair, plan.settings).status == "skipped"
     assert run_pair(pair, plan.settings, force=True).status == "produced"
@@ -93,11 +98,14 @@ def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
     assert run_pair(changed_params, plan.settings).status == "produced"
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda p: p.unlink(), "no such file"),
-    (lambda p: p.write_bytes(b"not an image"), "not an image"),
-    (lambda p: p.write_bytes(p.read_bytes()[:200]), "truncated or corrupt"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p.unlink(), "no such file"),
+        (lambda p: p.write_bytes(b"not an image"), "not an image"),
+        (lambda p: p.write_bytes(p.read_bytes()[:200]), "truncated or corrupt"),
+    ],
+)
 def test_bad_content_fails_that_pair_with_a_reason_and_leaves_nothing(batch, damage, reason):
     plan = load_plan(str(batch / "m.yaml"))
     damage(batch / "photos" / "a.png")
@@ -116,7 +124,9 @@ def test_nan_loss_fails_the_pair_clearly(batch):
 
 
 def test_preserve_color_targets_are_made_per_content(batch):
-    (batch / "m.yaml").write_text(TINY + "styles: {paint: {path: styles/paint.png, preserve_color: true}}\ncontents: [photos/*.png]\n")
+    (batch / "m.yaml").write_text(
+        TINY + "styles: {paint: {path: styles/paint.png, preserve_color: true}}\ncontents: [photos/*.png]\n"
+    )
     plan = load_plan(str(batch / "m.yaml"))
     rows = [run_pair(p, plan.settings) for p in plan.pairs]
     assert [len(r.computed_keys) for r in rows] == [1, 1]
@@ -129,17 +139,23 @@ def test_a_pair_too_large_for_the_memory_budget_fails_alone(batch, monkeypatch):
     big = plan.pairs[0]
     object.__setattr__(big, "config", dataclasses.replace(big.config, size=4000))
     monkeypatch.setenv("NST_MAX_MEMORY", "4G")
-    with pytest.raises(PairFailed, match=r"4000x3000 px output needs about .* but 4.0 GiB is available \(NST_MAX_MEMORY=4G\); use size \d+"):
+    with pytest.raises(
+        PairFailed,
+        match=r"4000x3000 px output needs about .* but 4.0 GiB is available \(NST_MAX_MEMORY=4G\); use size \d+",
+    ):
         run_pair(big, plan.settings)
     assert not (batch / "out" / f"{big.name}.png").exists()
     assert run_pair(plan.pairs[1], plan.settings).status == "produced"
 
 
-@pytest.mark.parametrize("damage, why", [
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "bytes, its sidecar says"),
-    (lambda p: p.unlink(), None),
-    (lambda p: p.write_bytes(b"\0" * len(p.read_bytes())), "does not decode"),
-])
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "bytes, its sidecar says"),
+        (lambda p: p.unlink(), None),
+        (lambda p: p.write_bytes(b"\0" * len(p.read_bytes())), "does not decode"),
+    ],
+)
 def test_a_damaged_output_under_an_intact_sidecar_is_produced_again(batch, damage, why):
     """Truncated, missing or undecodable: a re-run redoes the pair (it was skipped for ever) and says why."""
     plan = load_plan(str(batch / "m.yaml"))
@@ -175,7 +191,9 @@ def test_swapped_cache_entries_are_refused_and_recomputed(batch):
     """Two styles' entries swapped on disk: each pair gets its own painting's targets, and the
     sidecar says the entry was rejected, not that it was a hit."""
     save(painting_like(40, 40).flip(-1).roll(7, -1), batch / "styles" / "other.png")
-    (batch / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png, other: styles/other.png}\ncontents: [photos/a.png]\n")
+    (batch / "m.yaml").write_text(
+        TINY + "styles: {paint: styles/paint.png, other: styles/other.png}\ncontents: [photos/a.png]\n"
+    )
     plan = load_plan(str(batch / "m.yaml"))
     first, second = plan.pairs
     keys = [ensure_style_targets(p.styles[0].uri, p.config, plan.settings)["key"] for p in (first, second)]
@@ -224,10 +242,18 @@ def test_quality_redoes_lossy_outputs_only(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
     assert run_pair(pair, plan.settings).status == Status.PRODUCED
-    assert run_pair(pair, dataclasses.replace(plan.settings, runtime=dataclasses.replace(plan.settings.runtime, quality=60))).status == Status.SKIPPED
+    assert (
+        run_pair(
+            pair, dataclasses.replace(plan.settings, runtime=dataclasses.replace(plan.settings.runtime, quality=60))
+        ).status
+        == Status.SKIPPED
+    )
     jpeg = dataclasses.replace(plan.settings, format="jpg")
     assert run_pair(pair, jpeg).status == Status.PRODUCED
-    assert run_pair(pair, dataclasses.replace(jpeg, runtime=dataclasses.replace(jpeg.runtime, quality=60))).status == Status.PRODUCED
+    assert (
+        run_pair(pair, dataclasses.replace(jpeg, runtime=dataclasses.replace(jpeg.runtime, quality=60))).status
+        == Status.PRODUCED
+    )
 
 
 def test_what_an_input_loses_is_a_note_in_the_sidecar_and_the_row(batch):
@@ -240,8 +266,13 @@ def test_what_an_input_loses_is_a_note_in_the_sidecar_and_the_row(batch):
     (batch / "m.yaml").write_text(TINY + "format: jpg\nstyles: {paint: styles/paint.png}\ncontents: [photos/]\n")
     plan = load_plan(str(batch / "m.yaml"))
     rows = {p.name: run_pair(p, plan.settings) for p in plan.pairs}
-    assert rows["a__paint"].notes == ["its transparency is flattened onto white: jpg holds no alpha (format png or webp keeps it)"]
+    assert rows["a__paint"].notes == [
+        "its transparency is flattened onto white: jpg holds no alpha (format png or webp keeps it)"
+    ]
     assert rows["c__paint"].notes == ["2 frames: the first is used"] and rows["b__paint"].notes == []
     sidecar = json.loads((batch / "out" / "c__paint.json").read_text())
     assert sidecar["notes"] == ["2 frames: the first is used"] and sidecar["manifest"] == str(batch / "m.yaml")
-    assert rows["c__paint"].to_json()["notes"] == ["2 frames: the first is used"] and "notes" not in rows["b__paint"].to_json()
+    assert (
+        rows["c__paint"].to_json()["notes"] == ["2 frames: the first is used"]
+        and "notes" not in rows["b__paint"].to_json()
+    )

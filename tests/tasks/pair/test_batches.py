@@ -1,6 +1,7 @@
 """Batches through the tasks ring: which pairs share one (the shape buckets, the parameter set,
 the setting and the memory guard), what a batched pair writes (its own output size, its share of
 the time, the sidecar's ``batch``), and a batch that fails runs its pairs one at a time."""
+
 from __future__ import annotations
 
 import itertools
@@ -32,8 +33,20 @@ def test_camera_photos_fall_into_a_handful_of_buckets():
         own, bucket = working_shape(h, w, 512), bucket_shape(h, w, 512)
         assert max(bucket) == 512 and abs(min(bucket) - min(own)) <= MAX_STRETCH * min(own)
         assert min(bucket) % SNAP_PX == 0 or bucket == own
-    cameras = [(3024, 4032), (3000, 4000), (2992, 4000), (4000, 6000), (3648, 5472), (1080, 1920), (2160, 3840), (2268, 4032)]
-    assert distinct_shapes(cameras + [(w, h) for h, w in cameras], 512) == (8, 6)  # 384, 383, 341, 288 px; buckets 384, 344, 288
+    cameras = [
+        (3024, 4032),
+        (3000, 4000),
+        (2992, 4000),
+        (4000, 6000),
+        (3648, 5472),
+        (1080, 1920),
+        (2160, 3840),
+        (2268, 4032),
+    ]
+    assert distinct_shapes(cameras + [(w, h) for h, w in cameras], 512) == (
+        8,
+        6,
+    )  # 384, 383, 341, 288 px; buckets 384, 344, 288
 
 
 @pytest.fixture
@@ -60,7 +73,17 @@ def test_the_working_shape_is_the_stylizers_own_output_shape():
     wrong shape would resample every output of a batch for nothing."""
     from nst_batch.core.image_ops import fit_size
 
-    sizes = [(3024, 4032), (2992, 4000), (4000, 2992), (1080, 1920), (1, 5000), (333, 333), (7, 3), (4001, 2999), (513, 1025)]
+    sizes = [
+        (3024, 4032),
+        (2992, 4000),
+        (4000, 2992),
+        (1080, 1920),
+        (1, 5000),
+        (333, 333),
+        (7, 3),
+        (4001, 2999),
+        (513, 1025),
+    ]
     for (h, w), size in itertools.product(sizes, (16, 64, 255, 256, 511, 512, 1023)):
         assert working_shape(h, w, size) == fit_size(h, w, size), (h, w, size)
 
@@ -81,7 +104,12 @@ def test_auto_batches_on_a_cpu_only_where_that_measured_faster(collection):
     cfg = plan.pairs[0].config
     assert batch_size(plan.settings, cfg, (96, 128)) == produce.AUTO_BATCH_CPU
     assert batch_size(plan.settings, replace(cfg, size=256), (192, 256)) == 1
-    assert batch_size(replace(plan.settings, runtime=replace(plan.settings.runtime, batch=3)), replace(cfg, size=256), (192, 256)) == 3
+    assert (
+        batch_size(
+            replace(plan.settings, runtime=replace(plan.settings.runtime, batch=3)), replace(cfg, size=256), (192, 256)
+        )
+        == 3
+    )
 
 
 def test_the_memory_guard_shrinks_a_batch(collection, monkeypatch):
@@ -108,7 +136,9 @@ def test_a_batch_writes_each_pair_as_its_own(collection):
     assert sizes == [(128, 96), (128, 95), (128, 96), (96, 128)]
     # a batched pair's wall time is its share, not the whole batch's
     batch_s = sidecars[0]["timings"]["stylize"] * 3
-    assert sidecars[0]["wall_time_s"] < batch_s + sum(v for k, v in sidecars[0]["timings"].items() if k != "stylize") + 1.0
+    assert (
+        sidecars[0]["wall_time_s"] < batch_s + sum(v for k, v in sidecars[0]["timings"].items() if k != "stylize") + 1.0
+    )
     again = run_pairs(plan.pairs, plan.settings)
     assert [r.status for r in again] == [Status.SKIPPED] * 4
 
@@ -194,9 +224,13 @@ def test_a_styles_targets_stay_on_their_device_for_the_rest_of_the_run(collectio
     assert [r.status for r in run_pairs(plan.pairs, run1)] == [Status.PRODUCED] * 4
     assert len(reads) == 1  # the first pair made them; the other three used them where they were
     reads.clear()
-    assert [r.status for r in run_pairs(plan.pairs, replace(plan.settings, run_id="run-2"), force=True)] == [Status.PRODUCED] * 4
+    assert [r.status for r in run_pairs(plan.pairs, replace(plan.settings, run_id="run-2"), force=True)] == [
+        Status.PRODUCED
+    ] * 4
     assert len(reads) == 1  # another run reads the cache once more, and every pair counts it a hit
-    hits = [json.loads((collection / "out" / f"{p.name}.json").read_text())["style_cache"][0]["hit"] for p in plan.pairs]
+    hits = [
+        json.loads((collection / "out" / f"{p.name}.json").read_text())["style_cache"][0]["hit"] for p in plan.pairs
+    ]
     assert hits == [True] * 4
     reads.clear()
     run_pairs(plan.pairs, plan.settings, force=True)  # outside a flow run nothing is kept

@@ -40,7 +40,9 @@ def test_modes_convert_to_rgb(mode):
     fmt = "JPEG" if mode in ("YCbCr", "CMYK") else "PNG"
     loaded = decode_image(_bytes(src, fmt), f"x.{fmt.lower()}")
     assert loaded.rgb.shape == (1, 3, 6, 8)
-    expected = torch.from_numpy(np.asarray(Image.open(io.BytesIO(_bytes(src, fmt))).convert("RGB"), np.float32) / 255).permute(2, 0, 1)
+    expected = torch.from_numpy(
+        np.asarray(Image.open(io.BytesIO(_bytes(src, fmt))).convert("RGB"), np.float32) / 255
+    ).permute(2, 0, 1)
     assert torch.allclose(loaded.rgb[0], expected, atol=2 / 255)
 
 
@@ -123,7 +125,9 @@ def test_bad_bytes(data, message):
 
 def test_pixel_limit_is_checked_from_the_header():
     data = _bytes(Image.new("L", (300, 200)))
-    with pytest.raises(ImageInputError, match=r"300x200 = 60,000 pixels is over the limit of 50,000.*raise max_pixels\)"):
+    with pytest.raises(
+        ImageInputError, match=r"300x200 = 60,000 pixels is over the limit of 50,000.*raise max_pixels\)"
+    ):
         decode_image(data, "bomb.png", max_pixels=50_000)
     assert decode_image(data, "ok.png", max_pixels=60_000).rgb.shape == (1, 3, 200, 300)
 

@@ -6,7 +6,10 @@ from nst_batch.tasks.errors import TooLargeError
 from nst_batch.tasks.pair.memory_guard import check_fits, memory_budget, parse_bytes
 
 
-@pytest.mark.parametrize("text, expected", [("8G", 8 * 2**30), ("8GiB", 8 * 2**30), ("500m", 500 * 2**20), ("1.5g", int(1.5 * 2**30)), ("1024", 1024)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("8G", 8 * 2**30), ("8GiB", 8 * 2**30), ("500m", 500 * 2**20), ("1.5g", int(1.5 * 2**30)), ("1024", 1024)],
+)
 def test_parse_bytes(text, expected):
     assert parse_bytes(text) == expected
 
@@ -27,7 +30,9 @@ def test_budget_comes_from_the_environment_or_the_machine(monkeypatch):
 def test_check_fits(monkeypatch):
     monkeypatch.setenv("NST_MAX_MEMORY", "8G")
     check_fits(StyleConfig(size=1024), 768, 1024, torch.device("cpu"), "x.jpg")
-    with pytest.raises(TooLargeError, match=r"x.jpg: a 4096x3072 px output .* use size \d+ or less, or a smaller lbfgs_history"):
+    with pytest.raises(
+        TooLargeError, match=r"x.jpg: a 4096x3072 px output .* use size \d+ or less, or a smaller lbfgs_history"
+    ):
         check_fits(StyleConfig(size=4096), 768, 1024, torch.device("cpu"), "x.jpg")
 
 
@@ -42,7 +47,9 @@ def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
     gpus = DevicePool([torch.device("cuda:0"), torch.device("cuda:1")], pairs_per_gpu=2)
     assert gpus.size == 4
     slots = [gpus._free.get() for _ in range(4)]
-    assert [str(s.device) for s in slots] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"] and all(s.sharing == 2 for s in slots)
+    assert [str(s.device) for s in slots] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"] and all(
+        s.sharing == 2 for s in slots
+    )
     cpu = DevicePool([torch.device("cpu")], pairs_per_gpu=2)
     assert cpu.size == 1
     with cpu.acquire() as device:
@@ -57,7 +64,10 @@ def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
 def test_a_cuda_estimate_counts_the_allocators_reserve():
     from nst_batch.core.memory import CUDA_RESERVE_RATIO, estimate_memory
 
-    cpu, cuda = estimate_memory(StyleConfig(size=2048), 1536, 2048, "cpu"), estimate_memory(StyleConfig(size=2048), 1536, 2048, "cuda")
+    cpu, cuda = (
+        estimate_memory(StyleConfig(size=2048), 1536, 2048, "cpu"),
+        estimate_memory(StyleConfig(size=2048), 1536, 2048, "cuda"),
+    )
     dynamic = cpu.activations + cpu.transient + cpu.optimizer
     assert cpu.reserve == 0 and cuda.reserve == pytest.approx(CUDA_RESERVE_RATIO * dynamic, rel=1e-6)
 
@@ -108,9 +118,13 @@ def test_a_dask_worker_s_threads_are_its_pairs_per_gpu(monkeypatch):
 
     monkeypatch.delenv("NST_PAIRS_PER_GPU", raising=False)
     assert pairs_per_gpu() == DEFAULT_PAIRS_PER_GPU  # not in a worker
-    monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(state=types.SimpleNamespace(nthreads=1)))
+    monkeypatch.setattr(
+        distributed, "get_worker", lambda: types.SimpleNamespace(state=types.SimpleNamespace(nthreads=1))
+    )
     assert pairs_per_gpu() == 1
-    monkeypatch.setattr(distributed, "get_worker", lambda: types.SimpleNamespace(state=types.SimpleNamespace(nthreads=3)))
+    monkeypatch.setattr(
+        distributed, "get_worker", lambda: types.SimpleNamespace(state=types.SimpleNamespace(nthreads=3))
+    )
     assert pairs_per_gpu() == 3
     monkeypatch.setenv("NST_PAIRS_PER_GPU", "2")  # said explicitly: it wins
     assert pairs_per_gpu() == 2

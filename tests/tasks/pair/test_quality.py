@@ -31,14 +31,18 @@ def test_the_judge_gives_the_photo_a_style_gain_of_one_and_the_painting_less(fea
     assert figures["content"] > 0.3 and figures["style_gain"] < 0.5
     assert figures["swd_gain"] < 0.05  # the painting's own distribution, but for sampling: its quantiles are its own
     # A blend's target is its weighted Gram matrices: all of one painting is that painting's.
-    assert Evaluator(features, photo, [painting, photo], [1.0, 0.0])(painting).style == pytest.approx(evaluator(painting).style, abs=1e-6)
+    assert Evaluator(features, photo, [painting, photo], [1.0, 0.0])(painting).style == pytest.approx(
+        evaluator(painting).style, abs=1e-6
+    )
 
 
 def test_each_output_records_its_quality_and_the_summary_spreads_it(tmp_path):
     save(photo_like(48, 64), tmp_path / "photos" / "a.png")
     save(photo_like(48, 64, seed=5).flip(-1), tmp_path / "photos" / "b.png")
     save(painting_like(40, 40), tmp_path / "styles" / "paint.png")
-    (tmp_path / "m.yaml").write_text("defaults: {size: 32, scales: [1.0], iterations: 8}\nstyles: {paint: styles/paint.png}\ncontents: [photos/]\n")
+    (tmp_path / "m.yaml").write_text(
+        "defaults: {size: 32, scales: [1.0], iterations: 8}\nstyles: {paint: styles/paint.png}\ncontents: [photos/]\n"
+    )
     plan = load_plan(str(tmp_path / "m.yaml"))
     rows = [run_pair(p, plan.settings) for p in plan.pairs]
     sidecar = json.loads((tmp_path / "out" / "a__paint.json").read_text())
@@ -46,7 +50,9 @@ def test_each_output_records_its_quality_and_the_summary_spreads_it(tmp_path):
     assert 0 < sidecar["quality"]["32"]["style_gain"] < 1  # the stylized output has more of the painting than the photo
     assert "quality" in sidecar["timings"] and rows[0].quality == sidecar["quality"]
     spread = quality_spread(rows)
-    assert spread["paint"]["pairs"] == 2 and spread["paint"]["style_gain"]["min"] <= spread["paint"]["style_gain"]["max"]
+    assert (
+        spread["paint"]["pairs"] == 2 and spread["paint"]["style_gain"]["min"] <= spread["paint"]["style_gain"]["max"]
+    )
     assert 0 < sidecar["quality"]["32"]["swd_gain"] < 1 and set(spread["paint"]["swd_gain"]) == {"min", "median", "max"}
     again = [run_pair(p, plan.settings) for p in plan.pairs]  # skipped: their quality comes from the sidecars
     assert [r.status for r in again] == [Status.SKIPPED] * 2 and quality_spread(again) == spread
@@ -54,7 +60,7 @@ def test_each_output_records_its_quality_and_the_summary_spreads_it(tmp_path):
     page = (tmp_path / "out" / "index.html").read_text()
     figures = sidecar["quality"]["32"]
     assert f'data-style-gain="{figures["style_gain"]:.4f}"' in page
-    assert f'content {figures["content"]:.2f} · style {figures["style_gain"]:.2f}' in page
+    assert f"content {figures['content']:.2f} · style {figures['style_gain']:.2f}" in page
 
 
 def test_a_larger_output_is_also_judged_at_gallery_scale(features):

@@ -20,11 +20,14 @@ TINY = "defaults: {size: 32, scales: [1.0], iterations: 3}\n"
 def test_a_sweep_of_both_losses_keeps_their_targets_apart_and_reuses_them(tmp_path):
     save(photo_like(48, 64), tmp_path / "photos" / "a.png")
     save(painting_like(40, 40), tmp_path / "styles" / "paint.png")
-    (tmp_path / "m.yaml").write_text(TINY + "styles: {paint: {path: styles/paint.png, sweep: {style_loss: [gram, swd]}}}\n"
-                                            "contents: [photos/]\n")
+    (tmp_path / "m.yaml").write_text(
+        TINY + "styles: {paint: {path: styles/paint.png, sweep: {style_loss: [gram, swd]}}}\ncontents: [photos/]\n"
+    )
     plan = load_plan(str(tmp_path / "m.yaml"))
-    assert [(p.name, p.config.style_loss) for p in plan.pairs] == [("a__paint__style_loss-gram", "gram"),
-                                                                    ("a__paint__style_loss-swd", "swd")]
+    assert [(p.name, p.config.style_loss) for p in plan.pairs] == [
+        ("a__paint__style_loss-gram", "gram"),
+        ("a__paint__style_loss-swd", "swd"),
+    ]
     rows = [run_pair(p, plan.settings) for p in plan.pairs]
     assert [r.status for r in rows] == [Status.PRODUCED] * 2
     gram, swd = (json.loads((tmp_path / "out" / f"{p.name}.json").read_text()) for p in plan.pairs)
@@ -44,9 +47,11 @@ def test_a_sweep_of_both_losses_keeps_their_targets_apart_and_reuses_them(tmp_pa
 def test_another_seed_draws_other_directions_and_computes_its_own_targets(tmp_path):
     save(painting_like(40, 40), tmp_path / "styles" / "paint.png")
     save(photo_like(48, 64), tmp_path / "a.png")
-    (tmp_path / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png}\ncontents: [a.png]\n"
-                                            "pairs:\n  - {content: a.png, style: paint, style_loss: swd}\n"
-                                            "  - {content: a.png, style: paint, style_loss: swd, seed: 7, name: seven}\n")
+    (tmp_path / "m.yaml").write_text(
+        TINY + "styles: {paint: styles/paint.png}\ncontents: [a.png]\n"
+        "pairs:\n  - {content: a.png, style: paint, style_loss: swd}\n"
+        "  - {content: a.png, style: paint, style_loss: swd, seed: 7, name: seven}\n"
+    )
     first, seven = load_plan(str(tmp_path / "m.yaml")).pairs
     settings = load_plan(str(tmp_path / "m.yaml")).settings
     a = ensure_style_targets(first.styles[0].uri, first.config, settings)
@@ -62,7 +67,10 @@ def test_swd_on_s3_writes_and_rereads_its_cache_there(tmp_path):
         s3.create_bucket(Bucket="swd-art")
         s3.upload_file(str(tmp_path / "a.png"), "swd-art", "in/a.png")
         s3.upload_file(str(tmp_path / "paint.png"), "swd-art", "in/paint.png")
-        manifest = TINY.replace("iterations: 3", "iterations: 3, style_loss: swd") + "output: s3://swd-art/out\nstyles: {paint: paint.png}\ncontents: [a.png]\n"
+        manifest = (
+            TINY.replace("iterations: 3", "iterations: 3, style_loss: swd")
+            + "output: s3://swd-art/out\nstyles: {paint: paint.png}\ncontents: [a.png]\n"
+        )
         s3.put_object(Bucket="swd-art", Key="in/m.yaml", Body=manifest.encode())
         plan = load_plan("s3://swd-art/in/m.yaml")
         assert plan.pairs[0].config.style_loss == "swd"

@@ -35,7 +35,8 @@ def fake_proc(tmp_path: Path, version: int, quota: str | tuple[int, int] | None,
     else:
         (proc / "self" / "mountinfo").write_text(
             f"31 25 0:27 / {fs} rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n"
-            f"32 25 0:28 / {tmp_path / 'memfs'} rw,nosuid - cgroup cgroup rw,memory\n")
+            f"32 25 0:28 / {tmp_path / 'memfs'} rw,nosuid - cgroup cgroup rw,memory\n"
+        )
         (proc / "self" / "cgroup").write_text("5:memory:/elsewhere\n4:cpu,cpuacct:/team/job\n")
         for folder in (job, job.parent):
             (folder / "cpu.cfs_quota_us").write_text("-1\n")
@@ -118,7 +119,10 @@ def test_a_busy_process_is_seen_and_this_process_s_own_work_is_not():
 def test_explicit_settings_win_in_order(tmp_path):
     proc = fake_proc(tmp_path, 2, "100000")
     env = {"NST_THREADS": "3", "OMP_NUM_THREADS": "5"}
-    assert (plan_threads(7, environ=env, proc=proc, sample_s=0).count, plan_threads(7, environ=env, proc=proc, sample_s=0).source) == (7, "threads setting")
+    assert (
+        plan_threads(7, environ=env, proc=proc, sample_s=0).count,
+        plan_threads(7, environ=env, proc=proc, sample_s=0).source,
+    ) == (7, "threads setting")
     assert plan_threads(0, environ=env, proc=proc, sample_s=0).count == 3
     assert plan_threads(0, environ={"OMP_NUM_THREADS": "5"}, proc=proc, sample_s=0).count == 5
     assert plan_threads(0, environ={"NST_THREADS": "0"}, proc=proc, sample_s=0).count == 1  # 0: auto
@@ -133,9 +137,13 @@ def test_a_bad_count_is_one_line_naming_the_setting():
 def test_importing_the_package_shortens_openmp_spinning_unless_the_user_set_it():
     code = "import nst_batch, os; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('KMP_BLOCKTIME'))"
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split() == ["30000", "1"]
+    assert subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split() == ["30000", "1"]
     env["GOMP_SPINCOUNT"] = "7"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split() == ["7", "1"]
+    assert subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split() == ["7", "1"]
 
 
 def _cpu_cgroup_v1() -> Path | None:
@@ -162,14 +170,23 @@ def test_under_a_real_one_cpu_quota_pytorch_runs_one_thread():
     try:
         (group / "cpu.cfs_period_us").write_text("100000")
         (group / "cpu.cfs_quota_us").write_text("100000")  # 1 CPU
-        code = ("import os, torch; from nst_batch.tasks.pair.threads import use_threads; "
-                "before = torch.get_num_threads(); plan = use_threads(); "
-                "print(len(os.sched_getaffinity(0)), before, torch.get_num_threads(), plan.source)")
+        code = (
+            "import os, torch; from nst_batch.tasks.pair.threads import use_threads; "
+            "before = torch.get_num_threads(); plan = use_threads(); "
+            "print(len(os.sched_getaffinity(0)), before, torch.get_num_threads(), plan.source)"
+        )
         # Without any thread count of its own (Dask's nanny sets *_NUM_THREADS=1 for its workers,
         # and an earlier test may have left them here).
         env = {k: v for k, v in os.environ.items() if k != "NST_THREADS" and not k.endswith("_NUM_THREADS")}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120,
-                             preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())))  # noqa: PLW1509
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+            preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())),
+        )  # noqa: PLW1509
         cpus, before, after, source = out.stdout.split(maxsplit=3)
         assert int(before) == int(cpus) >= 2, out.stdout  # what PyTorch starts on its own: every core it sees
         assert int(after) == 1, out.stdout

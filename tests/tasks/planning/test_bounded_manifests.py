@@ -25,8 +25,10 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands():
     began = time.monotonic()
     problems = _problems(BASE + "\n".join(levels) + "\n")
     assert time.monotonic() - began < 10  # was 186 s and 3.9 GB, then a MemoryError traceback
-    assert problems == ["(top): the manifest expands to over 1,000,000 YAML values (aliases *name repeat what they name): "
-                        "a manifest that large is refused"]
+    assert problems == [
+        "(top): the manifest expands to over 1,000,000 YAML values (aliases *name repeat what they name): "
+        "a manifest that large is refused"
+    ]
 
 
 def test_a_few_aliases_are_fine():
@@ -44,17 +46,25 @@ def test_an_integer_of_thousands_of_digits_is_one_line():
     assert problems == ["(top): a value cannot be read: a number has more than 4,300 digits"]
 
 
-@pytest.mark.parametrize("text, field", [("defaults: {iterations: true}", "defaults.iterations"),
-                                         ("defaults: {size: [true, 64]}", "defaults.size"),
-                                         ("defaults: {style_weight: false}", "defaults.style_weight"),
-                                         ("quality: true", "quality"), ("max_pixels: true", "max_pixels")])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("defaults: {iterations: true}", "defaults.iterations"),
+        ("defaults: {size: [true, 64]}", "defaults.size"),
+        ("defaults: {style_weight: false}", "defaults.style_weight"),
+        ("quality: true", "quality"),
+        ("max_pixels: true", "max_pixels"),
+    ],
+)
 def test_booleans_are_refused_where_numbers_belong(text, field):
     problems = _problems(BASE + text + "\n")
     assert len(problems) == 1 and problems[0].startswith(field), problems
 
 
 def test_booleans_stay_fine_where_booleans_belong():
-    assert parse_manifest(BASE + "defaults: {preserve_color: true}\n", "m.yaml").defaults.given()["preserve_color"] is True
+    assert (
+        parse_manifest(BASE + "defaults: {preserve_color: true}\n", "m.yaml").defaults.given()["preserve_color"] is True
+    )
 
 
 def test_a_long_sweep_list_is_refused_quickly_and_quoted_briefly():
@@ -62,7 +72,9 @@ def test_a_long_sweep_list_is_refused_quickly_and_quoted_briefly():
     began = time.monotonic()
     problems = _problems(BASE + f"defaults: {{sweep: {{seed: [{values}]}}}}\n")
     assert time.monotonic() - began < 10
-    assert problems == ["defaults.sweep (line 3): sweep: seed lists 20,000 values, over the limit of 100 points per pair"]
+    assert problems == [
+        "defaults.sweep (line 3): sweep: seed lists 20,000 values, over the limit of 100 points per pair"
+    ]
 
 
 def test_messages_quote_a_bounded_excerpt_of_a_value():

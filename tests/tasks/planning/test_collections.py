@@ -25,7 +25,9 @@ def folder(tmp_path):
 
 
 def _plan(folder: Path, text: str):
-    (folder / "m.yaml").write_text("defaults: {size: 32, scales: [1.0], iterations: 1}\nstyles: {starry: styles/starry.png}\n" + text)
+    (folder / "m.yaml").write_text(
+        "defaults: {size: 32, scales: [1.0], iterations: 1}\nstyles: {starry: styles/starry.png}\n" + text
+    )
     return load_plan(str(folder / "m.yaml"))
 
 
@@ -35,14 +37,17 @@ def _problems(folder: Path, text: str) -> str:
     return " | ".join(map(str, info.value.problems))
 
 
-@pytest.mark.parametrize("uri, wanted", [
-    ("s3:/mybucket/prefix", "not a well-formed s3:// URI"),
-    ("S3://mybucket/prefix", "not a well-formed s3:// URI"),
-    ("s3://", "no bucket"),
-    ("s3://my bucket/out", "not a valid S3 bucket name"),
-    ("s3://bkt/x.png?versionId=1", "query strings"),
-    ("https://example.com/out", "only s3:// and local paths"),
-])
+@pytest.mark.parametrize(
+    "uri, wanted",
+    [
+        ("s3:/mybucket/prefix", "not a well-formed s3:// URI"),
+        ("S3://mybucket/prefix", "not a well-formed s3:// URI"),
+        ("s3://", "no bucket"),
+        ("s3://my bucket/out", "not a valid S3 bucket name"),
+        ("s3://bkt/x.png?versionId=1", "query strings"),
+        ("https://example.com/out", "only s3:// and local paths"),
+    ],
+)
 def test_malformed_s3_roots_are_problems_never_local_folders(folder, monkeypatch, uri, wanted):
     monkeypatch.chdir(folder)
     assert wanted in _problems(folder, f"output: '{uri}'\ncontents: [photos/a.png]\n")
@@ -76,21 +81,30 @@ def test_names_keep_unicode_and_collisions_get_a_hash_not_a_refusal(folder):
     names = sorted(p.name for p in _plan(folder, "contents: [photos/]\n").pairs)
     assert "東京__starry" in names and "大阪__starry" in names and "café__starry" in names and "cafè__starry" in names
     collided = [n for n in names if n.startswith("my_photo__starry")]
-    assert len(collided) == 2 and len(set(collided)) == 2 and all(len(n) == len("my_photo__starry") + 9 for n in collided)
+    assert (
+        len(collided) == 2 and len(set(collided)) == 2 and all(len(n) == len("my_photo__starry") + 9 for n in collided)
+    )
     assert safe_name("../x/é\u0301") == "x_é"  # NFC: a decomposed é is the composed one
 
 
 def test_reserved_names(folder):
     assert "reserved" in _problems(folder, "pairs:\n  - {content: photos/a.png, style: starry, name: summary}\n")
     Image.new("RGB", (40, 30)).save(folder / "photos" / "summary.png")
-    plan = _plan(folder, "pairs:\n  - {content: photos/summary.png, style: starry, name: ok}\n  - {content: photos/a.png, style: starry}\n")
+    plan = _plan(
+        folder,
+        "pairs:\n  - {content: photos/summary.png, style: starry, name: ok}\n  - {content: photos/a.png, style: "
+        "starry}\n",
+    )
     assert [p.name for p in plan.pairs] == ["ok", "a__starry"]
 
 
-@pytest.mark.parametrize("text, wanted", [
-    ("output: a\noutput: b\n", "duplicate key 'output' (first on line 2)"),
-    ("[" * 500 + "]" * 500, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, wanted",
+    [
+        ("output: a\noutput: b\n", "duplicate key 'output' (first on line 2)"),
+        ("[" * 500 + "]" * 500, "nested too deeply"),
+    ],
+)
 def test_manifest_edge_cases_are_one_problem(text, wanted):
     with pytest.raises(ManifestError, match=wanted.replace("(", r"\(").replace(")", r"\)")):
         parse_manifest("styles: {a: x.png}\n" + text if text.startswith("output") else text, "m.yaml")
@@ -105,7 +119,11 @@ def test_a_manifest_that_is_a_folder_or_has_a_nul_byte(folder):
 def test_avif_and_jfif_are_listed(folder):
     Image.new("RGB", (40, 30)).save(folder / "photos" / "b.jfif", "JPEG")
     Image.new("RGB", (40, 30)).save(folder / "photos" / "c.avif")
-    assert sorted(Path(p.content_uri).name for p in _plan(folder, "contents: [photos/]\n").pairs) == ["a.png", "b.jfif", "c.avif"]
+    assert sorted(Path(p.content_uri).name for p in _plan(folder, "contents: [photos/]\n").pairs) == [
+        "a.png",
+        "b.jfif",
+        "c.avif",
+    ]
 
 
 def test_only_regular_files_are_read(folder):

@@ -46,7 +46,11 @@ def test_all_pairs_with_relative_paths_and_style_overrides(folder):
     a_scream = plan.pairs[1]
     assert a_scream.content_uri == str(folder / "photos" / "a.jpg")
     assert a_scream.styles[0].uri == str(folder / "styles" / "scream.png")
-    assert a_scream.config.to_json()["style_weight"] == 2000 and a_scream.config.to_json()["size"] == 64 and a_scream.config.to_json()["iterations"] == [3]
+    assert (
+        a_scream.config.to_json()["style_weight"] == 2000
+        and a_scream.config.to_json()["size"] == 64
+        and a_scream.config.to_json()["iterations"] == [3]
+    )
     assert plan.pairs[0].config.to_json()["style_weight"] == 100.0  # the core's default
     assert plan.settings.output_uri("a__starry") == str(folder / "out" / "a__starry.png")
 
@@ -63,21 +67,28 @@ pairs:
     blend, single = plan.pairs
     assert blend.name == "blend-a" and [s.name for s in blend.styles] == ["starry", "scream"]
     assert blend.config.to_json()["style_blend"] == [0.7, 0.3]
-    assert single.name == "b__starry" and single.config.to_json()["size"] == 32 and single.config.to_json()["preserve_color"] is True
+    assert (
+        single.name == "b__starry"
+        and single.config.to_json()["size"] == 32
+        and single.config.to_json()["preserve_color"] is True
+    )
     assert single.config.tile_size == 256 and single.config.upsample == "residual"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("styles: {a: x.jpg}\ncontents: [p.jpg]\nbogus: 1\n", ["bogus (line 3): unknown key"]),
-    ("styles: {a: x.jpg}\ndefaults: {size: 64, sise: 3}\n", ["defaults.sise (line 2): unknown key"]),
-    ("styles:\n  a: {path: x.jpg, colour: red}\n", ["styles.a.colour (line 2): unknown key"]),
-    ("styles: {a: x.jpg}\ndefaults: {size: big}\n", ["defaults.size (line 2): Input should be a valid integer"]),
-    ("contents: [p.jpg]\n", ["styles (line 1): required"]),
-    ("styles: {a: x.jpg}\npairs: [{style: a}]\n", ["pairs.0.content (line 2): required"]),
-    ("styles: {a: x.jpg}\nquality: 500\n", ["quality (line 2): Input should be less than or equal to 100"]),
-    ("styles: {a: x.jpg}\ncontents: [p.jpg\n", ["YAML syntax error"]),
-    ("- just\n- a list\n", ["must be a YAML mapping"]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("styles: {a: x.jpg}\ncontents: [p.jpg]\nbogus: 1\n", ["bogus (line 3): unknown key"]),
+        ("styles: {a: x.jpg}\ndefaults: {size: 64, sise: 3}\n", ["defaults.sise (line 2): unknown key"]),
+        ("styles:\n  a: {path: x.jpg, colour: red}\n", ["styles.a.colour (line 2): unknown key"]),
+        ("styles: {a: x.jpg}\ndefaults: {size: big}\n", ["defaults.size (line 2): Input should be a valid integer"]),
+        ("contents: [p.jpg]\n", ["styles (line 1): required"]),
+        ("styles: {a: x.jpg}\npairs: [{style: a}]\n", ["pairs.0.content (line 2): required"]),
+        ("styles: {a: x.jpg}\nquality: 500\n", ["quality (line 2): Input should be less than or equal to 100"]),
+        ("styles: {a: x.jpg}\ncontents: [p.jpg\n", ["YAML syntax error"]),
+        ("- just\n- a list\n", ["must be a YAML mapping"]),
+    ],
+)
 def test_invalid_manifests_name_the_field_and_line(text, expected):
     with pytest.raises(ManifestError) as info:
         parse_manifest(text, "m.yaml")
@@ -120,7 +131,10 @@ pairs:
 """
     with pytest.raises(ManifestError, match="pairs.0.style .line 4.: unknown style 'nope'; known: starry"):
         load_plan(str(_write(folder / "m.yaml", text)))
-    text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/zzz*.jpg, nothing/]\ndefaults: {style_layer_weights: [1, 2]}\n"
+    text = (
+        "styles: {starry: styles/starry.jpg}\ncontents: [photos/zzz*.jpg, nothing/]\ndefaults: "
+        "{style_layer_weights: [1, 2]}\n"
+    )
     with pytest.raises(ManifestError) as info:
         load_plan(str(_write(folder / "m.yaml", text)))
     rendered = " | ".join(map(str, info.value.problems))
@@ -133,8 +147,10 @@ def test_two_outputs_with_the_same_name(folder):
     text = "styles: {starry: styles/starry.jpg}\ncontents: [photos/a.jpg, styles/a.jpg]\n"
     names = [p.name for p in load_plan(str(_write(folder / "m.yaml", text))).pairs]
     assert len(set(names)) == 2 and all(n.startswith("a__starry-") for n in names)
-    text = ("styles: {starry: styles/starry.jpg}\npairs:\n  - {content: photos/a.jpg, style: starry, name: same}\n"
-            "  - {content: styles/a.jpg, style: starry, name: same}\n")
+    text = (
+        "styles: {starry: styles/starry.jpg}\npairs:\n  - {content: photos/a.jpg, style: starry, name: same}\n"
+        "  - {content: styles/a.jpg, style: starry, name: same}\n"
+    )
     with pytest.raises(ManifestError, match="two pairs would write 'same'"):
         load_plan(str(_write(folder / "m.yaml", text)))
 
@@ -162,7 +178,9 @@ def test_example_manifests_are_valid():
 
 @pytest.mark.parametrize("name", ["../../escape", "/abs/path", "a/b", "..", ".hidden"])
 def test_pair_names_cannot_leave_the_output_root(folder, name):
-    text = f"styles: {{starry: styles/starry.jpg}}\npairs:\n  - {{content: photos/a.jpg, style: starry, name: '{name}'}}\n"
+    text = (
+        f"styles: {{starry: styles/starry.jpg}}\npairs:\n  - {{content: photos/a.jpg, style: starry, name: '{name}'}}\n"
+    )
     with pytest.raises(ManifestError, match="not a safe file name"):
         load_plan(str(_write(folder / "m.yaml", text)))
 
@@ -185,10 +203,12 @@ def test_odd_content_names_stay_inside_the_output_root(folder):
 
 def test_scales_auto_and_coarse_size_in_a_manifest(folder):
     """The default schedule is spelled ``auto``, as on the command line; relative scales still work."""
-    text = ("styles: {starry: styles/starry.jpg}\n"
-            "defaults: {size: 1024, scales: auto, coarse_size: 200, iterations: [40, 20]}\n"
-            "pairs:\n  - {content: photos/a.jpg, style: starry, scales: [0.5, 1], name: relative}\n"
-            "  - {content: photos/b.png, style: starry, name: auto}\n")
+    text = (
+        "styles: {starry: styles/starry.jpg}\n"
+        "defaults: {size: 1024, scales: auto, coarse_size: 200, iterations: [40, 20]}\n"
+        "pairs:\n  - {content: photos/a.jpg, style: starry, scales: [0.5, 1], name: relative}\n"
+        "  - {content: photos/b.png, style: starry, name: auto}\n"
+    )
     plan = load_plan(str(_write(folder / "m.yaml", text)))
     configs = {p.name: p.config for p in plan.pairs}
     assert configs["relative"].sides() == (512, 1024)

@@ -26,7 +26,7 @@ RED, BLACK = (255, 0, 0), (0, 0, 0)
 def half_mask(path, height=48, width=64, left=RED, right=BLACK, stray: int = 0):
     pixels = np.zeros((height, width, 3), np.uint8)
     pixels[:, : width // 2] = left
-    pixels[:, width // 2:] = right
+    pixels[:, width // 2 :] = right
     pixels.reshape(-1, 3)[:stray] = (10, 200, 30)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
@@ -38,9 +38,11 @@ def masked(tmp_path):
     save(photo_like(48, 64), tmp_path / "photos" / "a.png")
     save(painting_like(40, 40), tmp_path / "styles" / "paint.png")
     half_mask(tmp_path / "masks" / "a.png")
-    (tmp_path / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png}\npairs:\n"
-                                            "  - {content: photos/*.png, style: paint, mask: 'masks/{stem}.png', "
-                                            "mask_styles: {'#ff0000': paint, '#000': keep}}\n")
+    (tmp_path / "m.yaml").write_text(
+        TINY + "styles: {paint: styles/paint.png}\npairs:\n"
+        "  - {content: photos/*.png, style: paint, mask: 'masks/{stem}.png', "
+        "mask_styles: {'#ff0000': paint, '#000': keep}}\n"
+    )
     return tmp_path
 
 
@@ -63,7 +65,9 @@ def test_a_masked_pair_keeps_its_kept_half_and_records_its_mask(masked):
     assert sidecar["mask"]["uri"] == pair.mask.uri and sidecar["mask"]["styles"] == {"#ff0000": "paint", "#000": "keep"}
     assert "quality" not in sidecar  # the whole-image judge says nothing true of regions
     out = np.asarray(Image.open(masked / "out" / f"{pair.name}.png").convert("RGB")).astype(int)
-    photo = np.asarray(Image.open(masked / "photos" / "a.png").convert("RGB").resize((32, 24), Image.Resampling.LANCZOS)).astype(int)
+    photo = np.asarray(
+        Image.open(masked / "photos" / "a.png").convert("RGB").resize((32, 24), Image.Resampling.LANCZOS)
+    ).astype(int)
     # Output 32x24: the kept right half, but for the feathered edge, is the photo at that size (PNG
     # and the resize round to 1/255; the photo is resized by the stylizer's own resampling).
     assert np.abs(out[:, 19:] - photo[:, 19:]).mean() < 4
@@ -73,12 +77,19 @@ def test_a_masked_pair_keeps_its_kept_half_and_records_its_mask(masked):
     assert run_pair(pair, plan.settings).status == Status.PRODUCED
 
 
-@pytest.mark.parametrize("mask, mapping, message", [
-    ("none", "{'#ff0000': paint, '#000': keep}", "no such mask"),
-    ("square", "{'#ff0000': paint, '#000': keep}", "aspect ratios differ"),
-    ("stray", "{'#ff0000': paint, '#000': keep}", "5 pixels (0.2%) have colours mask_styles does not list, e.g. #0ac81e"),
-    ("dot", "{'#ff0000': paint, '#000': keep}", "too small to carry a style"),
-])
+@pytest.mark.parametrize(
+    "mask, mapping, message",
+    [
+        ("none", "{'#ff0000': paint, '#000': keep}", "no such mask"),
+        ("square", "{'#ff0000': paint, '#000': keep}", "aspect ratios differ"),
+        (
+            "stray",
+            "{'#ff0000': paint, '#000': keep}",
+            "5 pixels (0.2%) have colours mask_styles does not list, e.g. #0ac81e",
+        ),
+        ("dot", "{'#ff0000': paint, '#000': keep}", "too small to carry a style"),
+    ],
+)
 def test_validate_refuses_bad_masks_in_one_line_each(masked, mask, mapping, message):
     if mask == "square":
         half_mask(masked / "masks" / "a.png", 48, 48)
@@ -101,15 +112,19 @@ def test_validate_refuses_bad_masks_in_one_line_each(masked, mask, mapping, mess
     assert row_reason is not None and "\n" not in row_reason
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("mask: 'masks/{stem}.png'", "mask and mask_styles go together"),
-    ("mask: 'masks/{stem}.png', mask_styles: {'#ff0000': scream}", "'scream' is not one of this pair's styles"),
-    ("mask: 'masks/{stem}.png', mask_styles: {'#ff0000': keep}", "every colour keeps the photo"),
-    ("mask: 'masks/{stem}.png', mask_styles: {'red': paint}", "is not a colour"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("mask: 'masks/{stem}.png'", "mask and mask_styles go together"),
+        ("mask: 'masks/{stem}.png', mask_styles: {'#ff0000': scream}", "'scream' is not one of this pair's styles"),
+        ("mask: 'masks/{stem}.png', mask_styles: {'#ff0000': keep}", "every colour keeps the photo"),
+        ("mask: 'masks/{stem}.png', mask_styles: {'red': paint}", "is not a colour"),
+    ],
+)
 def test_the_manifest_refuses_inconsistent_mask_styles(masked, entry, message):
-    (masked / "m.yaml").write_text(TINY + "styles: {paint: styles/paint.png}\npairs:\n"
-                                          f"  - {{content: photos/*.png, style: paint, {entry}}}\n")
+    (masked / "m.yaml").write_text(
+        TINY + f"styles: {{paint: styles/paint.png}}\npairs:\n  - {{content: photos/*.png, style: paint, {entry}}}\n"
+    )
     plan, problems = plan_with_problems(str(masked / "m.yaml"))
     assert any(message in p.message for p in problems), problems
 
@@ -117,8 +132,24 @@ def test_the_manifest_refuses_inconsistent_mask_styles(masked, entry, message):
 def test_nst_stylize_with_a_mask(masked, capsys):
     out = masked / "o.png"
     meta = masked / "o.json"
-    args = ["stylize", str(masked / "photos" / "a.png"), str(masked / "styles" / "paint.png"), "-o", str(out), "--metadata", str(meta),
-            "--size", "32", "--scales", "1", "--iterations", "3", "--quiet", "--mask", str(masked / "masks" / "a.png")]
+    args = [
+        "stylize",
+        str(masked / "photos" / "a.png"),
+        str(masked / "styles" / "paint.png"),
+        "-o",
+        str(out),
+        "--metadata",
+        str(meta),
+        "--size",
+        "32",
+        "--scales",
+        "1",
+        "--iterations",
+        "3",
+        "--quiet",
+        "--mask",
+        str(masked / "masks" / "a.png"),
+    ]
     assert main([*args, "--mask-styles", "#ff0000=paint,#000000=keep"]) == 0
     assert json.loads(meta.read_text())["mask"]["styles"] == {"#ff0000": "paint", "#000000": "keep"}
     assert main([*args, "--mask-styles", "#ff0000=1,#000000=keep"]) == 0  # a style by its position
@@ -142,8 +173,10 @@ def test_a_mask_on_s3(tmp_path):
         s3.create_bucket(Bucket="mask-art")
         for name in ("a.png", "paint.png", "a-mask.png"):
             s3.upload_file(str(tmp_path / name), "mask-art", f"in/{name}")
-        manifest = (TINY + "output: s3://mask-art/out\nstyles: {paint: paint.png}\npairs:\n"
-                    "  - {content: a.png, style: paint, mask: '{stem}-mask.png', mask_styles: {'#f00': paint, '#000': keep}}\n")
+        manifest = (
+            TINY + "output: s3://mask-art/out\nstyles: {paint: paint.png}\npairs:\n"
+            "  - {content: a.png, style: paint, mask: '{stem}-mask.png', mask_styles: {'#f00': paint, '#000': keep}}\n"
+        )
         s3.put_object(Bucket="mask-art", Key="in/m.yaml", Body=manifest.encode())
         plan = load_plan("s3://mask-art/in/m.yaml")
         assert plan.pairs[0].mask.uri == "s3://mask-art/in/a-mask.png"

@@ -47,8 +47,11 @@ def _result(plan, name: str, content: str, manifest: str, run_id: str = "run-a")
     """A finished pair's files as a run writes them (a sidecar that names its photo and manifest)."""
     Image.new("RGB", (32, 24)).save(plan.settings.output_uri(name))
     style = {"name": "starry", "uri": plan.pairs[0].styles[0].uri}
-    Path(plan.settings.sidecar_uri(name)).write_text(json.dumps({"name": name, "content": {"uri": content}, "styles": [style],
-                                                                   "manifest": manifest, "run_id": run_id}))
+    Path(plan.settings.sidecar_uri(name)).write_text(
+        json.dumps(
+            {"name": name, "content": {"uri": content}, "styles": [style], "manifest": manifest, "run_id": run_id}
+        )
+    )
 
 
 # --- one output root, many manifests ---------------------------------------------------------
@@ -63,7 +66,9 @@ def test_a_second_manifest_with_the_same_photo_stem_takes_a_hashed_name_and_keep
     plan_b = prepare_run(second).plan
     moved = plan_b.pairs[0].name
     assert moved.startswith("IMG_0001__starry-") and len(moved) == len("IMG_0001__starry-") + 8
-    assert any("IMG_0001__starry is taken by the result of run run-a of " in str(n) and moved in str(n) for n in plan_b.notes)
+    assert any(
+        "IMG_0001__starry is taken by the result of run run-a of " in str(n) and moved in str(n) for n in plan_b.notes
+    )
     # The same name on every run of the second manifest (its result is found again), and the
     # first manifest keeps its own name.
     _result(plan_b, moved, plan_b.pairs[0].content_uri, second, "run-b")
@@ -85,7 +90,9 @@ def test_an_explicit_name_another_manifest_holds_is_refused_before_any_work(fold
     plan_a = prepare_run(first).plan
     (folder / "out").mkdir()
     _result(plan_a, "IMG_0001__starry", plan_a.pairs[0].content_uri, first)
-    second = _manifest(folder, "output: out\npairs: [{content: cardB/IMG_0001.jpg, style: starry, name: IMG_0001__starry}]\n", "b.yaml")
+    second = _manifest(
+        folder, "output: out\npairs: [{content: cardB/IMG_0001.jpg, style: starry, name: IMG_0001__starry}]\n", "b.yaml"
+    )
     problem = _problems(second)
     assert "pairs.0: " in problem and "IMG_0001__starry.png holds the result of run run-a of " in problem
     assert f"from {plan_a.pairs[0].content_uri}; give this pair another name" in problem
@@ -111,7 +118,10 @@ def test_a_gallery_or_summary_the_tool_did_not_write_is_never_replaced(folder):
     (folder / "out" / "index.html").write_text("<html><body>our team's home page</body></html>")
     (folder / "out" / "summary.json").write_text('{"quarter": "Q3"}')
     problem = _problems(manifest)
-    assert "out/index.html exists and was not written by nst-batch" in problem and "out/summary.json exists and was not written" in problem
+    assert (
+        "out/index.html exists and was not written by nst-batch" in problem
+        and "out/summary.json exists and was not written" in problem
+    )
     # The tool's own are replaced: a gallery it wrote (with its mark) and a summary it wrote.
     from nst_batch.tasks.output.layout import GALLERY_MARK
 
@@ -126,8 +136,10 @@ def test_an_output_root_holding_the_paintings_never_writes_over_one(folder):
     manifest = _manifest(folder, "output: styles\npairs: [{content: photos/a.png, style: starry, name: dusk}]\n")
     # Not an input of this manifest, but not the tool's either: no sidecar, no signature.
     assert "styles/dusk.png exists and was not written by nst-batch (no sidecar, no signature)" in _problems(manifest)
-    (folder / "m.yaml").write_text(HEAD.replace("styles/starry.png", "styles/starry.png, dusk: styles/dusk.png")
-                                   + "output: styles\npairs: [{content: photos/a.png, style: starry, name: dusk}]\n")
+    (folder / "m.yaml").write_text(
+        HEAD.replace("styles/starry.png", "styles/starry.png, dusk: styles/dusk.png")
+        + "output: styles\npairs: [{content: photos/a.png, style: starry, name: dusk}]\n"
+    )
     assert "is an input (styles.dusk)" in _problems(str(folder / "m.yaml"))
     # Generated names next to the paintings are fine.
     prepare_run(_manifest(folder, "output: styles\ncontents: [photos/a.png]\n"))
@@ -150,7 +162,9 @@ def test_names_outside_ascii_are_kept_and_long_ones_fit_the_file_system_in_bytes
     for pair in plan.pairs:
         Path(plan.settings.output_uri(pair.name)).write_bytes(b"x")
         (out / f".{pair.name}.png.1234567-1234567890.abcdefgh.part").write_bytes(b"x")
-    problems = _problems(_manifest(folder, f"output: out\npairs: [{{content: photos/a.png, style: starry, name: {'東' * 61}}}]\n"))
+    problems = _problems(
+        _manifest(folder, f"output: out\npairs: [{{content: photos/a.png, style: starry, name: {'東' * 61}}}]\n")
+    )
     assert f"is 183 bytes in UTF-8, over the {MAX_NAME_BYTES} a name may take" in problems
 
 
@@ -193,8 +207,11 @@ def test_a_listed_folder_counts_and_names_every_file_it_does_not_take(folder, mo
     plan = load_plan(_manifest(folder, "output: out\ncontents: [photos/]\n"))
     assert sorted(Path(p.content_uri).name for p in plan.pairs) == ["a.png", "e.jpe"]
     notes = [str(n) for n in plan.notes]
-    assert any("contents.0: 2 .heic files skipped (b.HEIC, c.heic): HEIC/HEIF needs the optional pillow-heif: pip install 'nst-batch[heic]'"
-               in n for n in notes)
+    assert any(
+        "contents.0: 2 .heic files skipped (b.HEIC, c.heic): HEIC/HEIF needs the optional pillow-heif: pip install "
+        "'nst-batch[heic]'" in n
+        for n in notes
+    )
     assert any("1 .dng file skipped (d.dng): camera RAW files are not read" in n for n in notes)
     assert any("1 file without an extension skipped (README): no extension" in n for n in notes)
     assert any("1 .txt file skipped (notes.txt): not an image file" in n for n in notes)
@@ -250,12 +267,19 @@ def test_a_symlink_loop_named_in_a_manifest_is_one_problem(folder):
 
 
 def test_yaml_values_read_as_a_person_wrote_them():
-    manifest = parse_manifest("styles: {no: a.jpg, 1889: b.jpg, on: c.jpg}\n"
-                              "defaults: {size: 0040, iterations: '150,30', seed: 0o17}\n"
-                              "pairs: [{content: 0040.jpg, style: no}, {content: x.jpg, style: [1889, on]}]\nkeep_earlier: true\n", "m.yaml")
+    manifest = parse_manifest(
+        "styles: {no: a.jpg, 1889: b.jpg, on: c.jpg}\n"
+        "defaults: {size: 0040, iterations: '150,30', seed: 0o17}\n"
+        "pairs: [{content: 0040.jpg, style: no}, {content: x.jpg, style: [1889, on]}]\nkeep_earlier: true\n",
+        "m.yaml",
+    )
     assert list(manifest.styles) == ["no", "1889", "on"]
     assert manifest.defaults.given() == {"size": 40, "iterations": (150, 30), "seed": 15}
-    assert manifest.pairs[0].content == "0040.jpg" and manifest.pairs[0].style == "no" and manifest.pairs[1].style == ["1889", "on"]
+    assert (
+        manifest.pairs[0].content == "0040.jpg"
+        and manifest.pairs[0].style == "no"
+        and manifest.pairs[1].style == ["1889", "on"]
+    )
     assert manifest.keep_earlier is True
 
 
@@ -275,7 +299,11 @@ def test_16_bit_decoding_is_counted_and_converted_without_a_float64_copy(monkeyp
     big = io.BytesIO()
     Image.new("I;16", (6000, 6000)).save(big, "PNG")
     monkeypatch.setenv("NST_MAX_MEMORY", "200M")
-    with pytest.raises(TooLargeError, match=r"big.png: decoding its 6000x6000 pixels \(I;16\) needs about \d+ MiB, over the 200 MiB of NST_MAX_MEMORY=200M"):
+    with pytest.raises(
+        TooLargeError,
+        match=r"big.png: decoding its 6000x6000 pixels \(I;16\) needs about \d+ MiB, over the 200 MiB of "
+        r"NST_MAX_MEMORY=200M",
+    ):
         decode_image(big.getvalue(), "big.png")
 
 
@@ -309,14 +337,38 @@ def test_the_gallery_shows_pairs_a_stopped_run_finished_after_the_last_summary(f
     out = folder / "out"
     out.mkdir()
     then = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
-    (out / "summary.json").write_text(json.dumps({"manifest": "m.yaml", "counts": {}, "finished_at": then.isoformat(), "pairs": [
-        {"name": "a__starry", "content": str(folder / "photos" / "a.png"), "styles": ["s.png"], "style_names": ["starry"], "status": "failed",
-         "reason": "the disk was full"}]}))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "manifest": "m.yaml",
+                "counts": {},
+                "finished_at": then.isoformat(),
+                "pairs": [
+                    {
+                        "name": "a__starry",
+                        "content": str(folder / "photos" / "a.png"),
+                        "styles": ["s.png"],
+                        "style_names": ["starry"],
+                        "status": "failed",
+                        "reason": "the disk was full",
+                    }
+                ],
+            }
+        )
+    )
     (out / "a__starry.png").write_bytes(encode_image(torch.rand(1, 3, 24, 32), "PNG"))
     later = (then + datetime.timedelta(hours=1)).isoformat()
-    (out / "a__starry.json").write_text(json.dumps({"name": "a__starry", "content": {"uri": str(folder / "photos" / "a.png")},
-                                                    "styles": [{"name": "starry", "uri": "s.png"}], "finished_at": later,
-                                                    "output_size": [32, 24]}))
+    (out / "a__starry.json").write_text(
+        json.dumps(
+            {
+                "name": "a__starry",
+                "content": {"uri": str(folder / "photos" / "a.png")},
+                "styles": [{"name": "starry", "uri": "s.png"}],
+                "finished_at": later,
+                "output_size": [32, 24],
+            }
+        )
+    )
     build_gallery(str(out))
     page = (out / "index.html").read_text()
     assert 'class="produced"' in page and "the disk was full" not in page

@@ -1,6 +1,7 @@
 """How and where to run, declared once (nst_batch.tasks.planning.runtime.RuntimeOptions): the
 manifest's runtime keys and nst stylize's runtime flags are generated from it, and its range check
 is the only one."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,20 @@ def test_every_runtime_setting_of_one_image_is_an_nst_stylize_flag_with_its_help
 
 def test_the_manifest_reads_into_runtime_options_through_one_conversion():
     manifest = parse_manifest("styles: {s: s.png}\ndeterministic: true\nbatch: 3\nquality: 80\n", "m.yaml")
-    assert manifest.runtime() == RuntimeOptions(deterministic=True, batch=3, quality=80)  # a batch sets all nst stylize can
+    assert manifest.runtime() == RuntimeOptions(
+        deterministic=True, batch=3, quality=80
+    )  # a batch sets all nst stylize can
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("quality", 0, "quality must be 1..100, got 0"), ("max_pixels", 0, "max_pixels must be >= 1, got 0"),
-    ("batch", MAX_BATCH + 1, f"batch must be 0 (auto) or 1..{MAX_BATCH}, got {MAX_BATCH + 1}"),
-    ("threads", -1, "threads must be 0 (auto) or 1..1024, got -1")])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("quality", 0, "quality must be 1..100, got 0"),
+        ("max_pixels", 0, "max_pixels must be >= 1, got 0"),
+        ("batch", MAX_BATCH + 1, f"batch must be 0 (auto) or 1..{MAX_BATCH}, got {MAX_BATCH + 1}"),
+        ("threads", -1, "threads must be 0 (auto) or 1..1024, got -1"),
+    ],
+)
 def test_one_range_check_says_the_setting_and_its_range(name, value, message):
     assert range_problem(name, value) == message
     with pytest.raises(InputError) as info:

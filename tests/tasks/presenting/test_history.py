@@ -1,5 +1,6 @@
 """An output root's run history (nst_batch.tasks.presenting.history): every run's summary read
 back through RunSummary, oldest first; what is no summary is skipped, not fatal."""
+
 import json
 
 import pytest
@@ -10,10 +11,21 @@ from nst_batch.tasks.presenting.history import list_runs, runs_table
 
 
 def _summary(started: str, failed: int = 0) -> dict:
-    failures = [{"name": f"p{i}", "content": "a.png", "styles": ["s.png"], "reason": "not an image file"} for i in range(failed)]
-    return {"manifest": "/m.yaml", "output": "out", "run_id": f"run-{started[11:13]}", "started_at": started, "finished_at": started,
-            "counts": {"planned": 3, "produced": 3 - failed, "skipped": 0, "failed": failed}, "style_targets": {"computed": 1, "from_cache": 0},
-            "failures": failures, "pairs": [], "wall_time_s": 61.0}
+    failures = [
+        {"name": f"p{i}", "content": "a.png", "styles": ["s.png"], "reason": "not an image file"} for i in range(failed)
+    ]
+    return {
+        "manifest": "/m.yaml",
+        "output": "out",
+        "run_id": f"run-{started[11:13]}",
+        "started_at": started,
+        "finished_at": started,
+        "counts": {"planned": 3, "produced": 3 - failed, "skipped": 0, "failed": failed},
+        "style_targets": {"computed": 1, "from_cache": 0},
+        "failures": failures,
+        "pairs": [],
+        "wall_time_s": 61.0,
+    }
 
 
 def test_the_runs_are_listed_oldest_first_and_a_stray_file_is_skipped(tmp_path):

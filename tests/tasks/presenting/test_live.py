@@ -17,8 +17,21 @@ from tests.flows.helpers import make_batch
 
 
 def _step(progress: float = 0.5, image: bool = True, done: bool = False) -> StepInfo:
-    return StepInfo(0, 1, 24, 32, 7, 10, 1.0, {"total": 3.0}, done, False, torch.rand(1, 3, 24, 32) if image else None,
-                    work_done=progress, work_left=1 - progress)
+    return StepInfo(
+        0,
+        1,
+        24,
+        32,
+        7,
+        10,
+        1.0,
+        {"total": 3.0},
+        done,
+        False,
+        torch.rand(1, 3, 24, 32) if image else None,
+        work_done=progress,
+        work_left=1 - progress,
+    )
 
 
 def test_a_running_pair_publishes_its_image_and_progress_at_a_pace_and_cleans_up(tmp_path):
@@ -27,7 +40,12 @@ def test_a_running_pair_publishes_its_image_and_progress_at_a_pace_and_cleans_up
     live = LivePair("a__stripes", plan.settings, every_s=60)
     live(_step(0.25))
     state = json.loads((root / live_state("a__stripes")).read_text())
-    assert state["status"] == "running" and state["progress"] == 0.25 and state["iteration"] == 7 and state["size"] == [32, 24]
+    assert (
+        state["status"] == "running"
+        and state["progress"] == 0.25
+        and state["iteration"] == 7
+        and state["size"] == [32, 24]
+    )
     assert (root / live_image("a__stripes")).read_bytes()[:2] == b"\xff\xd8"  # a JPEG
     live(_step(0.5))  # within the pace: nothing written
     assert json.loads((root / live_state("a__stripes")).read_text())["progress"] == 0.25
@@ -62,7 +80,10 @@ def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pai
     assert '<meta http-equiv="refresh" content="5">' in page and "This run is in progress" in page
     assert f'<td class="produced" data-pair="{plan.pairs[0].name}" data-content="' in page  # with its measured quality
     assert f'<td class="failed" data-pair="{plan.pairs[1].name}">' in page
-    assert f'<td class="running" data-pair="{plan.pairs[2].name}" data-progress="0.4">' in page and "running · 40 %" in page
+    assert (
+        f'<td class="running" data-pair="{plan.pairs[2].name}" data-progress="0.4">' in page
+        and "running · 40 %" in page
+    )
     assert f'src="{live_image(plan.pairs[2].name)}?v=' in page
     assert f'<td class="pending" data-pair="{plan.pairs[3].name}">' in page
     assert "1 image and 1 failed and 1 running and 1 pending" in page

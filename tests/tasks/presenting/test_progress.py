@@ -1,7 +1,15 @@
 import io
 
 from nst_batch.core import StepInfo
-from nst_batch.tasks.presenting.progress import BatchBar, BatchLines, ProgressBar, ProgressLines, format_duration, make_batch_progress, make_progress
+from nst_batch.tasks.presenting.progress import (
+    BatchBar,
+    BatchLines,
+    ProgressBar,
+    ProgressLines,
+    format_duration,
+    make_batch_progress,
+    make_progress,
+)
 
 
 class _Tty(io.StringIO):
@@ -13,11 +21,35 @@ def _steps():
     # Two scales: 3 iterations of 24x32 (768 px each), then 3 of 48x64 (3072 px each: 4x the work).
     small, large = 24 * 32, 48 * 64
     for i in (1, 2, 3):
-        yield StepInfo(0, 2, 24, 32, i, 3, 0.1 * i, {"total": 5.0 - i} if i != 2 else None, work_done=small * i,
-                       work_left=small * (3 - i) + 3 * large)
-    yield StepInfo(0, 2, 24, 32, 3, 3, 0.4, {"total": 2.0, "content": 1.0}, scale_done=True, stopped_early=True,
-                   work_done=3 * small, work_left=3 * large)
-    yield StepInfo(1, 2, 48, 64, 3, 3, 1.6, {"total": 1.0}, scale_done=True, work_done=3 * small + 3 * large, work_left=0)
+        yield StepInfo(
+            0,
+            2,
+            24,
+            32,
+            i,
+            3,
+            0.1 * i,
+            {"total": 5.0 - i} if i != 2 else None,
+            work_done=small * i,
+            work_left=small * (3 - i) + 3 * large,
+        )
+    yield StepInfo(
+        0,
+        2,
+        24,
+        32,
+        3,
+        3,
+        0.4,
+        {"total": 2.0, "content": 1.0},
+        scale_done=True,
+        stopped_early=True,
+        work_done=3 * small,
+        work_left=3 * large,
+    )
+    yield StepInfo(
+        1, 2, 48, 64, 3, 3, 1.6, {"total": 1.0}, scale_done=True, work_done=3 * small + 3 * large, work_left=0
+    )
 
 
 def test_a_terminal_gets_a_bar_and_a_pipe_gets_lines():
@@ -149,6 +181,11 @@ def test_the_eta_shares_the_pairs_left_among_the_runners_slots_and_drops_warm_up
 def test_the_style_targets_are_said_in_words():
     from nst_batch.tasks.running.summary import targets_in_words
 
-    assert targets_in_words({"computed": 0, "from_cache": 0}) == "none needed (every pair was done earlier or failed first)"
+    assert (
+        targets_in_words({"computed": 0, "from_cache": 0})
+        == "none needed (every pair was done earlier or failed first)"
+    )
     assert targets_in_words({"computed": 2, "from_cache": 0}) == "2 computed"
-    assert targets_in_words({"computed": 1, "from_cache": 2}) == "1 computed, 2 read from the cache (made by earlier runs)"
+    assert (
+        targets_in_words({"computed": 1, "from_cache": 2}) == "1 computed, 2 read from the cache (made by earlier runs)"
+    )

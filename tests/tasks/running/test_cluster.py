@@ -60,7 +60,9 @@ def test_a_broken_off_chunk_keeps_the_pairs_it_wrote(planned):
 
 
 def test_a_cancelled_task_says_why_in_one_line():
-    lost = FutureCancelledError("stylize-pairs-abc", reason="no-workers", msg="the Dask cluster at tcp://x:1 had no workers\nfor 3 s")
+    lost = FutureCancelledError(
+        "stylize-pairs-abc", reason="no-workers", msg="the Dask cluster at tcp://x:1 had no workers\nfor 3 s"
+    )
     assert failure_reason(lost) == "the Dask cluster at tcp://x:1 had no workers for 3 s"
     assert failure_reason(RuntimeError("worker\n  died")) == "worker died"
     assert failure_reason(KeyError()) == "KeyError"

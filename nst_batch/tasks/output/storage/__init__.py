@@ -24,6 +24,24 @@ from nst_batch.tasks.output.storage.uris import (
 )
 
 __all__ = [
-    "LocalStorage", "MemoryStorage", "S3Storage", "Storage", "StorageError", "Uris", "basename", "check_uri", "climbs_out", "has_glob",
-    "has_scheme", "is_s3", "join", "mounted", "parent", "reset_s3_client", "resolve", "split_s3", "storage_for", "uri_problem",
+    "LocalStorage",
+    "MemoryStorage",
+    "S3Storage",
+    "Storage",
+    "StorageError",
+    "Uris",
+    "basename",
+    "check_uri",
+    "climbs_out",
+    "has_glob",
+    "has_scheme",
+    "is_s3",
+    "join",
+    "mounted",
+    "parent",
+    "reset_s3_client",
+    "resolve",
+    "split_s3",
+    "storage_for",
+    "uri_problem",
 ]

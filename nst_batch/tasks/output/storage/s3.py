@@ -48,7 +48,10 @@ class S3Storage:
 
             # Throttling, 5xx answers and dropped connections are retried with exponential backoff
             # and jitter; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE change it, as for any AWS tool.
-            retries = {"total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "6")), "mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+            retries = {
+                "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "6")),
+                "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+            }
             self._client = boto3.client("s3", config=Config(retries=retries, connect_timeout=10, read_timeout=60))
         return self._client
 

@@ -40,13 +40,19 @@ def uri_problem(uri: str) -> str | None:
     if scheme is None:
         return None
     if scheme.group(1) != "s3" or not uri.startswith("s3://"):
-        hint = " (write s3://bucket/key, lowercase, two slashes)" if scheme.group(1).lower() == "s3" else "; only s3:// and local paths are supported"
+        hint = (
+            " (write s3://bucket/key, lowercase, two slashes)"
+            if scheme.group(1).lower() == "s3"
+            else "; only s3:// and local paths are supported"
+        )
         return f"{uri}: not a well-formed s3:// URI{hint}"
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
         return f"{uri}: no bucket (write s3://bucket/key)"
     if not _BUCKET.match(bucket) or ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
-        return f"{uri}: {bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-')"
+        return (
+            f"{uri}: {bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase letters, digits, '.' and '-')"
+        )
     if re.search(r"\?[A-Za-z]+=", key):
         return f"{uri}: query strings (?versionId=...) are not supported in s3:// URIs"
     return None
@@ -70,7 +76,7 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not is_s3(uri):
         raise InputError(f"not an s3:// URI: {uri}")
     check_uri(uri)
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
@@ -115,7 +121,6 @@ def basename(uri: str) -> str:
     return posixpath.basename(uri) if is_key(uri) else os.path.basename(uri)
 
 
-
 def fixed_prefix(pattern: str) -> str:
     """The folder part of a pattern before its first wildcard."""
     parts = pattern.split(os.sep)
@@ -144,9 +149,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         elif pattern[i] == "?":
             out.append("[^/]")
             i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
             end = pattern.index("]", i + 2)
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
             i = end + 1
         else:
