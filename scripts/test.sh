@@ -13,6 +13,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   fi
 fi
 .venv/bin/ruff check . || exit 1
+.venv/bin/ruff format --check --quiet . || { echo "run: .venv/bin/ruff format ." >&2; exit 1; }
 .venv/bin/mypy || exit 1  # the package, 0 errors ([tool.mypy] in pyproject.toml)
 .venv/bin/python -m pytest "$@"
 code=$?
