@@ -11,7 +11,6 @@ at a time: PyTorch already uses every core for one convolution.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -20,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from nst_batch.core import resolve_device
-from nst_batch.tasks.errors import InputError
+from nst_batch.tasks.environment import MAX_PAIRS_PER_GPU, PAIRS_PER_GPU
 
-PAIRS_PER_GPU_ENV = "NST_PAIRS_PER_GPU"
+PAIRS_PER_GPU_ENV = PAIRS_PER_GPU.name
 DEFAULT_PAIRS_PER_GPU = 2
 
 
@@ -85,16 +84,10 @@ def pairs_per_gpu() -> int:
     count (``dask cuda worker --nthreads N``: the worker runs N tasks at once, so its pool has N
     slots, each given 1/N of the GPU's memory by the guard, not a share for pairs that never
     come); elsewhere 2."""
-    text = os.environ.get(PAIRS_PER_GPU_ENV)
-    if text is None:
+    value = PAIRS_PER_GPU.read()
+    if value is None:
         threads = _dask_worker_threads()
-        return threads if threads is not None and 1 <= threads <= 64 else DEFAULT_PAIRS_PER_GPU
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 64:
-        raise InputError(f"{PAIRS_PER_GPU_ENV} must be 1..64, got {text!r}")
+        return threads if threads is not None and 1 <= threads <= MAX_PAIRS_PER_GPU else DEFAULT_PAIRS_PER_GPU
     return value
 
 

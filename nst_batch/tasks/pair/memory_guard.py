@@ -8,33 +8,28 @@ the RAM available to this process (the smaller of the kernel's MemAvailable and 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.memory import estimate_memory, format_bytes, largest_batch, largest_size
-from nst_batch.tasks.errors import InputError, TooLargeError
+from nst_batch.tasks.environment import MAX_MEMORY, byte_size, parsed
+from nst_batch.tasks.errors import TooLargeError
 
-ENV_VAR = "NST_MAX_MEMORY"
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+ENV_VAR = MAX_MEMORY.name
 
 
 def parse_bytes(text: str) -> int:
-    match = _SIZE.match(text)
-    if not match:
-        raise InputError(f"{ENV_VAR} must be a size like 8G, 8GiB, 500M or a number of bytes, got {text!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return parsed(ENV_VAR, text, byte_size)
 
 
 def memory_budget(device: torch.device, sharing: int = 1) -> tuple[int, str]:
     """(bytes this run may use, where that figure comes from). ``sharing`` jobs run on the device at
     once: each may use its share of the GPU, and never more than is free now."""
-    configured = os.environ.get(ENV_VAR)
-    if configured:
-        return parse_bytes(configured) // sharing, f"{ENV_VAR}={configured}" + (
+    configured = MAX_MEMORY.read()
+    if configured is not None:
+        return configured // sharing, f"{ENV_VAR}={os.environ[ENV_VAR].strip()}" + (
             f" shared by {sharing} pairs" if sharing > 1 else ""
         )
     if device.type == "cuda":

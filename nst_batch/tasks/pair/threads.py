@@ -33,10 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nst_batch.tasks.errors import InputError
-from nst_batch.tasks.planning.runtime import MAX_THREADS
-
-THREADS_ENV = "NST_THREADS"
+from nst_batch.tasks.environment import OMP_NUM_THREADS, THREADS, parsed
 
 
 @dataclass(frozen=True)
@@ -47,15 +44,7 @@ class ThreadPlan:
 
 def parse_threads(text: str, setting: str) -> int:
     """A thread count as written: 1..1024, or 0 for auto."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_THREADS:
-        raise InputError(
-            f"{setting} must be 0 (auto) or a whole number 1..{MAX_THREADS}, got {str(text)[:40]!r}", settings=[setting]
-        )
-    return value
+    return parsed(setting, str(text), THREADS.parse)
 
 
 def plan_threads(
@@ -71,11 +60,10 @@ def plan_threads(
     env = os.environ if environ is None else environ
     if setting > 0:
         return ThreadPlan(setting, "threads setting")
-    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
-        if env.get(name, "").strip():
-            count = parse_threads(env[name], name)
-            if count > 0:
-                return ThreadPlan(count, name)
+    for variable in (THREADS, OMP_NUM_THREADS):
+        count = variable.read(env)
+        if count:
+            return ThreadPlan(count, variable.name)
     budget = cpu_budget(proc, sample_s=sample_s)
     count = max(1, math.floor(budget.cpus / max(1, sharing) + 1e-9))
     shared = f", shared by {sharing} pairs" if sharing > 1 else ""

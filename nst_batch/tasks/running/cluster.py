@@ -31,28 +31,22 @@ from typing import Any
 
 from prefect_dask import DaskTaskRunner
 
-from nst_batch.tasks.errors import ClusterError, InputError
+from nst_batch.tasks.environment import DASK_NO_WORKERS_S
+from nst_batch.tasks.errors import ClusterError
 from nst_batch.tasks.output.layout import PROBE_PREFIX
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.planning.plan import Plan
 from nst_batch.tasks.running.prefect_runs import mark_task_runs_crashed
 
 CONNECT_TIMEOUT_S = 4.0  # a scheduler answers in milliseconds; `nst run` must say it is unreachable within 10 s
-NO_WORKERS_ENV = "NST_DASK_NO_WORKERS_S"
 DEFAULT_NO_WORKERS_S = 120.0
 GPU_RESOURCE = "GPU"
 _SAMPLED_INPUTS = 16  # local inputs whose presence every worker confirms (the styles first)
 
 
 def no_workers_s() -> float:
-    value = os.environ.get(NO_WORKERS_ENV, "")
-    try:
-        seconds = float(value) if value else DEFAULT_NO_WORKERS_S
-    except ValueError:
-        raise InputError(f"{NO_WORKERS_ENV} must be a number of seconds, got {value!r}") from None
-    if not 0 < seconds < float("inf"):  # nan fails this too
-        raise InputError(f"{NO_WORKERS_ENV} must be a number of seconds > 0, got {value!r}")
-    return seconds
+    value = DASK_NO_WORKERS_S.read()
+    return DEFAULT_NO_WORKERS_S if value is None else value
 
 
 _SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
@@ -185,7 +179,7 @@ class ClusterTaskRunner(DaskTaskRunner):
             since = None if workers else since or time.monotonic()
             if since is not None and time.monotonic() - since >= limit_s:
                 where = f"the Dask cluster at {self.address}" if self.address else "the local Dask cluster"
-                self._give_up(f"{where} had no workers for {limit_s:g} s ({NO_WORKERS_ENV}); re-run to resume")
+                self._give_up(f"{where} had no workers for {limit_s:g} s ({DASK_NO_WORKERS_S.name}); re-run to resume")
                 return
 
     def _give_up(self, reason: str) -> None:

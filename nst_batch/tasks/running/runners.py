@@ -10,15 +10,15 @@ Environment (so a deployment sets it in its job variables, and ``nst run`` from 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 
+from nst_batch.tasks.environment import DASK_ADDRESS, DASK_WORKERS, TASK_RUNNER, THREADS, parsed
 from nst_batch.tasks.errors import InputError
 
-RUNNER_ENV, ADDRESS_ENV, WORKERS_ENV = "NST_TASK_RUNNER", "NST_DASK_ADDRESS", "NST_DASK_WORKERS"
+RUNNER_ENV = TASK_RUNNER.name
 
 
 def concurrency() -> int:
@@ -41,26 +41,15 @@ def runner_slots(runner: Any) -> int:
 def existing_cluster(kind: str | None = None, address: str | None = None) -> str | None:
     """The address of the Dask cluster started elsewhere that the tasks go to, if any: the
     arguments first, then the environment."""
-    kind = kind or os.environ.get(RUNNER_ENV, "threads")
-    address = address or os.environ.get(ADDRESS_ENV) or None
+    kind = kind or TASK_RUNNER.read() or "threads"
+    address = address or DASK_ADDRESS.read() or None
     return address if kind == "dask" else None
-
-
-MAX_DASK_WORKERS = 256
 
 
 def dask_workers(text: str, setting: str) -> int:
     """A local cluster's worker processes: 1..256 (0 or a negative count started none and waited
     for ever; a huge one forked until the machine gave out)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_DASK_WORKERS:
-        raise InputError(
-            f"{setting} must be a whole number 1..{MAX_DASK_WORKERS}, got {text[:40]!r}", settings=[setting]
-        )
-    return value
+    return parsed(setting, text, DASK_WORKERS.parse)
 
 
 def require_extra(module: str, extra: str, what: str) -> None:
@@ -76,12 +65,9 @@ def require_extra(module: str, extra: str, what: str) -> None:
 
 
 def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
-    kind = kind or os.environ.get(RUNNER_ENV, "threads")
+    kind = kind or TASK_RUNNER.read() or "threads"
     address = existing_cluster(kind, address)
-    if workers is None and os.environ.get(WORKERS_ENV):
-        workers = dask_workers(os.environ[WORKERS_ENV], WORKERS_ENV)
-    elif workers is not None:
-        workers = dask_workers(str(workers), "dask_workers")
+    workers = DASK_WORKERS.read() if workers is None else dask_workers(str(workers), "dask_workers")
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -103,7 +89,7 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
     n = workers or 1
     # Each worker process gets its share of the CPUs this process may use (affinity and cgroup
     # quota, not the host's cores) for PyTorch's intra-op threads.
-    from nst_batch.tasks.pair.threads import THREADS_ENV, plan_threads
+    from nst_batch.tasks.pair.threads import plan_threads
 
     threads = str(plan_threads(sharing=n).count)
     return ClusterTaskRunner(
@@ -111,7 +97,7 @@ def make_task_runner(kind: str | None = None, address: str | None = None, worker
             "n_workers": n,
             "threads_per_worker": 1,
             "processes": True,
-            "env": {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+            "env": {THREADS.name: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
         }
     )
 

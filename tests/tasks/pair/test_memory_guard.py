@@ -57,7 +57,7 @@ def test_the_device_pool_gives_each_gpu_k_slots_and_a_cpu_one(monkeypatch):
     monkeypatch.setenv("NST_PAIRS_PER_GPU", "3")
     assert pairs_per_gpu() == 3
     monkeypatch.setenv("NST_PAIRS_PER_GPU", "zero")
-    with pytest.raises(ValueError, match="NST_PAIRS_PER_GPU must be 1..64"):
+    with pytest.raises(ValueError, match="NST_PAIRS_PER_GPU must be a whole number 1..64"):
         pairs_per_gpu()
 
 
