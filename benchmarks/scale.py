@@ -65,6 +65,17 @@ def nst(*args: str) -> list[str]:
     return [sys.executable, "-m", "nst_batch.cli.main", *args]
 
 
+def _plan_measured(what: str, manifest: Path, env: dict[str, str]) -> tuple[Measured, str, str]:
+    """Planning ``manifest`` in a process of its own: (the measured run, its pairs, its seconds)."""
+    code = f"""
+        import time; t = time.perf_counter()
+        from nst_batch.tasks.planning.plan import load_plan
+        plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)"""
+    plan = _check(what, run_measured(python(code), env=env))
+    planned, seconds = plan.stdout.split()
+    return plan, planned, seconds
+
+
 def _check(step: str, measured: Measured, ok: tuple[int, ...] = (0,)) -> Measured:
     if measured.returncode not in ok:
         raise SystemExit(f"{step} failed with exit {measured.returncode}:\n{measured.stderr[-3000:]}")
@@ -77,17 +88,7 @@ def measure(pairs: int, styles: int, workdir: Path, planned_100k: bool = True) -
     manifest = write_manifest(workdir, "m.yaml", styles)
     shutil.rmtree(workdir / "out", ignore_errors=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    plan = _check(
-        "plan",
-        run_measured(
-            python(f"""
-        import time; t = time.perf_counter()
-        from nst_batch.tasks.planning.plan import load_plan
-        plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)"""),
-            env=env,
-        ),
-    )
-    planned, plan_s = plan.stdout.split()
+    plan, planned, plan_s = _plan_measured("plan", manifest, env)
     validate = _check("validate", run_measured(nst("validate", str(manifest), "--json"), env=env))
     run = _check("run", run_measured(nst("run", str(manifest), "--summary-json", str(workdir / "s1.json")), env=env))
     summary = json.loads((workdir / "s1.json").read_text())
@@ -130,17 +131,7 @@ def _plan_100k(workdir: Path, env: dict[str, str]) -> dict[str, Any]:
     root = workdir / "100k"
     make_images(root, 1000, 100)
     manifest = write_manifest(root, "m.yaml", 100)
-    plan = _check(
-        "plan 100k",
-        run_measured(
-            python(f"""
-        import time; t = time.perf_counter()
-        from nst_batch.tasks.planning.plan import load_plan
-        plan = load_plan({str(manifest)!r}); print(len(plan.pairs), time.perf_counter() - t)"""),
-            env=env,
-        ),
-    )
-    planned, seconds = plan.stdout.split()
+    plan, planned, seconds = _plan_measured("plan 100k", manifest, env)
     return {
         "plan_100k_pairs": int(planned),
         "plan_100k_s": round(float(seconds), 1),

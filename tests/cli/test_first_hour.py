@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from nst_batch.cli.main import main
+from tests.cli.helpers import stylize
 from tests.cli.test_stylize_cli import FAST
 from tests.flows.helpers import save
 from tests.synthetic import painting_like, photo_like
@@ -55,9 +56,9 @@ def test_an_output_that_is_the_content_is_refused_and_the_photo_kept(images, tmp
 
 def test_metadata_on_the_style_or_on_the_output_is_refused(images, tmp_path, capsys, no_stylizing):
     out = tmp_path / "o.png"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--metadata", str(images[1]), *FAST]) == 2
+    assert stylize(images, str(out), "--metadata", str(images[1]), *FAST) == 2
     assert "--metadata" in _one_error_line(capsys)
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--metadata", str(out), *FAST]) == 2
+    assert stylize(images, str(out), "--metadata", str(out), *FAST) == 2
     assert "is the --output" in _one_error_line(capsys)
     assert not out.exists()
 
@@ -67,7 +68,7 @@ def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(
 ):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(blocker / "out.png"), *FAST]) == 2
+    assert stylize(images, str(blocker / "out.png"), *FAST) == 2
     assert "cannot write there" in _one_error_line(capsys)
     real = tempfile.mkstemp
 
@@ -78,65 +79,19 @@ def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(
 
     (tmp_path / "ro").mkdir()
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "ro" / "out.png"), *FAST]) == 2
+    assert stylize(images, str(tmp_path / "ro" / "out.png"), *FAST) == 2
     assert "Permission denied" in _one_error_line(capsys)
-    assert (
-        main(
-            [
-                "stylize",
-                str(images[0]),
-                str(images[1]),
-                "-o",
-                str(tmp_path / "o.png"),
-                "--metadata",
-                str(tmp_path / "ro" / "m.json"),
-                *FAST,
-            ]
-        )
-        == 2
-    )
+    assert stylize(images, str(tmp_path / "o.png"), "--metadata", str(tmp_path / "ro" / "m.json"), *FAST) == 2
     assert "--metadata" in _one_error_line(capsys)
     assert not (tmp_path / "o.png").exists()
 
 
 def test_init_image_implies_init_image_and_contradictions_are_refused(images, tmp_path, capsys):
     out, meta = tmp_path / "o.png", tmp_path / "o.json"
-    assert (
-        main(
-            [
-                "stylize",
-                str(images[0]),
-                str(images[1]),
-                "-o",
-                str(out),
-                "--init-image",
-                str(images[1]),
-                "--metadata",
-                str(meta),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert stylize(images, str(out), "--init-image", str(images[1]), "--metadata", str(meta), *FAST) == 0
     recorded = json.loads(meta.read_text())
     assert recorded["parameters"]["init"] == "image" and recorded["init_image"]["path"] == str(images[1])
-    assert (
-        main(
-            [
-                "stylize",
-                str(images[0]),
-                str(images[1]),
-                "-o",
-                str(out),
-                "--init",
-                "noise",
-                "--init-image",
-                str(images[1]),
-                *FAST,
-            ]
-        )
-        == 2
-    )
+    assert stylize(images, str(out), "--init", "noise", "--init-image", str(images[1]), *FAST) == 2
     assert "--init noise" in _one_error_line(capsys)
 
 
@@ -153,7 +108,7 @@ def test_init_image_implies_init_image_and_contradictions_are_refused(images, tm
     ],
 )
 def test_messages_say_flags_values_as_written_and_the_nearest_option(images, tmp_path, capsys, args, wanted):
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), *FAST, *args]) == 2
+    assert stylize(images, str(tmp_path / "o.png"), *FAST, *args) == 2
     assert wanted in _one_error_line(capsys)
 
 

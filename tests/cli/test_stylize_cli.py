@@ -14,6 +14,7 @@ from PIL import Image
 from nst_batch.cli.main import main
 from nst_batch.core.device import resolve_precision
 from nst_batch.core.weights import CAFFE_WEIGHTS_SHA256
+from tests.cli.helpers import stylize
 from tests.flows.helpers import save
 from tests.synthetic import photo_like
 
@@ -23,7 +24,7 @@ FAST = ["--size", "32", "--scales", "1", "--iterations", "2", "--quiet"]
 @pytest.mark.parametrize("ext, fmt", [("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP")])
 def test_writes_the_format_of_the_extension(images, tmp_path, ext, fmt):
     out = tmp_path / "out" / f"result.{ext}"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST]) == 0
+    assert stylize(images, str(out), *FAST) == 0
     with Image.open(out) as image:
         assert image.format == fmt and image.size == (32, 24)
     assert [p.name for p in out.parent.iterdir()] == [f"result.{ext}"]  # no temporary files left
@@ -72,7 +73,7 @@ def test_metadata_records_everything(images, tmp_path):
 def test_progress_lines_when_not_a_terminal(images, tmp_path, capsys):
     out = tmp_path / "o.png"
     args = [a for a in FAST if a != "--quiet"]
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *args]) == 0
+    assert stylize(images, str(out), *args) == 0
     err = capsys.readouterr().err
     assert "scale 1/1 32x24 iter 2/2 done" in err
     assert f"wrote {out} (32x24)" in err
@@ -164,7 +165,7 @@ def test_bad_input_files(images, tmp_path, capsys, monkeypatch, kind, message, r
 )
 def test_bad_options(images, tmp_path, capsys, option, message):
     out = tmp_path / "out.png"
-    code = main(["stylize", str(images[0]), str(images[1]), "-o", str(out), *FAST, *option])
+    code = stylize(images, str(out), *FAST, *option)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not out.exists()
@@ -175,9 +176,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(images, tmp_path, capsys):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert (
-        main(["stylize", str(images[0]), str(images[1]), "-o", str(tmp_path / "o.png"), "--device", "cuda", *FAST]) == 2
-    )
+    assert stylize(images, str(tmp_path / "o.png"), "--device", "cuda", *FAST) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
@@ -202,12 +201,7 @@ def test_console_script_runs(images, tmp_path):
 def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("nst_batch.core.device.bf16_is_native", lambda device: False)  # an AVX2-only CPU, on any CPU
     out = tmp_path / "o.png"
-    assert (
-        main(
-            ["stylize", str(images[0]), str(images[1]), "-o", str(out), "--device", "cpu", "--precision", "bf16", *FAST]
-        )
-        == 2
-    )
+    assert stylize(images, str(out), "--device", "cpu", "--precision", "bf16", *FAST) == 2
     err = capsys.readouterr().err
     assert "native bf16" in err and "use fp32" in err and err.count("\n") == 1
     assert not out.exists()
@@ -216,32 +210,14 @@ def test_bf16_is_refused_where_the_cpu_would_emulate_it(images, tmp_path, capsys
 def test_an_output_too_large_for_the_memory_budget_is_refused_before_any_work(images, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("NST_MAX_MEMORY", "1200M")  # the process alone is estimated at 900 MiB
     out = tmp_path / "o.png"
-    assert main(["stylize", str(images[0]), str(images[1]), "-o", str(out), "--size", "2000", "--quiet"]) == 2
+    assert stylize(images, str(out), "--size", "2000", "--quiet") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "2000x1500 px output needs about" in err and "NST_MAX_MEMORY=1200M" in err
     fits = int(err.split("use --size ")[1].split()[0].rstrip(","))
     assert 16 <= fits < 2000
     assert not out.exists()
     # The size the message offers is accepted.
-    assert (
-        main(
-            [
-                "stylize",
-                str(images[0]),
-                str(images[1]),
-                "-o",
-                str(out),
-                "--size",
-                str(min(fits, 32)),
-                "--scales",
-                "1",
-                "--iterations",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert stylize(images, str(out), "--size", str(min(fits, 32)), "--scales", "1", "--iterations", "1", "--quiet") == 0
 
 
 @pytest.mark.parametrize(
@@ -289,21 +265,7 @@ def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images,
     from nst_batch.cli.reporting import graphs_line
 
     meta_path = tmp_path / "o.json"
-    assert (
-        main(
-            [
-                "stylize",
-                str(images[0]),
-                str(images[1]),
-                "-o",
-                str(tmp_path / "o.png"),
-                "--metadata",
-                str(meta_path),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert stylize(images, str(tmp_path / "o.png"), "--metadata", str(meta_path), *FAST) == 0
     scales = json.loads(meta_path.read_text())["scales"]
     assert scales and all(s["graphed"] is None and s["capture_error"] == "" for s in scales)
     assert graphs_line(scales) == ""
@@ -364,23 +326,7 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     from nst_batch.tasks.planning.plan import BatchSettings, PairJob, StyleRef
 
     out, meta_path = tmp_path / "one" / "o.png", tmp_path / "one" / "o.json"
-    assert (
-        main(
-            [
-                "stylize",
-                str(images[0]),
-                str(images[1]),
-                "-o",
-                str(out),
-                "--metadata",
-                str(meta_path),
-                *FAST,
-                "--precision",
-                "fp32",
-            ]
-        )
-        == 0
-    )
+    assert stylize(images, str(out), "--metadata", str(meta_path), *FAST, "--precision", "fp32") == 0
     meta = json.loads(meta_path.read_text())
     settings = BatchSettings(str(tmp_path / "batch"), "png")
     pair = PairJob(

@@ -207,34 +207,35 @@ class RunSummary:
         if not isinstance(data, Mapping) or not isinstance(data.get("counts"), Mapping):
             raise ValueError("not a run summary (no counts)")
         failures = [
-            Failure(_str(f.get("name")), _str(f.get("content")), _strs(f.get("styles")), _str(f.get("reason")))
+            Failure(
+                json_text(f.get("name")),
+                json_text(f.get("content")),
+                _strs(f.get("styles")),
+                json_text(f.get("reason")),
+            )
             for f in _list(data.get("failures"))
             if isinstance(f, Mapping)
         ]
         return cls(
-            manifest=_str(data.get("manifest")),
-            output=_str(data.get("output")),
-            run_id=_str(data.get("run_id")),
-            started_at=_str(data.get("started_at")),
-            finished_at=_str(data.get("finished_at")),
+            manifest=json_text(data.get("manifest")),
+            output=json_text(data.get("output")),
+            run_id=json_text(data.get("run_id")),
+            started_at=json_text(data.get("started_at")),
+            finished_at=json_text(data.get("finished_at")),
             counts={str(k): int(v) for k, v in data["counts"].items() if isinstance(v, int | float)},
             style_targets={
                 str(k): int(v) for k, v in _dict(data.get("style_targets")).items() if isinstance(v, int | float)
             },
             failures=failures,
             pairs=[r for r in map(PairRow.from_json, _list(data.get("pairs"))) if r is not None],
-            wall_time_s=_float(data.get("wall_time_s")) or 0.0,
+            wall_time_s=json_number(data.get("wall_time_s")) or 0.0,
             quality=_dict(data.get("quality")),
             notes=_strs(data.get("notes")),
             warnings=_strs(data.get("warnings")),
-            live_view_s=_float(data.get("live_view_s")),
+            live_view_s=json_number(data.get("live_view_s")),
             summary_uri=data.get("summary_uri") if isinstance(data.get("summary_uri"), str) else None,
             gallery=data.get("gallery") if isinstance(data.get("gallery"), str) else None,
         )
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _strs(value: Any) -> list[str]:
@@ -247,10 +248,6 @@ def _list(value: Any) -> list[Any]:
 
 def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -361,7 +358,7 @@ class PairRecord:
                 kept[f.name] = data[f.name]
         given: Any = data.get("style_cache")
         cache = [
-            CacheUse(str(c["style"]), str(c["key"]), bool(c["hit"]), _as_text(c.get("rejected")))
+            CacheUse(str(c["style"]), str(c["key"]), bool(c["hit"]), json_text(c.get("rejected")))
             for c in (given if isinstance(given, list) else [])
             if isinstance(c, dict) and {"style", "key", "hit"} <= c.keys()
         ]
@@ -369,10 +366,12 @@ class PairRecord:
         return cls(
             **{"output": "", "output_bytes": -1, "output_sha256": "", "format": "", **kept},
             content=InputRecord(
-                _as_text(content.get("uri")), _as_text(content.get("sha256")), size if isinstance(size, list) else None
+                json_text(content.get("uri")),
+                json_text(content.get("sha256")),
+                size if isinstance(size, list) else None,
             ),
             styles=[
-                InputRecord(_as_text(s["uri"]), _as_text(s.get("sha256")), name=_as_text(s["name"], "?"))
+                InputRecord(json_text(s["uri"]), json_text(s.get("sha256")), name=json_text(s["name"], "?"))
                 for s in styles
             ],
             style_cache=cache,
@@ -381,7 +380,11 @@ class PairRecord:
     def blend(self) -> list[float] | None:
         """The styles' blend weights, normalised, when the parameters give one weight a style."""
         given = self.parameters.get("style_blend")
-        if not isinstance(given, list) or len(given) != len(self.styles) or not all(_number(w) for w in given):
+        if (
+            not isinstance(given, list)
+            or len(given) != len(self.styles)
+            or not all(json_number(w) is not None for w in given)
+        ):
             return None
         total = sum(float(w) for w in given)
         return [float(w) / total for w in given] if total > 0 else None
@@ -398,9 +401,11 @@ def _input_json(record: InputRecord, with_size: bool) -> dict[str, Any]:
     return out
 
 
-def _as_text(value: Any, default: str = "") -> str:
+def json_text(value: Any, default: str = "") -> str:
+    """A JSON value where text belongs: itself when it is text, else ``default``."""
     return value if isinstance(value, str) else default
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def json_number(value: Any) -> float | None:
+    """A JSON value where a number belongs: it as a float (never a bool), else None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -37,7 +37,7 @@ from nst_batch.tasks.output.layout import (
 )
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.image_files import OUTPUT_FORMATS
-from nst_batch.tasks.pair.records import PairRecord, PairRow, RunSummary, Status, shown_quality
+from nst_batch.tasks.pair.records import PairRecord, PairRow, RunSummary, Status, json_number, json_text, shown_quality
 from nst_batch.tasks.presenting.run_marker import clear_live, ended_run
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.image_files.thumbnail)
@@ -131,10 +131,6 @@ def _read_json(storage: Any, uri: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _text(value: Any, default: str = "") -> str:
-    return value if isinstance(value, str) else default
-
-
 def _output_of(stem: str, files: set[str]) -> str:
     """The output the run wrote beside sidecar ``stem``.json (by the layout, never by the sidecar's text)."""
     return next((f"{stem}.{ext}" for ext in OUTPUT_EXTENSIONS if f"{stem}.{ext}" in files), "")
@@ -223,8 +219,8 @@ def _interrupted_run(
             if name not in sidecars:
                 cell = Cell(
                     name,
-                    _text(state.get("content"), name),
-                    _text(state.get("style"), "(interrupted)"),
+                    json_text(state.get("content"), name),
+                    json_text(state.get("style"), "(interrupted)"),
                     "interrupted",
                     reason="interrupted: the run stopped while this pair ran",
                 )
@@ -271,7 +267,7 @@ def _add_row(page: Page, row: PairRow, sidecars: dict[str, tuple[Cell, list[str]
         page.add(cell, uris)
         return
     styles = [u for u in row.styles if isinstance(u, str)]
-    names = [_text(n, "?") for n in row.style_names] or [u.rsplit("/", 1)[-1] for u in styles]
+    names = [json_text(n, "?") for n in row.style_names] or [u.rsplit("/", 1)[-1] for u in styles]
     blend = row.blend if row.blend and all(isinstance(w, int | float) for w in row.blend) else None
     page.add(
         Cell(
@@ -323,10 +319,6 @@ _SHOWN_PARAMETERS = (
 )
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _details(cell: Cell) -> tuple[str, str]:
     """(the <details> list, the hover text) of a cell; values of the wrong type are left out."""
     record = cell.record
@@ -334,10 +326,10 @@ def _details(cell: Cell) -> tuple[str, str]:
     if record is None:
         return "<dl></dl>", ""
     size = record.output_size
-    if size and all(_number(v) is not None for v in size):
+    if size and all(json_number(v) is not None for v in size):
         facts.append(("output", "x".join(f"{v:g}" for v in size) + " px"))
-    if _number(record.wall_time_s) is not None:
-        iterations = record.iterations if _number(record.iterations) is not None else "?"
+    if json_number(record.wall_time_s) is not None:
+        iterations = record.iterations if json_number(record.iterations) is not None else "?"
         facts.append(("time", f"{record.wall_time_s:.1f} s, {iterations} iterations"))
     if all(isinstance(r, dict) for r in record.scales) and record.scales:
         facts.append(("scales", _scales(record.scales)))
@@ -470,7 +462,10 @@ def _live_cell_html(cell: Cell, files: set[str], attrs: str, extra: str) -> str:
 
     state = cell.live
     image = safe_link(live_image(cell.name), files)
-    updated, progress = _number(state.get("updated")) or 0.0, min(max(_number(state.get("progress")) or 0.0, 0.0), 1.0)
+    updated, progress = (
+        json_number(state.get("updated")) or 0.0,
+        min(max(json_number(state.get("progress")) or 0.0, 0.0), 1.0),
+    )
     shown = f'<img src="{e(image)}?v={updated:.0f}" alt="{e(cell.name)} (running)">' if image else ""
     where = f"scale {state.get('scale', '?')}/{state.get('scales', '?')}, iteration {state.get('iteration', '?')}"
     return (
