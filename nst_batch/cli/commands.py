@@ -138,7 +138,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     cluster = _check_cluster(
         existing_cluster(args.runner, args.dask_address), plan
     )  # and on a cluster that is unreachable or cannot see the paths
-    from nst_batch.tasks.running.preflight import handing_over
     from nst_batch.tasks.running.runners import make_task_runner
 
     runner = make_task_runner(
@@ -152,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     server = start_temporary_server()
-    from nst_batch.flows.stylize_batch import stylize_batch
+    from nst_batch.flows.stylize_batch import stylize_checked
     from nst_batch.tasks.pair.networks import get_weights
     from nst_batch.tasks.presenting.progress import listening, make_batch_progress
 
@@ -161,8 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # loaded once, shared by the pairs
     progress = make_batch_progress(sys.stderr)
     try:
-        with stop_soon_after_ctrl_c(), prefect_api(server), listening(progress), handing_over(checked):
-            state = stylize_batch.with_options(task_runner=runner)(
+        with stop_soon_after_ctrl_c(), prefect_api(server), listening(progress):
+            state = stylize_checked(checked).with_options(task_runner=runner)(
                 manifest=args.manifest, output=args.output, force=args.force, verify=args.verify, return_state=True
             )
     finally:

@@ -3,8 +3,8 @@
 It composes tasks, and keeps the run's own book: which pairs a lost task or a failed style took
 with it (their rows say why), the summary's last words (a summary or a gallery that could not be
 written is a warning in it, the summary rewritten), the flow run's final state.
-:func:`stylize_batch` is the deployment's entry (it plans and checks, or takes the plan ``nst run``
-made and checked in this process); :func:`run_plan` runs a plan.
+:func:`stylize_batch` is the deployment's entry (it plans and checks); :func:`stylize_checked` the
+same flow for the plan ``nst run`` made and checked; :func:`run_plan` runs a plan.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
@@ -36,7 +36,7 @@ from nst_batch.tasks.running.prefect_tasks import (
     stylize_pairs,
     write_summary,
 )
-from nst_batch.tasks.running.preflight import handed_plan
+from nst_batch.tasks.running.preflight import CheckedPlan
 from nst_batch.tasks.running.runners import RunnerFromSettings, runner_slots
 from nst_batch.tasks.running.scheduling import bucket_keys, chunk_name, chunks, target_group
 from nst_batch.tasks.running.summary import RunSummary, headline, summarize, table
@@ -44,7 +44,12 @@ from nst_batch.tasks.running.summary import RunSummary, headline, summarize, tab
 FLOW_NAME = "stylize-batch"
 
 
-@flow(name=FLOW_NAME, task_runner=RunnerFromSettings(), log_prints=False, validate_parameters=True)
+_FLOW_OPTIONS: dict[str, Any] = dict(
+    name=FLOW_NAME, task_runner=RunnerFromSettings(), log_prints=False, validate_parameters=True
+)
+
+
+@flow(**_FLOW_OPTIONS)
 def stylize_batch(
     manifest: str, output: str | None = None, force: bool = False, verify: bool = False, decode_check: bool = False
 ) -> State:
@@ -53,10 +58,32 @@ def stylize_batch(
     once its output hashes as its sidecar records (by default: its size and header).
     ``decode_check``: before any work, decode every input (``nst validate --decode``) and fail
     the run, naming each image that does not decode (a nightly job turns it on)."""
+    return _stylize(manifest, output, force, verify, decode_check, None)
+
+
+def stylize_checked(checked: CheckedPlan) -> Flow[..., State]:
+    """The `stylize-batch` flow for a plan that ``nst run`` made and checked before Prefect
+    started: the same name and parameters, and a run of it neither plans nor checks again (a
+    5.5 MB manifest took a minute to expand). The plan rides in this closure, not in a parameter:
+    Prefect stores a flow run's parameters in its database, and a plan can hold 100,000 pairs."""
+
+    def checked_run(
+        manifest: str, output: str | None = None, force: bool = False, verify: bool = False, decode_check: bool = False
+    ) -> State:
+        if (manifest, output) != (checked.manifest, checked.output):
+            raise ValueError(f"this flow runs the plan of {checked.manifest}, not of {manifest}")
+        return _stylize(manifest, output, force, verify, decode_check, checked)
+
+    checked_run.__doc__ = stylize_batch.fn.__doc__
+    return flow(**_FLOW_OPTIONS)(checked_run)
+
+
+def _stylize(
+    manifest: str, output: str | None, force: bool, verify: bool, decode_check: bool, checked: CheckedPlan | None
+) -> State:
     began = time.time()
     reset_roots_down()  # a disk found full by an earlier run in this process may have room now
     tag_this_flow_run()  # so that a later run can tell, if this process is killed, that this run crashed
-    checked = handed_plan(manifest, output)  # nst run planned and checked it before Prefect started
     plan = _this_run(plan_batch(manifest, output, checked.plan if checked else None), verify)
     check_runner_sees(
         _runner(), plan, checked.cluster if checked else None

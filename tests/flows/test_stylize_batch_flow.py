@@ -133,3 +133,20 @@ def test_the_sidecar_and_the_summary_agree_on_what_a_cache_hit_is(prefect_server
     assert row["status"] == "produced" and (row["targets_computed"], row["targets_cached"]) == (0, 1)
     assert [c["hit"] for c in json.loads((out / "a__stripes.json").read_text())["style_cache"]] == [True]
     assert summary["style_targets"] == {"computed": 0, "from_cache": 2}
+
+
+def test_the_flow_for_a_checked_plan_is_the_same_flow_and_runs_only_its_plan(tmp_path):
+    """nst run's flow (its plan in a closure) has the deployment's name, parameters and
+    description; called for another manifest it refuses rather than run the wrong plan."""
+    import inspect
+
+    from nst_batch.flows.stylize_batch import stylize_checked
+    from nst_batch.tasks.running.preflight import prepare_run
+
+    manifest = make_batch(tmp_path)
+    checked = stylize_checked(prepare_run(str(manifest)))
+    assert checked.name == stylize_batch.name == "stylize-batch"
+    assert inspect.signature(checked.fn) == inspect.signature(stylize_batch.fn)
+    assert checked.description == stylize_batch.description and checked.description
+    with pytest.raises(ValueError, match="runs the plan of"):
+        checked.fn(manifest=str(tmp_path / "other.yaml"))

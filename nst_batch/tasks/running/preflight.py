@@ -6,10 +6,8 @@ every problem and reports them at once; ``nst run`` and the flow refuse the firs
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,9 +249,9 @@ def _weights_problem(uri: str) -> str | None:
 @dataclass(frozen=True)
 class CheckedPlan:
     """A plan made and checked by :func:`prepare_run`. ``problems``: what ``every_problem`` found
-    (the plan then holds what could be planned). ``nst run`` hands it to the flow run in this
-    process (see :func:`handing_over`), which then neither plans nor checks again; a deployment's
-    flow run prepares its own."""
+    (the plan then holds what could be planned). ``nst run`` runs the flow for it
+    (``flows.stylize_batch.stylize_checked``), which then neither plans nor checks again; a
+    deployment's flow run prepares its own."""
 
     manifest: str
     output: str | None
@@ -300,22 +298,3 @@ def prepare_run(
     if problems and not every_problem:
         raise ManifestError(plan.source, problems)
     return CheckedPlan(manifest, output, plan, tuple(problems))
-
-
-# Scoped by handing_over(), not a cache: nothing outlives the call that made the plan.
-_HANDED: ContextVar[CheckedPlan | None] = ContextVar("nst_checked_plan", default=None)
-
-
-@contextlib.contextmanager
-def handing_over(checked: CheckedPlan) -> Iterator[None]:
-    """Within this block, a flow run in this thread for the same manifest and output takes ``checked``."""
-    token = _HANDED.set(checked)
-    try:
-        yield
-    finally:
-        _HANDED.reset(token)
-
-
-def handed_plan(manifest: str, output: str | None) -> CheckedPlan | None:
-    checked = _HANDED.get()
-    return checked if checked is not None and (checked.manifest, checked.output) == (manifest, output) else None
