@@ -122,6 +122,15 @@ def test_the_tasks_subpackages_follow_the_pipeline():
     assert late == []
 
 
+def test_a_pair_and_the_presenting_take_the_plans_types_without_the_planner():
+    """pair/ and presenting/ import the plan's types (planning.jobs), never the planner itself."""
+    planner = "nst_batch.tasks.planning.plan"
+    graph = _module_imports()
+    users = sorted(m for m, imported in graph.items() if planner in imported)
+    assert [m for m in users if m.split(".")[2] in ("pair", "presenting", "output")] == []
+    assert any(m.startswith("nst_batch.tasks.pair.") and "nst_batch.tasks.planning.jobs" in graph[m] for m in graph)
+
+
 def test_the_cycle_check_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

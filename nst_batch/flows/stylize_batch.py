@@ -22,7 +22,7 @@ from prefect.states import Completed, Failed, State
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.pair.done import failed_row, likely_done, reset_roots_down, written_by_this_run
 from nst_batch.tasks.pair.records import PairRow
-from nst_batch.tasks.planning.plan import PairJob, Plan
+from nst_batch.tasks.planning.jobs import PairJob, Plan
 from nst_batch.tasks.presenting.live import LiveGallery
 from nst_batch.tasks.presenting.progress import batch_planned, pair_finished, pairs_finished
 from nst_batch.tasks.running.cluster import check_runner_sees, failure_reason, follow_pairs

@@ -18,7 +18,7 @@ from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.image_files import HEADER_BYTES
 from nst_batch.tasks.pair.records import PairRecord, PairRow, Status
-from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
 
 # Output roots that took no more files in this process, with why: a later pair for them is not
 # computed (its write would fail the same way after minutes of optimisation). Per process: with

@@ -66,7 +66,7 @@ from nst_batch.tasks.pair.records import CacheUse, InputRecord, PairRecord, Pair
 from nst_batch.tasks.pair.target_cache import RESIDENT, TargetCache, TargetsOutcome, features_for
 from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
-from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)

@@ -35,7 +35,7 @@ from nst_batch.tasks.pair.image_files import (
     thumbnail,
 )
 from nst_batch.tasks.pair.networks import get_features
-from nst_batch.tasks.planning.plan import BatchSettings
+from nst_batch.tasks.planning.jobs import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
 if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)

@@ -26,7 +26,8 @@ from nst_batch.core import StepInfo, WantsImages
 from nst_batch.tasks.output.layout import live_image, live_state
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.pair.records import PairRow
-from nst_batch.tasks.planning.plan import BatchSettings, Plan
+from nst_batch.tasks.planning.jobs import BatchSettings, Plan
+from nst_batch.tasks.presenting.gallery_page import SidecarCell
 from nst_batch.tasks.presenting.run_marker import clear_live, write_marker
 
 LOG = logging.getLogger("nst.live")
@@ -103,7 +104,7 @@ class LiveGallery:
         self.plan, self.reload_s, self.pace, self.min_wait_s = plan, reload_s, pace, min_wait_s
         self.finished: dict[str, PairRow] = {}
         self.since = time.time()  # when the run began: the sidecars written since are its own
-        self._sidecars: dict[str, Any] = {}  # the finished pairs' cells, read once
+        self._sidecars: dict[str, SidecarCell | None] = {}  # the finished pairs' cells, read once
         self.seconds = 0.0  # spent rendering
         self.renders = 0
         self._lock = threading.Lock()

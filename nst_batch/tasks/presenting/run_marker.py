@@ -12,7 +12,7 @@ from typing import Any
 from nst_batch.tasks.output.atomic import process_alive, process_start_time
 from nst_batch.tasks.output.layout import LIVE_DIR, LIVE_RUN
 from nst_batch.tasks.output.storage import join, storage_for
-from nst_batch.tasks.planning.plan import Plan
+from nst_batch.tasks.planning.jobs import Plan
 
 STALE_AFTER_S = 120.0  # a run elsewhere whose live view was not touched for this long has ended
 

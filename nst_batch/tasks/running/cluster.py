@@ -35,7 +35,7 @@ from nst_batch.tasks.environment import DASK_NO_WORKERS_S
 from nst_batch.tasks.errors import ClusterError
 from nst_batch.tasks.output.layout import PROBE_PREFIX
 from nst_batch.tasks.output.storage import join, storage_for
-from nst_batch.tasks.planning.plan import Plan
+from nst_batch.tasks.planning.jobs import Plan
 from nst_batch.tasks.running.prefect_runs import mark_task_runs_crashed
 
 CONNECT_TIMEOUT_S = 4.0  # a scheduler answers in milliseconds; `nst run` must say it is unreachable within 10 s

@@ -24,8 +24,9 @@ from nst_batch.tasks.output.checks import same_file
 from nst_batch.tasks.output.layout import GALLERY_MARK, GALLERY_NAME, SUMMARY_NAME, pair_thumb
 from nst_batch.tasks.output.storage import basename, join, storage_for
 from nst_batch.tasks.pair.records import PairRecord
+from nst_batch.tasks.planning.jobs import PairJob, Plan
 from nst_batch.tasks.planning.manifest import ManifestProblem
-from nst_batch.tasks.planning.plan import PairJob, Plan, safe_name, sweep_name
+from nst_batch.tasks.planning.plan import safe_name, sweep_name
 
 _OLD_GALLERY_MARK = '<meta name="referrer" content="no-referrer"><title>'  # galleries before the mark
 

@@ -27,8 +27,9 @@ from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
 from nst_batch.tasks.output.storage import StorageError, storage_for
 from nst_batch.tasks.pair.done import failed_row
 from nst_batch.tasks.pair.records import PairRow, Status
-from nst_batch.tasks.planning.plan import BatchSettings, PairJob, Plan
-from nst_batch.tasks.presenting.gallery import build_gallery, style_label
+from nst_batch.tasks.planning.jobs import BatchSettings, PairJob, Plan
+from nst_batch.tasks.presenting.gallery import build_gallery
+from nst_batch.tasks.presenting.gallery_page import style_label
 from nst_batch.tasks.presenting.live import LivePair
 from nst_batch.tasks.presenting.progress import format_losses, pair_finished, pair_step
 from nst_batch.tasks.presenting.run_marker import clear_ended_live_view

@@ -28,8 +28,8 @@ from nst_batch.tasks.output.layout import (
 )
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.image_files import probe_image_file
+from nst_batch.tasks.planning.jobs import Plan
 from nst_batch.tasks.planning.manifest import ManifestProblem
-from nst_batch.tasks.planning.plan import Plan
 
 
 def input_problems(plan: Plan) -> list[ManifestProblem]:

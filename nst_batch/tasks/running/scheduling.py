@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from nst_batch.tasks.pair.done import shares_targets
 from nst_batch.tasks.planning.buckets import bucket_shape
-from nst_batch.tasks.planning.plan import BatchSettings, PairJob
+from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
 
 # Pairs per chunk at least, where pairs may batch: a chunk's pairs are what a batch is made from
 # (nst_batch.tasks.pair.produce.run_pairs), and 8 is what a GPU batches (AUTO_BATCH_GPU).

@@ -11,7 +11,7 @@ from typing import Any
 
 from nst_batch.tasks.pair.done import NOT_RUN
 from nst_batch.tasks.pair.records import Failure, PairRow, RunSummary, Status, shown_quality
-from nst_batch.tasks.planning.plan import Plan
+from nst_batch.tasks.planning.jobs import Plan
 
 
 def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]], began: float) -> RunSummary:
