@@ -129,3 +129,17 @@ def test_a_config_has_one_json_form_that_round_trips():
     assert cfg.to_json() == {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
     assert StyleConfig.from_json(cfg.to_json()) == cfg
     assert StyleConfig.from_json({"size": 32}) == StyleConfig(size=32)
+
+
+def test_the_scale_grammar_the_default_pyramid_and_values_as_written():
+    from nst_batch.core.config import pyramid, scales_from, show
+    from nst_batch.core.errors import ConfigError
+
+    assert scales_from("auto") == () and scales_from(3) == (0.25, 0.5, 1.0) and scales_from("0.5, 1") == (0.5, 1.0)
+    with pytest.raises(ConfigError, match="scales N"):
+        scales_from("9")
+    with pytest.raises(ConfigError, match="fractions of size"):
+        scales_from("half")
+    assert pyramid(512, 256) == (256, 512) and pyramid(2048, 256) == (256, 512, 1024, 2048)
+    assert pyramid(128, 256) == (128,) and pyramid(520, 256) == (256, 520)
+    assert show((0.5, 1.0)) == "0.5, 1" and show((-3,)) == "-3" and show(()) == "(none)" and show(2.5) == "2.5"

@@ -216,3 +216,21 @@ def test_channels_last_gives_the_same_features_and_gradients(caffe_weights):
     for layer in ("relu2_1", "relu5_1"):
         assert torch.allclose(a[layer], b[layer], rtol=1e-4, atol=1e-3)
     assert torch.allclose(ga, gb, rtol=1e-3, atol=1e-4 * float(ga.abs().max()))
+
+
+def test_the_layer_table_is_vgg19s_configuration_e():
+    """nst_batch.core.layers names VGG-19 without PyTorch: the same convolutions, in the same
+    order and shapes, as torchvision's configuration "E", and the poolings between them."""
+    from torchvision.models.vgg import cfgs
+
+    from nst_batch.core.layers import LAYER_NAMES, downsamplings
+
+    shapes, in_ch = [], 3
+    for v in cfgs["E"]:
+        if v != "M":
+            shapes.append((int(v), in_ch))
+            in_ch = int(v)
+    assert list(conv_shapes().values()) == shapes and len(CONV_NAMES) == 16
+    assert len(LAYER_NAMES) == 37 and LAYER_NAMES[-1] == "pool5"
+    assert [downsamplings(n) for n in ("relu1_1", "relu2_1", "relu4_2", "relu5_1", "pool5")] == [0, 1, 3, 4, 4]
+    assert channels_of("relu4_2") == 512 and channels_of("pool2") == 128
