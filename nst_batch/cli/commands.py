@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nst_batch.cli.parser import config_from_args
 from nst_batch.cli.reporting import (
@@ -31,6 +31,11 @@ from nst_batch.cli.session import (
 from nst_batch.tasks.basics import json_bytes, plural
 from nst_batch.tasks.errors import ManifestError, TaskError
 from nst_batch.tasks.pair.records import RunSummary
+
+if TYPE_CHECKING:  # Prefect and the planner are imported by the commands that use them: nst --help stays quick
+    from prefect.states import State
+
+    from nst_batch.tasks.planning.jobs import Plan
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -181,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if state.is_completed() and not summary.failed else EXIT_FAILED
 
 
-def _check_cluster(address: str | None, plan: Any) -> str:
+def _check_cluster(address: str | None, plan: Plan) -> str:
     """What the cluster's workers see, checked before any work: a phrase for the plan's line."""
     if not address:
         return ""
@@ -191,7 +196,7 @@ def _check_cluster(address: str | None, plan: Any) -> str:
     return f" on the Dask cluster at {address} ({plural(workers, 'worker')} now)"
 
 
-def _own_summary(state: Any) -> RunSummary | None:
+def _own_summary(state: State) -> RunSummary | None:
     """This run's summary, from its own flow's final state (never ``OUTPUT/summary.json``, which a
     concurrent run on the same root may have written)."""
     try:

@@ -12,9 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nst_batch.tasks.basics import plural
+
+if TYPE_CHECKING:
+    from nst_batch.cli.server import TemporaryServer
 
 
 def quiet_libraries() -> None:
@@ -94,13 +97,13 @@ def exit_after_grace() -> None:
     os._exit(130)
 
 
-_SERVER: Any = None  # this process's temporary Prefect server, if it started one
+_SERVER: TemporaryServer | None = None  # this process's temporary Prefect server, if it started one
 
 
 _EXITING = threading.Event()
 
 
-def start_temporary_server() -> Any:
+def start_temporary_server() -> TemporaryServer | None:
     """Without a Prefect server to talk to (no PREFECT_API_URL in the environment or the profile),
     start the temporary one now, so that it starts while we import and load (see nst_batch.cli.server)."""
     global _SERVER
@@ -123,7 +126,7 @@ def start_temporary_server() -> Any:
 
 
 @contextlib.contextmanager
-def prefect_api(server: Any) -> Iterator[None]:
+def prefect_api(server: TemporaryServer | None) -> Iterator[None]:
     """Point Prefect at our temporary server, once it answers."""
     from nst_batch.flows.stylize_batch import FLOW_NAME
     from nst_batch.tasks.running.prefect_runs import mark_dead_runs_crashed

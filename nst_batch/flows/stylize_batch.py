@@ -18,10 +18,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, Failed, State
+from prefect.task_runners import TaskRunner
 
 from nst_batch.tasks.output.layout import SUMMARY_NAME
 from nst_batch.tasks.pair.done import failed_row, likely_done, reset_roots_down, written_by_this_run
-from nst_batch.tasks.pair.records import PairRow
+from nst_batch.tasks.pair.records import CacheUse, PairRow, StyleFailed
 from nst_batch.tasks.planning.jobs import PairJob, Plan
 from nst_batch.tasks.presenting.live import LiveGallery
 from nst_batch.tasks.presenting.progress import batch_planned, pair_finished, pairs_finished
@@ -121,7 +122,7 @@ def run_plan(plan: Plan, force: bool = False, began: float | None = None) -> Sta
     return Completed(message=headline(summary), data=summary.to_json())
 
 
-def _runner() -> Any:
+def _runner() -> TaskRunner[Any] | None:
     context = FlowRunContext.get()
     return context.task_runner if context is not None else None
 
@@ -155,23 +156,24 @@ def _gallery(plan: Plan, summary: RunSummary) -> str | None:
         return None
 
 
-def _style_targets(plan: Plan, force: bool) -> tuple[list[dict[str, Any]], dict[tuple[object, ...], str]]:
-    futures: dict[tuple[object, ...], PrefectFuture[dict[str, Any]]] = {}
+def _style_targets(plan: Plan, force: bool) -> tuple[list[CacheUse], dict[tuple[object, ...], str]]:
+    futures: dict[tuple[object, ...], PrefectFuture[CacheUse | StyleFailed]] = {}
     for pair in plan.pairs:
         for style in pair.styles:
             group = target_group(pair, style.uri)
             if group is not None and group not in futures:
                 futures[group] = style_targets.submit(style.uri, pair.config, plan.settings, force)
     wait(list(futures.values()))
-    rows, failures = [], {}
+    rows: list[CacheUse] = []
+    failures: dict[tuple[object, ...], str] = {}
     for group, future in futures.items():
         try:
             row = future.result()
         except Exception as exc:  # the task itself broke (its worker died)
             failures[group] = failure_reason(exc)
             continue
-        if "failed" in row:
-            failures[group] = row["failed"]
+        if isinstance(row, StyleFailed):
+            failures[group] = row.reason
         else:
             rows.append(row)
     return rows, failures

@@ -46,7 +46,7 @@ def reset_roots_down() -> None:
 
 def failed_row(pair: PairJob, settings: BatchSettings, reason: str) -> PairRow:
     """The summary's row of a pair that was not produced, and why (one line)."""
-    return PairRow(**pair.row(settings), status=Status.FAILED, reason=reason)
+    return PairRow.of(pair, settings, Status.FAILED, reason=reason)
 
 
 def shares_targets(cfg: StyleConfig) -> bool:
@@ -115,24 +115,21 @@ def written_by_this_run(pair: PairJob, settings: BatchSettings) -> PairRow | Non
     """The row of a pair whose task broke off (its worker died, the cluster went away) but which
     this run had already written, output and sidecar; None when it had not."""
     sidecar, _ = sidecar_of_done(pair, settings)
-    return (
-        done_row(pair.row(settings), sidecar, settings)
-        if sidecar is not None and by_this_run(sidecar, settings)
-        else None
-    )
+    return done_row(pair, sidecar, settings) if sidecar is not None and by_this_run(sidecar, settings) else None
 
 
-def done_row(row: dict[str, Any], sidecar: PairRecord, settings: BatchSettings) -> PairRow:
+def done_row(pair: PairJob, sidecar: PairRecord, settings: BatchSettings) -> PairRow:
     """A finished pair's row. Produced by this very run (a chunk that runs again after its Dask
     worker died finds the pairs its first attempt wrote): counted as produced, once, with the
     figures of that attempt; produced by an earlier run: skipped."""
     quality = sidecar.quality or None
     if not by_this_run(sidecar, settings):
-        return PairRow(**row, status=Status.SKIPPED, quality=quality)
+        return PairRow.of(pair, settings, Status.SKIPPED, quality=quality)
     cache = sidecar.style_cache
-    return PairRow(
-        **row,
-        status=Status.PRODUCED,
+    return PairRow.of(
+        pair,
+        settings,
+        Status.PRODUCED,
         target_keys=[c.key for c in cache],
         computed_keys=[c.key for c in cache if not c.hit],
         final_losses=sidecar.final_losses or None,

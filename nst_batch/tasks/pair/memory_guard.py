@@ -111,7 +111,7 @@ def check_fits(
     if cfg.optimizer == "lbfgs" and cfg.lbfgs_history > 10:
         hints.append(f"a smaller lbfgs_history (now {cfg.lbfgs_history})")
     if not cfg.tile_size:
-        hints.append(f"tiles (tile_size {_tile_hint(cfg, budget, device.type)})")
+        hints.append(f"tiles (tile_size {_tile_hint(cfg, budget, device)})")
     if batch > 1:
         raise TooLargeError(
             f"{name}: a batch of {batch} photos of {estimate.width}x{estimate.height} px needs about "
@@ -129,6 +129,6 @@ def check_fits(
     )
 
 
-def _tile_hint(cfg: StyleConfig, budget: int, device_type: str) -> int:
+def _tile_hint(cfg: StyleConfig, budget: int, device: torch.device) -> int:
     """A tile size that leaves room for the whole image: the largest untiled size for half the budget."""
-    return max(128, min(cfg.size - 1, largest_size(cfg, budget // 2, 1.0, device_type) // 64 * 64))
+    return max(128, min(cfg.size - 1, largest_size(cfg, budget // 2, 1.0, device.type) // 64 * 64))

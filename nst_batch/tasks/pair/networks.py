@@ -19,12 +19,14 @@ def _weights(source: str, preprocessing: str | None) -> VGGWeights:
 
 
 @lru_cache(maxsize=8)
-def _features(source: str, preprocessing: str | None, last_layer: str, pooling: str, device: str) -> VGGFeatures:
-    features = VGGFeatures(_weights(source, preprocessing), last_layer, pooling).to(torch.device(device)).eval()
-    features = features.use_channels_last(prefers_channels_last(torch.device(device)))
-    if torch.device(device).type == "cuda":
+def _features(
+    source: str, preprocessing: str | None, last_layer: str, pooling: str, device: torch.device
+) -> VGGFeatures:
+    features = VGGFeatures(_weights(source, preprocessing), last_layer, pooling).to(device).eval()
+    features = features.use_channels_last(prefers_channels_last(device))
+    if device.type == "cuda":
         # The copy ran on this thread's stream; other pairs read the weights from streams of their own.
-        torch.cuda.current_stream(torch.device(device)).synchronize()
+        torch.cuda.current_stream(device).synchronize()
     return features
 
 
@@ -33,7 +35,7 @@ def get_features(
 ) -> VGGFeatures:
     """The feature network for these settings; loaded on first use, then shared (read-only)."""
     with _lock:  # two threads asking at once must not both load 80 MB of weights
-        return _features(source, preprocessing, last_layer, pooling, str(device))
+        return _features(source, preprocessing, last_layer, pooling, device)
 
 
 def get_weights(source: str, preprocessing: str | None) -> VGGWeights:

@@ -163,7 +163,6 @@ class _Ready:
     """A pair that will run: its inputs read, its fingerprint made, what its summary row will say."""
 
     pair: PairJob
-    row: dict[str, Any]
     redo: str
     content_bytes: bytes
     style_bytes: list[bytes]
@@ -199,13 +198,12 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
         fingerprint = pair_fingerprint(
             sha256_hex(content_bytes), [sha256_hex(b) for b in style_bytes], cfg.to_json(), settings, weights, mask
         )
-        row = pair.row(settings)
         previous, redo = sidecar_of_done(pair, settings)
         done = previous if previous is not None and previous.fingerprint == fingerprint else None
         if done is not None and (
             not force or by_this_run(done, settings)
         ):  # --force redoes earlier runs' work, not this run's
-            return done_row(row, done, settings)
+            return done_row(pair, done, settings)
         if previous is not None and done is None and settings.keep_earlier:
             keep_earlier(pair, settings, previous)
     except Exception as exc:
@@ -213,7 +211,6 @@ def _prepare(pair: PairJob, settings: BatchSettings, force: bool, on_step: Progr
     # An output that did not check out is produced again, and the summary says why (redone).
     return _Ready(
         pair,
-        row,
         redo,
         content_bytes,
         style_bytes,
@@ -666,9 +663,10 @@ def _finish(r: _Ready, made: Produced, settings: BatchSettings) -> PairRow:
     storage_for(uri).write_bytes(uri, json_bytes(sidecar.to_json()), "application/json")
     # Which targets this pair used, and which it had to compute itself: the flow tells, from these
     # and its style tasks, which were made by this run and which came from an earlier one.
-    return PairRow(
-        **r.row,
-        status=Status.PRODUCED,
+    return PairRow.of(
+        pair,
+        settings,
+        Status.PRODUCED,
         redone=r.redo,
         notes=notes,
         quality=made.quality or None,

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # records are read where the planner is not imported (nst runs, the gallery)
+    from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
 
 
 class Status(str, Enum):
@@ -73,6 +76,25 @@ class PairRow:
                 continue
             out[f.name] = value.value if isinstance(value, Status) else value
         return out
+
+    @classmethod
+    def of(cls, pair: PairJob, settings: BatchSettings, status: Status, **found: Any) -> PairRow:
+        """The row of ``pair``, whatever became of it (``status``), with what was ``found`` (its
+        reason, losses, timings, ...)."""
+        return cls(
+            name=pair.name,
+            content=pair.content_uri,
+            styles=[s.uri for s in pair.styles],
+            style_names=pair.style_names(),
+            blend=pair.blend(),
+            output=settings.output_uri(pair.name),
+            sidecar=settings.sidecar_uri(pair.name),
+            status=status,
+            sweep=dict(pair.sweep) if pair.sweep else None,
+            sweep_of=pair.sweep_of if pair.sweep else "",
+            mask=pair.mask.uri if pair.mask is not None else "",
+            **found,
+        )
 
     @classmethod
     def from_json(cls, data: Any) -> PairRow | None:
@@ -269,6 +291,14 @@ class CacheUse:
     key: str
     hit: bool
     rejected: str = ""
+
+
+@dataclass(frozen=True)
+class StyleFailed:
+    """A style whose targets could not be made (a bad image, a storage fault): its pairs fail with ``reason``."""
+
+    style: str
+    reason: str
 
 
 @dataclass

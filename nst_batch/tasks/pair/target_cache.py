@@ -10,7 +10,7 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nst_batch.core import (
     StyleConfig,
@@ -35,6 +35,7 @@ from nst_batch.tasks.pair.image_files import (
     thumbnail,
 )
 from nst_batch.tasks.pair.networks import get_features
+from nst_batch.tasks.pair.records import CacheUse
 from nst_batch.tasks.planning.jobs import BatchSettings
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
@@ -166,6 +167,9 @@ def get_or_compute_targets(
     return TargetsOutcome(targets, key, cached=False, rejected=rejected)
 
 
+_Key = tuple[str, "torch.device", str, str]
+
+
 class ResidentTargets:
     """Style targets kept on their device across pairs: a style's targets are read from the cache
     (and validated, and uploaded) once per process and device, not once per pair. Keyed by the
@@ -178,7 +182,8 @@ class ResidentTargets:
 
     def __init__(self, capacity: int = 16) -> None:
         self.capacity = capacity
-        self._entries: collections.OrderedDict[tuple[str, str, str, str], TargetsOutcome] = collections.OrderedDict()
+        # (the targets' cache key, the device they live on, the cache's root, the run)
+        self._entries: collections.OrderedDict[_Key, TargetsOutcome] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def get_or_compute(
@@ -195,7 +200,7 @@ class ResidentTargets:
     ) -> TargetsOutcome:
         key = (
             targets_cache_key(sha256_hex(data), target_spec(cfg, features, match), cfg.style_sides()),
-            str(device),
+            device,
             cache.root,
             cache.run_id,
         )
@@ -234,9 +239,7 @@ def features_for(cfg: StyleConfig, runtime: RuntimeOptions, device: torch.device
     return get_features(runtime.weights, runtime.weights_preprocessing, cfg.layers[-1], cfg.pooling, device)
 
 
-def ensure_style_targets(
-    style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False
-) -> dict[str, Any]:
+def ensure_style_targets(style_uri: str, cfg: StyleConfig, settings: BatchSettings, force: bool = False) -> CacheUse:
     """The flow's style task: make sure this style's targets for these parameters are cached."""
     data = read_image_bytes(style_uri, settings.runtime.max_pixels)
     with device_pool(settings.runtime.device).acquire() as device:
@@ -250,9 +253,4 @@ def ensure_style_targets(
             TargetCache.of(settings),
             force=force,
         )
-    return {
-        "style": style_uri,
-        "key": outcome.key,
-        "cached": outcome.hit,
-        **({"rejected": outcome.rejected} if outcome.rejected else {}),
-    }
+    return CacheUse(style_uri, outcome.key, outcome.hit, outcome.rejected)

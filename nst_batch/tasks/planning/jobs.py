@@ -50,23 +50,12 @@ class PairJob:
     named: bool = False  # its manifest gave the name (`name:`): the user's, never changed by the tool
     mask: MaskRef | None = None  # styles by region; None: the whole photo takes the styles
 
-    def row(self, settings: BatchSettings) -> dict[str, Any]:
-        """What the summary and the gallery say of this pair, whatever became of it."""
-        blend = self.config.blend_weights(len(self.styles))
-        row: dict[str, Any] = {
-            "name": self.name,
-            "content": self.content_uri,
-            "styles": [s.uri for s in self.styles],
-            "style_names": [s.name for s in self.styles],
-            "blend": [round(w, 4) for w in blend],
-            "output": settings.output_uri(self.name),
-            "sidecar": settings.sidecar_uri(self.name),
-        }
-        if self.sweep:
-            row.update({"sweep": self.sweep, "sweep_of": self.sweep_of})
-        if self.mask is not None:
-            row["mask"] = self.mask.uri
-        return row
+    def style_names(self) -> list[str]:
+        return [s.name for s in self.styles]
+
+    def blend(self) -> list[float]:
+        """Each style's weight in the blend, as the summary and the gallery say it."""
+        return [round(w, 4) for w in self.config.blend_weights(len(self.styles))]
 
 
 @dataclass(frozen=True)

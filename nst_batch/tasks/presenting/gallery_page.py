@@ -284,17 +284,16 @@ def live_page(
             _add_row(page, row, {row.name: found} if found else {})
             continue
         state = _read_json(storage, join(root, live_state(pair.name))) if live_state(pair.name) in files else None
-        planned = pair.row(plan.settings)
         page.add(
             Cell(
                 pair.name,
                 pair.content_uri,
-                style_label(planned["style_names"], planned["blend"]),
+                style_label(pair.style_names(), pair.blend()),
                 "pending" if state is None else "running",
                 live=state or {},
                 sweep=dict(pair.sweep),
                 sweep_of=pair.sweep_of,
             ),
-            planned["styles"],
+            [s.uri for s in pair.styles],
         )
     return page, files

@@ -27,7 +27,7 @@ import uuid
 import weakref
 from concurrent.futures import CancelledError
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect_dask import DaskTaskRunner
 
@@ -37,6 +37,10 @@ from nst_batch.tasks.output.layout import PROBE_PREFIX
 from nst_batch.tasks.output.storage import join, storage_for
 from nst_batch.tasks.planning.jobs import Plan
 from nst_batch.tasks.running.prefect_runs import mark_task_runs_crashed
+
+if TYPE_CHECKING:  # distributed itself is imported where a cluster is used
+    from distributed import Client
+    from prefect.task_runners import TaskRunner
 
 CONNECT_TIMEOUT_S = 4.0  # a scheduler answers in milliseconds; `nst run` must say it is unreachable within 10 s
 DEFAULT_NO_WORKERS_S = 120.0
@@ -69,7 +73,7 @@ def check_address(address: str) -> str:
     return address
 
 
-def connect(address: str) -> Any:
+def connect(address: str) -> Client:
     """A client of the scheduler at ``address``, or :class:`ClusterError` within ``CONNECT_TIMEOUT_S``."""
     import distributed
 
@@ -88,13 +92,13 @@ def unreachable(address: str, exc: BaseException) -> ClusterError:
     )
 
 
-def gpu_resources(client: Any) -> dict[str, float] | None:
+def gpu_resources(client: Client) -> dict[str, float] | None:
     """``{"GPU": 1}`` when any worker advertises GPUs, so that tasks go only to those, one per GPU."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     return {GPU_RESOURCE: 1} if any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers.values()) else None
 
 
-def slots(client: Any) -> int:
+def slots(client: Client) -> int:
     """How many tasks the cluster runs at once: its GPUs where workers advertise them, else its threads."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
     gpus = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
@@ -203,7 +207,7 @@ def check_cluster(plan: Plan, address: str) -> int:
     return workers
 
 
-def _check_workers_see(client: Any, plan: Plan) -> int:
+def _check_workers_see(client: Client, plan: Plan) -> int:
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     if not workers:
         return 0  # nothing to ask yet: workers may join later (the run waits for NST_DASK_NO_WORKERS_S)
@@ -237,7 +241,7 @@ def _worker_view(paths: list[str], probe: str | None) -> dict[str, Any]:
     return {"stats": seen, "probe": text}
 
 
-def _check_local_paths(client: Any, plan: Plan) -> None:
+def _check_local_paths(client: Client, plan: Plan) -> None:
     paths = _local_inputs(plan)
     root = plan.settings.output_root
     # A root on this machine's disk: every worker must see a file written there now.
@@ -266,7 +270,7 @@ def _check_local_paths(client: Any, plan: Plan) -> None:
             )
 
 
-def _check_s3_reads(client: Any, plan: Plan) -> None:
+def _check_s3_reads(client: Client, plan: Plan) -> None:
     first = next(
         (u for u in [*plan.styles.values(), *(p.content_uri for p in plan.pairs[:1])] if storage_for(u).shared), None
     )
@@ -288,7 +292,7 @@ def _s3_problem(uri: str) -> str | None:
         return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def check_runner_sees(runner: Any, plan: Plan, checked: str | None = None) -> None:
+def check_runner_sees(runner: TaskRunner[Any] | None, plan: Plan, checked: str | None = None) -> None:
     """The check of :func:`check_cluster`, through the flow's own client, when the flow's tasks
     run on a cluster started elsewhere, unless its caller has checked that cluster (``checked``:
     its address) against this plan."""
@@ -296,7 +300,7 @@ def check_runner_sees(runner: Any, plan: Plan, checked: str | None = None) -> No
         _check_workers_see(runner.client, plan)
 
 
-def follow_pairs(runner: Any, run_id: str) -> None:
+def follow_pairs(runner: TaskRunner[Any] | None, run_id: str) -> None:
     """On a Dask runner, report each pair its workers finish as it finishes (a chunk's result comes
     only at its end); other runners' pairs finish in this process, which reports them itself."""
     from nst_batch.tasks.presenting.progress import pair_topic, remote_pair_finished

@@ -26,7 +26,7 @@ from nst_batch.tasks.errors import ManifestError, OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import SUMMARY_NAME, run_summary_name
 from nst_batch.tasks.output.storage import StorageError, storage_for
 from nst_batch.tasks.pair.done import failed_row
-from nst_batch.tasks.pair.records import PairRow, Status
+from nst_batch.tasks.pair.records import CacheUse, PairRow, Status, StyleFailed
 from nst_batch.tasks.planning.jobs import BatchSettings, PairJob, Plan
 from nst_batch.tasks.presenting.gallery import build_gallery
 from nst_batch.tasks.presenting.gallery_page import style_label
@@ -85,9 +85,9 @@ def plan_batch(manifest: str, output: str | None, planned: Plan | None = None) -
 
 
 @task(name="style-targets", cache_policy=NO_CACHE, task_run_name="style-targets {style_uri}")
-def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, force: bool) -> dict[str, Any]:
-    """The style's targets, cached; a style that cannot be used is a row with its reason (its
-    pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
+def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, force: bool) -> CacheUse | StyleFailed:
+    """The style's targets, cached; a style that cannot be used is a :class:`StyleFailed` with its
+    reason (its pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
     from nst_batch.tasks.pair.target_cache import (
         ensure_style_targets,
     )  # the stylizer: PyTorch is imported where it runs
@@ -98,8 +98,8 @@ def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, 
     except Exception as exc:  # a bad style image, a storage fault: one line, the reason the pairs' rows carry
         reason = failure_reason(exc)
         logger.warning("style targets for %s: failed: %s", style_uri, reason)
-        return {"style": style_uri, "failed": reason}
-    logger.info("style targets for %s: %s", style_uri, "from cache" if outcome["cached"] else "computed")
+        return StyleFailed(style_uri, reason)
+    logger.info("style targets for %s: %s", style_uri, "from cache" if outcome.hit else "computed")
     return outcome
 
 
@@ -160,9 +160,8 @@ class _PairWatch:
     def __init__(self, pair: PairJob, settings: BatchSettings, artifacts: _ChunkArtifacts, index: int) -> None:
         self.pair, self.settings = pair, settings
         self.log = _LogProgress(pair.name)
-        names = pair.row(settings)
         self.live = LivePair(
-            pair.name, settings, content=pair.content_uri, style=style_label(names["style_names"], names["blend"])
+            pair.name, settings, content=pair.content_uri, style=style_label(pair.style_names(), pair.blend())
         )
 
         def on_step(step: StepInfo) -> None:

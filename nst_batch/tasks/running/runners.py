@@ -31,7 +31,7 @@ def concurrency() -> int:
     return max(1, torch.cuda.device_count()) * pairs_per_gpu() if torch.cuda.is_available() else 1
 
 
-def runner_slots(runner: Any) -> int:
+def runner_slots(runner: TaskRunner[Any] | None) -> int:
     """How many tasks ``runner`` runs at once: a Dask cluster's own count (its GPUs or threads,
     wherever it is), else this machine's :func:`concurrency`."""
     counted = getattr(runner, "slots", None)
@@ -64,7 +64,9 @@ def require_extra(module: str, extra: str, what: str) -> None:
         )
 
 
-def make_task_runner(kind: str | None = None, address: str | None = None, workers: int | None = None) -> Any:
+def make_task_runner(
+    kind: str | None = None, address: str | None = None, workers: int | None = None
+) -> TaskRunner[Any]:
     kind = kind or TASK_RUNNER.read() or "threads"
     address = existing_cluster(kind, address)
     workers = DASK_WORKERS.read() if workers is None else dask_workers(str(workers), "dask_workers")
@@ -107,7 +109,7 @@ class RunnerFromSettings(TaskRunner[PrefectFuture[Any]]):
     of it) from the environment, so a deployment's job variables choose it, and importing the
     flow reads no setting and imports no PyTorch. ``nst run`` passes its own runner instead."""
 
-    def duplicate(self) -> Any:
+    def duplicate(self) -> Any:  # Prefect's says Self: this one hands over another runner, on purpose
         return make_task_runner()
 
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:

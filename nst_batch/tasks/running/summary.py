@@ -10,11 +10,11 @@ import time
 from typing import Any
 
 from nst_batch.tasks.pair.done import NOT_RUN
-from nst_batch.tasks.pair.records import Failure, PairRow, RunSummary, Status, shown_quality
+from nst_batch.tasks.pair.records import CacheUse, Failure, PairRow, RunSummary, Status, shown_quality
 from nst_batch.tasks.planning.jobs import Plan
 
 
-def summarize(plan: Plan, rows: list[PairRow], style_rows: list[dict[str, Any]], began: float) -> RunSummary:
+def summarize(plan: Plan, rows: list[PairRow], style_rows: list[CacheUse], began: float) -> RunSummary:
     """The run's summary from its pairs' rows (in the plan's order) and its style tasks' rows."""
     count = {status.value: sum(r.status == status for r in rows) for status in Status}
     summary = RunSummary(
@@ -39,16 +39,16 @@ def _iso(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _targets_made_here(rows: list[PairRow], style_rows: list[dict[str, Any]]) -> set[str]:
+def _targets_made_here(rows: list[PairRow], style_rows: list[CacheUse]) -> set[str]:
     """Keys of the style targets this run computed (in a style task, or inside a pair)."""
-    return {r["key"] for r in style_rows if not r["cached"]} | {k for r in rows for k in r.computed_keys}
+    return {r.key for r in style_rows if not r.hit} | {k for r in rows for k in r.computed_keys}
 
 
-def _count_targets(rows: list[PairRow], style_rows: list[dict[str, Any]]) -> dict[str, int]:
+def _count_targets(rows: list[PairRow], style_rows: list[CacheUse]) -> dict[str, int]:
     """Per pair and for the run, the same classification: a target this run computed counts as
     computed (also for the pairs that then read it from the cache), any other as from the cache."""
     made = _targets_made_here(rows, style_rows)
-    used = {r["key"] for r in style_rows}
+    used = {r.key for r in style_rows}
     for row in rows:
         used.update(row.target_keys)
         row.targets_computed = sum(k in made for k in row.target_keys)

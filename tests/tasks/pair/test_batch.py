@@ -36,10 +36,10 @@ def test_targets_are_computed_once_then_read_from_the_cache(batch):
     pair = plan.pairs[0]
     first = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
     second = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
-    assert (first["cached"], second["cached"]) == (False, True) and first["key"] == second["key"]
+    assert (first.hit, second.hit) == (False, True) and first.key == second.key
     assert len(list((batch / "out" / ".cache" / "style-targets").iterdir())) == 1
     forced = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings, force=True)
-    assert forced["cached"] is False
+    assert forced.hit is False
 
 
 def test_changed_style_bytes_change_the_key_and_recompute(batch):
@@ -48,7 +48,7 @@ def test_changed_style_bytes_change_the_key_and_recompute(batch):
     first = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
     save(painting_like(40, 40).flip(-2), batch / "styles" / "paint.png")
     changed = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
-    assert changed["key"] != first["key"] and changed["cached"] is False
+    assert changed.key != first.key and changed.hit is False
 
 
 def test_cache_key_depends_on_what_shapes_the_targets():
@@ -68,11 +68,11 @@ def test_cache_key_depends_on_what_shapes_the_targets():
 def test_corrupt_cache_entry_is_recomputed(batch):
     plan = load_plan(str(batch / "m.yaml"))
     pair = plan.pairs[0]
-    key = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)["key"]
+    key = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings).key
     entry = batch / "out" / ".cache" / "style-targets" / f"{key}.pt"
     entry.write_bytes(entry.read_bytes()[:100])
     again = ensure_style_targets(pair.styles[0].uri, pair.config, plan.settings)
-    assert again["cached"] is False and len(entry.read_bytes()) > 100
+    assert again.hit is False and len(entry.read_bytes()) > 100
 
 
 def test_pair_is_produced_then_skipped_then_redone_when_inputs_change(batch):
@@ -196,18 +196,18 @@ def test_swapped_cache_entries_are_refused_and_recomputed(batch):
     )
     plan = load_plan(str(batch / "m.yaml"))
     first, second = plan.pairs
-    keys = [ensure_style_targets(p.styles[0].uri, p.config, plan.settings)["key"] for p in (first, second)]
+    keys = [ensure_style_targets(p.styles[0].uri, p.config, plan.settings).key for p in (first, second)]
     cache = batch / "out" / ".cache" / "style-targets"
     a, b = cache / f"{keys[0]}.pt", cache / f"{keys[1]}.pt"
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
     again = ensure_style_targets(first.styles[0].uri, first.config, plan.settings)
-    assert again["cached"] is False and "is for key" in again["rejected"]
+    assert again.hit is False and "is for key" in again.rejected
     row = run_pair(second, plan.settings)
     entry = json.loads(Path(row.sidecar).read_text())["style_cache"][0]
     assert entry["hit"] is False and "is for key" in entry["rejected"]
-    assert ensure_style_targets(second.styles[0].uri, second.config, plan.settings)["cached"] is True  # rewritten right
+    assert ensure_style_targets(second.styles[0].uri, second.config, plan.settings).hit is True  # rewritten right
 
 
 @pytest.mark.parametrize("keep", [False, True])

@@ -35,7 +35,7 @@ def test_a_sweep_of_both_losses_keeps_their_targets_apart_and_reuses_them(tmp_pa
     assert len(list((tmp_path / "out" / ".cache" / "style-targets").iterdir())) == 2  # one entry per loss
     assert gram["style_cache"][0]["key"] != swd["style_cache"][0]["key"]
     # A re-run of the swd pair's targets (a new seed aside) is a cache hit.
-    assert ensure_style_targets(plan.pairs[1].styles[0].uri, plan.pairs[1].config, plan.settings)["cached"] is True
+    assert ensure_style_targets(plan.pairs[1].styles[0].uri, plan.pairs[1].config, plan.settings).hit is True
     assert 0 < swd["quality"]["32"]["swd_gain"] < 1.5
     again = [run_pair(p, plan.settings) for p in plan.pairs]
     assert [r.status for r in again] == [Status.SKIPPED] * 2
@@ -56,7 +56,7 @@ def test_another_seed_draws_other_directions_and_computes_its_own_targets(tmp_pa
     settings = load_plan(str(tmp_path / "m.yaml")).settings
     a = ensure_style_targets(first.styles[0].uri, first.config, settings)
     b = ensure_style_targets(seven.styles[0].uri, seven.config, settings)
-    assert a["key"] != b["key"] and not b["cached"]
+    assert a.key != b.key and not b.hit
 
 
 def test_swd_on_s3_writes_and_rereads_its_cache_there(tmp_path):
@@ -80,4 +80,4 @@ def test_swd_on_s3_writes_and_rereads_its_cache_there(tmp_path):
         assert sum(k.startswith("out/.cache/style-targets/") for k in keys) == 1
         sidecar = json.loads(s3.get_object(Bucket="swd-art", Key="out/a__paint.json")["Body"].read())
         assert sidecar["parameters"]["style_loss"] == "swd"
-        assert ensure_style_targets(plan.pairs[0].styles[0].uri, plan.pairs[0].config, plan.settings)["cached"] is True
+        assert ensure_style_targets(plan.pairs[0].styles[0].uri, plan.pairs[0].config, plan.settings).hit is True
