@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -130,25 +131,67 @@ def run_pairs(
         if on_done is not None:
             on_done(i, result)
 
-    window = _window(settings)
-    for start in range(0, len(pairs), window):
-        ready: list[_Ready] = []
-        index: dict[int, int] = {}
-        for i in range(start, min(start + window, len(pairs))):
-            outcome: PairRow | _Ready | PairFailed
-            try:
-                outcome = _prepare(pairs[i], settings, force, steps[i])
-            except PairFailed as exc:
-                outcome = exc
-            if isinstance(outcome, _Ready):
-                ready.append(outcome)
-                index[id(outcome)] = i
-            else:
-                done(i, outcome)
-        for group in batches(ready, settings):
-            for key, result in _run_batch(group, settings, force).items():
-                done(index[key], result)
+    size = _window(settings)
+    windows = [range(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
+    with _ReadAhead(pairs, settings, force, steps, len(windows) > 1) as reader:
+        for n, window in enumerate(windows):
+            prepared = reader.take(window, windows[n + 1] if n + 1 < len(windows) else None)
+            ready: list[_Ready] = []
+            index: dict[int, int] = {}
+            for i, outcome in zip(window, prepared, strict=True):
+                down = root_down(settings.output_root) if isinstance(outcome, _Ready) else None
+                if down:  # found down while this window was read ahead: its pairs are not run either
+                    outcome = PairFailed(f"{NOT_RUN} ({down})")
+                if isinstance(outcome, _Ready):
+                    ready.append(outcome)
+                    index[id(outcome)] = i
+                else:
+                    done(i, outcome)
+            for group in batches(ready, settings):
+                for key, result in _run_batch(group, settings, force).items():
+                    done(index[key], result)
     return [r for r in results if r is not None]
+
+
+class _ReadAhead:
+    """Each window's pairs prepared (inputs read and hashed, the done check) on a thread of its
+    own while the window before it runs: on a GPU, or from S3, reading a window's photos took as
+    long as a short optimisation, and the device waited. One window ahead at most (a window holds
+    what a batch may), so memory holds two windows' bytes, never a whole chunk."""
+
+    def __init__(
+        self,
+        pairs: Sequence[PairJob],
+        settings: BatchSettings,
+        force: bool,
+        steps: Sequence[ProgressCallback | None],
+        ahead: bool,
+    ) -> None:
+        self.pairs, self.settings, self.force, self.steps = pairs, settings, force, steps
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="nst-read-ahead") if ahead else None
+        self.next: Future[list[PairRow | _Ready | PairFailed]] | None = None
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def take(self, window: range, following: range | None) -> list[PairRow | _Ready | PairFailed]:
+        """``window`` prepared (read ahead, when it was), and ``following`` started."""
+        prepared = self.next.result() if self.next is not None else self._prepare(window)
+        self.next = self.pool.submit(self._prepare, following) if self.pool and following else None
+        return prepared
+
+    def _prepare(self, window: range) -> list[PairRow | _Ready | PairFailed]:
+        out: list[PairRow | _Ready | PairFailed] = []
+        for i in window:
+            try:
+                out.append(_prepare(self.pairs[i], self.settings, self.force, self.steps[i]))
+            except PairFailed as exc:
+                out.append(exc)
+        return out
 
 
 def _window(settings: BatchSettings) -> int:

@@ -236,3 +236,34 @@ def test_a_styles_targets_stay_on_their_device_for_the_rest_of_the_run(collectio
     run_pairs(plan.pairs, plan.settings, force=True)  # outside a flow run nothing is kept
     assert len(reads) == 4
     target_cache.RESIDENT.clear()
+
+
+def test_the_next_windows_inputs_are_read_while_a_window_runs(collection, monkeypatch):
+    """Window n+1's pairs are prepared (read, hashed, checked for done) on the read-ahead thread
+    while window n's batch runs, one window ahead at most; results stay in plan order."""
+    import threading
+
+    plan = _plan(collection, "batch: 1\n")  # a window per pair
+    real_prepare, real_run = produce._prepare, produce._run_batch
+    prepared: list[tuple[str, str]] = []
+    second_read = threading.Event()
+
+    def prepare(pair, *args):
+        prepared.append((pair.name, threading.current_thread().name))
+        if pair is plan.pairs[1]:
+            second_read.set()
+        return real_prepare(pair, *args)
+
+    def run(group, *args):
+        if group[0].pair is plan.pairs[0]:  # the first window runs only once the second has been read
+            assert second_read.wait(30), "the next window was not read while this one ran"
+        assert len(prepared) <= plan.pairs.index(group[0].pair) + 2  # never more than one window ahead
+        return real_run(group, *args)
+
+    monkeypatch.setattr(produce, "_prepare", prepare)
+    monkeypatch.setattr(produce, "_run_batch", run)
+    rows = run_pairs(plan.pairs, plan.settings)
+    assert [r.name for r in rows] == [p.name for p in plan.pairs] and all(r.status == Status.PRODUCED for r in rows)
+    assert prepared[0][1] == threading.current_thread().name  # the first window: nothing to overlap with
+    assert all(thread.startswith("nst-read-ahead") for _, thread in prepared[1:])
+    assert not any(t.name.startswith("nst-read-ahead") for t in threading.enumerate())  # the reader ended with them
