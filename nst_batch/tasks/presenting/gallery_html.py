@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from nst_batch.tasks.output.layout import GALLERY_MARK, live_image, original_thumb, pair_thumb
 from nst_batch.tasks.pair.records import PairRecord, RunSummary, json_number, shown_quality
-from nst_batch.tasks.presenting.gallery_page import UNREADABLE, Cell, Page, headline
+from nst_batch.tasks.presenting.gallery_page import UNREADABLE, Cell, Page
 
 THUMB_PX = 256  # the pair thumbnails' longer side (nst_batch.tasks.pair.image_files.thumbnail)
 _CELL_VW = "(max-width: 900px) 45vw, 30vw"  # how wide a grid cell is drawn, for srcset
@@ -363,13 +363,9 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
     )
     if page.interrupted and not reload_s:
         run = page.interrupted
-        far = (
-            f" after {run['finished']} of {run['planned']} pairs"
-            if run["finished"] is not None and run["planned"]
-            else ""
-        )
+        far = f" after {run.finished} of {run.planned} pairs" if run.finished is not None and run.planned else ""
         note = (
-            f'<p class="interrupted"><strong>This run was interrupted</strong> ({e(run["when"])}){e(far)}: it ended '
+            f'<p class="interrupted"><strong>This run was interrupted</strong> ({e(run.when)}){e(far)}: it ended '
             f"without its "
             f"summary. Re-run it to finish; finished pairs are skipped.</p>"
         )
@@ -391,7 +387,7 @@ def render(page: Page, files: set[str], title: str, reload_s: int | None = None)
 <meta name="referrer" content="no-referrer">{GALLERY_MARK}<title>{e(title)}</title>
 <style>{_STYLE}</style>{live}</head>
 <body><h1>{e(title)}</h1>{note}{_run_header(page.run) if not reload_s else ""}
-<p class="counts">{e(headline(page))}. Rows are photos, columns are styles; click an image for full size,
+<p class="counts">{e(page.counts())}. Rows are photos, columns are styles; click an image for full size,
 open "details" for its parameters and losses.</p>
 <div class="grid"><table class="grid" style="min-width: {150 * len(page.styles) + 200}px">
 <col class="content">{"<col>" * len(page.styles)}

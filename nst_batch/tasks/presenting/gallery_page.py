@@ -41,13 +41,23 @@ class Cell:
     sweep_of: str = ""  # the swept pair's name without the values
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """A run that ended without its summary (Ctrl-C, SIGTERM, a crash, a kill): when its live view
+    was last written, and how far it got (None: not known)."""
+
+    when: str
+    finished: int | None
+    planned: int | None
+
+
 @dataclass
 class Page:
     contents: list[str] = field(default_factory=list)  # content URIs, in order
     styles: dict[str, list[str]] = field(default_factory=dict)  # column label -> style URIs
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # the grid: a swept pair's first point
     sweeps: dict[tuple[str, str], list[Cell]] = field(default_factory=dict)  # (content, style) -> its points, in order
-    interrupted: dict[str, Any] | None = None  # a run that ended without its summary: when, how far it got
+    interrupted: Interrupted | None = None  # a run that ended without its summary
     run: RunSummary | None = None  # the last run's summary (its header): when, manifest, counts, failures
 
     def add(self, cell: Cell, style_uris: list[str]) -> None:
@@ -66,6 +76,15 @@ class Page:
     def all_cells(self) -> list[Cell]:
         """Every output shown: the grid's cells and every sweep point."""
         return [c for c in self.cells.values() if not c.sweep] + [c for points in self.sweeps.values() for c in points]
+
+    def counts(self) -> str:
+        """``12 images and 1 failed: 4 photos × 3 styles``: what the page shows, counted."""
+        shown = self.all_cells()
+        count = {status: sum(c.status == status for c in shown) for status in ("failed", "running", "pending")}
+        text = plural(len(shown) - sum(count.values()), "image")
+        for status, n in count.items():
+            text += f" and {n} {status}" if n else ""
+        return f"{text}: {plural(len(self.contents), 'photo')} × {plural(len(self.styles), 'style')}"
 
 
 def style_label(names: list[str], blend: list[float] | None = None) -> str:
@@ -169,7 +188,7 @@ def _read_summary(storage: Storage, uri: str) -> RunSummary | None:
 
 def _interrupted_run(
     root: str, storage: Storage, files: set[str], sidecars: dict[str, SidecarCell]
-) -> dict[str, Any] | None:
+) -> Interrupted | None:
     """The run whose live view is still there though it no longer runs (Ctrl-C, SIGTERM, a crash,
     a kill): when it stopped and how far it got; its running pairs become 'interrupted' cells."""
 
@@ -199,13 +218,9 @@ def _interrupted_run(
     ):  # the live view's count lags its last rendering: the sidecars since it began say more
         written = sum(_finished_since(cell.record, since) for cell, _ in sidecars.values())
         finished = max(finished or 0, written)
-    return {
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated))
-        if isinstance(updated, int | float)
-        else "at an unknown time",
-        "finished": finished,
-        "planned": marker.get("planned") if isinstance(marker.get("planned"), int) else None,
-    }
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(updated)) if isinstance(updated, int | float) else ""
+    planned = marker.get("planned")
+    return Interrupted(when or "at an unknown time", finished, planned if isinstance(planned, int) else None)
 
 
 def _finished_since(record: PairRecord | None, since: float) -> bool:
@@ -248,15 +263,6 @@ def _add_row(page: Page, row: PairRow, sidecars: dict[str, SidecarCell], ended: 
         ),
         styles,
     )
-
-
-def headline(page: Page) -> str:
-    shown = page.all_cells()
-    count = {status: sum(c.status == status for c in shown) for status in ("failed", "running", "pending")}
-    text = plural(len(shown) - sum(count.values()), "image")
-    for status, n in count.items():
-        text += f" and {n} {status}" if n else ""
-    return f"{text}: {plural(len(page.contents), 'photo')} × {plural(len(page.styles), 'style')}"
 
 
 def _sidecar_cell(root: str, storage: Storage, row: PairRow, files: set[str]) -> SidecarCell | None:

@@ -12,7 +12,7 @@ from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.pair.records import Failure, InputRecord, PairRecord, PairRow, RunSummary, Status
 from nst_batch.tasks.presenting.gallery import build_gallery
 from nst_batch.tasks.presenting.gallery_html import render, safe_link
-from nst_batch.tasks.presenting.gallery_page import UNREADABLE, collect, headline, style_label
+from nst_batch.tasks.presenting.gallery_page import UNREADABLE, collect, style_label
 
 
 def _sidecar(root: Path, name: str, content: str, style: str, **extra: object) -> None:
@@ -85,7 +85,7 @@ def test_the_page_follows_the_summary_then_shows_earlier_outputs_and_says_what_i
     assert cells["bent__waves"].status == "unreadable" and UNREADABLE in cells["bent__waves"].reason
     assert "notes" not in cells
     assert page.run is not None and page.run.counts["failed"] == 1
-    assert headline(page) == "4 images and 1 failed: 5 photos × 2 styles"
+    assert page.counts() == "4 images and 1 failed: 5 photos × 2 styles"
 
     text = render(page, files, "Tonight")
     assert '<td class="failed" data-pair="c__waves"' in text and "cannot decode photos/c.jpg" in text
