@@ -10,12 +10,12 @@ JSON file the moment it is measured (a timeout loses only what was not yet measu
    and off (each shape is new to the process);
 5. ``pair``: seconds per 512-px pair with the defaults, fp32 and bf16, with the evaluator's
    content and style distances;
-6. ``pairs_per_hour``: through the real pair pipeline (nst_batch.tasks.pair.produce.run_pair, the device pool, the
+6. ``pairs_per_hour``: through the real pair pipeline (nst_batch.tasks.pair.pipeline.run_pair, the device pool, the
    style cache) on 6 generated photos of mixed shapes, one at a time (batch 1), with k = 1, 2, 3
    pairs per GPU, every shape warmed first (cuDNN's tuning is the set-up figure's, not this one's);
 7. ``collection``: 48 pairs of 8 mixed shapes (4:3, 3:2, 16:9, square; landscape and portrait) at
    512 px with the default schedule, through what the flow composes (its chunks, each chunk's
-   pairs by nst_batch.tasks.pair.produce.run_pairs, as many chunks at once as the default
+   pairs by nst_batch.tasks.pair.pipeline.run_pairs, as many chunks at once as the default
    runner's slots): batched (``batch: auto``) against one at a time, in one run; pairs per hour
    and the seconds per pair outside the optimisation. Not through Prefect itself (run_plan):
    Prefect and its server are not on the GPU machine's image, and carrying them does not fit;
@@ -327,7 +327,7 @@ class Check:
     def pairs_per_hour(self, deadline: float) -> None:
         """6 photos of mixed shapes x 1 painting through run_pair, one at a time, k pairs per GPU at once."""
         from nst_batch.tasks.pair import device_pool as devices
-        from nst_batch.tasks.pair.produce import run_pair
+        from nst_batch.tasks.pair.pipeline import run_pair
 
         work = Path(tempfile.mkdtemp(prefix="nst-gpu-check-"))
         photos = [(h, w) for h, w in self.sizes.photos]
@@ -362,7 +362,7 @@ class Check:
         """48 pairs of mixed shapes, batched against one at a time (each gets half the budget: the
         chunks not started by then are left out, and the figure is over the pairs done)."""
         from nst_batch.tasks.pair import device_pool as devices
-        from nst_batch.tasks.pair.produce import run_pairs
+        from nst_batch.tasks.pair.pipeline import run_pairs
         from nst_batch.tasks.running.scheduling import bucket_keys, chunks
 
         work = Path(tempfile.mkdtemp(prefix="nst-gpu-collection-"))

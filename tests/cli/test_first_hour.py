@@ -22,7 +22,7 @@ from tests.synthetic import painting_like, photo_like
 @pytest.fixture
 def no_stylizing(monkeypatch):
     """Fail the test if the optimisation starts: the checks must come before any work."""
-    import nst_batch.tasks.pair.produce as sf  # the one pair pipeline, nst stylize's too
+    import nst_batch.tasks.pair.produce as sf  # a pair's pixels, nst stylize's too
 
     def refuse(*args, **kwargs):
         raise AssertionError("the stylization started")

@@ -322,7 +322,7 @@ def test_nst_stylize_and_a_batch_pair_go_through_one_pipeline_and_record_one_for
     the same image as a batch pair, and --metadata is the batch sidecar's format (without what
     only a batch has: the fingerprint for skipping, the flow run, the manifest, the Dask worker)."""
     from nst_batch.core import StyleConfig
-    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.pair.pipeline import run_pair
     from nst_batch.tasks.planning.jobs import BatchSettings, PairJob, StyleRef
 
     out, meta_path = tmp_path / "one" / "o.png", tmp_path / "one" / "o.json"

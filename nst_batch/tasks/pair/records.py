@@ -306,7 +306,7 @@ class PairRecord:
     """A pair's sidecar (``<name>.json`` beside its output), and ``nst stylize --metadata`` in the
     same form: the output and its hash (a re-run's skip checks the output against them), the inputs
     and theirs, where the style targets came from, the run (parameters, weights, losses, device,
-    versions), where its time went and when it finished. Written by nst_batch.tasks.pair.produce;
+    versions), where its time went and when it finished. Written by nst_batch.tasks.pair.pipeline;
     read by the skip check (done.py) and the gallery through :meth:`from_json`."""
 
     name: str
@@ -326,7 +326,7 @@ class PairRecord:
     wall_time_s: float | None = None
     device: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
-    pipeline_version: str = ""  # produce.PIPELINE_VERSION: a sidecar of another version is produced again
+    pipeline_version: str = ""  # provenance.PIPELINE_VERSION: a sidecar of another version is produced again
     quality: dict[str, dict[str, float]] = field(
         default_factory=dict
     )  # by side: content distance, style gain (core.quality)

@@ -24,7 +24,8 @@ from nst_batch.tasks.output.checks import check_not_inputs, check_writable_file
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.image_files import OUTPUT_FORMATS, LoadedImage, encode_image, output_format, read_file
 from nst_batch.tasks.pair.masks import MaskInput
-from nst_batch.tasks.pair.produce import pair_record, produce_image
+from nst_batch.tasks.pair.pipeline import pair_record
+from nst_batch.tasks.pair.produce import produce_image
 from nst_batch.tasks.pair.records import PairRecord
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 

@@ -11,7 +11,7 @@ Dask on Kubernetes): what Prefect's ``DaskTaskRunner`` leaves to us.
   every task asks for one, so each GPU runs one chunk at a time and CPU-only workers get none.
 - **Lost workers**: Dask reruns the tasks of a worker that dies elsewhere, and a rerun chunk counts
   the pairs its first attempt wrote as produced, without redoing them (see
-  ``nst_batch.tasks.pair.produce``). With no worker at all, Dask would wait for one forever:
+  ``nst_batch.tasks.pair.pipeline``). With no worker at all, Dask would wait for one forever:
   after ``NST_DASK_NO_WORKERS_S`` seconds (default 120) without workers the runner cancels what
   is left, with one line saying why, marks their Prefect task runs Crashed, and the run fails; a
   re-run resumes.

@@ -3,7 +3,7 @@ output root: an interrupted run's live files and partial writes go), inputs deco
 work, style targets, a chunk of pairs (with their live progress artifacts), the summary, the gallery.
 
 Prefect's own result caching is off (``NO_CACHE``): skipping finished work is decided by our
-hash of the input bytes and parameters (see ``nst_batch.tasks.pair.produce``), which also holds across runs and
+hash of the input bytes and parameters (see ``nst_batch.tasks.pair.pipeline``), which also holds across runs and
 machines, while Prefect's default key would hash the URI strings.
 """
 
@@ -134,11 +134,11 @@ class _LogProgress:
 @task(name="stylize-pairs", cache_policy=NO_CACHE)
 def stylize_pairs(pairs: list[PairJob], settings: BatchSettings, force: bool) -> list[PairRow]:
     """Produce (or skip) the chunk's pairs, those of one shape bucket and parameter set in batches
-    (nst_batch.tasks.pair.produce.run_pairs); one pair's failure is its row, never the others'.
+    (nst_batch.tasks.pair.pipeline.run_pairs); one pair's failure is its row, never the others'.
     Each pair's row is reported as it finishes."""
     # The stylizer, and PyTorch with it, is imported where a pair runs: importing the flow (a
     # Prefect worker, `prefect deploy`, a Dask scheduler) does not pay for it.
-    from nst_batch.tasks.pair.produce import run_pairs
+    from nst_batch.tasks.pair.pipeline import run_pairs
 
     artifacts = _ChunkArtifacts(pairs, settings.run_id)
     watches = [_PairWatch(pair, settings, artifacts, i) for i, pair in enumerate(pairs)]

@@ -13,7 +13,7 @@ from nst_batch.tasks.planning.buckets import bucket_shape
 from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
 
 # Pairs per chunk at least, where pairs may batch: a chunk's pairs are what a batch is made from
-# (nst_batch.tasks.pair.produce.run_pairs), and 8 is what a GPU batches (AUTO_BATCH_GPU).
+# (nst_batch.tasks.pair.pipeline.run_pairs), and 8 is what a GPU batches (AUTO_BATCH_GPU).
 BATCH_CHUNK = 8
 
 MAX_CHUNK = 64

@@ -63,7 +63,7 @@ def test_a_pair_is_produced_skipped_and_shown_on_a_storage_in_memory():
 
     from nst_batch.core import StyleConfig
     from nst_batch.tasks.output.storage import MemoryStorage, mounted
-    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.pair.pipeline import run_pair
     from nst_batch.tasks.planning.jobs import BatchSettings, PairJob, StyleRef
     from nst_batch.tasks.planning.runtime import RuntimeOptions
     from nst_batch.tasks.presenting.gallery import build_gallery

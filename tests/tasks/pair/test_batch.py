@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from nst_batch.tasks.errors import PairFailed
-from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.pair.pipeline import run_pair
 from nst_batch.tasks.pair.target_cache import ensure_style_targets, targets_cache_key
 from nst_batch.tasks.planning.plan import load_plan
 from tests.synthetic import painting_like, photo_like

@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from nst_batch.tasks.pair import produce, target_cache
-from nst_batch.tasks.pair.produce import batch_size, batches, run_pairs
+from nst_batch.tasks.pair import pipeline, produce, target_cache
+from nst_batch.tasks.pair.pipeline import batch_size, batches, run_pairs
 from nst_batch.tasks.pair.records import PairRow, Status
 from nst_batch.tasks.planning.buckets import MAX_STRETCH, SNAP_PX, bucket_shape, distinct_shapes, working_shape
 from nst_batch.tasks.planning.plan import load_plan
@@ -65,7 +65,7 @@ def _plan(root, extra: str = ""):
 
 
 def _ready(plan):
-    return [produce._prepare(p, plan.settings, False, None) for p in plan.pairs]
+    return [pipeline._prepare(p, plan.settings, False, None) for p in plan.pairs]
 
 
 def test_the_working_shape_is_the_stylizers_own_output_shape():
@@ -102,7 +102,7 @@ def test_pairs_of_one_bucket_and_parameter_set_share_batches_up_to_the_setting(c
 def test_auto_batches_on_a_cpu_only_where_that_measured_faster(collection):
     plan = _plan(collection)
     cfg = plan.pairs[0].config
-    assert batch_size(plan.settings, cfg, (96, 128)) == produce.AUTO_BATCH_CPU
+    assert batch_size(plan.settings, cfg, (96, 128)) == pipeline.AUTO_BATCH_CPU
     assert batch_size(plan.settings, replace(cfg, size=256), (192, 256)) == 1
     assert (
         batch_size(
@@ -244,7 +244,7 @@ def test_the_next_windows_inputs_are_read_while_a_window_runs(collection, monkey
     import threading
 
     plan = _plan(collection, "batch: 1\n")  # a window per pair
-    real_prepare, real_run = produce._prepare, produce._run_batch
+    real_prepare, real_run = pipeline._prepare, pipeline._run_batch
     prepared: list[tuple[str, str]] = []
     second_read = threading.Event()
 
@@ -260,8 +260,8 @@ def test_the_next_windows_inputs_are_read_while_a_window_runs(collection, monkey
         assert len(prepared) <= plan.pairs.index(group[0].pair) + 2  # never more than one window ahead
         return real_run(group, *args)
 
-    monkeypatch.setattr(produce, "_prepare", prepare)
-    monkeypatch.setattr(produce, "_run_batch", run)
+    monkeypatch.setattr(pipeline, "_prepare", prepare)
+    monkeypatch.setattr(pipeline, "_run_batch", run)
     rows = run_pairs(plan.pairs, plan.settings)
     assert [r.name for r in rows] == [p.name for p in plan.pairs] and all(r.status == Status.PRODUCED for r in rows)
     assert prepared[0][1] == threading.current_thread().name  # the first window: nothing to overlap with

@@ -9,7 +9,7 @@ import torch
 from nst_batch.core.quality import Evaluator, judge
 from nst_batch.core.vgg import VGGFeatures
 from nst_batch.core.weights import load_caffe_weights
-from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.pair.pipeline import run_pair
 from nst_batch.tasks.pair.records import Status
 from nst_batch.tasks.planning.plan import load_plan
 from nst_batch.tasks.presenting.gallery import build_gallery

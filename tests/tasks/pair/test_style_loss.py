@@ -5,7 +5,7 @@ import json
 
 import boto3
 
-from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.pair.pipeline import run_pair
 from nst_batch.tasks.pair.records import Status
 from nst_batch.tasks.pair.target_cache import ensure_style_targets
 from nst_batch.tasks.planning.plan import load_plan

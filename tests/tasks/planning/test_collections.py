@@ -9,7 +9,7 @@ from PIL import Image
 
 from nst_batch.tasks.errors import ManifestError, PairFailed
 from nst_batch.tasks.output.storage import LocalStorage, uri_problem
-from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.pair.pipeline import run_pair
 from nst_batch.tasks.planning.manifest import parse_manifest
 from nst_batch.tasks.planning.plan import load_plan, safe_name
 from nst_batch.tasks.running.preflight import input_problems

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nst_batch.cli.main import main
-from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.pair.pipeline import run_pair
 from nst_batch.tasks.pair.records import Status
 from nst_batch.tasks.planning.masks import mask_styles_from_text, parse_colour
 from nst_batch.tasks.planning.plan import load_plan, plan_with_problems

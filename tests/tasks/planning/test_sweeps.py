@@ -169,7 +169,7 @@ def test_validate_prints_how_many_outputs_the_sweeps_make(folder, capsys):
 def test_a_sweep_point_records_its_values_in_its_sidecar_and_row(folder):
     import json
 
-    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.pair.pipeline import run_pair
 
     plan = _plan(
         folder,

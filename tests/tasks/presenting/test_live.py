@@ -69,7 +69,7 @@ def test_a_view_that_cannot_be_written_never_fails_the_pair(tmp_path, caplog):
 
 def test_the_gallery_of_a_run_in_progress_marks_pending_running_and_finished_pairs(tmp_path):
     from nst_batch.tasks.pair.done import failed_row
-    from nst_batch.tasks.pair.produce import run_pair
+    from nst_batch.tasks.pair.pipeline import run_pair
 
     plan = load_plan(str(make_batch(tmp_path)))
     done = run_pair(plan.pairs[0], plan.settings)

@@ -13,7 +13,7 @@ from distributed.client import FutureCancelledError
 
 from nst_batch.tasks.errors import InputError
 from nst_batch.tasks.pair.done import written_by_this_run
-from nst_batch.tasks.pair.produce import run_pair
+from nst_batch.tasks.pair.pipeline import run_pair
 from nst_batch.tasks.planning.plan import load_plan
 from nst_batch.tasks.running.cluster import ClusterTaskRunner, failure_reason, no_workers_s
 from tests.flows.helpers import make_batch
