@@ -379,3 +379,19 @@ def test_the_gpu_check_fits_the_device_command_limit_and_brings_its_figures_back
     assert '"$OUT/gpu-$(date +%F).json"' in body
     assert "typing-extensions==" in script
     assert '|| grep -q " skipped"' not in script  # a skipped line no longer hides a failure
+
+
+def test_the_read_ahead_benchmark_times_both_modes_at_every_latency(tmp_path, capsys):
+    """benchmarks.read_ahead at toy sizes: every pair produced in each mode (else it exits with
+    the rows), each latency timed with the read-ahead off and on, the table printed."""
+    import json
+
+    from benchmarks.read_ahead import main as read_ahead
+
+    out = tmp_path / "read_ahead.json"
+    toy = ["--pairs", "2", "--size", "32", "--iterations", "2", "--latency", "0,0.05", "--reps", "1"]
+    assert read_ahead([*toy, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["latency"]
+    assert set(rows) == {"0.0", "0.05"}
+    assert all(set(row["median_s"]) == {"off", "on"} and all(row["median_s"].values()) for row in rows.values())
+    assert "| 0.05 |" in capsys.readouterr().out
