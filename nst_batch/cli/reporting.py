@@ -7,13 +7,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nst_batch.cli.parser import DEFAULTS, said_as_flags
 from nst_batch.core.config import StyleConfig
 from nst_batch.tasks.basics import plural
 from nst_batch.tasks.pair.records import Failure, RunSummary
+
+if TYPE_CHECKING:
+    from nst_batch.tasks.planning.jobs import PairJob, Plan
 
 EXIT_FAILED = 1
 
@@ -33,7 +37,7 @@ def graphs_line(reports: list[dict[str, Any]]) -> str:
     )
 
 
-def print_notes(plan: Any) -> None:
+def print_notes(plan: Plan) -> None:
     """What the plan left out or changed without it being a problem (files skipped in a listed
     folder, a name another manifest's result holds): one line each, on stderr."""
     for note in plan.notes:
@@ -43,7 +47,7 @@ def print_notes(plan: Any) -> None:
 class DecodeLines:
     """``decoded 40/120 images`` on stderr every 2 s (and at the end) while --decode works."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.stream, self.last = stream, time.monotonic()
 
     def __call__(self, done: int, total: int, uri: str) -> None:
@@ -63,7 +67,7 @@ def differences(cfg: StyleConfig) -> str:
     return ", ".join(f"{name} {show(getattr(cfg, name))}" for name in [*always, *(n for n in shown if n not in always)])
 
 
-def swept(pairs: Any) -> str:
+def swept(pairs: Sequence[PairJob]) -> str:
     """`` (6 of them sweep points of 1 pair)``, or nothing without a sweep."""
     points = [p for p in pairs if p.sweep]
     return (

@@ -8,14 +8,13 @@ import io
 import json
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from PIL import Image
 
 from nst_batch.core import StyleConfig
 from nst_batch.tasks.basics import sha256_hex
 from nst_batch.tasks.errors import TaskError
-from nst_batch.tasks.output.storage import storage_for
+from nst_batch.tasks.output.storage import Storage, storage_for
 from nst_batch.tasks.pair.image_files import HEADER_BYTES
 from nst_batch.tasks.pair.records import PairRecord, PairRow, Status
 from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
@@ -72,7 +71,7 @@ def sidecar_of_done(pair: PairJob, settings: BatchSettings) -> tuple[PairRecord 
     return (None, problem) if problem else (sidecar, "")
 
 
-def output_problem(storage: Any, uri: str, size: int, sidecar: PairRecord, verify: bool) -> str:
+def output_problem(storage: Storage, uri: str, size: int, sidecar: PairRecord, verify: bool) -> str:
     """Why the output at ``uri`` is not the one its sidecar describes ('' when it is). By default
     its size and its header (a few kB: an image of the recorded size); ``verify``: its sha256 too.
     Measured on 10,000 tiny pairs: see docs/manifest.md, "Collections of any size"."""

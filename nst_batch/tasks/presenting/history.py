@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from nst_batch.tasks.errors import InputError, StorageError
 from nst_batch.tasks.output.layout import RUNS_DIR, SUMMARY_NAME
-from nst_batch.tasks.output.storage import join, storage_for
+from nst_batch.tasks.output.storage import Storage, join, storage_for
 from nst_batch.tasks.pair.records import RunSummary
 from nst_batch.tasks.presenting.progress import format_duration
 
@@ -39,7 +38,7 @@ def list_runs(root: str) -> list[RunEntry]:
     return sorted(entries, key=lambda e: (e.summary.started_at, e.uri))
 
 
-def _read(storage: Any, uri: str) -> RunEntry | None:
+def _read(storage: Storage, uri: str) -> RunEntry | None:
     try:
         return RunEntry(RunSummary.from_json(json.loads(storage.read_bytes(uri))), uri)
     except (FileNotFoundError, StorageError, ValueError):  # ValueError: no JSON, or no summary

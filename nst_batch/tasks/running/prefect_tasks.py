@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -37,8 +38,15 @@ from nst_batch.tasks.running.cluster import failure_reason
 from nst_batch.tasks.running.preflight import decode_problems, prepare_run
 from nst_batch.tasks.running.summary import RunSummary
 
+if TYPE_CHECKING:
+    from prefect import Task
+    from prefect.client.schemas.objects import TaskRun
+    from prefect.states import State
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
+T = TypeVar("T")
+
+
+def _transient(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
     """Retry only storage faults; a bad manifest or image fails the same way every time."""
     try:
         state.result()
@@ -230,7 +238,7 @@ class _ChunkArtifacts:
         self.shown: bytes | None = None  # the image the markdown artifact shows
         self.seconds = 0.0
         self.broken = False
-        self.id: Any = None  # the progress artifact, made when a pair first runs long enough to watch
+        self.id: UUID | None = None  # the progress artifact, made when a pair first runs long enough to watch
 
     def _title(self) -> str:
         return f"stylize-pairs: {plural(self.total, 'pair')}"
@@ -243,11 +251,14 @@ class _ChunkArtifacts:
             self.last = now
             progress = 100.0 * (index + step.progress) / max(1, self.total)
             description = f"{self._title()}; {index} done, {name} at {100 * step.progress:.0f} %"
-            if self.id is None:
-                self.id = self._guarded(lambda: create_progress_artifact(progress=progress, description=description))
+            artifact = self.id
+            if artifact is None:
+                self.id = self._guarded(
+                    lambda: cast(UUID, create_progress_artifact(progress=progress, description=description))
+                )
             else:
                 self._guarded(
-                    lambda: update_progress_artifact(artifact_id=self.id, progress=progress, description=description)
+                    lambda: update_progress_artifact(artifact_id=artifact, progress=progress, description=description)
                 )
         if (
             not self.broken
@@ -270,10 +281,11 @@ class _ChunkArtifacts:
 
     def done(self, finished: int) -> None:
         began = time.monotonic()
-        if self.id is not None:
+        artifact = self.id
+        if artifact is not None:
             self._guarded(
                 lambda: update_progress_artifact(
-                    artifact_id=self.id,
+                    artifact_id=artifact,
                     progress=100.0 * finished / max(1, self.total),
                     description=f"{self._title()}; {finished} done",
                 )
@@ -284,7 +296,7 @@ class _ChunkArtifacts:
         seconds, self.seconds = self.seconds, 0.0
         return seconds
 
-    def _guarded(self, action: Any) -> Any:
+    def _guarded(self, action: Callable[[], T]) -> T | None:
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - the UI's view must never fail a pair
