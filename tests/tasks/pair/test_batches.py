@@ -267,3 +267,37 @@ def test_the_next_windows_inputs_are_read_while_a_window_runs(collection, monkey
     assert prepared[0][1] == threading.current_thread().name  # the first window: nothing to overlap with
     assert all(thread.startswith("nst-read-ahead") for _, thread in prepared[1:])
     assert not any(t.name.startswith("nst-read-ahead") for t in threading.enumerate())  # the reader ended with them
+
+
+def test_a_photo_decoded_ahead_gives_the_same_image_and_is_decoded_once(collection, monkeypatch, tmp_path):
+    """Where the pipeline decodes ahead (a GPU: pipeline.decodes_ahead), each photo is decoded once,
+    on the read-ahead thread from the second window on, and the outputs are byte for byte those of
+    a run that decodes in the batch; a photo that does not decode fails alone, before any work."""
+    import shutil
+    import threading
+
+    plan = _plan(collection, "batch: 1\n")
+    run_pairs(plan.pairs, plan.settings)
+    expected = {p.name: (collection / "out" / f"{p.name}.png").read_bytes() for p in plan.pairs}
+    shutil.rmtree(collection / "out")
+
+    ahead: list[str] = []
+    real_ahead, real_in_batch = pipeline.decode_content, produce.decode_content
+    monkeypatch.setattr(pipeline, "decodes_ahead", lambda settings: True)
+    monkeypatch.setattr(
+        pipeline, "decode_content", lambda *a: ahead.append(threading.current_thread().name) or real_ahead(*a)
+    )
+    monkeypatch.setattr(produce, "decode_content", lambda *a: pytest.fail("decoded again in the batch"))
+    rows = run_pairs(plan.pairs, plan.settings)
+    assert all(r.status == Status.PRODUCED for r in rows)
+    assert {p.name: (collection / "out" / f"{p.name}.png").read_bytes() for p in plan.pairs} == expected
+    assert len(ahead) == len(plan.pairs) and all(t.startswith("nst-read-ahead") for t in ahead[1:])
+    sidecar = json.loads((collection / "out" / f"{plan.pairs[1].name}.json").read_text())
+    assert sidecar["timings"]["decode"] > 0  # the pair's decode time, though the device did not wait for it
+
+    monkeypatch.setattr(produce, "decode_content", real_in_batch)
+    (collection / "photos" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    shutil.rmtree(collection / "out")
+    broken = _plan(collection, "batch: 4\n")
+    rows = run_pairs(broken.pairs, broken.settings)
+    assert [type(r).__name__ for r in rows] == ["PairRow", "PairFailed", "PairRow", "PairRow"]
