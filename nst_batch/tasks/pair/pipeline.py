@@ -16,24 +16,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from nst_batch.core import (
-    ProgressCallback,
-    StyleConfig,
-    for_device,
-)
+from nst_batch.core import ProgressCallback, StyleConfig, for_device
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
 from nst_batch.tasks.output.storage import storage_for
 from nst_batch.tasks.pair.device_pool import device_pool
-from nst_batch.tasks.pair.done import (
-    NOT_RUN,
-    by_this_run,
-    done_row,
-    mark_root_down,
-    root_down,
-    sidecar_of_done,
-)
+from nst_batch.tasks.pair.done import NOT_RUN, by_this_run, done_row, mark_root_down, root_down, sidecar_of_done
 from nst_batch.tasks.pair.image_files import (
     ALPHA_FORMATS,
     HEADER_BYTES,
@@ -55,7 +44,7 @@ from nst_batch.tasks.planning.buckets import bucket_shape, working_shape
 from nst_batch.tasks.planning.jobs import BatchSettings, PairJob
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
-if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)
+if TYPE_CHECKING:  # PyTorch itself is imported by the core, where a pair runs
     from torch import Tensor
 
 

@@ -30,14 +30,8 @@ from nst_batch.core.regions import check_regions
 from nst_batch.core.stylizer import REPORT_EVERY
 from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.pair.device_pool import device_pool
-from nst_batch.tasks.pair.done import (
-    shares_targets,
-)
-from nst_batch.tasks.pair.image_files import (
-    LoadedImage,
-    check_aspect,
-    decode_image,
-)
+from nst_batch.tasks.pair.done import shares_targets
+from nst_batch.tasks.pair.image_files import LoadedImage, check_aspect, decode_image
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.networks import get_features
@@ -46,7 +40,7 @@ from nst_batch.tasks.pair.threads import use_threads
 from nst_batch.tasks.planning.buckets import bucket_shape
 from nst_batch.tasks.planning.runtime import RuntimeOptions
 
-if TYPE_CHECKING:  # PyTorch itself is imported where a pair runs (see _cpu)
+if TYPE_CHECKING:  # PyTorch itself is imported by the core, where a pair runs
     import torch
     from torch import Tensor
 

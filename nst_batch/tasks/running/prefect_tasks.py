@@ -97,8 +97,8 @@ def style_targets(style_uri: str, config: StyleConfig, settings: BatchSettings, 
     """The style's targets, cached; a style that cannot be used is a :class:`StyleFailed` with its
     reason (its pairs fail with it), not a task failure, whose log Prefect writes with a traceback."""
     from nst_batch.tasks.pair.target_cache import (
-        ensure_style_targets,
-    )  # the stylizer: PyTorch is imported where it runs
+        ensure_style_targets,  # the stylizer: PyTorch is imported where it runs
+    )
 
     logger = get_run_logger()
     try:
