@@ -51,16 +51,12 @@ def _slow_inputs(latency: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _read_ahead(on: bool) -> Iterator[None]:
-    real = pipeline._ReadAhead.__init__
-
-    def init(self: pipeline._ReadAhead, *args: Any) -> None:
-        real(self, *args[:-1], args[-1] and on)
-
-    pipeline._ReadAhead.__init__ = init  # type: ignore[method-assign]
+    before = pipeline._ReadAhead.enabled
+    pipeline._ReadAhead.enabled = on
     try:
         yield
     finally:
-        pipeline._ReadAhead.__init__ = real  # type: ignore[method-assign]
+        pipeline._ReadAhead.enabled = before
 
 
 def _collection(root: Path, pairs: int, size: int, iterations: int) -> Path:

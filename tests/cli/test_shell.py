@@ -69,8 +69,12 @@ def test_a_temporary_server_that_dies_while_starting_is_a_server_error():
         server.wait(timeout_s=30)
 
 
-def test_the_temporary_server_answers_and_stops():
+def test_the_temporary_server_answers_and_stops_and_logs_no_traceback(capfd):
+    """The server inherits this process's stdout and stderr (capfd reads them at the descriptor),
+    so whatever it logs while it starts, answers and stops is read here."""
     import urllib.request
+
+    from tests.logs import assert_no_traceback
 
     server = TemporaryServer().start()
     try:
@@ -80,3 +84,5 @@ def test_the_temporary_server_answers_and_stops():
     finally:
         server.stop()
     assert server.process is not None and server.process.poll() is not None
+    captured = capfd.readouterr()
+    assert_no_traceback(captured.out + captured.err, "the temporary Prefect server")

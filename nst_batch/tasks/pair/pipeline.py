@@ -11,10 +11,10 @@ import datetime
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nst_batch.core import ProgressCallback, StyleConfig, for_device
 from nst_batch.tasks.basics import json_bytes, sha256_hex
@@ -106,9 +106,8 @@ def run_pairs(
 
     size = _window(settings)
     windows = [range(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
-    with _ReadAhead(pairs, settings, force, steps, len(windows) > 1) as reader:
-        for n, window in enumerate(windows):
-            prepared = reader.take(window, windows[n + 1] if n + 1 < len(windows) else None)
+    with _ReadAhead(pairs, settings, force, steps) as reader:
+        for window, prepared in reader.each(windows):
             ready: list[_Ready] = []
             index: dict[int, int] = {}
             for i, outcome in zip(window, prepared, strict=True):
@@ -132,17 +131,13 @@ class _ReadAhead:
     long as a short optimisation, and the device waited. One window ahead at most (a window holds
     what a batch may), so memory holds two windows' bytes, never a whole chunk."""
 
+    enabled: ClassVar[bool] = True  # off only to measure what it saves (benchmarks.read_ahead)
+
     def __init__(
-        self,
-        pairs: Sequence[PairJob],
-        settings: BatchSettings,
-        force: bool,
-        steps: Sequence[ProgressCallback | None],
-        ahead: bool,
+        self, pairs: Sequence[PairJob], settings: BatchSettings, force: bool, steps: Sequence[ProgressCallback | None]
     ) -> None:
         self.pairs, self.settings, self.force, self.steps = pairs, settings, force, steps
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="nst-read-ahead") if ahead else None
-        self.next: Future[list[PairRow | _Ready | PairFailed]] | None = None
+        self.pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> _ReadAhead:
         return self
@@ -151,11 +146,17 @@ class _ReadAhead:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def take(self, window: range, following: range | None) -> list[PairRow | _Ready | PairFailed]:
-        """``window`` prepared (read ahead, when it was), and ``following`` started."""
-        prepared = self.next.result() if self.next is not None else self._prepare(window)
-        self.next = self.pool.submit(self._prepare, following) if self.pool and following else None
-        return prepared
+    def each(self, windows: Sequence[range]) -> Iterator[tuple[range, list[PairRow | _Ready | PairFailed]]]:
+        """Each window with its pairs prepared; the first here, each later one while the one
+        before it is being used (a single window needs no thread)."""
+        if self.enabled and len(windows) > 1:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="nst-read-ahead")
+        ahead: Future[list[PairRow | _Ready | PairFailed]] | None = None
+        for n, window in enumerate(windows):
+            prepared = ahead.result() if ahead is not None else self._prepare(window)
+            following = windows[n + 1] if n + 1 < len(windows) else None
+            ahead = self.pool.submit(self._prepare, following) if self.pool and following else None
+            yield window, prepared
 
     def _prepare(self, window: range) -> list[PairRow | _Ready | PairFailed]:
         out: list[PairRow | _Ready | PairFailed] = []
