@@ -7,7 +7,9 @@ JSON file the moment it is measured (a timeout loses only what was not yet measu
    against the same iteration run eagerly;
 3. ``direction``: ms of the L-BFGS direction (history 50) inside a graph and eagerly;
 4. ``setup``: seconds from a new photo shape to its first captured iteration, cuDNN autotuning on
-   and off (each shape is new to the process);
+   and off (each shape is new to the process); then a batch's first 5 iterations where an
+   earlier batch of its shape left its graph (GraphCache: one eager iteration, then replays)
+   against a batch that captures its own;
 5. ``pair``: seconds per 512-px pair with the defaults, fp32 and bf16, with the evaluator's
    content and style distances;
 6. ``pairs_per_hour``: through the real pair pipeline (nst_batch.tasks.pair.pipeline.run_pair, the device pool, the
@@ -23,7 +25,8 @@ JSON file the moment it is measured (a timeout loses only what was not yet measu
    the memory guard's estimate.
 
 Each figure row says how it ran: ``k`` (pairs per GPU), ``batch`` (photos a batch), ``graphed``
-(the share of scales replayed from a CUDA graph). Each section has its own time budget: its reps
+(the share of scales replayed from a CUDA graph), ``graph_kept`` (of scales whose graph an earlier
+batch of the shape captured). Each section has its own time budget: its reps
 stop when it is spent, and a section still running at its budget's end is interrupted (a
 SIGALRM in the main thread) and recorded as over budget; the budgets and the start-up add to
 what scripts/gpu-check.sh allows the benchmark, which with the tests before it fits 8 minutes.
@@ -80,6 +83,8 @@ KEYS = [
     "direction_ms_eager",
     "setup_s_autotune_on",
     "setup_s_autotune_off",
+    "setup_s_new_graph",
+    "setup_s_kept_graph",
     "pair_s_fp32",
     "pair_s_bf16",
     "pair_distances_fp32",
@@ -237,21 +242,20 @@ class Check:
         from nst_batch.core import optimize as opt
 
         objective, start, cfg = self.objective(*self._shape(self.sizes.replay))
-        evaluated = start.clone()
         eager = opt._DeviceStepper(start, objective, cfg)
         for _ in range(3):
-            eager.step(evaluated)
+            eager.step()
         self.results.put(
-            "eager_iteration_ms_512", _timed_ms(lambda: eager.step(evaluated), self.device, self.sizes.reps, deadline)
+            "eager_iteration_ms_512", _timed_ms(lambda: eager.step(), self.device, self.sizes.reps, deadline)
         )
         if self.device.type != "cuda":
             self.results.put("replay_ms_512", None)
             return
         graphed = opt._GraphedStepper(start, objective, cfg)
         for _ in range(graphed.WARMUP + 1):  # the warm-up and the capture, not timed
-            graphed.step(evaluated)
+            graphed.step()
         ms = (
-            _timed_ms(lambda: graphed.step(evaluated), self.device, self.sizes.reps, deadline)
+            _timed_ms(lambda: graphed.step(), self.device, self.sizes.reps, deadline)
             if graphed.graph is not None
             else None
         )
@@ -293,6 +297,25 @@ class Check:
                 seconds.append(time.perf_counter() - began)
             self.results.put(f"setup_s_autotune_{'on' if setting else 'off'}", round(statistics.median(seconds), 3))
         configure_backends(self.device)
+        self._kept_graph(deadline)
+
+    def _kept_graph(self, deadline: float) -> None:
+        """A batch's first iterations where its shape's graph was captured by an earlier batch
+        (GraphCache: one eager iteration, then replays) against a batch that captures its own."""
+        from nst_batch.core.optimize import GraphCache, Reuse, optimize_scale
+
+        if self.device.type != "cuda" or time.monotonic() > deadline:
+            self.results.put("setup_s_new_graph", None)
+            self.results.put("setup_s_kept_graph", None)
+            return
+        objective, start, cfg = self.objective(*self._shape(self.sizes.replay))
+        reuse = Reuse(GraphCache(), "benchmark", 0, [])  # one objective: nothing of its own to copy
+        for figure in ("setup_s_new_graph", "setup_s_kept_graph"):
+            _sync(self.device)
+            began = time.perf_counter()
+            optimize_scale(start, objective, cfg, 5, graphs=True, device_resident=True, reuse=reuse)
+            _sync(self.device)
+            self.results.put(figure, round(time.perf_counter() - began, 3))
 
     def pair(self, deadline: float) -> None:
         from benchmarks.evaluator import Evaluator
@@ -482,17 +505,18 @@ def full_history_lbfgs(n: int, device: torch.device) -> tuple[Any, list[torch.Te
 
 
 def _run_facts(out: Path) -> dict[str, Any]:
-    """From a run's sidecars: the share of scales replayed from a CUDA graph (None on a CPU), the
-    largest batch, and the seconds per pair outside the optimisation (reading, decoding, set-up
-    and targets, the judge, writing)."""
+    """From a run's sidecars: the share of scales replayed from a CUDA graph (None on a CPU) and of
+    those whose graph an earlier batch captured, the largest batch, and the seconds per pair
+    outside the optimisation (reading, decoding, set-up and targets, the judge, writing)."""
     sidecars = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "summary.json"]
     sidecars = [s for s in sidecars if "timings" in s]
     if not sidecars:
-        return {"graphed": None, "largest_batch": None, "setup_s_per_pair": None}
-    graphed = [sc.get("graphed") for s in sidecars for sc in s.get("scales", []) if sc.get("graphed") is not None]
+        return {"graphed": None, "graph_kept": None, "largest_batch": None, "setup_s_per_pair": None}
+    scales = [sc for s in sidecars for sc in s.get("scales", []) if sc.get("graphed") is not None]
     outside = [s["wall_time_s"] - s["timings"].get("stylize", 0.0) for s in sidecars]
     return {
-        "graphed": round(sum(graphed) / len(graphed), 3) if graphed else None,
+        "graphed": round(sum(bool(sc["graphed"]) for sc in scales) / len(scales), 3) if scales else None,
+        "graph_kept": round(sum(bool(sc.get("graph_kept")) for sc in scales) / len(scales), 3) if scales else None,
         "largest_batch": max(s.get("batch", 1) for s in sidecars),
         "setup_s_per_pair": round(statistics.mean(outside), 3),
     }

@@ -26,14 +26,18 @@ EXIT_BAD_INPUT = 2
 
 
 def graphs_line(reports: list[dict[str, Any]]) -> str:
-    """``, CUDA graphs: 2 of 2 scales replayed`` (and the capture's error), or nothing off CUDA."""
+    """``, CUDA graphs: 2 of 2 scales replayed`` (how many from graphs an earlier photo of the shape
+    captured, and the capture's error), or nothing off CUDA."""
     scales = [r for r in reports if r.get("graphed") is not None]
     if not scales:
         return ""
     errors = [r["capture_error"] for r in scales if r.get("capture_error")]
     replayed = sum(bool(r["graphed"]) for r in scales)
-    return f", CUDA graphs: {replayed} of {len(scales)} scales replayed" + (
-        f" (capture failed: {errors[0]})" if errors else ""
+    kept = sum(bool(r.get("graph_kept")) for r in scales)
+    return (
+        f", CUDA graphs: {replayed} of {len(scales)} scales replayed"
+        + (f", {kept} from an earlier photo's capture" if kept else "")
+        + (f" (capture failed: {errors[0]})" if errors else "")
     )
 
 

@@ -35,6 +35,7 @@ _WHERE = {
     "StylizeError": "errors",
     "TargetsMismatchError": "errors",
     "WeightsError": "errors",
+    "GraphCache": "optimize",
     "ProgressCallback": "stylizer",
     "stylize": "stylizer",
     "stylize_batch": "stylizer",
@@ -57,6 +58,7 @@ __all__ = [
     "CoreError",
     "CorruptTargetsError",
     "DeviceError",
+    "GraphCache",
     "LAYER_NAMES",
     "NonFiniteLossError",
     "ShapeError",
@@ -123,6 +125,7 @@ if TYPE_CHECKING:
         WeightsError,
     )
     from nst_batch.core.layers import LAYER_NAMES
+    from nst_batch.core.optimize import GraphCache
     from nst_batch.core.stylizer import ProgressCallback, stylize, stylize_batch
     from nst_batch.core.targets import (
         StyleTargets,

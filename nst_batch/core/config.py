@@ -493,6 +493,8 @@ class ScaleReport:
     # CPU, Adam, graphs off), False when capture failed (``capture_error`` says why) and it ran eagerly.
     graphed: bool | None = None
     capture_error: str = ""
+    # It replayed a graph an earlier batch of its shape captured (optimize.GraphCache): no warm-up, no capture.
+    graph_kept: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,13 @@ class DeviceLBFGS:
         self.iteration = 0
         self._slots = torch.arange(m, device=device)
 
+    def reset(self) -> None:
+        """An empty history, in the same tensors (a CUDA graph captured on them reads them)."""
+        for t in (self.ring, self.sy, self.yy, self.valid, self.head, self.prev_grad, self.prev_step):
+            t.zero_()
+        self.gamma.fill_(1.0)
+        self.iteration = 0
+
     def direction(self, grad: Tensor) -> Tensor:
         """The step to take from the point where the (flat) gradient is ``grad``: ``t d``."""
         self.iteration += 1

@@ -51,10 +51,12 @@ class MemoryEstimate:
     base: int
     style: int = 0  # computing the style targets, before the optimisation (the peak is the larger of the two)
     reserve: int = 0  # what PyTorch's CUDA allocator holds beyond what is allocated (0 on the CPU)
+    kept_graphs: int = 0  # on CUDA, the coarser scales' graphs, kept for the next batch while the finest runs
 
     @property
     def total(self) -> int:
-        return max(self.activations + self.transient + self.optimizer, self.style) + self.reserve + self.base
+        dynamic = self.activations + self.transient + self.optimizer + self.kept_graphs
+        return max(dynamic, self.style) + self.reserve + self.base
 
 
 def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
@@ -75,9 +77,12 @@ def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
 def coarser_pixels(cfg: StyleConfig) -> float:
     """The network's extra passes at the last scale, in that scale's pixels: the image downscaled
     to each coarser scale (``coarse_style_share``), e.g. 1/4 + 1/16 + 1/64 at 2048 from 256 px."""
+    return coarser_scales(cfg) if cfg.coarse_style_share > 0 else 0.0
+
+
+def coarser_scales(cfg: StyleConfig) -> float:
+    """The coarser scales' pixels, in the last scale's: e.g. 1/4 for 256 then 512 px."""
     sides = cfg.sides()
-    if cfg.coarse_style_share <= 0 or len(sides) < 2:
-        return 0.0
     return sum((side / sides[-1]) ** 2 for side in sides[:-1])
 
 
@@ -118,10 +123,24 @@ def estimate_memory(
         # The network and the optimiser see one tile at a time; the whole image is only held.
         pixels = min(height, cfg.tile_size) * min(width, cfg.tile_size)
         held = _WHOLE_IMAGE_BUFFERS * 3 * _FLOAT * height * width
-    dynamic = max((kept + transient + optimizer) * pixels, style)
+    # A CUDA graph keeps every tensor its capture allocated (its pool: the scale's activations and
+    # gradients), and the stepper its L-BFGS history; a GraphCache keeps each scale's for the next
+    # batch of the shape, so the coarser scales' are alive while the finest runs. Tiles keep none.
+    kept_graphs = 0
+    if device_type == "cuda" and not cfg.tiled(height, width):
+        kept_graphs = int((bytes_per_pixel(cfg)[0] + transient + optimizer) * pixels * coarser_scales(cfg))
+    dynamic = max((kept + transient + optimizer) * pixels + kept_graphs, style)
     reserve = int(CUDA_RESERVE_RATIO * dynamic) if device_type == "cuda" else 0
     return MemoryEstimate(
-        height, width, int(kept * pixels), int(transient * pixels), int(optimizer * pixels), base + held, style, reserve
+        height,
+        width,
+        int(kept * pixels),
+        int(transient * pixels),
+        int(optimizer * pixels),
+        base + held,
+        style,
+        reserve,
+        kept_graphs,
     )
 
 

@@ -17,6 +17,10 @@ of its run alone, up to the floating-point order of a batched convolution. An im
 fixed, its best iterate and losses no longer change, and the batch ends when every image has
 stopped. B = 1 is the loop of a single image.
 
+On CUDA a scale's graph can outlive its batch (:class:`GraphCache`): the next batch of the same
+shape copies its targets and start into the tensors the graph was captured on and replays it, so
+capture is paid once per shape, not once per batch.
+
 The loop keeps the best evaluated iterate with device-side selects and reads losses back only
 where it checks them: every iteration on the CPU (a read costs nothing there), at report points
 on CUDA (so a NaN is reported, and an early stop happens, up to ``report_every - 1`` iterations
@@ -30,7 +34,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +75,7 @@ class ScaleOutcome:
     seconds: float
     graphed: bool | None = None  # replayed from a CUDA graph; None: graphs do not apply; False: capture failed
     capture_error: str = ""
+    graph_kept: bool = False  # the graph was an earlier batch's (GraphCache)
 
 
 def optimize_scale(
@@ -92,6 +97,7 @@ def optimize_batch(
     device_resident: bool | None = None,
     graphs: bool | None = None,
     to_image: Callable[[Tensor], Tensor] | None = None,
+    reuse: Reuse | None = None,
 ) -> list[ScaleOutcome]:
     """Minimise ``objective`` over the pixels of each image of ``start`` (B, C, H, W) for up to
     ``max_iterations`` steps; one outcome per image.
@@ -106,6 +112,9 @@ def optimize_batch(
     the images given to the hook and returned are images, not the variable. The hook hears of
     each image (``IterationEvent.index``) at every iteration until it stops, then once more with
     ``scale_done``.
+
+    ``reuse`` keeps the scale's graphed stepper for the next batch of this shape, or takes the one
+    an earlier batch kept (see :class:`GraphCache`); it changes nothing where graphs do not apply.
     """
     image_of = _image_map(to_image)
     began = time.perf_counter()
@@ -115,13 +124,15 @@ def optimize_batch(
             ScaleOutcome(image_of(start.detach())[i : i + 1], 0, False, {}, time.perf_counter() - began)
             for i in range(batch)
         ]
-    on_device = start.device.type == "cuda" if device_resident is None else device_resident
-    stepper = _make_stepper(start, objective, cfg, on_device, start.device.type == "cuda" if graphs is None else graphs)
-    book = _Book(stepper.current(), check_every=report_every if on_device else 1)
+    on_device = _on_cuda(start.device) if device_resident is None else device_resident
+    stepper = _make_stepper(
+        start, objective, cfg, on_device, _on_cuda(start.device) if graphs is None else graphs, reuse
+    )
+    book = _Book(stepper.current(), stepper.evaluated, check_every=report_every if on_device else 1)
     last = [0] * batch  # the iteration each image stopped at
     iteration = 0
     for iteration in range(1, max_iterations + 1):
-        loss, terms = stepper.step(book.evaluated)
+        loss, terms = stepper.step()
         book.record(loss, terms)
         report = iteration % report_every == 0 or iteration == max_iterations
         if report or iteration % book.check_every == 0:
@@ -149,6 +160,7 @@ def optimize_batch(
             seconds,
             graphed,
             error,
+            stepper.kept,
         )
         if on_iteration is not None:
             on_iteration(
@@ -198,10 +210,10 @@ class _Book:
     the losses read back at check points, and whether it has stopped (from then on nothing of it
     changes: its later evaluations, of a point it never stepped to alone, are not recorded)."""
 
-    def __init__(self, x: Tensor, check_every: int) -> None:
+    def __init__(self, x: Tensor, evaluated: Tensor, check_every: int) -> None:
         batch = x.shape[0]
         self.check_every = check_every
-        self.evaluated = x.detach().clone()  # the points the next step evaluates (the stepper fills them)
+        self.evaluated = evaluated  # the points the last step evaluated (the stepper's: a graph writes them)
         self.best_x = x.detach().clone()
         self.best_loss = torch.full((batch,), math.inf, device=x.device)
         self.best_terms: dict[str, Tensor] = {}
@@ -264,10 +276,13 @@ class _Book:
 
 class _Stepper:
     """Takes one iteration of every image of the batch: evaluates the objective at the current
-    points (writing them to ``evaluated``), moves each running image, and returns the losses and
-    terms at the evaluated points, (B,) each."""
+    points (writing them to ``evaluated``, its own, which a graph writes too), moves each running
+    image, and returns the losses and terms at the evaluated points, (B,) each."""
 
-    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    evaluated: Tensor
+    kept = False  # restarted for another batch than the one it was made for (GraphCache)
+
+    def step(self) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
     def current(self) -> Tensor:
@@ -284,9 +299,20 @@ class _Stepper:
         return None, ""
 
 
-def _make_stepper(start: Tensor, objective: Objective, cfg: StyleConfig, on_device: bool, graphs: bool) -> _Stepper:
+def _on_cuda(device: torch.device) -> bool:
+    """Where the device-resident, graphed path is the default (a test makes it the CPU's)."""
+    return device.type == "cuda"
+
+
+def _make_stepper(
+    start: Tensor, objective: Objective, cfg: StyleConfig, on_device: bool, graphs: bool, reuse: Reuse | None = None
+) -> _Stepper:
     if cfg.optimizer == "lbfgs" and on_device:
-        return _GraphedStepper(start, objective, cfg) if graphs else _DeviceStepper(start, objective, cfg)
+        if not graphs:
+            return _DeviceStepper(start, objective, cfg)
+        if reuse is None:
+            return _GraphedStepper(start, objective, cfg)
+        return reuse.cache.stepper(reuse, start, lambda: _GraphedStepper(start, objective, cfg))
     return _TorchStepper(start, objective, cfg)
 
 
@@ -299,6 +325,7 @@ class _TorchStepper(_Stepper):
 
     def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
         self.xs = [x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True) for x in start.split(1)]
+        self.evaluated = start.detach().clone()
         self.objective, self.cfg = objective, cfg
         self.optimizers = [_make_optimizer(x, cfg) for x in self.xs]
         self.running = [True] * len(self.xs)
@@ -311,11 +338,11 @@ class _TorchStepper(_Stepper):
         for i in images:
             self.running[i] = False
 
-    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def step(self) -> tuple[Tensor, dict[str, Tensor]]:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=False)
         x = self.current()
-        evaluated.copy_(x.detach())
+        self.evaluated.copy_(x.detach())
         total, terms = self.objective(x)
         if self.scale is None:
             self.scale = _loss_scale(total)
@@ -339,6 +366,7 @@ class _DeviceStepper(_Stepper):
 
     def __init__(self, start: Tensor, objective: Objective, cfg: StyleConfig) -> None:
         self.x = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        self.evaluated = start.detach().clone()
         self.objective = objective
         numel = self.x[0].numel()
         self.lbfgs = [
@@ -347,6 +375,7 @@ class _DeviceStepper(_Stepper):
         # On the device, read by every step (and by a captured graph): stopping an image writes it.
         self.running = torch.ones(self.x.shape[0], dtype=torch.bool, device=self.x.device)
         self.scale: Tensor | None = None
+        self.rescale = True  # the next iteration is a batch's first: it sets the loss scale
 
     def current(self) -> Tensor:
         return self.x
@@ -355,23 +384,39 @@ class _DeviceStepper(_Stepper):
         for i in images:
             self.running[i] = False
 
-    def _iterate(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def restart(self, start: Tensor) -> None:
+        """Start over from ``start`` (a new batch of the same shape), in the same tensors: the
+        points, a cleared L-BFGS history, every image running, the loss scale set anew."""
+        with torch.no_grad():
+            self.x.copy_(start)
+        self.x.grad = None
+        for lbfgs in self.lbfgs:
+            lbfgs.reset()
+        self.running.fill_(True)
+        self.rescale = True
+        self.kept = True
+
+    def _iterate(self) -> tuple[Tensor, dict[str, Tensor]]:
         total, terms = self.objective(self.x)
-        if self.scale is None:  # the first iteration only: never inside a captured graph
-            self.scale = _loss_scale(total)
+        if self.rescale:  # a batch's first iteration only: never inside a captured graph
+            scale = _loss_scale(total)
+            # Into the same tensor once there is one: a graph captured on it reads it at every replay.
+            self.scale = scale if self.scale is None else self.scale.copy_(scale)
+            self.rescale = False
+        assert self.scale is not None
         (total / self.scale).sum().backward()
         assert self.x.grad is not None
         with torch.no_grad():
-            evaluated.copy_(self.x)
+            self.evaluated.copy_(self.x)
             flat, grads = self.x.view(len(self.lbfgs), -1), self.x.grad.reshape(len(self.lbfgs), -1)
             for i, lbfgs in enumerate(self.lbfgs):
                 # A select, not a product: a stopped image's direction may be anything, NaN included.
                 flat[i].add_(torch.where(self.running[i], lbfgs.direction(grads[i]), 0.0))
         return total.detach(), {k: v.detach() for k, v in terms.items()}
 
-    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def step(self) -> tuple[Tensor, dict[str, Tensor]]:
         self.x.grad = None
-        return self._iterate(evaluated)
+        return self._iterate()
 
 
 class _GraphedStepper(_DeviceStepper):
@@ -379,7 +424,10 @@ class _GraphedStepper(_DeviceStepper):
 
     The first iterations run eagerly on a side stream (cuDNN picks its algorithms, L-BFGS leaves
     its first-step branch, the allocator settles); then one iteration is captured. Shapes are
-    fixed within a scale, so every later iteration is the same graph on the same tensors.
+    fixed within a scale, so every later iteration is the same graph on the same tensors. A
+    stepper kept for the next batch of its shape (:meth:`restart`) runs that batch's first
+    iteration eagerly (L-BFGS's first step and the loss scale are not in the graph) and replays
+    every later one: no warm-up, no capture.
 
     Capture follows torch.cuda.graph's rules with k pairs per GPU in threads: each thread captures
     on a stream of its own for its device (the default capture stream is one per process, shared
@@ -404,36 +452,112 @@ class _GraphedStepper(_DeviceStepper):
     def graphed(self) -> tuple[bool | None, str]:
         return self.graph is not None, self.error
 
-    def step(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def step(self) -> tuple[Tensor, dict[str, Tensor]]:
         self.count += 1
-        if self.graph is not None:
+        if self.graph is not None and not self.rescale:
             CUDA.replay(self.graph)
             assert self.outputs is not None
             return self.outputs
-        if self.error or self.count <= self.WARMUP or CUDA.disabled():
-            if CUDA.disabled() and not self.error:
+        if self.graph is not None or self.error or self.count <= self.WARMUP or CUDA.disabled():
+            if CUDA.disabled() and not self.error and self.graph is None:
                 self.error = f"CUDA graphs are off in this process after a failed capture: {CUDA.disabled()}"
-            return self._eager(evaluated)
-        return self._capture(evaluated)
+            return self._eager()
+        return self._capture()
 
-    def _eager(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _eager(self) -> tuple[Tensor, dict[str, Tensor]]:
         if self.error:
-            return super().step(evaluated)
+            return super().step()
         with CUDA.on_side_stream(self.side, self.x.device):  # warm-up off the default stream, as capture requires
-            return super().step(evaluated)
+            return super().step()
 
-    def _capture(self, evaluated: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _capture(self) -> tuple[Tensor, dict[str, Tensor]]:
         try:
             # One whole iteration: the gradient is unset first, so the backward inside the graph
             # allocates it from the graph's pool and each replay writes it anew.
-            self.graph, self.outputs = CUDA.capture(lambda: _DeviceStepper.step(self, evaluated), self.x.device)
+            self.graph, self.outputs = CUDA.capture(lambda: _DeviceStepper.step(self), self.x.device)
         except Exception as exc:  # noqa: BLE001 - capture is an optimisation; eager gives the same result
             self.graph, self.outputs = None, None
             self.error = " ".join(str(exc).split())[:300] or type(exc).__name__
             CUDA.disable(self.error)
-            return super().step(evaluated)
+            return super().step()
         CUDA.replay(self.graph)  # capture records the work; this runs it
         return self.outputs
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """Where one scale's graphed stepper is kept for the next batch: ``cache``, under ``shape``
+    (what must not change for a graph to apply again: the batch's shape, its settings) and ``key``
+    (the scale), with ``buffers``: every tensor the objective reads that is the batch's own (its
+    targets, its start), in an order that does not depend on their values. The next batch's
+    buffers are copied into these, so they must be the objective's own copies, never tensors
+    another batch or a cache shares."""
+
+    cache: GraphCache
+    shape: Hashable
+    key: Hashable
+    buffers: Sequence[Tensor]
+
+
+@dataclass
+class _Kept:
+    stepper: _GraphedStepper
+    buffers: Sequence[Tensor]
+
+
+class GraphCache:
+    """The graphed steppers of one batch shape, kept so that each scale's CUDA graph is captured
+    once per shape and replayed for every later batch of it (capture, warm-up and cuDNN's choices
+    paid once per shape, not once per batch).
+
+    A kept stepper is bound to the first batch's objective: its graph replays kernels on that
+    objective's tensors. A later batch builds its objective as usual (its photos' features, its
+    targets); then its buffers are copied into the kept ones (same count, shapes and dtypes, else
+    the scale captures anew), its start into the stepper, and its L-BFGS history is cleared.
+
+    One shape at a time: a batch of another shape drops what the cache held before it captures,
+    so the graphs alive are one shape's, each scale's (the memory guard counts the coarser scales'
+    beside the finest: nst_batch.core.memory). A stepper whose capture failed is not kept. Drop the
+    cache, or :meth:`clear` it, to free the memory.
+    """
+
+    def __init__(self) -> None:
+        self._shape: Hashable = None
+        self._kept: dict[Hashable, _Kept] = {}
+        self.captured = 0  # steppers made (each captures, unless graphs are off)
+        self.reused = 0  # scales that replayed a kept stepper's graph
+
+    def clear(self) -> None:
+        self._shape, self._kept = None, {}
+
+    def stepper(self, reuse: Reuse, start: Tensor, make: Callable[[], _GraphedStepper]) -> _GraphedStepper:
+        if reuse.shape != self._shape:
+            self.clear()
+            self._shape = reuse.shape
+        kept = self._kept.pop(reuse.key, None)
+        usable = kept is not None and kept.stepper.graph is not None and not CUDA.disabled()
+        if kept is not None and usable and _load(kept.buffers, reuse.buffers):
+            kept.stepper.restart(start)
+            self._kept[reuse.key] = kept
+            self.reused += 1
+            return kept.stepper
+        del kept  # its graph's memory goes before the new capture
+        stepper = make()
+        self._kept[reuse.key] = _Kept(stepper, list(reuse.buffers))
+        self.captured += 1
+        return stepper
+
+
+def _load(kept: Sequence[Tensor], new: Sequence[Tensor]) -> bool:
+    """Copy ``new`` into ``kept`` where they match one for one; False (nothing copied) where not."""
+    if len(kept) != len(new) or any(
+        a.shape != b.shape or a.dtype != b.dtype or a.device != b.device for a, b in zip(kept, new, strict=True)
+    ):
+        return False
+    with torch.no_grad():
+        for a, b in zip(kept, new, strict=True):
+            a.copy_(b)
+    return True
 
 
 class CudaGraphs:

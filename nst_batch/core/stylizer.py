@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -23,7 +23,15 @@ from nst_batch.core.losses import (
     swd_directions,
     total_variation,
 )
-from nst_batch.core.optimize import IterationEvent, IterationHook, Objective, ScaleOutcome, optimize_batch
+from nst_batch.core.optimize import (
+    GraphCache,
+    IterationEvent,
+    IterationHook,
+    Objective,
+    Reuse,
+    ScaleOutcome,
+    optimize_batch,
+)
 from nst_batch.core.precondition import Pyramid
 from nst_batch.core.regions import Region, at_positions, check_regions, keep_mask, masks_at
 from nst_batch.core.targets import (
@@ -52,6 +60,7 @@ def stylize(
     regions: Sequence[Region] = (),
     on_step: ProgressCallback | None = None,
     report_every: int = REPORT_EVERY,
+    graphs: GraphCache | None = None,
 ) -> StylizeResult:
     """Repaint ``content`` in the style of ``styles`` (or of precomputed ``targets``).
 
@@ -68,6 +77,9 @@ def stylize(
             takes the styles (blended by ``cfg.style_blend``).
         on_step: receives a :class:`StepInfo` every iteration.
         report_every: read the loss terms back from the device every this many iterations.
+        graphs: on CUDA, where each scale's graph is kept for the next photo (or batch) of this
+            shape, and taken from if an earlier one kept it (see
+            :class:`~nst_batch.core.optimize.GraphCache`). Not with regions.
 
     Returns:
         The image (1, 3, H', W') in [0, 1] with max(H', W') == cfg.size, and a report per scale.
@@ -78,7 +90,7 @@ def stylize(
     began = time.perf_counter()
     match = luminance_match_for(content, cfg)
     photo = _Photo(content, _targets(content, features, cfg, styles, targets, match), init_image, on_step)
-    return _stylize([photo], features, cfg, regions, report_every, began)[0]
+    return _stylize([photo], features, cfg, regions, report_every, began, graphs)[0]
 
 
 def stylize_batch(
@@ -90,6 +102,7 @@ def stylize_batch(
     init_images: Sequence[Tensor] = (),
     on_steps: Sequence[ProgressCallback | None] = (),
     report_every: int = REPORT_EVERY,
+    graphs: GraphCache | None = None,
 ) -> list[StylizeResult]:
     """Several photos of one shape, each with its own styles, optimised as one batch: one pass of
     the network for all of them per evaluation, each photo with its own targets, L-BFGS history
@@ -102,6 +115,7 @@ def stylize_batch(
             photo's own luminance match, as :func:`stylize` takes them).
         init_images: per photo, when ``cfg.init == "image"``.
         on_steps: per photo, a progress callback or None.
+        graphs: as :func:`stylize` takes it.
 
     Not batched (:class:`ConfigError`): tiles (a batch's tiles would not share boxes) and, in
     :func:`stylize` only, regions.
@@ -139,7 +153,7 @@ def stylize_batch(
         )
         for i, content in enumerate(contents)
     ]
-    return _stylize(photos, features, cfg, (), report_every, began)
+    return _stylize(photos, features, cfg, (), report_every, began, graphs)
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,7 @@ def _stylize(
     regions: Sequence[Region],
     report_every: int,
     began: float,
+    graphs: GraphCache | None = None,
 ) -> list[StylizeResult]:
     """The coarse-to-fine scales of a batch of photos of one shape (regions and tiles: one photo)."""
     content = torch.cat([p.content for p in photos])
@@ -221,7 +236,7 @@ def _stylize(
                 )
             ]
         else:
-            objective = batch_objective(features, cfg, scale_content, grams, coarser)
+            objective, buffers = _batch_objective(features, cfg, scale_content, grams, coarser)
             outcomes = _optimize(
                 start,
                 _composed(objective, finish),
@@ -231,6 +246,9 @@ def _stylize(
                 on_iteration=_by_image(hooks),
                 report_every=report_every,
                 where=where,
+                reuse=Reuse(graphs, (tuple(content.shape), content.dtype, str(content.device), cfg), index, buffers)
+                if graphs is not None and not regions
+                else None,
             )
         # L-BFGS runs unconstrained (clamping inside would break its curvature pairs); clamp
         # between scales and at the end instead.
@@ -248,6 +266,7 @@ def _stylize(
                     outcome.seconds,
                     outcome.graphed,
                     outcome.capture_error,
+                    outcome.graph_kept,
                 )
             )
     assert image is not None
@@ -348,8 +367,11 @@ def _optimize(
     if levels <= 0:
         return optimize_batch(start, objective, cfg, iterations, **options)
     pyramid = Pyramid(start, levels)
+    reuse: Reuse | None = options.pop("reuse", None)
+    if reuse is not None:  # the variable starts at 0: the start is the pyramid's, and the batch's own
+        reuse = replace(reuse, buffers=[*reuse.buffers, pyramid.start])
     return optimize_batch(
-        pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, **options
+        pyramid.variable(), lambda z: objective(pyramid(z)), cfg, iterations, to_image=pyramid, reuse=reuse, **options
     )
 
 
@@ -530,17 +552,30 @@ def batch_objective(
     and style terms is the same loss on the image downscaled to each of them, against the content
     and the Gram targets at that size (see ``StyleConfig.coarse_style_share``). The objective
     returns each photo's total and terms, (B,) each."""
+    return _batch_objective(features, cfg, content, style_targets, coarser)[0]
+
+
+def _batch_objective(
+    features: VGGFeatures,
+    cfg: StyleConfig,
+    content: Tensor,
+    style_targets: Sequence[RegionTargets],
+    coarser: Sequence[BatchLevel] = (),
+) -> tuple[Objective, list[Tensor]]:
+    """:func:`batch_objective`, and the tensors it reads that are the batch's own (optimize.Reuse)."""
     levels = [
         (f, g, exact) for f, g, exact in coarser if min(content.shape[-2:]) * f >= MIN_SIDE_PX
     ]  # VGG-19 needs 16 px
     own = 1.0 - cfg.coarse_style_share if levels else 1.0
-    terms_at: list[tuple[float, float, Exact | None, LevelLoss]] = [
+    built: list[tuple[float, float, Exact | None, tuple[LevelLoss, list[Tensor]]]] = [
         (own, 1.0, None, _level_loss(features, cfg, content, style_targets))
     ]
-    terms_at += [
+    built += [
         ((1.0 - own) / len(levels), f, exact, _level_loss(features, cfg, _downscale(content, f, exact), g))
         for f, g, exact in levels
     ]
+    terms_at: list[tuple[float, float, Exact | None, LevelLoss]] = [(w, f, e, loss) for w, f, e, (loss, _) in built]
+    buffers = [tensor for *_, (_, level_buffers) in built for tensor in level_buffers]
 
     def objective(x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         c: Tensor | float = 0.0
@@ -554,7 +589,7 @@ def batch_objective(
         total = sum(terms.values())
         return total, {k: v.detach() for k, v in terms.items()}  # type: ignore[return-value, union-attr]
 
-    return objective
+    return objective, buffers
 
 
 def scale_objective(
@@ -584,18 +619,31 @@ def _downscale(x: Tensor, factor: float, exact: Exact | None = None) -> Tensor:
 
 def _level_loss(
     features: VGGFeatures, cfg: StyleConfig, content: Tensor, style_targets: Sequence[RegionTargets]
-) -> LevelLoss:
+) -> tuple[LevelLoss, list[Tensor]]:
     """(content loss, style loss), unweighted, (B,) each, of a batch the size of ``content``: the
-    network sees the whole batch at once, each photo's losses are taken on its own features."""
+    network sees the whole batch at once, each photo's losses are taken on its own features. With
+    the tensors it reads that are the batch's own (its content features, its targets)."""
     layers, layer_weights = cfg.layers, cfg.layer_weights()
     with torch.no_grad(), autocast(content.device, cfg.precision):
         content_targets = {k: v.detach() for k, v in features(_rgb(content, cfg), cfg.content_layers).items()}
     style_term = _style_term(cfg, content.device)
+    # The targets' own copies (a few MB): a reused CUDA graph's next batch is written into them,
+    # and the tables given may be a cache's, shared with other pairs.
     photos = [
-        [(None if mask is None else at_positions(mask, *content.shape[-2:]), tables) for mask, tables in targets]
+        [
+            (
+                None if mask is None else at_positions(mask, *content.shape[-2:]),
+                {k: tables[k].clone() for k in sorted(tables)},
+            )
+            for mask, tables in targets
+        ]
         for targets in style_targets
     ]
     masked = [_MaskedTerms(cfg, style_term) for _ in photos]
+    # What is the batch's own, for a kept graph (optimize.Reuse). Not the regions' masks: a masked
+    # term keeps numbers worked out from its mask, so runs with regions keep no graph.
+    buffers = [content_targets[k] for k in sorted(content_targets)]
+    buffers += [table for terms in photos for _, tables in terms for table in tables.values()]
 
     def loss(x: Tensor) -> tuple[Tensor, Tensor]:
         with autocast(x.device, cfg.precision):
@@ -625,7 +673,7 @@ def _level_loss(
             )
         return torch.stack(c), torch.stack(s)
 
-    return loss
+    return loss, buffers
 
 
 class _MaskedTerms:
@@ -665,8 +713,12 @@ def _style_term(cfg: StyleConfig, device: torch.device) -> Callable[[Tensor, Ten
     if cfg.style_loss == "gram":
         return lambda feats, target, layer: gram_style_loss(feats, target)
 
+    on_device: dict[str, Tensor] = {}  # moved once, at the first evaluation: never inside a CUDA graph's capture
+
     def swd(feats: Tensor, table: Tensor, layer: str) -> Tensor:
-        return sliced_wasserstein_loss(feats, swd_directions(feats.shape[1], cfg.seed, layer, device), table)
+        if layer not in on_device:
+            on_device[layer] = swd_directions(feats.shape[1], cfg.seed, layer, device)
+        return sliced_wasserstein_loss(feats, on_device[layer], table)
 
     return swd
 

@@ -273,6 +273,9 @@ def test_the_metadata_says_whether_each_scale_replayed_from_a_cuda_graph(images,
         graphs_line([{"graphed": True, "capture_error": ""}, {"graphed": False, "capture_error": "empty graph"}])
         == ", CUDA graphs: 1 of 2 scales replayed (capture failed: empty graph)"
     )
+    kept = [{"graphed": True, "capture_error": "", "graph_kept": True}, {"graphed": True, "capture_error": ""}]
+    assert graphs_line(kept) == ", CUDA graphs: 2 of 2 scales replayed, 1 from an earlier photo's capture"
+    assert all(s["graph_kept"] is False for s in scales)
 
 
 def test_every_style_setting_is_an_option_whose_help_and_default_come_from_the_config():

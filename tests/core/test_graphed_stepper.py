@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nst_batch.core import StyleConfig
@@ -53,12 +54,11 @@ def test_the_captured_iteration_reads_nothing_back(features, content, style, dty
     cfg = replace(CFG, precision="bf16" if dtype == torch.bfloat16 else "fp32")
     objective, start = _problem(features, content, style)
     stepper = opt._DeviceStepper(start, objective, cfg)
-    evaluated = start.clone()
     for _ in range(opt._GraphedStepper.WARMUP):  # eager, as on the GPU: the first-step branch is taken here
-        stepper.step(evaluated)
+        stepper.step()
     stepper.x.grad = None
     with _NoHostReads() as mode, torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        loss, terms = stepper._iterate(evaluated)
+        loss, terms = stepper._iterate()
     assert mode.seen == [] and torch.isfinite(loss) and set(terms)
 
 
@@ -69,24 +69,54 @@ def test_the_dispatch_mode_catches_a_host_read():
         (x * 2).sum().item()
 
 
-class _FakeGraph:
-    """A CUDA graph on the CPU: capture records the function, replay runs it again and writes its
-    results into the outputs captured the first time (a real replay rewrites those same tensors).
-    A real capture launches nothing and the replay after it does the work; here the capture ran the
-    function, so the first replay is that run."""
+class _Tape(TorchDispatchMode):
+    """Records every aten op run under it: the op, the tensors and numbers it was given, what it returned."""
 
-    def __init__(self, fn) -> None:
-        self.fn = fn
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.ops.append((func, args, kwargs, out))
+        return out
+
+
+# In-place ops on a tensor's shape, not its values (matmul squeezes its result this way).
+_METADATA_OPS = {"squeeze_", "unsqueeze_", "transpose_", "t_", "as_strided_", "swapdims_", "swapaxes_", "detach_"}
+
+
+class _FakeGraph:
+    """A CUDA graph on the CPU, with the semantics that matter: capture records every aten op of
+    the function, with the very tensors it read and wrote and the numbers it was given; a replay
+    runs those ops again on those tensors (each result written into the tensor the capture made),
+    and Python does not run. So, as on a GPU, a tensor the code rebinds after the capture, or a
+    number it works out anew, is not seen by a replay: only what is copied into the captured
+    tensors is. A real capture launches nothing and the replay after it does the work; here the
+    capture ran the function, so the first replay is that run."""
+
+    def __init__(self, ops: list[tuple]) -> None:
+        self.ops = ops
         self.replays = 0
 
     def replay(self) -> None:
         self.replays += 1
         if self.replays == 1:
             return
-        loss, terms = self.fn()
-        self.outputs[0].copy_(loss)
-        for key, value in terms.items():
-            self.outputs[1][key].copy_(value)
+        with torch.no_grad():  # the recorded ops are autograd's own, backward included
+            self._run()
+
+    def _run(self) -> None:
+        for func, args, kwargs, out in self.ops:
+            if func.overloadpacket.__name__ in _METADATA_OPS:
+                continue  # it changed the tensor object itself, which the replay keeps
+            fresh = func(*args, **kwargs)
+            given = {t.untyped_storage().data_ptr() for t in pytree.tree_leaves((args, kwargs)) if torch.is_tensor(t)}
+            for kept, new in zip(pytree.tree_leaves(out), pytree.tree_leaves(fresh), strict=True):
+                # A view or an in-place op's result is memory the op was given: running it again did it.
+                if torch.is_tensor(kept) and kept.untyped_storage().data_ptr() not in given:
+                    kept.copy_(new.view(kept.shape))  # its shape as a later metadata op left it
 
 
 class _FakeCuda(opt.CudaGraphs):
@@ -110,9 +140,9 @@ class _FakeCuda(opt.CudaGraphs):
             raise RuntimeError(self.fail)
         if self.empty:
             raise RuntimeError("the captured graph is empty (The CUDA Graph is empty.)")
-        graph = _FakeGraph(fn)
-        graph.outputs = fn()  # capture runs the function once, recording; replay below runs it
-        return graph, graph.outputs
+        with _Tape() as tape:
+            outputs = fn()  # capture runs the function once, recording; replay below runs it
+        return _FakeGraph(tape.ops), outputs
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nst_batch.core import ProgressCallback, StyleConfig, for_device
+from nst_batch.core import GraphCache, ProgressCallback, StyleConfig, for_device
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
@@ -105,6 +105,9 @@ def run_pairs(
             on_done(i, result)
 
     size = _window(settings)
+    # On a GPU, each scale's CUDA graph is kept for the next batch of its shape (batches of one
+    # bucket come one after another): captured once per shape in this chunk, freed with it.
+    graphs = GraphCache()
     windows = [range(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
     with _ReadAhead(pairs, settings, force, steps) as reader:
         for window, prepared in reader.each(windows):
@@ -120,7 +123,7 @@ def run_pairs(
                 else:
                     done(i, outcome)
             for group in batches(ready, settings):
-                for key, result in _run_batch(group, settings, force).items():
+                for key, result in _run_batch(group, settings, force, graphs).items():
                     done(index[key], result)
     return [r for r in results if r is not None]
 
@@ -329,7 +332,9 @@ def _bucket_key(r: _Ready) -> tuple[str, tuple[int, int]] | None:
     return json.dumps(cfg.to_json(), sort_keys=True), shape
 
 
-def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dict[int, PairRow | PairFailed]:
+def _run_batch(
+    group: list[_Ready], settings: BatchSettings, force: bool, graphs: GraphCache | None = None
+) -> dict[int, PairRow | PairFailed]:
     """Each pair of ``group``'s row (or failure), from one batch; a failed batch's pairs run again alone."""
     if len(group) > 1:
         _started(group)
@@ -340,6 +345,7 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
                 settings.runtime,
                 targets=TargetCache.of(settings),
                 force=force,
+                graphs=graphs,
             )
         except Exception:  # noqa: BLE001 - each pair runs again alone below, and fails (or not) on its own
             made = None
@@ -352,7 +358,12 @@ def _run_batch(group: list[_Ready], settings: BatchSettings, force: bool) -> dic
             out[id(r)] = _finish_or_fail(
                 r,
                 produce_images(
-                    [r.job()], r.pair.config, settings.runtime, targets=TargetCache.of(settings), force=force
+                    [r.job()],
+                    r.pair.config,
+                    settings.runtime,
+                    targets=TargetCache.of(settings),
+                    force=force,
+                    graphs=graphs,
                 )[0],
                 settings,
             )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from nst_batch.core import (
+    GraphCache,
     ProgressCallback,
     StyleConfig,
     StylizeResult,
@@ -128,12 +129,15 @@ def produce_images(
     targets: TargetCache | None = None,
     force: bool = False,
     report_every: int = REPORT_EVERY,
+    graphs: GraphCache | None = None,
 ) -> list[Produced]:
     """The one path from pairs' bytes to their images, for ``nst stylize`` and every runner: decode,
     the memory guard, a device, the style targets (through ``targets``, the cache under an output
     root, or computed here without one), the optimisation; several jobs are one batch (their
     photos brought to their common bucket's shape, and their outputs back to their own), and
-    the time of what they share (the device's set-up, the optimisation) is split among them."""
+    the time of what they share (the device's set-up, the optimisation) is split among them.
+    ``graphs`` keeps each scale's CUDA graph for the next call with a batch of this shape (see
+    nst_batch.core.optimize.GraphCache); without it, the graphs go with this call."""
     timings = [Timings() for _ in jobs]
     decoded = [_decode(job, cfg, runtime, targets is not None, t) for job, t in zip(jobs, timings, strict=True)]
     shape = _batch_shape(decoded, cfg) if len(jobs) > 1 else None
@@ -160,7 +164,9 @@ def produce_images(
             with t("setup"):
                 outcomes.append(_style_targets(job, d, features, cfg, runtime, targets, force, device))
         with shared("stylize"):
-            results = _optimise(jobs, decoded, outcomes, features, cfg, shape, device, report_every)
+            results = _optimise(
+                jobs, decoded, outcomes, features, cfg, shape, device, report_every, graphs or GraphCache()
+            )
             images = [r.image.cpu() for r in results]  # waits for the GPU: the optimisation's time, not the encoder's
         made = []
         for job, d, t, o, r, image in zip(jobs, decoded, timings, outcomes, results, images, strict=True):
@@ -245,6 +251,7 @@ def _optimise(
     shape: tuple[int, int] | None,
     device: torch.device,
     report_every: int,
+    graphs: GraphCache,
 ) -> list[StylizeResult]:
     if shape is None:
         job, d = jobs[0], decoded[0]
@@ -258,6 +265,7 @@ def _optimise(
                 regions=d.regions,
                 on_step=job.on_step,
                 report_every=report_every,
+                graphs=graphs,
             )
         ]
     # The batch runs at the bucket's shape; each output goes back to the shape its photo has alone.
@@ -268,6 +276,7 @@ def _optimise(
         [[o.targets for o in own] for own in outcomes],
         on_steps=[j.on_step for j in jobs],
         report_every=report_every,
+        graphs=graphs,
     )
     own = [fit_size(*image_hw(d.content.rgb), cfg.size) for d in decoded]
     return [

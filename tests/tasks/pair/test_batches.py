@@ -301,3 +301,33 @@ def test_a_photo_decoded_ahead_gives_the_same_image_and_is_decoded_once(collecti
     broken = _plan(collection, "batch: 4\n")
     rows = run_pairs(broken.pairs, broken.settings)
     assert [type(r).__name__ for r in rows] == ["PairRow", "PairFailed", "PairRow", "PairRow"]
+
+
+def test_a_buckets_batches_capture_each_scales_graph_once(tmp_path, monkeypatch):
+    """The CUDA path forced on the CPU, with test_graphed_stepper's fake graphs (a replay sees
+    only what is copied into the captured tensors): the second batch of a bucket replays the graph
+    the first one captured, and writes what it writes with a graph of its own."""
+    from nst_batch.core import optimize
+    from tests.core.test_graphed_stepper import _FakeCuda
+
+    fake = _FakeCuda()
+    monkeypatch.setattr(optimize, "CUDA", fake)
+    monkeypatch.setattr(optimize, "_on_cuda", lambda device: True)
+    outputs = []
+    for root, cache, captures in ((tmp_path / "kept", pipeline.GraphCache, 1), (tmp_path / "own", lambda: None, 3)):
+        monkeypatch.setattr(pipeline, "GraphCache", cache)  # None: each batch's graphs go with it
+        for i in range(4):
+            save(photo_like(96, 128, seed=i), root / "photos" / f"p{i}.png")
+        save(painting_like(64, 64), root / "styles" / "paint.png")
+        (root / "m.yaml").write_text(
+            "defaults: {size: 128, scales: [1.0], iterations: 8}\nbatch: 2\n"
+            "styles: {paint: styles/paint.png}\ncontents: [photos/*.png]\n"
+        )
+        plan = load_plan(str(root / "m.yaml"))
+        rows = run_pairs(plan.pairs, plan.settings)
+        assert [r.status for r in rows if isinstance(r, PairRow)] == [Status.PRODUCED] * 4
+        sidecars = [json.loads((root / "out" / f"{p.name}.json").read_text()) for p in plan.pairs]
+        assert [s["batch"] for s in sidecars] == [2] * 4 and all(s["scales"][0]["graphed"] for s in sidecars)
+        outputs.append([(root / "out" / f"{p.name}.png").read_bytes() for p in plan.pairs])
+        assert fake.captures == captures  # two batches, one capture; then one per batch
+    assert outputs[0] == outputs[1]

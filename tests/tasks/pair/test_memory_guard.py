@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -68,8 +70,23 @@ def test_a_cuda_estimate_counts_the_allocators_reserve():
         estimate_memory(StyleConfig(size=2048), 1536, 2048, "cpu"),
         estimate_memory(StyleConfig(size=2048), 1536, 2048, "cuda"),
     )
-    dynamic = cpu.activations + cpu.transient + cpu.optimizer
+    dynamic = cpu.activations + cpu.transient + cpu.optimizer + cuda.kept_graphs
     assert cpu.reserve == 0 and cuda.reserve == pytest.approx(CUDA_RESERVE_RATIO * dynamic, rel=1e-6)
+
+
+def test_a_cuda_estimate_counts_the_coarser_scales_kept_graphs():
+    """A GraphCache keeps every scale's graph for the next batch: at 2048 px from 256 px, the
+    scales at 256, 512 and 1024 px (1/64 + 1/16 + 1/4 of the last one's pixels) stay alive while
+    the last runs. Tiles keep none; the CPU has no graphs."""
+    from nst_batch.core.memory import bytes_per_pixel, estimate_memory
+
+    cfg = StyleConfig(size=2048)
+    assert cfg.sides() == (256, 512, 1024, 2048)
+    cuda, cpu = estimate_memory(cfg, 1536, 2048, "cuda"), estimate_memory(cfg, 1536, 2048, "cpu")
+    per_pixel = sum(bytes_per_pixel(cfg))
+    assert cuda.kept_graphs == pytest.approx(per_pixel * 1536 * 2048 * (1 / 64 + 1 / 16 + 1 / 4), rel=1e-6)
+    assert cpu.kept_graphs == 0
+    assert estimate_memory(replace(cfg, tile_size=512), 1536, 2048, "cuda").kept_graphs == 0
 
 
 def test_a_gpus_budget_counts_this_processs_own_allocator_cache(monkeypatch):
