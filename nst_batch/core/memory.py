@@ -3,7 +3,8 @@
 The count is per pixel of the largest scale: the activations autograd keeps for the backward
 pass (one tensor per convolution, since the ReLUs run in place; each pooling output and its int64
 indices), the backward pass's transient gradients, the optimiser's state (L-BFGS keeps
-``history`` pairs of image-sized vectors) and a few image-sized buffers. A fixed base covers the
+``history`` pairs of image-sized vectors) and a few image-sized buffers; on CUDA, the coarser
+scales' graphs that a GraphCache keeps for the next batch. A fixed base covers the
 process itself (PyTorch's libraries, the weights). The benchmark (``nst bench``) prints this
 estimate beside the measured peak RSS.
 """

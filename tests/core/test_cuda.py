@@ -133,3 +133,37 @@ def test_the_device_lbfgs_allocates_nothing_after_its_first_steps(cuda_problem):
         lbfgs.direction(grads[i % 3] * (2 + 0.1 * i))
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == before
+
+
+def test_a_kept_graph_gives_the_next_batch_its_own_result(cuda_problem, features, content, style):
+    """A GraphCache on a real GPU: the second batch of a shape replays the graphs the first
+    captured (its targets and start copied into the captured tensors) and gets what it gets with
+    graphs of its own, in float64 (two scales, the pyramid at the first)."""
+    from nst_batch.core import luminance_match_for
+    from nst_batch.core.optimize import GraphCache
+    from nst_batch.core.stylizer import stylize_batch
+    from tests.synthetic import blocks_like, photo_like
+
+    device = torch.device("cuda")
+    feats = copy.deepcopy(features).to(device).double()
+    cfg = replace(CFG64, size=96, scales=(0.5, 1.0), iterations=(12, 8))
+
+    def batch(seeds, styles):
+        photos = [photo_like(72, 96, seed=s).to(device).double() for s in seeds]
+        targets = [
+            [compute_style_targets(p.to(device).double(), feats, cfg, luminance_match=luminance_match_for(c, cfg))]
+            for c, p in zip(photos, styles, strict=True)
+        ]
+        return photos, targets
+
+    paintings = [style, blocks_like(96, 96, 0)]
+    cache = GraphCache()
+    photos, targets = batch((0, 1), paintings)
+    stylize_batch(photos, feats, cfg, targets, graphs=cache)
+    photos, targets = batch((2, 3), paintings[::-1])
+    kept = stylize_batch(photos, feats, cfg, targets, graphs=cache)
+    own = stylize_batch(photos, feats, cfg, targets, graphs=GraphCache())
+    assert (cache.captured, cache.reused) == (2, 2)
+    assert all(s.graphed and s.graph_kept for r in kept for s in r.scales)
+    for k, o in zip(kept, own, strict=True):
+        assert (k.image - o.image).abs().max() < 1e-7
