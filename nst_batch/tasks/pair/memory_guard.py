@@ -24,9 +24,11 @@ def parse_bytes(text: str) -> int:
     return parsed(ENV_VAR, text, byte_size)
 
 
-def memory_budget(device: torch.device, sharing: int = 1) -> tuple[int, str]:
+def memory_budget(device: torch.device, sharing: int = 1, held: int = 0) -> tuple[int, str]:
     """(bytes this run may use, where that figure comes from). ``sharing`` jobs run on the device at
-    once: each may use its share of the GPU, and never more than is free now."""
+    once: each may use its share of the GPU, and never more than is free now. ``held``: bytes this
+    thread's kept CUDA graphs hold that the job runs in (nst_batch.tasks.pair.kept_graphs), free
+    for it though the driver counts them taken."""
     configured = MAX_MEMORY.read()
     if configured is not None:
         return configured // sharing, f"{ENV_VAR}={os.environ[ENV_VAR].strip()}" + (
@@ -34,7 +36,7 @@ def memory_budget(device: torch.device, sharing: int = 1) -> tuple[int, str]:
         )
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
-        free += cached_here(device)
+        free += cached_here(device) + held
         share = f", a 1/{sharing} share" if sharing > 1 else ""
         return int(min(free, total // sharing)), f"free memory of {torch.cuda.get_device_name(device)}{share}"
     return available_ram(), "RAM available"
@@ -76,10 +78,12 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
-def batch_limit(cfg: StyleConfig, height: int, width: int, device: torch.device, sharing: int = 1) -> int:
+def batch_limit(
+    cfg: StyleConfig, height: int, width: int, device: torch.device, sharing: int = 1, held: int = 0
+) -> int:
     """The most photos of ``height`` x ``width`` one batch may hold within this device's budget (at
     least 1: a photo that does not fit alone is refused by :func:`check_fits`, with its hints)."""
-    budget, _ = memory_budget(device, sharing)
+    budget, _ = memory_budget(device, sharing, held)
     return max(1, largest_batch(cfg, height, width, budget, device.type))
 
 
@@ -92,12 +96,14 @@ def check_fits(
     style_pixels: int | None = None,
     sharing: int = 1,
     batch: int = 1,
+    held: int = 0,
 ) -> None:
     """Raise :class:`TooLargeError` when stylizing ``name`` with ``cfg`` would exceed the budget.
     ``style_pixels``: the largest style image's pixels at its largest size (None: assume square).
-    ``batch``: photos of this shape optimised at once (the batch is what must fit)."""
+    ``batch``: photos of this shape optimised at once (the batch is what must fit). ``held``: as
+    :func:`memory_budget` takes it."""
     estimate = estimate_memory(cfg, content_height, content_width, device.type, style_pixels, batch)
-    budget, source = memory_budget(device, sharing)
+    budget, source = memory_budget(device, sharing, held)
     # The estimate includes the process's base (libraries, weights), which a running process has
     # already paid out of "RAM available": that errs by ~1 GiB on the side of refusing.
     if estimate.total <= budget:

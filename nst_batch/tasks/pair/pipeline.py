@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nst_batch.core import GraphCache, ProgressCallback, StyleConfig, for_device
+from nst_batch.core import ProgressCallback, StyleConfig, for_device
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
@@ -33,6 +33,7 @@ from nst_batch.tasks.pair.image_files import (
     thumbnail,
     upright_size_from_header,
 )
+from nst_batch.tasks.pair.kept_graphs import KeptGraphs, kept_graphs
 from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import batch_limit
 from nst_batch.tasks.pair.networks import get_weights
@@ -106,8 +107,8 @@ def run_pairs(
 
     size = _window(settings)
     # On a GPU, each scale's CUDA graph is kept for the next batch of its shape (batches of one
-    # bucket come one after another): captured once per shape in this chunk, freed with it.
-    graphs = GraphCache()
+    # bucket come one after another, chunk after chunk on a thread): captured once per shape.
+    graphs = kept_graphs()
     windows = [range(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
     with _ReadAhead(pairs, settings, force, steps) as reader:
         for window, prepared in reader.each(windows):
@@ -122,7 +123,7 @@ def run_pairs(
                     index[id(outcome)] = i
                 else:
                     done(i, outcome)
-            for group in batches(ready, settings):
+            for group in batches(ready, settings, graphs):
                 for key, result in _run_batch(group, settings, force, graphs).items():
                     done(index[key], result)
     return [r for r in results if r is not None]
@@ -273,11 +274,12 @@ def _failed(exc: Exception, settings: BatchSettings) -> PairFailed:
     return failed
 
 
-def batches(ready: Sequence[_Ready], settings: BatchSettings) -> list[list[_Ready]]:
+def batches(ready: Sequence[_Ready], settings: BatchSettings, graphs: KeptGraphs | None = None) -> list[list[_Ready]]:
     """The pairs in groups optimised as one batch: pairs of one parameter set whose photos share a
     bucket (nst_batch.tasks.planning.buckets), at most :func:`batch_size` of them; a pair with a
     mask, in tiles, or whose photo's size its header does not say, runs alone. In the pairs'
-    order otherwise (a bucket's batch starts where its first pair stands)."""
+    order otherwise (a bucket's batch starts where its first pair stands). ``graphs``: the
+    thread's kept CUDA graphs, which :func:`batch_size` counts."""
     groups: dict[Any, list[list[_Ready]]] = {}
     limits: dict[Any, int] = {}  # one memory estimate per bucket, not per pair
     order: list[list[_Ready]] = []
@@ -287,7 +289,7 @@ def batches(ready: Sequence[_Ready], settings: BatchSettings) -> list[list[_Read
             order.append([r])
             continue
         if key not in limits:
-            limits[key] = batch_size(settings, r.pair.config, key[1])
+            limits[key] = batch_size(settings, r.pair.config, key[1], graphs)
         limit = limits[key]
         open_ = groups.setdefault(key, [])
         if open_ and len(open_[-1]) < limit:
@@ -308,9 +310,12 @@ AUTO_BATCH_CPU = 4
 CPU_BATCH_MAX_SIDE = 128
 
 
-def batch_size(settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int]) -> int:
+def batch_size(
+    settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int], graphs: KeptGraphs | None = None
+) -> int:
     """How many photos of ``shape`` one batch holds: the run's ``batch`` setting (0: auto, above),
-    never more than the device's memory holds."""
+    never more than the device's memory holds. Kept CUDA graphs of this bucket count as free (its
+    batches run in them); of another, they are dropped first (nst_batch.tasks.pair.kept_graphs)."""
     pool = device_pool(settings.runtime.device)
     device = pool.devices[0]
     wanted = settings.runtime.batch
@@ -318,7 +323,9 @@ def batch_size(settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int]
         wanted = AUTO_BATCH_GPU if device.type == "cuda" else AUTO_BATCH_CPU if cfg.size <= CPU_BATCH_MAX_SIDE else 1
     if wanted <= 1:
         return 1
-    return min(wanted, batch_limit(for_device(cfg, device), *shape, device, pool.sharing(device)))
+    cfg = for_device(cfg, device)
+    held = graphs.counted_free_for_bucket(cfg, *shape, str(device)) if graphs is not None else 0
+    return min(wanted, batch_limit(cfg, *shape, device, pool.sharing(device), held))
 
 
 def _bucket_key(r: _Ready) -> tuple[str, tuple[int, int]] | None:
@@ -333,7 +340,7 @@ def _bucket_key(r: _Ready) -> tuple[str, tuple[int, int]] | None:
 
 
 def _run_batch(
-    group: list[_Ready], settings: BatchSettings, force: bool, graphs: GraphCache | None = None
+    group: list[_Ready], settings: BatchSettings, force: bool, graphs: KeptGraphs | None = None
 ) -> dict[int, PairRow | PairFailed]:
     """Each pair of ``group``'s row (or failure), from one batch; a failed batch's pairs run again alone."""
     if len(group) > 1:

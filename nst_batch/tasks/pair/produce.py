@@ -33,6 +33,7 @@ from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.pair.device_pool import device_pool
 from nst_batch.tasks.pair.done import shares_targets
 from nst_batch.tasks.pair.image_files import LoadedImage, check_aspect, decode_image
+from nst_batch.tasks.pair.kept_graphs import BatchShape, KeptGraphs
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.networks import get_features
@@ -129,7 +130,7 @@ def produce_images(
     targets: TargetCache | None = None,
     force: bool = False,
     report_every: int = REPORT_EVERY,
-    graphs: GraphCache | None = None,
+    graphs: KeptGraphs | None = None,
 ) -> list[Produced]:
     """The one path from pairs' bytes to their images, for ``nst stylize`` and every runner: decode,
     the memory guard, a device, the style targets (through ``targets``, the cache under an output
@@ -137,7 +138,7 @@ def produce_images(
     photos brought to their common bucket's shape, and their outputs back to their own), and
     the time of what they share (the device's set-up, the optimisation) is split among them.
     ``graphs`` keeps each scale's CUDA graph for the next call with a batch of this shape (see
-    nst_batch.core.optimize.GraphCache); without it, the graphs go with this call."""
+    nst_batch.tasks.pair.kept_graphs); without it, the graphs go with this call."""
     timings = [Timings() for _ in jobs]
     decoded = [_decode(job, cfg, runtime, targets is not None, t) for job, t in zip(jobs, timings, strict=True)]
     shape = _batch_shape(decoded, cfg) if len(jobs) > 1 else None
@@ -154,8 +155,18 @@ def produce_images(
         with shared("setup"):
             cfg = for_device(cfg, device)
             height, width = shape or decoded[0].content.rgb.shape[-2:]
+            kept = graphs or KeptGraphs()
+            batch = BatchShape(cfg, len(jobs), height, width, str(device))
             check_fits(
-                cfg, height, width, device, jobs[0].content_uri, style_pixels, sharing=slot.sharing, batch=len(jobs)
+                cfg,
+                height,
+                width,
+                device,
+                jobs[0].content_uri,
+                style_pixels,
+                sharing=slot.sharing,
+                batch=len(jobs),
+                held=kept.counted_free(batch),
             )
             features = features_for(cfg, runtime, device)
             configure_backends(device, runtime.deterministic)
@@ -164,9 +175,8 @@ def produce_images(
             with t("setup"):
                 outcomes.append(_style_targets(job, d, features, cfg, runtime, targets, force, device))
         with shared("stylize"):
-            results = _optimise(
-                jobs, decoded, outcomes, features, cfg, shape, device, report_every, graphs or GraphCache()
-            )
+            results = _optimise(jobs, decoded, outcomes, features, cfg, shape, device, report_every, kept.cache)
+            kept.ran(batch, device)
             images = [r.image.cpu() for r in results]  # waits for the GPU: the optimisation's time, not the encoder's
         made = []
         for job, d, t, o, r, image in zip(jobs, decoded, timings, outcomes, results, images, strict=True):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from nst_batch.tasks.pair import pipeline, produce, target_cache
+from nst_batch.tasks.pair.kept_graphs import kept_graphs
 from nst_batch.tasks.pair.pipeline import batch_size, batches, run_pairs
 from nst_batch.tasks.pair.records import PairRow, Status
 from nst_batch.tasks.planning.buckets import MAX_STRETCH, SNAP_PX, bucket_shape, distinct_shapes, working_shape
@@ -313,9 +314,10 @@ def test_a_buckets_batches_capture_each_scales_graph_once(tmp_path, monkeypatch)
     fake = _FakeCuda()
     monkeypatch.setattr(optimize, "CUDA", fake)
     monkeypatch.setattr(optimize, "_on_cuda", lambda device: True)
+    kept_graphs().drop()  # what earlier tests left on this thread
     outputs = []
-    for root, cache, captures in ((tmp_path / "kept", pipeline.GraphCache, 1), (tmp_path / "own", lambda: None, 3)):
-        monkeypatch.setattr(pipeline, "GraphCache", cache)  # None: each batch's graphs go with it
+    for root, kept, captures in ((tmp_path / "kept", kept_graphs, 1), (tmp_path / "own", lambda: None, 3)):
+        monkeypatch.setattr(pipeline, "kept_graphs", kept)  # None: each batch's graphs go with it
         for i in range(4):
             save(photo_like(96, 128, seed=i), root / "photos" / f"p{i}.png")
         save(painting_like(64, 64), root / "styles" / "paint.png")
@@ -331,3 +333,4 @@ def test_a_buckets_batches_capture_each_scales_graph_once(tmp_path, monkeypatch)
         outputs.append([(root / "out" / f"{p.name}.png").read_bytes() for p in plan.pairs])
         assert fake.captures == captures  # two batches, one capture; then one per batch
     assert outputs[0] == outputs[1]
+    kept_graphs().drop()
