@@ -14,6 +14,11 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def float_list(text: str) -> list[float]:
+    """``0,0.25`` -> [0.0, 0.25] (an argparse type)."""
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def write_json(path: str | Path, results: dict[str, Any]) -> None:
     """Written whole or not at all (a rename), so an interrupted run keeps the last complete file."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

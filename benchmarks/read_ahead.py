@@ -22,14 +22,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import report
+from benchmarks.common import float_list, report
 from nst_batch.tasks.output.storage.local import LocalStorage
 from nst_batch.tasks.pair import pipeline
 from nst_batch.tasks.planning.plan import load_plan
-
-
-def _float_list(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 @contextlib.contextmanager
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=6)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--iterations", type=int, default=40)
-    p.add_argument("--latency", type=_float_list, default=[0.0, 0.25])
+    p.add_argument("--latency", type=float_list, default=[0.0, 0.25])
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

@@ -55,9 +55,13 @@ class MemoryEstimate:
     kept_graphs: int = 0  # on CUDA, the coarser scales' graphs, kept for the next batch while the finest runs
 
     @property
+    def working(self) -> int:
+        """The optimisation's own: the network's, the optimiser's, the kept graphs'."""
+        return self.activations + self.transient + self.optimizer + self.kept_graphs
+
+    @property
     def total(self) -> int:
-        dynamic = self.activations + self.transient + self.optimizer + self.kept_graphs
-        return max(dynamic, self.style) + self.reserve + self.base
+        return max(self.working, self.style) + self.reserve + self.base
 
 
 def bytes_per_pixel(cfg: StyleConfig) -> tuple[float, float, float]:
@@ -115,8 +119,8 @@ def estimate_memory(
     the batch's, since each photo keeps its own activations and L-BFGS history; the targets are
     made one style at a time, before the optimisation, and the base is the process's."""
     height, width = fit_size(content_height, content_width, cfg.size)
-    kept, transient, optimizer = bytes_per_pixel(cfg)
-    kept *= 1 + coarser_pixels(cfg)
+    scale_kept, transient, optimizer = bytes_per_pixel(cfg)
+    kept = scale_kept * (1 + coarser_pixels(cfg))
     base = CUDA_BASE_BYTES if device_type == "cuda" else CPU_BASE_BYTES
     style = style_bytes(cfg, style_pixels)
     pixels, held = height * width * batch, 0
@@ -129,7 +133,7 @@ def estimate_memory(
     # batch of the shape, so the coarser scales' are alive while the finest runs. Tiles keep none.
     kept_graphs = 0
     if device_type == "cuda" and not cfg.tiled(height, width):
-        kept_graphs = int((bytes_per_pixel(cfg)[0] + transient + optimizer) * pixels * coarser_scales(cfg))
+        kept_graphs = int((scale_kept + transient + optimizer) * pixels * coarser_scales(cfg))
     dynamic = max((kept + transient + optimizer) * pixels + kept_graphs, style)
     reserve = int(CUDA_RESERVE_RATIO * dynamic) if device_type == "cuda" else 0
     return MemoryEstimate(

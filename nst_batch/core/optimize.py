@@ -454,12 +454,14 @@ class _GraphedStepper(_DeviceStepper):
 
     def step(self) -> tuple[Tensor, dict[str, Tensor]]:
         self.count += 1
-        if self.graph is not None and not self.rescale:
+        if self.graph is not None:
+            if self.rescale:  # a new batch's first iteration (restart): not in the graph
+                return self._eager()
             CUDA.replay(self.graph)
             assert self.outputs is not None
             return self.outputs
-        if self.graph is not None or self.error or self.count <= self.WARMUP or CUDA.disabled():
-            if CUDA.disabled() and not self.error and self.graph is None:
+        if self.error or self.count <= self.WARMUP or CUDA.disabled():
+            if CUDA.disabled() and not self.error:
                 self.error = f"CUDA graphs are off in this process after a failed capture: {CUDA.disabled()}"
             return self._eager()
         return self._capture()
@@ -517,26 +519,31 @@ class GraphCache:
 
     One shape at a time: a batch of another shape drops what the cache held before it captures,
     so the graphs alive are one shape's, each scale's (the memory guard counts the coarser scales'
-    beside the finest: nst_batch.core.memory). A stepper whose capture failed is not kept. Drop the
-    cache, or :meth:`clear` it, to free the memory.
+    beside the finest: nst_batch.core.memory); :attr:`shape` says which. A stepper whose capture
+    failed is never replayed: the next batch makes its own. Drop the cache, or :meth:`clear` it,
+    to free the memory.
     """
 
     def __init__(self) -> None:
-        self._shape: Hashable = None
+        self.shape: Hashable = None  # the ``Reuse.shape`` of what it holds; None: nothing
         self._kept: dict[Hashable, _Kept] = {}
         self.captured = 0  # steppers made (each captures, unless graphs are off)
         self.reused = 0  # scales that replayed a kept stepper's graph
 
     def clear(self) -> None:
-        self._shape, self._kept = None, {}
+        self.shape, self._kept = None, {}
 
     def stepper(self, reuse: Reuse, start: Tensor, make: Callable[[], _GraphedStepper]) -> _GraphedStepper:
-        if reuse.shape != self._shape:
+        if reuse.shape != self.shape:
             self.clear()
-            self._shape = reuse.shape
+            self.shape = reuse.shape
         kept = self._kept.pop(reuse.key, None)
-        usable = kept is not None and kept.stepper.graph is not None and not CUDA.disabled()
-        if kept is not None and usable and _load(kept.buffers, reuse.buffers):
+        if (
+            kept is not None
+            and kept.stepper.graph is not None
+            and not CUDA.disabled()
+            and _load(kept.buffers, reuse.buffers)
+        ):
             kept.stepper.restart(start)
             self._kept[reuse.key] = kept
             self.reused += 1

@@ -157,6 +157,19 @@ def stylize_batch(
 
 
 @dataclass(frozen=True)
+class GraphShape:
+    """What kept CUDA graphs are kept under (``optimize.Reuse.shape``): a batch of this many photos
+    of this shape, dtype, device and settings (as the device settles them) runs in them."""
+
+    photos: int
+    height: int  # the photos' shape as given to the stylizer
+    width: int
+    dtype: torch.dtype
+    device: str
+    cfg: StyleConfig
+
+
+@dataclass(frozen=True)
 class _Photo:
     """One photo of a batch and what is its own: its styles' targets, its start, its progress."""
 
@@ -246,7 +259,12 @@ def _stylize(
                 on_iteration=_by_image(hooks),
                 report_every=report_every,
                 where=where,
-                reuse=Reuse(graphs, (tuple(content.shape), content.dtype, str(content.device), cfg), index, buffers)
+                reuse=Reuse(
+                    graphs,
+                    GraphShape(len(photos), height, width, content.dtype, str(content.device), cfg),
+                    index,
+                    buffers,
+                )
                 if graphs is not None and not regions
                 else None,
             )
@@ -360,14 +378,19 @@ def _levels(cfg: StyleConfig, index: int) -> int:
 
 
 def _optimize(
-    start: Tensor, objective: Objective, cfg: StyleConfig, iterations: int, levels: int, **options: Any
+    start: Tensor,
+    objective: Objective,
+    cfg: StyleConfig,
+    iterations: int,
+    levels: int,
+    reuse: Reuse | None = None,
+    **options: Any,
 ) -> list[ScaleOutcome]:
     """One scale's optimisation of a batch over the pixels, or over ``levels`` levels of their
     pyramid (see nst_batch.core.precondition)."""
     if levels <= 0:
-        return optimize_batch(start, objective, cfg, iterations, **options)
+        return optimize_batch(start, objective, cfg, iterations, reuse=reuse, **options)
     pyramid = Pyramid(start, levels)
-    reuse: Reuse | None = options.pop("reuse", None)
     if reuse is not None:  # the variable starts at 0: the start is the pyramid's, and the batch's own
         reuse = replace(reuse, buffers=[*reuse.buffers, pyramid.start])
     return optimize_batch(

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nst_batch.core import ProgressCallback, StyleConfig, for_device
+from nst_batch.core import GraphCache, ProgressCallback, StyleConfig, for_device
 from nst_batch.tasks.basics import json_bytes, sha256_hex
 from nst_batch.tasks.errors import OutputRootError, PairFailed
 from nst_batch.tasks.output.layout import earlier_name, original_thumb, pair_thumb
@@ -33,7 +33,7 @@ from nst_batch.tasks.pair.image_files import (
     thumbnail,
     upright_size_from_header,
 )
-from nst_batch.tasks.pair.kept_graphs import KeptGraphs, kept_graphs
+from nst_batch.tasks.pair.kept_graphs import counted_free_for_bucket, kept_graphs
 from nst_batch.tasks.pair.masks import MAX_MASK_PIXELS, MaskInput
 from nst_batch.tasks.pair.memory_guard import batch_limit
 from nst_batch.tasks.pair.networks import get_weights
@@ -274,7 +274,7 @@ def _failed(exc: Exception, settings: BatchSettings) -> PairFailed:
     return failed
 
 
-def batches(ready: Sequence[_Ready], settings: BatchSettings, graphs: KeptGraphs | None = None) -> list[list[_Ready]]:
+def batches(ready: Sequence[_Ready], settings: BatchSettings, graphs: GraphCache | None = None) -> list[list[_Ready]]:
     """The pairs in groups optimised as one batch: pairs of one parameter set whose photos share a
     bucket (nst_batch.tasks.planning.buckets), at most :func:`batch_size` of them; a pair with a
     mask, in tiles, or whose photo's size its header does not say, runs alone. In the pairs'
@@ -311,7 +311,7 @@ CPU_BATCH_MAX_SIDE = 128
 
 
 def batch_size(
-    settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int], graphs: KeptGraphs | None = None
+    settings: BatchSettings, cfg: StyleConfig, shape: tuple[int, int], graphs: GraphCache | None = None
 ) -> int:
     """How many photos of ``shape`` one batch holds: the run's ``batch`` setting (0: auto, above),
     never more than the device's memory holds. Kept CUDA graphs of this bucket count as free (its
@@ -324,7 +324,7 @@ def batch_size(
     if wanted <= 1:
         return 1
     cfg = for_device(cfg, device)
-    held = graphs.counted_free_for_bucket(cfg, *shape, str(device)) if graphs is not None else 0
+    held = counted_free_for_bucket(graphs, cfg, *shape, device) if graphs is not None else 0
     return min(wanted, batch_limit(cfg, *shape, device, pool.sharing(device), held))
 
 
@@ -340,7 +340,7 @@ def _bucket_key(r: _Ready) -> tuple[str, tuple[int, int]] | None:
 
 
 def _run_batch(
-    group: list[_Ready], settings: BatchSettings, force: bool, graphs: KeptGraphs | None = None
+    group: list[_Ready], settings: BatchSettings, force: bool, graphs: GraphCache | None = None
 ) -> dict[int, PairRow | PairFailed]:
     """Each pair of ``group``'s row (or failure), from one batch; a failed batch's pairs run again alone."""
     if len(group) > 1:

@@ -28,12 +28,12 @@ from nst_batch.core import (
 )
 from nst_batch.core.image_ops import fit_size, image_hw, resize
 from nst_batch.core.regions import check_regions
-from nst_batch.core.stylizer import REPORT_EVERY
+from nst_batch.core.stylizer import REPORT_EVERY, GraphShape
 from nst_batch.tasks.errors import TaskError
 from nst_batch.tasks.pair.device_pool import device_pool
 from nst_batch.tasks.pair.done import shares_targets
 from nst_batch.tasks.pair.image_files import LoadedImage, check_aspect, decode_image
-from nst_batch.tasks.pair.kept_graphs import BatchShape, KeptGraphs
+from nst_batch.tasks.pair.kept_graphs import counted_free
 from nst_batch.tasks.pair.masks import MaskInput
 from nst_batch.tasks.pair.memory_guard import check_fits
 from nst_batch.tasks.pair.networks import get_features
@@ -130,7 +130,7 @@ def produce_images(
     targets: TargetCache | None = None,
     force: bool = False,
     report_every: int = REPORT_EVERY,
-    graphs: KeptGraphs | None = None,
+    graphs: GraphCache | None = None,
 ) -> list[Produced]:
     """The one path from pairs' bytes to their images, for ``nst stylize`` and every runner: decode,
     the memory guard, a device, the style targets (through ``targets``, the cache under an output
@@ -155,8 +155,7 @@ def produce_images(
         with shared("setup"):
             cfg = for_device(cfg, device)
             height, width = shape or decoded[0].content.rgb.shape[-2:]
-            kept = graphs or KeptGraphs()
-            batch = BatchShape(cfg, len(jobs), height, width, str(device))
+            graphs = graphs if graphs is not None else GraphCache()
             check_fits(
                 cfg,
                 height,
@@ -166,7 +165,9 @@ def produce_images(
                 style_pixels,
                 sharing=slot.sharing,
                 batch=len(jobs),
-                held=kept.counted_free(batch),
+                held=counted_free(
+                    graphs, GraphShape(len(jobs), height, width, decoded[0].content.rgb.dtype, str(device), cfg), device
+                ),
             )
             features = features_for(cfg, runtime, device)
             configure_backends(device, runtime.deterministic)
@@ -175,8 +176,7 @@ def produce_images(
             with t("setup"):
                 outcomes.append(_style_targets(job, d, features, cfg, runtime, targets, force, device))
         with shared("stylize"):
-            results = _optimise(jobs, decoded, outcomes, features, cfg, shape, device, report_every, kept.cache)
-            kept.ran(batch, device)
+            results = _optimise(jobs, decoded, outcomes, features, cfg, shape, device, report_every, graphs)
             images = [r.image.cpu() for r in results]  # waits for the GPU: the optimisation's time, not the encoder's
         made = []
         for job, d, t, o, r, image in zip(jobs, decoded, timings, outcomes, results, images, strict=True):

@@ -314,7 +314,7 @@ def test_a_buckets_batches_capture_each_scales_graph_once(tmp_path, monkeypatch)
     fake = _FakeCuda()
     monkeypatch.setattr(optimize, "CUDA", fake)
     monkeypatch.setattr(optimize, "_on_cuda", lambda device: True)
-    kept_graphs().drop()  # what earlier tests left on this thread
+    kept_graphs().clear()  # what earlier tests left on this thread
     outputs = []
     for root, kept, captures in ((tmp_path / "kept", kept_graphs, 1), (tmp_path / "own", lambda: None, 3)):
         monkeypatch.setattr(pipeline, "kept_graphs", kept)  # None: each batch's graphs go with it
@@ -333,4 +333,4 @@ def test_a_buckets_batches_capture_each_scales_graph_once(tmp_path, monkeypatch)
         outputs.append([(root / "out" / f"{p.name}.png").read_bytes() for p in plan.pairs])
         assert fake.captures == captures  # two batches, one capture; then one per batch
     assert outputs[0] == outputs[1]
-    kept_graphs().drop()
+    kept_graphs().clear()

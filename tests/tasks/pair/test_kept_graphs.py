@@ -11,13 +11,16 @@ import torch
 
 from nst_batch.core import StyleConfig
 from nst_batch.core.memory import estimate_memory
+from nst_batch.core.optimize import GraphCache
+from nst_batch.core.stylizer import GraphShape
 from nst_batch.tasks.errors import TooLargeError
-from nst_batch.tasks.pair.kept_graphs import BatchShape, KeptGraphs, kept_graphs
+from nst_batch.tasks.pair.kept_graphs import counted_free, counted_free_for_bucket, kept_graphs
 from nst_batch.tasks.pair.memory_guard import batch_limit, check_fits, memory_budget
 
 GIB = 2**30
 CFG = StyleConfig(size=1024)
-BATCH = BatchShape(CFG, 4, 768, 1024, "cuda:0")
+CUDA = torch.device("cuda:0")
+BATCH = GraphShape(4, 768, 1024, torch.float32, "cuda:0", CFG)
 
 
 @pytest.fixture
@@ -32,54 +35,57 @@ def gpu(monkeypatch):
     return free
 
 
-class _Cache:
-    """A GraphCache stand-in that says when it is cleared."""
+class _Cache(GraphCache):
+    """A GraphCache that says when it is cleared, holding ``shape``'s graphs (as a batch of it leaves them)."""
 
-    def __init__(self) -> None:
-        self.cleared = 0
+    def __init__(self, shape: GraphShape | None = None) -> None:
+        super().__init__()
+        self.shape, self.cleared = shape, 0
 
     def clear(self) -> None:
+        super().clear()
         self.cleared += 1
 
 
-def test_the_kept_batch_counts_what_its_graphs_hold_as_free_and_another_drops_them():
-    kept = KeptGraphs(_Cache())  # type: ignore[arg-type]
-    kept.ran(BATCH, torch.device("cuda:0"))
+def _held() -> int:
     estimate = estimate_memory(CFG, 768, 1024, "cuda", batch=4)
-    assert kept.held == estimate.activations + estimate.transient + estimate.optimizer + estimate.kept_graphs > 0
-    assert kept.counted_free(BATCH) == kept.held and kept.cache.cleared == 0
-    assert kept.counted_free_for_bucket(CFG, 768, 1024, "cuda:0") == kept.held  # any batch size of the bucket
-    other = BatchShape(CFG, 3, 768, 1024, "cuda:0")  # the last, smaller batch of the bucket: other graphs
-    assert kept.counted_free(other) == 0 and kept.cache.cleared == 1 and kept.batch is None
-    kept.ran(BATCH, torch.device("cuda:0"))
-    assert kept.counted_free_for_bucket(CFG, 1024, 768, "cuda:0") == 0 and kept.cache.cleared == 2
+    return estimate.activations + estimate.transient + estimate.optimizer + estimate.kept_graphs
+
+
+def test_the_kept_batch_counts_what_its_graphs_hold_as_free_and_another_drops_them():
+    kept = _Cache(BATCH)
+    assert _held() > 0
+    assert counted_free(kept, BATCH, CUDA) == _held() and kept.cleared == 0
+    assert counted_free_for_bucket(kept, CFG, 768, 1024, CUDA) == _held()  # any batch size of the bucket
+    other = GraphShape(3, 768, 1024, torch.float32, "cuda:0", CFG)  # the last, smaller batch of the bucket
+    assert counted_free(kept, other, CUDA) == 0
+    assert kept.cleared == 1 and kept.shape is None
+    kept.shape = BATCH
+    assert counted_free_for_bucket(kept, CFG, 1024, 768, CUDA) == 0 and kept.cleared == 2
 
 
 def test_on_a_cpu_nothing_is_held():
-    kept = KeptGraphs(_Cache())  # type: ignore[arg-type]
-    kept.ran(BatchShape(CFG, 4, 768, 1024, "cpu"), torch.device("cpu"))
-    assert kept.held == 0 and kept.counted_free(BatchShape(CFG, 4, 768, 1024, "cpu")) == 0
+    cpu = GraphShape(4, 768, 1024, torch.float32, "cpu", CFG)
+    assert counted_free(_Cache(cpu), cpu, torch.device("cpu")) == 0
 
 
 def test_a_batch_that_runs_in_its_kept_graphs_is_neither_refused_nor_shrunk(gpu):
     """The first batch of 4 just fitted; its graphs then hold most of that memory (the driver
     reports less free). Counted as free, the next batch of the shape fits and a batch size comes
     out the same; without them, the guard would refuse it and shrink the batches."""
-    kept = KeptGraphs(_Cache())  # type: ignore[arg-type]
-    cuda = torch.device("cuda:0")
     gpu[0] = estimate_memory(CFG, 768, 1024, "cuda", batch=4).total + GIB // 2
-    first = batch_limit(CFG, 768, 1024, cuda)
+    first = batch_limit(CFG, 768, 1024, CUDA)
     assert first == 4
-    check_fits(CFG, 768, 1024, cuda, "first", batch=4)
-    kept.ran(BATCH, cuda)
+    check_fits(CFG, 768, 1024, CUDA, "first", batch=4)
+    kept = _Cache(BATCH)  # the first batch's graphs, kept
     before = gpu[0]
-    gpu[0] -= kept.held  # what the driver now reports free
+    gpu[0] -= _held()  # what the driver now reports free
     with pytest.raises(TooLargeError):
-        check_fits(CFG, 768, 1024, cuda, "uncounted", batch=4)
-    assert batch_limit(CFG, 768, 1024, cuda) < first
-    check_fits(CFG, 768, 1024, cuda, "second", batch=4, held=kept.counted_free(BATCH))
-    assert batch_limit(CFG, 768, 1024, cuda, held=kept.counted_free_for_bucket(CFG, 768, 1024, "cuda:0")) == first
-    assert memory_budget(cuda, held=kept.held)[0] == before
+        check_fits(CFG, 768, 1024, CUDA, "uncounted", batch=4)
+    assert batch_limit(CFG, 768, 1024, CUDA) < first
+    check_fits(CFG, 768, 1024, CUDA, "second", batch=4, held=counted_free(kept, BATCH, CUDA))
+    assert batch_limit(CFG, 768, 1024, CUDA, held=counted_free_for_bucket(kept, CFG, 768, 1024, CUDA)) == first
+    assert memory_budget(CUDA, held=_held())[0] == before
 
 
 def test_a_configured_budget_is_not_raised_by_kept_graphs(monkeypatch):
@@ -90,7 +96,7 @@ def test_a_configured_budget_is_not_raised_by_kept_graphs(monkeypatch):
 def test_each_thread_keeps_its_own():
     mine = kept_graphs()
     assert kept_graphs() is mine
-    theirs: list[KeptGraphs] = []
+    theirs: list[GraphCache] = []
     thread = threading.Thread(target=lambda: theirs.append(kept_graphs()))
     thread.start()
     thread.join()
