@@ -10,12 +10,38 @@ from pathlib import Path
 
 # A Python traceback's first line, as logging and the interpreter print it.
 _TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.M)
+# A log record's first line, as Prefect writes it: "16:47:12.237 | ERROR   | logger - message".
+_RECORD = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)? \| ", re.M)
+# Known upstream, and harmless: Prefect's server on SQLite now and then loses a write race and
+# logs it with its traceback (PrefectHQ/prefect#18934, open: "database is locked" even in small
+# examples; ../shared/research/prefect.md, section 7). Seen here once, in a fresh-clone CI run on
+# 2 cores: the worker channel's heartbeat write, which the worker's next heartbeat (every few
+# seconds) makes again; the run it watched completed. Only a record with that message *and*
+# that cause is let through: any other traceback, or that message with another cause, still fails.
+UPSTREAM_RACES = (("Worker channel heartbeat persistence failed", "sqlite3.OperationalError: database is locked"),)
+
+
+def without_upstream_races(text: str) -> str:
+    """``text`` without the log records of :data:`UPSTREAM_RACES` (a record runs from its first
+    line to the next record's)."""
+    starts = [m.start() for m in _RECORD.finditer(text)]
+    if not starts:
+        return text
+    bounds = zip(starts, [*starts[1:], len(text)], strict=True)
+    head = text[: starts[0]]
+    kept = [
+        text[a:b]
+        for a, b in bounds
+        if not any(message in text[a:b].split("\n", 1)[0] and cause in text[a:b] for message, cause in UPSTREAM_RACES)
+    ]
+    return head + "".join(kept)
 
 
 def tracebacks(text: str, allowed: Iterable[str] = ()) -> list[str]:
     """Each traceback in ``text`` (its first line and the 30 after), except those whose text holds
     one of ``allowed`` (what a test provokes on purpose, named by its exception line)."""
     found = []
+    text = without_upstream_races(text)
     for match in _TRACEBACK.finditer(text):
         lines = text[match.start() :].splitlines()
         # A traceback ends at its first unindented line after the header: the exception itself.
